@@ -1,0 +1,21 @@
+//! Typed event envelopes, topic names and payloads shared by the task services.
+//!
+//! This crate is the wire contract between independently deployed services: it does no I/O, and
+//! its golden fixtures (`tests/fixtures`) pin the JSON of every event, so renaming or retyping a
+//! field breaks a test before it breaks a consumer. Writers are strict (every field typed);
+//! readers are tolerant (unknown fields are ignored) so producers can add fields first.
+
+pub mod delivery;
+pub mod envelope;
+pub mod payloads;
+pub mod topics;
+
+pub use delivery::{CloudEventAttributes, DecodeError, Delivery, decode, decode_any};
+pub use envelope::{Envelope, EventPayload};
+pub use payloads::{
+    Channel, NotificationFailed, NotificationSent, Priority, TaskCompleted, TaskCreated,
+    TaskDeleted, TaskDueSoon, TaskSnapshot, TaskStatus, TaskUpdated,
+};
+pub use topics::{
+    PUBSUB_NAME, STATE_STORE_NAME, Topic, apps, dead_letter_topic, dead_letter_topics,
+};

@@ -1,0 +1,1 @@
+//! reminder-scheduler
