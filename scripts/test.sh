@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The project's test command: every crate's unit, integration and end-to-end tests.
+# Integration tests start real processes (the local sidecar, the services, redis-server, SMTP
+# servers) on random loopback ports; nothing outside this machine is touched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/require.sh
+require_redis_server
+
+cargo test --workspace --locked "$@"
