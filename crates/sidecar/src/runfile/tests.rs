@@ -1,0 +1,279 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new(dirs: &[&str]) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        for d in dirs {
+            std::fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        Fixture { dir }
+    }
+
+    fn file(&self) -> PathBuf {
+        self.dir.path().join("dapr.yaml")
+    }
+
+    fn parse(&self, text: &str) -> Result<RunPlan, RunFileError> {
+        parse(&self.file(), text, None)
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        normalize(&self.dir.path().join(p))
+    }
+}
+
+#[test]
+fn minimal_file_resolves_with_cli_defaults() {
+    let fx = Fixture::new(&["svc/task-api", "resources"]);
+    let plan = fx
+        .parse(
+            "version: 1\ncommon:\n  resourcesPaths: [./resources]\napps:\n  - appDirPath: ./svc/task-api\n",
+        )
+        .unwrap();
+    let app = &plan.apps[0];
+    assert_eq!(
+        app.app_id, "task-api",
+        "app id defaults to the directory name"
+    );
+    assert_eq!(app.app_dir, fx.path("svc/task-api"));
+    assert_eq!(app.resources_paths, vec![fx.path("resources")]);
+    assert_eq!(app.dapr_http_port, None);
+    assert_eq!(app.app_port, None);
+    assert_eq!(app.app_channel_address, "127.0.0.1");
+    assert_eq!(app.max_body_size, 4 << 20);
+    assert!(app.command.is_empty());
+    assert!(
+        plan.warnings.iter().all(|w| !w.contains("unknown")),
+        "{:?}",
+        plan.warnings
+    );
+}
+
+#[test]
+fn full_app_and_env_merge() {
+    let fx = Fixture::new(&["a", "a/res"]);
+    let plan = fx
+        .parse(
+            r#"
+version: 1
+name: todo
+common:
+  env: { RUST_LOG: info, SHARED: common, PORTISH: 1 }
+  logLevel: warn
+  maxBodySize: 8Mi
+apps:
+  - appID: task-api
+    appDirPath: a
+    appPort: 8080
+    daprHTTPPort: 3500
+    daprGRPCPort: 50001
+    command: ["cargo", "run", "-p", "task-api"]
+    env: { SHARED: app, OWN: 42 }
+    resourcesPaths: ["./res"]
+    logLevel: debug
+"#,
+        )
+        .unwrap();
+    assert_eq!(plan.name.as_deref(), Some("todo"));
+    let app = &plan.apps[0];
+    assert_eq!(app.app_port, Some(8080));
+    assert_eq!(app.dapr_http_port, Some(3500));
+    assert_eq!(app.dapr_grpc_port, Some(50001));
+    assert_eq!(app.command, vec!["cargo", "run", "-p", "task-api"]);
+    assert_eq!(app.env["SHARED"], "app", "the app's env wins");
+    assert_eq!(app.env["RUST_LOG"], "info");
+    assert_eq!(
+        app.env["OWN"], "42",
+        "scalars are accepted as strings, like the CLI"
+    );
+    assert_eq!(app.env["PORTISH"], "1");
+    assert_eq!(
+        app.resources_paths,
+        vec![fx.path("a/res")],
+        "relative to appDirPath"
+    );
+    assert_eq!(app.log_level, Some(LogLevel::Debug));
+    assert_eq!(
+        app.max_body_size,
+        8 << 20,
+        "shared key inherited from common"
+    );
+}
+
+#[test]
+fn resources_precedence_app_then_local_dapr_dir_then_common() {
+    let fx = Fixture::new(&["a/.dapr/resources", "b", "common-res", "b/own"]);
+    let plan = fx
+        .parse(
+            "version: 1\ncommon: {resourcesPaths: [common-res]}\napps:\n  - appDirPath: a\n  - appDirPath: b\n  - {appID: c, appDirPath: b, resourcesPath: own}\n",
+        )
+        .unwrap();
+    assert_eq!(
+        plan.apps[0].resources_paths,
+        vec![fx.path("a/.dapr/resources")]
+    );
+    assert_eq!(plan.apps[1].resources_paths, vec![fx.path("common-res")]);
+    assert_eq!(
+        plan.apps[2].resources_paths,
+        vec![fx.path("b/own")],
+        "deprecated resourcesPath"
+    );
+}
+
+#[test]
+fn home_components_dir_is_the_last_resort() {
+    let fx = Fixture::new(&["a", "home/.dapr/components"]);
+    let plan = parse(
+        &fx.file(),
+        "version: 1\napps: [{appDirPath: a}]\n",
+        Some(fx.dir.path().join("home")),
+    )
+    .unwrap();
+    assert_eq!(
+        plan.apps[0].resources_paths,
+        vec![fx.path("home/.dapr/components")]
+    );
+}
+
+fn err(fx: &Fixture, text: &str) -> String {
+    fx.parse(text).unwrap_err().to_string()
+}
+
+#[test]
+fn version_is_required() {
+    let fx = Fixture::new(&["a"]);
+    let e = err(&fx, "apps: [{appDirPath: a}]\n");
+    assert!(e.contains("dapr.yaml") && e.contains("`version`"), "{e}");
+}
+
+#[test]
+fn app_dir_is_required_and_must_exist() {
+    let fx = Fixture::new(&["a"]);
+    let e = err(&fx, "version: 1\napps: [{appID: x}]\n");
+    assert!(
+        e.contains("apps[0].appDirPath") && e.contains("required"),
+        "{e}"
+    );
+    let e = err(&fx, "version: 1\napps: [{appDirPath: nope}]\n");
+    assert!(
+        e.contains("apps[0].appDirPath") && e.contains("does not exist"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_resources_path_is_an_error_naming_the_key() {
+    let fx = Fixture::new(&["a"]);
+    let e = err(
+        &fx,
+        "version: 1\napps: [{appDirPath: a, resourcesPaths: [missing]}]\n",
+    );
+    assert!(e.contains("apps[0].resourcesPaths[0]"), "{e}");
+}
+
+#[test]
+fn wrong_types_name_the_key() {
+    let fx = Fixture::new(&["a"]);
+    let e = err(
+        &fx,
+        "version: 1\napps:\n  - appDirPath: a\n    appPort: eighty\n",
+    );
+    assert!(e.contains("appPort") && e.contains("dapr.yaml"), "{e}");
+    let e = err(
+        &fx,
+        "version: 1\napps:\n  - appDirPath: a\n    command: cargo run\n",
+    );
+    assert!(e.contains("command"), "{e}");
+    let e = err(
+        &fx,
+        "version: 1\napps:\n  - appDirPath: a\n    daprHTTPPort: 70000\n",
+    );
+    assert!(e.contains("apps[0].daprHTTPPort"), "{e}");
+    let e = err(&fx, "version: [1]\napps: []\n");
+    assert!(e.contains("version"), "{e}");
+}
+
+#[test]
+fn malformed_yaml_names_the_file() {
+    let fx = Fixture::new(&[]);
+    let e = err(&fx, "version: 1\napps: [\n");
+    assert!(e.contains("dapr.yaml"), "{e}");
+}
+
+#[test]
+fn unknown_keys_are_tolerated_with_a_warning() {
+    let fx = Fixture::new(&["a"]);
+    let plan = fx
+        .parse("version: 1\nextra: 1\ncommon: {appPort: 9, bogus: 2}\napps: [{appDirPath: a, appPorts: 8080, configFilePath: a}]\n")
+        .unwrap();
+    let w = plan.warnings.join("\n");
+    assert!(w.contains("`extra`"), "{w}");
+    assert!(w.contains("common.bogus"), "{w}");
+    assert!(w.contains("common.appPort") && w.contains("per-app"), "{w}");
+    assert!(w.contains("apps[0].appPorts"), "{w}");
+    assert!(
+        w.contains("apps[0].configFilePath") && w.contains("no effect"),
+        "{w}"
+    );
+    assert_eq!(plan.apps[0].app_port, None);
+}
+
+#[test]
+fn unsupported_behaviour_is_an_error() {
+    let fx = Fixture::new(&["a"]);
+    let e = err(
+        &fx,
+        "version: 1\ncommon: {appProtocol: grpc}\napps: [{appDirPath: a}]\n",
+    );
+    assert!(e.contains("appProtocol") && e.contains("grpc"), "{e}");
+    let e = err(
+        &fx,
+        "version: 1\napps: [{appDirPath: a, enableAppHealthCheck: true}]\n",
+    );
+    assert!(e.contains("enableAppHealthCheck"), "{e}");
+    let e = err(
+        &fx,
+        "version: 1\napps: [{appDirPath: a, logLevel: chatty}]\n",
+    );
+    assert!(e.contains("apps[0].logLevel"), "{e}");
+}
+
+#[test]
+fn duplicate_ids_and_ports_are_rejected() {
+    let fx = Fixture::new(&["a", "b"]);
+    let e = err(
+        &fx,
+        "version: 1\napps: [{appID: x, appDirPath: a}, {appID: x, appDirPath: b}]\n",
+    );
+    assert!(
+        e.contains("apps[1].appID") && e.contains("duplicate"),
+        "{e}"
+    );
+    let e = err(
+        &fx,
+        "version: 1\napps: [{appDirPath: a, daprHTTPPort: 3500}, {appDirPath: b, daprHTTPPort: 3500}]\n",
+    );
+    assert!(e.contains("apps[1].daprHTTPPort"), "{e}");
+}
+
+#[test]
+fn no_apps_is_an_error() {
+    let fx = Fixture::new(&[]);
+    assert!(err(&fx, "version: 1\n").contains("no apps"));
+}
+
+#[test]
+fn negative_ports_mean_unset_like_the_cli() {
+    let fx = Fixture::new(&["a"]);
+    let plan = fx
+        .parse("version: 1\napps: [{appDirPath: a, appPort: -1, daprHTTPPort: 0}]\n")
+        .unwrap();
+    assert_eq!(plan.apps[0].app_port, None);
+    assert_eq!(plan.apps[0].dapr_http_port, None);
+}
