@@ -1,0 +1,2 @@
+//! Sidecar throughput benchmarks (filled in below).
+fn main() {}

@@ -1,0 +1,186 @@
+//! `state.in-memory`, with the ETag, first-write and TTL semantics of `state.redis`.
+//!
+//! Production uses Redis, so the local store copies Redis rather than Dapr's own in-memory store:
+//! * ETags are decimal integer strings, `"1"` on the first write and +1 per write.
+//! * A write happens when the key is absent, when the given etag equals the stored version, or when
+//!   no etag is given (`"0"`) and the key has never been written with `first-write`.
+//!   So a save **with** an etag on an absent key creates it.
+//! * A non-integer etag on save is `EtagInvalid`; delete compares strings and never parses.
+//! * Delete succeeds on an absent key whatever the etag.
+//! * TTL: `> 0` expires, `<= 0` persists, no TTL leaves an earlier expiry in force. Expired keys
+//!   read as absent.
+//! * Transactions apply every operation and report the first failure, without rollback (Redis
+//!   `MULTI`/`EXEC` semantics).
+
+use super::{DeleteRequest, SetRequest, StateError, StateItem, StateStore, TransactionOp};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+struct Entry {
+    data: Bytes,
+    version: u64,
+    first_write: bool,
+    expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+/// In-memory state store with Redis semantics.
+#[derive(Debug, Default)]
+pub struct InMemoryStateStore {
+    entries: Mutex<HashMap<String, Entry>>,
+    /// Component-level `ttlInSeconds`, used when a request carries none.
+    default_ttl: Option<i64>,
+}
+
+impl InMemoryStateStore {
+    pub fn new(default_ttl: Option<i64>) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            default_ttl,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // A poisoned lock only means another request panicked mid-update; the map is still usable.
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn apply_set(
+        map: &mut HashMap<String, Entry>,
+        req: &SetRequest,
+        default_ttl: Option<i64>,
+        now: Instant,
+    ) -> Result<(), StateError> {
+        let expected = match (&req.etag, req.concurrency) {
+            (_, super::Concurrency::LastWrite) | (None, _) => 0,
+            (Some(etag), _) => etag
+                .parse::<u64>()
+                .map_err(|e| StateError::EtagInvalid(format!("{etag}: {e}")))?,
+        };
+        let current = map.get(&req.key).filter(|e| e.live(now));
+        let allowed = match current {
+            None => true,
+            Some(e) => e.version == expected || (expected == 0 && !e.first_write),
+        };
+        if !allowed {
+            let msg = format!("failed to set key {}", req.key);
+            return Err(if req.etag.is_some() {
+                StateError::EtagMismatch(msg)
+            } else {
+                StateError::Store(msg)
+            });
+        }
+        let previous = current.cloned();
+        let first_write = req.concurrency == super::Concurrency::FirstWrite
+            || previous.as_ref().is_some_and(|e| e.first_write);
+        let ttl = req.ttl_seconds.or(default_ttl);
+        let expires_at = match ttl {
+            Some(n) if n > 0 => Some(now + Duration::from_secs(n.unsigned_abs())),
+            Some(_) => None,
+            None => previous.as_ref().and_then(|e| e.expires_at),
+        };
+        map.insert(
+            req.key.clone(),
+            Entry {
+                data: req.value.clone(),
+                version: previous.map_or(1, |e| e.version + 1),
+                first_write,
+                expires_at,
+            },
+        );
+        Ok(())
+    }
+
+    fn apply_delete(
+        map: &mut HashMap<String, Entry>,
+        req: &DeleteRequest,
+        now: Instant,
+    ) -> Result<(), StateError> {
+        let Some(current) = map.get(&req.key).filter(|e| e.live(now)) else {
+            map.remove(&req.key);
+            return Ok(());
+        };
+        let matches = match &req.etag {
+            None => true,
+            Some(etag) => *etag == current.version.to_string(),
+        };
+        if !matches {
+            return Err(StateError::EtagMismatch(format!(
+                "failed to delete {}",
+                req.key
+            )));
+        }
+        map.remove(&req.key);
+        Ok(())
+    }
+}
+
+impl StateStore for InMemoryStateStore {
+    fn features(&self) -> Vec<String> {
+        ["ETAG", "TRANSACTIONAL", "TTL"].map(String::from).to_vec()
+    }
+
+    fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<StateItem>, StateError>> {
+        let now = Instant::now();
+        let item = self
+            .lock()
+            .get(key)
+            .filter(|e| e.live(now))
+            .map(|e| StateItem {
+                data: e.data.clone(),
+                etag: Some(e.version.to_string()),
+                metadata: BTreeMap::new(),
+            });
+        Box::pin(async move { Ok(item) })
+    }
+
+    fn set(&self, req: SetRequest) -> BoxFuture<'_, Result<(), StateError>> {
+        let result = Self::apply_set(&mut self.lock(), &req, self.default_ttl, Instant::now());
+        Box::pin(async move { result })
+    }
+
+    fn delete(&self, req: DeleteRequest) -> BoxFuture<'_, Result<(), StateError>> {
+        let result = Self::apply_delete(&mut self.lock(), &req, Instant::now());
+        Box::pin(async move { result })
+    }
+
+    fn transact(&self, ops: Vec<TransactionOp>) -> BoxFuture<'_, Result<(), StateError>> {
+        let now = Instant::now();
+        let mut map = self.lock();
+        let mut first_error = None;
+        for op in &ops {
+            let r = match op {
+                TransactionOp::Set(req) => Self::apply_set(&mut map, req, self.default_ttl, now),
+                TransactionOp::Delete(req) => Self::apply_delete(&mut map, req, now),
+            };
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
+            }
+        }
+        drop(map);
+        Box::pin(async move { first_error.map_or(Ok(()), Err) })
+    }
+
+    fn keys(&self) -> BoxFuture<'_, Result<Vec<String>, StateError>> {
+        let now = Instant::now();
+        let mut keys: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.live(now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        Box::pin(async move { Ok(keys) })
+    }
+}

@@ -1,0 +1,254 @@
+//! The runtime: component instances shared by every sidecar of one run, the registry of app
+//! channels used for service invocation, the publish log and the fault switches.
+
+use crate::components::{
+    InMemoryPubSub, InMemoryStateStore, Message, PubSub, PubSubError, StateStore,
+};
+use crate::faults::Faults;
+use crate::resources::{ComponentSpec, ResourceError, Resources};
+use crate::scopes::TopicScopes;
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::Notify;
+
+/// A loaded state store.
+#[derive(Debug, Clone)]
+pub struct StateComponent {
+    pub spec: ComponentSpec,
+    pub store: Arc<dyn StateStore>,
+}
+
+/// A loaded pub/sub component.
+#[derive(Debug, Clone)]
+pub struct PubSubComponent {
+    pub spec: ComponentSpec,
+    pub broker: Arc<dyn PubSub>,
+    pub scopes: TopicScopes,
+    in_memory: Option<Arc<InMemoryPubSub>>,
+}
+
+/// An app reachable through service invocation.
+#[derive(Debug, Clone)]
+pub(crate) struct AppEndpoint {
+    pub(crate) sidecar_id: u64,
+    pub(crate) addr: SocketAddr,
+    pub(crate) app_api_token: Option<String>,
+}
+
+/// Shared state of a (multi-app) run.
+#[derive(Debug)]
+pub struct Runtime {
+    resources: Resources,
+    state_stores: BTreeMap<String, StateComponent>,
+    pubsubs: BTreeMap<String, PubSubComponent>,
+    apps: RwLock<HashMap<String, Vec<AppEndpoint>>>,
+    next_app: AtomicUsize,
+    faults: Faults,
+    published: Mutex<BTreeMap<String, Vec<serde_json::Value>>>,
+    published_changed: Notify,
+}
+
+impl Runtime {
+    /// Instantiates every component of `resources`.
+    pub fn new(resources: Resources) -> Result<Arc<Runtime>, ResourceError> {
+        let mut state_stores = BTreeMap::new();
+        let mut pubsubs = BTreeMap::new();
+        for spec in &resources.components {
+            match spec.component_type.as_str() {
+                "state.in-memory" => {
+                    let ttl = match spec.meta("ttlInSeconds") {
+                        None | Some("") => None,
+                        Some(v) => Some(v.parse::<i64>().map_err(|e| ResourceError::Field {
+                            file: spec.source.clone(),
+                            kind: "Component".into(),
+                            name: spec.name.clone(),
+                            field: "spec.metadata.ttlInSeconds".into(),
+                            message: e.to_string(),
+                        })?),
+                    };
+                    state_stores.insert(
+                        spec.name.clone(),
+                        StateComponent {
+                            spec: spec.clone(),
+                            store: Arc::new(InMemoryStateStore::new(ttl)),
+                        },
+                    );
+                }
+                "pubsub.in-memory" => {
+                    let broker = Arc::new(InMemoryPubSub::new());
+                    let scopes = TopicScopes::from_metadata(|k| spec.meta(k).map(String::from));
+                    pubsubs.insert(
+                        spec.name.clone(),
+                        PubSubComponent {
+                            spec: spec.clone(),
+                            broker: broker.clone(),
+                            scopes,
+                            in_memory: Some(broker),
+                        },
+                    );
+                }
+                other => {
+                    return Err(ResourceError::UnknownComponentType {
+                        file: spec.source.clone(),
+                        name: spec.name.clone(),
+                        component_type: other.to_string(),
+                        supported: crate::resources::SUPPORTED_COMPONENT_TYPES.join(", "),
+                    });
+                }
+            }
+        }
+        Ok(Arc::new(Runtime {
+            resources,
+            state_stores,
+            pubsubs,
+            apps: RwLock::new(HashMap::new()),
+            next_app: AtomicUsize::new(0),
+            faults: Faults::default(),
+            published: Mutex::new(BTreeMap::new()),
+            published_changed: Notify::new(),
+        }))
+    }
+
+    /// The resources this runtime was built from.
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
+
+    /// Fault switches shared by all sidecars.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
+    }
+
+    /// State store `name`, if it exists and `app_id` is in its scopes.
+    pub fn state_store(&self, app_id: &str, name: &str) -> Option<&StateComponent> {
+        self.state_stores
+            .get(name)
+            .filter(|c| c.spec.in_scope(app_id))
+    }
+
+    /// Pub/sub `name`, if it exists and `app_id` is in its scopes.
+    pub fn pubsub(&self, app_id: &str, name: &str) -> Option<&PubSubComponent> {
+        self.pubsubs.get(name).filter(|c| c.spec.in_scope(app_id))
+    }
+
+    /// Whether any state store is visible to `app_id`.
+    pub fn has_state_stores(&self, app_id: &str) -> bool {
+        self.state_stores.values().any(|c| c.spec.in_scope(app_id))
+    }
+
+    /// Components visible to `app_id`, in load order.
+    pub fn components_for(&self, app_id: &str) -> Vec<&ComponentSpec> {
+        self.resources
+            .components
+            .iter()
+            .filter(|c| c.in_scope(app_id))
+            .collect()
+    }
+
+    /// Capabilities of component `name`.
+    pub fn capabilities(&self, name: &str) -> Vec<String> {
+        if let Some(s) = self.state_stores.get(name) {
+            return s.store.features();
+        }
+        self.pubsubs
+            .get(name)
+            .map(|p| p.broker.features())
+            .unwrap_or_default()
+    }
+
+    /// Hands a message to the broker and records it in the publish log.
+    pub async fn publish_message(
+        &self,
+        pubsub: &PubSubComponent,
+        msg: Message,
+    ) -> Result<(), PubSubError> {
+        let topic = msg.topic.clone();
+        let recorded = serde_json::from_slice(&msg.data).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&msg.data).into_owned())
+        });
+        pubsub.broker.publish(msg).await?;
+        self.published
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(topic)
+            .or_default()
+            .push(recorded);
+        self.published_changed.notify_waiters();
+        Ok(())
+    }
+
+    /// Every message published to `topic` (on any pub/sub), in order.
+    pub fn published(&self, topic: &str) -> Vec<serde_json::Value> {
+        self.published
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(topic)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until at least `n` messages were published to `topic`.
+    pub async fn wait_for_published(
+        &self,
+        topic: &str,
+        n: usize,
+        timeout: std::time::Duration,
+    ) -> Option<Vec<serde_json::Value>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.published_changed.notified();
+            let current = self.published(topic);
+            if current.len() >= n {
+                return Some(current);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let current = self.published(topic);
+                return (current.len() >= n).then_some(current);
+            }
+        }
+    }
+
+    pub(crate) fn register_app(&self, app_id: &str, endpoint: AppEndpoint) {
+        self.apps
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(app_id.to_string())
+            .or_default()
+            .push(endpoint);
+    }
+
+    pub(crate) fn unregister_app(&self, app_id: &str, sidecar_id: u64) {
+        let mut apps = self
+            .apps
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(list) = apps.get_mut(app_id) {
+            list.retain(|e| e.sidecar_id != sidecar_id);
+            if list.is_empty() {
+                apps.remove(app_id);
+            }
+        }
+    }
+
+    /// One app channel of `app_id` (round robin across its sidecars).
+    pub(crate) fn resolve_app(&self, app_id: &str) -> Option<AppEndpoint> {
+        let apps = self
+            .apps
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = apps.get(app_id)?;
+        let i = self.next_app.fetch_add(1, Ordering::Relaxed) % list.len().max(1);
+        list.get(i).cloned()
+    }
+
+    /// Stops the in-memory brokers (redelivery timers and workers).
+    pub fn shutdown(&self) {
+        for p in self.pubsubs.values() {
+            if let Some(b) = &p.in_memory {
+                b.shutdown();
+            }
+        }
+    }
+}
