@@ -138,13 +138,13 @@ fn cloud_event_data(mut object: Map<String, Value>) -> Result<Value, DecodeError
 fn envelope_from<T: EventPayload>(value: Value) -> Result<Envelope<T>, DecodeError> {
     let expected = T::TOPIC.as_str();
     // Check the type first: a mismatched type gives a clearer error than a field error.
-    if let Some(found) = value.get("event_type").and_then(Value::as_str) {
-        if found != expected {
-            return Err(DecodeError::WrongEventType {
-                expected,
-                found: found.to_owned(),
-            });
-        }
+    if let Some(found) = value.get("event_type").and_then(Value::as_str)
+        && found != expected
+    {
+        return Err(DecodeError::WrongEventType {
+            expected,
+            found: found.to_owned(),
+        });
     }
     let envelope: Envelope<T> = serde_path_to_error::deserialize(value)
         .map_err(|source| DecodeError::Envelope { expected, source })?;

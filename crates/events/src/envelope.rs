@@ -23,6 +23,7 @@ pub trait EventPayload: Serialize + DeserializeOwned + JsonSchema {
 
 /// The event envelope: identity, tracing and the typed payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(rename = "{T}Envelope")]
 pub struct Envelope<T> {
     /// Unique per event; UUID v7 (time ordered) unless a producer needs a deterministic id. Every
     /// consumer deduplicates on it, and it is published as the CloudEvent `id`.
@@ -34,7 +35,7 @@ pub struct Envelope<T> {
     /// When the producer created the event, RFC 3339 in UTC with microseconds (the CloudEvent
     /// `time` that Dapr sets has whole seconds only).
     #[serde(with = "rfc3339_micros")]
-    #[schemars(with = "String")]
+    #[schemars(with = "DateTime<Utc>")]
     pub timestamp: DateTime<Utc>,
     /// Carried unchanged from the request (or event) that caused this one.
     pub correlation_id: String,

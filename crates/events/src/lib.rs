@@ -5,9 +5,11 @@
 //! field breaks a test before it breaks a consumer. Writers are strict (every field typed);
 //! readers are tolerant (unknown fields are ignored) so producers can add fields first.
 
+pub mod asyncapi;
 pub mod delivery;
 pub mod envelope;
 pub mod payloads;
+pub mod schema;
 pub mod topics;
 
 pub use delivery::{CloudEventAttributes, DecodeError, Delivery, decode, decode_any};

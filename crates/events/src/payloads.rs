@@ -78,16 +78,16 @@ pub struct TaskSnapshot {
     pub description: String,
     pub priority: Priority,
     #[serde(default, with = "rfc3339_micros::option")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(with = "Option<DateTime<Utc>>")]
     pub due_date: Option<DateTime<Utc>>,
     pub status: TaskStatus,
     /// Per-task counter: 1 at creation, +1 per change (deletion included).
     pub version: u64,
     #[serde(with = "rfc3339_micros")]
-    #[schemars(with = "String")]
+    #[schemars(with = "DateTime<Utc>")]
     pub created_at: DateTime<Utc>,
     #[serde(with = "rfc3339_micros")]
-    #[schemars(with = "String")]
+    #[schemars(with = "DateTime<Utc>")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -125,7 +125,7 @@ pub struct TaskDueSoon {
     pub user_email: String,
     pub title: String,
     #[serde(with = "rfc3339_micros")]
-    #[schemars(with = "String")]
+    #[schemars(with = "DateTime<Utc>")]
     pub due_date: DateTime<Utc>,
     /// The task version the reminder was scheduled from.
     pub task_version: u64,
@@ -150,7 +150,7 @@ pub struct NotificationSent {
     pub recipient: String,
     pub subject: String,
     #[serde(with = "rfc3339_micros")]
-    #[schemars(with = "String")]
+    #[schemars(with = "DateTime<Utc>")]
     pub sent_at: DateTime<Utc>,
 }
 
@@ -166,7 +166,7 @@ pub struct NotificationFailed {
     /// Why it failed, e.g. the SMTP server's reply; never contains credentials.
     pub reason: String,
     #[serde(with = "rfc3339_micros")]
-    #[schemars(with = "String")]
+    #[schemars(with = "DateTime<Utc>")]
     pub failed_at: DateTime<Utc>,
 }
 
