@@ -108,11 +108,18 @@ fn dead_letter_channel(app: &str) -> Value {
     })
 }
 
-fn operation(app: &str, action: &str, channel: &str, messages: &[String], extra: Value) -> Value {
+/// One operation; `extra` holds specification extensions (`x-...`) merged into it.
+fn operation(
+    action: &str,
+    channel: &str,
+    messages: &[String],
+    summary: String,
+    extra: Value,
+) -> Value {
     let mut operation = json!({
         "action": action,
         "channel": channel_ref(channel),
-        "summary": format!("{app} {action}s on `{channel}`."),
+        "summary": summary,
         "messages": messages
             .iter()
             .map(|message| channel_message_ref(channel, message))
@@ -122,6 +129,19 @@ fn operation(app: &str, action: &str, channel: &str, messages: &[String], extra:
         object.extend(extra);
     }
     operation
+}
+
+/// How the consuming app's subscription is declared to Dapr (see `GET /dapr/subscribe`).
+fn subscription(app: &str, channel: &str, dead_letter: Option<String>) -> Value {
+    let mut subscription = json!({
+        "pubsubname": PUBSUB_NAME,
+        "route": format!("/events/{channel}"),
+        "consumerGroup": app,
+    });
+    if let (Some(object), Some(topic)) = (subscription.as_object_mut(), dead_letter) {
+        object.insert("deadLetterTopic".into(), Value::String(topic));
+    }
+    json!({ "x-dapr-subscription": subscription })
 }
 
 /// The AsyncAPI 3.0 document for every topic and dead-letter topic, as JSON.
@@ -139,20 +159,24 @@ pub fn document() -> Value {
         let producer = topic.producer();
         operations.insert(
             operation_id(producer, "send", channel),
-            operation(producer, "send", channel, &names, json!({})),
+            operation(
+                "send",
+                channel,
+                &names,
+                format!("{producer} publishes `{channel}`."),
+                json!({}),
+            ),
         );
         for consumer in topic.consumers() {
-            let dapr = json!({
-                "x-dapr-subscription": {
-                    "pubsubname": PUBSUB_NAME,
-                    "route": format!("/events/{channel}"),
-                    "deadLetterTopic": dead_letter_topic(consumer),
-                    "consumerGroup": consumer,
-                }
-            });
             operations.insert(
                 operation_id(consumer, "receive", channel),
-                operation(consumer, "receive", channel, &names, dapr),
+                operation(
+                    "receive",
+                    channel,
+                    &names,
+                    format!("{consumer} consumes `{channel}` in its own consumer group."),
+                    subscription(consumer, channel, Some(dead_letter_topic(consumer))),
+                ),
             );
         }
     }
@@ -163,11 +187,24 @@ pub fn document() -> Value {
         channels.insert(channel.clone(), dead_letter_channel(app));
         operations.insert(
             operation_id(app, "send", &channel),
-            operation(app, "send", &channel, &names, json!({})),
+            operation(
+                "send",
+                &channel,
+                &names,
+                format!("{app}'s sidecar republishes the events {app} dropped."),
+                json!({}),
+            ),
         );
+        let recorder = apps::AUDIT_LOGGER;
         operations.insert(
-            operation_id(apps::AUDIT_LOGGER, "receive", &channel),
-            operation(apps::AUDIT_LOGGER, "receive", &channel, &names, json!({})),
+            operation_id(recorder, "receive", &channel),
+            operation(
+                "receive",
+                &channel,
+                &names,
+                format!("{recorder} records the dead letters of {app}."),
+                subscription(recorder, &channel, None),
+            ),
         );
     }
 

@@ -81,16 +81,6 @@ pub fn envelope_schema(topic: Topic) -> Value {
     }
     let mut schema = visit_payload(topic, &mut Root);
     pin_envelope(&mut schema, topic);
-    if let Some(object) = schema.as_object_mut() {
-        object.insert(
-            "description".into(),
-            json!(format!(
-                "Envelope of a `{}` event. {}",
-                topic.as_str(),
-                routing_sentence(topic)
-            )),
-        );
-    }
     schema
 }
 
@@ -127,6 +117,16 @@ pub(crate) fn all_definitions(generator: &mut SchemaGenerator) -> serde_json::Ma
 /// The generic envelope says `event_type` is any string; each topic's schema says which one, and
 /// that versions newer than this crate's are not understood.
 fn pin_envelope(schema: &mut Value, topic: Topic) {
+    if let Some(object) = schema.as_object_mut() {
+        object.insert(
+            "description".into(),
+            json!(format!(
+                "Envelope of a `{}` event. {}",
+                topic.as_str(),
+                routing_sentence(topic)
+            )),
+        );
+    }
     let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
         return;
     };
