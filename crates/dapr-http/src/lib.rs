@@ -1,1 +1,30 @@
-//! dapr-http
+//! A small client for the Dapr sidecar's HTTP API and the app-side subscription router.
+//!
+//! * [`DaprClient`]: publish envelopes (with CloudEvent id/type and partition key taken from the
+//!   envelope, retried with jittered backoff on connection errors and 5xx), read and write state
+//!   with etags, TTLs and transactions, and wait for the sidecar's outbound health.
+//! * [`DaprError`]: typed errors keyed on daprd's HTTP status and `errorCode`.
+//! * [`Subscriptions`]: the table of topics an app consumes, served as `GET /dapr/subscribe` plus
+//!   one POST route per topic, with typed [`Event`]s in and [`Outcome`]s out.
+//!
+//! Settings come from the variables daprd's tooling gives an app ([`DaprSettings::from_env`]).
+//! The API token is a [`secrecy::SecretString`] and is never logged.
+
+mod client;
+mod delivery;
+mod error;
+mod publish;
+mod settings;
+mod state;
+mod subscribe;
+
+pub use client::DaprClient;
+pub use delivery::{Event, Outcome, RawEvent};
+pub use error::DaprError;
+pub use publish::PublishOptions;
+pub use settings::{DEFAULT_HOST, DEFAULT_HTTP_PORT, DaprSettings, RetryPolicy, SettingsError};
+pub use state::{BulkStateItem, Concurrency, SaveItem, StateEntry, TransactionOp};
+pub use subscribe::{SubscriptionSpec, Subscriptions, route_for};
+
+/// Re-exported so callers can build tokens without naming the crate version.
+pub use secrecy::SecretString;

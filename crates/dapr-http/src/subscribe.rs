@@ -1,0 +1,272 @@
+//! The app side of pub/sub: one table of subscriptions that produces both the
+//! `GET /dapr/subscribe` answer and the POST route of every entry, so the two cannot drift.
+//!
+//! Every delivery is answered 200 with `{"status": "SUCCESS" | "RETRY" | "DROP"}`. An event that
+//! cannot be decoded is a poison message: it is answered DROP (so daprd dead-letters it) with a
+//! warning, never 404 (which daprd would drop silently, without dead-lettering).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use events::EventPayload;
+use secrecy::{ExposeSecret as _, SecretString};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+
+use crate::{Event, Outcome, RawEvent};
+
+/// The header daprd uses for the app API token.
+const TOKEN_HEADER: &str = "dapr-api-token";
+
+type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+type Handler<S> = Arc<dyn Fn(S, Bytes, HeaderMap) -> BoxFuture + Send + Sync>;
+
+struct Entry<S> {
+    topic: String,
+    route: String,
+    metadata: BTreeMap<String, String>,
+    handler: Handler<S>,
+}
+
+/// A table of programmatic subscriptions on one pub/sub component, turned into an axum router by
+/// [`Subscriptions::router`]. `S` is the state handed to every handler.
+pub struct Subscriptions<S> {
+    pubsub: String,
+    dead_letter_topic: Option<String>,
+    app_api_token: Option<SecretString>,
+    entries: Vec<Entry<S>>,
+}
+
+impl<S> fmt::Debug for Subscriptions<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriptions")
+            .field("pubsub", &self.pubsub)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .field(
+                "app_api_token",
+                &self.app_api_token.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field(
+                "topics",
+                &self
+                    .entries
+                    .iter()
+                    .map(|e| e.topic.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// One element of the `GET /dapr/subscribe` answer (field names as daprd reads them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SubscriptionSpec {
+    pub pubsubname: String,
+    pub topic: String,
+    pub route: String,
+    #[serde(rename = "deadLetterTopic", skip_serializing_if = "Option::is_none")]
+    pub dead_letter_topic: Option<String>,
+    /// Values are strings: daprd rejects the whole answer otherwise.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// The route of a topic's deliveries: `/events/<topic>`.
+pub fn route_for(topic: &str) -> String {
+    format!("/events/{topic}")
+}
+
+impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
+    /// An empty table for the pub/sub component `pubsub_name`.
+    pub fn new(pubsub_name: impl Into<String>) -> Self {
+        Self {
+            pubsub: pubsub_name.into(),
+            dead_letter_topic: None,
+            app_api_token: None,
+            entries: Vec::new(),
+        }
+    }
+
+    /// The dead-letter topic of every entry (where daprd sends events answered DROP).
+    pub fn dead_letter_topic(mut self, topic: impl Into<String>) -> Self {
+        self.dead_letter_topic = Some(topic.into());
+        self
+    }
+
+    /// Requires `dapr-api-token: <token>` on `/dapr/subscribe` and deliveries when `Some`
+    /// (daprd sends its `APP_API_TOKEN` there); requests without it get 401.
+    pub fn app_api_token(mut self, token: Option<SecretString>) -> Self {
+        self.app_api_token = token.filter(|t| !t.expose_secret().is_empty());
+        self
+    }
+
+    /// Subscribes `handler` to `T::TOPIC` at `/events/<topic>`, decoding each delivery into an
+    /// [`Event<T>`]. A later entry for the same topic replaces an earlier one (daprd keeps only
+    /// one subscription per topic anyway).
+    pub fn on<T, H, Fut>(self, handler: H) -> Self
+    where
+        T: EventPayload + Send + 'static,
+        H: Fn(S, Event<T>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        let topic = T::TOPIC.as_str();
+        let handler = Arc::new(handler);
+        let wrapped: Handler<S> = Arc::new(move |state: S, body: Bytes, headers: HeaderMap| {
+            let handler = Arc::clone(&handler);
+            Box::pin(async move {
+                match events::decode::<T>(&body) {
+                    Ok(delivery) => {
+                        let event = Event {
+                            envelope: delivery.envelope,
+                            cloud_event: delivery.cloud_event,
+                            headers,
+                        };
+                        handler(state, event).await
+                    }
+                    Err(error) => undecodable(topic, &error),
+                }
+            })
+        });
+        self.entry(topic.to_owned(), wrapped)
+    }
+
+    /// Subscribes `handler` to any `topic` (e.g. a dead-letter topic) at `/events/<topic>`,
+    /// without a type check: for consumers of every event, like an audit trail.
+    pub fn on_raw<H, Fut>(self, topic: impl fmt::Display, handler: H) -> Self
+    where
+        H: Fn(S, RawEvent) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        let topic = topic.to_string();
+        let log_topic = topic.clone();
+        let handler = Arc::new(handler);
+        let wrapped: Handler<S> = Arc::new(move |state: S, body: Bytes, headers: HeaderMap| {
+            let handler = Arc::clone(&handler);
+            let topic = log_topic.clone();
+            Box::pin(async move {
+                match events::decode_any(&body) {
+                    Ok((cloud_event, data)) => {
+                        let event = RawEvent {
+                            cloud_event,
+                            data,
+                            headers,
+                            body,
+                        };
+                        handler(state, event).await
+                    }
+                    Err(error) => undecodable(&topic, &error),
+                }
+            })
+        });
+        self.entry(topic, wrapped)
+    }
+
+    fn entry(mut self, topic: String, handler: Handler<S>) -> Self {
+        self.entries.retain(|e| e.topic != topic);
+        self.entries.push(Entry {
+            route: route_for(&topic),
+            topic,
+            metadata: BTreeMap::new(),
+            handler,
+        });
+        self
+    }
+
+    /// The `GET /dapr/subscribe` answer.
+    pub fn specs(&self) -> Vec<SubscriptionSpec> {
+        self.entries
+            .iter()
+            .map(|e| SubscriptionSpec {
+                pubsubname: self.pubsub.clone(),
+                topic: e.topic.clone(),
+                route: e.route.clone(),
+                dead_letter_topic: self.dead_letter_topic.clone(),
+                metadata: e.metadata.clone(),
+            })
+            .collect()
+    }
+
+    /// The router: `GET /dapr/subscribe` and one `POST` route per entry. Merge it into the
+    /// service's router.
+    pub fn router(self, state: S) -> Router {
+        let token = self.app_api_token.clone().map(Arc::new);
+        let specs = Arc::new(self.specs());
+        let mut router = Router::new().route(
+            "/dapr/subscribe",
+            get({
+                let token = token.clone();
+                move |headers: HeaderMap| async move {
+                    if let Err(denied) = check_token(token.as_deref(), &headers) {
+                        return denied;
+                    }
+                    axum::Json(specs.as_ref().clone()).into_response()
+                }
+            }),
+        );
+        for entry in self.entries {
+            let state = state.clone();
+            let token = token.clone();
+            let topic: Arc<str> = Arc::from(entry.topic.as_str());
+            let handler = entry.handler;
+            router = router.route(
+                &entry.route,
+                post(move |mut headers: HeaderMap, body: Bytes| async move {
+                    if let Err(denied) = check_token(token.as_deref(), &headers) {
+                        tracing::warn!(topic = %topic, "delivery rejected: missing or wrong dapr-api-token");
+                        return denied;
+                    }
+                    headers.remove(TOKEN_HEADER);
+                    let outcome = handler(state, body, headers).await;
+                    tracing::debug!(
+                        topic = %topic,
+                        status = outcome.status(),
+                        reason = outcome.reason().unwrap_or(""),
+                        "delivery handled"
+                    );
+                    outcome.into_response()
+                }),
+            );
+        }
+        router
+    }
+}
+
+fn undecodable(topic: &str, error: &events::DecodeError) -> Outcome {
+    tracing::warn!(topic, %error, "undecodable event, answering DROP");
+    Outcome::Drop(format!("undecodable event: {error}"))
+}
+
+/// Checks the app API token; `Err` is the 401 to send.
+#[allow(clippy::result_large_err)]
+fn check_token(expected: Option<&SecretString>, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = expected else {
+        return Ok(());
+    };
+    let given = headers
+        .get(TOKEN_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if constant_time_eq(expected.expose_secret().as_bytes(), given) {
+        Ok(())
+    } else {
+        Err((StatusCode::UNAUTHORIZED, "invalid api token").into_response())
+    }
+}
+
+/// Compares two secrets without an early exit: both are hashed first so neither the length nor
+/// the position of the first differing byte shows in the timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
