@@ -15,6 +15,7 @@
 # Missing tools are installed (pip: kubernetes-validate check-jsonschema yamllint; apt:
 # docker-compose). Exits non-zero on the first failing step, naming the file.
 set -euo pipefail
+export PYTHONDONTWRITEBYTECODE=1
 
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -174,7 +175,7 @@ step_end
 # --- 5. cross-checks -------------------------------------------------------------------------
 step_start "cross-checks (deploy/schemas/check_rendered.py)"
 for name in "${!RENDERS[@]}"; do
-  args=(render "${RENDERS[$name]}")
+  args=(render "${RENDERS[$name]}" --label "rendering of $name")
   if [ -n "${SECRETS_FOR[$name]:-}" ]; then args+=(--secrets "${SECRETS_FOR[$name]}"); fi
   if ! "${CHECK[@]}" "${args[@]}"; then
     fail "cross-checks of the $name rendering (deploy/k8s/overlays/${name%%+*}) failed (above)"
@@ -189,7 +190,7 @@ step_end
 step_start "docker-compose config -q, Dockerfile, topic script"
 if docker-compose -f docker-compose.yml config -q 2>"$WORK/err"; then
   docker-compose -f docker-compose.yml config >"$WORK/compose.yaml" 2>/dev/null
-  "${CHECK[@]}" compose "$WORK/compose.yaml" deploy/compose/components deploy/dapr \
+  "${CHECK[@]}" compose "$WORK/compose.yaml" deploy/compose/components deploy/dapr --label docker-compose.yml \
     || fail "docker-compose.yml / deploy/compose/components (above)"
 else
   fail "docker-compose.yml: $(cat "$WORK/err")"

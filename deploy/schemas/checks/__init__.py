@@ -1,0 +1,1 @@
+"""Deployment checks that a schema cannot express; run through ../check_rendered.py."""

@@ -1,0 +1,117 @@
+"""Cross-checks of one rendered overlay."""
+
+from .common import APPS, CONSUMERS, check_secret_ref, index, load_all, problem, secret_keys
+from .dapr import check_pubsub, check_statestore
+from .network import check_network_policies
+from .workloads import check_deployment
+
+
+def cmd_render(render, secrets_file=None):
+    docs = load_all(render)
+    by_key = index(docs)
+    extra = load_all(secrets_file) if secrets_file else []
+    secrets = secret_keys(docs, extra)
+
+    namespaces = {d["metadata"].get("namespace") for d in docs if d.get("kind") != "Namespace"}
+    if len(namespaces) != 1 or None in namespaces:
+        problem(render, f"objects must share one namespace, found {sorted(map(str, namespaces))}")
+
+    deployments = [d for d in docs if d.get("kind") == "Deployment"]
+    if sorted(d["metadata"]["name"] for d in deployments) != sorted(APPS):
+        problem(render, f"expected one Deployment per service {sorted(APPS)}")
+    for dep in deployments:
+        check_deployment(render, dep, by_key, docs, secrets)
+
+    pubsub = by_key.get(("Component", "todo-pubsub"))
+    state = by_key.get(("Component", "todo-state"))
+    if pubsub is None:
+        problem(render, "Component todo-pubsub is missing")
+    else:
+        check_pubsub(f"{render}: Component/todo-pubsub", pubsub)
+    if state is None:
+        problem(render, "Component todo-state is missing")
+    else:
+        check_statestore(f"{render}: Component/todo-state", state)
+    for d in docs:
+        if d.get("kind") != "Component":
+            continue
+        if d.get("auth", {}).get("secretStore") not in (None, "kubernetes"):
+            problem(f"{render}: Component/{d['metadata']['name']}", "on Kubernetes, secrets come from the built-in kubernetes store")
+        for m in d.get("spec", {}).get("metadata", []) or []:
+            ref = m.get("secretKeyRef")
+            if ref:
+                check_secret_ref(f"{render}: Component/{d['metadata']['name']}: {m['name']}", secrets, ref.get("name"), ref.get("key"))
+    if any(d.get("kind") == "Subscription" for d in docs):
+        problem(render, "declarative Subscriptions are in the render; the apps subscribe programmatically")
+
+    for d in docs:
+        if d.get("kind") != "Resiliency":
+            continue
+        where = f"{render}: Resiliency/{d['metadata']['name']}"
+        spec = d.get("spec", {})
+        policies = spec.get("policies", {})
+        defined = {
+            "timeout": set((policies.get("timeouts") or {})),
+            "retry": set((policies.get("retries") or {})),
+            "circuitBreaker": set((policies.get("circuitBreakers") or {})),
+        }
+        comps = (spec.get("targets") or {}).get("components") or {}
+        for comp_name, dirs in comps.items():
+            if ("Component", comp_name) not in by_key:
+                problem(where, f"targets component `{comp_name}`, which is not in the render")
+            for direction, refs in (dirs or {}).items():
+                for kind_, policy in (refs or {}).items():
+                    if policy not in defined.get(kind_, set()):
+                        problem(where, f"{comp_name}.{direction}.{kind_} names undefined policy `{policy}`")
+        for comp_name, needed in (("todo-pubsub", ("inbound", "outbound")), ("todo-state", ("outbound",))):
+            for direction in needed:
+                refs = (comps.get(comp_name) or {}).get(direction) or {}
+                if not refs.get("retry") or not refs.get("circuitBreaker"):
+                    problem(where, f"{comp_name} {direction} needs a retry and a circuit breaker")
+        for name_, r in (policies.get("retries") or {}).items():
+            if r.get("policy") != "exponential":
+                problem(where, f"retry `{name_}` should be exponential")
+        if "targets" in d:
+            problem(where, "`targets` must sit under `spec`")
+
+    cfg = by_key.get(("Configuration", "todo-config"))
+    if cfg is None:
+        problem(render, "Configuration todo-config is missing")
+    else:
+        spec = cfg.get("spec", {})
+        if "samplingRate" not in (spec.get("tracing") or {}):
+            problem(f"{render}: Configuration/todo-config", "tracing.samplingRate is missing")
+        if (spec.get("metrics") or {}).get("enabled") is not True:
+            problem(f"{render}: Configuration/todo-config", "metrics.enabled must be true")
+
+    check_network_policies(render, docs)
+
+    job = by_key.get(("Job", "redpanda-topics"))
+    if job is None:
+        problem(render, "the topic Job redpanda-topics is missing")
+    else:
+        for vol in job["spec"]["template"]["spec"].get("volumes", []):
+            if "configMap" in vol and ("ConfigMap", vol["configMap"]["name"]) not in by_key:
+                problem(f"{render}: Job/redpanda-topics", f"volume ConfigMap `{vol['configMap']['name']}` is not in the render")
+            if "secret" in vol:
+                check_secret_ref(f"{render}: Job/redpanda-topics", secrets, vol["secret"]["secretName"], None)
+
+    for d in docs:
+        if d.get("kind") == "ScaledObject":
+            where = f"{render}: ScaledObject/{d['metadata']['name']}"
+            target = d["spec"]["scaleTargetRef"]["name"]
+            for t in d["spec"]["triggers"]:
+                if t["type"] != "kafka":
+                    continue
+                md = t["metadata"]
+                if md.get("consumerGroup") != target:
+                    problem(where, f"consumerGroup must be the app id `{target}` (daprd's default group)")
+                topic = md.get("topic")
+                if topic and target not in CONSUMERS.get(topic, []):
+                    problem(where, f"`{target}` does not consume `{topic}`")
+                ref = (t.get("authenticationRef") or {}).get("name")
+                if ref and ("TriggerAuthentication", ref) not in by_key:
+                    problem(where, f"authenticationRef `{ref}` is not in the render")
+        if d.get("kind") == "TriggerAuthentication":
+            for ref in d["spec"].get("secretTargetRef", []):
+                check_secret_ref(f"{render}: TriggerAuthentication/{d['metadata']['name']}", secrets, ref["name"], ref["key"])
