@@ -44,6 +44,14 @@ if [ ${#need_pip[@]} -gt 0 ]; then
     exit 1
   fi
   hash -r
+  # pyenv installs console scripts behind shims that exist only after a rehash.
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash >/dev/null 2>&1 || true; fi
+  for tool in kubernetes-validate check-jsonschema yamllint; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+      echo "$tool was installed but is not on PATH (pip's script directory?); fix PATH and run again" >&2
+      exit 1
+    fi
+  done
 fi
 if ! command -v docker-compose >/dev/null 2>&1; then
   say "installing docker-compose (apt)"

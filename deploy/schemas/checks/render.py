@@ -85,6 +85,7 @@ def cmd_render(render, secrets_file=None):
             problem(f"{render}: Configuration/todo-config", "metrics.enabled must be true")
 
     check_network_policies(render, docs)
+    check_ingresses(render, docs, by_key)
 
     job = by_key.get(("Job", "redpanda-topics"))
     if job is None:
@@ -115,3 +116,25 @@ def cmd_render(render, secrets_file=None):
         if d.get("kind") == "TriggerAuthentication":
             for ref in d["spec"].get("secretTargetRef", []):
                 check_secret_ref(f"{render}: TriggerAuthentication/{d['metadata']['name']}", secrets, ref["name"], ref["key"])
+
+
+def check_ingresses(render, docs, by_key):
+    """Every Ingress backend must be an existing Service port, and only task-api is public."""
+    for d in docs:
+        if d.get("kind") != "Ingress":
+            continue
+        where = f"{render}: Ingress/{d['metadata']['name']}"
+        for rule in d["spec"].get("rules", []):
+            for path in (rule.get("http") or {}).get("paths", []):
+                backend = path["backend"]["service"]
+                svc = by_key.get(("Service", backend["name"]))
+                if svc is None:
+                    problem(where, f"backend Service `{backend['name']}` is not in the render")
+                    continue
+                if backend["name"] != "task-api":
+                    problem(where, f"only task-api is public, not `{backend['name']}`")
+                port = backend.get("port", {})
+                names = {p.get("name") for p in svc["spec"]["ports"]}
+                numbers = {p.get("port") for p in svc["spec"]["ports"]}
+                if port.get("name") not in names and port.get("number") not in numbers:
+                    problem(where, f"backend port {port} is not a port of Service `{backend['name']}`")
