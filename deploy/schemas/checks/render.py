@@ -1,6 +1,8 @@
 """Cross-checks of one rendered overlay."""
 
-from .common import APPS, CONSUMERS, check_secret_ref, index, load_all, problem, secret_keys
+import os
+
+from .common import APPS, CONSUMERS, check_secret_ref, index, load_all, metadata_map, problem, secret_keys
 from .dapr import check_pubsub, check_statestore
 from .network import check_network_policies
 from .workloads import check_deployment
@@ -28,10 +30,12 @@ def cmd_render(render, secrets_file=None):
         problem(render, "Component todo-pubsub is missing")
     else:
         check_pubsub(f"{render}: Component/todo-pubsub", pubsub)
+        check_same_as_source(f"{render}: Component/todo-pubsub", pubsub, "pubsub.yaml")
     if state is None:
         problem(render, "Component todo-state is missing")
     else:
         check_statestore(f"{render}: Component/todo-state", state)
+        check_same_as_source(f"{render}: Component/todo-state", state, "statestore.yaml")
     for d in docs:
         if d.get("kind") != "Component":
             continue
@@ -138,3 +142,24 @@ def check_ingresses(render, docs, by_key):
                 numbers = {p.get("port") for p in svc["spec"]["ports"]}
                 if port.get("name") not in names and port.get("number") not in numbers:
                     problem(where, f"backend port {port} is not a port of Service `{backend['name']}`")
+
+
+# Entries an overlay may change (where and how to connect); every other entry of a component
+# must render exactly as written in deploy/dapr, so an overlay that replaces the metadata list
+# cannot silently drop or alter one.
+OVERLAY_MAY_CHANGE = {"brokers", "authType", "saslMechanism", "saslUsername", "saslPassword",
+                      "disableTls", "caCert", "clientCert", "clientKey", "skipVerify",
+                      "redisHost", "enableTLS"}
+
+
+def check_same_as_source(where, rendered, source_file):
+    source_path = os.path.join(os.path.dirname(__file__), "..", "..", "dapr", source_file)
+    source = load_all(source_path)[0]
+    got, want = metadata_map(rendered), metadata_map(source)
+    for name in set(got) | set(want):
+        if name in OVERLAY_MAY_CHANGE:
+            continue
+        if got.get(name) != want.get(name):
+            problem(where, f"metadata `{name}` differs from deploy/dapr/{source_file} ({got.get(name)} vs {want.get(name)})")
+    if sorted(rendered.get("scopes") or []) != sorted(source.get("scopes") or []):
+        problem(where, f"scopes differ from deploy/dapr/{source_file}")
