@@ -56,6 +56,8 @@ pub enum DecodeError {
     MissingData,
     #[error("the CloudEvent's `data_base64` is not valid base64: {0}")]
     Base64(base64::DecodeError),
+    #[error("the CloudEvent's `data_base64` is not a string")]
+    Base64NotAString,
     #[error("the CloudEvent's data is a string that is not a JSON envelope: {0}")]
     DataNotJson(serde_json::Error),
     #[error("the envelope does not match `{expected}`: {source}")]
@@ -120,12 +122,16 @@ fn attributes_of(object: &Map<String, Value>) -> CloudEventAttributes {
 }
 
 fn cloud_event_data(mut object: Map<String, Value>) -> Result<Value, DecodeError> {
-    if let Some(encoded) = object.remove("data_base64") {
-        let encoded = encoded.as_str().ok_or(DecodeError::MissingData)?;
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(encoded)
-            .map_err(DecodeError::Base64)?;
-        return serde_json::from_slice(&bytes).map_err(DecodeError::DataNotJson);
+    // A null `data_base64` counts as absent, so `data` beside it still decodes.
+    match object.remove("data_base64") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(encoded)) => {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(DecodeError::Base64)?;
+            return serde_json::from_slice(&bytes).map_err(DecodeError::DataNotJson);
+        }
+        Some(_) => return Err(DecodeError::Base64NotAString),
     }
     match object.remove("data") {
         // A JSON body published with a non-JSON content type arrives as a string.

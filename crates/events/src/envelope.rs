@@ -98,10 +98,12 @@ pub mod rfc3339_micros {
     use chrono::{DateTime, SecondsFormat, Utc};
     use serde::{Deserialize, Deserializer, Serializer, de::Error};
 
+    /// Writes `t` as RFC 3339 UTC with six fractional digits (sub-microsecond digits are cut).
     pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Micros, true))
     }
 
+    /// Reads any RFC 3339 timestamp with an offset and converts it to UTC.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let raw = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         DateTime::parse_from_rfc3339(&raw)
@@ -114,6 +116,7 @@ pub mod rfc3339_micros {
         use chrono::{DateTime, Utc};
         use serde::{Deserialize, Deserializer, Serializer};
 
+        /// Writes `null` or the timestamp.
         pub fn serialize<S: Serializer>(
             t: &Option<DateTime<Utc>>,
             s: S,
@@ -124,6 +127,7 @@ pub mod rfc3339_micros {
             }
         }
 
+        /// Reads `null` or a timestamp.
         pub fn deserialize<'de, D: Deserializer<'de>>(
             d: D,
         ) -> Result<Option<DateTime<Utc>>, D::Error> {

@@ -4,6 +4,13 @@
 //! its golden fixtures (`tests/fixtures`) pin the JSON of every event, so renaming or retyping a
 //! field breaks a test before it breaks a consumer. Writers are strict (every field typed);
 //! readers are tolerant (unknown fields are ignored) so producers can add fields first.
+//!
+//! - [`topics`]: topic names, app ids, who produces and who consumes what, dead-letter topics.
+//! - [`envelope`] and [`payloads`]: the typed events.
+//! - [`delivery`]: decoding what a Dapr sidecar delivers (CloudEvent or raw) into an envelope.
+//! - [`schema`] and [`asyncapi`]: a JSON Schema per topic and the AsyncAPI 3.0 document, both
+//!   generated from the types. The copies in `docs/` are checked by a test; regenerate them with
+//!   `UPDATE_SCHEMAS=1 cargo test -p events --test generated_docs`.
 
 pub mod asyncapi;
 pub mod delivery;

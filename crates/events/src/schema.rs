@@ -1,9 +1,9 @@
 //! JSON Schemas of the events, generated from the Rust types so they cannot drift from the code.
 //!
 //! Each topic gets one schema describing the whole envelope with its payload, with `event_type`
-//! pinned to the topic name and `schema_version` capped at what this crate reads. The schemas
-//! describe what a reader accepts (fields with defaults are optional) and never forbid unknown
-//! fields, matching the tolerant-reader rule. `docs/schemas/<topic>.json` holds the rendered
+//! pinned to the topic name and `schema_version` capped at what this crate reads. Fields a reader
+//! can default are optional, and unknown fields are never forbidden, matching the tolerant-reader
+//! rule. `docs/schemas/<topic>.json` holds the rendered
 //! copies; a test fails when they are stale.
 
 use schemars::SchemaGenerator;
@@ -114,8 +114,8 @@ pub(crate) fn all_definitions(generator: &mut SchemaGenerator) -> serde_json::Ma
     definitions
 }
 
-/// The generic envelope says `event_type` is any string; each topic's schema says which one, and
-/// that versions newer than this crate's are not understood.
+/// The generic envelope says `event_type` is any string; each topic's schema says which one,
+/// that versions newer than this crate's are not understood, and who publishes and consumes it.
 fn pin_envelope(schema: &mut Value, topic: Topic) {
     if let Some(object) = schema.as_object_mut() {
         object.insert(

@@ -189,6 +189,27 @@ fn data_base64_that_is_not_base64() {
 }
 
 #[test]
+fn data_base64_that_is_not_a_string() {
+    let mut ce = created_cloud_event();
+    ce.as_object_mut().unwrap().remove("data");
+    ce["data_base64"] = json!([1, 2, 3]);
+    let err = decode_err::<TaskCreated>(&bytes(&ce));
+    assert!(matches!(err, DecodeError::Base64NotAString), "{err:?}");
+    assert!(
+        err.to_string().contains("`data_base64` is not a string"),
+        "{err}"
+    );
+}
+
+#[test]
+fn null_data_base64_beside_data_is_ignored() {
+    let mut ce = created_cloud_event();
+    ce["data_base64"] = Value::Null;
+    let delivery = decode::<TaskCreated>(&bytes(&ce)).unwrap();
+    assert_eq!(delivery.envelope, task_created());
+}
+
+#[test]
 fn data_string_that_is_not_json() {
     let mut ce = created_cloud_event();
     ce["data"] = json!("task created, see attached");
