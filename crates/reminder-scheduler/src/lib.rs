@@ -1,1 +1,30 @@
-//! reminder-scheduler
+//! reminder-scheduler: publishes `task-due-soon` a configurable lead time before a task falls
+//! due, once per (task, due date), safely with any number of replicas.
+//!
+//! * [`apply`]: the task-event subscriptions keep a projection of each task (`task:{id}`),
+//!   applied by version, and file open tasks in due-date buckets ([`buckets`]).
+//! * [`lease`]: one replica at a time holds the scanner lease (`scheduler-lease`).
+//! * [`scanner`]: the holder reads the buckets from its watermark up to `now + lead time`,
+//!   checks each candidate against its projection, publishes, then marks it reminded.
+//! * [`clock`]: due dates are compared with an injectable clock so tests never wait.
+
+pub mod apply;
+pub mod background;
+pub mod buckets;
+pub mod clock;
+pub mod context;
+pub mod error;
+pub mod lease;
+pub mod metrics;
+pub mod policy;
+pub mod projection;
+pub mod scanner;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod tracked;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::Error;
+pub use settings::Settings;
+pub use startup::{Application, Handle, app};

@@ -1,0 +1,2 @@
+//! Scan benchmark (filled in below).
+fn main() {}

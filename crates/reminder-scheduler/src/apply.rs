@@ -1,0 +1,173 @@
+//! Applying task events to the projection: the subscription handlers.
+//!
+//! Order of writes, chosen so that a crash between any two leaves nothing lost:
+//! 1. file the task id in its new bucket (a hint; harmless if the record write below loses),
+//! 2. write the record with the etag read (the source of truth; a conflict restarts from a
+//!    fresh read),
+//! 3. remove the id from its old bucket (best effort; the scanner drops stale entries anyway),
+//! 4. adjust the tracked-task count.
+//!
+//! A crash after 1 and before 2 leaves the event unacknowledged; its redelivery files again.
+
+use dapr_http::{Event, Outcome, Subscriptions};
+use events::{TaskCompleted, TaskCreated, TaskDeleted, TaskUpdated};
+
+use crate::buckets::{Bucket, Buckets};
+use crate::context::{AppState, Context};
+use crate::error::Error;
+use crate::projection::{EventKind, Ignored, Plan, TaskEvent, TaskRecord, decide, task_key};
+use crate::store::{Change, MAX_ATTEMPTS, Ttl, backoff, is_conflict};
+use crate::{metrics, tracked};
+
+/// The outcome of applying one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Changed(Box<Plan>),
+    Ignored(Ignored),
+}
+
+/// Applies `event` to the task's projection.
+pub async fn apply_event(ctx: &Context, event: &TaskEvent) -> Result<Applied, Error> {
+    let key = task_key(event.task.task_id);
+    for attempt in 1..=MAX_ATTEMPTS {
+        let now = ctx.clock.now();
+        let current = ctx.store.read::<TaskRecord>(&key).await?;
+        let plan = match decide(current.value.as_ref(), event, now, &ctx.policy) {
+            Ok(plan) => plan,
+            Err(ignored) => return Ok(Applied::Ignored(ignored)),
+        };
+        let version = plan.record.version;
+        if let Some(bucket) = plan.file_in {
+            file(ctx, bucket, event, version).await?;
+        }
+        let ttl = if !plan.record.open {
+            Some(Ttl::Expire(ctx.tombstone_ttl))
+        } else if plan.revived {
+            Some(Ttl::Persist)
+        } else {
+            None
+        };
+        match ctx
+            .store
+            .write(&key, &plan.record, current.etag.as_deref(), ttl)
+            .await
+        {
+            Ok(()) => {}
+            Err(error) if is_conflict(&error) => {
+                backoff(attempt).await;
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+        }
+        if let Some(old) = plan.unfile_from {
+            if let Err(error) = unfile(ctx, old, event.task.task_id, version).await {
+                tracing::warn!(%error, bucket = old, task_id = %event.task.task_id,
+                    "could not take the task out of its old bucket; the scanner will drop it");
+            }
+        }
+        let delta = tracked::delta(current.value.as_ref(), &plan.record);
+        if let Err(error) = tracked::add(&ctx.store, event.task.task_id, delta).await {
+            tracing::warn!(%error, "could not update the tracked-task count");
+        }
+        let edge = ctx.policy.buckets.start_of(ctx.policy.horizon(now));
+        if plan.file_in.is_some_and(|bucket| bucket <= edge) {
+            // Inside the window already: remind at once rather than at the next tick.
+            ctx.scan_now.notify_one();
+        }
+        return Ok(Applied::Changed(Box::new(plan)));
+    }
+    Err(Error::Contended(key))
+}
+
+async fn file(ctx: &Context, bucket: i64, event: &TaskEvent, version: u64) -> Result<(), Error> {
+    let task = event.task.task_id;
+    ctx.store
+        .update::<Bucket, _>(&Buckets::key(bucket), |b| {
+            let mut b = b.unwrap_or_default();
+            if b.file(task, version) {
+                Change::Save(b)
+            } else {
+                Change::Keep
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+/// Removes `task` (filed at `version` or earlier) from `bucket`, deleting the bucket when empty.
+pub async fn unfile(
+    ctx: &Context,
+    bucket: i64,
+    task: uuid::Uuid,
+    version: u64,
+) -> Result<(), Error> {
+    ctx.store
+        .update::<Bucket, _>(&Buckets::key(bucket), |b| match b {
+            None => Change::Keep,
+            Some(mut b) => {
+                if !b.unfile(task, version) {
+                    Change::Keep
+                } else if b.is_empty() {
+                    Change::Delete
+                } else {
+                    Change::Save(b)
+                }
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+async fn handle(ctx: AppState, topic: &'static str, event: TaskEvent) -> Outcome {
+    let task_id = event.task.task_id;
+    let version = event.task.version;
+    match apply_event(&ctx, &event).await {
+        Ok(Applied::Changed(plan)) => {
+            metrics::event(topic, "applied");
+            tracing::debug!(%task_id, version, open = plan.record.open,
+                due_date = ?plan.record.due_date, filed_in = ?plan.record.filed_in, "task event applied");
+            Outcome::Success
+        }
+        Ok(Applied::Ignored(reason)) => {
+            let result = match reason {
+                Ignored::Stale { .. } => "stale",
+                Ignored::Duplicate => "duplicate",
+            };
+            metrics::event(topic, result);
+            tracing::debug!(%task_id, version, ?reason, "task event ignored");
+            Outcome::Success
+        }
+        Err(error) => {
+            metrics::event(topic, "failed");
+            let outcome = error.outcome();
+            tracing::warn!(%task_id, version, %error, status = outcome.status(), "task event not applied");
+            outcome
+        }
+    }
+}
+
+/// The subscription table: the four task topics, dead-lettered to this app's topic.
+pub fn subscriptions(pubsub: &str, app_id: &str) -> Subscriptions<AppState> {
+    Subscriptions::new(pubsub)
+        .dead_letter_topic(events::dead_letter_topic(app_id))
+        .on::<TaskCreated, _, _>(|ctx: AppState, e: Event<TaskCreated>| {
+            let event =
+                TaskEvent::from_envelope(EventKind::Created, &e.envelope, &e.envelope.data.task);
+            handle(ctx, "task-created", event)
+        })
+        .on::<TaskUpdated, _, _>(|ctx: AppState, e: Event<TaskUpdated>| {
+            let event =
+                TaskEvent::from_envelope(EventKind::Updated, &e.envelope, &e.envelope.data.task);
+            handle(ctx, "task-updated", event)
+        })
+        .on::<TaskCompleted, _, _>(|ctx: AppState, e: Event<TaskCompleted>| {
+            let event =
+                TaskEvent::from_envelope(EventKind::Completed, &e.envelope, &e.envelope.data.task);
+            handle(ctx, "task-completed", event)
+        })
+        .on::<TaskDeleted, _, _>(|ctx: AppState, e: Event<TaskDeleted>| {
+            let event =
+                TaskEvent::from_envelope(EventKind::Deleted, &e.envelope, &e.envelope.data.task);
+            handle(ctx, "task-deleted", event)
+        })
+}

@@ -1,0 +1,267 @@
+//! The scan: find the reminders that are due and publish each one once.
+//!
+//! A scan reads the due-date buckets from its persisted watermark (minus a lookback) up to the
+//! bucket holding `now + lead time`, so its cost follows the tasks due in the window, not the
+//! number of tasks tracked. Each entry is checked against the task's projection (current due
+//! date, version, reminded flag) before anything is published; then, in this order:
+//! 1. publish `task-due-soon` with the deterministic id of (task, due date),
+//! 2. mark the record reminded for that due date (etag),
+//! 3. drop the entry from its bucket (etag).
+//!
+//! A crash between 1 and 2 publishes the same event id again on the next scan, which downstream
+//! deduplication absorbs. The watermark is the start of the bucket holding the window's far
+//! edge: buckets before it were read whole; that one is read again by every scan.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::buckets::{Bucket, Buckets};
+use crate::context::Context;
+use crate::error::Error;
+use crate::policy::{Verdict, evaluate, reminder};
+use crate::projection::{TaskRecord, task_key};
+use crate::store::{Change, is_conflict};
+use crate::{apply, metrics, tracked};
+
+/// The watermark's state key.
+pub const WATERMARK_KEY: &str = "scan-watermark";
+/// Keys per bulk read.
+const BULK_CHUNK: usize = 500;
+/// Reminders published at once.
+const PUBLISH_CONCURRENCY: usize = 16;
+
+/// The persisted scan position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watermark {
+    /// Buckets starting before this were read whole by an earlier scan.
+    pub next_bucket: i64,
+}
+
+/// What one scan did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    pub buckets_read: usize,
+    pub candidates: usize,
+    pub published: usize,
+    pub dropped: usize,
+    pub watermark: i64,
+}
+
+/// One bucket entry with what the projection says about it.
+struct Candidate {
+    bucket: i64,
+    task: Uuid,
+    filed_version: u64,
+}
+
+/// Runs one scan at the context clock's `now`. Call only while holding the lease; the lease is
+/// checked again before every publish.
+pub async fn scan(ctx: &Context) -> Result<ScanReport, Error> {
+    let started = Instant::now();
+    let now = ctx.clock.now();
+    let grid = ctx.policy.buckets;
+    let edge = grid.start_of(ctx.policy.horizon(now));
+    let lookback = i64::try_from(ctx.scan_lookback.as_secs()).unwrap_or(i64::MAX);
+    let mark = ctx.store.read::<Watermark>(WATERMARK_KEY).await?;
+    let from = match mark.value {
+        Some(w) => w.next_bucket.min(edge),
+        None => grid.start_of(now),
+    }
+    .saturating_sub(lookback);
+
+    let starts: Vec<i64> = grid.starts(from, edge).collect();
+    let candidates = read_candidates(ctx, &starts).await?;
+    let records = read_records(ctx, &candidates).await?;
+
+    let mut report = ScanReport {
+        buckets_read: starts.len(),
+        candidates: candidates.len(),
+        watermark: edge,
+        ..ScanReport::default()
+    };
+    let mut removals: BTreeMap<i64, Vec<(Uuid, u64)>> = BTreeMap::new();
+    let mut due = Vec::new();
+    for c in &candidates {
+        let record = records.get(&c.task);
+        match evaluate(record, c.filed_version, c.bucket, now, &ctx.policy) {
+            Verdict::Remind => due.push((c.bucket, record)),
+            Verdict::Drop => {
+                if let Some(r) = record {
+                    removals
+                        .entry(c.bucket)
+                        .or_default()
+                        .push((c.task, r.version));
+                    report.dropped += 1;
+                }
+            }
+            Verdict::NotYet | Verdict::Pending => {}
+        }
+    }
+
+    let results = futures::stream::iter(due.into_iter().filter_map(|(b, r)| r.map(|r| (b, r))))
+        .map(|(bucket, record)| async move { (bucket, remind(ctx, record, now).await) })
+        .buffer_unordered(PUBLISH_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    let mut lease_lost = false;
+    for (bucket, result) in results {
+        match result {
+            Ok(Some((task, version))) => {
+                report.published += 1;
+                removals.entry(bucket).or_default().push((task, version));
+            }
+            Ok(None) => {}
+            Err(Error::LeaseLost) => lease_lost = true,
+            Err(error) => tracing::warn!(%error, "reminder not published; retried next scan"),
+        }
+    }
+    if lease_lost {
+        return Err(Error::LeaseLost);
+    }
+
+    for (bucket, entries) in removals {
+        if let Err(error) = drop_entries(ctx, bucket, &entries).await {
+            tracing::warn!(%error, bucket, "bucket entries not removed; retried next scan");
+        }
+    }
+    advance_watermark(ctx, mark.value, mark.etag.as_deref(), edge).await?;
+    match tracked::total(&ctx.store).await {
+        Ok(total) => metrics::tracked_tasks(total),
+        Err(error) => tracing::debug!(%error, "tracked-task count not read"),
+    }
+    metrics::scan_finished(started.elapsed(), report.candidates);
+    Ok(report)
+}
+
+async fn read_candidates(ctx: &Context, starts: &[i64]) -> Result<Vec<Candidate>, Error> {
+    let mut candidates = Vec::new();
+    for chunk in starts.chunks(BULK_CHUNK) {
+        let keys: Vec<String> = chunk.iter().copied().map(Buckets::key).collect();
+        let items = ctx
+            .dapr
+            .get_bulk_state::<Bucket>(&ctx.store.name, &keys)
+            .await?;
+        for (start, item) in chunk.iter().zip(items) {
+            if let Some(error) = item.error {
+                return Err(Error::Dapr(dapr_http::DaprError::Server {
+                    status: 500,
+                    code: "ERR_STATE_BULK_GET".into(),
+                    message: format!("bucket {}: {error}", item.key),
+                }));
+            }
+            for (task, filed_version) in item.value.unwrap_or_default().tasks {
+                candidates.push(Candidate {
+                    bucket: *start,
+                    task,
+                    filed_version,
+                });
+            }
+        }
+    }
+    Ok(candidates)
+}
+
+async fn read_records(
+    ctx: &Context,
+    candidates: &[Candidate],
+) -> Result<BTreeMap<Uuid, TaskRecord>, Error> {
+    let mut ids: Vec<Uuid> = candidates.iter().map(|c| c.task).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut records = BTreeMap::new();
+    for chunk in ids.chunks(BULK_CHUNK) {
+        let keys: Vec<String> = chunk.iter().copied().map(task_key).collect();
+        let items = ctx
+            .dapr
+            .get_bulk_state::<TaskRecord>(&ctx.store.name, &keys)
+            .await?;
+        for (id, item) in chunk.iter().zip(items) {
+            if let Some(record) = item.value {
+                records.insert(*id, record);
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// Publishes the reminder of `record`, then marks it sent. `Ok(Some((task, version)))` when
+/// the entry can be dropped from its bucket.
+async fn remind(
+    ctx: &Context,
+    record: &TaskRecord,
+    now: DateTime<Utc>,
+) -> Result<Option<(Uuid, u64)>, Error> {
+    let Some(envelope) = reminder(record, &ctx.app_id, now) else {
+        return Ok(None);
+    };
+    if !ctx.lease.is_held() {
+        return Err(Error::LeaseLost);
+    }
+    ctx.dapr.publish(&ctx.pubsub, &envelope).await?;
+    metrics::published();
+    tracing::info!(task_id = %record.task_id, due_date = %envelope.data.due_date,
+        event_id = %envelope.event_id, "reminder published");
+    let due = envelope.data.due_date;
+    let marked = ctx
+        .store
+        .update::<TaskRecord, _>(&task_key(record.task_id), |current| match current {
+            Some(mut r) if r.open && r.due_date == Some(due) && r.reminded_for != Some(due) => {
+                r.reminded_for = Some(due);
+                Change::Save(r)
+            }
+            _ => Change::Keep,
+        })
+        .await?;
+    Ok(Some((
+        record.task_id,
+        marked.map_or(record.version, |r| r.version),
+    )))
+}
+
+/// Drops `entries` (task, version up to which the entry is obsolete) from `bucket`.
+async fn drop_entries(ctx: &Context, bucket: i64, entries: &[(Uuid, u64)]) -> Result<(), Error> {
+    if let [(task, version)] = entries {
+        return apply::unfile(ctx, bucket, *task, *version).await;
+    }
+    ctx.store
+        .update::<Bucket, _>(&Buckets::key(bucket), |b| match b {
+            None => Change::Keep,
+            Some(mut b) => {
+                let changed = entries.iter().fold(false, |acc, (task, version)| {
+                    b.unfile(*task, *version) | acc
+                });
+                if !changed {
+                    Change::Keep
+                } else if b.is_empty() {
+                    Change::Delete
+                } else {
+                    Change::Save(b)
+                }
+            }
+        })
+        .await?;
+    Ok(())
+}
+
+async fn advance_watermark(
+    ctx: &Context,
+    current: Option<Watermark>,
+    etag: Option<&str>,
+    edge: i64,
+) -> Result<(), Error> {
+    if current.is_some_and(|w| w.next_bucket >= edge) {
+        return Ok(());
+    }
+    let mark = Watermark { next_bucket: edge };
+    match ctx.store.write(WATERMARK_KEY, &mark, etag, None).await {
+        Ok(()) => Ok(()),
+        // Another scanner moved it meanwhile: it holds the lease now.
+        Err(error) if is_conflict(&error) => Err(Error::LeaseLost),
+        Err(error) => Err(error.into()),
+    }
+}
