@@ -128,6 +128,11 @@ impl Runtime {
             .filter(|c| c.spec.in_scope(app_id))
     }
 
+    /// State store `name`, ignoring component scopes (for the test harness).
+    pub fn state_component(&self, name: &str) -> Option<&StateComponent> {
+        self.state_stores.get(name)
+    }
+
     /// Pub/sub `name`, if it exists and `app_id` is in its scopes.
     pub fn pubsub(&self, app_id: &str, name: &str) -> Option<&PubSubComponent> {
         self.pubsubs.get(name).filter(|c| c.spec.in_scope(app_id))

@@ -124,6 +124,11 @@ impl SidecarHandle {
         self.state.app_id()
     }
 
+    /// A receiver that turns `true` once startup finished.
+    pub fn ready_receiver(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.state.ready.subscribe()
+    }
+
     /// Waits until startup finished (app channel up and subscriptions registered).
     pub async fn wait_ready(&self, timeout: std::time::Duration) -> bool {
         let mut rx = self.state.ready.subscribe();

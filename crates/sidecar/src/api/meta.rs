@@ -1,0 +1,78 @@
+//! `GET /v1.0/metadata` and `PUT /v1.0/metadata/{attr}`.
+
+use super::errors::no_content;
+use crate::sidecar::SidecarState;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+pub(super) async fn get_metadata(State(state): State<Arc<SidecarState>>) -> axum::Json<Value> {
+    axum::Json(describe(&state))
+}
+
+/// The metadata document (fields omitted when empty, as daprd does).
+pub fn describe(state: &SidecarState) -> Value {
+    let mut doc = Map::new();
+    doc.insert("id".into(), state.app_id().into());
+    doc.insert("runtimeVersion".into(), crate::RUNTIME_VERSION.into());
+    let extended = state
+        .extended
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if !extended.is_empty() {
+        doc.insert("extended".into(), json!(extended));
+    }
+    let components: Vec<Value> = state
+        .runtime
+        .components_for(state.app_id())
+        .into_iter()
+        .map(|c| {
+            let mut v = json!({"name": c.name, "type": c.component_type, "version": c.version});
+            let caps = state.runtime.capabilities(&c.name);
+            if let (false, Some(obj)) = (caps.is_empty(), v.as_object_mut()) {
+                obj.insert("capabilities".into(), json!(caps));
+            }
+            v
+        })
+        .collect();
+    if !components.is_empty() {
+        doc.insert("components".into(), components.into());
+    }
+    let subscriptions: Vec<Value> = state
+        .subscriptions
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .iter()
+        .map(|s| s.describe())
+        .collect();
+    if !subscriptions.is_empty() {
+        doc.insert("subscriptions".into(), subscriptions.into());
+    }
+    if let Some(port) = state.opts.app_port {
+        doc.insert(
+            "appConnectionProperties".into(),
+            json!({"port": port, "protocol": "http", "channelAddress": state.opts.app_channel_address}),
+        );
+    }
+    doc.insert(
+        "actorRuntime".into(),
+        json!({"runtimeStatus": "DISABLED", "hostReady": false}),
+    );
+    Value::Object(doc)
+}
+
+pub(super) async fn put_metadata(
+    State(state): State<Arc<SidecarState>>,
+    Path(attr): Path<String>,
+    body: Bytes,
+) -> Response {
+    state
+        .extended
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(attr, String::from_utf8_lossy(&body).into_owned());
+    no_content()
+}

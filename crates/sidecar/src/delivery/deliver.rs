@@ -1,0 +1,247 @@
+//! Delivery of one message to the app (reference 3.4-3.6).
+//!
+//! 1. Decode the stored CloudEvent (or wrap the bytes for raw-payload subscriptions), drop it if
+//!    expired, pick the route with the CEL rules (no match = drop).
+//! 2. POST the stored bytes to the app and interpret the answer (see [`super::outcome`]).
+//! 3. Retriable failures are retried under the inbound resiliency policy, if any.
+//! 4. Still failing: publish the original bytes and metadata to the dead-letter topic (then ack),
+//!    or hand the error back to the component, which redelivers. Drops (DROP, expired, no route)
+//!    go to the dead-letter topic when there is one; HTTP 404 is dropped without it.
+//!    During shutdown nothing is dead-lettered.
+
+use super::SubscriptionDef;
+use super::outcome::{AppOutcome, interpret};
+use super::retry::Backoff;
+use crate::cloudevent;
+use crate::components::{HandlerResult, Message, MessageHandler};
+use crate::resources::RetryPolicySpec;
+use crate::runtime::PubSubComponent;
+use crate::sidecar::SidecarState;
+use bytes::Bytes;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+#[derive(Debug)]
+struct Deliverer {
+    state: Arc<SidecarState>,
+    pubsub: PubSubComponent,
+    def: SubscriptionDef,
+    policy: Option<RetryPolicySpec>,
+    semaphore: Arc<Semaphore>,
+    raw: bool,
+}
+
+/// The broker callback for one subscription of one sidecar.
+pub(super) fn handler(
+    state: Arc<SidecarState>,
+    pubsub: PubSubComponent,
+    def: SubscriptionDef,
+    policy: Option<RetryPolicySpec>,
+    semaphore: Arc<Semaphore>,
+) -> MessageHandler {
+    let raw = def.raw_payload();
+    let d = Arc::new(Deliverer {
+        state,
+        pubsub,
+        def,
+        policy,
+        semaphore,
+        raw,
+    });
+    Arc::new(move |msg: Message| {
+        let d = d.clone();
+        Box::pin(async move { d.handle(msg).await })
+    })
+}
+
+/// What to do with a message that will not be delivered.
+enum Disposal {
+    /// Dead-letter if configured, then ack.
+    Drop(String),
+    /// Retry flow exhausted or not retriable: dead-letter if configured, else back to the component.
+    Fail(String),
+}
+
+impl Deliverer {
+    fn app_id(&self) -> &str {
+        self.state.app_id()
+    }
+
+    async fn handle(&self, msg: Message) -> HandlerResult {
+        let delay = self.state.runtime.faults().delivery_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let result = match self.prepare(&msg) {
+            Ok((path, body)) => self.deliver_with_retries(&path, &msg, body).await,
+            Err(d) => Err(d),
+        };
+        match result {
+            Ok(()) => {
+                if self.state.runtime.faults().duplicates()
+                    && let Ok((path, body)) = self.prepare(&msg)
+                {
+                    let _ = self.attempt(&path, &msg, body).await;
+                }
+                Ok(())
+            }
+            Err(Disposal::Drop(reason)) => {
+                tracing::warn!(app_id = %self.app_id(), topic = %msg.topic, %reason, "message dropped");
+                self.dead_letter(&msg, &reason).await
+            }
+            Err(Disposal::Fail(reason)) => {
+                if self.state.shutdown.is_cancelled() {
+                    return Err(format!("sidecar shutting down: {reason}"));
+                }
+                self.dead_letter(&msg, &reason).await
+            }
+        }
+    }
+
+    /// Decodes, checks expiry and routes; returns the app path and the body to POST.
+    fn prepare(&self, msg: &Message) -> Result<(String, Bytes), Disposal> {
+        let (event, body) = if self.raw {
+            let ce = cloudevent::wrap_raw_for_delivery(
+                &self.def.pubsubname,
+                &msg.topic,
+                &msg.data,
+                &msg.metadata,
+            );
+            let bytes = Bytes::from(cloudevent::to_go_json(ce.clone()));
+            (serde_json::Value::Object(ce), bytes)
+        } else {
+            let event: serde_json::Value = serde_json::from_slice(&msg.data)
+                .map_err(|e| Disposal::Fail(format!("message is not valid JSON: {e}")))?;
+            (event, msg.data.clone())
+        };
+        if let serde_json::Value::Object(ce) = &event
+            && cloudevent::is_expired(ce, chrono::Utc::now())
+        {
+            return Err(Disposal::Drop("message expired".into()));
+        }
+        match super::routes::select(&self.def.rules, &event) {
+            Ok(Some(path)) => Ok((path.to_string(), body)),
+            Ok(None) => Err(Disposal::Drop("no route rule matched".into())),
+            Err(e) => Err(Disposal::Fail(e.to_string())),
+        }
+    }
+
+    async fn deliver_with_retries(
+        &self,
+        path: &str,
+        msg: &Message,
+        body: Bytes,
+    ) -> Result<(), Disposal> {
+        let mut backoff = self.policy.clone().map(Backoff::new);
+        loop {
+            match self.attempt(path, msg, body.clone()).await {
+                AppOutcome::Success => {
+                    tracing::debug!(app_id = %self.app_id(), topic = %msg.topic, %path, "delivered");
+                    return Ok(());
+                }
+                AppOutcome::NotFound => {
+                    tracing::error!(app_id = %self.app_id(), topic = %msg.topic, %path, "app answered 404: message dropped without dead-lettering");
+                    return Ok(());
+                }
+                AppOutcome::Drop => return Err(Disposal::Drop("app answered DROP".into())),
+                AppOutcome::Retry { status, reason } => {
+                    tracing::debug!(app_id = %self.app_id(), topic = %msg.topic, %path, ?status, %reason, "delivery failed");
+                    let delay = backoff
+                        .as_mut()
+                        .filter(|b| b.retriable(status))
+                        .and_then(Backoff::next_delay);
+                    let Some(delay) = delay else {
+                        return Err(Disposal::Fail(reason));
+                    };
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = self.state.shutdown.cancelled() => return Err(Disposal::Fail(reason)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// One HTTP POST to the app.
+    async fn attempt(&self, path: &str, msg: &Message, body: Bytes) -> AppOutcome {
+        let Some(base) = self.state.app_base_url() else {
+            return AppOutcome::Retry {
+                status: None,
+                reason: "no app channel".into(),
+            };
+        };
+        let Ok(_permit) = self.semaphore.acquire().await else {
+            return AppOutcome::Retry {
+                status: None,
+                reason: "delivery closed".into(),
+            };
+        };
+        let mut req = self
+            .state
+            .client
+            .post(format!("{base}{path}"))
+            .header("content-type", cloudevent::CLOUDEVENT_CONTENT_TYPE)
+            .header("pubsubname", &self.def.pubsubname);
+        for (k, v) in &msg.metadata {
+            if let (Ok(name), Ok(value)) = (
+                reqwest::header::HeaderName::from_bytes(k.as_bytes()),
+                reqwest::header::HeaderValue::from_str(v),
+            ) {
+                req = req.header(name, value);
+            }
+        }
+        let parent = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v.get("traceparent")
+                    .and_then(|t| t.as_str())
+                    .map(String::from)
+            });
+        let trace = cloudevent::TraceContext::child_of(parent.as_deref(), None);
+        req = req.header("traceparent", trace.traceparent);
+        if let Some(token) = &self.state.opts.app_api_token {
+            req = req.header(crate::tokens::TOKEN_HEADER, token);
+        }
+        let response = tokio::select! {
+            r = req.body(body).send() => r,
+            _ = self.state.shutdown.cancelled() => {
+                return AppOutcome::Retry { status: None, reason: "sidecar shutting down".into() };
+            }
+        };
+        match response {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let bytes = resp.bytes().await.unwrap_or_default();
+                interpret(status, &bytes)
+            }
+            Err(e) => AppOutcome::Retry {
+                status: None,
+                reason: format!("error sending message to the app: {e}"),
+            },
+        }
+    }
+
+    /// Publishes the original message to the dead-letter topic (ack), or returns the error to the
+    /// component when there is none or the dead-letter publish fails.
+    async fn dead_letter(&self, msg: &Message, reason: &str) -> HandlerResult {
+        let Some(dlq) = &self.def.dead_letter_topic else {
+            return Err(reason.to_string());
+        };
+        if !self.pubsub.scopes.may_publish(self.app_id(), dlq) {
+            tracing::error!(app_id = %self.app_id(), topic = %msg.topic, dead_letter_topic = %dlq, "dead-letter topic not allowed for this app; returning the message to the component");
+            return Err(format!("dead-letter topic {dlq} is not allowed: {reason}"));
+        }
+        let copy = Message {
+            topic: dlq.clone(),
+            data: msg.data.clone(),
+            metadata: msg.metadata.clone(),
+        };
+        match self.state.runtime.publish_message(&self.pubsub, copy).await {
+            Ok(()) => {
+                tracing::warn!(app_id = %self.app_id(), topic = %msg.topic, dead_letter_topic = %dlq, %reason, "message sent to the dead-letter topic");
+                Ok(())
+            }
+            Err(e) => Err(format!("dead-letter publish failed: {e}; {reason}")),
+        }
+    }
+}
