@@ -1,0 +1,168 @@
+//! The one active mail transport: SMTP (pooled, with timeouts) or a folder of `.eml` files for
+//! local runs. Send failures are classified here, once: an SMTP 5xx reply is permanent (the same
+//! message will be refused again); everything else (4xx, refused connection, timeout, TLS or I/O
+//! trouble) is transient and worth a retry.
+
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::ExposeSecret;
+
+use crate::Error;
+use crate::settings::{TransportChoice, WorkerSettings};
+
+/// How a send failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("temporary failure: {0}")]
+    Transient(String),
+    #[error("permanent failure: {0}")]
+    Permanent(String),
+}
+
+#[derive(Debug)]
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    File(AsyncFileTransport<Tokio1Executor>),
+}
+
+/// Sends composed messages.
+#[derive(Debug)]
+pub struct Mailer {
+    transport: Transport,
+    description: String,
+}
+
+impl Mailer {
+    /// Builds the transport the settings select (inside a Tokio runtime: the SMTP pool spawns its
+    /// reaper task). Nothing secret ends up in
+    /// [`Mailer::description`].
+    pub fn from_settings(s: &WorkerSettings) -> Result<Self, Error> {
+        match s.transport()? {
+            TransportChoice::File { dir } => {
+                std::fs::create_dir_all(&dir).map_err(|e| Error::Settings {
+                    name: "MAIL_DIR",
+                    reason: format!("cannot create {}: {e}", dir.display()),
+                })?;
+                Ok(Self {
+                    description: format!(
+                        "file transport, one .eml per message in {}",
+                        dir.display()
+                    ),
+                    transport: Transport::File(AsyncFileTransport::new(dir)),
+                })
+            }
+            TransportChoice::Smtp {
+                url,
+                username,
+                password,
+            } => {
+                let redacted = redact_url(url.expose_secret());
+                let mut builder =
+                    AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
+                        .map_err(|e| Error::Settings {
+                            name: "SMTP_URL",
+                            reason: format!("`{redacted}` is not a usable SMTP URL: {e}"),
+                        })?
+                        .timeout(Some(s.smtp_timeout))
+                        .pool_config(
+                            PoolConfig::new().max_size(
+                                u32::try_from(s.max_concurrent_sends).unwrap_or(u32::MAX),
+                            ),
+                        );
+                if let (Some(user), Some(password)) = (username, password) {
+                    builder = builder
+                        .credentials(Credentials::new(user, password.expose_secret().to_owned()));
+                }
+                Ok(Self {
+                    description: format!("SMTP transport to {redacted}"),
+                    transport: Transport::Smtp(builder.build()),
+                })
+            }
+        }
+    }
+
+    /// Which transport is active and where it sends (password redacted).
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Sends one message; returns the transport's id or reply for the log.
+    pub async fn send(&self, message: &Message) -> Result<String, SendError> {
+        match &self.transport {
+            Transport::Smtp(smtp) => smtp
+                .send(message.clone())
+                .await
+                .map(|reply| reply.message().collect::<Vec<_>>().join(" "))
+                .map_err(|e| {
+                    if e.is_permanent() {
+                        SendError::Permanent(e.to_string())
+                    } else {
+                        SendError::Transient(e.to_string())
+                    }
+                }),
+            // A full disk or a missing folder may be fixed; retry.
+            Transport::File(file) => file
+                .send(message.clone())
+                .await
+                .map_err(|e| SendError::Transient(e.to_string())),
+        }
+    }
+}
+
+/// The URL with any password replaced by `***`, for logs.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparsable URL>".to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("smtp://mail:25"), "smtp://mail:25");
+        assert_eq!(
+            redact_url("smtps://bot:p%40ss@mail.example:465?tls=required"),
+            "smtps://bot:***@mail.example:465?tls=required"
+        );
+        assert_eq!(redact_url("smtp://bot@mail"), "smtp://bot:***@mail");
+        assert_eq!(redact_url("garbage"), "<unparsable URL>");
+    }
+
+    #[tokio::test]
+    async fn the_description_never_shows_the_password() {
+        let mut s = WorkerSettings::defaults().unwrap();
+        s.smtp_url = Some(SecretString::from("smtp://bot:hunter2@127.0.0.1:2525"));
+        let m = Mailer::from_settings(&s).unwrap();
+        assert!(
+            m.description()
+                .starts_with("SMTP transport to smtp://bot:***@127.0.0.1:2525")
+        );
+        assert!(!format!("{m:?}").contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn a_bad_url_names_the_setting_without_the_password() {
+        let mut s = WorkerSettings::defaults().unwrap();
+        s.smtp_url = Some(SecretString::from("ftp://bot:hunter2@host"));
+        let err = Mailer::from_settings(&s).unwrap_err().to_string();
+        assert!(
+            err.contains("SMTP_URL") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+}
