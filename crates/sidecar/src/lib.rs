@@ -11,6 +11,7 @@
 //! [`testing`].
 
 pub mod api;
+pub mod cli;
 pub mod cloudevent;
 pub mod components;
 pub mod delivery;
@@ -18,6 +19,8 @@ pub mod faults;
 pub mod invoke;
 pub mod metadata;
 pub mod resources;
+pub mod runfile;
+pub mod runner;
 pub mod runtime;
 pub mod scopes;
 pub mod sidecar;

@@ -1,1 +1,69 @@
-fn main() {}
+//! `sidecar`: a local stand-in for `daprd` (same flags, same HTTP API) and for `dapr run -f`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use sidecar::cli::{Cli, Command, LogLevel, normalize_args};
+use sidecar::{runfile, runner};
+
+fn init_tracing(level: LogLevel, json: bool) {
+    let filter = tracing_subscriber::EnvFilter::new(level.as_filter());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode, String> {
+    match cli.command {
+        Some(Command::Run(args)) => {
+            let plan = runfile::load(&args.file).map_err(|e| e.to_string())?;
+            let verbosest = plan.apps.iter().filter_map(|a| a.log_level).min();
+            init_tracing(
+                verbosest.map_or(args.log_level, |l| l.min(args.log_level)),
+                false,
+            );
+            for warning in &plan.warnings {
+                tracing::warn!(file = %plan.file.display(), "{warning}");
+            }
+            let grace = Duration::from_secs(args.shutdown_grace_seconds);
+            let report = runner::run_plan(plan, grace)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(if report.app_failed() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        None => {
+            let cfg = cli
+                .daprd
+                .resolve(|k| std::env::var(k).ok())
+                .map_err(|e| e.to_string())?;
+            init_tracing(cfg.log_level, cfg.log_as_json);
+            for warning in &cfg.warnings {
+                tracing::warn!("{warning}");
+            }
+            runner::run_single(cfg).await.map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse_from(normalize_args(std::env::args_os()));
+    match run(cli).await {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! Running sidecars: one for `sidecar --app-id ...` ([`run_single`]), or one per app of a run file
+//! together with the apps themselves ([`run_plan`], the equivalent of `dapr run -f`).
+//!
+//! A multi-app run hosts every sidecar in this process on one shared [`Runtime`], so in-memory
+//! pub/sub and state connect the apps (resources combined as described in [`resources`]). For each
+//! app, in file order: its sidecar starts (API bound; the app channel is awaited in the background,
+//! as daprd does), then the app's `command` starts in `appDirPath` with the environment the Dapr CLI
+//! gives: ours, plus `APP_ID`, `APP_PORT`, `DAPR_HTTP_PORT`, `DAPR_GRPC_PORT`, `DAPR_METRICS_PORT`,
+//! `APP_PROTOCOL=http`, `APP_CHANNEL_ADDRESS` (when not 127.0.0.1), then the file's `env`.
+//! `DAPR_API_TOKEN`/`APP_API_TOKEN` for the sidecars come from our environment only, as daprd's do.
+//! No gRPC API or metrics endpoint is served; their ports are reserved only so apps that read the
+//! variables get a valid number.
+//!
+//! An app that exits on its own is reported with its exit status and the run goes on, as with the
+//! Dapr CLI: its sidecar and the other apps keep running until Ctrl-C/SIGTERM. Then every app's
+//! process group gets SIGTERM, a grace period, then SIGKILL; then the sidecars stop. The run exits
+//! non-zero if any app had exited on its own with a failure status.
+
+pub mod process;
+pub mod resources;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::cli::DaprdConfig;
+use crate::runfile::{AppPlan, RunPlan};
+use crate::{ResourceError, Runtime, SidecarHandle, SidecarOptions, StartError, start_sidecar};
+use process::{AppCommand, AppProcess, Exited, describe};
+
+/// Why a run could not start (once started, problems are logged and the run goes on).
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Resources(Box<resources::CombineError>),
+    #[error("cannot load resources: {0}")]
+    Resource(Box<ResourceError>),
+    #[error("app {app_id:?}: cannot start the sidecar: {reason}")]
+    Sidecar {
+        app_id: String,
+        reason: String,
+        #[source]
+        source: Box<StartError>,
+    },
+    #[error("app {app_id:?}: cannot start {program:?} in {dir}: {source}")]
+    Spawn {
+        app_id: String,
+        program: String,
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen for signals: {0}")]
+    Signals(#[source] std::io::Error),
+}
+
+/// How a run ended.
+#[derive(Debug, Default)]
+pub struct RunReport {
+    /// Apps that exited before the run was stopped.
+    pub exited_on_their_own: Vec<Exited>,
+}
+
+impl RunReport {
+    /// True if an app exited on its own with a failure status.
+    pub fn app_failed(&self) -> bool {
+        self.exited_on_their_own.iter().any(|e| !e.status.success())
+    }
+}
+
+/// Runs one sidecar until Ctrl-C or SIGTERM.
+pub async fn run_single(cfg: DaprdConfig) -> Result<(), RunnerError> {
+    let mut stop = StopSignal::install()?;
+    let resources = crate::load_resources(&cfg.resources_paths).map_err(resource_error)?;
+    let runtime = Runtime::new(resources).map_err(resource_error)?;
+    let opts = SidecarOptions {
+        app_id: cfg.app_id.clone(),
+        app_port: cfg.app_port,
+        app_channel_address: cfg.app_channel_address.clone(),
+        dapr_http_port: cfg.dapr_http_port,
+        listen_addresses: cfg.listen_addresses.clone(),
+        api_token: cfg.api_token.clone(),
+        app_api_token: cfg.app_api_token.clone(),
+        max_body_size: cfg.max_body_size,
+    };
+    let handle = start(&runtime, opts).await?;
+    tracing::info!(app_id = %cfg.app_id, http_port = handle.local_addr().port(), "sidecar running");
+    let signal = stop.recv().await;
+    tracing::info!(signal, "stopping sidecar");
+    handle.shutdown().await;
+    runtime.shutdown();
+    Ok(())
+}
+
+/// Runs every app of `plan` with its sidecar until Ctrl-C or SIGTERM.
+pub async fn run_plan(plan: RunPlan, grace: Duration) -> Result<RunReport, RunnerError> {
+    let mut stop = StopSignal::install()?;
+    let app_paths: Vec<_> = plan
+        .apps
+        .iter()
+        .map(|a| (a.app_id.clone(), a.resources_paths.clone()))
+        .collect();
+    let combined =
+        resources::combine(&app_paths).map_err(|e| RunnerError::Resources(Box::new(e)))?;
+    let runtime = Runtime::new(combined).map_err(resource_error)?;
+    let (exits_tx, mut exits) = mpsc::unbounded_channel();
+
+    let mut running = Running::default();
+    for app in &plan.apps {
+        if let Err(e) = running.start_app(&runtime, app, exits_tx.clone()).await {
+            running.stop(grace).await;
+            runtime.shutdown();
+            return Err(e);
+        }
+    }
+    tracing::info!(apps = plan.apps.len(), file = %plan.file.display(), "all apps started; Ctrl-C stops the run");
+
+    let mut report = RunReport::default();
+    let signal = loop {
+        tokio::select! {
+            signal = stop.recv() => break signal,
+            Some(exited) = exits.recv() => {
+                let status = describe(exited.status);
+                if exited.status.success() {
+                    tracing::info!(app_id = %exited.app_id, %status, "app exited on its own; its sidecar and the other apps keep running");
+                } else {
+                    tracing::error!(app_id = %exited.app_id, %status, "app exited on its own with a failure; its sidecar and the other apps keep running");
+                }
+                report.exited_on_their_own.push(exited);
+            }
+        }
+    };
+    tracing::info!(signal, "stopping apps and sidecars");
+    running.stop(grace).await;
+    runtime.shutdown();
+    Ok(report)
+}
+
+#[derive(Default)]
+struct Running {
+    processes: Vec<AppProcess>,
+    sidecars: Vec<SidecarHandle>,
+}
+
+impl Running {
+    async fn start_app(
+        &mut self,
+        runtime: &Arc<Runtime>,
+        app: &AppPlan,
+        exits: mpsc::UnboundedSender<Exited>,
+    ) -> Result<(), RunnerError> {
+        let token = |name: &str| std::env::var(name).ok().filter(|t| !t.is_empty());
+        let opts = SidecarOptions {
+            app_id: app.app_id.clone(),
+            app_port: app.app_port,
+            app_channel_address: app.app_channel_address.clone(),
+            dapr_http_port: app.dapr_http_port.unwrap_or(0),
+            listen_addresses: app.listen_addresses.clone(),
+            api_token: token("DAPR_API_TOKEN"),
+            app_api_token: token("APP_API_TOKEN"),
+            max_body_size: app.max_body_size,
+        };
+        let handle = start(runtime, opts).await?;
+        let http_port = handle.local_addr().port();
+        self.sidecars.push(handle);
+        let grpc_port = app.dapr_grpc_port.unwrap_or_else(free_port);
+        let metrics_port = app.metrics_port.unwrap_or_else(free_port);
+        tracing::info!(app_id = %app.app_id, http_port, grpc_port, "started sidecar");
+
+        if app.command.is_empty() {
+            tracing::warn!(app_id = %app.app_id, "no application command; only the sidecar runs");
+            return Ok(());
+        }
+        let mut env = BTreeMap::from([
+            ("APP_ID".to_owned(), app.app_id.clone()),
+            ("DAPR_HTTP_PORT".to_owned(), http_port.to_string()),
+            ("DAPR_GRPC_PORT".to_owned(), grpc_port.to_string()),
+            ("DAPR_METRICS_PORT".to_owned(), metrics_port.to_string()),
+            ("APP_PROTOCOL".to_owned(), "http".to_owned()),
+        ]);
+        if let Some(port) = app.app_port {
+            env.insert("APP_PORT".into(), port.to_string());
+        }
+        if app.app_channel_address != "127.0.0.1" {
+            env.insert(
+                "APP_CHANNEL_ADDRESS".into(),
+                app.app_channel_address.clone(),
+            );
+        }
+        env.extend(app.env.clone());
+        let spec = AppCommand {
+            app_id: app.app_id.clone(),
+            command: app.command.clone(),
+            cwd: app.app_dir.clone(),
+            env,
+        };
+        let process = AppProcess::spawn(&spec, exits).map_err(|source| RunnerError::Spawn {
+            app_id: app.app_id.clone(),
+            program: app.command.first().cloned().unwrap_or_default(),
+            dir: app.app_dir.display().to_string(),
+            source,
+        })?;
+        tracing::info!(app_id = %app.app_id, pid = process.pid(), "started app");
+        self.processes.push(process);
+        Ok(())
+    }
+
+    /// Stops all apps (concurrently, each with its grace period), then all sidecars.
+    async fn stop(&mut self, grace: Duration) {
+        let mut tasks = tokio::task::JoinSet::new();
+        for mut p in self.processes.drain(..) {
+            tasks.spawn(async move {
+                let status = p.terminate(grace).await;
+                (p.app_id().to_owned(), status)
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            if let Ok((app_id, status)) = done {
+                let status = status.map_or_else(|| "unknown status".to_owned(), describe);
+                tracing::info!(%app_id, %status, "app stopped");
+            }
+        }
+        let mut sidecars = tokio::task::JoinSet::new();
+        for s in self.sidecars.drain(..) {
+            sidecars.spawn(s.shutdown());
+        }
+        while sidecars.join_next().await.is_some() {}
+    }
+}
+
+async fn start(runtime: &Arc<Runtime>, opts: SidecarOptions) -> Result<SidecarHandle, RunnerError> {
+    let app_id = opts.app_id.clone();
+    let port = opts.dapr_http_port;
+    start_sidecar(runtime.clone(), opts)
+        .await
+        .map_err(|source| {
+            let reason = match &source {
+                StartError::Bind { source: io, .. }
+                    if io.kind() == std::io::ErrorKind::AddrInUse =>
+                {
+                    format!("dapr HTTP port {port} is already in use")
+                }
+                other => other.to_string(),
+            };
+            RunnerError::Sidecar {
+                app_id,
+                reason,
+                source: Box::new(source),
+            }
+        })
+}
+
+fn resource_error(e: ResourceError) -> RunnerError {
+    RunnerError::Resource(Box::new(e))
+}
+
+/// A port that was free a moment ago (for ports we only announce, never serve).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+/// Ctrl-C (SIGINT) or SIGTERM, installed before anything starts so an early signal is not lost.
+struct StopSignal {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    fn install() -> Result<Self, RunnerError> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).map_err(RunnerError::Signals)?,
+            terminate: signal(SignalKind::terminate()).map_err(RunnerError::Signals)?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
+        }
+    }
+}
