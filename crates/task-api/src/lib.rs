@@ -1,1 +1,24 @@
-//! task-api
+//! task-api: the REST API that owns tasks.
+//!
+//! Callers authenticate with a bearer JWT; each sees only their own tasks. Tasks live in the
+//! Dapr state store (`task:{id}` plus a per-user index), and every change publishes a task event
+//! through an outbox kept in the same state transaction, so a committed change always produces
+//! its event and an uncommitted one never does (see [`outbox`]).
+
+pub mod auth;
+pub mod context;
+pub mod error;
+pub mod json;
+pub mod listing;
+pub mod model;
+pub mod openapi;
+pub mod outbox;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+pub mod store;
+pub mod tasks;
+
+pub use error::ApiError;
+pub use settings::Settings;
+pub use startup::{Application, StartError, app};

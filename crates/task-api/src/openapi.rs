@@ -1,0 +1,79 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations and served as
+//! `GET /openapi.json`.
+
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// An RFC 9457 problem document (`application/problem+json`).
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct ProblemDoc {
+    /// Stable URN per kind of problem, e.g. `urn:todo:problem:validation-error`.
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: Option<String>,
+    pub instance: Option<String>,
+    /// The offending fields.
+    pub errors: Vec<FieldErrorDoc>,
+}
+
+/// One invalid input.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct FieldErrorDoc {
+    pub field: String,
+    pub message: String,
+}
+
+#[derive(Debug)]
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "task-api", description = "Tasks of the todo product. Every error is application/problem+json."),
+    paths(
+        crate::routes::create_task,
+        crate::routes::list_tasks,
+        crate::routes::get_task,
+        crate::routes::update_task,
+        crate::routes::complete_task,
+        crate::routes::delete_task,
+    ),
+    components(schemas(
+        crate::model::CreateTask,
+        crate::model::UpdateTask,
+        crate::model::TaskView,
+        crate::model::PriorityDoc,
+        crate::model::StatusDoc,
+        crate::listing::TaskPage,
+        ProblemDoc,
+        FieldErrorDoc,
+    )),
+    modifiers(&BearerAuth),
+    tags((name = "tasks", description = "A user's tasks"))
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+/// The document as JSON.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

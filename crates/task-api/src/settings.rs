@@ -1,0 +1,201 @@
+//! Settings: built-in defaults < optional `CONFIG_FILE` < environment (see the crate README for
+//! the table). The Dapr sidecar address is read separately by `dapr_http::DaprSettings`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+/// Built-in defaults. There is deliberately no JWT secret here: a service that silently accepted
+/// tokens signed with a well-known key would be open to anyone, so the local run config must set
+/// `JWT_SECRET` explicitly.
+pub const DEFAULTS_TOML: &str = r#"
+app_port = 8080
+app_id = "task-api"
+bind_address = "0.0.0.0"
+pubsub_name = "todo-pubsub"
+state_store_name = "todo-state"
+jwt_algorithm = "HS256"
+jwt_leeway = "30s"
+max_body_bytes = 65536
+outbox_shards = 16
+outbox_relay_interval = "5s"
+outbox_grace_period = "15s"
+conflict_retries = 25
+tombstone_ttl = "7days"
+task_api_fault_crash_after_commit = false
+"#;
+
+/// Minimum HS256 secret length: shorter secrets can be brute-forced offline from one token.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Everything the service reads from its configuration.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    /// Port the REST API listens on (`APP_PORT`, Dapr's convention).
+    pub app_port: u16,
+    /// App id: CloudEvent `source` and envelope `source` of published events.
+    pub app_id: String,
+    /// Interface to bind (`0.0.0.0` in a pod; tests use `127.0.0.1`).
+    pub bind_address: String,
+    pub pubsub_name: String,
+    pub state_store_name: String,
+    /// HS256 shared secret. Either this or `jwt_public_key_file` must be set.
+    #[serde(default)]
+    pub jwt_secret: Option<SecretString>,
+    /// PEM public key for RS256/ES256 tokens.
+    #[serde(default)]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// `HS256`, `RS256` or `ES256`.
+    pub jwt_algorithm: String,
+    /// Required `iss`, when set.
+    #[serde(default)]
+    pub jwt_issuer: Option<String>,
+    /// Required `aud`, when set.
+    #[serde(default)]
+    pub jwt_audience: Option<String>,
+    /// Clock skew tolerated on `exp`.
+    #[serde(with = "humantime_serde")]
+    pub jwt_leeway: Duration,
+    /// Request bodies above this many bytes get 413.
+    pub max_body_bytes: usize,
+    /// Number of outbox shard keys (`outbox:{n}`).
+    pub outbox_shards: u32,
+    /// How often the relay looks for unpublished outbox entries.
+    #[serde(with = "humantime_serde")]
+    pub outbox_relay_interval: Duration,
+    /// An outbox entry younger than this belongs to a request still in flight; the relay leaves it.
+    #[serde(with = "humantime_serde")]
+    pub outbox_grace_period: Duration,
+    /// Attempts of a read-modify-write before answering 503 under contention.
+    pub conflict_retries: u32,
+    /// How long a deleted task's tombstone stays (it proves a delete event committed).
+    #[serde(with = "humantime_serde")]
+    pub tombstone_ttl: Duration,
+    /// TEST ONLY: abort the process right after a state commit, before publishing.
+    pub task_api_fault_crash_after_commit: bool,
+}
+
+/// A setting is missing or inconsistent.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error(transparent)]
+    Load(#[from] service_kit::SettingsError),
+    #[error("JWT_ALGORITHM must be HS256, RS256 or ES256, not `{0}`")]
+    Algorithm(String),
+    #[error("JWT_ALGORITHM=HS256 needs JWT_SECRET (at least {MIN_SECRET_BYTES} bytes)")]
+    MissingSecret,
+    #[error("JWT_SECRET is {0} bytes; HS256 needs at least {MIN_SECRET_BYTES}")]
+    ShortSecret(usize),
+    #[error("JWT_ALGORITHM={0} needs JWT_PUBLIC_KEY_FILE (a PEM public key)")]
+    MissingPublicKey(String),
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+}
+
+impl Settings {
+    /// Loads and validates settings from the process environment.
+    pub fn load() -> Result<Self, SettingsError> {
+        let settings: Settings = service_kit::load_settings(DEFAULTS_TOML)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Loads from an explicit environment (tests).
+    pub fn load_from<I>(env: I) -> Result<Self, SettingsError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let settings: Settings = service_kit::load_settings_from(DEFAULTS_TOML, env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks the combinations the type system cannot.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        match self.jwt_algorithm.as_str() {
+            "HS256" => match &self.jwt_secret {
+                None => return Err(SettingsError::MissingSecret),
+                Some(secret) if secret.expose_secret().len() < MIN_SECRET_BYTES => {
+                    return Err(SettingsError::ShortSecret(secret.expose_secret().len()));
+                }
+                Some(_) => {}
+            },
+            "RS256" | "ES256" => {
+                if self.jwt_public_key_file.is_none() {
+                    return Err(SettingsError::MissingPublicKey(self.jwt_algorithm.clone()));
+                }
+            }
+            other => return Err(SettingsError::Algorithm(other.to_owned())),
+        }
+        if self.outbox_shards == 0 {
+            return Err(SettingsError::Zero("OUTBOX_SHARDS"));
+        }
+        if self.conflict_retries == 0 {
+            return Err(SettingsError::Zero("CONFLICT_RETRIES"));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(SettingsError::Zero("MAX_BODY_BYTES"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn defaults_with_a_secret() {
+        let s = Settings::load_from(env(&[("JWT_SECRET", SECRET)])).unwrap();
+        assert_eq!(s.app_port, 8080);
+        assert_eq!(s.state_store_name, "todo-state");
+        assert_eq!(s.pubsub_name, "todo-pubsub");
+        assert_eq!(s.outbox_shards, 16);
+        assert_eq!(s.outbox_relay_interval, Duration::from_secs(5));
+        assert!(!s.task_api_fault_crash_after_commit);
+    }
+
+    #[test]
+    fn no_secret_is_refused() {
+        let err = Settings::load_from(env(&[])).unwrap_err();
+        assert!(matches!(err, SettingsError::MissingSecret), "{err}");
+        let err = Settings::load_from(env(&[("JWT_SECRET", "short")])).unwrap_err();
+        assert!(matches!(err, SettingsError::ShortSecret(5)), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides() {
+        let s = Settings::load_from(env(&[
+            ("JWT_SECRET", SECRET),
+            ("APP_PORT", "9000"),
+            ("STATE_STORE_NAME", "other"),
+            ("OUTBOX_GRACE_PERIOD", "250ms"),
+            ("TASK_API_FAULT_CRASH_AFTER_COMMIT", "true"),
+        ]))
+        .unwrap();
+        assert_eq!(s.app_port, 9000);
+        assert_eq!(s.state_store_name, "other");
+        assert_eq!(s.outbox_grace_period, Duration::from_millis(250));
+        assert!(s.task_api_fault_crash_after_commit);
+    }
+
+    #[test]
+    fn asymmetric_algorithms_need_a_key_file() {
+        let err = Settings::load_from(env(&[("JWT_ALGORITHM", "RS256")])).unwrap_err();
+        assert!(matches!(err, SettingsError::MissingPublicKey(_)), "{err}");
+        let err = Settings::load_from(env(&[("JWT_ALGORITHM", "none")])).unwrap_err();
+        assert!(matches!(err, SettingsError::Algorithm(_)), "{err}");
+    }
+}
