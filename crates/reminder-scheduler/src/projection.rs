@@ -129,7 +129,10 @@ pub fn decide(
     let unfile_from = current
         .and_then(|c| c.filed_in)
         .filter(|b| Some(*b) != filed_in);
-    let file_in = filed_in.filter(|b| current.and_then(|c| c.filed_in) != Some(*b));
+    // A new schedule is filed even in the bucket it already sits in: the scanner may have
+    // dropped the entry there after reminding the old due date.
+    let already_filed = same_schedule && current.is_some_and(|c| c.filed_in.is_some());
+    let file_in = filed_in.filter(|_| !already_filed);
     Ok(Plan {
         record: TaskRecord {
             task_id: task.task_id,
@@ -316,6 +319,25 @@ pub(crate) mod tests {
         .unwrap();
         assert!(plan.revived && plan.record.open);
         assert!(plan.file_in.is_some());
+    }
+
+    #[test]
+    fn a_new_due_date_in_the_same_bucket_is_filed_again() {
+        // Both due dates are inside the window, so both are filed at the window's edge.
+        let first = now() + Duration::minutes(30);
+        let mut current = record(1, Some(first));
+        current.filed_in = policy().filing_bucket(first, now());
+        current.reminded_for = Some(first);
+        let second = now() + Duration::minutes(40);
+        let plan = decide(
+            Some(&current),
+            &event(EventKind::Updated, 2, Some(second)),
+            now(),
+            &policy(),
+        )
+        .unwrap();
+        assert_eq!(plan.file_in, current.filed_in);
+        assert_eq!(plan.unfile_from, None);
     }
 
     #[test]

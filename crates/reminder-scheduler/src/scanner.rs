@@ -89,7 +89,11 @@ pub async fn scan(ctx: &Context) -> Result<ScanReport, Error> {
     for c in &candidates {
         let record = records.get(&c.task);
         match evaluate(record, c.filed_version, c.bucket, now, &ctx.policy) {
-            Verdict::Remind => due.push((c.bucket, record)),
+            Verdict::Remind => {
+                if let Some(r) = record {
+                    due.push((c.bucket, r.clone()));
+                }
+            }
             Verdict::Drop => {
                 if let Some(r) = record {
                     removals
@@ -103,8 +107,11 @@ pub async fn scan(ctx: &Context) -> Result<ScanReport, Error> {
         }
     }
 
-    let results = futures::stream::iter(due.into_iter().filter_map(|(b, r)| r.map(|r| (b, r))))
-        .map(|(bucket, record)| async move { (bucket, remind(ctx, record, now).await) })
+    let jobs: Vec<_> = due
+        .into_iter()
+        .map(|(bucket, record)| remind_in(ctx, bucket, record, now))
+        .collect();
+    let results = futures::stream::iter(jobs)
         .buffer_unordered(PUBLISH_CONCURRENCY)
         .collect::<Vec<_>>()
         .await;
@@ -187,6 +194,15 @@ async fn read_records(
         }
     }
     Ok(records)
+}
+
+async fn remind_in(
+    ctx: &Context,
+    bucket: i64,
+    record: TaskRecord,
+    now: DateTime<Utc>,
+) -> (i64, Result<Option<(Uuid, u64)>, Error>) {
+    (bucket, remind(ctx, &record, now).await)
 }
 
 /// Publishes the reminder of `record`, then marks it sent. `Ok(Some((task, version)))` when
