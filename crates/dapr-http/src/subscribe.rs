@@ -12,19 +12,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use bytes::Bytes;
 use events::EventPayload;
 use secrecy::{ExposeSecret as _, SecretString};
+
+use crate::token::{TOKEN_HEADER, check_token};
 use serde::Serialize;
-use sha2::{Digest as _, Sha256};
 
 use crate::{Event, Outcome, RawEvent};
-
-/// The header daprd uses for the app API token.
-const TOKEN_HEADER: &str = "dapr-api-token";
 
 type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 type Handler<S> = Arc<dyn Fn(S, Bytes, HeaderMap) -> BoxFuture + Send + Sync>;
@@ -32,6 +30,8 @@ type Handler<S> = Arc<dyn Fn(S, Bytes, HeaderMap) -> BoxFuture + Send + Sync>;
 struct Entry<S> {
     topic: String,
     route: String,
+    /// `Some(x)` overrides the table's dead-letter topic for this entry (`Some(None)`: none).
+    dead_letter_topic: Option<Option<String>>,
     metadata: BTreeMap<String, String>,
     handler: Handler<S>,
 }
@@ -98,6 +98,36 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
     /// The dead-letter topic of every entry (where daprd sends events answered DROP).
     pub fn dead_letter_topic(mut self, topic: impl Into<String>) -> Self {
         self.dead_letter_topic = Some(topic.into());
+        self
+    }
+
+    /// Overrides the dead-letter topic of the entry already added for `topic`: `None` gives it no
+    /// dead-letter topic. A subscription to a dead-letter topic needs this, or a message it DROPs
+    /// would be dead-lettered into a topic it consumes itself and loop.
+    pub fn dead_letter_topic_for(
+        mut self,
+        topic: impl fmt::Display,
+        dead_letter_topic: Option<String>,
+    ) -> Self {
+        let topic = topic.to_string();
+        for entry in self.entries.iter_mut().filter(|e| e.topic == topic) {
+            entry.dead_letter_topic = Some(dead_letter_topic.clone());
+        }
+        self
+    }
+
+    /// Adds a subscription metadata entry (e.g. `rawPayload`) to the entry already added for
+    /// `topic`; daprd passes it to the component's subscribe call.
+    pub fn metadata_for(
+        mut self,
+        topic: impl fmt::Display,
+        key: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Self {
+        let (topic, key, value) = (topic.to_string(), key.into(), value.into());
+        for entry in self.entries.iter_mut().filter(|e| e.topic == topic) {
+            entry.metadata.insert(key.clone(), value.clone());
+        }
         self
     }
 
@@ -174,6 +204,7 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
         self.entries.push(Entry {
             route: route_for(&topic),
             topic,
+            dead_letter_topic: None,
             metadata: BTreeMap::new(),
             handler,
         });
@@ -188,7 +219,12 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
                 pubsubname: self.pubsub.clone(),
                 topic: e.topic.clone(),
                 route: e.route.clone(),
-                dead_letter_topic: self.dead_letter_topic.clone(),
+                dead_letter_topic: e
+                    .dead_letter_topic
+                    .clone()
+                    .unwrap_or_else(|| self.dead_letter_topic.clone())
+                    // Dead-lettering a topic into itself would loop forever.
+                    .filter(|dlq| *dlq != e.topic),
                 metadata: e.metadata.clone(),
             })
             .collect()
@@ -242,31 +278,4 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
 fn undecodable(topic: &str, error: &events::DecodeError) -> Outcome {
     tracing::warn!(topic, %error, "undecodable event, answering DROP");
     Outcome::Drop(format!("undecodable event: {error}"))
-}
-
-/// Checks the app API token; `Err` is the 401 to send.
-#[allow(clippy::result_large_err)]
-fn check_token(expected: Option<&SecretString>, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(expected) = expected else {
-        return Ok(());
-    };
-    let given = headers
-        .get(TOKEN_HEADER)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    if constant_time_eq(expected.expose_secret().as_bytes(), given) {
-        Ok(())
-    } else {
-        Err((StatusCode::UNAUTHORIZED, "invalid api token").into_response())
-    }
-}
-
-/// Compares two secrets without an early exit: both are hashed first so neither the length nor
-/// the position of the first differing byte shows in the timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let (a, b) = (Sha256::digest(a), Sha256::digest(b));
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
 }
