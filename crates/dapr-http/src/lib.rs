@@ -17,6 +17,7 @@ mod publish;
 mod settings;
 mod state;
 mod subscribe;
+mod token;
 
 pub use client::DaprClient;
 pub use delivery::{Event, Outcome, RawEvent};

@@ -309,7 +309,7 @@ async fn unknown_store_is_store_not_found_on_every_call() {
     let errors = [
         client.get_state::<i32>("nope", "k").await.unwrap_err(),
         client
-            .save_state("nope", &[item.clone()])
+            .save_state("nope", std::slice::from_ref(&item))
             .await
             .unwrap_err(),
         client.delete_state("nope", "k", None).await.unwrap_err(),

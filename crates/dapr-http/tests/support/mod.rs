@@ -198,12 +198,11 @@ fn percent_decode(segment: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(byte) = u8::from_str_radix(&segment[i + 1..i + 3], 16) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
+        let hex = segment.get(i + 1..i + 3).filter(|_| bytes[i] == b'%');
+        if let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+            out.push(byte);
+            i += 3;
+            continue;
         }
         out.push(bytes[i]);
         i += 1;
@@ -231,7 +230,7 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
         .split('/')
         .map(percent_decode)
         .collect();
-    let query: Vec<(String, String)> = uri.query().map(|q| url_pairs(q)).unwrap_or_default();
+    let query: Vec<(String, String)> = uri.query().map(url_pairs).unwrap_or_default();
     shared.requests.lock().unwrap().push(Recorded {
         method: method.clone(),
         path: path.clone(),
@@ -305,10 +304,10 @@ fn handle(shared: &Shared, method: Method, uri: Uri, headers: HeaderMap, body: B
         ("DELETE", ["v1.0", "state", _, key]) => {
             let etag = headers.get("if-match").and_then(|v| v.to_str().ok());
             let mut store = shared.store.lock().unwrap();
-            if let (Some(etag), Some((_, version))) = (etag, store.get(*key)) {
-                if etag != version.to_string() {
-                    return error(409, "ERR_STATE_DELETE", "possible etag mismatch");
-                }
+            if let (Some(etag), Some((_, version))) = (etag, store.get(*key))
+                && etag != version.to_string()
+            {
+                return error(409, "ERR_STATE_DELETE", "possible etag mismatch");
             }
             store.remove(*key);
             no_content()
