@@ -279,9 +279,12 @@ async fn own_cloudevent_passes_through_with_daprs_edits() {
 
 #[tokio::test]
 async fn ttl_sets_expiration_and_expired_events_are_dead_lettered_not_delivered() {
+    // The dead-letter copy keeps the original bytes, `expiration` included, so a normal
+    // subscription to the DLQ topic would drop it as expired too. A raw-payload subscription
+    // (reference 3.8) wraps the bytes in a fresh CloudEvent, which makes the copy observable.
     let subs = json!([
         {"pubsubname": PUBSUB, "topic": TOPIC, "route": "/orders", "deadLetterTopic": "orders-dlq"},
-        sub("orders-dlq", "/dlq"),
+        {"pubsubname": PUBSUB, "topic": "orders-dlq", "route": "/dlq", "metadata": {"rawPayload": "true"}},
     ]);
     let p = Pair::start("ttl-app", subs, &[("components.yaml", COMPONENTS)]).await;
 
@@ -322,10 +325,19 @@ async fn ttl_sets_expiration_and_expired_events_are_dead_lettered_not_delivered(
         )
         .await;
     assert_no_content(resp).await;
-    let dlq = p.app.wait_for("/dlq", 1).await;
+    let dlq = p.app.wait_for("/dlq", 1).await[0].json();
     assert_eq!(
-        dlq[0].json()["id"],
-        "old-1",
+        dlq["source"], "Dapr",
+        "raw-payload delivery wraps in a new CloudEvent: {dlq}"
+    );
+    assert_eq!(dlq["datacontenttype"], "application/octet-stream");
+    use base64::Engine as _;
+    let inner = base64::engine::general_purpose::STANDARD
+        .decode(dlq["data_base64"].as_str().unwrap())
+        .unwrap();
+    let inner: Value = serde_json::from_slice(&inner).unwrap();
+    assert_eq!(
+        inner["id"], "old-1",
         "expired event forwarded to the dead-letter topic"
     );
     assert!(

@@ -381,13 +381,22 @@ impl Received {
     }
 }
 
+/// How a `/dapr/subscribe` call fails.
+#[derive(Clone, Copy, Debug)]
+pub enum SubscribeFailure {
+    /// Answer with this status.
+    Status(StatusCode),
+    /// Drop the connection without an answer (a transport error for the sidecar).
+    Drop,
+}
+
 type Responder = Box<dyn Fn(&Received) -> (StatusCode, String) + Send + Sync>;
 
 pub struct AppState {
     /// Body of `GET /dapr/subscribe`.
     pub subscriptions: Mutex<Value>,
-    /// Statuses answered to the first calls of `/dapr/subscribe` (then 200).
-    pub subscribe_failures: Mutex<Vec<StatusCode>>,
+    /// Answers to the first calls of `/dapr/subscribe` (then 200 with `subscriptions`).
+    pub subscribe_failures: Mutex<Vec<SubscribeFailure>>,
     pub subscribe_calls: Mutex<Vec<Received>>,
     pub received: Mutex<Vec<Received>>,
     pub changed: Notify,
@@ -494,8 +503,12 @@ async fn subscribe(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
             Some(f.remove(0))
         }
     };
-    if let Some(status) = failure {
-        return status.into_response();
+    match failure {
+        Some(SubscribeFailure::Status(status)) => return status.into_response(),
+        // Unwinding the connection task closes the socket without a response; resume_unwind
+        // skips the panic hook, so nothing is printed.
+        Some(SubscribeFailure::Drop) => std::panic::resume_unwind(Box::new("dropped")),
+        None => {}
     }
     let body = state.subscriptions.lock().unwrap().clone();
     axum::Json(body).into_response()

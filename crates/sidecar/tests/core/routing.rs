@@ -1,0 +1,61 @@
+//! CEL routing and raw payloads over real HTTP.
+
+use crate::app::{TestApp, ok, publish};
+use serde_json::json;
+use sidecar::testing::Cluster;
+
+#[tokio::test]
+async fn cel_rules_pick_the_route_and_default_catches_the_rest() {
+    let cluster = Cluster::in_memory().await.unwrap();
+    let subs = json!([{
+        "pubsubname": "todo-pubsub", "topic": "t", "route": "/ignored",
+        "routes": {
+            "rules": [
+                {"match": "event.type == \"urgent\"", "path": "/urgent"},
+                {"match": "event.data.priority > 3", "path": "/high"}
+            ],
+            "default": "/normal"
+        }
+    }]);
+    let app = TestApp::start(subs, ok()).await;
+    let sc = cluster.sidecar("w").app_port(app.port).start().await.unwrap();
+    let ep = sc.http_endpoint();
+    let ct = "application/json";
+    publish(&ep, "t", "?metadata.cloudevent.type=urgent", ct, r#"{"priority":1}"#).await;
+    publish(&ep, "t", "", ct, r#"{"priority":9}"#).await;
+    publish(&ep, "t", "", ct, r#"{"priority":1}"#).await;
+    let got = app.wait_for(3).await;
+    let mut paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    paths.sort();
+    assert_eq!(paths, ["/high", "/normal", "/urgent"]);
+    let meta: serde_json::Value = reqwest::get(format!("{ep}/v1.0/metadata"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sub = &meta["subscriptions"][0];
+    assert_eq!(sub["type"], "PROGRAMMATIC");
+    assert_eq!(sub["rules"][0]["match"], "event.type == \"urgent\"");
+    assert_eq!(sub["rules"][2], json!({"path": "/normal"}));
+}
+
+#[tokio::test]
+async fn raw_payloads_are_published_unwrapped_and_rewrapped_for_raw_subscribers() {
+    let cluster = Cluster::in_memory().await.unwrap();
+    let subs = json!([{"pubsubname":"todo-pubsub","topic":"raw","route":"/raw","metadata":{"rawPayload":"true"}}]);
+    let app = TestApp::start(subs, ok()).await;
+    let sc = cluster.sidecar("w").app_port(app.port).start().await.unwrap();
+    let r = publish(&sc.http_endpoint(), "raw", "?metadata.rawPayload=true", "text/plain", "hello").await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(cluster.published("raw"), vec![json!("hello")]);
+    let got = app.wait_for(1).await;
+    let ce = got[0].json();
+    assert_eq!(ce["data_base64"], "aGVsbG8=");
+    assert_eq!(ce["datacontenttype"], "application/octet-stream");
+    assert_eq!(ce["source"], "Dapr");
+    let bad = publish(&sc.http_endpoint(), "raw", "?metadata.rawPayload=yes", "text/plain", "x").await;
+    assert_eq!(bad.status(), 400);
+    let body: serde_json::Value = bad.json().await.unwrap();
+    assert_eq!(body["errorCode"], "ERR_PUBSUB_REQUEST_METADATA");
+}
