@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::HeaderMap;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -24,7 +25,11 @@ use serde::Serialize;
 
 use crate::{Event, Outcome, RawEvent};
 
-type BoxFuture = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+/// Largest delivery body accepted (daprd's default `--max-body-size` plus CloudEvent overhead).
+const MAX_DELIVERY_BYTES: usize = 5 * 1024 * 1024;
+
+/// A handled delivery: the outcome and the event id, for the log line.
+type BoxFuture = Pin<Box<dyn Future<Output = (Outcome, String)> + Send>>;
 type Handler<S> = Arc<dyn Fn(S, Bytes, HeaderMap) -> BoxFuture + Send + Sync>;
 
 struct Entry<S> {
@@ -159,9 +164,10 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
                             cloud_event: delivery.cloud_event,
                             headers,
                         };
-                        handler(state, event).await
+                        let id = event.dedupe_id();
+                        (handler(state, event).await, id)
                     }
-                    Err(error) => undecodable(topic, &error),
+                    Err(error) => (undecodable(topic, &error), String::new()),
                 }
             })
         });
@@ -184,15 +190,16 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
             Box::pin(async move {
                 match events::decode_any(&body) {
                     Ok((cloud_event, data)) => {
+                        let id = cloud_event.id.clone();
                         let event = RawEvent {
                             cloud_event,
                             data,
                             headers,
                             body,
                         };
-                        handler(state, event).await
+                        (handler(state, event).await, id)
                     }
-                    Err(error) => undecodable(&topic, &error),
+                    Err(error) => (undecodable(&topic, &error), String::new()),
                 }
             })
         });
@@ -231,7 +238,7 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
     }
 
     /// The router: `GET /dapr/subscribe` and one `POST` route per entry. Merge it into the
-    /// service's router.
+    /// service's router once that has its state (`app.with_state(s).merge(subs.router(state))`).
     pub fn router(self, state: S) -> Router {
         let token = self.app_api_token.clone().map(Arc::new);
         let specs = Arc::new(self.specs());
@@ -256,13 +263,17 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
                 &entry.route,
                 post(move |mut headers: HeaderMap, body: Bytes| async move {
                     if let Err(denied) = check_token(token.as_deref(), &headers) {
-                        tracing::warn!(topic = %topic, "delivery rejected: missing or wrong dapr-api-token");
+                        tracing::warn!(
+                            topic = %topic,
+                            "delivery rejected: missing or wrong dapr-api-token"
+                        );
                         return denied;
                     }
                     headers.remove(TOKEN_HEADER);
-                    let outcome = handler(state, body, headers).await;
+                    let (outcome, id) = handler(state, body, headers).await;
                     tracing::debug!(
                         topic = %topic,
+                        event_id = %id,
                         status = outcome.status(),
                         reason = outcome.reason().unwrap_or(""),
                         "delivery handled"
@@ -271,7 +282,9 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
                 }),
             );
         }
-        router
+        // daprd accepts publishes up to 4 MiB (its default max body size); axum's default limit
+        // of 2 MiB would answer larger deliveries 413, which daprd retries forever.
+        router.layer(DefaultBodyLimit::max(MAX_DELIVERY_BYTES))
     }
 }
 

@@ -381,3 +381,19 @@ async fn a_dead_letter_topic_is_never_its_own_dead_letter_topic_and_metadata_is_
         ])
     );
 }
+
+#[tokio::test]
+async fn deliveries_up_to_daprs_4_mib_limit_are_accepted() {
+    let seen = Seen::default();
+    let router = router(&seen, None);
+    let big = "x".repeat(3 * 1024 * 1024);
+    let body = cloud_event(&json!({ "blob": big }), "big", "email-worker-dead-letters").to_string();
+    let (status, answer) = call(
+        &router,
+        deliver("/events/email-worker-dead-letters", body, None),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status_of(&answer), "SUCCESS");
+    assert_eq!(seen.raw.lock().unwrap().len(), 1);
+}
