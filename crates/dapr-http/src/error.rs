@@ -190,3 +190,64 @@ pub(crate) fn from_response(status: StatusCode, body: &[u8], target: Target<'_>)
         },
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn map(status: u16, body: &str) -> DaprError {
+        from_response(
+            StatusCode::from_u16(status).unwrap(),
+            body.as_bytes(),
+            Target::Store("s"),
+        )
+    }
+
+    #[test]
+    fn status_and_code_decide_the_variant_not_the_message() {
+        let json = |code: &str| format!(r#"{{"errorCode":"{code}","message":"m","details":[]}}"#);
+        assert!(matches!(
+            map(409, &json("ERR_STATE_SAVE")),
+            DaprError::EtagMismatch { .. }
+        ));
+        assert!(matches!(
+            map(400, &json("ERR_STATE_STORE_NOT_FOUND")),
+            DaprError::StoreNotFound { store, .. } if store == "s"
+        ));
+        assert!(matches!(
+            map(400, &json("ERR_STATE_SAVE")),
+            DaprError::BadRequest { .. }
+        ));
+        assert!(matches!(
+            map(500, &json("ERR_STATE_TRANSACTION")),
+            DaprError::Transaction { .. }
+        ));
+        assert!(matches!(
+            map(500, &json("ERR_STATE_SAVE")),
+            DaprError::Server { status: 500, .. }
+        ));
+        assert!(matches!(
+            map(403, &json("ERR_PUBSUB_FORBIDDEN")),
+            DaprError::Forbidden { .. }
+        ));
+        assert!(matches!(
+            map(401, "invalid api token"),
+            DaprError::Unauthorized { .. }
+        ));
+        assert!(matches!(
+            map(404, "404 page not found"),
+            DaprError::Unexpected { status: 404, .. }
+        ));
+    }
+
+    #[test]
+    fn long_text_bodies_are_cut_on_a_char_boundary() {
+        let body = "é".repeat(2000);
+        let DaprError::Server { message, code, .. } = map(503, &body) else {
+            panic!("not a server error");
+        };
+        assert!(code.is_empty());
+        assert_eq!(message.chars().count(), MAX_TEXT_MESSAGE);
+    }
+}
