@@ -276,7 +276,7 @@ async fn router_receives_typed_events_and_drops_go_to_the_dead_letter_topic() {
     while seen.lock().unwrap().len() < 2 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     let mut ids: Vec<String> = seen.iter().map(|e| e.dedupe_id()).collect();
     ids.sort();
     let mut expected = vec![good.event_id.to_string(), poison.event_id.to_string()];
