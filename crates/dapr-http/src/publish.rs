@@ -107,7 +107,9 @@ impl DaprClient {
     }
 
     /// Publishes raw `body` bytes to `topic` with explicit options. Retries connection errors
-    /// and 5xx per [`crate::DaprSettings::publish_retry`]; never retries 4xx.
+    /// and 5xx per [`crate::DaprSettings::publish_retry`]; never retries 4xx. Without
+    /// `cloudevent_id` (and not raw) only connection failures are retried, since a retry after a
+    /// 5xx or timeout could publish a second event with a new random id.
     pub async fn publish_with(
         &self,
         pubsub: &str,
@@ -123,6 +125,10 @@ impl DaprClient {
             }
         }
         let content_type = opts.content_type.as_deref().unwrap_or("application/json");
+        // With a fixed id (or a raw envelope that carries its own id) a publish that reached the
+        // broker before failing is a duplicate consumers drop; without one, only failures that
+        // certainly sent nothing (connection refused) are retried.
+        let idempotent = opts.cloudevent_id.is_some() || opts.raw_payload;
         let policy = self.publish_retry();
         let max_attempts = policy.max_attempts.max(1);
         let mut attempt = 1;
@@ -136,7 +142,7 @@ impl DaprClient {
             }
             match self.send(request, Target::Pubsub(pubsub)).await {
                 Ok(_) => return Ok(()),
-                Err(error) if error.is_transient() && attempt < max_attempts => {
+                Err(error) if attempt < max_attempts && retryable(&error, idempotent) => {
                     let delay = policy.delay(attempt);
                     tracing::warn!(
                         pubsub,
@@ -153,5 +159,14 @@ impl DaprClient {
                 Err(error) => return Err(error),
             }
         }
+    }
+}
+
+fn retryable(error: &DaprError, idempotent: bool) -> bool {
+    match error {
+        DaprError::SidecarUnavailable { source, .. } if !idempotent => {
+            source.as_ref().is_some_and(reqwest::Error::is_connect)
+        }
+        _ => idempotent && error.is_transient(),
     }
 }

@@ -258,3 +258,27 @@ async fn publish_to_a_stopped_sidecar_retries_then_is_unavailable() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn publish_without_a_fixed_id_does_not_retry_a_5xx() {
+    let sidecar = FakeSidecar::start().await;
+    sidecar.push_canned(Canned::error(
+        503,
+        "ERR_PUBSUB_PUBLISH_MESSAGE",
+        "maybe sent",
+    ));
+    let err = client(&sidecar, fast_retry(5))
+        .publish_with(
+            PUBSUB,
+            "misc",
+            Bytes::from_static(b"{}"),
+            PublishOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DaprError::Server { status: 503, .. }),
+        "{err:?}"
+    );
+    assert_eq!(sidecar.requests().len(), 1);
+}
