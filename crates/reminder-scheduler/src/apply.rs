@@ -59,11 +59,11 @@ pub async fn apply_event(ctx: &Context, event: &TaskEvent) -> Result<Applied, Er
             }
             Err(error) => return Err(error.into()),
         }
-        if let Some(old) = plan.unfile_from {
-            if let Err(error) = unfile(ctx, old, event.task.task_id, version).await {
-                tracing::warn!(%error, bucket = old, task_id = %event.task.task_id,
-                    "could not take the task out of its old bucket; the scanner will drop it");
-            }
+        if let Some(old) = plan.unfile_from
+            && let Err(error) = unfile(ctx, old, event.task.task_id, version).await
+        {
+            tracing::warn!(%error, bucket = old, task_id = %event.task.task_id,
+                "could not take the task out of its old bucket; the scanner will drop it");
         }
         let delta = tracked::delta(current.value.as_ref(), &plan.record);
         if let Err(error) = tracked::add(&ctx.store, event.task.task_id, delta).await {

@@ -203,7 +203,10 @@ impl Runtime {
     ) -> Option<Vec<serde_json::Value>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            // Enabled before the check so a publish in between is not missed.
             let notified = self.published_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             let current = self.published(topic);
             if current.len() >= n {
                 return Some(current);

@@ -170,3 +170,94 @@ async fn worker(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn msg(topic: &str, body: &str) -> Message {
+        Message {
+            topic: topic.into(),
+            data: bytes::Bytes::from(body.to_string()),
+            metadata: Default::default(),
+        }
+    }
+
+    fn counting(fail_first: usize) -> (MessageHandler, Arc<AtomicUsize>, Arc<tokio::sync::Notify>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let (c, n) = (calls.clone(), notify.clone());
+        let handler: MessageHandler = Arc::new(move |_m| {
+            let k = c.fetch_add(1, Ordering::SeqCst);
+            n.notify_one();
+            Box::pin(async move {
+                if k < fail_first {
+                    Err("no".into())
+                } else {
+                    Ok(())
+                }
+            })
+        });
+        (handler, calls, notify)
+    }
+
+    async fn wait_calls(calls: &AtomicUsize, notify: &tokio::sync::Notify, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while calls.load(Ordering::SeqCst) < n {
+            tokio::time::timeout_at(deadline, notify.notified())
+                .await
+                .expect("handler not called often enough");
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_messages_are_redelivered_until_processed() {
+        let bus = InMemoryPubSub::new();
+        let (handler, calls, notify) = counting(3);
+        let req = SubscribeRequest {
+            topic: "t".into(),
+            consumer_group: "g".into(),
+            concurrency: 2,
+        };
+        let _s = bus.subscribe(req, handler).await.unwrap();
+        bus.publish(msg("t", "x")).await.unwrap();
+        wait_calls(&calls, &notify, 4).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn groups_fan_out_and_members_compete() {
+        let bus = InMemoryPubSub::new();
+        let (h1, c1, n1) = counting(0);
+        let (h2, c2, _n2) = counting(0);
+        let (h3, c3, n3) = counting(0);
+        let req = |g: &str| SubscribeRequest {
+            topic: "t".into(),
+            consumer_group: g.into(),
+            concurrency: 1,
+        };
+        let _a = bus.subscribe(req("a"), h1).await.unwrap();
+        let _b = bus.subscribe(req("a"), h2).await.unwrap();
+        let _c = bus.subscribe(req("c"), h3).await.unwrap();
+        for i in 0..10 {
+            bus.publish(msg("t", &i.to_string())).await.unwrap();
+        }
+        wait_calls(&c3, &n3, 10).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while c1.load(Ordering::SeqCst) + c2.load(Ordering::SeqCst) < 10 {
+            tokio::time::timeout_at(deadline, n1.notified()).await.ok();
+            assert!(tokio::time::Instant::now() < deadline);
+        }
+        assert_eq!(c1.load(Ordering::SeqCst) + c2.load(Ordering::SeqCst), 10);
+        assert_eq!(c3.load(Ordering::SeqCst), 10);
+    }
+
+    #[test]
+    fn redelivery_backoff_doubles_up_to_the_cap() {
+        assert_eq!(redelivery_delay(1), Duration::from_millis(100));
+        assert_eq!(redelivery_delay(2), Duration::from_millis(200));
+        assert_eq!(redelivery_delay(10), REDELIVERY_MAX);
+    }
+}

@@ -219,3 +219,132 @@ pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
     }
     Some(std::time::Duration::from_secs_f64(total))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use std::time::Duration;
+
+    const GOOD: &str = r#"
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata: { name: todo-state }
+spec:
+  type: state.in-memory
+  version: v1
+  metadata:
+    - { name: keyPrefix, value: name }
+    - { name: ttlInSeconds, value: 30 }
+scopes: [task-api]
+---
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata: { name: ignored }
+spec: {}
+---
+apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata: { name: s2 }
+spec:
+  pubsubname: todo-pubsub
+  topic: task-created
+  routes:
+    rules: [ { match: 'event.type == "x"', path: /x } ]
+    default: /events/task-created
+  deadLetterTopic: email-worker-dead-letters
+scopes: [email-worker]
+---
+apiVersion: dapr.io/v1alpha1
+kind: Subscription
+metadata: { name: s1 }
+spec: { pubsubname: todo-pubsub, topic: task-updated, route: /events/task-updated }
+"#;
+
+    #[test]
+    fn loads_multi_document_files_from_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.yaml"), GOOD).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not yaml: [").unwrap();
+        let res = load_resources(&[dir.path().to_path_buf()]).unwrap();
+        assert_eq!(res.components.len(), 1);
+        let c = &res.components[0];
+        assert_eq!(c.meta("KEYPREFIX"), Some("name"));
+        assert_eq!(c.meta("ttlInSeconds"), Some("30"));
+        assert!(c.in_scope("task-api") && !c.in_scope("audit-logger"));
+        assert_eq!(res.subscriptions.len(), 2);
+        let s2 = &res.subscriptions[0];
+        assert_eq!(s2.rules[0].path, "/x");
+        assert_eq!(s2.default_route.as_deref(), Some("/events/task-created"));
+        assert!(s2.in_scope("email-worker") && !s2.in_scope("task-api"));
+        assert_eq!(
+            res.subscriptions[1].default_route.as_deref(),
+            Some("/events/task-updated")
+        );
+    }
+
+    #[test]
+    fn unknown_component_type_names_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.yaml");
+        std::fs::write(
+            &file,
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: bus}\nspec: {type: pubsub.redpanda, version: v1}\n",
+        )
+        .unwrap();
+        let err = load_resources(std::slice::from_ref(&file))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("bad.yaml")
+                && err.contains("spec.type")
+                && err.contains("pubsub.redpanda"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn schema_errors_name_the_field_path() {
+        let yaml = "kind: Component\nmetadata: {name: x}\nspec: {version: v1}\n";
+        let err = Resources::from_yaml(Path::new("c.yaml"), yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c.yaml") && err.contains("spec") && err.contains("type"),
+            "{err}"
+        );
+        let yaml = "kind: Resiliency\nmetadata: {name: r}\nspec:\n  policies: {retries: {a: {duration: soon}}}\n";
+        let err = Resources::from_yaml(Path::new("r.yaml"), yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("spec.policies.retries.a.duration"), "{err}");
+        let yaml = "kind: Resiliency\nmetadata: {name: r}\nspec:\n  targets: {components: {p: {inbound: {retry: missing}}}}\n";
+        let err = Resources::from_yaml(Path::new("r.yaml"), yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("spec.targets.components.p.inbound.retry"),
+            "{err}"
+        );
+        let err = load_resources(&[PathBuf::from("/definitely/not/here")]).unwrap_err();
+        assert!(err.to_string().contains("/definitely/not/here"));
+    }
+
+    #[test]
+    fn duplicate_components_are_rejected() {
+        let one =
+            "kind: Component\nmetadata: {name: x}\nspec: {type: state.in-memory, version: v1}\n";
+        let text = format!("{one}---\n{one}");
+        assert!(Resources::from_yaml(Path::new("d.yaml"), &text).is_err());
+    }
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_go_duration("100ms"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_go_duration("soon"), None);
+        assert_eq!(parse_go_duration(""), None);
+    }
+}

@@ -86,6 +86,10 @@ impl TestApp {
         });
         let router = Router::new()
             .route("/dapr/subscribe", axum::routing::get(subscribe))
+            .route(
+                "/dapr/config",
+                axum::routing::get(|| async { StatusCode::NOT_FOUND }),
+            )
             .fallback(any)
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -124,7 +128,10 @@ impl TestApp {
                 return d;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                panic!("condition not reached; deliveries: {:#?}", self.deliveries());
+                panic!(
+                    "condition not reached; deliveries: {:#?}",
+                    self.deliveries()
+                );
             }
         }
     }
@@ -148,7 +155,9 @@ pub async fn publish(
     body: &str,
 ) -> reqwest::Response {
     reqwest::Client::new()
-        .post(format!("{endpoint}/v1.0/publish/todo-pubsub/{topic}{query}"))
+        .post(format!(
+            "{endpoint}/v1.0/publish/todo-pubsub/{topic}{query}"
+        ))
         .header("content-type", content_type)
         .body(body.to_string())
         .send()

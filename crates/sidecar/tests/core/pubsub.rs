@@ -75,7 +75,12 @@ async fn apps_fan_out_and_replicas_of_one_app_compete() {
     let w2 = TestApp::start(subs.clone(), ok()).await;
     let audit = TestApp::start(subs, ok()).await;
     for (id, app) in [("worker", &w1), ("worker", &w2), ("audit", &audit)] {
-        cluster.sidecar(id).app_port(app.port).start().await.unwrap();
+        cluster
+            .sidecar(id)
+            .app_port(app.port)
+            .start()
+            .await
+            .unwrap();
     }
     for i in 0..20 {
         cluster
@@ -99,7 +104,11 @@ async fn apps_fan_out_and_replicas_of_one_app_compete() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(all.len(), 20);
-    assert_eq!(all.iter().collect::<HashSet<_>>().len(), 20, "no duplicates");
+    assert_eq!(
+        all.iter().collect::<HashSet<_>>().len(),
+        20,
+        "no duplicates"
+    );
 }
 
 #[tokio::test]
@@ -146,9 +155,15 @@ fn by_mode() -> Responder {
 #[tokio::test]
 async fn responses_are_interpreted_like_daprd_and_drops_are_dead_lettered() {
     let cluster = cluster(SEQUENTIAL);
-    let subs = json!([{"pubsubname":"todo-pubsub","topic":"t","route":"/e","deadLetterTopic":"dlq"}]);
+    let subs =
+        json!([{"pubsubname":"todo-pubsub","topic":"t","route":"/e","deadLetterTopic":"dlq"}]);
     let app = TestApp::start(subs, by_mode()).await;
-    cluster.sidecar("worker").app_port(app.port).start().await.unwrap();
+    cluster
+        .sidecar("worker")
+        .app_port(app.port)
+        .start()
+        .await
+        .unwrap();
     // Deliveries are sequential (concurrency 1): when "last" is dead-lettered, every earlier
     // message has been fully handled.
     for mode in ["ok", "notfound", "drop", "retry", "lower", "fail", "last"] {
@@ -203,11 +218,23 @@ spec:
         }
         (500, String::new())
     });
-    let subs = json!([{"pubsubname":"todo-pubsub","topic":"t","route":"/e","deadLetterTopic":"dlq"}]);
+    let subs =
+        json!([{"pubsubname":"todo-pubsub","topic":"t","route":"/e","deadLetterTopic":"dlq"}]);
     let app = TestApp::start(subs, responder).await;
-    cluster.sidecar("worker").app_port(app.port).start().await.unwrap();
-    cluster.publish("p", "t", &json!({"mode": "flaky"})).await.unwrap();
-    cluster.publish("p", "t", &json!({"mode": "broken"})).await.unwrap();
+    cluster
+        .sidecar("worker")
+        .app_port(app.port)
+        .start()
+        .await
+        .unwrap();
+    cluster
+        .publish("p", "t", &json!({"mode": "flaky"}))
+        .await
+        .unwrap();
+    cluster
+        .publish("p", "t", &json!({"mode": "broken"}))
+        .await
+        .unwrap();
     let dlq = cluster
         .wait_for_published("dlq", 1, Duration::from_secs(10))
         .await
@@ -227,10 +254,19 @@ async fn without_dead_letter_topic_failures_are_redelivered_by_the_component() {
     let seen = attempts.clone();
     let responder: Responder = Arc::new(move |_| {
         let n = seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        if n < 2 { (200, r#"{"status":"RETRY"}"#.into()) } else { (200, String::new()) }
+        if n < 2 {
+            (200, r#"{"status":"RETRY"}"#.into())
+        } else {
+            (200, String::new())
+        }
     });
     let app = TestApp::start(json!([sub("t", "/e")]), responder).await;
-    cluster.sidecar("w").app_port(app.port).start().await.unwrap();
+    cluster
+        .sidecar("w")
+        .app_port(app.port)
+        .start()
+        .await
+        .unwrap();
     cluster.publish("p", "t", &json!({"x": 1})).await.unwrap();
     let got = app.wait_for(3).await;
     let ids: HashSet<String> = got.iter().map(|r| r.json()["id"].to_string()).collect();
@@ -240,11 +276,26 @@ async fn without_dead_letter_topic_failures_are_redelivered_by_the_component() {
 #[tokio::test]
 async fn expired_events_are_dropped_to_the_dead_letter_topic() {
     let cluster = cluster(SEQUENTIAL);
-    let subs = json!([{"pubsubname":"todo-pubsub","topic":"t","route":"/e","deadLetterTopic":"dlq"}]);
+    let subs =
+        json!([{"pubsubname":"todo-pubsub","topic":"t","route":"/e","deadLetterTopic":"dlq"}]);
     let app = TestApp::start(subs, ok()).await;
-    let sc = cluster.sidecar("w").app_port(app.port).start().await.unwrap();
-    cluster.faults().delay_deliveries(Duration::from_millis(1500));
-    let r = publish(&sc.http_endpoint(), "t", "?metadata.ttlInSeconds=1", "text/plain", "old").await;
+    let sc = cluster
+        .sidecar("w")
+        .app_port(app.port)
+        .start()
+        .await
+        .unwrap();
+    cluster
+        .faults()
+        .delay_deliveries(Duration::from_millis(1500));
+    let r = publish(
+        &sc.http_endpoint(),
+        "t",
+        "?metadata.ttlInSeconds=1",
+        "text/plain",
+        "old",
+    )
+    .await;
     assert_eq!(r.status(), 204);
     let dlq = cluster
         .wait_for_published("dlq", 1, Duration::from_secs(10))
@@ -285,8 +336,18 @@ spec: { pubsubname: todo-pubsub, topic: t, route: /declared-t }
     );
     let app = TestApp::start(json!([sub("t", "/programmatic-t")]), ok()).await;
     let other = TestApp::start(json!([]), ok()).await;
-    cluster.sidecar("worker").app_port(app.port).start().await.unwrap();
-    cluster.sidecar("other").app_port(other.port).start().await.unwrap();
+    cluster
+        .sidecar("worker")
+        .app_port(app.port)
+        .start()
+        .await
+        .unwrap();
+    cluster
+        .sidecar("other")
+        .app_port(other.port)
+        .start()
+        .await
+        .unwrap();
     cluster.publish("p", "d", &json!(1)).await.unwrap();
     cluster.publish("p", "t", &json!(2)).await.unwrap();
     let got = app.wait_for(2).await;

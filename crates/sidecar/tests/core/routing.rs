@@ -18,10 +18,22 @@ async fn cel_rules_pick_the_route_and_default_catches_the_rest() {
         }
     }]);
     let app = TestApp::start(subs, ok()).await;
-    let sc = cluster.sidecar("w").app_port(app.port).start().await.unwrap();
+    let sc = cluster
+        .sidecar("w")
+        .app_port(app.port)
+        .start()
+        .await
+        .unwrap();
     let ep = sc.http_endpoint();
     let ct = "application/json";
-    publish(&ep, "t", "?metadata.cloudevent.type=urgent", ct, r#"{"priority":1}"#).await;
+    publish(
+        &ep,
+        "t",
+        "?metadata.cloudevent.type=urgent",
+        ct,
+        r#"{"priority":1}"#,
+    )
+    .await;
     publish(&ep, "t", "", ct, r#"{"priority":9}"#).await;
     publish(&ep, "t", "", ct, r#"{"priority":1}"#).await;
     let got = app.wait_for(3).await;
@@ -45,8 +57,20 @@ async fn raw_payloads_are_published_unwrapped_and_rewrapped_for_raw_subscribers(
     let cluster = Cluster::in_memory().await.unwrap();
     let subs = json!([{"pubsubname":"todo-pubsub","topic":"raw","route":"/raw","metadata":{"rawPayload":"true"}}]);
     let app = TestApp::start(subs, ok()).await;
-    let sc = cluster.sidecar("w").app_port(app.port).start().await.unwrap();
-    let r = publish(&sc.http_endpoint(), "raw", "?metadata.rawPayload=true", "text/plain", "hello").await;
+    let sc = cluster
+        .sidecar("w")
+        .app_port(app.port)
+        .start()
+        .await
+        .unwrap();
+    let r = publish(
+        &sc.http_endpoint(),
+        "raw",
+        "?metadata.rawPayload=true",
+        "text/plain",
+        "hello",
+    )
+    .await;
     assert_eq!(r.status(), 204);
     assert_eq!(cluster.published("raw"), vec![json!("hello")]);
     let got = app.wait_for(1).await;
@@ -54,7 +78,14 @@ async fn raw_payloads_are_published_unwrapped_and_rewrapped_for_raw_subscribers(
     assert_eq!(ce["data_base64"], "aGVsbG8=");
     assert_eq!(ce["datacontenttype"], "application/octet-stream");
     assert_eq!(ce["source"], "Dapr");
-    let bad = publish(&sc.http_endpoint(), "raw", "?metadata.rawPayload=yes", "text/plain", "x").await;
+    let bad = publish(
+        &sc.http_endpoint(),
+        "raw",
+        "?metadata.rawPayload=yes",
+        "text/plain",
+        "x",
+    )
+    .await;
     assert_eq!(bad.status(), 400);
     let body: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(body["errorCode"], "ERR_PUBSUB_REQUEST_METADATA");

@@ -11,7 +11,12 @@ use std::time::Duration;
 #[tokio::test]
 async fn api_token_guards_everything_but_healthz() {
     let cluster = Cluster::in_memory().await.unwrap();
-    let sc = cluster.sidecar("a").api_token("s3cret").start().await.unwrap();
+    let sc = cluster
+        .sidecar("a")
+        .api_token("s3cret")
+        .start()
+        .await
+        .unwrap();
     let ep = sc.http_endpoint();
     let http = reqwest::Client::new();
     for path in ["/v1.0/healthz", "/v1.0/healthz/outbound"] {
@@ -26,7 +31,12 @@ async fn api_token_guards_everything_but_healthz() {
         let r = req.send().await.unwrap();
         assert_eq!(r.status(), status);
         if status == 401 {
-            assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+            assert!(
+                r.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/plain")
+            );
             assert_eq!(r.text().await.unwrap(), "invalid api token");
         }
     }
@@ -48,7 +58,12 @@ async fn app_token_is_sent_on_subscribe_and_deliveries() {
     cluster.publish("p", "t", &json!(1)).await.unwrap();
     app.wait_for(1).await;
     for r in app.all() {
-        assert_eq!(r.header("dapr-api-token").as_deref(), Some("app-tok"), "{}", r.path);
+        assert_eq!(
+            r.header("dapr-api-token").as_deref(),
+            Some("app-tok"),
+            "{}",
+            r.path
+        );
         if r.path == "/dapr/subscribe" {
             assert_eq!(r.header("dapr-app-id").as_deref(), Some("w"));
         }
@@ -82,24 +97,36 @@ scopes: [owner]
     let writer = cluster.sidecar("writer").start().await.unwrap();
     let reader = cluster.sidecar("reader").start().await.unwrap();
     let status = |r: reqwest::Response| r.status().as_u16();
-    assert_eq!(status(publish(&writer.http_endpoint(), "a", "", "text/plain", "x").await), 204);
+    assert_eq!(
+        status(publish(&writer.http_endpoint(), "a", "", "text/plain", "x").await),
+        204
+    );
     let r = publish(&writer.http_endpoint(), "c", "", "text/plain", "x").await;
     assert_eq!(r.status(), 403);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["errorCode"], "ERR_PUBSUB_FORBIDDEN");
     assert_eq!(body["details"][0]["reason"], "DAPR_PUBSUB_FORBIDDEN");
-    assert_eq!(status(publish(&reader.http_endpoint(), "a", "", "text/plain", "x").await), 403);
+    assert_eq!(
+        status(publish(&reader.http_endpoint(), "a", "", "text/plain", "x").await),
+        403
+    );
     let r = reqwest::Client::new()
         .post(format!("{}/v1.0/publish/nope/a", writer.http_endpoint()))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "ERR_PUBSUB_NOT_FOUND");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errorCode"],
+        "ERR_PUBSUB_NOT_FOUND"
+    );
     // Out of the store's scopes, and no other store: not configured at all.
-    let r = reqwest::get(format!("{}/v1.0/state/private-state/k", writer.http_endpoint()))
-        .await
-        .unwrap();
+    let r = reqwest::get(format!(
+        "{}/v1.0/state/private-state/k",
+        writer.http_endpoint()
+    ))
+    .await
+    .unwrap();
     assert_eq!(r.status(), 500);
     assert_eq!(
         r.json::<Value>().await.unwrap()["errorCode"],
@@ -114,12 +141,22 @@ async fn healthz_waits_for_the_app_port() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let sc = cluster.sidecar("late").app_port(port).start().await.unwrap();
+    let sc = cluster
+        .sidecar("late")
+        .app_port(port)
+        .start()
+        .await
+        .unwrap();
     let ep = sc.http_endpoint();
     let r = reqwest::get(format!("{ep}/v1.0/healthz")).await.unwrap();
     assert_eq!(r.status(), 500);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "ERR_HEALTH_NOT_READY");
-    let r = reqwest::get(format!("{ep}/v1.0/healthz/outbound")).await.unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errorCode"],
+        "ERR_HEALTH_NOT_READY"
+    );
+    let r = reqwest::get(format!("{ep}/v1.0/healthz/outbound"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     let _app = TestApp::start_on(port, json!([]), ok()).await;
     assert!(sc.wait_ready(Duration::from_secs(10)).await);
@@ -131,14 +168,30 @@ async fn healthz_waits_for_the_app_port() {
 async fn invocation_passes_verb_query_headers_body_and_status() {
     let cluster = Cluster::in_memory().await.unwrap();
     let responder: Responder = Arc::new(|r| {
-        (201, format!("{}|{}", r.path, String::from_utf8_lossy(&r.body)))
+        (
+            201,
+            format!("{}|{}", r.path, String::from_utf8_lossy(&r.body)),
+        )
     });
     let target = TestApp::start(json!([]), responder).await;
-    cluster.sidecar("target").app_port(target.port).start().await.unwrap();
-    let caller = cluster.sidecar("caller").api_token("tok").start().await.unwrap();
+    cluster
+        .sidecar("target")
+        .app_port(target.port)
+        .start()
+        .await
+        .unwrap();
+    let caller = cluster
+        .sidecar("caller")
+        .api_token("tok")
+        .start()
+        .await
+        .unwrap();
     let http = reqwest::Client::new();
     let r = http
-        .put(format!("{}/v1.0/invoke/target/method/items/7?x=1", caller.http_endpoint()))
+        .put(format!(
+            "{}/v1.0/invoke/target/method/items/7?x=1",
+            caller.http_endpoint()
+        ))
         .header("dapr-api-token", "tok")
         .header("x-custom", "yes")
         .body("payload")
@@ -149,21 +202,36 @@ async fn invocation_passes_verb_query_headers_body_and_status() {
     assert_eq!(r.text().await.unwrap(), "/items/7|payload");
     let got = target.wait_for(1).await;
     assert_eq!(got[0].header("x-custom").as_deref(), Some("yes"));
-    assert_eq!(got[0].header("dapr-api-token"), None, "caller token never forwarded");
+    assert_eq!(
+        got[0].header("dapr-api-token"),
+        None,
+        "caller token never forwarded"
+    );
     let r = http
-        .get(format!("{}/v1.0/invoke/ghost/method/x", caller.http_endpoint()))
+        .get(format!(
+            "{}/v1.0/invoke/ghost/method/x",
+            caller.http_endpoint()
+        ))
         .header("dapr-api-token", "tok")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 500);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "ERR_DIRECT_INVOKE");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errorCode"],
+        "ERR_DIRECT_INVOKE"
+    );
 }
 
 #[tokio::test]
 async fn bodies_over_the_limit_get_413_and_faults_fail_publishes() {
     let cluster = Cluster::in_memory().await.unwrap();
-    let sc = cluster.sidecar("a").max_body_size(1024).start().await.unwrap();
+    let sc = cluster
+        .sidecar("a")
+        .max_body_size(1024)
+        .start()
+        .await
+        .unwrap();
     let big = "x".repeat(2048);
     let r = publish(&sc.http_endpoint(), "t", "", "text/plain", &big).await;
     assert_eq!(r.status(), 413);
@@ -181,7 +249,10 @@ async fn bodies_over_the_limit_get_413_and_faults_fail_publishes() {
 async fn bulk_publish_wraps_each_entry() {
     let cluster = Cluster::in_memory().await.unwrap();
     let sc = cluster.sidecar("a").start().await.unwrap();
-    let url = format!("{}/v1.0-alpha1/publish/bulk/todo-pubsub/t", sc.http_endpoint());
+    let url = format!(
+        "{}/v1.0-alpha1/publish/bulk/todo-pubsub/t",
+        sc.http_endpoint()
+    );
     let http = reqwest::Client::new();
     let entries = json!([
         {"entryId": "1", "event": {"a": 1}, "contentType": "application/json", "metadata": {"cloudevent.id": "x1"}},
@@ -198,5 +269,8 @@ async fn bulk_publish_wraps_each_entry() {
                      {"entryId": "1", "event": 2, "contentType": "application/json"}]);
     let r = http.post(&url).json(&dup).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "ERR_PUBSUB_EVENTS_SER");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errorCode"],
+        "ERR_PUBSUB_EVENTS_SER"
+    );
 }

@@ -79,20 +79,44 @@ async fn etags_follow_redis_semantics() {
     assert_eq!(a.get("k").await.0, 204, "missing key: 204, never 404");
     assert_eq!(a.save(json!([{"key": "k", "value": "x"}])).await.0, 204);
     let (status, etag, body) = a.get("k").await;
-    assert_eq!((status, etag.as_deref(), body.as_str()), (200, Some("1"), "\"x\""));
-    assert_eq!(a.save(json!([{"key": "k", "value": 2, "etag": "1"}])).await.0, 204);
+    assert_eq!(
+        (status, etag.as_deref(), body.as_str()),
+        (200, Some("1"), "\"x\"")
+    );
+    assert_eq!(
+        a.save(json!([{"key": "k", "value": 2, "etag": "1"}]))
+            .await
+            .0,
+        204
+    );
     assert_eq!(a.get("k").await.1.as_deref(), Some("2"));
     let (s, body) = a.save(json!([{"key": "k", "value": 3, "etag": "1"}])).await;
-    assert_eq!((s, body["errorCode"].as_str()), (409, Some("ERR_STATE_SAVE")));
-    let (s, body) = a.save(json!([{"key": "k", "value": 3, "etag": "abc"}])).await;
-    assert_eq!((s, body["errorCode"].as_str()), (400, Some("ERR_STATE_SAVE")));
+    assert_eq!(
+        (s, body["errorCode"].as_str()),
+        (409, Some("ERR_STATE_SAVE"))
+    );
+    let (s, body) = a
+        .save(json!([{"key": "k", "value": 3, "etag": "abc"}]))
+        .await;
+    assert_eq!(
+        (s, body["errorCode"].as_str()),
+        (400, Some("ERR_STATE_SAVE"))
+    );
     // Save with an etag on an absent key creates it (Redis), version 1.
-    assert_eq!(a.save(json!([{"key": "new", "value": 1, "etag": "7"}])).await.0, 204);
+    assert_eq!(
+        a.save(json!([{"key": "new", "value": 1, "etag": "7"}]))
+            .await
+            .0,
+        204
+    );
     assert_eq!(a.get("new").await.1.as_deref(), Some("1"));
     // Delete: absent key with an etag is fine; a wrong etag is 409 ERR_STATE_DELETE.
     assert_eq!(a.delete("absent", Some("3")).await.0, 204);
     let (s, body) = a.delete("k", Some("9")).await;
-    assert_eq!((s, body["errorCode"].as_str()), (409, Some("ERR_STATE_DELETE")));
+    assert_eq!(
+        (s, body["errorCode"].as_str()),
+        (409, Some("ERR_STATE_DELETE"))
+    );
     assert_eq!(a.delete("k", Some("2")).await.0, 204);
     assert_eq!(a.get("k").await.0, 204);
 }
@@ -104,10 +128,18 @@ async fn first_write_marks_the_key() {
     let fw = |v: i32| json!([{"key": "f", "value": v, "options": {"concurrency": "first-write"}}]);
     assert_eq!(a.save(fw(1)).await.0, 204);
     let (s, body) = a.save(fw(2)).await;
-    assert_eq!((s, body["errorCode"].as_str()), (500, Some("ERR_STATE_SAVE")));
+    assert_eq!(
+        (s, body["errorCode"].as_str()),
+        (500, Some("ERR_STATE_SAVE"))
+    );
     let (s, _) = a.save(json!([{"key": "f", "value": 3}])).await;
     assert_eq!(s, 500, "after first-write, saves without etag fail");
-    assert_eq!(a.save(json!([{"key": "f", "value": 4, "etag": "1"}])).await.0, 204);
+    assert_eq!(
+        a.save(json!([{"key": "f", "value": 4, "etag": "1"}]))
+            .await
+            .0,
+        204
+    );
     let (s, _) = a
         .save(json!([{"key": "f", "value": 5, "options": {"concurrency": "sometimes"}}]))
         .await;
@@ -119,16 +151,37 @@ async fn keys_are_prefixed_per_app_and_illegal_keys_rejected() {
     let cluster = Cluster::in_memory().await.unwrap();
     let a = api(&cluster, "task-api").await;
     let b = api(&cluster, "audit-logger").await;
-    assert_eq!(a.save(json!([{"key": "task:1", "value": {"t": 1}}])).await.0, 204);
-    assert_eq!(b.get("task:1").await.0, 204, "other apps cannot see the key");
-    assert_eq!(cluster.state_of("task-api", "task:1").await, Some(json!({"t": 1})));
-    assert_eq!(cluster.state_keys("task-api").await, vec!["task:1".to_string()]);
+    assert_eq!(
+        a.save(json!([{"key": "task:1", "value": {"t": 1}}]))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        b.get("task:1").await.0,
+        204,
+        "other apps cannot see the key"
+    );
+    assert_eq!(
+        cluster.state_of("task-api", "task:1").await,
+        Some(json!({"t": 1}))
+    );
+    assert_eq!(
+        cluster.state_keys("task-api").await,
+        vec!["task:1".to_string()]
+    );
     assert!(cluster.state_keys("audit-logger").await.is_empty());
     let (s, body) = a.save(json!([{"key": "a||b", "value": 1}])).await;
-    assert_eq!((s, body["errorCode"].as_str()), (400, Some("ERR_MALFORMED_REQUEST")));
+    assert_eq!(
+        (s, body["errorCode"].as_str()),
+        (400, Some("ERR_MALFORMED_REQUEST"))
+    );
     assert_eq!(body["details"][0]["reason"], "DAPR_STATE_ILLEGAL_KEY");
     let (s, body) = a.save(json!([{"value": 1}])).await;
-    assert_eq!((s, body["errorCode"].as_str()), (400, Some("ERR_MALFORMED_REQUEST")));
+    assert_eq!(
+        (s, body["errorCode"].as_str()),
+        (400, Some("ERR_MALFORMED_REQUEST"))
+    );
     let r = a
         .http
         .post(format!("{}/v1.0/state/todo-state", a.base))
@@ -144,7 +197,10 @@ async fn keys_are_prefixed_per_app_and_illegal_keys_rejected() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["errorCode"], "ERR_STATE_STORE_NOT_FOUND");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errorCode"],
+        "ERR_STATE_STORE_NOT_FOUND"
+    );
 }
 
 #[tokio::test]
@@ -152,10 +208,14 @@ async fn bulk_get_uses_data_and_transactions_report_500() {
     let cluster = Cluster::in_memory().await.unwrap();
     let a = api(&cluster, "task-api").await;
     assert_eq!(
-        a.save(json!([{"key": "k1", "value": {"t": "x"}}, {"key": "k2", "value": 2}])).await.0,
+        a.save(json!([{"key": "k1", "value": {"t": "x"}}, {"key": "k2", "value": 2}]))
+            .await
+            .0,
         204
     );
-    let (s, body) = a.post("bulk", json!({"keys": ["k1", "missing", "k2"]})).await;
+    let (s, body) = a
+        .post("bulk", json!({"keys": ["k1", "missing", "k2"]}))
+        .await;
     assert_eq!(s, 200);
     assert_eq!(
         body,
@@ -171,14 +231,20 @@ async fn bulk_get_uses_data_and_transactions_report_500() {
     assert_eq!(a.get("k3").await.2, "3");
     let tx = json!({"operations": [{"operation": "upsert", "request": {"Key": "k1", "Value": 1, "Etag": "9"}}]});
     let (s, body) = a.post("transaction", tx).await;
-    assert_eq!((s, body["errorCode"].as_str()), (500, Some("ERR_STATE_TRANSACTION")));
+    assert_eq!(
+        (s, body["errorCode"].as_str()),
+        (500, Some("ERR_STATE_TRANSACTION"))
+    );
     let tx = json!({"operations": [{"operation": "merge", "request": {"key": "k1"}}]});
     let (s, body) = a.post("transaction", tx).await;
     assert_eq!(
         (s, body["errorCode"].as_str()),
         (400, Some("ERR_NOT_SUPPORTED_STATE_OPERATION"))
     );
-    assert_eq!(a.post("transaction", json!({"operations": []})).await.0, 204);
+    assert_eq!(
+        a.post("transaction", json!({"operations": []})).await.0,
+        204
+    );
 }
 
 #[tokio::test]
@@ -195,6 +261,9 @@ async fn ttl_expires_keys_and_faults_fail_state_calls() {
     }
     cluster.faults().fail_next_state_ops(1);
     let (s, body) = a.save(json!([{"key": "x", "value": 1}])).await;
-    assert_eq!((s, body["errorCode"].as_str()), (500, Some("ERR_STATE_SAVE")));
+    assert_eq!(
+        (s, body["errorCode"].as_str()),
+        (500, Some("ERR_STATE_SAVE"))
+    );
     assert_eq!(a.save(json!([{"key": "x", "value": 1}])).await.0, 204);
 }
