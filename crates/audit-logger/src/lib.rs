@@ -1,1 +1,31 @@
-//! audit-logger
+//! audit-logger: a tamper-evident audit trail of every task event, plus the system's dead
+//! letters.
+//!
+//! * [`subscriptions`]: every business topic and every dead-letter topic, via raw subscriptions.
+//! * [`record`]: one entry per event in the task's and in the user's trail, once per event id.
+//! * [`trail`]: chunked, append-only trails in the state store (etag-checked appends; see its
+//!   docs for why a crash or a duplicate delivery never loses or doubles an entry).
+//! * [`entry`], [`canonical`], [`verify`]: the SHA-256 hash chain and its verification.
+//! * [`dead_letters`]: dead-letter records, their reasons (from `notification-failed`), replay.
+//! * [`sink`]: one JSON line per entry on stdout for log shipping.
+//! * [`api`], [`auth`]: the admin query API behind `AUDIT_ADMIN_TOKEN`.
+
+pub mod api;
+pub mod auth;
+pub mod canonical;
+pub mod context;
+pub mod dead_letters;
+pub mod entry;
+pub mod error;
+pub mod locks;
+pub mod record;
+pub mod settings;
+pub mod sink;
+pub mod startup;
+pub mod subscriptions;
+pub mod trail;
+pub mod verify;
+
+pub use error::Error;
+pub use settings::Settings;
+pub use startup::{Application, app};

@@ -1,1 +1,19 @@
-fn main() {}
+//! audit-logger binary: settings, tracing, run.
+
+use audit_logger::{Application, Settings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    service_kit::init_tracing(events::apps::AUDIT_LOGGER)?;
+    let settings = Settings::load()?;
+    tracing::info!(
+        port = settings.app_port,
+        chunk_size = settings.trail_chunk_size,
+        "starting audit-logger"
+    );
+    Application::build(settings)
+        .await?
+        .run_until_stopped()
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! The subscription table: every business topic, and every dead-letter topic of the system.
+
+use std::sync::Arc;
+
+use dapr_http::{RawEvent, Subscriptions};
+
+use crate::context::AppState;
+use crate::{dead_letters, record};
+
+/// The dead-letter topics consumed: the system's, plus this app's own when `APP_ID` differs.
+pub fn dead_letter_topics(app_id: &str) -> Vec<String> {
+    let mut topics = events::dead_letter_topics();
+    let own = events::dead_letter_topic(app_id);
+    if !topics.contains(&own) {
+        topics.push(own);
+    }
+    topics
+}
+
+/// Business topics dead-letter to this app's dead-letter topic; dead-letter topics have none,
+/// since a DROP there would otherwise be dead-lettered into a topic this app consumes, forever.
+pub fn subscriptions(pubsub: &str, app_id: &str) -> Subscriptions<AppState> {
+    let mut subs = Subscriptions::new(pubsub).dead_letter_topic(events::dead_letter_topic(app_id));
+    for topic in events::Topic::ALL {
+        let name = topic.as_str();
+        subs = subs.on_raw(name, move |ctx: AppState, event: RawEvent| async move {
+            record::on_event(&ctx, name, event).await
+        });
+    }
+    for dlq in dead_letter_topics(app_id) {
+        let name: Arc<str> = Arc::from(dlq.as_str());
+        subs = subs
+            .on_raw(&dlq, move |ctx: AppState, event: RawEvent| {
+                let name = Arc::clone(&name);
+                async move { dead_letters::on_dead_letter(&ctx, &name, event).await }
+            })
+            .dead_letter_topic_for(&dlq, None);
+    }
+    subs
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_topic_and_dead_letter_topic_with_the_right_dead_letter_setting() {
+        let specs = subscriptions("todo-pubsub", "audit-logger").specs();
+        assert_eq!(specs.len(), events::Topic::ALL.len() + 3);
+        for topic in events::Topic::ALL {
+            let spec = specs.iter().find(|s| s.topic == topic.as_str()).unwrap();
+            assert_eq!(
+                spec.dead_letter_topic.as_deref(),
+                Some("audit-logger-dead-letters")
+            );
+            assert_eq!(spec.route, format!("/events/{topic}"));
+        }
+        for dlq in events::dead_letter_topics() {
+            let spec = specs.iter().find(|s| s.topic == dlq).unwrap();
+            assert_eq!(spec.dead_letter_topic, None, "{dlq} must not dead-letter");
+        }
+    }
+
+    #[test]
+    fn a_renamed_app_still_consumes_its_own_dead_letters() {
+        let topics = dead_letter_topics("audit-logger-2");
+        assert!(topics.contains(&"audit-logger-2-dead-letters".to_owned()));
+        assert_eq!(topics.len(), 4);
+    }
+}
