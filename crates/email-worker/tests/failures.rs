@@ -240,3 +240,58 @@ async fn an_api_token_protects_deliveries() {
     assert_eq!(sink.received().len(), 1);
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_held_by_another_attempt_means_retry_until_it_is_gone() {
+    let (app, sink) = spawn_app().await;
+    let event = task_created("jo@example.com", "Held", "");
+    // Another replica's claim, written the way the worker writes it (first-write, with a TTL).
+    let worker_state = dapr_http::DaprClient::new(dapr_http::DaprSettings::with_endpoint(
+        app.sidecar.http_endpoint(),
+    ))
+    .unwrap();
+    let key = format!("email:{}", event.event_id);
+    let claim = json!({"status": "sending", "claim_id": Uuid::new_v4(),
+        "updated_at": "2026-11-27T10:00:00.000000Z"});
+    let item = dapr_http::SaveItem::new(key.clone(), &claim)
+        .unwrap()
+        .first_write()
+        .ttl(Duration::from_secs(600));
+    worker_state
+        .save_state("todo-state", &[item])
+        .await
+        .unwrap();
+
+    app.publish(&event).await;
+    let deadline = Instant::now() + WAIT;
+    while counter(
+        &app.metrics().await,
+        "emails_retried_total",
+        &[("reason", "in_flight")],
+    ) < 2.0
+    {
+        assert!(Instant::now() < deadline, "no in-flight retry seen");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        sink.received().is_empty(),
+        "nothing sent while the claim is held"
+    );
+
+    // The other attempt gives up its claim: the next redelivery sends.
+    let held = worker_state
+        .get_state::<Value>("todo-state", &key)
+        .await
+        .unwrap()
+        .unwrap();
+    worker_state
+        .delete_state("todo-state", &key, held.etag.as_deref())
+        .await
+        .unwrap();
+    app.cluster
+        .wait_for_published("notification-sent", 1, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sink.received().len(), 1);
+    app.shutdown().await;
+}

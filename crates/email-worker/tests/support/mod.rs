@@ -27,6 +27,8 @@ pub struct Received {
     /// The envelope recipients (RCPT TO), as the server saw them.
     pub to: Vec<String>,
     pub data: Vec<u8>,
+    /// When the server accepted it.
+    pub at: Instant,
 }
 
 impl Received {
@@ -98,6 +100,7 @@ impl Handler for SinkHandler {
             from: std::mem::take(&mut self.from),
             to: std::mem::take(&mut self.to),
             data: std::mem::take(&mut self.data),
+            at: Instant::now(),
         };
         self.state.lock().unwrap().received.push(message);
         response::OK
@@ -182,11 +185,18 @@ pub fn free_port() -> u16 {
 /// Component and resiliency files for the cluster: in-memory state and pub/sub, and quick
 /// constant retries of deliveries (so a RETRY is tried again within the test's patience).
 pub fn resources_dir() -> tempfile::TempDir {
+    resources_dir_with(10)
+}
+
+/// [`resources_dir`] with the pub/sub delivering up to `concurrency` messages at once per app.
+pub fn resources_dir_with(concurrency: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
     write(
         "components.yaml",
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: todo-state\nspec:\n  type: state.in-memory\n  version: v1\n---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: todo-pubsub\nspec:\n  type: pubsub.in-memory\n  version: v1\n",
+        &format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: todo-state\nspec:\n  type: state.in-memory\n  version: v1\n---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: todo-pubsub\nspec:\n  type: pubsub.in-memory\n  version: v1\n  metadata:\n    - name: concurrency\n      value: \"{concurrency}\"\n"
+        ),
     );
     write(
         "resiliency.yaml",
@@ -221,8 +231,16 @@ pub fn settings_for(smtp_port: u16) -> WorkerSettings {
 }
 
 /// Starts a cluster, the worker's sidecar and the worker with `settings`.
-pub async fn spawn_app_with(smtp_port: u16, mut settings: WorkerSettings) -> TestApp {
-    let resources = resources_dir();
+pub async fn spawn_app_with(smtp_port: u16, settings: WorkerSettings) -> TestApp {
+    spawn_app_on(resources_dir(), smtp_port, settings).await
+}
+
+/// [`spawn_app_with`] on a cluster made from `resources`.
+pub async fn spawn_app_on(
+    resources: tempfile::TempDir,
+    smtp_port: u16,
+    mut settings: WorkerSettings,
+) -> TestApp {
     let cluster = Cluster::from_resources(&[resources.path()]).await.unwrap();
     // The sidecar must know the app port before the app (which needs the sidecar's endpoint)
     // exists: reserve a port, start the sidecar (it waits for the app), then bind the app there.
