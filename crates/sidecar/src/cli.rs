@@ -43,7 +43,7 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Path to the run file.
+    /// Path to the run file, or a directory holding `dapr.yaml`.
     #[arg(short = 'f', long = "run-file", value_name = "FILE")]
     pub file: PathBuf,
     /// Seconds each app gets to exit after SIGTERM before it is killed.

@@ -212,8 +212,15 @@ const IGNORED_KEYS: &[&str] = &[
     "appMaxConcurrency",
 ];
 
-/// Reads, parses and resolves a run file.
+/// Reads, parses and resolves a run file. A directory means its `dapr.yaml`, as `dapr run -f .`.
 pub fn load(file: &Path) -> Result<RunPlan, RunFileError> {
+    let joined;
+    let file = if file.is_dir() {
+        joined = file.join("dapr.yaml");
+        joined.as_path()
+    } else {
+        file
+    };
     let text = std::fs::read_to_string(file).map_err(|source| RunFileError::Read {
         file: file.to_owned(),
         source,

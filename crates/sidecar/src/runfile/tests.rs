@@ -277,3 +277,13 @@ fn negative_ports_mean_unset_like_the_cli() {
     assert_eq!(plan.apps[0].app_port, None);
     assert_eq!(plan.apps[0].dapr_http_port, None);
 }
+
+#[test]
+fn a_directory_means_its_dapr_yaml() {
+    let fx = Fixture::new(&["a"]);
+    std::fs::write(fx.file(), "version: 1\napps: [{appDirPath: a}]\n").unwrap();
+    let plan = load(fx.dir.path()).unwrap();
+    assert_eq!(plan.file, fx.path("dapr.yaml"));
+    let err = load(&fx.dir.path().join("a")).unwrap_err().to_string();
+    assert!(err.contains("dapr.yaml"), "{err}");
+}
