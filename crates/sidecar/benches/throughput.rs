@@ -92,9 +92,11 @@ async fn publish_to_delivery(n: u64, parallel: u64) {
     for t in tasks {
         t.await.unwrap();
     }
-    let sent = sent.lock().unwrap();
-    for (seq, at) in received {
-        latencies.push(at.duration_since(sent[&seq]));
+    {
+        let sent = sent.lock().unwrap();
+        for (seq, at) in received {
+            latencies.push(at.duration_since(sent[&seq]));
+        }
     }
     latencies.sort();
     println!(
