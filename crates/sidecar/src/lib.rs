@@ -23,6 +23,7 @@ pub mod runfile;
 pub mod runner;
 pub mod runtime;
 pub mod scopes;
+pub mod secretstores;
 pub mod sidecar;
 pub mod testing;
 pub mod tokens;

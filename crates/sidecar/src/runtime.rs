@@ -48,11 +48,14 @@ pub struct Runtime {
     faults: Faults,
     published: Mutex<BTreeMap<String, Vec<serde_json::Value>>>,
     published_changed: Notify,
+    pub(crate) secret_stores: crate::secretstores::SecretStores,
 }
 
 impl Runtime {
     /// Instantiates every component of `resources`.
-    pub fn new(resources: Resources) -> Result<Arc<Runtime>, ResourceError> {
+    pub fn new(mut resources: Resources) -> Result<Arc<Runtime>, ResourceError> {
+        // Secret stores first: they resolve the secretKeyRef values of the other components.
+        let secret_stores = crate::secretstores::SecretStores::load(&mut resources)?;
         let mut state_stores = BTreeMap::new();
         let mut pubsubs = BTreeMap::new();
         for spec in &resources.components {
@@ -89,6 +92,29 @@ impl Runtime {
                         },
                     );
                 }
+                "state.redis" => {
+                    let store = crate::components::redis::RedisStateStore::from_spec(spec)?;
+                    state_stores.insert(
+                        spec.name.clone(),
+                        StateComponent {
+                            spec: spec.clone(),
+                            store: Arc::new(store),
+                        },
+                    );
+                }
+                "pubsub.redis" => {
+                    let broker = crate::components::redis::RedisPubSub::from_spec(spec)?;
+                    pubsubs.insert(
+                        spec.name.clone(),
+                        PubSubComponent {
+                            spec: spec.clone(),
+                            broker: Arc::new(broker),
+                            scopes: TopicScopes::from_metadata(|k| spec.meta(k).map(String::from)),
+                            in_memory: None,
+                        },
+                    );
+                }
+                t if t.starts_with("secretstores.") => {}
                 other => {
                     return Err(ResourceError::UnknownComponentType {
                         file: spec.source.clone(),
@@ -108,6 +134,7 @@ impl Runtime {
             faults: Faults::default(),
             published: Mutex::new(BTreeMap::new()),
             published_changed: Notify::new(),
+            secret_stores,
         }))
     }
 

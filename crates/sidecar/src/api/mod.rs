@@ -7,6 +7,7 @@ mod errors;
 mod health;
 mod meta;
 mod publish;
+mod secrets;
 mod state;
 
 pub use errors::ApiError;
@@ -49,6 +50,8 @@ pub fn router(state: Arc<SidecarState>) -> Router {
             "/v1.0/state/{store}/{key}",
             get(state::get_state).delete(state::delete_state),
         )
+        .route("/v1.0/secrets/{store}/bulk", get(secrets::bulk_secrets))
+        .route("/v1.0/secrets/{store}/{key}", get(secrets::get_secret))
         .route(
             "/v1.0/invoke/{app_id}/method/{*method}",
             any(crate::invoke::invoke),

@@ -7,6 +7,7 @@
 //! the components, as in daprd.
 
 mod pubsub_memory;
+pub mod redis;
 mod state_memory;
 
 pub use pubsub_memory::InMemoryPubSub;

@@ -6,7 +6,22 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Component types this sidecar can instantiate.
-pub const SUPPORTED_COMPONENT_TYPES: &[&str] = &["state.in-memory", "pubsub.in-memory"];
+pub const SUPPORTED_COMPONENT_TYPES: &[&str] = &[
+    "state.in-memory",
+    "pubsub.in-memory",
+    "state.redis",
+    "pubsub.redis",
+    "secretstores.local.env",
+    "secretstores.local.file",
+];
+
+/// A `secretKeyRef` metadata value: entry `key` of secret `name` (`key` empty = `name`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct SecretKeyRef {
+    pub name: String,
+    #[serde(default)]
+    pub key: String,
+}
 
 /// A loaded component definition.
 #[derive(Debug, Clone)]
@@ -23,6 +38,10 @@ pub struct ComponentSpec {
     pub scopes: Vec<String>,
     /// File the component came from.
     pub source: PathBuf,
+    /// Metadata entries given as `secretKeyRef`, resolved into `metadata` when the runtime loads.
+    pub secret_refs: BTreeMap<String, SecretKeyRef>,
+    /// `auth.secretStore`: the secret store that resolves `secret_refs`.
+    pub secret_store: Option<String>,
 }
 
 impl ComponentSpec {
@@ -37,6 +56,8 @@ impl ComponentSpec {
             metadata: BTreeMap::new(),
             scopes: Vec::new(),
             source: PathBuf::from("<code>"),
+            secret_refs: BTreeMap::new(),
+            secret_store: None,
         }
     }
 
@@ -75,6 +96,15 @@ struct Doc {
     spec: Spec,
     #[serde(default)]
     scopes: Vec<String>,
+    #[serde(default)]
+    auth: Option<Auth>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Auth {
+    #[serde(default)]
+    secret_store: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -104,13 +134,14 @@ struct Item {
     #[serde(default)]
     value: Option<yaml_serde::Value>,
     #[serde(default)]
-    secret_key_ref: Option<yaml_serde::Value>,
+    secret_key_ref: Option<SecretKeyRef>,
 }
 
 pub(super) fn parse(file: &Path, value: yaml_serde::Value) -> Result<ComponentSpec, ResourceError> {
     let doc: Doc = typed(file, "Component", value)?;
     let name = doc.metadata.name;
     let mut metadata = BTreeMap::new();
+    let mut secret_refs = BTreeMap::new();
     for (i, item) in doc
         .spec
         .metadata
@@ -118,16 +149,9 @@ pub(super) fn parse(file: &Path, value: yaml_serde::Value) -> Result<ComponentSp
         .into_iter()
         .enumerate()
     {
-        if item.secret_key_ref.is_some() {
-            return Err(ResourceError::Field {
-                file: file.to_path_buf(),
-                kind: "Component".into(),
-                name,
-                field: format!("spec.metadata[{i}].secretKeyRef"),
-                message:
-                    "secret references are not supported by the local sidecar; use a plain value"
-                        .into(),
-            });
+        if let Some(reference) = item.secret_key_ref {
+            secret_refs.insert(item.name, reference);
+            continue;
         }
         let text = match item.value {
             None | Some(yaml_serde::Value::Null) => String::new(),
@@ -164,5 +188,7 @@ pub(super) fn parse(file: &Path, value: yaml_serde::Value) -> Result<ComponentSp
         metadata,
         scopes: doc.scopes,
         source: file.to_path_buf(),
+        secret_refs,
+        secret_store: doc.auth.and_then(|a| a.secret_store),
     })
 }

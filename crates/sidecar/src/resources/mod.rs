@@ -9,7 +9,7 @@ mod component;
 mod resiliency;
 mod subscription;
 
-pub use component::{ComponentSpec, SUPPORTED_COMPONENT_TYPES};
+pub use component::{ComponentSpec, SUPPORTED_COMPONENT_TYPES, SecretKeyRef};
 pub use resiliency::{ResiliencySpec, RetryKind, RetryPolicySpec};
 pub use subscription::{RouteRule, SubscriptionSpec};
 
