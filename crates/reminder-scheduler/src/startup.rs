@@ -166,7 +166,19 @@ impl Application {
 
 /// The service's routes: subscriptions, `/healthz`, `/readyz`, `/metrics`.
 pub fn app(state: AppState, settings: &Settings) -> Result<Router, Error> {
-    let prometheus = service_kit::prometheus()?;
+    // Applications built at the same moment in one process (tests) race to install the global
+    // recorder, and the loser gets an error until the winner has stored its handle: ask again.
+    let mut attempts = 0;
+    let prometheus = loop {
+        match service_kit::prometheus() {
+            Ok(handle) => break handle,
+            Err(error) if attempts >= 100 => return Err(error.into()),
+            Err(_) => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    };
     let subscriptions = apply::subscriptions(&settings.pubsub_name, &settings.app_id)
         .app_api_token(settings.app_api_token.clone());
     Ok(Router::new()

@@ -90,7 +90,18 @@ pub struct World {
 
 impl World {
     pub async fn new() -> Self {
-        let cluster = Cluster::in_memory().await.expect("cluster");
+        Self::on(Cluster::in_memory().await.expect("cluster"))
+    }
+
+    /// A cluster whose components and resiliency come from a fixture folder.
+    pub async fn from_fixture(name: &str) -> Self {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        Self::on(Cluster::from_resources(&[dir]).await.expect("cluster"))
+    }
+
+    pub fn on(cluster: Cluster) -> Self {
         let t0 = Utc::now().trunc_subsecs(0);
         Self {
             cluster,
