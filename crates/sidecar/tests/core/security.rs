@@ -274,3 +274,56 @@ async fn bulk_publish_wraps_each_entry() {
         "ERR_PUBSUB_EVENTS_SER"
     );
 }
+
+#[tokio::test]
+async fn metadata_describes_the_sidecar_and_accepts_extended_attributes() {
+    let cluster = Cluster::in_memory().await.unwrap();
+    let app = TestApp::start(json!([sub("t", "/e")]), ok()).await;
+    let sc = cluster
+        .sidecar("meta")
+        .app_port(app.port)
+        .start()
+        .await
+        .unwrap();
+    let ep = sc.http_endpoint();
+    let http = reqwest::Client::new();
+    let r = http
+        .put(format!("{ep}/v1.0/metadata/appCommand"))
+        .body("cargo run")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let meta: Value = reqwest::get(format!("{ep}/v1.0/metadata"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(meta["id"], "meta");
+    assert_eq!(meta["extended"]["appCommand"], "cargo run");
+    assert_eq!(meta["appConnectionProperties"]["port"], app.port);
+    let names: Vec<&str> = meta["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["todo-state", "todo-pubsub"]);
+    assert_eq!(
+        meta["components"][0]["capabilities"],
+        json!(["ETAG", "TRANSACTIONAL", "TTL"])
+    );
+    assert_eq!(meta["subscriptions"][0]["topic"], "t");
+    let r = reqwest::get(format!("{ep}/v1.0/healthz?appid=other"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errorCode"],
+        "ERR_HEALTH_APPID_NOT_MATCH"
+    );
+    // `//` and a trailing `/` are normalised before routing.
+    let r = reqwest::get(format!("{ep}/v1.0//metadata/")).await.unwrap();
+    assert_eq!(r.status(), 200);
+}
