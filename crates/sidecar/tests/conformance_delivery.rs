@@ -299,3 +299,24 @@ async fn drop_without_a_dead_letter_topic_is_acked_not_redelivered() {
     p.app.wait_for("/retries", 3).await;
     assert_eq!(p.app.received_on("/drops").len(), 1, "DROP must be acked");
 }
+
+/// No matching rule (and no default route): the event is dropped, to the dead-letter topic when
+/// there is one (reference 3.6 step 1). An empty `match` matches everything.
+#[tokio::test]
+async fn an_event_matching_no_rule_is_dead_lettered() {
+    let subs = json!([
+        {"pubsubname": PUBSUB, "topic": "picky", "deadLetterTopic": "picky-dlq",
+         "routes": {"rules": [{"match": "event.data.case == \"wanted\"", "path": "/wanted"}]}},
+        {"pubsubname": PUBSUB, "topic": "any", "routes": {"rules": [{"match": "", "path": "/any"}]}},
+        sub("picky-dlq", "/dlq"),
+    ]);
+    let p = Pair::start("picky-app", subs, &[("components.yaml", COMPONENTS)]).await;
+    publish_case(&p.sidecar, "picky", "unwanted").await;
+    publish_case(&p.sidecar, "picky", "wanted").await;
+    publish_case(&p.sidecar, "any", "whatever").await;
+    let dead = p.app.wait_for("/dlq", 1).await;
+    assert_eq!(case_of(&dead[0]), "unwanted");
+    let wanted = p.app.wait_for("/wanted", 1).await;
+    assert_eq!(case_of(&wanted[0]), "wanted");
+    p.app.wait_for("/any", 1).await;
+}

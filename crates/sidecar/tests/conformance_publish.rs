@@ -83,6 +83,10 @@ async fn json_publish_is_wrapped_field_by_field() {
     );
     assert_eq!(rec.header("pubsubname").as_deref(), Some(PUBSUB));
     assert_eq!(rec.method, axum::http::Method::POST);
+    let tp = rec
+        .header("traceparent")
+        .expect("delivery carries a traceparent (child span)");
+    assert_eq!(tp.len(), 55, "W3C traceparent: {tp}");
 }
 
 #[tokio::test]

@@ -268,3 +268,57 @@ async fn request_errors() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn first_write_marker_follows_redis() {
+    let (sc, _d) = sidecar().await;
+    let fw = |etag: Option<&str>| {
+        let mut item = json!({"key": "fw", "value": 1, "options": {"concurrency": "first-write"}});
+        if let Some(e) = etag {
+            item["etag"] = json!(e);
+        }
+        json!([item])
+    };
+    assert_no_content(save(&sc, STATE, json!([{"key": "fw", "value": 0}])).await).await;
+    // The key has no first-write marker yet, so a first-write save without etag succeeds...
+    assert_no_content(save(&sc, STATE, fw(None)).await).await;
+    // ...and marks it: from now on saves without an etag fail.
+    let r = save(&sc, STATE, json!([{"key": "fw", "value": 2}])).await;
+    assert_error(r, 500, "ERR_STATE_SAVE").await;
+    let r = save(&sc, STATE, fw(None)).await;
+    assert_error(r, 500, "ERR_STATE_SAVE").await;
+    let etag = etag_of(&sc, "fw").await;
+    assert_no_content(save(&sc, STATE, fw(Some(&etag))).await).await;
+}
+
+#[tokio::test]
+async fn ttl_expires_keys() {
+    let (sc, _d) = sidecar().await;
+    let item = json!([{"key": "short", "value": 1, "metadata": {"ttlInSeconds": "1"}}]);
+    assert_no_content(save(&sc, STATE, item).await).await;
+    assert_no_content(save(&sc, STATE, json!([{"key": "long", "value": 1}])).await).await;
+    assert_eq!(get(&sc, "short").await.status(), 200);
+    eventually("key with ttlInSeconds=1 to expire", || async {
+        (get(&sc, "short").await.status() == 204).then_some(())
+    })
+    .await;
+    assert_eq!(get(&sc, "long").await.status(), 200, "no TTL, no expiry");
+}
+
+#[tokio::test]
+async fn multi_item_save_with_an_etag_failure_is_409() {
+    let (sc, _d) = sidecar().await;
+    assert_no_content(save(&sc, STATE, json!([{"key": "m1", "value": 1}])).await).await;
+    let r = save(
+        &sc,
+        STATE,
+        json!([{"key": "m1", "value": 2, "etag": "42"}, {"key": "m2", "value": 2}]),
+    )
+    .await;
+    assert_error(r, 409, "ERR_STATE_SAVE").await;
+    assert_eq!(
+        get(&sc, "m2").await.status(),
+        200,
+        "items are written independently (non-atomic)"
+    );
+}
