@@ -32,26 +32,28 @@ impl Application {
         } else {
             Arc::new(NullSink)
         };
-        Self::build_with(settings, dapr, sink).await
-    }
-
-    /// Builds with explicit sidecar settings and entry sink (tests).
-    pub async fn build_with(
-        settings: Settings,
-        dapr_settings: DaprSettings,
-        sink: Arc<dyn EntrySink>,
-    ) -> Result<Self, Error> {
-        settings.validate()?;
         let address = format!("{}:{}", settings.app_host, settings.app_port);
         let listener = TcpListener::bind(&address)
             .await
-            .map_err(|source| Error::Bind {
-                address: address.clone(),
-                source,
-            })?;
+            .map_err(|source| Error::Bind { address, source })?;
+        Self::build_with(settings, dapr, sink, listener)
+    }
+
+    /// Builds on an already bound listener with explicit sidecar settings and entry sink (tests
+    /// bind the app first because its sidecar needs the app's port).
+    pub fn build_with(
+        settings: Settings,
+        dapr_settings: DaprSettings,
+        sink: Arc<dyn EntrySink>,
+        listener: TcpListener,
+    ) -> Result<Self, Error> {
+        settings.validate()?;
         let port = listener
             .local_addr()
-            .map_err(|source| Error::Bind { address, source })?
+            .map_err(|source| Error::Bind {
+                address: "listener".into(),
+                source,
+            })?
             .port();
         let dapr = DaprClient::new(dapr_settings)?;
         let admin_token = settings.audit_admin_token.clone().ok_or_else(|| {
