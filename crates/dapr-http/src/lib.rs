@@ -16,6 +16,7 @@ mod error;
 mod publish;
 mod settings;
 mod state;
+mod state_write;
 mod subscribe;
 mod token;
 
@@ -24,7 +25,8 @@ pub use delivery::{Event, Outcome, RawEvent};
 pub use error::DaprError;
 pub use publish::PublishOptions;
 pub use settings::{DEFAULT_HOST, DEFAULT_HTTP_PORT, DaprSettings, RetryPolicy, SettingsError};
-pub use state::{BulkStateItem, Concurrency, SaveItem, StateEntry, TransactionOp};
+pub use state::{BulkStateItem, StateEntry};
+pub use state_write::{Concurrency, SaveItem, TransactionOp};
 pub use subscribe::{SubscriptionSpec, Subscriptions, route_for};
 
 /// Re-exported so callers can build tokens without naming the crate version.
