@@ -1,1 +1,190 @@
-fn main() {}
+//! `POST /api/tasks` through the in-process sidecar (in-memory state and pub/sub), at a fixed
+//! concurrency, compared with a bare axum handler making the same two sidecar calls (one state
+//! transaction, one publish). Prints requests/s and p50/p99 latency.
+//!
+//! `cargo bench -p task-api --bench create_task` (env `BENCH_REQUESTS`, `BENCH_CONCURRENCY`).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use dapr_http::{DaprClient, DaprSettings, SaveItem, TransactionOp};
+use serde_json::{Value, json};
+use sidecar::testing::Cluster;
+use task_api::{Application, Settings};
+use uuid::Uuid;
+
+const SECRET: &str = "bench-secret-0123456789-abcdefghijklmnop";
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Report {
+    requests: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    errors: usize,
+}
+
+impl Report {
+    fn print(&mut self, name: &str, concurrency: usize) {
+        self.latencies.sort();
+        let pct = |p: f64| {
+            let i = ((self.latencies.len() as f64 - 1.0) * p).round() as usize;
+            self.latencies.get(i).copied().unwrap_or_default()
+        };
+        println!(
+            "{name:<28} concurrency {concurrency:>3}  {:>6} req  {:>8.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {}",
+            self.requests,
+            self.requests as f64 / self.elapsed.as_secs_f64(),
+            pct(0.50).as_secs_f64() * 1000.0,
+            pct(0.99).as_secs_f64() * 1000.0,
+            self.errors,
+        );
+    }
+}
+
+/// Runs `total` POSTs with `concurrency` workers; worker `w` sends with `tokens[w]`.
+async fn drive(url: String, tokens: Vec<String>, total: usize, concurrency: usize) -> Report {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()
+        .unwrap();
+    let per_worker = total / concurrency;
+    let started = Instant::now();
+    let workers = (0..concurrency).map(|w| {
+        let client = client.clone();
+        let url = url.clone();
+        let token = tokens[w % tokens.len()].clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(per_worker);
+            let mut errors = 0;
+            for i in 0..per_worker {
+                let t = Instant::now();
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({"title": format!("bench {w}-{i}"), "priority": "high"}))
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status().is_success() => {}
+                    _ => errors += 1,
+                }
+                latencies.push(t.elapsed());
+            }
+            (latencies, errors)
+        })
+    });
+    let mut latencies = Vec::with_capacity(total);
+    let mut errors = 0;
+    for result in futures::future::join_all(workers).await {
+        let (l, e) = result.unwrap();
+        latencies.extend(l);
+        errors += e;
+    }
+    Report {
+        requests: latencies.len(),
+        elapsed: started.elapsed(),
+        latencies,
+        errors,
+    }
+}
+
+#[derive(Clone)]
+struct Bare {
+    dapr: DaprClient,
+}
+
+/// The reference: decode, one transaction, one publish, answer 201. No auth, no reads.
+async fn bare_create(State(bare): State<Bare>, Json(body): Json<Value>) -> StatusCode {
+    let id = Uuid::now_v7();
+    let Ok(item) = SaveItem::new(format!("task:{id}"), &body) else {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    };
+    if bare
+        .dapr
+        .transact_state("todo-state", &[TransactionOp::Upsert(item.first_write())])
+        .await
+        .is_err()
+    {
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    let payload = bytes::Bytes::from(serde_json::to_vec(&json!({"task_id": id, "task": body})).unwrap());
+    let opts = dapr_http::PublishOptions {
+        cloudevent_id: Some(Uuid::now_v7().to_string()),
+        cloudevent_type: Some("task-created".into()),
+        partition_key: Some(id.to_string()),
+        ..Default::default()
+    };
+    match bare.dapr.publish_with("todo-pubsub", "task-created", payload, opts).await {
+        Ok(()) => StatusCode::CREATED,
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn main() {
+    let total = env_usize("BENCH_REQUESTS", 4000);
+    let concurrency = env_usize("BENCH_CONCURRENCY", 32);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        // task-api
+        let cluster = Cluster::in_memory().await.unwrap();
+        let sidecar = cluster.sidecar("task-api").start().await.unwrap();
+        let settings = Settings::load_from(vec![
+            ("JWT_SECRET".to_owned(), SECRET.to_owned()),
+            ("APP_PORT".to_owned(), "0".to_owned()),
+            ("BIND_ADDRESS".to_owned(), "127.0.0.1".to_owned()),
+            ("OUTBOX_GRACE_PERIOD".to_owned(), "60s".to_owned()),
+        ])
+        .unwrap();
+        let app = Application::build(
+            settings.clone(),
+            DaprSettings::with_endpoint(sidecar.http_endpoint()),
+        )
+        .await
+        .unwrap();
+        let url = format!("http://127.0.0.1:{}/api/tasks", app.port());
+        tokio::spawn(app.run_until(std::future::pending()));
+        let tokens: Vec<String> = (0..concurrency)
+            .map(|w| {
+                task_api::auth::issue_token(
+                    &settings,
+                    Uuid::new_v4(),
+                    &format!("bench{w}@example.com"),
+                    Duration::from_secs(3600),
+                )
+                .unwrap()
+            })
+            .collect();
+        drive(url.clone(), tokens.clone(), concurrency * 10, concurrency).await; // warm-up
+        let mut report = drive(url, tokens.clone(), total, concurrency).await;
+        report.print("task-api POST /api/tasks", concurrency);
+        let published = cluster.published("task-created").len();
+        println!("  events published: {published}");
+
+        // Bare reference on its own cluster.
+        let cluster = Cluster::in_memory().await.unwrap();
+        let sidecar = cluster.sidecar("bare").start().await.unwrap();
+        let dapr = DaprClient::new(DaprSettings::with_endpoint(sidecar.http_endpoint())).unwrap();
+        let router = axum::Router::new()
+            .route("/api/tasks", post(bare_create))
+            .with_state(Bare { dapr });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/tasks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        drive(url.clone(), tokens.clone(), concurrency * 10, concurrency).await;
+        let mut report = drive(url, tokens, total, concurrency).await;
+        report.print("bare axum (txn + publish)", concurrency);
+    });
+}
