@@ -13,7 +13,8 @@
 //!
 //! An app that exits on its own is reported with its exit status and the run goes on, as with the
 //! Dapr CLI: its sidecar and the other apps keep running until Ctrl-C/SIGTERM. Then every app's
-//! process group gets SIGTERM, a grace period, then SIGKILL; then the sidecars stop. The run exits
+//! process group gets SIGTERM, a grace period, then SIGKILL (at once on a second Ctrl-C); then the
+//! sidecars stop. The run exits
 //! non-zero if any app had exited on its own with a failure status.
 
 pub mod process;
@@ -111,7 +112,7 @@ pub async fn run_plan(plan: RunPlan, grace: Duration) -> Result<RunReport, Runne
     let mut running = Running::default();
     for app in &plan.apps {
         if let Err(e) = running.start_app(&runtime, app, exits_tx.clone()).await {
-            running.stop(grace).await;
+            running.stop(grace, &mut stop).await;
             runtime.shutdown();
             return Err(e);
         }
@@ -134,7 +135,7 @@ pub async fn run_plan(plan: RunPlan, grace: Duration) -> Result<RunReport, Runne
         }
     };
     tracing::info!(signal, "stopping apps and sidecars");
-    running.stop(grace).await;
+    running.stop(grace, &mut stop).await;
     runtime.shutdown();
     Ok(report)
 }
@@ -209,7 +210,9 @@ impl Running {
     }
 
     /// Stops all apps (concurrently, each with its grace period), then all sidecars.
-    async fn stop(&mut self, grace: Duration) {
+    /// A second Ctrl-C/SIGTERM while waiting skips the rest of the grace period (SIGKILL now).
+    async fn stop(&mut self, grace: Duration, stop: &mut StopSignal) {
+        let groups: Vec<u32> = self.processes.iter().map(AppProcess::pid).collect();
         let mut tasks = tokio::task::JoinSet::new();
         for mut p in self.processes.drain(..) {
             tasks.spawn(async move {
@@ -217,7 +220,18 @@ impl Running {
                 (p.app_id().to_owned(), status)
             });
         }
-        while let Some(done) = tasks.join_next().await {
+        let mut forced = false;
+        loop {
+            let done = tokio::select! {
+                done = tasks.join_next() => done,
+                signal = stop.recv(), if !forced => {
+                    tracing::warn!(signal, "second signal: killing the apps now");
+                    forced = true;
+                    groups.iter().for_each(|g| process::kill_group(*g));
+                    continue;
+                }
+            };
+            let Some(done) = done else { break };
             if let Ok((app_id, status)) = done {
                 let status = status.map_or_else(|| "unknown status".to_owned(), describe);
                 tracing::info!(%app_id, %status, "app stopped");

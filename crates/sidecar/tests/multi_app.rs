@@ -410,3 +410,61 @@ async fn app_resources_directory_wins_over_common() {
         .unwrap();
     assert_eq!(r.status(), 404, "app b does not see common's pub/sub");
 }
+
+#[tokio::test]
+async fn a_second_signal_kills_apps_that_ignore_sigterm() {
+    let ws = workspace(&["stubborn"]);
+    let file = write_run_file(
+        ws.path(),
+        r#"version: 1
+apps:
+  - appDirPath: apps/stubborn
+    command: ["sh", "-c", "trap '' TERM; echo started pid=$$; while :; do sleep 0.1; done"]
+"#,
+    );
+    let args = [
+        "run",
+        "-f",
+        &file.display().to_string(),
+        "--shutdown-grace-seconds",
+        "600",
+    ]
+    .map(String::from);
+    let mut runner = Proc::spawn(&args, &[]);
+    let out = runner
+        .stdout
+        .wait_for("== APP - stubborn == started pid=")
+        .await;
+    let pid = pids(&out, "stubborn")[0];
+    runner.signal(Signal::SIGINT);
+    runner.stderr.wait_for("stopping apps and sidecars").await;
+    assert!(
+        alive(pid),
+        "the app ignores SIGTERM, so it is still there during the grace period"
+    );
+    runner.signal(Signal::SIGINT);
+    // The grace period is 10 minutes; the deadline of wait_exit is far shorter.
+    let status = runner.wait_exit().await;
+    assert!(status.success(), "{status:?}");
+    eventually("stubborn app killed", || async {
+        (!alive(pid)).then_some(())
+    })
+    .await;
+    assert!(runner.stderr.text().contains("second signal"));
+}
+
+#[tokio::test]
+async fn a_command_that_cannot_start_is_a_clear_error() {
+    let ws = workspace(&["ghost"]);
+    let file = write_run_file(
+        ws.path(),
+        "version: 1\ncommon: {resourcesPaths: [./resources]}\napps:\n  - {appDirPath: apps/ghost, command: [/no/such/program]}\n",
+    );
+    let mut runner = run(&file);
+    assert_eq!(runner.wait_exit().await.code(), Some(1));
+    let err = runner.stderr.text();
+    assert!(
+        err.contains("ghost") && err.contains("/no/such/program"),
+        "{err}"
+    );
+}

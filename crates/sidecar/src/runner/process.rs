@@ -143,6 +143,13 @@ impl AppProcess {
     }
 }
 
+/// SIGKILL to the process group led by `pid` (no-op if it is gone).
+pub fn kill_group(pid: u32) {
+    if let Ok(raw) = i32::try_from(pid) {
+        signal_group(Pid::from_raw(raw), Signal::SIGKILL);
+    }
+}
+
 /// Sends `signal` to the group; false if the group no longer exists.
 fn signal_group(group: Pid, signal: Signal) -> bool {
     match killpg(group, signal) {
