@@ -3,6 +3,9 @@
 //! the task events task-api would publish.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod lease_cases;
+pub mod redis;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -98,6 +101,10 @@ impl World {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures")
             .join(name);
+        Self::from_resources(dir).await
+    }
+
+    pub async fn from_resources(dir: std::path::PathBuf) -> Self {
         Self::on(Cluster::from_resources(&[dir]).await.expect("cluster"))
     }
 
