@@ -87,6 +87,10 @@ impl Deliverer {
             }
             Err(Disposal::Drop(reason)) => {
                 tracing::warn!(app_id = %self.app_id(), topic = %msg.topic, %reason, "message dropped");
+                if self.def.dead_letter_topic.is_none() {
+                    // A drop is acked: without a dead-letter topic the message is gone.
+                    return Ok(());
+                }
                 self.dead_letter(&msg, &reason).await
             }
             Err(Disposal::Fail(reason)) => {

@@ -358,3 +358,29 @@ spec: { pubsubname: todo-pubsub, topic: t, route: /declared-t }
     let got = other.wait_for(1).await;
     assert_eq!(got[0].path, "/declared-t");
 }
+
+#[tokio::test]
+async fn drops_without_a_dead_letter_topic_are_acked_while_retries_come_back() {
+    let cluster = Cluster::in_memory().await.unwrap();
+    let app = TestApp::start(json!([sub("t", "/e")]), by_mode()).await;
+    cluster
+        .sidecar("w")
+        .app_port(app.port)
+        .start()
+        .await
+        .unwrap();
+    cluster
+        .publish("p", "t", &json!({"mode": "drop"}))
+        .await
+        .unwrap();
+    cluster
+        .publish("p", "t", &json!({"mode": "retry"}))
+        .await
+        .unwrap();
+    let mode_count = |d: &[crate::app::Received], m: &str| {
+        d.iter().filter(|r| r.json()["data"]["mode"] == m).count()
+    };
+    // By the third delivery of the retried event, a wrongly redelivered drop would be back too.
+    let got = app.wait_until(|d| mode_count(d, "retry") >= 3).await;
+    assert_eq!(mode_count(&got, "drop"), 1);
+}
