@@ -208,6 +208,13 @@ mod tests {
     }
 
     #[test]
+    fn a_numeric_app_api_token_is_read_as_a_string() {
+        use secrecy::ExposeSecret as _;
+        let s = Settings::load_from(env(&[("APP_API_TOKEN", "12345")])).unwrap();
+        assert_eq!(s.app_api_token.unwrap().expose_secret(), "12345");
+    }
+
+    #[test]
     fn a_bad_duration_names_the_key() {
         let err = Settings::load_from(env(&[("REMINDER_LEAD_TIME", "soon")]))
             .unwrap_err()

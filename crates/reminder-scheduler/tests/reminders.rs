@@ -303,3 +303,30 @@ async fn serves_health_metrics_and_the_subscription_table() {
     }
     replica.stop().await;
 }
+
+#[tokio::test]
+async fn deliveries_must_carry_the_app_api_token_when_one_is_set() {
+    let world = World::new().await;
+    let settings = Settings {
+        app_api_token: Some("s3cret-token".to_owned().into()),
+        ..Settings::for_tests()
+    };
+    let replica = world.replica_with(settings).await;
+    replica.wait_for_lease().await;
+    // The sidecar sends the token: the event is applied and reminded.
+    let task = Task::new(Some(world.t0 + minutes(10)));
+    world.publish(&task.created()).await;
+    world.wait_for_reminders(1).await;
+    // A caller without it is refused.
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{}/events/task-created",
+            replica.port
+        ))
+        .json(&task.created())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    replica.stop().await;
+}

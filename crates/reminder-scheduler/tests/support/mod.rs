@@ -132,10 +132,15 @@ impl World {
             .expect("reserve a port");
         let port = reserved.local_addr().expect("addr").port();
         drop(reserved);
+        let token = settings
+            .app_api_token
+            .as_ref()
+            .map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned());
         let sidecar = self
             .cluster
             .sidecar(APP)
             .app_port(Some(port))
+            .app_api_token(token)
             .start()
             .await
             .expect("sidecar");
