@@ -12,7 +12,7 @@ pub struct RedisServer {
 const MISSING: &str = "redis-server not found; run scripts/test.sh or apt-get install redis-server";
 
 impl RedisServer {
-    /// Starts a server and waits until it answers PING (10 s deadline).
+    /// Starts a server and waits until it answers (10 s deadline).
     pub fn start() -> RedisServer {
         Self::start_with_password(None)
     }
@@ -58,10 +58,12 @@ impl RedisServer {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false; // exited, e.g. the port was taken meanwhile
             }
+            // The server answering must be ours (another process may have taken the port).
             if let Ok(mut con) = self.client().get_connection()
-                && redis::cmd("PING").query::<String>(&mut con).is_ok()
+                && let Ok(info) = redis::cmd("INFO").arg("server").query::<String>(&mut con)
             {
-                return true;
+                let pid = format!("process_id:{}", self.child.id());
+                return info.lines().any(|l| l.trim() == pid);
             }
             std::thread::sleep(Duration::from_millis(20));
         }
