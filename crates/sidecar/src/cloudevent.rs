@@ -109,7 +109,8 @@ pub fn expiration(metadata: &BTreeMap<String, String>, now: DateTime<Utc>) -> Op
         let v = crate::metadata::get_ci(metadata, "ttl")?;
         chrono::Duration::from_std(crate::resources::parse_go_duration(v)?).ok()?
     };
-    Some((now + ttl).to_rfc3339_opts(SecondsFormat::Secs, true))
+    let at = now.checked_add_signed(ttl)?;
+    Some(at.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
 /// Builds the CloudEvent for a publish whose body is not already a CloudEvent (2.2).

@@ -182,3 +182,19 @@ fn trace_context_continues_an_incoming_trace() {
     assert_eq!(fresh.traceparent.len(), 55);
     assert!(fresh.traceparent.ends_with("-00"));
 }
+
+#[test]
+fn absurd_ttls_do_not_panic() {
+    let ce = publish(
+        Some("text/plain"),
+        b"x",
+        &[("ttlInSeconds", "900000000000000")],
+    );
+    assert!(!ce.contains_key("expiration"));
+    let ce = publish(
+        Some("text/plain"),
+        b"x",
+        &[("ttl", "99999999999999999999h")],
+    );
+    assert!(!ce.contains_key("expiration"));
+}

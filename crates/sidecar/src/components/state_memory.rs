@@ -86,7 +86,8 @@ impl InMemoryStateStore {
             || previous.as_ref().is_some_and(|e| e.first_write);
         let ttl = req.ttl_seconds.or(default_ttl);
         let expires_at = match ttl {
-            Some(n) if n > 0 => Some(now + Duration::from_secs(n.unsigned_abs())),
+            // A TTL too large to represent never expires.
+            Some(n) if n > 0 => now.checked_add(Duration::from_secs(n.unsigned_abs())),
             Some(_) => None,
             None => previous.as_ref().and_then(|e| e.expires_at),
         };
@@ -182,5 +183,68 @@ impl StateStore for InMemoryStateStore {
             .collect();
         keys.sort();
         Box::pin(async move { Ok(keys) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::components::Concurrency;
+
+    fn set(key: &str, etag: Option<&str>, c: Concurrency, ttl: Option<i64>) -> SetRequest {
+        SetRequest {
+            key: key.into(),
+            value: Bytes::from_static(b"1"),
+            etag: etag.map(String::from),
+            concurrency: c,
+            ttl_seconds: ttl,
+        }
+    }
+
+    #[tokio::test]
+    async fn last_write_ignores_the_etag_and_huge_ttls_never_expire() {
+        let s = InMemoryStateStore::new(None);
+        s.set(set("k", None, Concurrency::Unspecified, Some(i64::MAX)))
+            .await
+            .unwrap();
+        assert!(s.get("k").await.unwrap().is_some());
+        s.set(set("k", Some("77"), Concurrency::LastWrite, None))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get("k").await.unwrap().unwrap().etag.as_deref(),
+            Some("2")
+        );
+    }
+
+    #[tokio::test]
+    async fn transactions_apply_the_other_operations_and_report_the_failure() {
+        let s = InMemoryStateStore::new(None);
+        let ops = vec![
+            TransactionOp::Set(set("a", None, Concurrency::Unspecified, None)),
+            TransactionOp::Set(set("b", Some("x"), Concurrency::Unspecified, None)),
+        ];
+        let err = s.transact(ops).await.unwrap_err();
+        assert!(matches!(err, StateError::EtagInvalid(_)));
+        assert!(
+            s.get("a").await.unwrap().is_some(),
+            "no rollback, like Redis"
+        );
+        assert_eq!(s.keys().await.unwrap(), vec!["a".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn component_ttl_applies_when_the_request_has_none_and_minus_one_persists() {
+        let s = InMemoryStateStore::new(Some(3600));
+        s.set(set("k", None, Concurrency::Unspecified, None))
+            .await
+            .unwrap();
+        assert!(s.lock()["k"].expires_at.is_some());
+        s.set(set("k", None, Concurrency::Unspecified, Some(-1)))
+            .await
+            .unwrap();
+        let map = s.lock();
+        assert!(map["k"].expires_at.is_none());
     }
 }

@@ -82,8 +82,13 @@ impl Backoff {
             RetryKind::Exponential => {
                 let base = self.current.min(self.policy.max_interval);
                 let jitter = rand::rng().random_range(1.0 - RANDOMIZATION..=1.0 + RANDOMIZATION);
-                let delay = base.mul_f64(jitter).min(self.policy.max_interval);
-                self.current = base.mul_f64(MULTIPLIER).min(self.policy.max_interval);
+                let scale = |d: Duration, f: f64| {
+                    Duration::try_from_secs_f64(d.as_secs_f64() * f)
+                        .unwrap_or(self.policy.max_interval)
+                        .min(self.policy.max_interval)
+                };
+                let delay = scale(base, jitter);
+                self.current = scale(base, MULTIPLIER);
                 delay
             }
         })

@@ -192,7 +192,7 @@ pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
         return None;
     }
     if let Ok(secs) = s.parse::<f64>() {
-        return (secs >= 0.0).then(|| std::time::Duration::from_secs_f64(secs));
+        return std::time::Duration::try_from_secs_f64(secs).ok();
     }
     let mut total = 0f64;
     let mut rest = s;
@@ -217,7 +217,7 @@ pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
         rest = &rest[unit_len..];
         total += number * factor;
     }
-    Some(std::time::Duration::from_secs_f64(total))
+    std::time::Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]
