@@ -29,6 +29,10 @@ pub struct PubSubComponent {
     in_memory: Option<Arc<InMemoryPubSub>>,
 }
 
+/// Messages kept per topic in the publish log (oldest dropped first), so a long local run does
+/// not grow without bound.
+pub const PUBLISH_LOG_LIMIT: usize = 10_000;
+
 /// An app reachable through service invocation.
 #[derive(Debug, Clone)]
 pub(crate) struct AppEndpoint {
@@ -46,7 +50,7 @@ pub struct Runtime {
     apps: RwLock<HashMap<String, Vec<AppEndpoint>>>,
     next_app: AtomicUsize,
     faults: Faults,
-    published: Mutex<BTreeMap<String, Vec<serde_json::Value>>>,
+    published: Mutex<BTreeMap<String, std::collections::VecDeque<serde_json::Value>>>,
     published_changed: Notify,
     pub(crate) secret_stores: crate::secretstores::SecretStores,
 }
@@ -201,23 +205,29 @@ impl Runtime {
             serde_json::Value::String(String::from_utf8_lossy(&msg.data).into_owned())
         });
         pubsub.broker.publish(msg).await?;
-        self.published
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(topic)
-            .or_default()
-            .push(recorded);
+        {
+            let mut log = self
+                .published
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let entries = log.entry(topic).or_default();
+            if entries.len() >= PUBLISH_LOG_LIMIT {
+                entries.pop_front();
+            }
+            entries.push_back(recorded);
+        }
         self.published_changed.notify_waiters();
         Ok(())
     }
 
-    /// Every message published to `topic` (on any pub/sub), in order.
+    /// Every message published to `topic` (on any pub/sub), in order (the last
+    /// [`PUBLISH_LOG_LIMIT`]).
     pub fn published(&self, topic: &str) -> Vec<serde_json::Value> {
         self.published
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(topic)
-            .cloned()
+            .map(|entries| entries.iter().cloned().collect())
             .unwrap_or_default()
     }
 
