@@ -5,7 +5,7 @@
 //! Prometheus recorder: installing a global recorder twice fails, and tests build several
 //! applications in one process, so the handle is created once and shared.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError};
 
 use axum::Router;
 use axum::http::header;
@@ -56,19 +56,22 @@ pub fn init_tracing(service: &str) -> Result<(), TelemetryError> {
     Ok(())
 }
 
-static PROMETHEUS: OnceLock<PrometheusHandle> = OnceLock::new();
+static PROMETHEUS: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
 
 /// The process-wide Prometheus handle, installing the recorder on first use.
 pub fn prometheus() -> Result<PrometheusHandle, TelemetryError> {
-    if let Some(handle) = PROMETHEUS.get() {
+    // Installing under the lock: with a check-then-install, a second thread racing the first
+    // would fail to install (the global recorder is already set) before the first had stored
+    // its handle, and get an error instead of the handle.
+    let mut slot = PROMETHEUS.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(handle) = slot.as_ref() {
         return Ok(handle.clone());
     }
     let handle = PrometheusBuilder::new()
         .install_recorder()
         .map_err(|e| TelemetryError::Recorder(e.to_string()))?;
-    // Two threads may race here; the loser's recorder was never installed globally because
-    // `install_recorder` fails for the second caller, so keeping the first handle is correct.
-    Ok(PROMETHEUS.get_or_init(|| handle).clone())
+    *slot = Some(handle.clone());
+    Ok(handle)
 }
 
 /// `GET /metrics` in the Prometheus text format.
