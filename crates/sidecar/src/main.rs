@@ -4,27 +4,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use sidecar::cli::{Cli, Command, LogLevel, normalize_args};
+use sidecar::cli::{Cli, Command, normalize_args};
 use sidecar::{runfile, runner};
-
-fn init_tracing(level: LogLevel, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::new(level.as_filter());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
 
 async fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Some(Command::Run(args)) => {
             let plan = runfile::load(&args.file).map_err(|e| e.to_string())?;
             let verbosest = plan.apps.iter().filter_map(|a| a.log_level).min();
-            init_tracing(
+            sidecar::cli::init_tracing(
                 verbosest.map_or(args.log_level, |l| l.min(args.log_level)),
                 false,
             );
@@ -46,7 +34,7 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 .daprd
                 .resolve(|k| std::env::var(k).ok())
                 .map_err(|e| e.to_string())?;
-            init_tracing(cfg.log_level, cfg.log_as_json);
+            sidecar::cli::init_tracing(cfg.log_level, cfg.log_as_json);
             for warning in &cfg.warnings {
                 tracing::warn!("{warning}");
             }

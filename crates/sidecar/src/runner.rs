@@ -14,8 +14,7 @@
 //! An app that exits on its own is reported with its exit status and the run goes on, as with the
 //! Dapr CLI: its sidecar and the other apps keep running until Ctrl-C/SIGTERM. Then every app's
 //! process group gets SIGTERM, a grace period, then SIGKILL (at once on a second Ctrl-C); then the
-//! sidecars stop. The run exits
-//! non-zero if any app had exited on its own with a failure status.
+//! sidecars stop. The run exits non-zero if any app had exited on its own with a failure status.
 
 pub mod process;
 pub mod resources;

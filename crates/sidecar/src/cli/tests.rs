@@ -1,0 +1,184 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use std::ffi::OsString;
+
+fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+    let argv = std::iter::once("sidecar")
+        .chain(args.iter().copied())
+        .map(OsString::from);
+    Cli::try_parse_from(normalize_args(argv))
+}
+
+fn resolve(args: &[&str]) -> Result<DaprdConfig, CliError> {
+    parse(args).unwrap().daprd.resolve(|_| None)
+}
+
+#[test]
+fn defaults_match_daprd() {
+    let cfg = resolve(&["--app-id", "task-api"]).unwrap();
+    assert_eq!(cfg.app_id, "task-api");
+    assert_eq!(cfg.dapr_http_port, 3500);
+    assert_eq!(cfg.app_channel_address, "127.0.0.1");
+    assert_eq!(cfg.max_body_size, 4 << 20);
+    assert_eq!(cfg.app_port, None);
+    assert_eq!(cfg.log_level, LogLevel::Info);
+    assert!(cfg.listen_addresses.is_empty());
+    assert!(cfg.warnings.is_empty());
+}
+
+#[test]
+fn app_id_is_required_without_subcommand() {
+    assert!(parse(&["--app-port", "8080"]).is_err());
+}
+
+#[test]
+fn run_subcommand_takes_a_file() {
+    let cli = parse(&["run", "-f", "dapr.yaml"]).unwrap();
+    match cli.command {
+        Some(Command::Run(run)) => assert_eq!(run.file, PathBuf::from("dapr.yaml")),
+        None => panic!("expected run"),
+    }
+}
+
+#[test]
+fn go_style_single_dash_flags_are_accepted() {
+    let cfg = resolve(&["-app-id", "a", "-app-port", "8080", "-resources-path", "x"]).unwrap();
+    assert_eq!(cfg.app_port, Some(8080));
+    assert_eq!(cfg.resources_paths, vec![PathBuf::from("x")]);
+}
+
+#[test]
+fn resources_paths_repeat_and_merge_the_deprecated_flag() {
+    let cfg = resolve(&[
+        "--app-id",
+        "a",
+        "--resources-path",
+        "r1",
+        "--resources-path",
+        "r2",
+        "--components-path",
+        "c",
+    ])
+    .unwrap();
+    let want: Vec<PathBuf> = ["r1", "r2", "c"].iter().map(PathBuf::from).collect();
+    assert_eq!(cfg.resources_paths, want);
+    assert!(cfg.warnings[0].contains("deprecated"));
+}
+
+#[test]
+fn tokens_come_from_the_environment() {
+    let cli = parse(&["--app-id", "a"]).unwrap();
+    let cfg = cli
+        .daprd
+        .resolve(|k| match k {
+            "DAPR_API_TOKEN" => Some("t1".into()),
+            "APP_API_TOKEN" => Some("t2".into()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(cfg.api_token.as_deref(), Some("t1"));
+    assert_eq!(cfg.app_api_token.as_deref(), Some("t2"));
+}
+
+#[test]
+fn log_level_is_validated() {
+    assert_eq!(
+        resolve(&["--app-id", "a", "--log-level", "debug"])
+            .unwrap()
+            .log_level,
+        LogLevel::Debug
+    );
+    assert!(parse(&["--app-id", "a", "--log-level", "verbose"]).is_err());
+}
+
+#[test]
+fn listen_addresses_parse() {
+    let cfg = resolve(&[
+        "--app-id",
+        "a",
+        "--dapr-listen-addresses",
+        "127.0.0.1,[::1]",
+    ])
+    .unwrap();
+    assert_eq!(
+        cfg.listen_addresses,
+        vec![IpAddr::from([127, 0, 0, 1]), "::1".parse().unwrap()]
+    );
+    let err = resolve(&["--app-id", "a", "--dapr-listen-addresses", "nope"]).unwrap_err();
+    assert!(err.to_string().contains("dapr-listen-addresses"), "{err}");
+}
+
+#[test]
+fn quantities() {
+    assert_eq!(parse_quantity("4Mi"), Ok(4 << 20));
+    assert_eq!(parse_quantity("4M"), Ok(4_000_000));
+    assert_eq!(parse_quantity("1Ki"), Ok(1024));
+    assert_eq!(parse_quantity("0.5Ki"), Ok(512));
+    assert_eq!(parse_quantity("100"), Ok(100));
+    assert_eq!(parse_quantity("-1"), Ok(usize::MAX));
+    assert!(parse_quantity("4MB").is_err());
+    assert!(parse_quantity("lots").is_err());
+    let err = resolve(&["--app-id", "a", "--max-body-size", "4XB"]).unwrap_err();
+    assert!(err.to_string().contains("max-body-size"), "{err}");
+}
+
+#[test]
+fn legacy_request_size_is_megabytes() {
+    let cfg = resolve(&["--app-id", "a", "--dapr-http-max-request-size", "8"]).unwrap();
+    assert_eq!(cfg.max_body_size, 8 << 20);
+}
+
+#[test]
+fn unsupported_flags_at_their_default_are_accepted() {
+    let cfg = resolve(&[
+        "--app-id",
+        "a",
+        "--dapr-grpc-port",
+        "50001",
+        "--app-protocol",
+        "http",
+        "--mode",
+        "standalone",
+        "--metrics-port",
+        "9091",
+        "--enable-metrics=false",
+        "--log-as-json",
+    ])
+    .unwrap();
+    assert!(cfg.log_as_json);
+    assert!(cfg.warnings.iter().any(|w| w.contains("metrics-port")));
+}
+
+#[test]
+fn unsupported_flags_that_change_behaviour_fail_naming_the_flag() {
+    for (args, flag) in [
+        (&["--dapr-grpc-port", "50002"][..], "--dapr-grpc-port"),
+        (&["--app-protocol", "grpc"][..], "--app-protocol"),
+        (&["--config", "./config.yaml"][..], "--config"),
+        (&["--mode", "kubernetes"][..], "--mode"),
+        (
+            &["--enable-app-health-check"][..],
+            "--enable-app-health-check",
+        ),
+        (
+            &["--unix-domain-socket", "/tmp"][..],
+            "--unix-domain-socket",
+        ),
+    ] {
+        let mut all = vec!["--app-id", "a"];
+        all.extend_from_slice(args);
+        let err = resolve(&all).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains(flag) && text.contains("not supported"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn unknown_flags_are_rejected_by_clap() {
+    let err = parse(&["--app-id", "a", "--no-such-flag"]).unwrap_err();
+    assert!(err.to_string().contains("--no-such-flag"));
+}
