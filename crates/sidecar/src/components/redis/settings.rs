@@ -114,13 +114,13 @@ impl RedisSettings {
         let port_override: Option<u16> = r.parse("redisPort")?;
         let (host, port) =
             split_host(raw_host, port_override).map_err(|m| r.error("redisHost", m))?;
-        if let Some(t) = r.get("redisType") {
-            if !t.eq_ignore_ascii_case("node") {
-                return Err(r.error(
-                    "redisType",
-                    format!("{t:?} is not supported by the local sidecar (only \"node\")"),
-                ));
-            }
+        if let Some(t) = r.get("redisType")
+            && !t.eq_ignore_ascii_case("node")
+        {
+            return Err(r.error(
+                "redisType",
+                format!("{t:?} is not supported by the local sidecar (only \"node\")"),
+            ));
         }
         if r.bool("failover")? {
             return Err(r.error(
