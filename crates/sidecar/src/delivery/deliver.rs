@@ -54,6 +54,14 @@ pub(super) fn handler(
     })
 }
 
+/// A message ready to POST.
+struct Prepared {
+    path: String,
+    body: Bytes,
+    /// The event's `traceparent`, parent of the delivery span.
+    traceparent: Option<String>,
+}
+
 /// What to do with a message that will not be delivered.
 enum Disposal {
     /// Dead-letter if configured, then ack.
@@ -73,15 +81,15 @@ impl Deliverer {
             tokio::time::sleep(delay).await;
         }
         let result = match self.prepare(&msg) {
-            Ok((path, body)) => self.deliver_with_retries(&path, &msg, body).await,
+            Ok(prepared) => self.deliver_with_retries(&prepared, &msg).await,
             Err(d) => Err(d),
         };
         match result {
             Ok(()) => {
                 if self.state.runtime.faults().duplicates()
-                    && let Ok((path, body)) = self.prepare(&msg)
+                    && let Ok(prepared) = self.prepare(&msg)
                 {
-                    let _ = self.attempt(&path, &msg, body).await;
+                    let _ = self.attempt(&prepared, &msg).await;
                 }
                 Ok(())
             }
@@ -103,7 +111,7 @@ impl Deliverer {
     }
 
     /// Decodes, checks expiry and routes; returns the app path and the body to POST.
-    fn prepare(&self, msg: &Message) -> Result<(String, Bytes), Disposal> {
+    fn prepare(&self, msg: &Message) -> Result<Prepared, Disposal> {
         let (event, body) = if self.raw {
             let ce = cloudevent::wrap_raw_for_delivery(
                 &self.def.pubsubname,
@@ -123,22 +131,26 @@ impl Deliverer {
         {
             return Err(Disposal::Drop("message expired".into()));
         }
+        let traceparent = event
+            .get("traceparent")
+            .and_then(|t| t.as_str())
+            .map(String::from);
         match super::routes::select(&self.def.rules, &event) {
-            Ok(Some(path)) => Ok((path.to_string(), body)),
+            Ok(Some(path)) => Ok(Prepared {
+                path: path.to_string(),
+                body,
+                traceparent,
+            }),
             Ok(None) => Err(Disposal::Drop("no route rule matched".into())),
             Err(e) => Err(Disposal::Fail(e.to_string())),
         }
     }
 
-    async fn deliver_with_retries(
-        &self,
-        path: &str,
-        msg: &Message,
-        body: Bytes,
-    ) -> Result<(), Disposal> {
+    async fn deliver_with_retries(&self, p: &Prepared, msg: &Message) -> Result<(), Disposal> {
+        let path = &p.path;
         let mut backoff = self.policy.clone().map(Backoff::new);
         loop {
-            match self.attempt(path, msg, body.clone()).await {
+            match self.attempt(p, msg).await {
                 AppOutcome::Success => {
                     tracing::debug!(app_id = %self.app_id(), topic = %msg.topic, %path, "delivered");
                     return Ok(());
@@ -167,7 +179,7 @@ impl Deliverer {
     }
 
     /// One HTTP POST to the app.
-    async fn attempt(&self, path: &str, msg: &Message, body: Bytes) -> AppOutcome {
+    async fn attempt(&self, p: &Prepared, msg: &Message) -> AppOutcome {
         let Some(base) = self.state.app_base_url() else {
             return AppOutcome::Retry {
                 status: None,
@@ -183,7 +195,7 @@ impl Deliverer {
         let mut req = self
             .state
             .client
-            .post(format!("{base}{path}"))
+            .post(format!("{base}{}", p.path))
             .header("content-type", cloudevent::CLOUDEVENT_CONTENT_TYPE)
             .header("pubsubname", &self.def.pubsubname);
         for (k, v) in &msg.metadata {
@@ -194,20 +206,13 @@ impl Deliverer {
                 req = req.header(name, value);
             }
         }
-        let parent = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| {
-                v.get("traceparent")
-                    .and_then(|t| t.as_str())
-                    .map(String::from)
-            });
-        let trace = cloudevent::TraceContext::child_of(parent.as_deref(), None);
+        let trace = cloudevent::TraceContext::child_of(p.traceparent.as_deref(), None);
         req = req.header("traceparent", trace.traceparent);
         if let Some(token) = &self.state.opts.app_api_token {
             req = req.header(crate::tokens::TOKEN_HEADER, token);
         }
         let response = tokio::select! {
-            r = req.body(body).send() => r,
+            r = req.body(p.body.clone()).send() => r,
             _ = self.state.shutdown.cancelled() => {
                 return AppOutcome::Retry { status: None, reason: "sidecar shutting down".into() };
             }
