@@ -152,6 +152,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> Result<(), Error> {
         let stop = self.stop.clone();
         let signal_stop = stop.clone();
+        let stop_after_serve = stop.clone();
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             tokio::select! {
                 () = service_kit::shutdown_signal() => {}
@@ -159,6 +160,12 @@ impl Application {
             }
             signal_stop.cancel();
         });
+        let server = async move {
+            let served = server.await;
+            // Also stop the loops if the server ends on its own (an accept error).
+            stop_after_serve.cancel();
+            served
+        };
         let (served, ()) = tokio::join!(server, background::run(self.ctx, stop));
         served.map_err(Error::Serve)
     }

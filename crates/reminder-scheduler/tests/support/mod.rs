@@ -191,10 +191,10 @@ impl World {
     pub async fn wait_for_version(&self, task: Uuid, version: u64) -> serde_json::Value {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
-            if let Some(record) = self.record(task).await {
-                if record["version"].as_u64() >= Some(version) {
-                    return record;
-                }
+            if let Some(record) = self.record(task).await
+                && record["version"].as_u64() >= Some(version)
+            {
+                return record;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
