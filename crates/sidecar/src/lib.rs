@@ -9,6 +9,26 @@
 //!
 //! Entry points: [`load_resources`], [`Runtime::new`], [`start_sidecar`], and the test harness in
 //! [`testing`].
+//!
+//! # Behaviour worth knowing
+//!
+//! * `state.in-memory` copies `state.redis` (production's store), not Dapr's own in-memory store:
+//!   integer ETags, save-with-etag on an absent key creates it, the first-write marker, delete of
+//!   an absent key always succeeds, TTL kept when a later write gives none, transactions without
+//!   rollback.
+//! * Delivery follows daprd: without a resiliency policy daprd itself does not retry, so a failed
+//!   delivery goes straight to the dead-letter topic when there is one. Otherwise it goes back to
+//!   the broker, and `pubsub.in-memory` redelivers it after 100 ms, doubling up to 5 s, until it
+//!   succeeds or the run stops (there is no broker process to reclaim it, unlike Redis'
+//!   `processingTimeout`). Inbound retry policies come from Resiliency YAML
+//!   (`targets.components.<pubsub>.inbound`, or the `Default*RetryPolicy` names).
+//! * `pubsub.in-memory` consumer groups: group = app id (or the `consumerID` metadata, with
+//!   `{appID}`/`{uuid}`/`{namespace}` resolved per sidecar). Different groups fan out; sidecars of
+//!   one group compete. A new group does not see earlier messages; there is no ordering.
+//! * A sidecar reports ready on `/v1.0/healthz` only after the app port accepts connections and
+//!   its subscriptions are registered, so nothing is delivered before routes are known.
+//! * Not implemented: bulk subscribe, app health probes, outbound (publish/state) resiliency,
+//!   the outbox, actors, gRPC.
 
 pub mod api;
 pub mod cli;
