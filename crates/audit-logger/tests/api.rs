@@ -13,7 +13,8 @@ async fn recorded_task(app: &TestApp, updates: usize) -> TaskLife {
     for _ in 0..updates {
         publish(&task_api, &life.updated()).await;
     }
-    app.wait_for_entries(&format!("/audit/tasks/{}", life.id()), updates + 1).await;
+    app.wait_for_entries(&format!("/audit/tasks/{}", life.id()), updates + 1)
+        .await;
     life
 }
 
@@ -28,14 +29,21 @@ async fn missing_or_wrong_token_is_a_401_problem() {
         "/audit/dead-letters".to_owned(),
     ];
     for path in &paths {
-        for auth in [None, Some("Bearer wrong-token-0123456789"), Some("Basic dGVzdA==")] {
+        for auth in [
+            None,
+            Some("Bearer wrong-token-0123456789"),
+            Some("Basic dGVzdA=="),
+        ] {
             let mut request = app.http.get(app.url(path));
             if let Some(auth) = auth {
                 request = request.header("authorization", auth);
             }
             let response = request.send().await.unwrap();
             assert_eq!(response.status(), 401, "{path} with {auth:?}");
-            assert_eq!(response.headers()["content-type"], "application/problem+json");
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/problem+json"
+            );
             assert_eq!(response.headers()["www-authenticate"], "Bearer");
             let body: Value = response.json().await.unwrap();
             assert_eq!(body["status"], 401);
@@ -115,7 +123,10 @@ async fn pages_follow_cursors_and_bad_paging_is_a_400() {
             .await
             .unwrap();
         assert_eq!(response.status(), 400, "{query}");
-        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json"
+        );
     }
     // An unknown task has an empty, valid trail.
     let empty = app.get("/audit/tasks/unknown").await;
@@ -131,7 +142,15 @@ async fn probes_metrics_and_subscriptions() {
     assert!(health.status().is_success());
     let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert!(ready.status().is_success());
-    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(metrics.contains("audit_entries_total{"), "{metrics}");
     assert!(metrics.contains("topic=\"task-updated\""), "{metrics}");
     let subs: Value = app

@@ -34,7 +34,11 @@ async fn on_created(worker: Worker, event: Event<TaskCreated>) -> Outcome {
         let mut life = TaskLife::new();
         life.task = event.envelope.data.task.clone();
         let failed = life.notification_failed(event.envelope.event_id, "550 mailbox unavailable");
-        worker.dapr.publish(events::PUBSUB_NAME, &failed).await.unwrap();
+        worker
+            .dapr
+            .publish(events::PUBSUB_NAME, &failed)
+            .await
+            .unwrap();
     }
     Outcome::Drop("recipient rejected".into())
 }
@@ -79,7 +83,10 @@ async fn wait_for_dead_letter(app: &TestApp, event_id: &str, with_reason: bool) 
         {
             return d;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no dead letter {event_id}: {page}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no dead letter {event_id}: {page}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -106,7 +113,10 @@ async fn a_dropped_event_is_stored_with_its_reason_and_replays_to_its_topic() {
     assert_eq!(dead["original_topic"], "task-created");
     assert_eq!(dead["event_type"], "task-created");
     assert_eq!(dead["dropped_by"][0]["app_id"], "email-worker");
-    assert_eq!(dead["dropped_by"][0]["dead_letter_topic"], "email-worker-dead-letters");
+    assert_eq!(
+        dead["dropped_by"][0]["dead_letter_topic"],
+        "email-worker-dead-letters"
+    );
     assert_eq!(dead["reason"], "550 mailbox unavailable");
     assert_eq!(dead["status"], "pending");
     assert_eq!(dead["task_id"], life.id().to_string());
@@ -123,15 +133,30 @@ async fn a_dropped_event_is_stored_with_its_reason_and_replays_to_its_topic() {
     let replayed: Value = response.json().await.unwrap();
     assert_eq!(replayed["status"], "replayed");
     assert_eq!(replayed["replays"].as_array().unwrap().len(), 1);
-    let published = app.cluster.wait_for_published("task-created", 2, DEADLINE).await.unwrap();
+    let published = app
+        .cluster
+        .wait_for_published("task-created", 2, DEADLINE)
+        .await
+        .unwrap();
     assert_eq!(published[1]["id"], id.as_str());
     assert_eq!(published[1]["type"], "task-created");
     assert_eq!(published[1]["data"]["event_id"], id.as_str());
     assert_eq!(published[1]["data"], published[0]["data"]);
     // The worker gets it again, and this time takes it.
     let deadline = tokio::time::Instant::now() + DEADLINE;
-    while worker.seen.lock().unwrap().iter().filter(|s| **s == id).count() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "the replay never reached the worker");
+    while worker
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| **s == id)
+        .count()
+        < 2
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replay never reached the worker"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -141,14 +166,25 @@ async fn a_dropped_event_is_stored_with_its_reason_and_replays_to_its_topic() {
     let entries = app.wait_for_entries(&path, 4).await;
     let kinds: Vec<(&str, &str)> = entries
         .iter()
-        .map(|e| (e["kind"].as_str().unwrap(), e["event_type"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["kind"].as_str().unwrap(),
+                e["event_type"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(entries.len(), 4, "{kinds:?}");
     assert!(kinds.contains(&("event", "task-created")));
     assert!(kinds.contains(&("event", "notification-failed")));
     assert!(kinds.contains(&("dead_letter", "task-created")));
     assert_eq!(kinds[3], ("replay", "task-created"));
-    assert_eq!(entries.iter().filter(|e| e["event_id"] == id.as_str()).count(), 3);
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e["event_id"] == id.as_str())
+            .count(),
+        3
+    );
     let verified = app.get(&format!("{path}/verify")).await;
     assert_eq!(verified["valid"], true);
     let listed = wait_for_dead_letter(&app, &id, true).await;
@@ -167,11 +203,19 @@ async fn a_reason_reported_after_the_dead_letter_is_joined_too() {
     publish(&task_api, &created).await;
     let dead = wait_for_dead_letter(&app, &id, false).await;
     assert!(dead["reason"].is_null(), "{dead}");
-    publish(&mailer, &life.notification_failed(created.event_id, "SMTP timeout")).await;
+    publish(
+        &mailer,
+        &life.notification_failed(created.event_id, "SMTP timeout"),
+    )
+    .await;
     let dead = wait_for_dead_letter(&app, &id, true).await;
     assert_eq!(dead["reason"], "SMTP timeout");
     // The stored record itself carries it, not only the listing.
-    let stored = app.cluster.state_of(APP, &format!("dead-letter:{id}")).await.unwrap();
+    let stored = app
+        .cluster
+        .state_of(APP, &format!("dead-letter:{id}"))
+        .await
+        .unwrap();
     assert_eq!(stored["reason"], "SMTP timeout");
 }
 
@@ -186,5 +230,8 @@ async fn replaying_an_unknown_dead_letter_is_a_404_problem() {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
-    assert_eq!(response.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
 }

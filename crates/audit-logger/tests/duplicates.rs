@@ -10,7 +10,10 @@ use serde_json::Value;
 use support::*;
 
 fn types(entries: &[Value]) -> Vec<String> {
-    entries.iter().map(|e| e["event_type"].as_str().unwrap().to_owned()).collect()
+    entries
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -38,7 +41,10 @@ async fn the_same_event_published_twice_and_delivered_twice_is_recorded_once() {
     assert_eq!(duplicates, 10.0);
     let entries_again = app.trail(&path).await;
     assert_eq!(entries_again.len(), 3, "{entries_again:#?}");
-    assert_eq!(types(&entries), ["task-created", "task-updated", "task-completed"]);
+    assert_eq!(
+        types(&entries),
+        ["task-created", "task-updated", "task-completed"]
+    );
     assert_eq!(app.lines.lines().len(), 6);
 }
 
@@ -46,7 +52,15 @@ async fn the_same_event_published_twice_and_delivered_twice_is_recorded_once() {
 async fn wait_for_metric(app: &TestApp, name: &str, min: f64) -> f64 {
     let deadline = tokio::time::Instant::now() + DEADLINE;
     loop {
-        let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let text = app
+            .http
+            .get(app.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         let total: f64 = text
             .lines()
             .filter(|l| l.starts_with(name))
@@ -55,7 +69,10 @@ async fn wait_for_metric(app: &TestApp, name: &str, min: f64) -> f64 {
         if total >= min {
             return total;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{name} stayed at {total}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} stayed at {total}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

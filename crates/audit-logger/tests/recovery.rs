@@ -30,10 +30,15 @@ async fn lost_or_stale_heads_and_orphan_markers_are_harmless() {
     let store = events::STATE_STORE_NAME;
 
     let first = draft(&mut life);
-    assert!(matches!(trails.append(&trail, first.clone()).await.unwrap(), Appended::New(_)));
+    assert!(matches!(
+        trails.append(&trail, first.clone()).await.unwrap(),
+        Appended::New(_)
+    ));
     // A crash after the chunk write, before the head: the head is gone; the redelivery finds
     // the entry, and the next entry still links to it.
-    dapr.delete_state(store, &trail.head_key(), None).await.unwrap();
+    dapr.delete_state(store, &trail.head_key(), None)
+        .await
+        .unwrap();
     assert_eq!(
         trails.append(&trail, first.clone()).await.unwrap(),
         Appended::Duplicate { seq: 0 }
@@ -43,7 +48,9 @@ async fn lost_or_stale_heads_and_orphan_markers_are_harmless() {
     }
     // A head that went back (two replicas wrote it out of order): appends walk forward.
     let stale = serde_json::json!({"chunk": 0, "count": 1, "last_hash": "x"});
-    dapr.save_state(store, &[SaveItem::new(trail.head_key(), &stale).unwrap()]).await.unwrap();
+    dapr.save_state(store, &[SaveItem::new(trail.head_key(), &stale).unwrap()])
+        .await
+        .unwrap();
     let after_stale = draft(&mut life);
     match trails.append(&trail, after_stale.clone()).await.unwrap() {
         Appended::New(entry) => assert_eq!(entry.seq, 5),
@@ -51,16 +58,22 @@ async fn lost_or_stale_heads_and_orphan_markers_are_harmless() {
     }
     // A crash after the marker, before the chunk write: the redelivery appends it.
     let orphan = draft(&mut life);
-    let marker = SaveItem::new(trail.marker_key(&orphan.entry_id), &serde_json::json!({"from_chunk": 1}))
-        .unwrap()
-        .first_write();
+    let marker = SaveItem::new(
+        trail.marker_key(&orphan.entry_id),
+        &serde_json::json!({"from_chunk": 1}),
+    )
+    .unwrap()
+    .first_write();
     dapr.save_state(store, &[marker]).await.unwrap();
     match trails.append(&trail, orphan.clone()).await.unwrap() {
         Appended::New(entry) => assert_eq!(entry.seq, 6),
         other => panic!("{other:?}"),
     }
     // An old event redelivered much later is still found (its marker bounds the search).
-    assert_eq!(trails.append(&trail, first).await.unwrap(), Appended::Duplicate { seq: 0 });
+    assert_eq!(
+        trails.append(&trail, first).await.unwrap(),
+        Appended::Duplicate { seq: 0 }
+    );
     assert_eq!(
         trails.append(&trail, after_stale).await.unwrap(),
         Appended::Duplicate { seq: 5 }
@@ -90,10 +103,19 @@ async fn a_failing_store_during_recording_ends_with_the_event_in_the_trail() {
     let entries = app
         .wait_for_entries(&format!("/audit/tasks/{}", life.id()), 2)
         .await;
-    let kinds: Vec<&str> = entries.iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert!(kinds.contains(&"event") && kinds.contains(&"dead_letter"), "{kinds:?}");
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"event") && kinds.contains(&"dead_letter"),
+        "{kinds:?}"
+    );
     assert_eq!(entries.len(), 2);
     let page = app.get("/audit/dead-letters").await;
-    assert_eq!(page["dead_letters"][0]["dropped_by"][0]["app_id"], "audit-logger");
+    assert_eq!(
+        page["dead_letters"][0]["dropped_by"][0]["app_id"],
+        "audit-logger"
+    );
     assert_eq!(verify(&app, &life).await["valid"], true);
 }

@@ -26,7 +26,12 @@ async fn task_with_entries(n: usize) -> (TestApp, TaskLife) {
 
 /// Rewrites chunk `chunk` of the task's trail through the audit-logger's own sidecar (as
 /// someone with access to the state store could), applying `edit` to its entries.
-async fn rewrite_chunk(app: &TestApp, life: &TaskLife, chunk: u64, edit: impl FnOnce(&mut Vec<Value>)) {
+async fn rewrite_chunk(
+    app: &TestApp,
+    life: &TaskLife,
+    chunk: u64,
+    edit: impl FnOnce(&mut Vec<Value>),
+) {
     let dapr = app.own_dapr();
     let key = format!("trail:task:{}:{chunk}", life.id());
     let stored = dapr
@@ -37,7 +42,9 @@ async fn rewrite_chunk(app: &TestApp, life: &TaskLife, chunk: u64, edit: impl Fn
     let mut value = stored.value;
     edit(value["entries"].as_array_mut().unwrap());
     let item = SaveItem::new(&key, &value).unwrap().etag(stored.etag);
-    dapr.save_state(events::STATE_STORE_NAME, &[item]).await.unwrap();
+    dapr.save_state(events::STATE_STORE_NAME, &[item])
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

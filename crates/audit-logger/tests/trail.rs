@@ -9,7 +9,10 @@ use serde_json::{Value, json};
 use support::*;
 
 fn types(entries: &[Value]) -> Vec<String> {
-    entries.iter().map(|e| e["event_type"].as_str().unwrap().to_owned()).collect()
+    entries
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test]
@@ -65,7 +68,10 @@ async fn a_tasks_life_is_in_its_trail_and_its_users_trail_in_order() {
     assert_eq!(user_entries[5]["task_id"], life.id().to_string());
 
     let verified = app.get(&format!("{task_path}/verify")).await;
-    assert_eq!(verified, json!({"trail": format!("trail:task:{}", life.id()), "valid": true, "entries": 6}));
+    assert_eq!(
+        verified,
+        json!({"trail": format!("trail:task:{}", life.id()), "valid": true, "entries": 6})
+    );
 
     // One JSON line per entry: 6 for the task trail and 6 for the user trail.
     let lines = app.lines.lines();
@@ -123,18 +129,33 @@ async fn fifty_concurrent_events_of_one_task_lose_nothing_and_the_chain_verifies
     let path = format!("/audit/tasks/{}", life.id());
     let entries = app.wait_for_entries(&path, 50).await;
     assert_eq!(entries.len(), 50);
-    let mut ids: Vec<&str> = entries.iter().map(|e| e["event_id"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> = entries
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 50);
     let verified = app.get(&format!("{path}/verify")).await;
     assert_eq!(verified["valid"], true, "{verified}");
     assert_eq!(verified["entries"], 50);
-    let user = app.get(&format!("/audit/users/{}/verify", life.user())).await;
+    let user = app
+        .get(&format!("/audit/users/{}/verify", life.user()))
+        .await;
     assert_eq!(user["entries"], 50);
     // 50 entries in chunks of 4: chunks 0..=12 exist, nothing beyond.
-    assert!(app.cluster.state_of(APP, &format!("trail:task:{}:12", life.id())).await.is_some());
-    assert!(app.cluster.state_of(APP, &format!("trail:task:{}:13", life.id())).await.is_none());
+    assert!(
+        app.cluster
+            .state_of(APP, &format!("trail:task:{}:12", life.id()))
+            .await
+            .is_some()
+    );
+    assert!(
+        app.cluster
+            .state_of(APP, &format!("trail:task:{}:13", life.id()))
+            .await
+            .is_none()
+    );
 }
 
 #[tokio::test]

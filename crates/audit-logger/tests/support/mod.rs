@@ -12,8 +12,8 @@ use audit_logger::sink::MemorySink;
 use chrono::Utc;
 use dapr_http::{DaprClient, DaprSettings};
 use events::{
-    Channel, Envelope, EventPayload, NotificationFailed, NotificationSent, Priority,
-    TaskCompleted, TaskCreated, TaskDeleted, TaskDueSoon, TaskSnapshot, TaskStatus, TaskUpdated,
+    Channel, Envelope, EventPayload, NotificationFailed, NotificationSent, Priority, TaskCompleted,
+    TaskCreated, TaskDeleted, TaskDueSoon, TaskSnapshot, TaskStatus, TaskUpdated,
 };
 use serde_json::Value;
 use sidecar::testing::{Cluster, TestSidecar};
@@ -72,7 +72,10 @@ pub async fn spawn_on(cluster: Cluster, settings: Settings) -> TestApp {
     .expect("build");
     let ctx = app.context();
     tokio::spawn(app.run_until_stopped());
-    assert!(sidecar.wait_ready(DEADLINE).await, "sidecar never became ready");
+    assert!(
+        sidecar.wait_ready(DEADLINE).await,
+        "sidecar never became ready"
+    );
     TestApp {
         cluster,
         sidecar,
@@ -86,7 +89,12 @@ pub async fn spawn_on(cluster: Cluster, settings: Settings) -> TestApp {
 impl TestApp {
     /// A client of a sidecar of `app_id` (started without an app), to publish as that app.
     pub async fn producer(&self, app_id: &str) -> DaprClient {
-        let sc = self.cluster.sidecar(app_id).start().await.expect("producer sidecar");
+        let sc = self
+            .cluster
+            .sidecar(app_id)
+            .start()
+            .await
+            .expect("producer sidecar");
         let client = DaprClient::new(DaprSettings::with_endpoint(sc.http_endpoint())).unwrap();
         // Keep the sidecar running for the rest of the test.
         std::mem::forget(sc);
@@ -199,7 +207,13 @@ impl TaskLife {
     }
 
     pub fn created(&self) -> Envelope<TaskCreated> {
-        Envelope::new("task-api", "req-create", TaskCreated { task: self.task.clone() })
+        Envelope::new(
+            "task-api",
+            "req-create",
+            TaskCreated {
+                task: self.task.clone(),
+            },
+        )
     }
 
     pub fn updated(&mut self) -> Envelope<TaskUpdated> {
