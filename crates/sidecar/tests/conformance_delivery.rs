@@ -282,9 +282,6 @@ async fn app_token_is_sent_on_subscribe_and_deliveries() {
 /// DROP is acked whether or not a dead-letter topic is set (reference 3.5); only retriable
 /// failures go back to the component for redelivery.
 #[tokio::test]
-#[ignore = "sidecar core bug: a drop (DROP answer, expired event, no matching route) on a \
-            subscription without deadLetterTopic is returned to the component as an error and \
-            redelivered forever instead of being acked (delivery/deliver.rs dead_letter)"]
 async fn drop_without_a_dead_letter_topic_is_acked_not_redelivered() {
     let subs = json!([sub("drops", "/drops"), sub("retries", "/retries")]);
     let p = Pair::start("dropper-app", subs, &[("components.yaml", COMPONENTS)]).await;
