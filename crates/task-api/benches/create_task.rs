@@ -117,14 +117,19 @@ async fn bare_create(State(bare): State<Bare>, Json(body): Json<Value>) -> Statu
     {
         return StatusCode::INTERNAL_SERVER_ERROR;
     }
-    let payload = bytes::Bytes::from(serde_json::to_vec(&json!({"task_id": id, "task": body})).unwrap());
+    let payload =
+        bytes::Bytes::from(serde_json::to_vec(&json!({"task_id": id, "task": body})).unwrap());
     let opts = dapr_http::PublishOptions {
         cloudevent_id: Some(Uuid::now_v7().to_string()),
         cloudevent_type: Some("task-created".into()),
         partition_key: Some(id.to_string()),
         ..Default::default()
     };
-    match bare.dapr.publish_with("todo-pubsub", "task-created", payload, opts).await {
+    match bare
+        .dapr
+        .publish_with("todo-pubsub", "task-created", payload, opts)
+        .await
+    {
         Ok(()) => StatusCode::CREATED,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }

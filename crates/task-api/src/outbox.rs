@@ -236,11 +236,22 @@ impl Outbox {
         }
     }
 
-    /// Removes published entries in batches, one shard write per batch.
-    pub async fn run_cleaner(self, mut receiver: mpsc::UnboundedReceiver<(u32, Uuid)>) {
-        while let Some(first) = receiver.recv().await {
+    /// Removes published entries in batches, one shard write per batch, until `stop` turns
+    /// true; what is queued then is still removed (whatever is missed, the relay cleans up).
+    pub async fn run_cleaner(
+        self,
+        mut receiver: mpsc::UnboundedReceiver<(u32, Uuid)>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let first = tokio::select! {
+                item = receiver.recv() => item,
+                _ = stop.changed() => None,
+            };
             let mut batch: BTreeMap<u32, HashSet<Uuid>> = BTreeMap::new();
-            batch.entry(first.0).or_default().insert(first.1);
+            if let Some((shard, id)) = first {
+                batch.entry(shard).or_default().insert(id);
+            }
             while let Ok((shard, id)) = receiver.try_recv() {
                 batch.entry(shard).or_default().insert(id);
             }
@@ -249,6 +260,9 @@ impl Outbox {
                     tracing::warn!(%error, shard, count = ids.len(),
                         "could not remove published outbox entries; the relay will");
                 }
+            }
+            if first.is_none() {
+                return;
             }
         }
     }

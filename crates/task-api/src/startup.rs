@@ -59,7 +59,7 @@ pub fn app(state: AppState, dapr: DaprClient, max_body_bytes: usize) -> Result<R
         .with_state(state);
     Ok(api
         .merge(service_kit::health_routes(dapr))
-        .merge(service_kit::metrics_routes(service_kit::prometheus()?))
+        .merge(service_kit::metrics_routes(prometheus()?))
         .fallback(|| async { service_kit::Problem::not_found("no such route").into_response() })
         .method_not_allowed_fallback(|| async {
             service_kit::Problem::new(
@@ -74,6 +74,17 @@ pub fn app(state: AppState, dapr: DaprClient, max_body_bytes: usize) -> Result<R
         .layer(middleware::from_fn(record_metrics))
         .layer(middleware::from_fn(correlate))
         .layer(TraceLayer::new_for_http()))
+}
+
+/// `service_kit::prometheus` fails for the loser when two threads install the recorder at the
+/// same moment (several applications in one test process); serialising the first call avoids it.
+fn prometheus() -> Result<metrics_exporter_prometheus::PrometheusHandle, service_kit::TelemetryError>
+{
+    static FIRST_CALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = FIRST_CALL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    service_kit::prometheus()
 }
 
 /// Request count and latency per route template (never per raw path: ids would explode the
@@ -162,12 +173,17 @@ impl Application {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stop_rx_cleaner = stop_rx.clone();
         let relay = tokio::spawn(self.outbox.clone().run_relay(
             self.settings.outbox_relay_interval,
             self.settings.outbox_grace_period,
             stop_rx,
         ));
-        let cleaner = tokio::spawn(self.outbox.clone().run_cleaner(self.cleanup));
+        let cleaner = tokio::spawn(
+            self.outbox
+                .clone()
+                .run_cleaner(self.cleanup, stop_rx_cleaner),
+        );
         tracing::info!(
             port = self.listener.local_addr().map_or(0, |a| a.port()),
             "task-api listening"
@@ -177,8 +193,6 @@ impl Application {
             .await;
         let _ = stop_tx.send(true);
         let _ = relay.await;
-        // The router (and every outbox sender) is gone, so the cleaner drains and ends.
-        drop(self.outbox);
         let _ = cleaner.await;
         served
     }

@@ -155,6 +155,7 @@ impl TaskService {
                         tracing::warn!(%error, event_id = %entry.event_id,
                             "transaction reported failure but the task change committed; recording the event");
                         self.outbox.append(&entry).await?;
+                        self.repair_index(&record).await?;
                         self.after_commit(&entry).await;
                         return Ok(record);
                     }
@@ -208,6 +209,37 @@ impl TaskService {
         let item = SaveItem::new(outbox_key(self.outbox.shard_of(entry.task_id)), &shard)?;
         ops.push(TransactionOp::Upsert(with_etag(item, shard_etag)));
         Ok(ops)
+    }
+
+    /// Makes the owner's index agree with a committed record (after a partial transaction the
+    /// index write may be the operation that failed).
+    async fn repair_index(&self, record: &TaskRecord) -> Result<(), ApiError> {
+        let key = index_key(record.task.user_id);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (mut index, etag) =
+                match self.dapr.get_state::<UserIndex>(&self.store, &key).await? {
+                    Some(entry) => (entry.value, entry.etag),
+                    None => (UserIndex::default(), None),
+                };
+            if !index.reconcile(record) {
+                return Ok(());
+            }
+            let item = with_etag(SaveItem::new(key.clone(), &index)?, etag);
+            match self.dapr.save_state(&self.store, &[item]).await {
+                Ok(()) => return Ok(()),
+                Err(error)
+                    if error.is_etag_conflict() || matches!(error, DaprError::Server { .. }) =>
+                {
+                    if attempt >= self.retries {
+                        return Err(ApiError::Contention);
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     async fn after_commit(&self, entry: &OutboxEntry) {

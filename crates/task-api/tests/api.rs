@@ -87,7 +87,12 @@ async fn update_complete_delete_publish_versioned_events() {
     let id = task["id"].as_str().unwrap().to_owned();
 
     let response = app
-        .patch(&user, &id, json!({"title": "renamed", "due_date": "2031-05-01T00:00:00Z"}), Some("\"1\""))
+        .patch(
+            &user,
+            &id,
+            json!({"title": "renamed", "due_date": "2031-05-01T00:00:00Z"}),
+            Some("\"1\""),
+        )
         .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["etag"], "\"2\"");
@@ -114,7 +119,12 @@ async fn update_complete_delete_publish_versioned_events() {
         .await
         .unwrap();
     assert_eq!(response.status(), 204);
-    problem(app.get(&user, &format!("/api/tasks/{id}")).await, 404, "not-found").await;
+    problem(
+        app.get(&user, &format!("/api/tasks/{id}")).await,
+        404,
+        "not-found",
+    )
+    .await;
 
     let updated = app.wait_events("task-updated", &id, 1).await;
     let completed = app.wait_events("task-completed", &id, 1).await;
@@ -136,10 +146,17 @@ async fn update_complete_delete_publish_versioned_events() {
 async fn stale_if_match_is_412_and_changes_nothing() {
     let app = spawn_app().await;
     let user = app.user();
-    let id = app.create_ok(&user, "etag").await["id"].as_str().unwrap().to_owned();
-    let ok = app.patch(&user, &id, json!({"priority": "low"}), Some("\"1\"")).await;
+    let id = app.create_ok(&user, "etag").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ok = app
+        .patch(&user, &id, json!({"priority": "low"}), Some("\"1\""))
+        .await;
     assert_eq!(ok.status(), 200);
-    let stale = app.patch(&user, &id, json!({"priority": "urgent"}), Some("\"1\"")).await;
+    let stale = app
+        .patch(&user, &id, json!({"priority": "urgent"}), Some("\"1\""))
+        .await;
     let body = problem(stale, 412, "precondition-failed").await;
     assert_eq!(fields(&body), ["if-match"]);
     let current = app.get(&user, &format!("/api/tasks/{id}")).await;
@@ -155,11 +172,25 @@ async fn users_cannot_see_or_change_each_others_tasks() {
     let app = spawn_app().await;
     let alice = app.user();
     let bob = app.user();
-    let id = app.create_ok(&alice, "alice's").await["id"].as_str().unwrap().to_owned();
+    let id = app.create_ok(&alice, "alice's").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let path = format!("/api/tasks/{id}");
     problem(app.get(&bob, &path).await, 404, "not-found").await;
-    problem(app.patch(&bob, &id, json!({"title": "mine"}), None).await, 404, "not-found").await;
-    let delete = app.client.delete(app.url(&path)).bearer_auth(&bob.token).send().await.unwrap();
+    problem(
+        app.patch(&bob, &id, json!({"title": "mine"}), None).await,
+        404,
+        "not-found",
+    )
+    .await;
+    let delete = app
+        .client
+        .delete(app.url(&path))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
     problem(delete, 404, "not-found").await;
     let complete = app
         .client
@@ -186,9 +217,16 @@ async fn list_filters_and_paginates_without_duplicates_or_misses() {
     let mut created = Vec::new();
     for i in 0..23 {
         let priority = if i % 3 == 0 { "high" } else { "low" };
-        let due = if i % 2 == 0 { json!("2030-01-01T00:00:00Z") } else { json!("2040-01-01T00:00:00Z") };
+        let due = if i % 2 == 0 {
+            json!("2030-01-01T00:00:00Z")
+        } else {
+            json!("2040-01-01T00:00:00Z")
+        };
         let response = app
-            .create(&user, json!({"title": format!("task {i}"), "priority": priority, "due_date": due}))
+            .create(
+                &user,
+                json!({"title": format!("task {i}"), "priority": priority, "due_date": due}),
+            )
             .await;
         assert_eq!(response.status(), 201);
         let task: Value = response.json().await.unwrap();
@@ -231,19 +269,47 @@ async fn list_filters_and_paginates_without_duplicates_or_misses() {
     assert_eq!(seen, expected, "every task once, in a stable order");
 
     // Filters.
-    let high: Value = app.get(&user, "/api/tasks?priority=high&limit=200").await.json().await.unwrap();
-    assert_eq!(high["items"].as_array().unwrap().len(), 8);
-    assert!(high["items"].as_array().unwrap().iter().all(|t| t["priority"] == "high"));
-    let done: Value = app.get(&user, "/api/tasks?status=completed").await.json().await.unwrap();
-    let done_ids: Vec<&str> = done["items"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
-    assert_eq!(done_ids, [created[1].as_str(), created[0].as_str()]);
-    let soon: Value = app
-        .get(&user, "/api/tasks?due_before=2035-01-01T00:00:00Z&status=open")
+    let high: Value = app
+        .get(&user, "/api/tasks?priority=high&limit=200")
         .await
         .json()
         .await
         .unwrap();
-    assert_eq!(soon["items"].as_array().unwrap().len(), 11, "12 early tasks minus 1 completed");
+    assert_eq!(high["items"].as_array().unwrap().len(), 8);
+    assert!(
+        high["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["priority"] == "high")
+    );
+    let done: Value = app
+        .get(&user, "/api/tasks?status=completed")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let done_ids: Vec<&str> = done["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(done_ids, [created[1].as_str(), created[0].as_str()]);
+    let soon: Value = app
+        .get(
+            &user,
+            "/api/tasks?due_before=2035-01-01T00:00:00Z&status=open",
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        soon["items"].as_array().unwrap().len(),
+        11,
+        "12 early tasks minus 1 completed"
+    );
 
     let bad = app.get(&user, "/api/tasks?limit=500&status=finished").await;
     let body = problem(bad, 400, "validation-error").await;
@@ -259,10 +325,19 @@ async fn invalid_bodies_are_problems_naming_the_field() {
         (json!({"title": "x", "colour": "red"}), "colour"),
         (json!({"title": "x".repeat(201)}), "title"),
         (json!({"title": "   "}), "title"),
-        (json!({"title": "x", "due_date": "2030-01-01 09:00"}), "due_date"),
-        (json!({"title": "x", "due_date": "2030-01-01T09:00:00"}), "due_date"),
+        (
+            json!({"title": "x", "due_date": "2030-01-01 09:00"}),
+            "due_date",
+        ),
+        (
+            json!({"title": "x", "due_date": "2030-01-01T09:00:00"}),
+            "due_date",
+        ),
         (json!({"title": "x", "priority": "whenever"}), "priority"),
-        (json!({"title": "x", "description": "d".repeat(10_001)}), "description"),
+        (
+            json!({"title": "x", "description": "d".repeat(10_001)}),
+            "description",
+        ),
         (json!({"title": 42}), "title"),
     ];
     for (body, field) in cases {
@@ -295,14 +370,31 @@ async fn invalid_bodies_are_problems_naming_the_field() {
     assert_eq!(fields(&body), ["content-type"]);
     // Too large.
     let response = app
-        .create(&user, json!({"title": "x", "description": "d".repeat(70 * 1024)}))
+        .create(
+            &user,
+            json!({"title": "x", "description": "d".repeat(70 * 1024)}),
+        )
         .await;
     problem(response, 413, "payload-too-large").await;
     // Patch: unknown field and a request to complete through PATCH.
-    let id = app.create_ok(&user, "ok").await["id"].as_str().unwrap().to_owned();
-    let body = problem(app.patch(&user, &id, json!({"owner": "me"}), None).await, 400, "validation-error").await;
+    let id = app.create_ok(&user, "ok").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let body = problem(
+        app.patch(&user, &id, json!({"owner": "me"}), None).await,
+        400,
+        "validation-error",
+    )
+    .await;
     assert_eq!(fields(&body), ["owner"]);
-    let body = problem(app.patch(&user, &id, json!({"status": "completed"}), None).await, 400, "validation-error").await;
+    let body = problem(
+        app.patch(&user, &id, json!({"status": "completed"}), None)
+            .await,
+        400,
+        "validation-error",
+    )
+    .await;
     assert_eq!(fields(&body), ["status"]);
     // Nothing but the one valid task produced an event.
     assert_eq!(app.cluster.published("task-created").len(), 1);
@@ -324,7 +416,13 @@ async fn missing_expired_and_forged_tokens_are_401() {
         &jsonwebtoken::EncodingKey::from_secret(support::SECRET.as_bytes()),
     )
     .unwrap();
-    let response = app.client.get(app.url("/api/tasks")).bearer_auth(&expired).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/api/tasks"))
+        .bearer_auth(&expired)
+        .send()
+        .await
+        .unwrap();
     let body = problem(response, 401, "unauthorized").await;
     assert!(body["detail"].as_str().unwrap().contains("expired"));
 
@@ -335,8 +433,14 @@ async fn missing_expired_and_forged_tokens_are_401() {
         &jsonwebtoken::EncodingKey::from_secret(b"some-other-secret-of-sufficient-length!!"),
     )
     .unwrap();
-    let response = app.client.post(app.url("/api/tasks")).bearer_auth(&forged)
-        .json(&json!({"title": "x"})).send().await.unwrap();
+    let response = app
+        .client
+        .post(app.url("/api/tasks"))
+        .bearer_auth(&forged)
+        .json(&json!({"title": "x"}))
+        .send()
+        .await
+        .unwrap();
     problem(response, 401, "unauthorized").await;
 
     let bad_email = jsonwebtoken::encode(
@@ -346,7 +450,13 @@ async fn missing_expired_and_forged_tokens_are_401() {
         &jsonwebtoken::EncodingKey::from_secret(support::SECRET.as_bytes()),
     )
     .unwrap();
-    let response = app.client.get(app.url("/api/tasks")).bearer_auth(&bad_email).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/api/tasks"))
+        .bearer_auth(&bad_email)
+        .send()
+        .await
+        .unwrap();
     problem(response, 401, "unauthorized").await;
     assert!(app.cluster.published("task-created").is_empty());
     app.stop().await;
@@ -362,10 +472,32 @@ async fn operational_endpoints() {
     let user = app.user();
     app.create_ok(&user, "metrics").await;
     let response = app.client.get(app.url("/api/tasks")).send().await.unwrap();
-    assert!(response.headers().contains_key("x-correlation-id"), "generated when absent");
-    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("task_api_http_requests_total"), "{metrics}");
-    let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(
+        response.headers().contains_key("x-correlation-id"),
+        "generated when absent"
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("task_api_http_requests_total"),
+        "{metrics}"
+    );
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for path in ["/api/tasks", "/api/tasks/{id}", "/api/tasks/{id}/complete"] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
@@ -379,7 +511,15 @@ async fn operational_endpoints() {
 #[tokio::test]
 async fn readyz_fails_when_the_sidecar_is_gone() {
     let app = spawn_app().await;
-    let support::TestApp { sidecar, base, client, cluster, stop, server, .. } = app;
+    let support::TestApp {
+        sidecar,
+        base,
+        client,
+        cluster,
+        stop,
+        server,
+        ..
+    } = app;
     sidecar.shutdown().await;
     let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
     problem(ready, 503, "unavailable").await;

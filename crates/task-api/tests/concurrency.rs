@@ -30,7 +30,10 @@ async fn parallel_patches_are_all_applied_with_gapless_versions() {
             task["version"].as_u64().unwrap()
         }
     });
-    let versions: BTreeSet<u64> = futures::future::join_all(patches).await.into_iter().collect();
+    let versions: BTreeSet<u64> = futures::future::join_all(patches)
+        .await
+        .into_iter()
+        .collect();
     let expected: BTreeSet<u64> = (2..=(N as u64 + 1)).collect();
     assert_eq!(versions, expected, "each patch got its own version");
 
@@ -43,7 +46,12 @@ async fn parallel_patches_are_all_applied_with_gapless_versions() {
     assert_eq!(event_versions, expected, "one event per version, no gaps");
     let titles: BTreeSet<String> = events
         .iter()
-        .map(|e| e["data"]["data"]["task"]["title"].as_str().unwrap().to_owned())
+        .map(|e| {
+            e["data"]["data"]["task"]["title"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
         .collect();
     let all: BTreeSet<String> = (0..N).map(|i| format!("title-{i}")).collect();
     assert_eq!(titles, all, "every write was applied");
@@ -65,11 +73,24 @@ async fn parallel_creates_by_one_user_all_reach_the_index() {
     let creates = (0..N).map(|i| {
         let app = &app;
         let user = &user;
-        async move { app.create_ok(user, &format!("parallel {i}")).await["id"].as_str().unwrap().to_owned() }
+        async move {
+            app.create_ok(user, &format!("parallel {i}")).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
     });
-    let ids: BTreeSet<String> = futures::future::join_all(creates).await.into_iter().collect();
+    let ids: BTreeSet<String> = futures::future::join_all(creates)
+        .await
+        .into_iter()
+        .collect();
     assert_eq!(ids.len(), N);
-    let page: Value = app.get(&user, "/api/tasks?limit=200").await.json().await.unwrap();
+    let page: Value = app
+        .get(&user, "/api/tasks?limit=200")
+        .await
+        .json()
+        .await
+        .unwrap();
     let listed: BTreeSet<String> = page["items"]
         .as_array()
         .unwrap()

@@ -21,7 +21,10 @@ fn start(port: u16, dapr: &str, crash: bool) -> Child {
         .env("OUTBOX_GRACE_PERIOD", "500ms")
         .env("OUTBOX_RELAY_INTERVAL", "200ms")
         .env("RUST_LOG", "warn")
-        .env("TASK_API_FAULT_CRASH_AFTER_COMMIT", if crash { "true" } else { "false" })
+        .env(
+            "TASK_API_FAULT_CRASH_AFTER_COMMIT",
+            if crash { "true" } else { "false" },
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -31,13 +34,15 @@ fn start(port: u16, dapr: &str, crash: bool) -> Child {
 async fn wait_healthy(client: &reqwest::Client, base: &str, child: &mut Child) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
-            if r.status().is_success() {
-                return;
-            }
+        let response = client.get(format!("{base}/healthz")).send().await;
+        if response.is_ok_and(|r| r.status().is_success()) {
+            return;
         }
         assert!(child.try_wait().unwrap().is_none(), "task-api exited early");
-        assert!(tokio::time::Instant::now() < deadline, "task-api never became healthy");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task-api never became healthy"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -48,7 +53,10 @@ async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(tokio::time::Instant::now() < deadline, "task-api did not die");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "task-api did not die"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -57,15 +65,24 @@ async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
 async fn a_crash_between_commit_and_publish_loses_no_event() {
     let cluster = Cluster::in_memory().await.unwrap();
     let port = free_port();
-    let sidecar = cluster.sidecar("task-api").app_port(Some(port)).start().await.unwrap();
+    let sidecar = cluster
+        .sidecar("task-api")
+        .app_port(Some(port))
+        .start()
+        .await
+        .unwrap();
     let dapr = sidecar.http_endpoint();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let settings = support::settings(&[]);
     let user = uuid::Uuid::new_v4();
-    let token =
-        task_api::auth::issue_token(&settings, user, "crash@example.com", Duration::from_secs(600))
-            .unwrap();
+    let token = task_api::auth::issue_token(
+        &settings,
+        user,
+        "crash@example.com",
+        Duration::from_secs(600),
+    )
+    .unwrap();
 
     let mut first = start(port, &dapr, true);
     wait_healthy(&client, &base, &mut first).await;
@@ -92,7 +109,10 @@ async fn a_crash_between_commit_and_publish_loses_no_event() {
         .wait_for_published("task-created", 1, Duration::from_secs(20))
         .await
         .unwrap();
-    assert_eq!(events[0]["data"]["data"]["task"]["task_id"], task_id.as_str());
+    assert_eq!(
+        events[0]["data"]["data"]["task"]["task_id"],
+        task_id.as_str()
+    );
     assert_eq!(events[0]["data"]["data"]["task"]["version"], 1);
     assert_eq!(events[0]["id"], events[0]["data"]["event_id"]);
 
@@ -109,10 +129,17 @@ async fn a_crash_between_commit_and_publish_loses_no_event() {
         if pending == 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "outbox never drained");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "outbox never drained"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(cluster.published("task-created").len(), 1, "exactly one event");
+    assert_eq!(
+        cluster.published("task-created").len(),
+        1,
+        "exactly one event"
+    );
 
     // The restarted service serves the task normally.
     let got = client

@@ -16,10 +16,11 @@ use task_api::outbox::Outbox;
 async fn outbox_entries(app: &support::TestApp) -> Vec<Value> {
     let mut entries = Vec::new();
     for key in app.cluster.state_keys("task-api").await {
-        if key.starts_with("outbox:") {
-            if let Some(shard) = app.cluster.state_of("task-api", &key).await {
-                entries.extend(shard["entries"].as_array().cloned().unwrap_or_default());
-            }
+        if !key.starts_with("outbox:") {
+            continue;
+        }
+        if let Some(shard) = app.cluster.state_of("task-api", &key).await {
+            entries.extend(shard["entries"].as_array().cloned().unwrap_or_default());
         }
     }
     entries
@@ -27,14 +28,23 @@ async fn outbox_entries(app: &support::TestApp) -> Vec<Value> {
 
 fn relay_for(app: &support::TestApp) -> Outbox {
     let dapr = DaprClient::new(DaprSettings::with_endpoint(app.sidecar.http_endpoint())).unwrap();
-    Outbox::new(dapr, "todo-state".into(), "todo-pubsub".into(), app.settings.outbox_shards).0
+    Outbox::new(
+        dapr,
+        "todo-state".into(),
+        "todo-pubsub".into(),
+        app.settings.outbox_shards,
+    )
+    .0
 }
 
 #[tokio::test]
 async fn a_failed_transaction_is_a_problem_and_produces_no_event() {
     let app = spawn_proxied(&[]).await;
     let user = app.user();
-    app.proxy.as_ref().unwrap().fault_next_transaction(TxnFault::Fail);
+    app.proxy
+        .as_ref()
+        .unwrap()
+        .fault_next_transaction(TxnFault::Fail);
     let response = app.create(&user, json!({"title": "doomed"})).await;
     let body = problem(response, 503, "unavailable").await;
     assert!(body.get("errors").is_none());
@@ -90,7 +100,11 @@ async fn an_outbox_entry_of_an_uncommitted_change_is_never_published() {
         .into_iter()
         .filter(|e| e["event_id"] != committed_id.as_str())
         .collect();
-    assert_eq!(phantom.len(), 1, "the partial transaction left one phantom entry");
+    assert_eq!(
+        phantom.len(),
+        1,
+        "the partial transaction left one phantom entry"
+    );
     let phantom_id = phantom[0]["event_id"].as_str().unwrap().to_owned();
 
     let report = relay_for(&app).relay_once(Duration::ZERO).await.unwrap();
@@ -100,9 +114,16 @@ async fn an_outbox_entry_of_an_uncommitted_change_is_never_published() {
         .iter()
         .map(|e| e["id"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(ids, BTreeSet::from([committed_id]), "no phantom {phantom_id}");
+    assert_eq!(
+        ids,
+        BTreeSet::from([committed_id]),
+        "no phantom {phantom_id}"
+    );
     assert!(
-        !outbox_entries(&app).await.iter().any(|e| e["event_id"] == phantom_id.as_str()),
+        !outbox_entries(&app)
+            .await
+            .iter()
+            .any(|e| e["event_id"] == phantom_id.as_str()),
         "phantom removed"
     );
     app.stop().await;
@@ -112,20 +133,30 @@ async fn an_outbox_entry_of_an_uncommitted_change_is_never_published() {
 async fn a_committed_change_whose_outbox_write_failed_still_publishes_once() {
     let app = spawn_proxied(&[]).await;
     let user = app.user();
-    let id = app.create_ok(&user, "partial").await["id"].as_str().unwrap().to_owned();
+    let id = app.create_ok(&user, "partial").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // The reverse half of a Redis partial transaction: the task and index are written, the
     // outbox append is not, and the sidecar reports failure.
     app.proxy
         .as_ref()
         .unwrap()
         .fault_next_transaction(TxnFault::Skip("outbox:"));
-    let response = app.patch(&user, &id, json!({"title": "changed"}), Some("\"1\"")).await;
+    let response = app
+        .patch(&user, &id, json!({"title": "changed"}), Some("\"1\""))
+        .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["etag"], "\"2\"");
     let events = app.wait_events("task-updated", &id, 1).await;
     assert_eq!(events[0]["data"]["data"]["task"]["version"], 2);
     // Nothing double-applied: still version 2, one updated event.
-    let current: Value = app.get(&user, &format!("/api/tasks/{id}")).await.json().await.unwrap();
+    let current: Value = app
+        .get(&user, &format!("/api/tasks/{id}"))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(current["version"], 2);
     assert_eq!(app.events_of("task-updated", &id).len(), 1);
     app.stop().await;
@@ -135,7 +166,10 @@ async fn a_committed_change_whose_outbox_write_failed_still_publishes_once() {
 async fn publish_carries_cloud_event_id_type_and_partition_key() {
     let app = spawn_proxied(&[]).await;
     let user = app.user();
-    let id = app.create_ok(&user, "routed").await["id"].as_str().unwrap().to_owned();
+    let id = app.create_ok(&user, "routed").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let event = app.wait_events("task-created", &id, 1).await.remove(0);
     let event_id = event["id"].as_str().unwrap();
     let publishes: Vec<String> = app
@@ -148,9 +182,18 @@ async fn publish_carries_cloud_event_id_type_and_partition_key() {
         .collect();
     assert_eq!(publishes.len(), 1, "{publishes:?}");
     let line = &publishes[0];
-    assert!(line.contains(&format!("metadata.partitionKey={id}")), "{line}");
-    assert!(line.contains(&format!("metadata.cloudevent.id={event_id}")), "{line}");
-    assert!(line.contains("metadata.cloudevent.type=task-created"), "{line}");
+    assert!(
+        line.contains(&format!("metadata.partitionKey={id}")),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("metadata.cloudevent.id={event_id}")),
+        "{line}"
+    );
+    assert!(
+        line.contains("metadata.cloudevent.type=task-created"),
+        "{line}"
+    );
     app.stop().await;
 }
 
@@ -160,7 +203,10 @@ async fn relay_publishes_an_entry_whose_publish_failed() {
     let user = app.user();
     app.cluster.faults().fail_next_publishes(100);
     // The publish after the commit fails (after the client's own retries); the request succeeds.
-    let id = app.create_ok(&user, "late").await["id"].as_str().unwrap().to_owned();
+    let id = app.create_ok(&user, "late").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(app.events_of("task-created", &id).is_empty());
     app.cluster.faults().reset();
     let events = app.wait_events("task-created", &id, 1).await;

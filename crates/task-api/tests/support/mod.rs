@@ -71,8 +71,16 @@ pub async fn spawn_proxied(extra: &[(&str, &str)]) -> TestApp {
 }
 
 async fn spawn_inner(cluster: Cluster, extra: &[(&str, &str)], proxied: bool) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = service_kit::init_tracing("task-api-test");
+    }
     let port = free_port();
-    let sidecar = cluster.sidecar(APP).app_port(Some(port)).start().await.unwrap();
+    let sidecar = cluster
+        .sidecar(APP)
+        .app_port(Some(port))
+        .start()
+        .await
+        .unwrap();
     let port_text = port.to_string();
     let mut all: Vec<(&str, &str)> = vec![("APP_PORT", port_text.as_str())];
     all.extend_from_slice(extra);
@@ -86,19 +94,25 @@ async fn spawn_inner(cluster: Cluster, extra: &[(&str, &str)], proxied: bool) ->
         .as_ref()
         .map_or_else(|| sidecar.http_endpoint(), |p| p.url.clone());
     let app = Application::build(settings.clone(), DaprSettings::with_endpoint(endpoint))
-    .await
-    .unwrap();
+        .await
+        .unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
     }));
-    assert!(sidecar.wait_ready(Duration::from_secs(10)).await, "sidecar ready");
+    assert!(
+        sidecar.wait_ready(Duration::from_secs(10)).await,
+        "sidecar ready"
+    );
     TestApp {
         cluster,
         sidecar,
         base,
-        client: reqwest::Client::new(),
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
         settings,
         proxy,
         stop: Some(stop),

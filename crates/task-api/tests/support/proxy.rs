@@ -69,8 +69,16 @@ impl Proxy {
     }
 }
 
-async fn send(proxy: &Proxy, method: reqwest::Method, path: &str, headers: &HeaderMap, body: Bytes) -> Response {
-    let mut request = proxy.client.request(method, format!("{}{path}", proxy.target));
+async fn send(
+    proxy: &Proxy,
+    method: reqwest::Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut request = proxy
+        .client
+        .request(method, format!("{}{path}", proxy.target));
     for name in ["content-type", "traceparent", "if-match", "dapr-api-token"] {
         if let Some(value) = headers.get(name) {
             request = request.header(name, value.as_bytes());
@@ -84,7 +92,8 @@ async fn send(proxy: &Proxy, method: reqwest::Method, path: &str, headers: &Head
             out = out.header(name, value.as_bytes());
         }
     }
-    out.body(Body::from(response.bytes().await.unwrap())).unwrap()
+    out.body(Body::from(response.bytes().await.unwrap()))
+        .unwrap()
 }
 
 fn failed() -> Response {
@@ -105,7 +114,9 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
         .path_and_query()
         .map_or("/".to_owned(), |p| p.as_str().to_owned());
     let headers = request.headers().clone();
-    let body = axum::body::to_bytes(request.into_body(), usize::MAX).await.unwrap();
+    let body = axum::body::to_bytes(request.into_body(), usize::MAX)
+        .await
+        .unwrap();
     let fault = {
         let mut inner = proxy.inner.lock().unwrap();
         inner.requests.push(format!("{method} {path}"));
@@ -132,7 +143,14 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
         .cloned()
         .collect();
     txn["operations"] = Value::Array(ops);
-    let applied = send(&proxy, method, &path, &headers, Bytes::from(txn.to_string())).await;
+    let applied = send(
+        &proxy,
+        method,
+        &path,
+        &headers,
+        Bytes::from(txn.to_string()),
+    )
+    .await;
     assert!(applied.status().is_success(), "partial transaction applied");
     failed()
 }
