@@ -330,3 +330,26 @@ async fn deliveries_must_carry_the_app_api_token_when_one_is_set() {
     assert_eq!(response.status(), 401);
     replica.stop().await;
 }
+
+#[tokio::test]
+async fn a_reopened_task_is_reminded_again() {
+    let world = World::new().await;
+    let replica = world.replica().await;
+    replica.wait_for_lease().await;
+    let due = world.t0 + hours(3);
+    let task = Task::new(Some(due));
+    world.publish(&task.created()).await;
+    world.publish(&task.at(2, Some(due)).completed()).await;
+    world.wait_for_version(task.id(), 2).await;
+    let reopened = task.at(3, Some(due)).updated();
+    world.publish(&reopened).await;
+    let record = world.wait_for_version(task.id(), 3).await;
+    assert_eq!(record["open"], true);
+
+    world.advance(hours(2) + minutes(1));
+    let reminders = world.wait_for_reminders(1).await;
+    assert_eq!(reminders[0].envelope.causation_id, Some(reopened.event_id));
+    replica.scans(2).await;
+    assert_eq!(world.reminders().len(), 1);
+    replica.stop().await;
+}
