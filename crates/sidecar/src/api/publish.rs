@@ -23,34 +23,40 @@ pub(crate) fn parse_go_bool(s: &str) -> Option<bool> {
     }
 }
 
-fn raw_payload(metadata: &BTreeMap<String, String>) -> Result<bool, ApiError> {
+fn raw_payload(pubsub: &str, metadata: &BTreeMap<String, String>) -> Result<bool, ApiError> {
     match metadata.get("rawPayload") {
         None => Ok(false),
         Some(v) => parse_go_bool(v).ok_or_else(|| {
-            ApiError::legacy(
+            ApiError::rich(
                 StatusCode::BAD_REQUEST,
                 "ERR_PUBSUB_REQUEST_METADATA",
-                format!("failed parsing metadata: rawPayload: strconv.ParseBool: parsing {v:?}: invalid syntax"),
+                format!(
+                    "failed deserializing metadata. Error: rawPayload: strconv.ParseBool: parsing {v:?}: invalid syntax"
+                ),
+                "DAPR_PUBSUB_METADATA_DESERIALIZATION",
+                Some(("pubsub", pubsub)),
             )
         }),
     }
 }
 
-/// Finds the pub/sub and checks that this app may publish to `topic` (404 / 403).
-pub(crate) fn publishable<'a>(
-    state: &'a SidecarState,
-    name: &str,
-    topic: &str,
-) -> Result<&'a PubSubComponent, ApiError> {
-    let Some(pubsub) = state.runtime.pubsub(state.app_id(), name) else {
-        return Err(ApiError::rich(
+/// Finds the pub/sub visible to this app (404 otherwise).
+fn lookup<'a>(state: &'a SidecarState, name: &str) -> Result<&'a PubSubComponent, ApiError> {
+    state.runtime.pubsub(state.app_id(), name).ok_or_else(|| {
+        ApiError::rich(
             StatusCode::NOT_FOUND,
             "ERR_PUBSUB_NOT_FOUND",
             format!("pubsub {name} is not found"),
             "DAPR_PUBSUB_NOT_FOUND",
             Some(("pubsub", name)),
-        ));
-    };
+        )
+    })
+}
+
+/// Checks that this app may publish to `topic` (403 otherwise). daprd checks this last, when
+/// the envelope is already built, so metadata and envelope errors win over 403.
+fn allowed(state: &SidecarState, pubsub: &PubSubComponent, topic: &str) -> Result<(), ApiError> {
+    let name = &pubsub.spec.name;
     if !pubsub.scopes.may_publish(state.app_id(), topic) {
         return Err(ApiError::rich(
             StatusCode::FORBIDDEN,
@@ -60,7 +66,7 @@ pub(crate) fn publishable<'a>(
             Some(("pubsub", name)),
         ));
     }
-    Ok(pubsub)
+    Ok(())
 }
 
 fn publish_error(topic: &str, pubsub: &str, cause: &str) -> ApiError {
@@ -99,10 +105,13 @@ fn envelope(
     };
     let ce = if cloudevent::is_cloudevent(content_type) {
         cloudevent::complete(&p).map_err(|e| {
-            ApiError::legacy(
+            tracing::debug!(%topic, %pubsub, error = %e, "cannot create cloudevent");
+            ApiError::rich(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "ERR_PUBSUB_CLOUD_EVENTS_SER",
-                format!("error when marshalling cloud event envelope for topic {topic} pubsub {pubsub}: {e}"),
+                "cannot create cloudevent",
+                "DAPR_PUBSUB_CLOUD_EVENT_CREATION",
+                Some(("pubsub", pubsub)),
             )
         })?
     } else {
@@ -145,9 +154,9 @@ pub(super) async fn publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let pubsub = publishable(&state, &name, &topic)?;
+    let pubsub = lookup(&state, &name)?;
     let metadata = crate::metadata::query_metadata(&params);
-    let raw = raw_payload(&metadata)?;
+    let raw = raw_payload(&name, &metadata)?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -162,6 +171,7 @@ pub(super) async fn publish(
         raw,
         &trace,
     )?;
+    allowed(&state, pubsub, &topic)?;
     match send(&state, pubsub, &topic, data, metadata).await {
         Ok(()) => {
             tracing::debug!(app_id = %state.app_id(), pubsub = %name, %topic, raw, "published");
@@ -228,9 +238,9 @@ pub(super) async fn bulk_publish(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let pubsub = publishable(&state, &name, &topic)?;
+    let pubsub = lookup(&state, &name)?;
     let query_meta = crate::metadata::query_metadata(&params);
-    let raw = raw_payload(&query_meta)?;
+    let raw = raw_payload(&name, &query_meta)?;
     let entries: Vec<BulkEntry> = serde_json::from_slice(&body).map_err(|e| {
         events_ser(format!(
             "error when unmarshaling the request for topic {topic} pubsub {name}: {e}"
@@ -262,6 +272,7 @@ pub(super) async fn bulk_publish(
         let data = envelope(&state, &name, &topic, ct, &bytes, &metadata, raw, &trace)?;
         prepared.push((e.entry_id.clone(), data, metadata));
     }
+    allowed(&state, pubsub, &topic)?;
     let mut failed = Vec::new();
     for (entry_id, data, metadata) in prepared {
         if let Err(cause) = send(&state, pubsub, &topic, data, metadata).await {

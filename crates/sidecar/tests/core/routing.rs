@@ -90,3 +90,44 @@ async fn raw_payloads_are_published_unwrapped_and_rewrapped_for_raw_subscribers(
     let body: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(body["errorCode"], "ERR_PUBSUB_REQUEST_METADATA");
 }
+
+#[tokio::test]
+async fn publish_errors_come_in_daprd_order() {
+    let res = sidecar::Resources::from_yaml(
+        std::path::Path::new("p.yaml"),
+        "kind: Component\nmetadata: {name: todo-pubsub}\nspec:\n  type: pubsub.in-memory\n  version: v1\n  metadata: [{name: allowedTopics, value: ok}]\n",
+    )
+    .unwrap();
+    let cluster = Cluster::from(res).unwrap();
+    let sc = cluster.sidecar("a").start().await.unwrap();
+    let ep = sc.http_endpoint();
+    let code = |r: reqwest::Response| async move {
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap();
+        (status, body["errorCode"].as_str().unwrap().to_string())
+    };
+    // Metadata and envelope errors are reported before the topic check.
+    let r = publish(
+        &ep,
+        "blocked",
+        "?metadata.rawPayload=maybe",
+        "text/plain",
+        "x",
+    )
+    .await;
+    assert_eq!(code(r).await, (400, "ERR_PUBSUB_REQUEST_METADATA".into()));
+    let r = publish(&ep, "blocked", "", "application/cloudevents+json", "[1]").await;
+    assert_eq!(code(r).await, (500, "ERR_PUBSUB_CLOUD_EVENTS_SER".into()));
+    let r = publish(&ep, "blocked", "", "application/cloudevents+json", "{}").await;
+    assert_eq!(code(r).await, (403, "ERR_PUBSUB_FORBIDDEN".into()));
+    let r = publish(
+        &ep,
+        "ok",
+        "",
+        "application/cloudevents+json",
+        r#"{"id":"own"}"#,
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(cluster.published("ok")[0]["id"], "own");
+}
