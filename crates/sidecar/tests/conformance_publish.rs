@@ -413,3 +413,64 @@ async fn topic_may_contain_slashes() {
     let got = p.app.wait_for("/ab", 1).await;
     assert_eq!(got[0].json()["topic"], "a/b");
 }
+
+async fn bulk(p: &Pair, pubsub: &str, query: &str, entries: Value) -> reqwest::Response {
+    http()
+        .post(p.sidecar.url(&format!(
+            "/v1.0-alpha1/publish/bulk/{pubsub}/{TOPIC}{query}"
+        )))
+        .json(&entries)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn bulk_publish_wraps_each_entry() {
+    let p = pair().await;
+    let entries = json!([
+        {"entryId": "1", "event": {"n": 1}, "contentType": "application/json"},
+        {"entryId": "2", "event": "plain", "contentType": "text/plain",
+         "metadata": {"cloudevent.type": "from-entry"}},
+    ]);
+    let resp = bulk(&p, PUBSUB, "?metadata.cloudevent.source=bulk-src", entries).await;
+    assert_no_content(resp).await;
+    let got = p.app.wait_for("/orders", 2).await;
+    let by_type = |t: &str| {
+        got.iter()
+            .map(support::Received::json)
+            .find(|c| c["datacontenttype"] == t)
+            .unwrap()
+    };
+    let json_ce = by_type("application/json");
+    assert_eq!(json_ce["data"], json!({"n": 1}));
+    assert_eq!(
+        json_ce["source"], "publisher-app",
+        "entries without metadata get no query overrides"
+    );
+    let text_ce = by_type("text/plain");
+    assert_eq!(text_ce["data"], "plain");
+    assert_eq!(text_ce["type"], "from-entry");
+    assert_eq!(
+        text_ce["source"], "bulk-src",
+        "query metadata merged under the entry's own"
+    );
+
+    let dup = json!([
+        {"entryId": "x", "event": 1, "contentType": "application/json"},
+        {"entryId": "x", "event": 2, "contentType": "application/json"},
+    ]);
+    assert_error(
+        bulk(&p, PUBSUB, "", dup).await,
+        400,
+        "ERR_PUBSUB_EVENTS_SER",
+    )
+    .await;
+    let one = json!([{"entryId": "1", "event": 1, "contentType": "application/json"}]);
+    assert_error(
+        bulk(&p, "no-such-pubsub", "", one).await,
+        404,
+        "ERR_PUBSUB_NOT_FOUND",
+    )
+    .await;
+}
