@@ -164,3 +164,30 @@ async fn events_handled_by_either_replica_reach_the_scanner() {
         replica.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_holder_whose_lease_lapsed_stops_scanning_and_one_replica_takes_over() {
+    let world = World::new().await;
+    let replicas = vec![world.replica().await, world.replica().await];
+    let tasks = create_tasks(&world, 10, world.t0 + hours(3)).await;
+    let holder = holder_of(&replicas).await;
+    // As if the holder had paused past its TTL: its local deadline is gone, its key is not.
+    replicas[holder].handle.abandon_lease();
+    world.advance(hours(2) + minutes(1));
+    // Until the key expires nobody may scan; afterwards exactly one replica holds the lease
+    // (`holder_of` fails if two ever do).
+    let lapsed = Instant::now();
+    let next = holder_of(&replicas).await;
+    eprintln!(
+        "lease re-acquired by replica {next} (was {holder}) after {:?}",
+        lapsed.elapsed()
+    );
+    world.wait_for_reminders(10).await;
+    replicas[next].scans(3).await;
+    assert!(!replicas[1 - next].handle.holds_lease());
+    let all: Vec<&Task> = tasks.iter().collect();
+    assert_exactly_one_each(&world, &all);
+    for replica in replicas {
+        replica.stop().await;
+    }
+}
