@@ -29,6 +29,8 @@ pub const DEFAULT_MAX_BODY_SIZE: usize = 4 << 20;
     version,
     about = "Local Dapr-compatible sidecar (HTTP API) and multi-app runner",
     args_conflicts_with_subcommands = true,
+    after_help = "Environment: DAPR_API_TOKEN (required on every API call but the healthz \
+                  endpoints), APP_API_TOKEN (sent to the app as dapr-api-token).",
     subcommand_negates_reqs = true
 )]
 pub struct Cli {
@@ -52,7 +54,7 @@ pub struct RunArgs {
     /// Seconds each app gets to exit after SIGTERM before it is killed.
     #[arg(long, default_value_t = 5, value_name = "SECONDS")]
     pub shutdown_grace_seconds: u64,
-    /// Log level of the sidecars (each app's `logLevel` is reported but one process has one filter).
+    /// Log level of the sidecars; the most verbose of this and the apps' `logLevel` applies.
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
 }
