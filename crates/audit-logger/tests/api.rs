@@ -173,3 +173,27 @@ async fn probes_metrics_and_subscriptions() {
         }
     }
 }
+
+#[tokio::test]
+async fn deliveries_need_the_app_api_token_when_one_is_set() {
+    let mut settings = audit_logger::Settings::for_tests(TOKEN);
+    settings.app_api_token = Some(dapr_http::SecretString::from("sidecar-to-app-token"));
+    let app = spawn_with(settings).await;
+    // The sidecar sends the token: events are recorded.
+    let life = recorded_task(&app, 1).await;
+    assert_eq!(
+        app.trail(&format!("/audit/tasks/{}", life.id()))
+            .await
+            .len(),
+        2
+    );
+    // Anyone else posting to a delivery route is refused.
+    let forged = app
+        .http
+        .post(app.url("/events/task-created"))
+        .json(&serde_json::to_value(life.created()).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+}

@@ -55,9 +55,14 @@ pub async fn spawn_on(cluster: Cluster, settings: Settings) -> TestApp {
     // The harness waits for subscriptions when the app port already accepts connections, and the
     // app needs its sidecar's address: reserve a port, start the sidecar for it, then bind it.
     let port = reserve_port().await;
+    let app_token = settings
+        .app_api_token
+        .as_ref()
+        .map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned());
     let sidecar = cluster
         .sidecar(APP)
         .app_port(Some(port))
+        .app_api_token(app_token)
         .start()
         .await
         .expect("sidecar");
