@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Runs the whole system on this machine: every service with its own Dapr-compatible sidecar, as
+# described by the multi-app run file dapr.yaml (in-memory pub/sub and state, emails as .eml files
+# in .local/mail). Needs only the Rust toolchain. Ctrl-C stops everything.
+#
+#   scripts/run-local.sh            dapr.yaml: in-memory components, nothing kept between runs
+#   scripts/run-local.sh --redis    dapr.redis.yaml: Redis Streams + Redis state on localhost:6379;
+#                                   starts a redis-server there (data in .local/redis) if none answers
+#
+# Then, in another terminal: scripts/demo.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+
+run_file=dapr.yaml
+redis=false
+for arg in "$@"; do
+  case "$arg" in
+    --redis) redis=true; run_file=dapr.redis.yaml ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "error: unknown argument $arg" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+# HTTP status of GET http://127.0.0.1:$1$2, using bash's /dev/tcp so curl is not required.
+http_status() {
+  local reply
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+  IFS=' ' read -r -t 5 _ reply _ <&3 || reply=
+  exec 3<&-
+  printf '%s' "$reply"
+}
+
+port_open() { { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null && exec 3<&-; }
+
+# True if a Redis answers PING on localhost:6379 (NOAUTH counts: it is a Redis wanting a password).
+redis_answers() {
+  local reply
+  { exec 4<>/dev/tcp/127.0.0.1/6379; } 2>/dev/null || return 1
+  printf 'PING\r\n' >&4
+  IFS= read -r -t 2 reply <&4 || reply=
+  exec 4<&-
+  reply=${reply%$'\r'}
+  [ "$reply" = +PONG ] || [[ $reply == -NOAUTH* ]]
+}
+
+# "app-id app-port dapr-http-port" per app of the run file, in file order.
+apps_of() {
+  awk '
+    /^[[:space:]]*- appID:/ { if (id != "") print id, app, dapr; id = $3; app = "-"; dapr = "-" }
+    /^[[:space:]]*appPort:/ { app = $2 }
+    /^[[:space:]]*daprHTTPPort:/ { dapr = $2 }
+    END { if (id != "") print id, app, dapr }
+  ' "$1"
+}
+
+command -v cargo >/dev/null 2>&1 || {
+  echo "error: cargo not found; install the Rust toolchain from https://rustup.rs" >&2
+  exit 1
+}
+
+mapfile -t apps < <(apps_of "$run_file")
+for line in "${apps[@]}"; do
+  read -r id app_port dapr_port <<<"$line"
+  for port in "$app_port" "$dapr_port"; do
+    if [ "$port" != - ] && port_open "$port"; then
+      echo "error: port $port ($id) is already in use; is another run still going?" >&2
+      exit 1
+    fi
+  done
+done
+
+echo "==> Building every binary of the workspace (cargo build --workspace --bins)..."
+cargo build --workspace --bins
+
+redis_pid=
+if $redis; then
+  if redis_answers; then
+    echo "==> Using the Redis already answering on localhost:6379"
+  elif port_open 6379; then
+    echo "error: something that does not answer Redis PING listens on localhost:6379" >&2
+    exit 1
+  else
+    source scripts/lib/require.sh
+    require_redis_server
+    mkdir -p .local/redis
+    echo "==> Starting redis-server on localhost:6379 (data in .local/redis, stopped with the run)"
+    # Own process group, like the runner: a Ctrl-C must not stop Redis under the apps' shutdown.
+    set -m
+    redis-server --port 6379 --bind 127.0.0.1 --dir "$PWD/.local/redis" --appendonly yes \
+      --daemonize no --logfile "$PWD/.local/redis/redis.log" &
+    redis_pid=$!
+    set +m
+    for _ in $(seq 100); do
+      redis_answers && break
+      kill -0 "$redis_pid" 2>/dev/null || {
+        echo "error: redis-server did not start; see .local/redis/redis.log" >&2
+        exit 1
+      }
+      sleep 0.1
+    done
+  fi
+fi
+
+mkdir -p .local/mail
+
+# The runner gets its own process group (job control on), so a Ctrl-C in the terminal reaches only
+# this script, which passes exactly one SIGINT on: a second one would make the runner kill the apps
+# without their graceful shutdown.
+set -m
+target/debug/sidecar run -f "$run_file" &
+runner=$!
+set +m
+
+signals=0
+stop() {
+  signals=$((signals + 1))
+  if [ "$signals" = 1 ]; then
+    echo "==> Stopping: every app gets SIGTERM and a grace period, then the sidecars stop" >&2
+  else
+    echo "==> Second signal: the runner kills the apps now" >&2
+  fi
+  kill -INT "$runner" 2>/dev/null || true
+}
+trap stop INT TERM
+
+ready=false
+for _ in $(seq 600); do
+  [ "$signals" = 0 ] && kill -0 "$runner" 2>/dev/null || break
+  all=true
+  for line in "${apps[@]}"; do
+    read -r id app_port dapr_port <<<"$line"
+    [ "$(http_status "$dapr_port" /v1.0/healthz)" = 204 ] || { all=false; break; }
+  done
+  if $all; then ready=true; break; fi
+  sleep 0.1 || true # a Ctrl-C interrupts the sleep too
+done
+
+if ! $ready && [ "$signals" = 0 ] && kill -0 "$runner" 2>/dev/null; then
+  echo "warning: the sidecars did not all report healthy within 60 s; see the log above" >&2
+elif $ready; then
+  {
+    echo
+    echo "==> Running ($run_file). Ctrl-C stops everything."
+    printf '    %-20s %-24s %s\n' "app" "app (APP_PORT)" "Dapr sidecar HTTP API"
+    for line in "${apps[@]}"; do
+      read -r id app_port dapr_port <<<"$line"
+      printf '    %-20s %-24s %s\n' "$id" "http://127.0.0.1:$app_port" "http://127.0.0.1:$dapr_port"
+    done
+    echo "    REST API:  http://127.0.0.1:8080/api/tasks  (OpenAPI at /openapi.json)"
+    echo "    Emails:    $PWD/.local/mail (one .eml file per email)"
+    echo "    Try it:    scripts/demo.sh"
+    echo
+  } >&2
+fi
+
+# `wait` returns early when a trapped signal arrives; keep waiting until the runner has exited.
+while :; do
+  status=0
+  wait "$runner" || status=$?
+  kill -0 "$runner" 2>/dev/null || break
+done
+if [ -n "$redis_pid" ]; then
+  echo "==> Stopping the redis-server this script started (data kept in .local/redis)"
+  kill -TERM "$redis_pid" 2>/dev/null || true
+  wait "$redis_pid" 2>/dev/null || true
+fi
+exit "$status"
