@@ -21,7 +21,8 @@
 //!   the broker, and `pubsub.in-memory` redelivers it after 100 ms, doubling up to 5 s, until it
 //!   succeeds or the run stops (there is no broker process to reclaim it, unlike Redis'
 //!   `processingTimeout`). Inbound retry policies come from Resiliency YAML
-//!   (`targets.components.<pubsub>.inbound`, or the `Default*RetryPolicy` names).
+//!   (`targets.components.<pubsub>.inbound`, or the `Default*RetryPolicy` names), as do
+//!   per-attempt inbound timeouts.
 //! * `pubsub.in-memory` consumer groups: group = app id (or the `consumerID` metadata, with
 //!   `{appID}`/`{uuid}`/`{namespace}` resolved per sidecar). Different groups fan out; sidecars of
 //!   one group compete. A new group does not see earlier messages; there is no ordering.

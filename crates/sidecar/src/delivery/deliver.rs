@@ -27,6 +27,8 @@ struct Deliverer {
     pubsub: PubSubComponent,
     def: SubscriptionDef,
     policy: Option<RetryPolicySpec>,
+    /// Timeout of each attempt (inbound resiliency), none by default like daprd.
+    timeout: Option<std::time::Duration>,
     semaphore: Arc<Semaphore>,
     raw: bool,
 }
@@ -40,11 +42,17 @@ pub(super) fn handler(
     semaphore: Arc<Semaphore>,
 ) -> MessageHandler {
     let raw = def.raw_payload();
+    let timeout = super::retry::inbound_timeout(
+        &state.runtime.resources().resiliencies,
+        state.app_id(),
+        &def.pubsubname,
+    );
     let d = Arc::new(Deliverer {
         state,
         pubsub,
         def,
         policy,
+        timeout,
         semaphore,
         raw,
     });
@@ -212,7 +220,16 @@ impl Deliverer {
             req = req.header(crate::tokens::TOKEN_HEADER, token);
         }
         let response = tokio::select! {
-            r = req.body(p.body.clone()).send() => r,
+            r = async {
+                let send = req.body(p.body.clone()).send();
+                match self.timeout {
+                    Some(t) => match tokio::time::timeout(t, send).await {
+                        Ok(r) => r.map_err(|e| e.to_string()),
+                        Err(_) => Err(format!("timed out after {t:?}")),
+                    },
+                    None => send.await.map_err(|e| e.to_string()),
+                }
+            } => r,
             _ = self.state.shutdown.cancelled() => {
                 return AppOutcome::Retry { status: None, reason: "sidecar shutting down".into() };
             }

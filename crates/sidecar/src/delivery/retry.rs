@@ -42,6 +42,30 @@ pub fn inbound_policy(
         .find_map(|name| scoped.iter().find_map(|r| r.retries.get(*name).cloned()))
 }
 
+/// Timeout of each delivery attempt from `pubsub` to `app_id`
+/// (`targets.components.<pubsub>.inbound.timeout`, else a `DefaultTimeoutPolicy`-style default).
+pub fn inbound_timeout(
+    resiliencies: &[ResiliencySpec],
+    app_id: &str,
+    pubsub: &str,
+) -> Option<Duration> {
+    let scoped: Vec<&ResiliencySpec> = resiliencies.iter().filter(|r| r.in_scope(app_id)).collect();
+    if let Some(d) = scoped
+        .iter()
+        .find_map(|r| r.component_inbound_timeout.get(pubsub).copied())
+    {
+        return Some(d);
+    }
+    [
+        "DefaultPubsubComponentInboundTimeoutPolicy",
+        "DefaultComponentInboundTimeoutPolicy",
+        "DefaultComponentTimeoutPolicy",
+        "DefaultTimeoutPolicy",
+    ]
+    .iter()
+    .find_map(|name| scoped.iter().find_map(|r| r.timeouts.get(*name).copied()))
+}
+
 /// Backoff state of one message under one policy.
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -118,6 +142,26 @@ spec:
       todo-pubsub: { inbound: { retry: fast } }
       other: { inbound: { retry: expo } }
 "#;
+
+    #[test]
+    fn inbound_timeouts_resolve_by_name_or_literal() {
+        let yaml = r#"
+kind: Resiliency
+metadata: { name: t }
+spec:
+  policies:
+    timeouts: { short: 250ms }
+  targets:
+    components:
+      a: { inbound: { timeout: short } }
+      b: { inbound: { timeout: 2s } }
+"#;
+        let res = Resources::from_yaml(Path::new("t.yaml"), yaml).unwrap();
+        let t = |p| inbound_timeout(&res.resiliencies, "x", p);
+        assert_eq!(t("a"), Some(Duration::from_millis(250)));
+        assert_eq!(t("b"), Some(Duration::from_secs(2)));
+        assert_eq!(t("c"), None);
+    }
 
     #[test]
     fn policies_resolve_by_target_then_defaults_and_scope() {

@@ -41,6 +41,10 @@ pub struct ResiliencySpec {
     pub component_inbound_retry: BTreeMap<String, String>,
     /// component name -> retry policy name for outbound calls.
     pub component_outbound_retry: BTreeMap<String, String>,
+    /// Named timeouts (`spec.policies.timeouts`).
+    pub timeouts: BTreeMap<String, Duration>,
+    /// component name -> timeout of each inbound (delivery) attempt.
+    pub component_inbound_timeout: BTreeMap<String, Duration>,
     pub source: PathBuf,
 }
 
@@ -75,6 +79,8 @@ struct Spec {
 struct Policies {
     #[serde(default)]
     retries: BTreeMap<String, RetryDoc>,
+    #[serde(default)]
+    timeouts: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -117,6 +123,8 @@ struct ComponentTarget {
 struct TargetPolicies {
     #[serde(default)]
     retry: Option<String>,
+    #[serde(default)]
+    timeout: Option<String>,
 }
 
 pub(super) fn parse(
@@ -173,9 +181,34 @@ pub(super) fn parse(
             },
         );
     }
+    let mut timeouts = BTreeMap::new();
+    for (timeout_name, value) in doc.spec.policies.timeouts {
+        let d = parse_go_duration(&value).ok_or_else(|| {
+            field_err(
+                format!("spec.policies.timeouts.{timeout_name}"),
+                format!("invalid duration `{value}`"),
+            )
+        })?;
+        timeouts.insert(timeout_name, d);
+    }
     let mut inbound = BTreeMap::new();
     let mut outbound = BTreeMap::new();
+    let mut inbound_timeout = BTreeMap::new();
     for (component, target) in doc.spec.targets.components {
+        // A target timeout names a policy, or is a duration itself.
+        if let Some(t) = target.inbound.as_ref().and_then(|p| p.timeout.as_ref()) {
+            let d = timeouts
+                .get(t)
+                .copied()
+                .or_else(|| parse_go_duration(t))
+                .ok_or_else(|| {
+                    field_err(
+                        format!("spec.targets.components.{component}.inbound.timeout"),
+                        format!("no timeout policy named `{t}`"),
+                    )
+                })?;
+            inbound_timeout.insert(component.clone(), d);
+        }
         for (dir, policies, map) in [
             ("inbound", target.inbound, &mut inbound),
             ("outbound", target.outbound, &mut outbound),
@@ -197,6 +230,8 @@ pub(super) fn parse(
         retries,
         component_inbound_retry: inbound,
         component_outbound_retry: outbound,
+        timeouts,
+        component_inbound_timeout: inbound_timeout,
         source: file.to_path_buf(),
     })
 }

@@ -384,3 +384,42 @@ async fn drops_without_a_dead_letter_topic_are_acked_while_retries_come_back() {
     let got = app.wait_until(|d| mode_count(d, "retry") >= 3).await;
     assert_eq!(mode_count(&got, "drop"), 1);
 }
+
+// The responder blocks its thread, so the sidecar needs a second worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_timeout_turns_a_hanging_app_into_a_retriable_failure() {
+    let cluster = cluster(&format!(
+        "{SEQUENTIAL}\n---\n{}",
+        r#"
+kind: Resiliency
+metadata: { name: r }
+spec:
+  policies:
+    timeouts: { quick: 200ms }
+  targets:
+    components:
+      todo-pubsub: { inbound: { timeout: quick } }
+"#
+    ));
+    let responder: Responder = Arc::new(|r| {
+        if r.json()["data"] == "slow" {
+            std::thread::sleep(Duration::from_millis(800));
+        }
+        (200, String::new())
+    });
+    let subs =
+        json!([{"pubsubname":"todo-pubsub","topic":"t","route":"/e","deadLetterTopic":"dlq"}]);
+    let app = TestApp::start(subs, responder).await;
+    cluster
+        .sidecar("w")
+        .app_port(app.port)
+        .start()
+        .await
+        .unwrap();
+    cluster.publish("p", "t", &json!("slow")).await.unwrap();
+    let dlq = cluster
+        .wait_for_published("dlq", 1, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(dlq[0]["data"], "slow");
+}
