@@ -5,7 +5,10 @@
 
 use std::sync::Arc;
 
-use tokio::time::MissedTickBehavior;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
@@ -23,14 +26,14 @@ pub async fn run(ctx: Arc<Context>, stop: CancellationToken) {
 }
 
 async fn lease_loop(ctx: &Context, stop: &CancellationToken) {
-    let mut tick = tokio::time::interval(ctx.lease_renew_interval);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut next = Instant::now();
     let mut held = false;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
-            _ = tick.tick() => {}
+            () = tokio::time::sleep_until(next) => {}
         }
+        next = Instant::now() + ctx.lease_renew_interval;
         match ctx.lease.acquire_or_renew().await {
             Ok(LeaseState::Held) => {
                 if !held {
@@ -44,6 +47,9 @@ async fn lease_loop(ctx: &Context, stop: &CancellationToken) {
                     tracing::warn!(holder = ctx.lease.holder(), "scanner lease lost");
                 }
                 held = false;
+                if let Some(at) = takeover_attempt(ctx) {
+                    next = next.min(at);
+                }
             }
             Err(error) => {
                 tracing::warn!(%error, "scanner lease not renewed; retrying");
@@ -51,6 +57,24 @@ async fn lease_loop(ctx: &Context, stop: &CancellationToken) {
             }
         }
         metrics::lease_held(held);
+    }
+}
+
+/// When a waiting replica should next try to take the lease: just after the holder's key is
+/// due to expire if it stopped renewing, and then often while that moment is recent, so a
+/// crashed holder is replaced about one TTL after its last renewal rather than up to a renewal
+/// interval later.
+fn takeover_attempt(ctx: &Context) -> Option<Instant> {
+    const MARGIN: Duration = Duration::from_millis(50);
+    let expiry = ctx.lease.expected_expiry()?;
+    let now = Utc::now();
+    match (expiry - now).to_std() {
+        Ok(until) => Some(Instant::now() + until + MARGIN),
+        // Expected already; keep trying briefly at a quick pace.
+        Err(_) if now - expiry < chrono::Duration::from_std(ctx.lease_renew_interval).ok()? => {
+            Some(Instant::now() + MARGIN)
+        }
+        Err(_) => None,
     }
 }
 

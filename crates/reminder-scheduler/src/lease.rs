@@ -20,7 +20,7 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -55,6 +55,9 @@ pub struct Lease {
     holder: String,
     ttl: Duration,
     valid_until: Mutex<Option<Instant>>,
+    /// When the lease seen held elsewhere should expire if not renewed (its `renewed_at` plus
+    /// the TTL, by the wall clock), so a waiting replica can try right then.
+    expected_expiry: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Lease {
@@ -64,6 +67,7 @@ impl Lease {
             holder: holder.into(),
             ttl,
             valid_until: Mutex::new(None),
+            expected_expiry: Mutex::new(None),
         }
     }
 
@@ -91,6 +95,27 @@ impl Lease {
             .unwrap_or_else(PoisonError::into_inner) = until;
     }
 
+    /// When the lease last seen held by another replica expires unless renewed (wall clock;
+    /// replicas' clocks are assumed roughly in sync, and a wrong guess only costs a read).
+    pub fn expected_expiry(&self) -> Option<DateTime<Utc>> {
+        *self
+            .expected_expiry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_expected_expiry(&self, value: Option<&LeaseValue>) {
+        let expiry = value.and_then(|v| {
+            let renewed = DateTime::parse_from_rfc3339(&v.renewed_at).ok()?;
+            let ttl = chrono::Duration::from_std(self.ttl).ok()?;
+            Some(renewed.with_timezone(&Utc) + ttl)
+        });
+        *self
+            .expected_expiry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = expiry;
+    }
+
     /// Acquires the lease if it is free, or renews it if we hold it.
     pub async fn acquire_or_renew(&self) -> Result<LeaseState, Error> {
         // Measured before the write, so the local deadline ends no later than the store's TTL.
@@ -102,10 +127,11 @@ impl Lease {
             // been taken and released by another replica, and a fresh key's etag may repeat an
             // old one.
             Some(value) if value.holder == self.holder && self.is_held() => current.etag.as_deref(),
-            Some(_) => {
+            Some(other) => {
                 // Someone else's, or ours after a lapse: only a fresh acquisition once it has
                 // expired is safe.
                 self.set_deadline(None);
+                self.set_expected_expiry(Some(other));
                 return Ok(LeaseState::HeldElsewhere);
             }
         };

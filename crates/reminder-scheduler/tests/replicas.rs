@@ -123,11 +123,11 @@ async fn a_crashed_holder_is_replaced_within_one_lease_period() {
     survivor.wait_for_lease().await;
     let took = crashed.elapsed();
     eprintln!("takeover after a crash: {took:?}");
-    let settings = Settings::for_tests();
-    // The key expires at most one TTL after the last renewal; the survivor tries every
-    // renewal interval.
+    // The key expires at most one TTL after the holder's last renewal, which came before the
+    // crash; the survivor tries right when it expects the expiry. (Slack for a loaded machine.)
+    let ttl = Settings::for_tests().lease_ttl;
     assert!(
-        took <= settings.lease_ttl + settings.lease_renew_interval + Duration::from_millis(300),
+        took <= ttl + Duration::from_millis(500),
         "takeover took {took:?}"
     );
 
