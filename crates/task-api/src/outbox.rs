@@ -9,11 +9,12 @@
 //!    appended. So a committed change has its event recorded, and the task record itself lists
 //!    the `(version, event_id)` of its recent changes.
 //! 2. **Publish right away.** After the commit the handler publishes the envelope (CloudEvent
-//!    id/type = event id/type, partition key = task id, the caller's `traceparent`) and hands the
-//!    entry to a background cleaner that removes published entries from their shard in batches
-//!    (one etag-checked write per shard instead of one per request, which keeps contention on
-//!    the shard keys low). If the publish fails, the request still succeeds: the change is
-//!    committed and the relay will publish it.
+//!    id/type = event id/type, partition key = task id, the caller's `traceparent`) and notes the
+//!    entry as published. Published entries leave their shard with the next transaction that
+//!    writes that shard anyway, or, for a shard nobody writes, with a periodic sweep (one
+//!    etag-checked write per shard): a separate removal per request would double the writes to
+//!    the shard keys, which every request contends on. If the publish fails, the request still
+//!    succeeds: the change is committed and the relay will publish it.
 //! 3. **Relay.** At start-up and every `OUTBOX_RELAY_INTERVAL`, the relay reads every shard and
 //!    re-publishes the entries older than `OUTBOX_GRACE_PERIOD` (younger ones belong to requests
 //!    still in flight), then removes them. Consumers deduplicate by `event_id`, so publishing an
@@ -43,13 +44,13 @@
 //! and the partition key, and publishes with the latency of one extra HTTP call.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use dapr_http::{DaprClient, DaprError, PublishOptions, SaveItem};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use crate::model::{EventRef, TaskRecord};
@@ -110,31 +111,50 @@ pub struct Outbox {
     store: String,
     pubsub: String,
     shards: u32,
-    cleanup: mpsc::UnboundedSender<(u32, Uuid)>,
+    /// Published entries still in their shard, by shard.
+    published: Arc<Mutex<BTreeMap<u32, HashSet<Uuid>>>>,
 }
 
 /// How often a shard rewrite is attempted before leaving the work to the next relay pass.
 const SHARD_WRITE_ATTEMPTS: u32 = 10;
 
 impl Outbox {
-    /// The outbox and the receiving end of its clean-up queue (drive it with [`Outbox::run_cleaner`]).
-    pub fn new(
-        dapr: DaprClient,
-        store: String,
-        pubsub: String,
-        shards: u32,
-    ) -> (Self, mpsc::UnboundedReceiver<(u32, Uuid)>) {
-        let (cleanup, receiver) = mpsc::unbounded_channel();
-        (
-            Self {
-                dapr,
-                store,
-                pubsub,
-                shards,
-                cleanup,
-            },
-            receiver,
-        )
+    pub fn new(dapr: DaprClient, store: String, pubsub: String, shards: u32) -> Self {
+        Self {
+            dapr,
+            store,
+            pubsub,
+            shards,
+            published: Arc::default(),
+        }
+    }
+
+    fn published_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, HashSet<Uuid>>> {
+        self.published
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Event ids of `shard` that were published but may still be in the shard.
+    pub fn published_in(&self, shard: u32) -> HashSet<Uuid> {
+        self.published_map()
+            .get(&shard)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// These ids are no longer in `shard`.
+    pub fn forget(&self, shard: u32, ids: &HashSet<Uuid>) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut map = self.published_map();
+        if let Some(set) = map.get_mut(&shard) {
+            set.retain(|id| !ids.contains(id));
+            if set.is_empty() {
+                map.remove(&shard);
+            }
+        }
     }
 
     pub fn shard_of(&self, task_id: Uuid) -> u32 {
@@ -163,10 +183,10 @@ impl Outbox {
         match self.publish(entry).await {
             Ok(()) => {
                 metrics::counter!("task_api_events_published_total", "path" => "direct", "topic" => entry.topic.clone()).increment(1);
-                // The receiver lives as long as the application; if it is gone the relay cleans up.
-                let _ = self
-                    .cleanup
-                    .send((self.shard_of(entry.task_id), entry.event_id));
+                self.published_map()
+                    .entry(self.shard_of(entry.task_id))
+                    .or_default()
+                    .insert(entry.event_id);
             }
             Err(error) => {
                 metrics::counter!("task_api_publish_failures_total").increment(1);
@@ -236,32 +256,33 @@ impl Outbox {
         }
     }
 
-    /// Removes published entries in batches, one shard write per batch, until `stop` turns
-    /// true; what is queued then is still removed (whatever is missed, the relay cleans up).
+    /// Every `interval`, removes the published entries no transaction has removed yet, until
+    /// `stop` turns true (a last sweep runs then). Whatever is missed, the relay cleans up.
     pub async fn run_cleaner(
         self,
-        mut receiver: mpsc::UnboundedReceiver<(u32, Uuid)>,
+        interval: Duration,
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) {
+        let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let first = tokio::select! {
-                item = receiver.recv() => item,
-                _ = stop.changed() => None,
+            let stopping = tokio::select! {
+                _ = ticker.tick() => false,
+                _ = stop.changed() => true,
             };
-            let mut batch: BTreeMap<u32, HashSet<Uuid>> = BTreeMap::new();
-            if let Some((shard, id)) = first {
-                batch.entry(shard).or_default().insert(id);
-            }
-            while let Ok((shard, id)) = receiver.try_recv() {
-                batch.entry(shard).or_default().insert(id);
-            }
-            for (shard, ids) in batch {
-                if let Err(error) = self.remove(shard, &ids).await {
-                    tracing::warn!(%error, shard, count = ids.len(),
-                        "could not remove published outbox entries; the relay will");
+            let pending: Vec<(u32, HashSet<Uuid>)> = self
+                .published_map()
+                .iter()
+                .map(|(shard, ids)| (*shard, ids.clone()))
+                .collect();
+            for (shard, ids) in pending {
+                match self.remove(shard, &ids).await {
+                    Ok(()) => self.forget(shard, &ids),
+                    Err(error) => tracing::warn!(%error, shard, count = ids.len(),
+                        "could not remove published outbox entries; will retry"),
                 }
             }
-            if first.is_none() {
+            if stopping {
                 return;
             }
         }

@@ -104,13 +104,15 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     response
 }
 
+/// How often published outbox entries that no transaction swept are removed.
+const CLEANUP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A built, bound, not yet running service.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     router: Router,
     outbox: Outbox,
-    cleanup: tokio::sync::mpsc::UnboundedReceiver<(u32, uuid::Uuid)>,
     settings: Settings,
 }
 
@@ -119,7 +121,7 @@ impl Application {
     pub async fn build(settings: Settings, dapr: DaprSettings) -> Result<Self, StartError> {
         let auth = Authenticator::from_settings(&settings)?;
         let dapr = DaprClient::new(dapr)?;
-        let (outbox, cleanup) = Outbox::new(
+        let outbox = Outbox::new(
             dapr.clone(),
             settings.state_store_name.clone(),
             settings.pubsub_name.clone(),
@@ -148,7 +150,6 @@ impl Application {
             listener,
             router,
             outbox,
-            cleanup,
             settings,
         })
     }
@@ -182,7 +183,7 @@ impl Application {
         let cleaner = tokio::spawn(
             self.outbox
                 .clone()
-                .run_cleaner(self.cleanup, stop_rx_cleaner),
+                .run_cleaner(CLEANUP_INTERVAL, stop_rx_cleaner),
         );
         tracing::info!(
             port = self.listener.local_addr().map_or(0, |a| a.port()),

@@ -2,6 +2,7 @@
 //! an outbox shard in one etag-checked state transaction, retried (bounded, with jittered
 //! backoff) when another writer got there first, so concurrent updates never lose a write.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -137,9 +138,11 @@ impl TaskService {
                 Plan::Unchanged(record) => return Ok(record),
                 Plan::Change(record, entry) => (record, entry),
             };
-            let ops = self.operations(&snapshot, &record, &entry)?;
+            let swept = self.outbox.published_in(shard);
+            let ops = self.operations(&snapshot, &record, &entry, &swept)?;
             match self.dapr.transact_state(&self.store, &ops).await {
                 Ok(()) => {
+                    self.outbox.forget(shard, &swept);
                     self.after_commit(&entry).await;
                     return Ok(record);
                 }
@@ -188,6 +191,7 @@ impl TaskService {
         snapshot: &Snapshot,
         record: &TaskRecord,
         entry: &OutboxEntry,
+        published: &HashSet<Uuid>,
     ) -> Result<Vec<TransactionOp>, ApiError> {
         let mut ops = Vec::with_capacity(3);
         let mut task = SaveItem::new(task_key(record.task.task_id), record)?;
@@ -205,6 +209,8 @@ impl TaskService {
             ops.push(TransactionOp::Upsert(with_etag(item, index_etag)));
         }
         let (mut shard, shard_etag) = snapshot.shard.clone();
+        // Entries already published leave with this write (no separate clean-up write).
+        shard.entries.retain(|e| !published.contains(&e.event_id));
         shard.entries.push(entry.clone());
         let item = SaveItem::new(outbox_key(self.outbox.shard_of(entry.task_id)), &shard)?;
         ops.push(TransactionOp::Upsert(with_etag(item, shard_etag)));

@@ -34,7 +34,6 @@ fn relay_for(app: &support::TestApp) -> Outbox {
         "todo-pubsub".into(),
         app.settings.outbox_shards,
     )
-    .0
 }
 
 #[tokio::test]
