@@ -11,7 +11,7 @@ use crate::context::AppState;
 use crate::entry::Entry;
 use crate::error::Error;
 use crate::trail::{Cursor, TrailId};
-use crate::{dead_letters, verify};
+use crate::{dead_letter_admin, dead_letters, verify};
 
 /// `cursor` and `limit` query parameters.
 #[derive(Debug, Default, Deserialize)]
@@ -138,7 +138,7 @@ async fn list_dead_letters(
     Query(q): Query<Paging>,
 ) -> Result<Response, Error> {
     let (cursor, limit) = paging(&ctx, &q)?;
-    let (items, next) = dead_letters::list(&ctx, cursor, limit).await?;
+    let (items, next) = dead_letter_admin::list(&ctx, cursor, limit).await?;
     Ok(Json(DeadLetterPage {
         dead_letters: items,
         next_cursor: next.map(|c| c.to_string()),
@@ -150,6 +150,6 @@ async fn replay(
     State(ctx): State<AppState>,
     Path(event_id): Path<String>,
 ) -> Result<Response, Error> {
-    let view = dead_letters::replay(&ctx, &checked_id(event_id)?).await?;
+    let view = dead_letter_admin::replay(&ctx, &checked_id(event_id)?).await?;
     Ok((StatusCode::ACCEPTED, Json(view)).into_response())
 }

@@ -7,10 +7,11 @@
 //!   order: each side writes its own key first and then reads the other's, so whichever comes
 //!   second completes the join; listings also fill a missing reason from this key.
 //! * `trail:dead-letters` — a chunked index of event ids in arrival order (see [`crate::trail`]).
+//!
+//! Listing and replaying are in [`crate::dead_letter_admin`].
 
-use bytes::Bytes;
 use chrono::Utc;
-use dapr_http::{Outcome, PublishOptions, RawEvent, SaveItem};
+use dapr_http::{Outcome, RawEvent, SaveItem};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -18,7 +19,7 @@ use crate::context::Context;
 use crate::entry::{EntryDraft, EntryKind, timestamp};
 use crate::error::Error;
 use crate::record::{append_everywhere, trails_for};
-use crate::trail::{Cursor, TrailId};
+use crate::trail::TrailId;
 
 /// A dead letter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,11 +73,11 @@ pub struct DeadLetterView {
     pub status: &'static str,
 }
 
-fn record_key(event_id: &str) -> String {
+pub(crate) fn record_key(event_id: &str) -> String {
     format!("dead-letter:{event_id}")
 }
 
-fn reason_key(event_id: &str) -> String {
+pub(crate) fn reason_key(event_id: &str) -> String {
     format!("dead-letter-reason:{event_id}")
 }
 
@@ -192,7 +193,7 @@ async fn store(ctx: &Context, dlq_topic: &str, event: &RawEvent) -> Result<(), E
     Ok(())
 }
 
-fn set_reason(record: &mut DeadLetter, reason: &Reason) -> bool {
+pub(crate) fn set_reason(record: &mut DeadLetter, reason: &Reason) -> bool {
     if record.reason.is_some() {
         return false;
     }
@@ -253,7 +254,7 @@ pub async fn get(ctx: &Context, event_id: &str) -> Result<Option<DeadLetter>, Er
 /// Read-modify-write of a record under its etag. `create` is written (first-write) when the
 /// record does not exist; `change` edits an existing one and says whether it changed anything.
 /// Returns whether anything was written.
-async fn update(
+pub(crate) async fn update(
     ctx: &Context,
     event_id: &str,
     create: Option<DeadLetter>,
@@ -289,114 +290,6 @@ async fn update(
         trail: key,
         attempts: ATTEMPTS,
     })
-}
-
-/// A page of dead letters, oldest first.
-pub async fn list(
-    ctx: &Context,
-    cursor: Cursor,
-    limit: usize,
-) -> Result<(Vec<DeadLetterView>, Option<Cursor>), Error> {
-    let page = ctx
-        .trails
-        .page(&TrailId::DeadLetters, cursor, limit)
-        .await?;
-    let ids: Vec<String> = page
-        .entries
-        .iter()
-        .map(|e| e.draft.event_id.clone())
-        .collect();
-    let (dapr, store) = (ctx.trails.dapr(), ctx.trails.store_name());
-    let keys: Vec<String> = ids.iter().map(|id| record_key(id)).collect();
-    let records = dapr.get_bulk_state::<DeadLetter>(store, &keys).await?;
-    let reason_keys: Vec<String> = ids.iter().map(|id| reason_key(id)).collect();
-    let reasons = dapr.get_bulk_state::<Reason>(store, &reason_keys).await?;
-    let views = records
-        .into_iter()
-        .zip(reasons)
-        .filter_map(|(record, reason)| {
-            let mut record = record.value?;
-            if let Some(reason) = reason.value {
-                set_reason(&mut record, &reason);
-            }
-            Some(view(record))
-        })
-        .collect();
-    Ok((views, page.next))
-}
-
-fn view(record: DeadLetter) -> DeadLetterView {
-    let status = if record.replays.is_empty() {
-        "pending"
-    } else {
-        "replayed"
-    };
-    DeadLetterView { record, status }
-}
-
-/// Republishes a dead letter's envelope to its original topic with the same CloudEvent id and
-/// type, marks it replayed and records the replay in the task's (and user's) trail.
-///
-/// The publish comes first: if marking fails afterwards, the caller retries and the event is
-/// published again, which consumers drop as a duplicate (same id). The opposite order could mark
-/// a replay that never happened.
-pub async fn replay(ctx: &Context, event_id: &str) -> Result<DeadLetterView, Error> {
-    let Some(record) = get(ctx, event_id).await? else {
-        return Err(Error::NotFound(format!(
-            "no dead letter with event id {event_id}"
-        )));
-    };
-    let opts = PublishOptions {
-        cloudevent_id: Some(record.cloud_event_id.clone()),
-        cloudevent_type: Some(record.event_type.clone()),
-        partition_key: record.task_id.clone(),
-        ..PublishOptions::default()
-    };
-    ctx.trails
-        .dapr()
-        .publish_with(
-            &ctx.pubsub,
-            &record.original_topic,
-            Bytes::from(record.envelope.clone()),
-            opts,
-        )
-        .await?;
-    let now = Utc::now();
-    let replay = Replay {
-        replay_id: uuid::Uuid::now_v7().to_string(),
-        replayed_at: timestamp(now),
-    };
-    update(ctx, event_id, None, |r| {
-        r.replays.push(replay.clone());
-        true
-    })
-    .await?;
-    metrics::counter!("audit_replays_total", "topic" => record.original_topic.clone()).increment(1);
-    let envelope: Value = serde_json::from_str(&record.envelope).unwrap_or(Value::Null);
-    if let Some(base) = EntryDraft::from_envelope(
-        &record.original_topic,
-        &record.cloud_event_id,
-        "",
-        &envelope,
-        now,
-    ) {
-        let entry = EntryDraft {
-            kind: EntryKind::Replay,
-            entry_id: format!("replay:{}", replay.replay_id),
-            detail: Some(format!(
-                "replayed to {} by an administrator",
-                record.original_topic
-            )),
-            task_id: base.task_id.clone().or(record.task_id.clone()),
-            user_id: base.user_id.clone().or(record.user_id.clone()),
-            ..base
-        };
-        append_everywhere(ctx, &trails_for(&entry), &entry).await?;
-    }
-    get(ctx, event_id)
-        .await?
-        .map(view)
-        .ok_or_else(|| Error::NotFound(format!("no dead letter with event id {event_id}")))
 }
 
 #[cfg(test)]

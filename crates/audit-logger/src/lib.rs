@@ -3,17 +3,20 @@
 //!
 //! * [`subscriptions`]: every business topic and every dead-letter topic, via raw subscriptions.
 //! * [`record`]: one entry per event in the task's and in the user's trail, once per event id.
-//! * [`trail`]: chunked, append-only trails in the state store (etag-checked appends; see its
+//! * [`trail`], [`append`]: chunked, append-only trails in the state store (etag-checked appends; see its
 //!   docs for why a crash or a duplicate delivery never loses or doubles an entry).
 //! * [`entry`], [`canonical`], [`verify`]: the SHA-256 hash chain and its verification.
-//! * [`dead_letters`]: dead-letter records, their reasons (from `notification-failed`), replay.
+//! * [`dead_letters`], [`dead_letter_admin`]: dead-letter records, their reasons (from
+//!   `notification-failed`), listing and replay.
 //! * [`sink`]: one JSON line per entry on stdout for log shipping.
 //! * [`api`], [`auth`]: the admin query API behind `AUDIT_ADMIN_TOKEN`.
 
 pub mod api;
+pub mod append;
 pub mod auth;
 pub mod canonical;
 pub mod context;
+pub mod dead_letter_admin;
 pub mod dead_letters;
 pub mod entry;
 pub mod error;
