@@ -90,6 +90,7 @@ pub fn init_tracing(level: LogLevel, json: bool) {
     let filter = tracing_subscriber::EnvFilter::new(level.as_filter());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();

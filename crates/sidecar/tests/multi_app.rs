@@ -468,3 +468,31 @@ async fn a_command_that_cannot_start_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_relative_command_runs_from_the_app_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = workspace(&["scripted"]);
+    let script = ws.path().join("apps/scripted/hello.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho \"hello from $APP_ID in $(pwd)\"\nexec sleep 600\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = write_run_file(
+        ws.path(),
+        "version: 1\napps:\n  - {appDirPath: apps/scripted, command: [./hello.sh]}\n",
+    );
+    let mut runner = run(&file);
+    let dir = ws.path().join("apps/scripted").canonicalize().unwrap();
+    runner
+        .stdout
+        .wait_for(&format!(
+            "== APP - scripted == hello from scripted in {}",
+            dir.display()
+        ))
+        .await;
+    runner.signal(Signal::SIGTERM);
+    assert!(runner.wait_exit().await.success());
+}
