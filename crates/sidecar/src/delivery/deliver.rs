@@ -68,6 +68,8 @@ struct Prepared {
     body: Bytes,
     /// The event's `traceparent`, parent of the delivery span.
     traceparent: Option<String>,
+    /// The event's `tracestate`, carried over to the delivery span.
+    tracestate: Option<String>,
 }
 
 /// What to do with a message that will not be delivered.
@@ -139,6 +141,11 @@ impl Deliverer {
         {
             return Err(Disposal::Drop("message expired".into()));
         }
+        let tracestate = event
+            .get("tracestate")
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty())
+            .map(String::from);
         let traceparent = event
             .get("traceparent")
             .and_then(|t| t.as_str())
@@ -148,6 +155,7 @@ impl Deliverer {
                 path: path.to_string(),
                 body,
                 traceparent,
+                tracestate,
             }),
             Ok(None) => Err(Disposal::Drop("no route rule matched".into())),
             Err(e) => Err(Disposal::Fail(e.to_string())),
@@ -214,8 +222,12 @@ impl Deliverer {
                 req = req.header(name, value);
             }
         }
-        let trace = cloudevent::TraceContext::child_of(p.traceparent.as_deref(), None);
+        let trace =
+            cloudevent::TraceContext::child_of(p.traceparent.as_deref(), p.tracestate.as_deref());
         req = req.header("traceparent", trace.traceparent);
+        if !trace.tracestate.is_empty() {
+            req = req.header("tracestate", trace.tracestate);
+        }
         if let Some(token) = &self.state.opts.app_api_token {
             req = req.header(crate::tokens::TOKEN_HEADER, token);
         }

@@ -56,13 +56,20 @@ async fn delivery_carries_the_stored_cloudevent_and_daprd_headers() {
     );
     assert_eq!(d.header("pubsubname").as_deref(), Some("todo-pubsub"));
     assert_eq!(d.header("partitionKey").as_deref(), Some("t1"));
-    assert!(d.header("traceparent").unwrap().starts_with("00-"));
+    // A child span of the event's trace.
+    let delivered_tp = d.header("traceparent").unwrap();
+    let trace_id = |tp: &str| tp.split('-').nth(1).unwrap().to_string();
     let ce = d.json();
     assert_eq!(ce["id"], "e1");
     assert_eq!(ce["type"], "task-created");
     assert_eq!(ce["source"], "task-api");
     assert_eq!(ce["data"], json!({"event_id": "e1", "n": 1}));
     assert_eq!(ce["datacontenttype"], "application/json");
+    assert_eq!(
+        trace_id(&delivered_tp),
+        trace_id(ce["traceparent"].as_str().unwrap())
+    );
+    assert_ne!(delivered_tp, ce["traceparent"]);
     // The body is the stored bytes: identical to what the publish log recorded.
     assert_eq!(cluster.published("task-created"), vec![ce]);
 }
