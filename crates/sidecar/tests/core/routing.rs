@@ -131,3 +131,54 @@ async fn publish_errors_come_in_daprd_order() {
     assert_eq!(r.status(), 204);
     assert_eq!(cluster.published("ok")[0]["id"], "own");
 }
+
+/// An app whose `/dapr/subscribe` answers `status` with `body`; deliveries are counted.
+async fn odd_app(
+    status: u16,
+    body: &'static str,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::http::StatusCode;
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let router = axum::Router::new()
+        .route(
+            "/dapr/subscribe",
+            axum::routing::get(
+                move || async move { (StatusCode::from_u16(status).unwrap(), body) },
+            ),
+        )
+        .fallback(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                StatusCode::OK
+            }
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (port, hits)
+}
+
+#[tokio::test]
+async fn only_a_200_subscribe_answer_is_decoded() {
+    let sub = r#"[{"pubsubname":"todo-pubsub","topic":"t","route":"/e"}]"#;
+    for (status, body, expected) in [
+        (200, sub, 1usize),
+        (404, "", 0),
+        (500, sub, 0),
+        (204, "", 0),
+    ] {
+        let cluster = Cluster::in_memory().await.unwrap();
+        let (port, _) = odd_app(status, body).await;
+        let sc = cluster.sidecar("w").app_port(port).start().await.unwrap();
+        let meta: serde_json::Value = reqwest::get(format!("{}/v1.0/metadata", sc.http_endpoint()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let subs = meta["subscriptions"].as_array().map_or(0, Vec::len);
+        assert_eq!(subs, expected, "status {status}");
+    }
+}
