@@ -2,7 +2,8 @@
 //! concurrency, compared with a bare axum handler making the same two sidecar calls (one state
 //! transaction, one publish). Prints requests/s and p50/p99 latency.
 //!
-//! `cargo bench -p task-api --bench create_task` (env `BENCH_REQUESTS`, `BENCH_CONCURRENCY`).
+//! `cargo bench -p task-api --bench create_task` (env `BENCH_REQUESTS`, `BENCH_CONCURRENCY`,
+//! `BENCH_OUTBOX_SHARDS`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -151,6 +152,10 @@ fn main() {
             ("APP_PORT".to_owned(), "0".to_owned()),
             ("BIND_ADDRESS".to_owned(), "127.0.0.1".to_owned()),
             ("OUTBOX_GRACE_PERIOD".to_owned(), "60s".to_owned()),
+            (
+                "OUTBOX_SHARDS".to_owned(),
+                env_usize("BENCH_OUTBOX_SHARDS", 16).to_string(),
+            ),
         ])
         .unwrap();
         let app = Application::build(
@@ -174,7 +179,10 @@ fn main() {
             .collect();
         drive(url.clone(), tokens.clone(), concurrency * 10, concurrency).await; // warm-up
         let mut report = drive(url, tokens.clone(), total, concurrency).await;
-        report.print("task-api POST /api/tasks", concurrency);
+        report.print(
+            &format!("task-api ({} shards)", settings.outbox_shards),
+            concurrency,
+        );
         let published = cluster.published("task-created").len();
         println!("  events published: {published}");
 
