@@ -110,13 +110,37 @@ async fn user_trail(
 }
 
 async fn verify_trail(ctx: &AppState, trail: TrailId) -> Result<Response, Error> {
-    let chunks = ctx.trails.all_chunks(&trail).await?;
+    // Read the head first: it only ever counts entries already in the chunks read after it.
     let head = ctx.trails.head(&trail).await?;
-    let result = verify::verify(&trail.name(), &chunks, head.as_ref());
+    let result = check_chain(ctx, &trail, head.as_ref()).await?;
     if !result.valid {
         tracing::warn!(trail = %trail.name(), broken = ?result.first_broken, "trail verification failed");
     }
     Ok(Json(result).into_response())
+}
+
+/// Feeds the chunks to the check in batches of 16 (one bulk read each).
+async fn check_chain(
+    ctx: &AppState,
+    trail: &TrailId,
+    head: Option<&crate::trail::Head>,
+) -> Result<verify::Verification, Error> {
+    const BATCH: u64 = 16;
+    let mut check = verify::ChainCheck::new(&trail.name());
+    let mut next = 0;
+    loop {
+        let chunks = ctx.trails.chunks(trail, next, BATCH).await?;
+        let complete = chunks.len() as u64 == BATCH;
+        for (n, chunk) in &chunks {
+            if let Some(verdict) = check.feed(*n, chunk) {
+                return Ok(verdict);
+            }
+        }
+        if !complete {
+            return Ok(check.finish(head));
+        }
+        next += BATCH;
+    }
 }
 
 async fn verify_task(

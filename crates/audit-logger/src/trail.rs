@@ -208,31 +208,33 @@ impl TrailStore {
         }
     }
 
-    /// Every chunk of the trail from chunk 0 until the first missing one, read in batches.
-    pub async fn all_chunks(&self, trail: &TrailId) -> Result<Vec<(u64, Chunk)>, Error> {
-        const BATCH: u64 = 16;
+    /// Up to `count` consecutive chunks from `from`, stopping before the first missing one
+    /// (one bulk read; verification walks a long trail batch by batch).
+    pub async fn chunks(
+        &self,
+        trail: &TrailId,
+        from: u64,
+        count: u64,
+    ) -> Result<Vec<(u64, Chunk)>, Error> {
+        let keys: Vec<String> = (from..from + count).map(|n| trail.chunk_key(n)).collect();
+        let items = self
+            .dapr
+            .get_bulk_state::<Chunk>(&self.store, &keys)
+            .await?;
         let mut chunks = Vec::new();
-        let mut next = 0u64;
-        loop {
-            let keys: Vec<String> = (next..next + BATCH).map(|n| trail.chunk_key(n)).collect();
-            let items = self
-                .dapr
-                .get_bulk_state::<Chunk>(&self.store, &keys)
-                .await?;
-            for (i, item) in items.into_iter().enumerate() {
-                if let Some(error) = item.error {
-                    return Err(Error::Corrupt {
-                        key: item.key,
-                        reason: error,
-                    });
-                }
-                match item.value {
-                    Some(chunk) => chunks.push((next + i as u64, chunk)),
-                    None => return Ok(chunks),
-                }
+        for (n, item) in (from..).zip(items) {
+            if let Some(error) = item.error {
+                return Err(Error::Corrupt {
+                    key: item.key,
+                    reason: error,
+                });
             }
-            next += BATCH;
+            match item.value {
+                Some(chunk) => chunks.push((n, chunk)),
+                None => break,
+            }
         }
+        Ok(chunks)
     }
 
     pub(crate) async fn read<T: serde::de::DeserializeOwned>(

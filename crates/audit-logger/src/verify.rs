@@ -46,84 +46,106 @@ pub enum Problem {
     Truncated,
 }
 
-/// Checks `chunks` (in order from chunk 0) against each other and the `head` hint.
-pub fn verify(trail: &str, chunks: &[(u64, Chunk)], head: Option<&Head>) -> Verification {
-    let mut expected_prev = GENESIS_HASH.to_owned();
-    let mut index = 0u64;
-    let broken =
-        |index: u64, chunk: u64, e: Option<&crate::entry::Entry>, problem, expected, found| {
-            Verification {
-                trail: trail.to_owned(),
-                valid: false,
-                entries: index + 1,
-                first_broken: Some(BrokenLink {
-                    index,
-                    chunk,
-                    seq: e.map(|e| e.seq),
-                    event_id: e.map(|e| e.draft.event_id.clone()),
-                    problem,
-                    expected,
-                    found,
-                }),
-            }
-        };
-    for (chunk_no, chunk) in chunks {
-        for entry in &chunk.entries {
-            if entry.seq != index {
-                return broken(
-                    index,
-                    *chunk_no,
-                    Some(entry),
-                    Problem::Sequence,
-                    index.to_string(),
-                    entry.seq.to_string(),
-                );
-            }
-            if entry.prev_hash != expected_prev {
-                return broken(
-                    index,
-                    *chunk_no,
-                    Some(entry),
-                    Problem::PreviousHash,
-                    expected_prev,
-                    entry.prev_hash.clone(),
-                );
-            }
-            let computed = entry.compute_hash();
-            if computed != entry.hash {
-                return broken(
-                    index,
-                    *chunk_no,
-                    Some(entry),
-                    Problem::EntryHash,
-                    computed,
-                    entry.hash.clone(),
-                );
-            }
-            expected_prev = entry.hash.clone();
-            index += 1;
+/// Checks a trail chunk by chunk (from chunk 0, in order), keeping only the last hash, so a
+/// trail of any length verifies in bounded memory.
+#[derive(Debug)]
+pub struct ChainCheck {
+    trail: String,
+    expected_prev: String,
+    index: u64,
+    last_chunk: u64,
+}
+
+impl ChainCheck {
+    pub fn new(trail: &str) -> Self {
+        Self {
+            trail: trail.to_owned(),
+            expected_prev: GENESIS_HASH.to_owned(),
+            index: 0,
+            last_chunk: 0,
         }
     }
-    // The head is written after the chunk, so it never counts more than was stored.
-    if let Some(head) = head
-        && head.count > index
-    {
-        let last_chunk = chunks.last().map_or(0, |(n, _)| *n);
-        return broken(
-            index,
-            last_chunk,
-            None,
-            Problem::Truncated,
-            format!("{} entries ending with {}", head.count, head.last_hash),
-            format!("{index} entries"),
-        );
+
+    /// Checks the next chunk; `Some` is the verdict at the first broken link.
+    pub fn feed(&mut self, chunk_no: u64, chunk: &Chunk) -> Option<Verification> {
+        self.last_chunk = chunk_no;
+        for entry in &chunk.entries {
+            let broken = if entry.seq != self.index {
+                Some((
+                    Problem::Sequence,
+                    self.index.to_string(),
+                    entry.seq.to_string(),
+                ))
+            } else if entry.prev_hash != self.expected_prev {
+                Some((
+                    Problem::PreviousHash,
+                    self.expected_prev.clone(),
+                    entry.prev_hash.clone(),
+                ))
+            } else {
+                let computed = entry.compute_hash();
+                (computed != entry.hash).then(|| (Problem::EntryHash, computed, entry.hash.clone()))
+            };
+            if let Some((problem, expected, found)) = broken {
+                return Some(self.broken(Some(entry), problem, expected, found));
+            }
+            self.expected_prev = entry.hash.clone();
+            self.index += 1;
+        }
+        None
     }
-    Verification {
-        trail: trail.to_owned(),
-        valid: true,
-        entries: index,
-        first_broken: None,
+
+    /// The verdict once every chunk was fed, checked against the `head` hint.
+    pub fn finish(self, head: Option<&Head>) -> Verification {
+        // The head is written after the chunk, so it never counts more than was stored.
+        if let Some(head) = head
+            && head.count > self.index
+        {
+            let expected = format!("{} entries ending with {}", head.count, head.last_hash);
+            let found = format!("{} entries", self.index);
+            return self.broken(None, Problem::Truncated, expected, found);
+        }
+        Verification {
+            trail: self.trail,
+            valid: true,
+            entries: self.index,
+            first_broken: None,
+        }
     }
+
+    fn broken(
+        &self,
+        entry: Option<&crate::entry::Entry>,
+        problem: Problem,
+        expected: String,
+        found: String,
+    ) -> Verification {
+        Verification {
+            trail: self.trail.clone(),
+            valid: false,
+            entries: self.index + 1,
+            first_broken: Some(BrokenLink {
+                index: self.index,
+                chunk: self.last_chunk,
+                seq: entry.map(|e| e.seq),
+                event_id: entry.map(|e| e.draft.event_id.clone()),
+                problem,
+                expected,
+                found,
+            }),
+        }
+    }
+}
+
+/// Checks `chunks` (in order from chunk 0) against each other and the `head` hint.
+pub fn verify(trail: &str, chunks: &[(u64, Chunk)], head: Option<&Head>) -> Verification {
+    let mut check = ChainCheck::new(trail);
+    for (n, chunk) in chunks {
+        if let Some(verdict) = check.feed(*n, chunk) {
+            return verdict;
+        }
+    }
+    check.finish(head)
 }
 
 #[cfg(test)]

@@ -16,16 +16,25 @@ fn draft(life: &mut TaskLife) -> EntryDraft {
 }
 
 /// Four independent stores (as four replicas would have) on the same sidecar.
-fn replicas(app: &TestApp) -> Vec<TrailStore> {
+fn replicas(app: &TestApp, chunk_size: usize) -> Vec<TrailStore> {
     (0..4)
-        .map(|_| TrailStore::new(app.own_dapr(), events::STATE_STORE_NAME.into(), 3, 10_000))
+        .map(|_| {
+            TrailStore::new(
+                app.own_dapr(),
+                events::STATE_STORE_NAME.into(),
+                chunk_size,
+                10_000,
+            )
+        })
         .collect()
 }
 
 #[tokio::test]
 async fn racing_replicas_append_every_entry_once_in_one_chain() {
     let app = spawn_app().await;
-    let stores = replicas(&app);
+    // One entry per chunk: every append creates a chunk, and verification reads the 40 chunks
+    // in several bulk batches.
+    let stores = replicas(&app, 1);
     let mut life = TaskLife::new();
     let trail = TrailId::Task(life.id().to_string());
     let drafts: Vec<EntryDraft> = (0..40).map(|_| draft(&mut life)).collect();
@@ -51,6 +60,12 @@ async fn racing_replicas_append_every_entry_once_in_one_chain() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), 40);
+    assert!(
+        app.cluster
+            .state_of(APP, &trail.chunk_key(39))
+            .await
+            .is_some()
+    );
     // The replicas did collide (so the etag checks were exercised, not bypassed by luck).
     let metrics = app
         .http
@@ -72,7 +87,7 @@ async fn racing_replicas_append_every_entry_once_in_one_chain() {
 #[tokio::test]
 async fn the_same_entry_racing_on_every_replica_is_written_once() {
     let app = spawn_app().await;
-    let stores = replicas(&app);
+    let stores = replicas(&app, 3);
     let mut life = TaskLife::new();
     let trail = TrailId::Task(life.id().to_string());
     // Fill a few chunks first so the race happens at a chunk boundary (chunks of 3).

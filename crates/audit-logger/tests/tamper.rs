@@ -7,10 +7,10 @@ use dapr_http::SaveItem;
 use serde_json::Value;
 use support::*;
 
-/// A task with `n` recorded updates, in chunks of 3.
-async fn task_with_entries(n: usize) -> (TestApp, TaskLife) {
+/// A task with `n` recorded events, in chunks of `chunk_size`.
+async fn task_with_entries(n: usize, chunk_size: usize) -> (TestApp, TaskLife) {
     let mut settings = audit_logger::Settings::for_tests(TOKEN);
-    settings.trail_chunk_size = 3;
+    settings.trail_chunk_size = chunk_size;
     let app = spawn_with(settings).await;
     let task_api = app.producer("task-api").await;
     let mut life = TaskLife::new();
@@ -49,7 +49,7 @@ async fn rewrite_chunk(
 
 #[tokio::test]
 async fn an_altered_entry_is_reported_with_its_index() {
-    let (app, life) = task_with_entries(8).await;
+    let (app, life) = task_with_entries(8, 3).await;
     let verify = format!("/audit/tasks/{}/verify", life.id());
     assert_eq!(app.get(&verify).await["valid"], true);
     let entries = app.trail(&format!("/audit/tasks/{}", life.id())).await;
@@ -72,7 +72,7 @@ async fn an_altered_entry_is_reported_with_its_index() {
 
 #[tokio::test]
 async fn a_rehashed_edit_breaks_the_next_link() {
-    let (app, life) = task_with_entries(7).await;
+    let (app, life) = task_with_entries(7, 3).await;
     let verify = format!("/audit/tasks/{}/verify", life.id());
     // Recomputing the edited entry's own hash does not help: the next entry points at the old one.
     let entries = app.trail(&format!("/audit/tasks/{}", life.id())).await;
@@ -96,7 +96,7 @@ async fn a_rehashed_edit_breaks_the_next_link() {
 
 #[tokio::test]
 async fn a_removed_last_entry_is_reported_as_truncation() {
-    let (app, life) = task_with_entries(5).await;
+    let (app, life) = task_with_entries(5, 3).await;
     rewrite_chunk(&app, &life, 1, |entries| {
         entries.pop();
     })
@@ -105,4 +105,20 @@ async fn a_removed_last_entry_is_reported_as_truncation() {
     assert_eq!(result["valid"], false);
     assert_eq!(result["first_broken"]["problem"], "truncated");
     assert_eq!(result["first_broken"]["index"], 4);
+}
+
+#[tokio::test]
+async fn an_alteration_beyond_the_first_read_batch_is_found() {
+    // One entry per chunk: entry 19 is in chunk 19, in the second batch of chunks verify reads.
+    let (app, life) = task_with_entries(21, 1).await;
+    let verify = format!("/audit/tasks/{}/verify", life.id());
+    assert_eq!(app.get(&verify).await["entries"], 21);
+    rewrite_chunk(&app, &life, 19, |entries| {
+        entries[0]["recorded_at"] = Value::String("2000-01-01T00:00:00.000000Z".into());
+    })
+    .await;
+    let broken = app.get(&verify).await["first_broken"].clone();
+    assert_eq!(broken["index"], 19);
+    assert_eq!(broken["chunk"], 19);
+    assert_eq!(broken["problem"], "entry_hash");
 }
