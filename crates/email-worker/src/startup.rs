@@ -55,8 +55,9 @@ impl Application {
             pubsub: s.pubsub_name.clone(),
             app_id: s.app_id.clone(),
         });
-        counters::describe();
+        // The recorder first (inside `app`), then the series it should show from the start.
         let router = app(Arc::clone(&worker), s.app_api_token.clone(), dapr)?;
+        counters::describe();
         let listener = TcpListener::bind(SocketAddr::new(s.app_host, s.app_port)).await?;
         tracing::info!(
             app_id = %s.app_id,

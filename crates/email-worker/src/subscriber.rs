@@ -11,6 +11,7 @@ use axum::Router;
 use dapr_http::{Outcome, RawEvent, Subscriptions};
 use events::{EventPayload, TaskCreated, TaskDueSoon};
 use serde_json::Value;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::compose::{EmailContext, Notification};
@@ -49,8 +50,15 @@ async fn handle<T: EventPayload>(
     let traceparent = event.traceparent().map(str::to_owned);
     match events::decode::<T>(&event.body) {
         Ok(delivery) => {
+            let span = tracing::info_span!(
+                "email",
+                event_id = %delivery.envelope.event_id,
+                event_type = kind.as_str(),
+                correlation_id = %delivery.envelope.correlation_id,
+            );
             worker
                 .process(notification(&delivery.envelope), traceparent.as_deref())
+                .instrument(span)
                 .await
         }
         Err(error) => {

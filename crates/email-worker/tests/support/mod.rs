@@ -49,6 +49,8 @@ impl Received {
 struct SinkState {
     received: Vec<Received>,
     reject: HashSet<String>,
+    /// Recipients refused with 451 (try again later) this many more times.
+    tempfail: std::collections::HashMap<String, usize>,
 }
 
 /// A real SMTP server on 127.0.0.1 that records what it accepts and can refuse recipients (550).
@@ -76,11 +78,15 @@ fn bare(address: &str) -> String {
 
 impl Handler for SinkHandler {
     fn rcpt(&mut self, to: &str) -> Response {
-        if self.state.lock().unwrap().reject.contains(&bare(to)) {
-            response::NO_MAILBOX
-        } else {
-            response::OK
+        let mut state = self.state.lock().unwrap();
+        if state.reject.contains(&bare(to)) {
+            return response::NO_MAILBOX;
         }
+        if let Some(left) = state.tempfail.get_mut(&bare(to)).filter(|n| **n > 0) {
+            *left -= 1;
+            return response::INTERNAL_ERROR;
+        }
+        response::OK
     }
 
     fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
@@ -149,6 +155,26 @@ impl SmtpSink {
     /// Refuse `address` at RCPT with 550.
     pub fn reject(&self, address: &str) {
         self.state.lock().unwrap().reject.insert(bare(address));
+    }
+
+    /// Refuse `address` at RCPT with 451 the next `times` times.
+    pub fn tempfail(&self, address: &str, times: usize) {
+        self.state
+            .lock()
+            .unwrap()
+            .tempfail
+            .insert(bare(address), times);
+    }
+
+    /// How many 451 refusals for `address` are still to come.
+    pub fn tempfails_left(&self, address: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .tempfail
+            .get(&bare(address))
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn received(&self) -> Vec<Received> {
