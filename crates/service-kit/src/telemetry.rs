@@ -93,3 +93,24 @@ pub fn metrics_routes(handle: PrometheusHandle) -> Router {
         }),
     )
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_first_calls_all_get_the_handle() {
+        let threads: Vec<_> = (0..8).map(|_| std::thread::spawn(prometheus)).collect();
+        for thread in threads {
+            assert!(thread.join().unwrap().is_ok());
+        }
+        metrics::counter!("service_kit_test_total").increment(1);
+        assert!(
+            prometheus()
+                .unwrap()
+                .render()
+                .contains("service_kit_test_total")
+        );
+    }
+}
