@@ -70,6 +70,34 @@ impl RedisServer {
         false
     }
 
+    /// Kills the server and starts a fresh one (empty: nothing is persisted) on the same port.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let mut cmd = Command::new("redis-server");
+            if let Some(p) = &self.password {
+                cmd.args(["--requirepass", p]);
+            }
+            self.child = cmd
+                .args(["--port", &self.port.to_string()])
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("{MISSING} ({e})"));
+            if self.wait_ready() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not restart on port {}",
+                self.port
+            );
+        }
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
