@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/lib/require.sh
 require_redis_server
 
+# The end-to-end tests (crates/e2e) run the real binaries, which `cargo test` does not build.
+echo "Building every binary of the workspace (cargo build --workspace --bins)..." >&2
+cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"

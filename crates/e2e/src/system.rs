@@ -1,0 +1,210 @@
+//! The whole system as one child process: `sidecar run -f <file>` (which starts every app with its
+//! sidecar), its output kept in a file, readiness checks, and a clean stop that verifies no app
+//! process survives. Dropping a [`System`] that was not stopped kills everything, and prints the
+//! run's output when the test is failing.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+use crate::processes::{ProcessInfo, children_of, is_running};
+use crate::{AppPorts, Binaries};
+
+/// Variables of the test's own environment that would point the apps elsewhere than the run
+/// file says; the runner passes its environment on to the apps, so they are removed.
+const SCRUBBED_ENV: &[&str] = &[
+    "DAPR_HTTP_ENDPOINT",
+    "DAPR_HOST",
+    "DAPR_HTTP_PORT",
+    "DAPR_API_TOKEN",
+    "APP_API_TOKEN",
+    "APP_PORT",
+    "APP_ID",
+    "CONFIG_FILE",
+];
+
+/// A running multi-app run.
+#[derive(Debug)]
+pub struct System {
+    child: Child,
+    log: PathBuf,
+    apps: Vec<AppPorts>,
+    /// The app processes, recorded once the run is ready.
+    app_processes: Vec<ProcessInfo>,
+    stopped: bool,
+}
+
+impl System {
+    /// Starts `sidecar run -f run_file` in its own process group, output to `log`.
+    pub fn start(
+        bins: &Binaries,
+        run_file: &Path,
+        apps: Vec<AppPorts>,
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let out = std::fs::File::create(&log).with_context(|| format!("{}", log.display()))?;
+        let mut cmd = Command::new(bins.path("sidecar"));
+        cmd.arg("run")
+            .arg("-f")
+            .arg(run_file)
+            .args(["--shutdown-grace-seconds", "5"])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .env("NO_COLOR", "1")
+            .process_group(0);
+        for name in SCRUBBED_ENV {
+            cmd.env_remove(name);
+        }
+        let child = cmd.spawn().context("starting the sidecar runner")?;
+        Ok(Self {
+            child,
+            log,
+            apps,
+            app_processes: Vec::new(),
+            stopped: false,
+        })
+    }
+
+    /// The run's output so far (runner and apps, interleaved).
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The ports of app `app_id`.
+    pub fn app(&self, app_id: &str) -> anyhow::Result<&AppPorts> {
+        self.apps
+            .iter()
+            .find(|a| a.app_id == app_id)
+            .with_context(|| format!("no app {app_id} in the run"))
+    }
+
+    /// The app processes the runner started (known once [`System::wait_ready`] returned).
+    pub fn app_processes(&self) -> &[ProcessInfo] {
+        &self.app_processes
+    }
+
+    fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).unwrap_or(i32::MAX)
+    }
+
+    /// Waits until every app answers `/readyz` and every sidecar `/v1.0/healthz` (which daprd,
+    /// and the local sidecar, report healthy only once the app's subscriptions are registered).
+    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("the runner exited during start-up ({status})");
+            }
+            // The runner keeps going when an app dies; its log line says so.
+            if let Some(line) = self
+                .output()
+                .lines()
+                .find(|l| l.contains("exited on its own"))
+            {
+                bail!("an app exited during start-up: {line}");
+            }
+            let mut pending = Vec::new();
+            for app in &self.apps {
+                let probes = [
+                    (format!("http://127.0.0.1:{}/readyz", app.app_port), "app"),
+                    (
+                        format!("http://127.0.0.1:{}/v1.0/healthz", app.dapr_http_port),
+                        "sidecar",
+                    ),
+                ];
+                for (url, what) in probes {
+                    let ok = http
+                        .get(&url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    if !ok {
+                        pending.push(format!("{} {what}", app.app_id));
+                    }
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                bail!("not ready after {timeout:?}: {}", pending.join(", "));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.app_processes = children_of(self.pid());
+        Ok(())
+    }
+
+    /// Stops the run as Ctrl-C does (SIGINT to the runner), waits for it to exit, and checks that
+    /// every app process it had started is gone.
+    pub fn stop(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
+        if self.app_processes.is_empty() {
+            self.app_processes = children_of(self.pid());
+        }
+        kill(Pid::from_raw(self.pid()), Signal::SIGINT).context("signalling the runner")?;
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                bail!("the runner did not exit within {timeout:?} of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        self.stopped = true;
+        // The runner waits for its apps before exiting; allow a moment for the kernel to reap
+        // the re-parented processes before calling anything a survivor.
+        let reaped = Instant::now() + Duration::from_secs(5);
+        loop {
+            let survivors: Vec<_> = self
+                .app_processes
+                .iter()
+                .filter(|p| is_running(p.pid))
+                .collect();
+            if survivors.is_empty() {
+                return Ok(status);
+            }
+            if Instant::now() >= reaped {
+                bail!("processes left after the run stopped: {survivors:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Last resort: SIGKILL to the runner's group and to each app's group.
+    fn kill_all(&mut self) {
+        if self.app_processes.is_empty() {
+            self.app_processes = children_of(self.pid());
+        }
+        for p in &self.app_processes {
+            let _ = killpg(Pid::from_raw(p.pid), Signal::SIGKILL);
+        }
+        let _ = killpg(Pid::from_raw(self.pid()), Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "===== output of the multi-app run ({}) =====\n{}\n===== end of output =====",
+                self.log.display(),
+                self.output()
+            );
+        }
+        if !self.stopped && self.stop(Duration::from_secs(15)).is_err() {
+            self.kill_all();
+        }
+    }
+}
