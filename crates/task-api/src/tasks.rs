@@ -73,17 +73,19 @@ impl TaskService {
         ctx: &RequestContext,
         task: &TaskSnapshot,
         data: T,
-    ) -> OutboxEntry {
+    ) -> Result<OutboxEntry, ApiError> {
         let envelope = Envelope::new(self.app_id.clone(), ctx.correlation_id.clone(), data);
-        OutboxEntry {
+        let json = serde_json::to_value(&envelope)
+            .map_err(|e| ApiError::Internal(format!("cannot encode an envelope: {e}")))?;
+        Ok(OutboxEntry {
             event_id: envelope.event_id,
             task_id: task.task_id,
             version: task.version,
             topic: T::TOPIC.as_str().to_owned(),
-            envelope: serde_json::to_value(&envelope).unwrap_or(Value::Null),
+            envelope: json,
             traceparent: ctx.traceparent.clone(),
             recorded_at: envelope.timestamp,
-        }
+        })
     }
 
     async fn read(&self, task_id: Uuid, user_id: Uuid, shard: u32) -> Result<Snapshot, ApiError> {
@@ -297,7 +299,7 @@ impl TaskService {
                 TaskCreated {
                     task: record.task.clone(),
                 },
-            );
+            )?;
             record.push_event(entry.event_id);
             Ok(Plan::Change(record, entry))
         })
@@ -340,7 +342,7 @@ impl TaskService {
                     task: record.task.clone(),
                     changed_fields: changed,
                 },
-            );
+            )?;
             record.push_event(entry.event_id);
             Ok(Plan::Change(record, entry))
         })
@@ -369,7 +371,7 @@ impl TaskService {
                 TaskCompleted {
                     task: record.task.clone(),
                 },
-            );
+            )?;
             record.push_event(entry.event_id);
             Ok(Plan::Change(record, entry))
         })
@@ -395,7 +397,7 @@ impl TaskService {
                 TaskDeleted {
                     task: record.task.clone(),
                 },
-            );
+            )?;
             record.push_event(entry.event_id);
             Ok(Plan::Change(record, entry))
         })
