@@ -10,7 +10,7 @@ use crate::sidecar::SidecarState;
 use crate::tokens::TOKEN_HEADER;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use std::sync::Arc;
@@ -44,6 +44,7 @@ pub async fn invoke(
     State(state): State<Arc<SidecarState>>,
     Path((app_id, method)): Path<(String, String)>,
     RawQuery(query): RawQuery,
+    uri: Uri,
     verb: Method,
     headers: HeaderMap,
     body: Bytes,
@@ -54,7 +55,17 @@ pub async fn invoke(
             format!("couldn't find service: {app_id}"),
         ));
     };
-    let mut url = format!("http://{}/{}", target.addr, method.trim_start_matches('/'));
+    // Forward the method exactly as the caller encoded it (the decoded form may not be a valid
+    // URL path, e.g. with spaces).
+    let raw_method = uri
+        .path()
+        .split_once("/method/")
+        .map_or(method.as_str(), |(_, m)| m);
+    let mut url = format!(
+        "http://{}/{}",
+        target.addr,
+        raw_method.trim_start_matches('/')
+    );
     if let Some(q) = query.filter(|q| !q.is_empty()) {
         url.push('?');
         url.push_str(&q);

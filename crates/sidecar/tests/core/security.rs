@@ -208,6 +208,17 @@ async fn invocation_passes_verb_query_headers_body_and_status() {
         "caller token never forwarded"
     );
     let r = http
+        .post(format!(
+            "{}/v1.0/invoke/target/method/a%20b/c%2Fd",
+            caller.http_endpoint()
+        ))
+        .header("dapr-api-token", "tok")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(r.text().await.unwrap(), "/a%20b/c%2Fd|");
+    let r = http
         .get(format!(
             "{}/v1.0/invoke/ghost/method/x",
             caller.http_endpoint()
