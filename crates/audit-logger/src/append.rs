@@ -2,6 +2,7 @@
 //! marker bounds where an earlier attempt may have put it. The key layout and the reasoning for
 //! why this neither loses nor doubles entries are in [`crate::trail`].
 
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use dapr_http::{SaveItem, StateEntry};
@@ -78,6 +79,7 @@ impl TrailStore {
             match outcome {
                 Ok(entry) => {
                     self.write_head(trail, chunk_no, &entry).await;
+                    self.remember_tail(&name, chunk_no);
                     metrics::histogram!("audit_append_seconds").record(started.elapsed());
                     return Ok(Appended::New(Box::new(entry)));
                 }
@@ -103,7 +105,10 @@ impl TrailStore {
         if let Some(marker) = self.read::<Marker>(&key).await? {
             return Ok(marker.value.from_chunk);
         }
-        let from_chunk = self.head(trail).await?.map_or(0, |h| h.chunk);
+        let from_chunk = match self.known_tail(&trail.name()) {
+            Some(chunk) => chunk,
+            None => self.head(trail).await?.map_or(0, |h| h.chunk),
+        };
         let item = SaveItem::new(&key, &Marker { from_chunk })?.first_write();
         match self.dapr.save_state(&self.store, &[item]).await {
             Ok(()) => Ok(from_chunk),
@@ -113,6 +118,22 @@ impl TrailStore {
                 None => Err(e.into()),
             },
         }
+    }
+
+    fn known_tail(&self, name: &str) -> Option<u64> {
+        let tails = self.tails.lock().unwrap_or_else(PoisonError::into_inner);
+        tails.get(name).copied()
+    }
+
+    fn remember_tail(&self, name: &str, chunk: u64) {
+        /// Trails remembered at most; forgetting only costs a head read.
+        const MAX_REMEMBERED: usize = 10_000;
+        let mut tails = self.tails.lock().unwrap_or_else(PoisonError::into_inner);
+        if tails.len() >= MAX_REMEMBERED && !tails.contains_key(name) {
+            tails.clear();
+        }
+        let known = tails.entry(name.to_owned()).or_insert(chunk);
+        *known = (*known).max(chunk);
     }
 
     /// Sequence number and hash the first entry of chunk `chunk_no` follows.

@@ -135,6 +135,9 @@ pub struct TrailStore {
     pub(crate) chunk_size: usize,
     pub(crate) max_attempts: u32,
     pub(crate) locks: KeyedLocks,
+    /// The last tail chunk this process appended to, per trail: a lower bound of the tail like
+    /// the head, but free to read.
+    pub(crate) tails: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl TrailStore {
@@ -145,6 +148,7 @@ impl TrailStore {
             chunk_size: chunk_size.max(1),
             max_attempts: max_attempts.max(1),
             locks: KeyedLocks::new(),
+            tails: std::sync::Mutex::default(),
         }
     }
 

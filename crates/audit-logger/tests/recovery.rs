@@ -4,7 +4,7 @@
 mod support;
 
 use audit_logger::entry::EntryDraft;
-use audit_logger::trail::{Appended, TrailId};
+use audit_logger::trail::{Appended, TrailId, TrailStore};
 use chrono::Utc;
 use dapr_http::SaveItem;
 use support::*;
