@@ -51,8 +51,14 @@ async fn lost_or_stale_heads_and_orphan_markers_are_harmless() {
     dapr.save_state(store, &[SaveItem::new(trail.head_key(), &stale).unwrap()])
         .await
         .unwrap();
+    // A replica that has not appended to this trail yet starts from the stale head.
+    let other_replica = TrailStore::new(app.own_dapr(), store.into(), 2, 64);
     let after_stale = draft(&mut life);
-    match trails.append(&trail, after_stale.clone()).await.unwrap() {
+    match other_replica
+        .append(&trail, after_stale.clone())
+        .await
+        .unwrap()
+    {
         Appended::New(entry) => assert_eq!(entry.seq, 5),
         other => panic!("{other:?}"),
     }
