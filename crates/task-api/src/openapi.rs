@@ -77,3 +77,48 @@ pub struct ApiDoc;
 pub fn document() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_names_every_operation_and_schema() {
+        let doc = serde_json::to_value(document()).unwrap();
+        let paths = &doc["paths"];
+        assert!(paths["/api/tasks"]["post"].is_object());
+        assert!(paths["/api/tasks"]["get"].is_object());
+        for method in ["get", "patch", "delete"] {
+            assert!(paths["/api/tasks/{id}"][method].is_object(), "{method}");
+        }
+        assert!(paths["/api/tasks/{id}/complete"]["post"].is_object());
+        let schemas = &doc["components"]["schemas"];
+        for name in [
+            "CreateTask",
+            "UpdateTask",
+            "TaskView",
+            "TaskPage",
+            "Priority",
+            "TaskStatus",
+            "ProblemDoc",
+        ] {
+            assert!(schemas[name].is_object(), "{name} in {schemas}");
+        }
+        assert_eq!(
+            schemas["Priority"]["enum"],
+            serde_json::json!(["low", "medium", "high", "urgent"])
+        );
+        assert_eq!(
+            doc["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        let problem =
+            &paths["/api/tasks"]["post"]["responses"]["400"]["content"]["application/problem+json"];
+        assert!(
+            problem.is_object(),
+            "{}",
+            paths["/api/tasks"]["post"]["responses"]
+        );
+    }
+}
