@@ -62,6 +62,17 @@ impl RunFile {
         self
     }
 
+    /// Replaces `common.resourcesPaths` with the single directory `dir`.
+    pub fn common_resources(mut self, dir: &Path) -> Self {
+        if let Some(common) = self.doc.get_mut("common").and_then(Value::as_mapping_mut) {
+            common.insert(
+                "resourcesPaths".into(),
+                Value::Sequence(vec![dir.display().to_string().into()]),
+            );
+        }
+        self
+    }
+
     /// The value the file gives variable `name` of app `app_id` (its own env, then `common.env`),
     /// before any override.
     pub fn setting(&self, app_id: &str, name: &str) -> Option<String> {

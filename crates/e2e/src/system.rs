@@ -26,6 +26,8 @@ const SCRUBBED_ENV: &[&str] = &[
     "APP_PORT",
     "APP_ID",
     "CONFIG_FILE",
+    // The password of the Redis components' secret (deploy/local/redis); test servers have none.
+    "TODO_REDIS_PASSWORD",
 ];
 
 /// A running multi-app run.

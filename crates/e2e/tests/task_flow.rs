@@ -1,12 +1,13 @@
 //! The whole system, end to end, with the real binaries in a multi-app run derived from the
-//! repository's `dapr.yaml`: a task created through task-api produces exactly one "new task" email,
+//! repository's `dapr.yaml` (and `dapr.redis.yaml`): a task created through task-api produces exactly one "new task" email,
 //! a reminder and exactly one "due soon" email, and an audit trail that records every step in order
 //! and verifies. Stopping the run (SIGINT, as Ctrl-C) leaves no process behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Binaries, RunFile, SmtpSink, System, poll_until};
+use e2e::{Binaries, RedisServer, RunFile, SmtpSink, System, poll_until};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -53,13 +54,47 @@ fn event_types(trail: &Value) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_is_emailed_reminded_completed_and_audited() {
+async fn dapr_yaml_a_task_is_emailed_reminded_completed_and_audited() {
     let bins = binaries();
-    let smtp = SmtpSink::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
+    let run_file = RunFile::from_file(&bins.workspace().join("dapr.yaml")).unwrap();
+    task_flow(
+        &bins,
+        run_file,
+        dir.path(),
+        &["pubsub.in-memory", "state.in-memory"],
+    )
+    .await;
+}
 
+/// The same flow with `dapr.redis.yaml`: Redis Streams pub/sub and Redis state (a server of the
+/// test's own instead of localhost:6379).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dapr_redis_yaml_a_task_is_emailed_reminded_completed_and_audited() {
+    let bins = binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path()).unwrap();
+    let resources = dir.path().join("resources");
+    redis
+        .resources_copy(&bins.workspace().join("deploy/local/redis"), &resources)
+        .unwrap();
+    let run_file = RunFile::from_file(&bins.workspace().join("dapr.redis.yaml"))
+        .unwrap()
+        .common_resources(&resources);
+    task_flow(
+        &bins,
+        run_file,
+        dir.path(),
+        &["pubsub.redis", "state.redis"],
+    )
+    .await;
+}
+
+/// Runs the system described by `run_file` (apps in `dir`), checks its sidecars use
+/// `component_types`, and follows one task through it.
+async fn task_flow(bins: &Binaries, run_file: RunFile, dir: &Path, component_types: &[&str]) {
+    let smtp = SmtpSink::start().unwrap();
     let repo = bins.workspace().to_path_buf();
-    let run_file = RunFile::from_file(&repo.join("dapr.yaml")).unwrap();
     let secret = run_file
         .setting(TASK_API, "JWT_SECRET")
         .expect("dapr.yaml sets task-api's JWT_SECRET");
@@ -75,9 +110,9 @@ async fn a_task_is_emailed_reminded_completed_and_audited() {
         // scans come every second.
         .env(REMINDER_SCHEDULER, "REMINDER_LEAD_TIME", "1h")
         .env(REMINDER_SCHEDULER, "SCAN_INTERVAL", "1s")
-        .write(dir.path(), &repo, &bins)
+        .write(dir, &repo, bins)
         .unwrap();
-    let mut system = System::start(&bins, &file, apps, dir.path().join("run.log")).unwrap();
+    let mut system = System::start(bins, &file, apps, dir.join("run.log")).unwrap();
     system.wait_ready(Duration::from_secs(60)).await.unwrap();
 
     // The runner started exactly the four services, each from the absolute path in the run file.
@@ -104,10 +139,33 @@ async fn a_task_is_emailed_reminded_completed_and_audited() {
         system.app(TASK_API).unwrap().dapr_http_port
     );
 
+    // Each sidecar runs the components of the run file's resources.
+    for app in [TASK_API, EMAIL_WORKER, REMINDER_SCHEDULER, AUDIT_LOGGER] {
+        let port = system.app(app).unwrap().dapr_http_port;
+        let metadata: Value = http
+            .get(format!("http://127.0.0.1:{port}/v1.0/metadata"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(metadata["id"], app);
+        let mut types: Vec<&str> = metadata["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["type"].as_str())
+            .filter(|t| t.starts_with("pubsub.") || t.starts_with("state."))
+            .collect();
+        types.sort_unstable();
+        assert_eq!(types, component_types, "{app}: {metadata}");
+    }
+
     // Create a task due in 10 minutes.
     let user_id = uuid::Uuid::new_v4().to_string();
     let email = format!("e2e-{}@example.com", &user_id[..8]);
-    let bearer = format!("Bearer {}", token(&bins, &secret, &user_id, &email));
+    let bearer = format!("Bearer {}", token(bins, &secret, &user_id, &email));
     let due = (chrono::Utc::now() + chrono::Duration::minutes(10))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let response = http
