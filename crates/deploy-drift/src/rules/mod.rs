@@ -1,0 +1,22 @@
+//! The drift rules. Each function reads parsed manifests and returns what it found broken.
+
+pub mod apps;
+pub mod pubsub;
+pub mod subscriptions;
+
+use crate::expected::Expected;
+use crate::manifests::Manifests;
+use crate::violation::Violation;
+
+/// Every rule over every file, sorted by file then rule.
+pub fn check_all(manifests: &Manifests, expected: &Expected) -> Vec<Violation> {
+    let mut found = manifests.errors.clone();
+    found.extend(apps::deployments(manifests, expected));
+    found.extend(apps::run_files(manifests, expected));
+    found.extend(pubsub::allowed_topics(manifests, expected));
+    found.extend(pubsub::component_names(manifests, expected));
+    found.extend(pubsub::consumer_groups(manifests));
+    found.extend(subscriptions::declarative(manifests, expected));
+    found.sort();
+    found
+}

@@ -1,0 +1,143 @@
+//! Components: `allowedTopics`, component names, consumer groups.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use yaml_serde::Value;
+
+use crate::expected::Expected;
+use crate::manifests::Manifests;
+use crate::violation::{Rule, Violation};
+use crate::yaml::{component_metadata, kind, scopes, text_at};
+
+/// Every copy of the pub/sub component that sets `allowedTopics` (component sets and overlay
+/// patches alike) allows exactly the topics the code publishes or subscribes to.
+pub fn allowed_topics(manifests: &Manifests, expected: &Expected) -> Vec<Violation> {
+    let mut found = Vec::new();
+    for (file, doc) in manifests.all() {
+        if kind(doc) != Some("Component")
+            || text_at(doc, &["metadata", "name"]).as_deref() != Some(&expected.pubsub_name)
+        {
+            continue;
+        }
+        let Some(list) = component_metadata(doc, "allowedTopics") else {
+            continue;
+        };
+        let allowed: BTreeSet<String> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for topic in expected.topics.difference(&allowed) {
+            found.push(Violation::new(
+                file,
+                Rule::AllowedTopics,
+                format!(
+                    "topic {topic} is used in code but not in allowedTopics of {}",
+                    expected.pubsub_name
+                ),
+            ));
+        }
+        for topic in allowed.difference(&expected.topics) {
+            found.push(Violation::new(
+                file,
+                Rule::AllowedTopics,
+                format!(
+                    "allowedTopics of {} lists {topic}, which no code publishes or subscribes to",
+                    expected.pubsub_name
+                ),
+            ));
+        }
+    }
+    found
+}
+
+/// Each component set defines the pub/sub and the state store under the names the code uses.
+pub fn component_names(manifests: &Manifests, expected: &Expected) -> Vec<Violation> {
+    let mut found = Vec::new();
+    for set in manifests.component_sets() {
+        let components: Vec<(&str, &Value)> = manifests.components_in(&set).collect();
+        if components.is_empty() {
+            continue;
+        }
+        let wanted = [
+            (&expected.pubsub_name, "pubsub."),
+            (&expected.state_store_name, "state."),
+        ];
+        for (name, type_prefix) in wanted {
+            let present = components.iter().any(|(_, doc)| {
+                text_at(doc, &["metadata", "name"]).as_deref() == Some(name.as_str())
+                    && text_at(doc, &["spec", "type"]).is_some_and(|t| t.starts_with(type_prefix))
+            });
+            if !present {
+                found.push(Violation::new(
+                    set.trim_end_matches('/'),
+                    Rule::ComponentName,
+                    format!("no {type_prefix}* component named {name} (the name the code uses)"),
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// A literal `consumerGroup`/`consumerID` puts every app using the component in one group, so
+/// the services would steal each other's events. `{appID}` templates give one group per app.
+pub fn consumer_groups(manifests: &Manifests) -> Vec<Violation> {
+    let mut found = Vec::new();
+    // literal group -> (file, apps scoped) of each component setting it
+    let mut literals: BTreeMap<String, Vec<(String, Vec<String>)>> = BTreeMap::new();
+    for (file, doc) in manifests.all() {
+        let is_pubsub = kind(doc) == Some("Component")
+            && text_at(doc, &["spec", "type"]).is_some_and(|t| t.starts_with("pubsub."));
+        if !is_pubsub {
+            continue;
+        }
+        for key in ["consumerGroup", "consumerID"] {
+            let Some(value) = component_metadata(doc, key) else {
+                continue;
+            };
+            if value.contains("{appID}") {
+                continue;
+            }
+            let apps = scopes(doc);
+            if apps.len() != 1 {
+                let who = if apps.is_empty() {
+                    "every app (no scopes)".to_owned()
+                } else {
+                    apps.join(", ")
+                };
+                found.push(Violation::new(
+                    file,
+                    Rule::SharedConsumerGroup,
+                    format!(
+                        "{key} \"{value}\" is one group shared by {who}; use {{appID}} or omit it"
+                    ),
+                ));
+            }
+            literals
+                .entry(value)
+                .or_default()
+                .push((file.to_owned(), apps));
+        }
+    }
+    for (value, users) in literals {
+        let apps: BTreeSet<&String> = users.iter().flat_map(|(_, a)| a).collect();
+        if apps.len() > 1 && users.len() > 1 {
+            for (file, _) in &users {
+                found.push(Violation::new(
+                    file,
+                    Rule::SharedConsumerGroup,
+                    format!(
+                        "consumer group \"{value}\" is also set for other apps ({})",
+                        apps.iter()
+                            .map(|a| a.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    found
+}

@@ -1,0 +1,295 @@
+//! The repository's manifests agree with the code, and breaking any one drift rule in a copy of
+//! them makes the checks report that file and that rule.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use deploy_drift::violation::report;
+use deploy_drift::{Expected, Rule, Service, Sources, Violation, check_all};
+
+const JWT_SECRET: &str = "drift-test-secret-0123456789abcdef0123456789";
+const ADMIN_TOKEN: &str = "drift-test-admin-token-0123";
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// App ids and ports as each service's own settings load them with no environment (beyond the
+/// secrets a service refuses to start without).
+fn services() -> Vec<Service> {
+    let task_api = task_api::Settings::load_from(env(&[("JWT_SECRET", JWT_SECRET)])).unwrap();
+    let email = email_worker::WorkerSettings::defaults().unwrap();
+    let reminder = reminder_scheduler::Settings::load_from(env(&[])).unwrap();
+    let audit =
+        audit_logger::Settings::load_from(env(&[("AUDIT_ADMIN_TOKEN", ADMIN_TOKEN)])).unwrap();
+    let services = vec![
+        Service {
+            app_id: task_api.app_id,
+            app_port: task_api.app_port,
+        },
+        Service {
+            app_id: email.app_id,
+            app_port: email.app_port,
+        },
+        Service {
+            app_id: reminder.app_id,
+            app_port: reminder.app_port,
+        },
+        Service {
+            app_id: audit.app_id,
+            app_port: audit.app_port,
+        },
+    ];
+    let ids: Vec<&str> = services.iter().map(|s| s.app_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        events::apps::ALL,
+        "settings app ids differ from events::apps"
+    );
+    services
+}
+
+fn expected() -> Expected {
+    Expected::from_code(services())
+}
+
+fn sources() -> Sources {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    Sources::load(&root).unwrap()
+}
+
+/// The repository's files with one exact text in one file replaced.
+fn with_edit(file: &str, from: &str, to: &str) -> Vec<Violation> {
+    let mut sources = sources();
+    let text = sources
+        .files
+        .get_mut(file)
+        .unwrap_or_else(|| panic!("{file} is not among the manifests"));
+    assert_eq!(
+        text.matches(from).count(),
+        1,
+        "{file} should contain {from:?} exactly once"
+    );
+    *text = text.replacen(from, to, 1);
+    check_all(&sources.parse(), &expected())
+}
+
+fn without(file: &str) -> Vec<Violation> {
+    let mut sources = sources();
+    assert!(sources.files.remove(file).is_some(), "{file} missing");
+    check_all(&sources.parse(), &expected())
+}
+
+/// The report names the file and the rule; and only that rule fired.
+fn assert_fires(found: &[Violation], file: &str, rule: Rule) {
+    let text = report(found);
+    assert!(
+        text.contains(&format!("{file}: [{rule}]")),
+        "expected a {rule} violation in {file}, got:\n{text}"
+    );
+    assert!(
+        found.iter().all(|v| v.rule == rule),
+        "only {rule} should fire, got:\n{text}"
+    );
+}
+
+#[test]
+fn the_repository_has_no_drift() {
+    let sources = sources();
+    for must in [
+        "deploy/dapr/pubsub.yaml",
+        "deploy/compose/components/pubsub.yaml",
+        "deploy/local/in-memory/pubsub.yaml",
+        "deploy/local/redis/pubsub.yaml",
+        "dapr.yaml",
+        "dapr.redis.yaml",
+    ] {
+        assert!(sources.files.contains_key(must), "{must} not loaded");
+    }
+    let found = check_all(&sources.parse(), &expected());
+    assert!(found.is_empty(), "drift:\n{}", report(&found));
+}
+
+#[test]
+fn a_missing_deployment_is_reported() {
+    let file = "deploy/k8s/base/audit-logger/deployment.yaml";
+    assert_fires(&without(file), file, Rule::DeploymentPresent);
+}
+
+#[test]
+fn a_wrong_app_id_annotation_is_reported() {
+    let file = "deploy/k8s/base/email-worker/deployment.yaml";
+    let found = with_edit(
+        file,
+        r#"dapr.io/app-id: "email-worker""#,
+        r#"dapr.io/app-id: "mailer""#,
+    );
+    assert_fires(&found, file, Rule::DaprAppId);
+}
+
+#[test]
+fn a_wrong_app_port_annotation_is_reported() {
+    let file = "deploy/k8s/base/task-api/deployment.yaml";
+    let found = with_edit(
+        file,
+        r#"dapr.io/app-port: "8080""#,
+        r#"dapr.io/app-port: "80""#,
+    );
+    assert_fires(&found, file, Rule::DaprAppPort);
+}
+
+#[test]
+fn a_wrong_container_port_is_reported() {
+    let file = "deploy/k8s/base/reminder-scheduler/deployment.yaml";
+    let found = with_edit(file, "containerPort: 8082", "containerPort: 8092");
+    assert_fires(&found, file, Rule::ContainerPort);
+}
+
+#[test]
+fn a_wrong_configmap_app_port_or_id_is_reported() {
+    let file = "deploy/k8s/base/audit-logger/configmap.yaml";
+    assert_fires(
+        &with_edit(file, r#"APP_PORT: "8083""#, r#"APP_PORT: "9083""#),
+        file,
+        Rule::ConfigMapEnv,
+    );
+    assert_fires(
+        &with_edit(file, r#"APP_ID: "audit-logger""#, r#"APP_ID: "audit""#),
+        file,
+        Rule::ConfigMapEnv,
+    );
+}
+
+/// Every copy of the pub/sub component that lists allowedTopics.
+const PUBSUB_FILES: [&str; 5] = [
+    "deploy/dapr/pubsub.yaml",
+    "deploy/k8s/overlays/prod/patches/pubsub-sasl-tls.yaml",
+    "deploy/compose/components/pubsub.yaml",
+    "deploy/local/in-memory/pubsub.yaml",
+    "deploy/local/redis/pubsub.yaml",
+];
+
+#[test]
+fn a_topic_missing_from_allowed_topics_is_reported_in_every_component_copy() {
+    for file in PUBSUB_FILES {
+        let found = with_edit(file, ",task-due-soon,", ",");
+        assert_fires(&found, file, Rule::AllowedTopics);
+        assert!(report(&found).contains("task-due-soon"));
+        let found = with_edit(file, ",reminder-scheduler-dead-letters,", ",");
+        assert_fires(&found, file, Rule::AllowedTopics);
+    }
+}
+
+#[test]
+fn an_unknown_allowed_topic_is_reported() {
+    for file in PUBSUB_FILES {
+        let found = with_edit(file, "task-created,", "task-created,task-archived,");
+        assert_fires(&found, file, Rule::AllowedTopics);
+        assert!(report(&found).contains("task-archived"));
+    }
+}
+
+#[test]
+fn a_renamed_component_is_reported_for_its_set() {
+    let found = with_edit(
+        "deploy/compose/components/statestore.yaml",
+        "name: todo-state",
+        "name: todo-store",
+    );
+    assert_fires(&found, "deploy/compose/components", Rule::ComponentName);
+    let found = with_edit(
+        "deploy/local/in-memory/pubsub.yaml",
+        "name: todo-pubsub",
+        "name: pubsub",
+    );
+    assert_fires(&found, "deploy/local/in-memory", Rule::ComponentName);
+}
+
+#[test]
+fn a_literal_consumer_group_shared_by_apps_is_reported_and_a_template_is_not() {
+    let file = "deploy/dapr/pubsub.yaml";
+    let anchor = "    - name: initialOffset\n";
+    for key in ["consumerGroup", "consumerID"] {
+        let found = with_edit(
+            file,
+            anchor,
+            &format!("    - name: {key}\n      value: \"todo\"\n{anchor}"),
+        );
+        assert_fires(&found, file, Rule::SharedConsumerGroup);
+        let found = with_edit(
+            file,
+            anchor,
+            &format!("    - name: {key}\n      value: \"{{appID}}\"\n{anchor}"),
+        );
+        assert!(found.is_empty(), "{}", report(&found));
+    }
+}
+
+const SUBS: &str = "deploy/dapr/subscriptions-declarative";
+
+#[test]
+fn a_wrong_or_missing_dead_letter_topic_is_reported() {
+    let file = format!("{SUBS}/email-worker--task-created.yaml");
+    let found = with_edit(
+        &file,
+        "deadLetterTopic: email-worker-dead-letters",
+        "deadLetterTopic: audit-logger-dead-letters",
+    );
+    assert_fires(&found, &file, Rule::DeadLetterTopic);
+    let found = with_edit(&file, "  deadLetterTopic: email-worker-dead-letters\n", "");
+    assert_fires(&found, &file, Rule::DeadLetterTopic);
+}
+
+#[test]
+fn a_subscription_missing_or_extra_is_reported() {
+    let found = without(&format!("{SUBS}/email-worker--task-due-soon.yaml"));
+    assert_fires(&found, SUBS, Rule::SubscribedTopics);
+    assert!(report(&found).contains("email-worker consumes task-due-soon"));
+
+    // reminder-scheduler's task-updated subscription moved to the audit-logger's scope, which
+    // already has one: the reminder-scheduler misses it.
+    let file = format!("{SUBS}/reminder-scheduler--task-updated.yaml");
+    let found = with_edit(&file, "  - reminder-scheduler\n", "  - audit-logger\n");
+    let text = report(&found);
+    assert!(
+        text.contains(&format!("{SUBS}: [subscribed-topics]"))
+            && text.contains("reminder-scheduler consumes task-updated"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_wrong_route_is_reported() {
+    let file = format!("{SUBS}/audit-logger--task-deleted.yaml");
+    let found = with_edit(
+        &file,
+        "default: /events/task-deleted",
+        "default: /task-deleted",
+    );
+    assert_fires(&found, &file, Rule::SubscriptionRoute);
+}
+
+#[test]
+fn run_file_apps_and_ports_are_checked() {
+    let found = with_edit("dapr.yaml", "appPort: 8081", "appPort: 8091");
+    assert_fires(&found, "dapr.yaml", Rule::RunFileApps);
+    let found = with_edit(
+        "dapr.redis.yaml",
+        "appID: reminder-scheduler",
+        "appID: reminders",
+    );
+    assert_fires(&found, "dapr.redis.yaml", Rule::RunFileApps);
+    assert!(report(&found).contains("reminder-scheduler is missing"));
+}
+
+#[test]
+fn a_file_that_does_not_parse_is_reported() {
+    let file = "deploy/local/redis/statestore.yaml";
+    let found = with_edit(file, "kind: Component", "kind: [Component");
+    // The file's components are then missing from its set too; the syntax error is what names it.
+    let text = report(&found);
+    assert!(text.contains(&format!("{file}: [yaml-syntax]")), "{text}");
+}
