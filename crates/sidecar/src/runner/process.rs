@@ -127,6 +127,11 @@ impl AppProcess {
             if tokio::time::Instant::now() >= deadline {
                 tracing::warn!(app_id = %self.app_id, "app did not stop within {grace:?}; killing it");
                 signal_group(group, Signal::SIGKILL);
+                // SIGKILL is asynchronous: give the kernel a moment to finish the processes.
+                let killed_by = tokio::time::Instant::now() + Duration::from_secs(2);
+                while group_alive(group) && tokio::time::Instant::now() < killed_by {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 break;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
