@@ -7,7 +7,9 @@ mod support;
 
 use mail_parser::MimeHeaders;
 use serde_json::Value;
-use support::{WAIT, spawn_app, task_created, task_due_soon};
+use support::{
+    SmtpSink, WAIT, settings_for, spawn_app, spawn_app_with, task_created, task_due_soon,
+};
 
 fn data(event: &Value) -> &Value {
     &event["data"]
@@ -271,4 +273,31 @@ async fn health_and_metrics_endpoints_answer() {
     let metrics = app.metrics().await;
     assert!(metrics.contains("emails_sent_total"), "{metrics}");
     app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_run_concurrently_up_to_the_bound() {
+    for (bound, events) in [(2usize, 12usize), (6, 24)] {
+        let sink = SmtpSink::start();
+        let mut settings = settings_for(sink.port);
+        settings.max_concurrent_sends = bound;
+        let app = spawn_app_with(sink.port, settings).await;
+        for i in 0..events {
+            app.publish(&task_created(&format!("p{i}@example.com"), "Parallel", ""))
+                .await;
+        }
+        app.cluster
+            .wait_for_published("notification-sent", events, WAIT)
+            .await
+            .unwrap();
+        assert_eq!(sink.received().len(), events);
+        let seen = sink.max_concurrent();
+        // Never above the bound; and with the sidecar delivering 10 at a time, more than one
+        // send overlaps (each SMTP transaction takes tens of milliseconds).
+        assert!(
+            seen <= bound && seen >= 2,
+            "bound {bound}, at most {seen} at once"
+        );
+        app.shutdown().await;
+    }
 }

@@ -51,6 +51,9 @@ struct SinkState {
     reject: HashSet<String>,
     /// Recipients refused with 451 (try again later) this many more times.
     tempfail: std::collections::HashMap<String, usize>,
+    /// Mail transactions (MAIL FROM .. end of DATA) in progress, and the most seen at once.
+    active: usize,
+    max_active: usize,
 }
 
 /// A real SMTP server on 127.0.0.1 that records what it accepts and can refuse recipients (550).
@@ -77,6 +80,13 @@ fn bare(address: &str) -> String {
 }
 
 impl Handler for SinkHandler {
+    fn mail(&mut self, _ip: std::net::IpAddr, _domain: &str, _from: &str) -> Response {
+        let mut state = self.state.lock().unwrap();
+        state.active += 1;
+        state.max_active = state.max_active.max(state.active);
+        response::OK
+    }
+
     fn rcpt(&mut self, to: &str) -> Response {
         let mut state = self.state.lock().unwrap();
         if state.reject.contains(&bare(to)) {
@@ -108,7 +118,9 @@ impl Handler for SinkHandler {
             data: std::mem::take(&mut self.data),
             at: Instant::now(),
         };
-        self.state.lock().unwrap().received.push(message);
+        let mut state = self.state.lock().unwrap();
+        state.active = state.active.saturating_sub(1);
+        state.received.push(message);
         response::OK
     }
 }
@@ -175,6 +187,11 @@ impl SmtpSink {
             .get(&bare(address))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The most mail transactions that were in progress at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.state.lock().unwrap().max_active
     }
 
     pub fn received(&self) -> Vec<Received> {
