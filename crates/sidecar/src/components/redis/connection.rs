@@ -1,6 +1,7 @@
 //! Connections to the Redis server of one component.
 
 use super::settings::RedisSettings;
+use crate::resources::{ComponentSpec, ResourceError};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo,
@@ -34,6 +35,23 @@ impl Connector {
             settings: settings.clone(),
             shared: OnceCell::new(),
         })
+    }
+
+    /// The connector of component `spec`, checked against the server (errors name the file).
+    pub fn for_component(
+        spec: &ComponentSpec,
+        settings: &RedisSettings,
+    ) -> Result<Self, ResourceError> {
+        let field_error = |message: String| ResourceError::Field {
+            file: spec.source.clone(),
+            kind: "Component".into(),
+            name: spec.name.clone(),
+            field: "spec.metadata.redisHost".into(),
+            message,
+        };
+        let connector = Self::new(settings).map_err(|e| field_error(e.to_string()))?;
+        connector.check_reachable().map_err(field_error)?;
+        Ok(connector)
     }
 
     /// The shared, self-reconnecting connection (cheap to clone).

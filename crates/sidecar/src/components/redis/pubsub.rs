@@ -31,7 +31,7 @@ impl RedisPubSub {
     /// Validates the metadata of `spec` and checks that Redis is reachable.
     pub fn from_spec(spec: &ComponentSpec) -> Result<Self, ResourceError> {
         let settings = RedisSettings::from_spec(spec)?;
-        let connector = super::state::connector_for(spec, &settings)?;
+        let connector = Connector::for_component(spec, &settings)?;
         Ok(Self {
             settings,
             connector: Arc::new(connector),

@@ -31,7 +31,7 @@ impl RedisStateStore {
     /// Validates the metadata of `spec` and checks that Redis is reachable.
     pub fn from_spec(spec: &ComponentSpec) -> Result<Self, ResourceError> {
         let settings = RedisSettings::from_spec(spec)?;
-        let connector = connector_for(spec, &settings)?;
+        let connector = Connector::for_component(spec, &settings)?;
         Ok(Self {
             settings,
             connector,
@@ -211,26 +211,6 @@ impl RedisStateStore {
 
 fn store_error(e: redis::RedisError) -> StateError {
     StateError::Store(e.to_string())
-}
-
-/// Builds the connector and checks reachability, naming the component file on failure.
-pub(super) fn connector_for(
-    spec: &ComponentSpec,
-    settings: &RedisSettings,
-) -> Result<Connector, ResourceError> {
-    let field_error = |field: &str, message: String| ResourceError::Field {
-        file: spec.source.clone(),
-        kind: "Component".into(),
-        name: spec.name.clone(),
-        field: field.into(),
-        message,
-    };
-    let connector = Connector::new(settings)
-        .map_err(|e| field_error("spec.metadata.redisHost", e.to_string()))?;
-    connector
-        .check_reachable()
-        .map_err(|m| field_error("spec.metadata.redisHost", m))?;
-    Ok(connector)
 }
 
 /// ARGV[1] of the set script: `"0"` without etag or with last-write, else the etag as an integer.
