@@ -1,0 +1,55 @@
+//! Command-line options.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Creates tasks over the REST API for a bounded time, at a fixed concurrency or a fixed rate,
+/// and measures HTTP latency and end-to-end latency (request sent -> email accepted by the SMTP
+/// sink this process runs; point the email-worker's SMTP_URL at --smtp-listen).
+#[derive(Debug, Parser)]
+#[command(version)]
+pub struct Args {
+    /// task-api base URL (loopback only: this is a load tool for the local system).
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Bearer token for task-api (`task-api token ...`).
+    #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// How long to send requests.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Requests in flight at once (with --rate: the most in flight).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+    /// Requests per second at a fixed rate instead of closed-loop concurrency.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// After the last request, how long to wait for the remaining emails.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub drain: Duration,
+    /// Per-request HTTP timeout.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+    /// Address of the SMTP sink.
+    #[arg(long, default_value = "127.0.0.1:2525")]
+    pub smtp_listen: SocketAddr,
+    /// Executable names whose peak memory (VmHWM) is reported.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "sidecar,task-api,email-worker,reminder-scheduler,audit-logger"
+    )]
+    pub processes: Vec<String>,
+    /// Only count processes whose executable is in this folder (e.g. target/release).
+    #[arg(long)]
+    pub process_dir: Option<PathBuf>,
+    /// JSON result file.
+    #[arg(long, default_value = "docs/load/result.json")]
+    pub out: PathBuf,
+    /// SVG latency plot.
+    #[arg(long, default_value = "docs/load/latency.svg")]
+    pub plot: PathBuf,
+}

@@ -1,0 +1,33 @@
+//! `loadgen`: drives `POST /api/tasks` for a bounded time and measures the latency from each
+//! request to its email arriving at the SMTP sink this process runs. See `loadgen --help`.
+
+mod cli;
+mod driver;
+mod memory;
+mod plot;
+mod report;
+mod sink;
+mod stats;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = cli::Args::parse();
+    let sink = sink::SmtpSink::start(&args.smtp_listen)?;
+    eprintln!("SMTP sink listening on {}", sink.addr());
+    let run = driver::run(&args, &sink).await?;
+    let memory = memory::peak_memory(&args.processes, args.process_dir.as_deref());
+    let result = report::Result::new(&args, &run, memory);
+    report::write(&result, &args.out)?;
+    plot::write(&run, &args.plot)?;
+    println!("{}", result.summary());
+    if result.errors > 0 || result.emails_missing > 0 {
+        anyhow::bail!(
+            "{} request errors, {} emails missing",
+            result.errors,
+            result.emails_missing
+        );
+    }
+    Ok(())
+}

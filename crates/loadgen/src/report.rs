@@ -1,0 +1,110 @@
+//! The JSON result.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cli::Args;
+use crate::driver::Run;
+use crate::memory::ProcessMemory;
+use crate::stats::Percentiles;
+
+/// Everything a run measured, as written to the result file.
+#[derive(Debug, Serialize)]
+pub struct Result {
+    pub mode: String,
+    pub concurrency: u32,
+    pub rate: Option<f64>,
+    pub duration_s: f64,
+    pub requests: usize,
+    pub errors: usize,
+    pub error_kinds: BTreeMap<String, u64>,
+    pub emails_matched: usize,
+    pub emails_missing: usize,
+    pub duplicate_emails: u64,
+    pub unmatched_emails: u64,
+    /// Requests per second over the sending time.
+    pub requests_per_s: f64,
+    /// Emails per second from the start to the last email.
+    pub emails_per_s: f64,
+    pub http_latency: Option<Percentiles>,
+    pub e2e_latency: Option<Percentiles>,
+    pub peak_memory: Vec<ProcessMemory>,
+}
+
+impl Result {
+    pub fn new(args: &Args, run: &Run, peak_memory: Vec<ProcessMemory>) -> Self {
+        let ok: Vec<_> = run.samples.iter().filter(|s| s.error.is_none()).collect();
+        let http: Vec<Duration> = ok.iter().map(|s| s.http).collect();
+        let e2e: Vec<Duration> = ok.iter().filter_map(|s| s.e2e).collect();
+        let per_s = |n: usize, t: Duration| round(n as f64 / t.as_secs_f64().max(1e-9));
+        Self {
+            mode: if args.rate.is_some() {
+                "rate"
+            } else {
+                "concurrency"
+            }
+            .into(),
+            concurrency: args.concurrency,
+            rate: args.rate,
+            duration_s: args.duration.as_secs_f64(),
+            requests: run.samples.len(),
+            errors: run.samples.len() - ok.len(),
+            error_kinds: run.errors(),
+            emails_matched: e2e.len(),
+            emails_missing: ok.len() - e2e.len(),
+            duplicate_emails: run.duplicate_emails,
+            unmatched_emails: run.unmatched_emails,
+            requests_per_s: per_s(run.samples.len(), run.send_time),
+            emails_per_s: per_s(e2e.len(), run.total_time),
+            http_latency: Percentiles::of(&http),
+            e2e_latency: Percentiles::of(&e2e),
+            peak_memory,
+        }
+    }
+
+    /// A few human-readable lines.
+    pub fn summary(&self) -> String {
+        let line = |name: &str, p: &Option<Percentiles>| match p {
+            Some(p) => format!(
+                "{name}: p50 {:.1} ms  p95 {:.1} ms  p99 {:.1} ms  max {:.1} ms  (n={})",
+                p.p50_ms, p.p95_ms, p.p99_ms, p.max_ms, p.count
+            ),
+            None => format!("{name}: no samples"),
+        };
+        let memory: Vec<String> = self
+            .peak_memory
+            .iter()
+            .map(|p| format!("{} {:.1} MiB", p.name, p.vm_hwm_kib as f64 / 1024.0))
+            .collect();
+        format!(
+            "requests {} ({:.1}/s), errors {}, emails {} ({:.1}/s), missing {}\n{}\n{}\npeak memory (VmHWM): {}",
+            self.requests,
+            self.requests_per_s,
+            self.errors,
+            self.emails_matched,
+            self.emails_per_s,
+            self.emails_missing,
+            line("HTTP latency", &self.http_latency),
+            line(
+                "end-to-end latency (request -> email accepted)",
+                &self.e2e_latency
+            ),
+            memory.join(", ")
+        )
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+pub fn write(result: &Result, path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(result)? + "\n")?;
+    Ok(())
+}

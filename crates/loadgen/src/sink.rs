@@ -1,0 +1,173 @@
+//! The SMTP sink: a real SMTP server (mailin-embedded, on its own threads) that notes when the
+//! email of each request arrives, matched by the request's marker in the message.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
+
+use mailin_embedded::{Handler, Response, Server, SslConfig, response};
+
+/// Arrival times by request number, plus counts of what did not match.
+#[derive(Debug, Default)]
+pub struct Arrivals {
+    pub first: HashMap<u64, Instant>,
+    pub duplicates: u64,
+    pub unmatched: u64,
+}
+
+/// The marker put in each task title: `lg<nonce>n<seq>`; the nonce keeps other mail out.
+#[derive(Debug, Clone)]
+pub struct Marker {
+    prefix: String,
+}
+
+impl Marker {
+    pub fn new(nonce: u32) -> Self {
+        Self {
+            prefix: format!("lg{nonce:08x}n"),
+        }
+    }
+
+    pub fn of(&self, seq: u64) -> String {
+        format!("{}{seq}", self.prefix)
+    }
+
+    /// The request number in a message, if its marker is there.
+    pub fn find(&self, data: &[u8]) -> Option<u64> {
+        let text = String::from_utf8_lossy(data);
+        let start = text.find(&self.prefix)? + self.prefix.len();
+        let digits: String = text[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    }
+}
+
+#[derive(Clone)]
+struct Recorder {
+    marker: Marker,
+    arrivals: Arc<Mutex<Arrivals>>,
+    data: Vec<u8>,
+}
+
+impl Handler for Recorder {
+    fn data_start(
+        &mut self,
+        _domain: &str,
+        _from: &str,
+        _is8bit: bool,
+        _to: &[String],
+    ) -> Response {
+        self.data.clear();
+        response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> Response {
+        let now = Instant::now();
+        let seq = self.marker.find(&self.data);
+        self.data.clear();
+        let mut arrivals = self.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
+        match seq {
+            Some(seq) if arrivals.first.contains_key(&seq) => arrivals.duplicates += 1,
+            Some(seq) => {
+                arrivals.first.insert(seq, now);
+            }
+            None => arrivals.unmatched += 1,
+        }
+        response::OK
+    }
+}
+
+/// The running sink; it serves until the process ends.
+#[derive(Debug, Clone)]
+pub struct SmtpSink {
+    addr: SocketAddr,
+    marker: Marker,
+    arrivals: Arc<Mutex<Arrivals>>,
+}
+
+impl SmtpSink {
+    pub fn start(addr: &SocketAddr) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("SMTP sink cannot listen on {addr}: {e}"))?;
+        let addr = listener.local_addr()?;
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
+            .unwrap_or(0);
+        let marker = Marker::new(nonce);
+        let arrivals = Arc::new(Mutex::new(Arrivals::default()));
+        let mut server = Server::new(Recorder {
+            marker: marker.clone(),
+            arrivals: Arc::clone(&arrivals),
+            data: Vec::new(),
+        });
+        server
+            .with_name("loadgen.sink")
+            .with_ssl(SslConfig::None)
+            .map_err(|e| anyhow::anyhow!("SMTP sink: {e}"))?
+            // Each pooled SMTP connection of the email-worker holds one thread.
+            .with_num_threads(64)
+            .with_tcp_listener(listener);
+        std::thread::Builder::new()
+            .name("smtp-sink".into())
+            .spawn(move || {
+                if let Err(e) = server.serve() {
+                    eprintln!("SMTP sink stopped: {e}");
+                }
+            })?;
+        Ok(Self {
+            addr,
+            marker,
+            arrivals,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn marker(&self) -> &Marker {
+        &self.marker
+    }
+
+    /// How many requests have their email.
+    pub fn matched(&self) -> usize {
+        self.lock().first.len()
+    }
+
+    /// Arrival time of a request's email.
+    pub fn arrival(&self, seq: u64) -> Option<Instant> {
+        self.lock().first.get(&seq).copied()
+    }
+
+    /// (duplicates, unmatched) emails.
+    pub fn strays(&self) -> (u64, u64) {
+        let a = self.lock();
+        (a.duplicates, a.unmatched)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Arrivals> {
+        self.arrivals.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_marker_is_found_in_a_subject_and_only_with_its_nonce() {
+        let marker = Marker::new(0xabc);
+        let mail = format!("Subject: New task: load {}\r\n\r\nbody", marker.of(42));
+        assert_eq!(marker.find(mail.as_bytes()), Some(42));
+        assert_eq!(Marker::new(0xabd).find(mail.as_bytes()), None);
+    }
+}

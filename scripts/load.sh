@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Load test of the whole local system: builds release binaries, starts every service with its
+# sidecar (dapr.yaml with release binaries, quieter logs, and the email-worker sending over SMTP
+# to the load generator's sink), creates tasks for a bounded time, then stops everything.
+#
+#   scripts/load.sh                                 30 s at 16 requests in flight
+#   scripts/load.sh --duration 20s --concurrency 16
+#   scripts/load.sh --duration 20s --rate 200       fixed rate (at most --concurrency in flight)
+#
+# Arguments go to loadgen (target/release/loadgen --help). Writes docs/load/result.json and
+# docs/load/latency.svg. Environment: SMTP_PORT (sink port, default 2525). Traffic stays on
+# 127.0.0.1. Needs only the Rust toolchain.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+case "${1:-}" in -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+
+SMTP_PORT=${SMTP_PORT:-2525}
+BASE_RUN_FILE=dapr.yaml
+RUN_FILE=.load-run.yaml # beside dapr.yaml: its relative paths stay valid
+
+port_open() { { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null && exec 3<&-; }
+
+http_status() {
+  local reply
+  { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null || return 1
+  printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+  IFS=' ' read -r -t 5 _ reply _ <&3 || reply=
+  exec 3<&-
+  printf '%s' "$reply"
+}
+
+setting() { sed -n "s/^[[:space:]]*$1:[[:space:]]*//p" "$BASE_RUN_FILE" | head -n 1 | tr -d '"'; }
+
+mapfile -t app_ports < <(sed -n 's/^[[:space:]]*appPort:[[:space:]]*//p' "$BASE_RUN_FILE")
+mapfile -t dapr_ports < <(sed -n 's/^[[:space:]]*daprHTTPPort:[[:space:]]*//p' "$BASE_RUN_FILE")
+for port in "${app_ports[@]}" "${dapr_ports[@]}" "$SMTP_PORT"; do
+  if port_open "$port"; then
+    echo "error: port $port is already in use; is another run still going?" >&2
+    exit 1
+  fi
+done
+
+echo "==> Building release binaries (cargo build --release --bins)..."
+cargo build --release --bins
+
+# The run file: dapr.yaml with release binaries, warn-level logs (a log line per request would
+# be measured too), and SMTP to the sink instead of .eml files.
+sed -e 's#target/debug/#target/release/#' \
+    -e 's#^\([[:space:]]*\)RUST_LOG: .*#\1RUST_LOG: warn#' \
+    -e "s#^\([[:space:]]*\)MAIL_DIR: .*#\1SMTP_URL: smtp://127.0.0.1:${SMTP_PORT}#" \
+    "$BASE_RUN_FILE" >"$RUN_FILE"
+grep -q "SMTP_URL: smtp://127.0.0.1:${SMTP_PORT}" "$RUN_FILE" || {
+  echo "error: could not point the email-worker at the sink (no MAIL_DIR in $BASE_RUN_FILE)" >&2
+  exit 1
+}
+
+runner=
+cleanup() {
+  local status=$?
+  if [ -n "$runner" ] && kill -0 "$runner" 2>/dev/null; then
+    echo "==> Stopping the system" >&2
+    kill -INT "$runner" 2>/dev/null || true
+    for _ in $(seq 300); do kill -0 "$runner" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$runner" 2>/dev/null; then
+      echo "warning: runner still alive after 30 s; killing its process group" >&2
+      kill -KILL -- "-$runner" 2>/dev/null || true
+    fi
+    wait "$runner" 2>/dev/null || true
+  fi
+  rm -f "$RUN_FILE"
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p .local/load
+echo "==> Starting the system (log: .local/load/system.log)"
+set -m # own process group, so the whole run can be stopped together
+target/release/sidecar run -f "$RUN_FILE" >.local/load/system.log 2>&1 &
+runner=$!
+set +m
+
+ready=false
+for _ in $(seq 600); do
+  kill -0 "$runner" 2>/dev/null || break
+  all=true
+  for port in "${dapr_ports[@]}"; do
+    [ "$(http_status "$port" /v1.0/healthz)" = 204 ] || { all=false; break; }
+  done
+  for port in "${app_ports[@]}"; do
+    case "$(http_status "$port" /readyz)" in 200|204) ;; *) all=false ;; esac
+  done
+  if $all; then ready=true; break; fi
+  sleep 0.1
+done
+$ready || { echo "error: the system did not become ready in 60 s; see .local/load/system.log" >&2; exit 1; }
+
+user_id=$(cat /proc/sys/kernel/random/uuid)
+token=$(JWT_SECRET=$(setting JWT_SECRET) target/release/task-api token \
+  --user-id "$user_id" --email "load-${user_id:0:8}@example.com" --ttl 1h)
+
+echo "==> Running loadgen $*"
+LOADGEN_TOKEN=$token target/release/loadgen \
+  --url "http://127.0.0.1:${app_ports[0]}" \
+  --smtp-listen "127.0.0.1:${SMTP_PORT}" \
+  --process-dir target/release \
+  --out docs/load/result.json --plot docs/load/latency.svg \
+  "$@"
