@@ -1,7 +1,8 @@
 //! The whole system, end to end, with the real binaries in a multi-app run derived from the
-//! repository's `dapr.yaml` (and `dapr.redis.yaml`): a task created through task-api produces exactly one "new task" email,
-//! a reminder and exactly one "due soon" email, and an audit trail that records every step in order
-//! and verifies. Stopping the run (SIGINT, as Ctrl-C) leaves no process behind.
+//! repository's `dapr.yaml` (and `dapr.redis.yaml`): a task created through task-api produces
+//! exactly one "new task" email, a reminder and exactly one "due soon" email, and an audit trail
+//! that records every step in order and verifies. Stopping the run (SIGINT, as Ctrl-C) leaves no
+//! process behind.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
