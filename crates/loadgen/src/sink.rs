@@ -160,8 +160,57 @@ impl SmtpSink {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpStream;
+
     use super::*;
+
+    /// Sends one message over plain SMTP, reading each reply before the next command.
+    fn send(addr: SocketAddr, body: &str) {
+        let stream = TcpStream::connect(addr).unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut writer = stream;
+        let mut reply = |expect: &str| {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+                // Multi-line replies continue with `250-`.
+                if line.as_bytes().get(3) != Some(&b'-') {
+                    break;
+                }
+            }
+            assert!(line.starts_with(expect), "expected {expect}, got {line}");
+        };
+        reply("220");
+        for (command, expect) in [
+            ("EHLO test\r\n", "250"),
+            ("MAIL FROM:<a@example.com>\r\n", "250"),
+            ("RCPT TO:<b@example.com>\r\n", "250"),
+            ("DATA\r\n", "354"),
+        ] {
+            writer.write_all(command.as_bytes()).unwrap();
+            reply(expect);
+        }
+        writer.write_all(body.as_bytes()).unwrap();
+        writer.write_all(b"\r\n.\r\n").unwrap();
+        reply("250");
+        writer.write_all(b"QUIT\r\n").unwrap();
+    }
+
+    #[test]
+    fn the_sink_records_the_first_arrival_per_marker_and_counts_the_rest() {
+        let sink = SmtpSink::start(&"127.0.0.1:0".parse().unwrap()).unwrap();
+        let subject = format!("Subject: New task: {}\r\n\r\nhi", sink.marker().of(7));
+        send(sink.addr(), &subject);
+        send(sink.addr(), &subject);
+        send(sink.addr(), "Subject: unrelated\r\n\r\nhi");
+        assert_eq!(sink.matched(), 1);
+        assert!(sink.arrival(7).is_some());
+        assert_eq!(sink.strays(), (1, 1));
+    }
 
     #[test]
     fn the_marker_is_found_in_a_subject_and_only_with_its_nonce() {
