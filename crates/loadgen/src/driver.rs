@@ -188,7 +188,19 @@ async fn one(shared: &Shared) {
             // Read the body so the connection goes back to the pool.
             response.bytes().await.err().map(|e| format!("body: {e}"))
         }
-        Ok(response) => Some(format!("HTTP {}", response.status().as_u16())),
+        Ok(response) => {
+            // The problem+json title says which failure it was (e.g. sidecar unavailable).
+            let status = response.status().as_u16();
+            let title = response
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|p| p.get("title")?.as_str().map(str::to_owned));
+            Some(match title {
+                Some(title) => format!("HTTP {status}: {title}"),
+                None => format!("HTTP {status}"),
+            })
+        }
         Err(e) if e.is_timeout() => Some("timeout".into()),
         Err(e) if e.is_connect() => Some("connect".into()),
         Err(_) => Some("transport".into()),
