@@ -8,14 +8,18 @@
 #   scripts/load.sh --duration 20s --rate 200       fixed rate (at most --concurrency in flight)
 #
 # Arguments go to loadgen (target/release/loadgen --help). Writes docs/load/result.json and
-# docs/load/latency.svg. Environment: SMTP_PORT (sink port, default 2525). Traffic stays on
-# 127.0.0.1. Needs only the Rust toolchain.
+# docs/load/latency.svg. Environment: SMTP_PORT (sink port, default 2525), USERS (tasks are
+# spread over this many users, default 16). Traffic stays on 127.0.0.1. Needs only the Rust
+# toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-case "${1:-}" in -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 
 SMTP_PORT=${SMTP_PORT:-2525}
+USERS=${USERS:-16}
+case "$USERS" in ''|*[!0-9]*) echo "error: USERS must be a number" >&2; exit 2 ;; esac
+[ "$USERS" -ge 1 ] && [ "$USERS" -le 1000 ] || { echo "error: USERS must be 1..1000" >&2; exit 2; }
 BASE_RUN_FILE=dapr.yaml
 RUN_FILE=.load-run.yaml # beside dapr.yaml: its relative paths stay valid
 
@@ -96,9 +100,13 @@ for _ in $(seq 600); do
 done
 $ready || { echo "error: the system did not become ready in 60 s; see .local/load/system.log" >&2; exit 1; }
 
-user_id=$(cat /proc/sys/kernel/random/uuid)
-token=$(JWT_SECRET=$(setting JWT_SECRET) target/release/task-api token \
-  --user-id "$user_id" --email "load-${user_id:0:8}@example.com" --ttl 1h)
+tokens=()
+for _ in $(seq "$USERS"); do
+  user_id=$(cat /proc/sys/kernel/random/uuid)
+  tokens+=("$(JWT_SECRET=$(setting JWT_SECRET) target/release/task-api token \
+    --user-id "$user_id" --email "load-${user_id:0:8}@example.com" --ttl 1h)")
+done
+token=$(IFS=,; echo "${tokens[*]}")
 
 echo "==> Running loadgen $*"
 LOADGEN_TOKEN=$token target/release/loadgen \

@@ -15,9 +15,16 @@ pub struct Args {
     /// task-api base URL (loopback only: this is a load tool for the local system).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// Bearer token for task-api (`task-api token ...`).
-    #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true)]
-    pub token: String,
+    /// Bearer tokens for task-api (`task-api token ...`), comma-separated; requests take them in
+    /// turn, so several tokens spread the tasks over several users.
+    #[arg(
+        long,
+        env = "LOADGEN_TOKEN",
+        hide_env_values = true,
+        value_delimiter = ',',
+        required = true
+    )]
+    pub token: Vec<String>,
     /// How long to send requests.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub duration: Duration,

@@ -53,7 +53,7 @@ impl Run {
 struct Shared {
     client: reqwest::Client,
     endpoint: Url,
-    token: String,
+    tokens: Vec<String>,
     sink: SmtpSink,
     start: Instant,
     next: AtomicU64,
@@ -70,7 +70,7 @@ pub async fn run(args: &Args, sink: &SmtpSink) -> anyhow::Result<Run> {
     let shared = Arc::new(Shared {
         client,
         endpoint,
-        token: args.token.clone(),
+        tokens: args.token.clone(),
         sink: sink.clone(),
         start,
         next: AtomicU64::new(0),
@@ -179,7 +179,7 @@ async fn one(shared: &Shared) {
     let result = shared
         .client
         .post(shared.endpoint.clone())
-        .bearer_auth(&shared.token)
+        .bearer_auth(&shared.tokens[(seq % shared.tokens.len() as u64) as usize])
         .json(&serde_json::json!({ "title": title }))
         .send()
         .await;

@@ -18,6 +18,8 @@ pub struct Result {
     pub concurrency: u32,
     pub rate: Option<f64>,
     pub duration_s: f64,
+    /// Distinct users (tokens) the tasks were spread over.
+    pub users: usize,
     pub requests: usize,
     pub errors: usize,
     pub error_kinds: BTreeMap<String, u64>,
@@ -50,6 +52,7 @@ impl Result {
             concurrency: args.concurrency,
             rate: args.rate,
             duration_s: args.duration.as_secs_f64(),
+            users: args.token.len(),
             requests: run.samples.len(),
             errors: run.samples.len() - ok.len(),
             error_kinds: run.errors(),
