@@ -9,7 +9,7 @@
 #
 # Arguments go to loadgen (target/release/loadgen --help). Writes docs/load/result.json and
 # docs/load/latency.svg. Environment: SMTP_PORT (sink port, default 2525), USERS (tasks are
-# spread over this many users, default 16). Traffic stays on 127.0.0.1. Needs only the Rust
+# spread over this many users, default 16), OUT_DIR (default docs/load). Traffic stays on 127.0.0.1. Needs only the Rust
 # toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,7 @@ case "${1:-}" in -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;
 
 SMTP_PORT=${SMTP_PORT:-2525}
 USERS=${USERS:-16}
+OUT_DIR=${OUT_DIR:-docs/load}
 case "$USERS" in ''|*[!0-9]*) echo "error: USERS must be a number" >&2; exit 2 ;; esac
 [ "$USERS" -ge 1 ] && [ "$USERS" -le 1000 ] || { echo "error: USERS must be 1..1000" >&2; exit 2; }
 BASE_RUN_FILE=dapr.yaml
@@ -113,5 +114,5 @@ LOADGEN_TOKEN=$token target/release/loadgen \
   --url "http://127.0.0.1:${app_ports[0]}" \
   --smtp-listen "127.0.0.1:${SMTP_PORT}" \
   --process-dir target/release \
-  --out docs/load/result.json --plot docs/load/latency.svg \
+  --out "$OUT_DIR/result.json" --plot "$OUT_DIR/latency.svg" \
   "$@"
