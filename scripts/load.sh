@@ -9,8 +9,8 @@
 #
 # Arguments go to loadgen (target/release/loadgen --help). Writes docs/load/result.json and
 # docs/load/latency.svg. Environment: SMTP_PORT (sink port, default 2525), USERS (tasks are
-# spread over this many users, default 16), OUT_DIR (default docs/load). Traffic stays on 127.0.0.1. Needs only the Rust
-# toolchain.
+# spread over this many users, default 16), OUT_DIR (default docs/load). Traffic stays on
+# 127.0.0.1. Needs only the Rust toolchain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
