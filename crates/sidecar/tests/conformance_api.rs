@@ -1,273 +1,52 @@
 //! Conformance: health, metadata and the API token (Dapr reference 3.1, 10, 11), plus the
 //! daprd-compatible command line of the binary.
+//!
+//! The scenarios are in `support/scenarios_api.rs`; `conformance_redis.rs` runs them on
+//! Redis components.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
-use serde_json::{Value, json};
-use support::*;
+use support::Backend;
+use support::scenarios_api as scenarios;
 
 #[tokio::test]
 async fn healthz_waits_for_the_app_port_but_outbound_does_not() {
-    // Reserve a port for the app without listening on it yet.
-    let std_listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
-    let app_port = std_listener.local_addr().unwrap().port();
-    drop(std_listener);
-    let dir = resources_dir(&[("components.yaml", COMPONENTS)]);
-    let sc = Sidecar::start(SidecarSpec {
-        app_id: "late-app".into(),
-        app_port: Some(app_port),
-        resources: vec![dir.path().to_path_buf()],
-        ..SidecarSpec::default()
-    })
-    .await;
-    // Sidecar::start already saw outbound 204; the app is not up, so healthz is 500.
-    let r = http().get(sc.url("/v1.0/healthz")).send().await.unwrap();
-    assert_error(r, 500, "ERR_HEALTH_NOT_READY").await;
-    let r = http()
-        .get(sc.url("/v1.0/healthz/outbound"))
-        .send()
-        .await
-        .unwrap();
-    assert_no_content(r).await;
-
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", app_port))
-        .await
-        .unwrap();
-    let _app = TestApp::serve(listener, json!([]));
-    sc.wait_ready().await;
-    let r = http().get(sc.url("/v1.0/healthz")).send().await.unwrap();
-    assert_no_content(r).await;
-    let r = http()
-        .get(sc.url("/v1.0/healthz?appid=other"))
-        .send()
-        .await
-        .unwrap();
-    assert_error(r, 500, "ERR_HEALTH_APPID_NOT_MATCH").await;
+    scenarios::healthz_waits_for_the_app_port_but_outbound_does_not(&Backend::InMemory).await;
 }
 
 #[tokio::test]
 async fn metadata_shape() {
-    let p = Pair::start(
-        "meta-app",
-        json!([sub("m", "/m")]),
-        &[("components.yaml", COMPONENTS)],
-    )
-    .await;
-    let r = http()
-        .put(p.sidecar.url("/v1.0/metadata/owner"))
-        .body("team-a")
-        .send()
-        .await
-        .unwrap();
-    assert_no_content(r).await;
-
-    let r = http()
-        .get(p.sidecar.url("/v1.0/metadata"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let m: Value = r.json().await.unwrap();
-    assert_eq!(m["id"], "meta-app");
-    assert!(m["runtimeVersion"].is_string());
-    assert_eq!(m["extended"]["owner"], "team-a");
-    let comps = m["components"].as_array().unwrap();
-    let pubsub = comps.iter().find(|c| c["name"] == PUBSUB).unwrap();
-    assert_eq!(pubsub["type"], "pubsub.in-memory");
-    assert_eq!(pubsub["version"], "v1");
-    assert!(
-        comps
-            .iter()
-            .any(|c| c["name"] == STATE && c["type"] == "state.in-memory")
-    );
-    let subs = m["subscriptions"].as_array().unwrap();
-    assert_eq!(subs.len(), 1, "{m}");
-    assert_eq!(subs[0]["pubsubname"], PUBSUB);
-    assert_eq!(subs[0]["topic"], "m");
-    assert_eq!(subs[0]["type"], "PROGRAMMATIC");
-    assert_eq!(subs[0]["rules"][0]["path"], "/m");
-    assert!(
-        subs[0]["rules"][0].get("match").is_none(),
-        "a rule without match omits it"
-    );
-    let conn = &m["appConnectionProperties"];
-    assert_eq!(conn["port"], p.app.port);
-    assert_eq!(conn["protocol"], "http");
-    assert_eq!(conn["channelAddress"], "127.0.0.1");
+    scenarios::metadata_shape(&Backend::InMemory).await;
 }
 
 #[tokio::test]
 async fn api_token_protects_everything_but_healthz() {
-    let dir = resources_dir(&[("components.yaml", COMPONENTS)]);
-    let sc = Sidecar::start(SidecarSpec {
-        app_id: "guarded".into(),
-        resources: vec![dir.path().to_path_buf()],
-        api_token: Some("s3cret".into()),
-        ..SidecarSpec::default()
-    })
-    .await;
-    for (token, expect_ok) in [
-        (None, false),
-        (Some("wrong"), false),
-        (Some("s3cret"), true),
-    ] {
-        let mut req = http().get(sc.url("/v1.0/metadata"));
-        if let Some(t) = token {
-            req = req.header("dapr-api-token", t);
-        }
-        let r = req.send().await.unwrap();
-        if expect_ok {
-            assert_eq!(r.status(), 200);
-        } else {
-            assert_eq!(r.status(), 401, "token {token:?}");
-            assert!(
-                r.headers()["content-type"]
-                    .to_str()
-                    .unwrap()
-                    .starts_with("text/plain")
-            );
-            assert_eq!(r.text().await.unwrap().trim_end(), "invalid api token");
-        }
-    }
-    let r = sc
-        .publish(PUBSUB, "x", "", Some("application/json"), "{}")
-        .await;
-    assert_eq!(r.status(), 401, "publish needs the token");
-    let r = http()
-        .get(sc.url(&format!("/v1.0/state/{STATE}/k")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "state needs the token");
-    for path in ["/v1.0/healthz", "/v1.0/healthz/outbound"] {
-        let r = http().get(sc.url(path)).send().await.unwrap();
-        assert_eq!(r.status(), 204, "{path} is exempt");
-    }
+    scenarios::api_token_protects_everything_but_healthz(&Backend::InMemory).await;
 }
 
 #[tokio::test]
 async fn body_limit_follows_max_body_size() {
-    let dir = resources_dir(&[("components.yaml", COMPONENTS)]);
-    let sc = Sidecar::start(SidecarSpec {
-        app_id: "small".into(),
-        resources: vec![dir.path().to_path_buf()],
-        extra_args: vec!["--max-body-size".into(), "1Ki".into()],
-        ..SidecarSpec::default()
-    })
-    .await;
-    let r = sc
-        .publish(PUBSUB, "t", "", Some("text/plain"), vec![b'x'; 512])
-        .await;
-    assert_eq!(r.status(), 204);
-    let r = sc
-        .publish(PUBSUB, "t", "", Some("text/plain"), vec![b'x'; 4096])
-        .await;
-    assert_eq!(r.status(), 413, "beyond --max-body-size");
+    scenarios::body_limit_follows_max_body_size(&Backend::InMemory).await;
 }
 
 #[tokio::test]
 async fn port_in_use_is_a_clear_error() {
-    let taken = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
-    let port = taken.local_addr().unwrap().port();
-    let mut proc = Proc::spawn(
-        &[
-            "--app-id".into(),
-            "clash".into(),
-            "--dapr-http-port".into(),
-            port.to_string(),
-            "--dapr-listen-addresses".into(),
-            "127.0.0.1".into(),
-        ],
-        &[],
-    );
-    let status = proc.wait_exit().await;
-    assert!(!status.success());
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "an error exit, not a panic (101) or a signal"
-    );
-    let err = proc.stderr.text();
-    assert!(
-        err.contains(&format!("port {port} is already in use")),
-        "{err}"
-    );
-    assert!(!err.contains("panicked"), "{err}");
+    scenarios::port_in_use_is_a_clear_error(&Backend::InMemory).await;
 }
 
 #[tokio::test]
 async fn unsupported_daprd_flags_fail_naming_the_flag() {
-    let mut proc = Proc::spawn(
-        &[
-            "--app-id".into(),
-            "x".into(),
-            "--app-protocol".into(),
-            "grpc".into(),
-        ],
-        &[],
-    );
-    let status = proc.wait_exit().await;
-    assert_eq!(status.code(), Some(1));
-    let err = proc.stderr.text();
-    assert!(
-        err.contains("--app-protocol") && err.contains("not supported"),
-        "{err}"
-    );
+    scenarios::unsupported_daprd_flags_fail_naming_the_flag(&Backend::InMemory).await;
 }
 
 #[tokio::test]
 async fn go_style_flags_and_default_valued_unsupported_flags_are_accepted() {
-    let dir = resources_dir(&[("components.yaml", COMPONENTS)]);
-    let port = free_port();
-    let args: Vec<String> = [
-        "-app-id",
-        "gostyle",
-        "-dapr-http-port",
-        &port.to_string(),
-        "-resources-path",
-        &dir.path().display().to_string(),
-        "-dapr-grpc-port",
-        "50001",
-        "-app-protocol",
-        "http",
-        "-metrics-port",
-        "9091",
-        "-dapr-listen-addresses",
-        "127.0.0.1",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let proc = Proc::spawn(&args, &[]);
-    let sc = Sidecar {
-        proc,
-        port,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    sc.wait_outbound().await;
-    let m: Value = http()
-        .get(sc.url("/v1.0/metadata"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(m["id"], "gostyle");
-    sc.proc.stderr.wait_for("metrics-port").await;
+    scenarios::go_style_flags_and_default_valued_unsupported_flags_are_accepted(&Backend::InMemory)
+        .await;
 }
 
 #[tokio::test]
 async fn sigterm_stops_the_sidecar_cleanly() {
-    let dir = resources_dir(&[("components.yaml", COMPONENTS)]);
-    let mut sc = Sidecar::start(SidecarSpec {
-        app_id: "stopper".into(),
-        resources: vec![dir.path().to_path_buf()],
-        ..SidecarSpec::default()
-    })
-    .await;
-    sc.proc.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = sc.proc.wait_exit().await;
-    assert!(status.success(), "{status:?}");
+    scenarios::sigterm_stops_the_sidecar_cleanly(&Backend::InMemory).await;
 }

@@ -19,6 +19,14 @@ use axum::routing::get;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
+pub mod backend;
+pub mod scenarios_api;
+pub mod scenarios_delivery;
+pub mod scenarios_publish;
+pub mod scenarios_state;
+
+pub use backend::Backend;
+
 pub const DEADLINE: Duration = Duration::from_secs(20);
 pub const PUBSUB: &str = "todo-pubsub";
 pub const STATE: &str = "todo-state";
