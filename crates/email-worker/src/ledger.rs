@@ -8,7 +8,8 @@
 //! TTL, which is what later redeliveries find.
 //!
 //! A claim that is never completed (the process died mid-send) blocks other attempts until its
-//! TTL runs out; then a redelivery claims and sends. A transient failure releases the claim at
+//! TTL runs out; then a redelivery claims and sends. A claim found `sending` past its TTL (the
+//! store's expiry was lost, see [`Ledger::claim`]) is taken over the same way. A transient failure releases the claim at
 //! once so the retry does not wait for the TTL.
 //!
 //! With Redis semantics (which the local sidecar copies), a `first-write` save without an etag on
@@ -104,10 +105,30 @@ impl Ledger {
             .ttl(self.claim_ttl);
         if let Err(save_error) = self.dapr.save_state(&self.store, &[item]).await {
             // 409 on some stores, 500 on Redis, or a real outage: the key itself tells which.
-            return match self.dapr.get_state::<Record>(&self.store, &key).await? {
-                Some(existing) => Ok(classify(existing.value)),
-                None => Err(save_error),
+            let Some(existing) = self.dapr.get_state::<Record>(&self.store, &key).await? else {
+                return Err(save_error);
             };
+            if !self.is_abandoned(&existing.value) {
+                return Ok(classify(existing.value));
+            }
+            // The claim outlived its TTL without expiring: Dapr's Redis store sets the expiry
+            // with a separate command after the write, so a crash between the two leaves a
+            // claim that never expires. Take it over with its etag; if another attempt got
+            // there first the etag fails and that attempt is the one in flight.
+            tracing::warn!(%event_id, claimed_at = %existing.value.updated_at,
+                "taking over an abandoned claim");
+            let takeover = SaveItem::new(key.clone(), &record)?
+                .etag(existing.etag)
+                .first_write()
+                .ttl(self.claim_ttl);
+            if self
+                .dapr
+                .save_state(&self.store, &[takeover])
+                .await
+                .is_err()
+            {
+                return Ok(Claim::InFlight);
+            }
         }
         // The save returns no etag; read it back (and check the claim is ours: the key could
         // have expired and been claimed again in between, in theory).
@@ -127,6 +148,13 @@ impl Ledger {
             Some(entry) => Ok(classify(entry.value)),
             None => Ok(Claim::InFlight),
         }
+    }
+
+    /// A claim still `sending` after its TTL belongs to an attempt that died.
+    fn is_abandoned(&self, record: &Record) -> bool {
+        record.status == Status::Sending
+            && chrono::Duration::from_std(self.claim_ttl)
+                .is_ok_and(|ttl| record.updated_at + ttl < Utc::now())
     }
 
     /// Turns our claim into a sent mark. Fails with an etag conflict if the claim expired and

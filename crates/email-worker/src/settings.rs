@@ -22,7 +22,7 @@ state_store_name = "todo-state"
 mail_from = "Tasks <no-reply@localhost>"
 smtp_timeout = "10s"
 max_concurrent_sends = 16
-claim_ttl = "10m"
+claim_ttl = "1m"
 sent_ttl = "14days"
 subject_max_chars = 150
 "#;

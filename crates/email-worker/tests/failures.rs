@@ -254,7 +254,7 @@ async fn a_claim_held_by_another_attempt_means_retry_until_it_is_gone() {
     .unwrap();
     let key = format!("email:{}", event.event_id);
     let claim = json!({"status": "sending", "claim_id": Uuid::new_v4(),
-        "updated_at": "2026-11-27T10:00:00.000000Z"});
+        "updated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true)});
     let item = dapr_http::SaveItem::new(key.clone(), &claim)
         .unwrap()
         .first_write()
@@ -316,5 +316,42 @@ async fn an_smtp_4xx_is_retried_until_accepted() {
     assert_eq!(sink.received().len(), 1);
     assert!(app.cluster.published("notification-failed").is_empty());
     assert!(app.cluster.published(DEAD_LETTERS).is_empty());
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_that_outlived_its_ttl_is_taken_over_and_sent_once() {
+    let (app, sink) = spawn_app().await;
+    let event = task_created("kim@example.com", "Abandoned", "");
+    // A claim whose expiry was lost (the writer died between the write and the EXPIRE): still
+    // `sending`, claimed long ago, no TTL.
+    let worker_state = dapr_http::DaprClient::new(dapr_http::DaprSettings::with_endpoint(
+        app.sidecar.http_endpoint(),
+    ))
+    .unwrap();
+    let key = format!("email:{}", event.event_id);
+    let long_ago = chrono::Utc::now() - chrono::Duration::hours(2);
+    let claim = json!({"status": "sending", "claim_id": Uuid::new_v4(),
+        "updated_at": long_ago.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)});
+    let item = dapr_http::SaveItem::new(key.clone(), &claim)
+        .unwrap()
+        .first_write();
+    worker_state
+        .save_state("todo-state", &[item])
+        .await
+        .unwrap();
+
+    app.publish(&event).await;
+    app.cluster
+        .wait_for_published("notification-sent", 1, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sink.received().len(), 1, "exactly one email");
+    let mark = worker_state
+        .get_state::<Value>("todo-state", &key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mark.value["status"], "sent");
     app.shutdown().await;
 }
