@@ -42,14 +42,19 @@ pub struct System {
 }
 
 impl System {
-    /// Starts `sidecar run -f run_file` in its own process group, output to `log`.
+    /// Starts `sidecar run -f run_file` in its own process group, output appended to `log` (so
+    /// the runs of one file, before and after a crash, share one log).
     pub fn start(
         bins: &Binaries,
         run_file: &Path,
         apps: Vec<AppPorts>,
         log: PathBuf,
     ) -> anyhow::Result<Self> {
-        let out = std::fs::File::create(&log).with_context(|| format!("{}", log.display()))?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("{}", log.display()))?;
         let mut cmd = Command::new(bins.path("sidecar"));
         cmd.arg("run")
             .arg("-f")
@@ -143,6 +148,14 @@ impl System {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         self.app_processes = children_of(self.pid());
+        if self.app_processes.len() != self.apps.len() {
+            bail!(
+                "{} app processes for {} apps: {:?}",
+                self.app_processes.len(),
+                self.apps.len(),
+                self.app_processes
+            );
+        }
         Ok(())
     }
 
@@ -183,16 +196,32 @@ impl System {
         }
     }
 
-    /// Last resort: SIGKILL to the runner's group and to each app's group.
-    fn kill_all(&mut self) {
+    /// SIGKILL to the runner's process group and, in the same instant, to each app's group (the
+    /// runner starts every app in a group of its own): a crash with no chance to clean up.
+    /// Returns the pids killed once every one of them is gone.
+    pub fn kill9(&mut self) -> anyhow::Result<Vec<i32>> {
         if self.app_processes.is_empty() {
             self.app_processes = children_of(self.pid());
         }
+        let mut pids: Vec<i32> = self.app_processes.iter().map(|p| p.pid).collect();
+        pids.push(self.pid());
+        let _ = killpg(Pid::from_raw(self.pid()), Signal::SIGKILL);
         for p in &self.app_processes {
             let _ = killpg(Pid::from_raw(p.pid), Signal::SIGKILL);
         }
-        let _ = killpg(Pid::from_raw(self.pid()), Signal::SIGKILL);
-        let _ = self.child.wait();
+        self.child.wait().context("reaping the runner")?;
+        self.stopped = true;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let alive: Vec<i32> = pids.iter().copied().filter(|p| is_running(*p)).collect();
+            if alive.is_empty() {
+                return Ok(pids);
+            }
+            if Instant::now() >= deadline {
+                bail!("still running 5 s after SIGKILL: {alive:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -206,7 +235,7 @@ impl Drop for System {
             );
         }
         if !self.stopped && self.stop(Duration::from_secs(15)).is_err() {
-            self.kill_all();
+            let _ = self.kill9();
         }
     }
 }

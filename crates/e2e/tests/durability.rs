@@ -17,7 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use durability_support::{Run, shorten_redelivery, token};
+use durability_support::{shorten_redelivery, token};
+use e2e::System;
 use e2e::{Binaries, RedisServer, RunFile, SmtpSink, poll_until};
 use serde_json::{Value, json};
 
@@ -144,7 +145,7 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing() {
         .unwrap();
     let log = dir.path().join("run.log");
 
-    let mut run = Run::start(&bins, &file, apps.clone(), log.clone()).unwrap();
+    let mut run = System::start(&bins, &file, apps.clone(), log.clone()).unwrap();
     run.wait_ready(Duration::from_secs(60)).await.unwrap();
     let first_ready = t0.elapsed();
     let api = format!("http://127.0.0.1:{}", run.app(TASK_API).unwrap().app_port);
@@ -176,7 +177,7 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing() {
     assert_eq!(pids.len(), apps.len() + 1, "runner and every app: {pids:?}");
     let created_at_kill = created(&outcomes.lock().unwrap());
 
-    let mut run = Run::start(&bins, &file, apps.clone(), log).unwrap();
+    let mut run = System::start(&bins, &file, apps.clone(), log).unwrap();
     run.wait_ready(Duration::from_secs(60)).await.unwrap();
     let downtime = killed_at.elapsed();
     // Everything the killed run sent is recorded by now (its connections closed long ago), and
