@@ -2,6 +2,7 @@
 //! the sidecar, still gives one entry per event.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "it/support/mod.rs"]
 mod support;
 
 use std::time::Duration;
@@ -35,8 +36,8 @@ async fn the_same_event_published_twice_and_delivered_twice_is_recorded_once() {
     publish(&task_api, &marker).await;
     let entries = app.wait_for_entries(&path, 3).await;
     // Deliveries: created 2x2, updated 2, completed 2; all but one per event are duplicates,
-    // each seen in the task and the user trail: (3 + 1 + 1) * 2. This test binary has no other
-    // test, so the process-wide counter is this test's alone.
+    // each seen in the task and the user trail: (3 + 1 + 1) * 2. The metrics recorder is
+    // process-wide, so this test has a binary of its own: the counter is this test's alone.
     let duplicates = wait_for_metric(&app, "audit_duplicates_total", 10.0).await;
     assert_eq!(duplicates, 10.0);
     let entries_again = app.trail(&path).await;

@@ -10,7 +10,7 @@
 //! - [`delivery`]: decoding what a Dapr sidecar delivers (CloudEvent or raw) into an envelope.
 //! - [`schema`] and [`asyncapi`]: a JSON Schema per topic and the AsyncAPI 3.0 document, both
 //!   generated from the types. The copies in `docs/` are checked by a test; regenerate them with
-//!   `UPDATE_SCHEMAS=1 cargo test -p events --test generated_docs`.
+//!   `UPDATE_SCHEMAS=1 cargo test -p events --test it generated_docs`.
 
 pub mod asyncapi;
 pub mod delivery;

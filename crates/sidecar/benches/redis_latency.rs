@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[allow(dead_code)]
-#[path = "../tests/support_redis/server.rs"]
+#[path = "../tests/it/support_redis/server.rs"]
 mod server;
 
 use axum::Router;

@@ -1,0 +1,127 @@
+//! Crashes and failed writes at any step of an append neither lose nor double an entry.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::support;
+
+use audit_logger::entry::EntryDraft;
+use audit_logger::trail::{Appended, TrailId, TrailStore};
+use chrono::Utc;
+use dapr_http::SaveItem;
+use support::*;
+
+fn draft(life: &mut TaskLife) -> EntryDraft {
+    let envelope = serde_json::to_value(life.updated()).unwrap();
+    EntryDraft::from_envelope("task-updated", "", "task-api", &envelope, Utc::now()).unwrap()
+}
+
+async fn verify(app: &TestApp, life: &TaskLife) -> serde_json::Value {
+    app.get(&format!("/audit/tasks/{}/verify", life.id())).await
+}
+
+#[tokio::test]
+async fn lost_or_stale_heads_and_orphan_markers_are_harmless() {
+    let mut settings = audit_logger::Settings::for_tests(TOKEN);
+    settings.trail_chunk_size = 2;
+    let app = spawn_with(settings).await;
+    let trails = &app.ctx.trails;
+    let mut life = TaskLife::new();
+    let trail = TrailId::Task(life.id().to_string());
+    let dapr = app.own_dapr();
+    let store = events::STATE_STORE_NAME;
+
+    let first = draft(&mut life);
+    assert!(matches!(
+        trails.append(&trail, first.clone()).await.unwrap(),
+        Appended::New(_)
+    ));
+    // A crash after the chunk write, before the head: the head is gone; the redelivery finds
+    // the entry, and the next entry still links to it.
+    dapr.delete_state(store, &trail.head_key(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        trails.append(&trail, first.clone()).await.unwrap(),
+        Appended::Duplicate { seq: 0 }
+    );
+    for _ in 0..4 {
+        trails.append(&trail, draft(&mut life)).await.unwrap();
+    }
+    // A head that went back (two replicas wrote it out of order): appends walk forward.
+    let stale = serde_json::json!({"chunk": 0, "count": 1, "last_hash": "x"});
+    dapr.save_state(store, &[SaveItem::new(trail.head_key(), &stale).unwrap()])
+        .await
+        .unwrap();
+    // A replica that has not appended to this trail yet starts from the stale head.
+    let other_replica = TrailStore::new(app.own_dapr(), store.into(), 2, 64);
+    let after_stale = draft(&mut life);
+    match other_replica
+        .append(&trail, after_stale.clone())
+        .await
+        .unwrap()
+    {
+        Appended::New(entry) => assert_eq!(entry.seq, 5),
+        other => panic!("{other:?}"),
+    }
+    // A crash after the marker, before the chunk write: the redelivery appends it.
+    let orphan = draft(&mut life);
+    let marker = SaveItem::new(
+        trail.marker_key(&orphan.entry_id),
+        &serde_json::json!({"from_chunk": 1}),
+    )
+    .unwrap()
+    .first_write();
+    dapr.save_state(store, &[marker]).await.unwrap();
+    match trails.append(&trail, orphan.clone()).await.unwrap() {
+        Appended::New(entry) => assert_eq!(entry.seq, 6),
+        other => panic!("{other:?}"),
+    }
+    // An old event redelivered much later is still found (its marker bounds the search).
+    assert_eq!(
+        trails.append(&trail, first).await.unwrap(),
+        Appended::Duplicate { seq: 0 }
+    );
+    assert_eq!(
+        trails.append(&trail, after_stale).await.unwrap(),
+        Appended::Duplicate { seq: 5 }
+    );
+    let result = verify(&app, &life).await;
+    assert_eq!(result["valid"], true, "{result}");
+    assert_eq!(result["entries"], 7);
+}
+
+#[tokio::test]
+async fn a_failing_store_during_recording_ends_with_the_event_in_the_trail() {
+    let app = spawn_app().await;
+    let task_api = app.producer("task-api").await;
+    let life = TaskLife::new();
+    let created = life.created();
+    // The first state call of the delivery fails: the app answers RETRY, and with a dead-letter
+    // topic and no retry policy the sidecar dead-letters it to audit-logger-dead-letters, where
+    // the app records it after all (and keeps it as a dead letter for the record).
+    app.cluster.faults().fail_next_state_ops(1);
+    publish(&task_api, &created).await;
+    let dlq = app
+        .cluster
+        .wait_for_published("audit-logger-dead-letters", 1, DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(dlq[0]["topic"], "task-created");
+    let entries = app
+        .wait_for_entries(&format!("/audit/tasks/{}", life.id()), 2)
+        .await;
+    let kinds: Vec<&str> = entries
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"event") && kinds.contains(&"dead_letter"),
+        "{kinds:?}"
+    );
+    assert_eq!(entries.len(), 2);
+    let page = app.get("/audit/dead-letters").await;
+    assert_eq!(
+        page["dead_letters"][0]["dropped_by"][0]["app_id"],
+        "audit-logger"
+    );
+    assert_eq!(verify(&app, &life).await["valid"], true);
+}

@@ -1,0 +1,8 @@
+//! One test binary for the whole-system tests: the task flow over the real binaries and the SIGKILL
+//! durability run.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod durability_support;
+
+mod durability;
+mod task_flow;

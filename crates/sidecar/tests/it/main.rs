@@ -1,0 +1,20 @@
+//! One test binary for the crate's integration tests (one link instead of one per file keeps the
+//! build small and quick); each module is one area, sharing the harnesses in `support`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+mod support_redis;
+
+mod conformance_api;
+mod conformance_delivery;
+mod conformance_publish;
+mod conformance_redis;
+mod conformance_state;
+mod multi_app;
+mod redis_deploy;
+mod redis_durability;
+mod redis_pubsub;
+mod redis_restart;
+mod redis_secrets;
+mod redis_state;
+mod redis_vs_memory;
