@@ -1,6 +1,7 @@
 //! audit-logger binary: settings, tracing, run.
 
 use audit_logger::{Application, Settings};
+use service_kit::LayeredSettings as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

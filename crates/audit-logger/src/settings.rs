@@ -3,6 +3,7 @@
 
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
+use service_kit::LayeredSettings;
 
 /// Defaults, in TOML.
 pub const DEFAULTS_TOML: &str = r#"
@@ -65,25 +66,32 @@ pub enum SettingsError {
 }
 
 impl Settings {
-    /// Loads and validates the settings from the process environment.
-    pub fn load() -> Result<Self, SettingsError> {
-        let settings: Self = service_kit::load_settings(DEFAULTS_TOML)?;
-        settings.validate()?;
-        Ok(settings)
+    /// Settings for tests: port 0 on loopback, the given admin token, no stdout lines.
+    pub fn for_tests(admin_token: &str) -> Self {
+        Self {
+            app_port: 0,
+            app_host: "127.0.0.1".into(),
+            app_id: events::apps::AUDIT_LOGGER.into(),
+            pubsub_name: events::PUBSUB_NAME.into(),
+            state_store_name: events::STATE_STORE_NAME.into(),
+            audit_admin_token: Some(SecretString::from(admin_token.to_owned())),
+            app_api_token: None,
+            trail_chunk_size: 100,
+            append_max_attempts: 64,
+            page_limit_default: 50,
+            page_limit_max: 500,
+            audit_stdout: false,
+            max_body_size: 1024 * 1024,
+        }
     }
+}
 
-    /// Loads and validates the settings from an explicit environment (tests).
-    pub fn load_from<I>(env: I) -> Result<Self, SettingsError>
-    where
-        I: IntoIterator<Item = (String, String)>,
-    {
-        let settings: Self = service_kit::load_settings_from(DEFAULTS_TOML, env)?;
-        settings.validate()?;
-        Ok(settings)
-    }
+impl LayeredSettings for Settings {
+    const DEFAULTS_TOML: &'static str = DEFAULTS_TOML;
+    type Error = SettingsError;
 
     /// Rejects values that would make the service insecure or unable to work.
-    pub fn validate(&self) -> Result<(), SettingsError> {
+    fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |m: String| Err(SettingsError::Invalid(m));
         match &self.audit_admin_token {
             None => return invalid("AUDIT_ADMIN_TOKEN must be set".into()),
@@ -113,25 +121,6 @@ impl Settings {
             return invalid("APP_ID must not be empty".into());
         }
         Ok(())
-    }
-
-    /// Settings for tests: port 0 on loopback, the given admin token, no stdout lines.
-    pub fn for_tests(admin_token: &str) -> Self {
-        Self {
-            app_port: 0,
-            app_host: "127.0.0.1".into(),
-            app_id: events::apps::AUDIT_LOGGER.into(),
-            pubsub_name: events::PUBSUB_NAME.into(),
-            state_store_name: events::STATE_STORE_NAME.into(),
-            audit_admin_token: Some(SecretString::from(admin_token.to_owned())),
-            app_api_token: None,
-            trail_chunk_size: 100,
-            append_max_attempts: 64,
-            page_limit_default: 50,
-            page_limit_max: 500,
-            audit_stdout: false,
-            max_body_size: 1024 * 1024,
-        }
     }
 }
 

@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::settings::Settings;
 use crate::sink::{EntrySink, NullSink, StdoutSink};
 use crate::trail::TrailStore;
+use service_kit::LayeredSettings as _;
 
 /// A built service, listening but not yet serving.
 #[derive(Debug)]

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use deploy_drift::violation::report;
 use deploy_drift::{Expected, Rule, Service, Sources, Violation, check_all};
+use service_kit::LayeredSettings as _;
 
 const JWT_SECRET: &str = "drift-test-secret-0123456789abcdef0123456789";
 const ADMIN_TOKEN: &str = "drift-test-admin-token-0123";

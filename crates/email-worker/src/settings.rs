@@ -9,6 +9,7 @@ use dapr_http::DaprSettings;
 use lettre::message::Mailbox;
 use secrecy::SecretString;
 use serde::Deserialize;
+use service_kit::LayeredSettings;
 
 use crate::Error;
 
@@ -169,9 +170,14 @@ impl WorkerSettings {
             password,
         })
     }
+}
+
+impl LayeredSettings for WorkerSettings {
+    const DEFAULTS_TOML: &'static str = DEFAULTS_TOML;
+    type Error = Error;
 
     /// Checks the values that have no type of their own.
-    pub fn validate(&self) -> Result<(), Error> {
+    fn validate(&self) -> Result<(), Error> {
         self.sender()?;
         self.transport()?;
         if self.max_concurrent_sends == 0 {
@@ -215,8 +221,7 @@ pub struct Settings {
 impl Settings {
     /// Loads and validates the settings from the process environment.
     pub fn from_env() -> Result<Self, Error> {
-        let worker: WorkerSettings = service_kit::load_settings(DEFAULTS_TOML)?;
-        worker.validate()?;
+        let worker = WorkerSettings::load()?;
         let dapr = DaprSettings::from_env().map_err(|e| Error::Settings {
             name: "DAPR_HTTP_ENDPOINT",
             reason: e.to_string(),
@@ -232,10 +237,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     fn load(pairs: &[(&str, &str)]) -> Result<WorkerSettings, Error> {
-        let env = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-        let s: WorkerSettings = service_kit::load_settings_from(DEFAULTS_TOML, env)?;
-        s.validate()?;
-        Ok(s)
+        WorkerSettings::load_from(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::settings::Settings;
 use crate::templates::Templates;
 use crate::worker::Worker;
 use crate::{Error, counters, subscriber};
+use service_kit::LayeredSettings as _;
 
 /// Largest delivery accepted: daprd's own default body limit.
 const MAX_BODY: usize = 4 * 1024 * 1024;

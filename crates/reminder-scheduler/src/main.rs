@@ -1,6 +1,7 @@
 //! reminder-scheduler binary: settings, tracing, run.
 
 use reminder_scheduler::{Application, Settings};
+use service_kit::LayeredSettings as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde::Deserialize;
+use service_kit::LayeredSettings;
 
 /// Defaults, in TOML. Environment variables use the upper-cased key (`REMINDER_LEAD_TIME`).
 pub const DEFAULTS_TOML: &str = r#"
@@ -83,25 +84,35 @@ pub enum SettingsError {
 }
 
 impl Settings {
-    /// Loads and validates the settings from the process environment.
-    pub fn load() -> Result<Self, SettingsError> {
-        let settings: Self = service_kit::load_settings(DEFAULTS_TOML)?;
-        settings.validate()?;
-        Ok(settings)
+    /// Settings for tests: port 0 on loopback, short timings.
+    pub fn for_tests() -> Self {
+        Self {
+            app_port: 0,
+            app_host: "127.0.0.1".into(),
+            app_id: events::apps::REMINDER_SCHEDULER.into(),
+            pubsub_name: events::PUBSUB_NAME.into(),
+            state_store_name: events::STATE_STORE_NAME.into(),
+            reminder_lead_time: Duration::from_secs(3600),
+            remind_overdue: false,
+            scan_interval: Duration::from_millis(100),
+            bucket_width: Duration::from_secs(60),
+            scan_lookback: Duration::from_secs(120),
+            lease_ttl: Duration::from_secs(2),
+            lease_renew_interval: Duration::from_millis(300),
+            tombstone_ttl: Duration::from_secs(7 * 24 * 3600),
+            replica_id: None,
+            app_api_token: None,
+            max_body_size: 1024 * 1024,
+        }
     }
+}
 
-    /// Loads and validates the settings from an explicit environment (tests).
-    pub fn load_from<I>(env: I) -> Result<Self, SettingsError>
-    where
-        I: IntoIterator<Item = (String, String)>,
-    {
-        let settings: Self = service_kit::load_settings_from(DEFAULTS_TOML, env)?;
-        settings.validate()?;
-        Ok(settings)
-    }
+impl LayeredSettings for Settings {
+    const DEFAULTS_TOML: &'static str = DEFAULTS_TOML;
+    type Error = SettingsError;
 
     /// Checks the combinations that matter for correctness.
-    pub fn validate(&self) -> Result<(), SettingsError> {
+    fn validate(&self) -> Result<(), SettingsError> {
         let whole_secs = |name: &str, d: Duration| {
             if d.subsec_nanos() != 0 || d.is_zero() {
                 Err(SettingsError::Invalid(format!(
@@ -132,28 +143,6 @@ impl Settings {
             return Err(SettingsError::Invalid("APP_ID must not be empty".into()));
         }
         Ok(())
-    }
-
-    /// Settings for tests: port 0 on loopback, short timings.
-    pub fn for_tests() -> Self {
-        Self {
-            app_port: 0,
-            app_host: "127.0.0.1".into(),
-            app_id: events::apps::REMINDER_SCHEDULER.into(),
-            pubsub_name: events::PUBSUB_NAME.into(),
-            state_store_name: events::STATE_STORE_NAME.into(),
-            reminder_lead_time: Duration::from_secs(3600),
-            remind_overdue: false,
-            scan_interval: Duration::from_millis(100),
-            bucket_width: Duration::from_secs(60),
-            scan_lookback: Duration::from_secs(120),
-            lease_ttl: Duration::from_secs(2),
-            lease_renew_interval: Duration::from_millis(300),
-            tombstone_ttl: Duration::from_secs(7 * 24 * 3600),
-            replica_id: None,
-            app_api_token: None,
-            max_body_size: 1024 * 1024,
-        }
     }
 }
 

@@ -20,6 +20,7 @@ use crate::policy::Policy;
 use crate::settings::Settings;
 use crate::store::Store;
 use crate::{apply, background};
+use service_kit::LayeredSettings as _;
 
 /// A built service, listening but not yet serving.
 #[derive(Debug)]

@@ -9,5 +9,7 @@ pub mod telemetry;
 
 pub use lifecycle::{health_routes, shutdown_signal};
 pub use problem::{FieldError, PROBLEM_JSON, Problem};
-pub use settings::{CONFIG_FILE_VAR, SettingsError, load_settings, load_settings_from};
+pub use settings::{
+    CONFIG_FILE_VAR, LayeredSettings, SettingsError, load_settings, load_settings_from,
+};
 pub use telemetry::{TelemetryError, init_tracing, metrics_routes, prometheus};

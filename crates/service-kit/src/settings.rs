@@ -52,6 +52,36 @@ where
     Ok(builder.add_source(environment).build()?.try_deserialize()?)
 }
 
+/// A service's settings: built-in defaults plus the checks serde cannot express (combinations,
+/// minimum lengths). Implementing it gives every service the same `load` / `load_from`, so the
+/// layering and the order "parse, then validate" cannot drift between services.
+pub trait LayeredSettings: DeserializeOwned {
+    /// The built-in defaults, in TOML; every key the service reads should have one here or be
+    /// optional, so an unset variable is never a parse error.
+    const DEFAULTS_TOML: &'static str;
+
+    /// The service's own error; loading failures convert into it.
+    type Error: From<SettingsError>;
+
+    /// Rejects values the service cannot work with; the error names the variable.
+    fn validate(&self) -> Result<(), Self::Error>;
+
+    /// Loads and validates the settings from the process environment.
+    fn load() -> Result<Self, Self::Error> {
+        Self::load_from(std::env::vars())
+    }
+
+    /// Loads and validates the settings from an explicit environment (tests, embedding).
+    fn load_from<I>(env: I) -> Result<Self, Self::Error>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let settings: Self = load_settings_from(Self::DEFAULTS_TOML, env)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -129,5 +159,39 @@ mod tests {
             err.contains("CONFIG_FILE") && err.contains("/nonexistent/x.toml"),
             "{err}"
         );
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Checked {
+        app_port: u16,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    enum CheckedError {
+        #[error(transparent)]
+        Load(#[from] SettingsError),
+        #[error("APP_PORT must not be 0")]
+        ZeroPort,
+    }
+
+    impl LayeredSettings for Checked {
+        const DEFAULTS_TOML: &'static str = "app_port = 8081\n";
+        type Error = CheckedError;
+
+        fn validate(&self) -> Result<(), CheckedError> {
+            if self.app_port == 0 {
+                return Err(CheckedError::ZeroPort);
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn layered_settings_parse_then_validate() {
+        assert_eq!(Checked::load_from(env(&[])).unwrap().app_port, 8081);
+        let zero = Checked::load_from(env(&[("APP_PORT", "0")]));
+        assert!(matches!(zero, Err(CheckedError::ZeroPort)), "{zero:?}");
+        let garbage = Checked::load_from(env(&[("APP_PORT", "eighty")]));
+        assert!(matches!(garbage, Err(CheckedError::Load(_))), "{garbage:?}");
     }
 }

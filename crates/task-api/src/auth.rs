@@ -252,6 +252,7 @@ where
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use service_kit::LayeredSettings as _;
 
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use service_kit::LayeredSettings as _;
 use task_api::{Application, Settings};
 
 #[derive(Debug, Parser)]

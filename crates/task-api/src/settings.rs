@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use service_kit::LayeredSettings;
 
 /// Built-in defaults. There is deliberately no JWT secret here: a service that silently accepted
 /// tokens signed with a well-known key would be open to anyone, so the local run config must set
@@ -94,26 +95,14 @@ pub enum SettingsError {
     Zero(&'static str),
 }
 
-impl Settings {
-    /// Loads and validates settings from the process environment.
-    pub fn load() -> Result<Self, SettingsError> {
-        let settings: Settings = service_kit::load_settings(DEFAULTS_TOML)?;
-        settings.validate()?;
-        Ok(settings)
-    }
+impl Settings {}
 
-    /// Loads from an explicit environment (tests).
-    pub fn load_from<I>(env: I) -> Result<Self, SettingsError>
-    where
-        I: IntoIterator<Item = (String, String)>,
-    {
-        let settings: Settings = service_kit::load_settings_from(DEFAULTS_TOML, env)?;
-        settings.validate()?;
-        Ok(settings)
-    }
+impl LayeredSettings for Settings {
+    const DEFAULTS_TOML: &'static str = DEFAULTS_TOML;
+    type Error = SettingsError;
 
     /// Checks the combinations the type system cannot.
-    pub fn validate(&self) -> Result<(), SettingsError> {
+    fn validate(&self) -> Result<(), SettingsError> {
         match self.jwt_algorithm.as_str() {
             "HS256" => match &self.jwt_secret {
                 None => return Err(SettingsError::MissingSecret),
