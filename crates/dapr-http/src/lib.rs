@@ -28,6 +28,7 @@ pub use settings::{DEFAULT_HOST, DEFAULT_HTTP_PORT, DaprSettings, RetryPolicy, S
 pub use state::{BulkStateItem, StateEntry};
 pub use state_write::{Concurrency, SaveItem, TransactionOp};
 pub use subscribe::{SubscriptionSpec, Subscriptions, route_for};
+pub use token::constant_time_eq;
 
 /// Re-exported so callers can build tokens without naming the crate version.
 pub use secrecy::SecretString;
