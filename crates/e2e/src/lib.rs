@@ -11,12 +11,11 @@ pub mod poll;
 pub mod processes;
 pub mod redis;
 pub mod runfile;
-pub mod smtp;
 pub mod system;
 
 pub use binaries::{Binaries, MissingBinary};
 pub use poll::poll_until;
 pub use redis::RedisServer;
 pub use runfile::{AppPorts, RunFile};
-pub use smtp::{Received, SmtpSink};
+pub use smtp_sink::{Received, SmtpSink};
 pub use system::System;

@@ -43,12 +43,12 @@ fn main() {
 }
 
 async fn run(events: usize, sends: usize) {
-    let sink = SmtpSink::start();
-    let mut settings = settings_for(sink.port);
+    let sink = SmtpSink::start().unwrap();
+    let mut settings = settings_for(sink.port());
     settings.max_concurrent_sends = sends;
     let app = spawn_app_on(
         resources_dir_with(DELIVERY_CONCURRENCY),
-        sink.port,
+        sink.port(),
         settings,
     )
     .await;
@@ -61,7 +61,10 @@ async fn run(events: usize, sends: usize) {
         ))
         .await;
     }
-    sink.wait_for(WARM_UP, Duration::from_secs(60)).await;
+    sink.wait_for(WARM_UP, Duration::from_secs(60))
+        .await
+        .map_err(|got| format!("warm-up: {} of {WARM_UP} emails arrived", got.len()))
+        .unwrap();
 
     let envelopes: Vec<_> = (0..events)
         .map(|i| {
@@ -91,14 +94,16 @@ async fn run(events: usize, sends: usize) {
     }
     let received = sink
         .wait_for(WARM_UP + events, Duration::from_secs(300))
-        .await;
+        .await
+        .map_err(|got| format!("{} of {} emails arrived", got.len(), WARM_UP + events))
+        .unwrap();
     let elapsed = started.elapsed();
     while tasks.join_next().await.is_some() {}
 
     let mut latencies: Vec<Duration> = received[WARM_UP..]
         .iter()
         .filter_map(|m| {
-            let parsed = m.parsed();
+            let parsed = m.parsed().unwrap();
             let id = parsed.message_id()?.split('.').next()?.to_owned();
             Some(m.at - *published_at.get(&id)?)
         })

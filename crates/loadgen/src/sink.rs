@@ -1,12 +1,10 @@
-//! The SMTP sink: a real SMTP server (mailin-embedded, on its own threads) that notes when the
-//! email of each request arrives, matched by the request's marker in the message.
+//! The SMTP sink: a real SMTP server (`smtp-sink`) and the arrival time of each request's email,
+//! matched by the request's marker in the message.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
-
-use mailin_embedded::{Handler, Response, Server, SslConfig, response};
 
 /// Arrival times by request number, plus counts of what did not match.
 #[derive(Debug, Default)]
@@ -45,93 +43,38 @@ impl Marker {
     }
 }
 
-#[derive(Clone)]
-struct Recorder {
-    marker: Marker,
-    arrivals: Arc<Mutex<Arrivals>>,
-    data: Vec<u8>,
+/// What has been matched so far, and how much of the server's record that covers.
+#[derive(Debug, Default)]
+struct Tally {
+    arrivals: Arrivals,
+    seen: usize,
 }
 
-impl Handler for Recorder {
-    fn data_start(
-        &mut self,
-        _domain: &str,
-        _from: &str,
-        _is8bit: bool,
-        _to: &[String],
-    ) -> Response {
-        self.data.clear();
-        response::OK
-    }
-
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.data.extend_from_slice(buf);
-        Ok(())
-    }
-
-    fn data_end(&mut self) -> Response {
-        let now = Instant::now();
-        let seq = self.marker.find(&self.data);
-        self.data.clear();
-        let mut arrivals = self.arrivals.lock().unwrap_or_else(PoisonError::into_inner);
-        match seq {
-            Some(seq) if arrivals.first.contains_key(&seq) => arrivals.duplicates += 1,
-            Some(seq) => {
-                arrivals.first.insert(seq, now);
-            }
-            None => arrivals.unmatched += 1,
-        }
-        response::OK
-    }
-}
-
-/// The running sink; it serves until the process ends.
+/// The running sink: a real SMTP server plus the tally of its messages by marker. It serves
+/// until the process ends.
 #[derive(Debug, Clone)]
 pub struct SmtpSink {
-    addr: SocketAddr,
+    server: smtp_sink::SmtpSink,
     marker: Marker,
-    arrivals: Arc<Mutex<Arrivals>>,
+    tally: Arc<Mutex<Tally>>,
 }
 
 impl SmtpSink {
     pub fn start(addr: &SocketAddr) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(addr)
-            .map_err(|e| anyhow::anyhow!("SMTP sink cannot listen on {addr}: {e}"))?;
-        let addr = listener.local_addr()?;
+        let server = smtp_sink::SmtpSink::start_on(*addr)?;
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos() ^ (d.as_secs() as u32))
             .unwrap_or(0);
-        let marker = Marker::new(nonce);
-        let arrivals = Arc::new(Mutex::new(Arrivals::default()));
-        let mut server = Server::new(Recorder {
-            marker: marker.clone(),
-            arrivals: Arc::clone(&arrivals),
-            data: Vec::new(),
-        });
-        server
-            .with_name("loadgen.sink")
-            .with_ssl(SslConfig::None)
-            .map_err(|e| anyhow::anyhow!("SMTP sink: {e}"))?
-            // Each pooled SMTP connection of the email-worker holds one thread.
-            .with_num_threads(64)
-            .with_tcp_listener(listener);
-        std::thread::Builder::new()
-            .name("smtp-sink".into())
-            .spawn(move || {
-                if let Err(e) = server.serve() {
-                    eprintln!("SMTP sink stopped: {e}");
-                }
-            })?;
         Ok(Self {
-            addr,
-            marker,
-            arrivals,
+            server,
+            marker: Marker::new(nonce),
+            tally: Arc::default(),
         })
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.server.addr()
     }
 
     pub fn marker(&self) -> &Marker {
@@ -140,22 +83,37 @@ impl SmtpSink {
 
     /// How many requests have their email.
     pub fn matched(&self) -> usize {
-        self.lock().first.len()
+        self.tally().arrivals.first.len()
     }
 
     /// Arrival time of a request's email.
     pub fn arrival(&self, seq: u64) -> Option<Instant> {
-        self.lock().first.get(&seq).copied()
+        self.tally().arrivals.first.get(&seq).copied()
     }
 
     /// (duplicates, unmatched) emails.
     pub fn strays(&self) -> (u64, u64) {
-        let a = self.lock();
-        (a.duplicates, a.unmatched)
+        let tally = self.tally();
+        (tally.arrivals.duplicates, tally.arrivals.unmatched)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Arrivals> {
-        self.arrivals.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The tally, brought up to date with what the server accepted since the last look (only
+    /// the new messages are copied and matched).
+    fn tally(&self) -> MutexGuard<'_, Tally> {
+        let mut tally = self.tally.lock().unwrap_or_else(PoisonError::into_inner);
+        let new = self.server.received_since(tally.seen);
+        tally.seen += new.len();
+        for message in new {
+            let arrivals = &mut tally.arrivals;
+            match self.marker.find(&message.data) {
+                Some(seq) if arrivals.first.contains_key(&seq) => arrivals.duplicates += 1,
+                Some(seq) => {
+                    arrivals.first.insert(seq, message.at);
+                }
+                None => arrivals.unmatched += 1,
+            }
+        }
+        tally
     }
 }
 

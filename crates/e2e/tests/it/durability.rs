@@ -44,8 +44,7 @@ enum Outcome {
 
 /// The `Message-ID` header of a received email.
 fn message_id(mail: &e2e::Received) -> String {
-    mail_parser::MessageParser::default()
-        .parse(&mail.data)
+    mail.parsed()
         .and_then(|m| m.message_id().map(str::to_owned))
         .expect("every email has a Message-ID")
 }

@@ -37,7 +37,7 @@ async fn task_created_sends_one_multipart_email_and_announces_it() {
     let mail = &mail[0];
     assert_eq!(mail.to, ["ann@example.com"]);
     assert_eq!(mail.from, "tasks@todo.test");
-    let parsed = mail.parsed();
+    let parsed = mail.parsed().unwrap();
     assert_eq!(parsed.subject(), Some("New task: Pay the rent"));
     assert_eq!(
         parsed
@@ -111,7 +111,7 @@ async fn task_due_soon_sends_a_reminder() {
     let mail = sink.received();
     assert_eq!(mail.len(), 1);
     assert_eq!(mail[0].to, ["bob@example.com"]);
-    let parsed = mail[0].parsed();
+    let parsed = mail[0].parsed().unwrap();
     assert_eq!(parsed.subject(), Some("Due soon: Submit the report"));
     let text = parsed.body_text(0).unwrap();
     assert!(
@@ -197,7 +197,7 @@ async fn a_header_injection_in_the_title_adds_no_recipient_and_no_header() {
             "injected header: {headers}"
         );
     }
-    let parsed = mail[0].parsed();
+    let parsed = mail[0].parsed().unwrap();
     assert!(parsed.bcc().is_none());
     assert_eq!(
         parsed.subject(),
@@ -221,7 +221,7 @@ async fn user_content_is_escaped_in_html_only() {
         .unwrap();
 
     let mail = sink.received();
-    let parsed = mail[0].parsed();
+    let parsed = mail[0].parsed().unwrap();
     let html = parsed.body_html(0).unwrap();
     assert!(
         !html.contains("<script>") && !html.contains("<img"),
@@ -278,10 +278,10 @@ async fn health_and_metrics_endpoints_answer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sends_run_concurrently_up_to_the_bound() {
     for (bound, events) in [(2usize, 12usize), (6, 24)] {
-        let sink = SmtpSink::start();
-        let mut settings = settings_for(sink.port);
+        let sink = SmtpSink::start().unwrap();
+        let mut settings = settings_for(sink.port());
         settings.max_concurrent_sends = bound;
-        let app = spawn_app_with(sink.port, settings).await;
+        let app = spawn_app_with(sink.port(), settings).await;
         for i in 0..events {
             app.publish(&task_created(&format!("p{i}@example.com"), "Parallel", ""))
                 .await;

@@ -47,7 +47,7 @@ async fn smtp_down_is_retried_and_the_email_goes_out_once_it_is_back() {
     }
 
     // The server comes up on that port; the next redelivery sends.
-    let sink = SmtpSink::start_on(port);
+    let sink = SmtpSink::start_on(([127, 0, 0, 1], port).into()).unwrap();
     app.cluster
         .wait_for_published("notification-sent", 1, WAIT)
         .await
@@ -220,10 +220,10 @@ async fn the_file_transport_writes_one_eml_per_email() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_token_protects_deliveries() {
-    let sink = SmtpSink::start();
-    let mut settings = settings_for(sink.port);
+    let sink = SmtpSink::start().unwrap();
+    let mut settings = settings_for(sink.port());
     settings.app_api_token = Some("s3cret-token".into());
-    let app = spawn_app_with(sink.port, settings).await;
+    let app = spawn_app_with(sink.port(), settings).await;
     // Without the token: refused.
     let denied = app
         .http

@@ -1,220 +1,22 @@
-//! Test harness: a real SMTP server (mailin-embedded on its own threads), a local Dapr cluster
+//! Test harness: a real SMTP server (`smtp-sink`), a local Dapr cluster
 //! (in-memory state and pub/sub, with an inbound retry policy so RETRY means "try again"), the
 //! worker's sidecar, and the worker itself on a free port.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashSet;
 use std::net::TcpListener as StdListener;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
 use dapr_http::DaprSettings;
 use email_worker::{Application, Settings, WorkerSettings};
 use events::{Envelope, Priority, TaskCreated, TaskDueSoon, TaskSnapshot, TaskStatus};
-use mailin_embedded::{Handler, Response, Server, SslConfig, response};
 use sidecar::testing::{Cluster, TestSidecar};
+pub use smtp_sink::SmtpSink;
 use uuid::Uuid;
 
 pub const APP: &str = "email-worker";
 pub const WAIT: Duration = Duration::from_secs(20);
-
-/// One message the SMTP server accepted.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub from: String,
-    /// The envelope recipients (RCPT TO), as the server saw them.
-    pub to: Vec<String>,
-    pub data: Vec<u8>,
-    /// When the server accepted it.
-    pub at: Instant,
-}
-
-impl Received {
-    pub fn parsed(&self) -> mail_parser::Message<'_> {
-        mail_parser::MessageParser::default()
-            .parse(&self.data)
-            .expect("a parsable message")
-    }
-
-    /// The raw header block.
-    pub fn raw_headers(&self) -> String {
-        let text = String::from_utf8_lossy(&self.data);
-        text.split("\r\n\r\n").next().unwrap_or_default().to_owned()
-    }
-}
-
-#[derive(Debug, Default)]
-struct SinkState {
-    received: Vec<Received>,
-    reject: HashSet<String>,
-    /// Recipients refused with 451 (try again later) this many more times.
-    tempfail: std::collections::HashMap<String, usize>,
-    /// Mail transactions (MAIL FROM .. end of DATA) in progress, and the most seen at once.
-    active: usize,
-    max_active: usize,
-}
-
-/// A real SMTP server on 127.0.0.1 that records what it accepts and can refuse recipients (550).
-#[derive(Debug, Clone)]
-pub struct SmtpSink {
-    pub port: u16,
-    state: Arc<Mutex<SinkState>>,
-}
-
-#[derive(Clone)]
-struct SinkHandler {
-    state: Arc<Mutex<SinkState>>,
-    from: String,
-    to: Vec<String>,
-    data: Vec<u8>,
-}
-
-fn bare(address: &str) -> String {
-    address
-        .trim()
-        .trim_start_matches('<')
-        .trim_end_matches('>')
-        .to_ascii_lowercase()
-}
-
-impl Handler for SinkHandler {
-    fn mail(&mut self, _ip: std::net::IpAddr, _domain: &str, _from: &str) -> Response {
-        let mut state = self.state.lock().unwrap();
-        state.active += 1;
-        state.max_active = state.max_active.max(state.active);
-        response::OK
-    }
-
-    fn rcpt(&mut self, to: &str) -> Response {
-        let mut state = self.state.lock().unwrap();
-        if state.reject.contains(&bare(to)) {
-            return response::NO_MAILBOX;
-        }
-        if let Some(left) = state.tempfail.get_mut(&bare(to)).filter(|n| **n > 0) {
-            *left -= 1;
-            return response::INTERNAL_ERROR;
-        }
-        response::OK
-    }
-
-    fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
-        self.from = bare(from);
-        self.to = to.iter().map(|t| bare(t)).collect();
-        self.data.clear();
-        response::OK
-    }
-
-    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.data.extend_from_slice(buf);
-        Ok(())
-    }
-
-    fn data_end(&mut self) -> Response {
-        let message = Received {
-            from: std::mem::take(&mut self.from),
-            to: std::mem::take(&mut self.to),
-            data: std::mem::take(&mut self.data),
-            at: Instant::now(),
-        };
-        let mut state = self.state.lock().unwrap();
-        state.active = state.active.saturating_sub(1);
-        state.received.push(message);
-        response::OK
-    }
-}
-
-impl SmtpSink {
-    /// Starts on a free port.
-    pub fn start() -> Self {
-        let listener = StdListener::bind("127.0.0.1:0").unwrap();
-        Self::serve(listener)
-    }
-
-    /// Starts on `port` (which must be free): for "the server comes back" tests.
-    pub fn start_on(port: u16) -> Self {
-        let listener = StdListener::bind(("127.0.0.1", port)).unwrap();
-        Self::serve(listener)
-    }
-
-    fn serve(listener: StdListener) -> Self {
-        let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(SinkState::default()));
-        let handler = SinkHandler {
-            state: Arc::clone(&state),
-            from: String::new(),
-            to: Vec::new(),
-            data: Vec::new(),
-        };
-        let mut server = Server::new(handler);
-        server
-            .with_name("sink.test")
-            .with_ssl(SslConfig::None)
-            .unwrap()
-            // More threads than pooled connections: each idle pooled connection holds a thread.
-            .with_num_threads(96)
-            .with_tcp_listener(listener);
-        // `serve` blocks forever; the thread ends with the test process.
-        std::thread::spawn(move || {
-            if let Err(e) = server.serve() {
-                eprintln!("SMTP sink stopped: {e}");
-            }
-        });
-        Self { port, state }
-    }
-
-    /// Refuse `address` at RCPT with 550.
-    pub fn reject(&self, address: &str) {
-        self.state.lock().unwrap().reject.insert(bare(address));
-    }
-
-    /// Refuse `address` at RCPT with 451 the next `times` times.
-    pub fn tempfail(&self, address: &str, times: usize) {
-        self.state
-            .lock()
-            .unwrap()
-            .tempfail
-            .insert(bare(address), times);
-    }
-
-    /// How many 451 refusals for `address` are still to come.
-    pub fn tempfails_left(&self, address: &str) -> usize {
-        self.state
-            .lock()
-            .unwrap()
-            .tempfail
-            .get(&bare(address))
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// The most mail transactions that were in progress at once.
-    pub fn max_concurrent(&self) -> usize {
-        self.state.lock().unwrap().max_active
-    }
-
-    pub fn received(&self) -> Vec<Received> {
-        self.state.lock().unwrap().received.clone()
-    }
-
-    /// Waits until at least `n` messages arrived.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self.received();
-            if got.len() >= n {
-                return got;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {n} message(s); got {}",
-                got.len()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
 
 /// A port nothing listens on (bound, read, released).
 pub fn free_port() -> u16 {
@@ -335,8 +137,8 @@ pub async fn spawn_app_on(
 
 /// A worker sending to a fresh SMTP sink.
 pub async fn spawn_app() -> (TestApp, SmtpSink) {
-    let sink = SmtpSink::start();
-    let app = spawn_app_with(sink.port, settings_for(sink.port)).await;
+    let sink = SmtpSink::start().unwrap();
+    let app = spawn_app_with(sink.port(), settings_for(sink.port())).await;
     (app, sink)
 }
 
