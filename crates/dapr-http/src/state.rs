@@ -8,7 +8,7 @@ use reqwest::Method;
 use reqwest::header::{ETAG, IF_MATCH};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::Target;
 use crate::state_write::WireItem;
@@ -36,8 +36,9 @@ pub struct BulkStateItem<T> {
 #[derive(Deserialize)]
 struct WireBulkItem {
     key: String,
+    /// Kept as text and decoded straight into the caller's type (no `Value` tree in between).
     #[serde(default)]
-    data: Option<Value>,
+    data: Option<Box<RawValue>>,
     #[serde(default)]
     etag: Option<String>,
     #[serde(default)]
@@ -129,16 +130,16 @@ impl DaprClient {
         items
             .into_iter()
             .map(|item| {
-                let value =
-                    match item.data {
-                        None | Some(Value::Null) => None,
-                        Some(data) => Some(serde_json::from_value(data).map_err(|source| {
-                            DaprError::Decode {
-                                what: format!("state key `{}`", item.key),
-                                source,
-                            }
-                        })?),
-                    };
+                let value = match item.data {
+                    None => None,
+                    Some(data) if data.get() == "null" => None,
+                    Some(data) => Some(serde_json::from_str(data.get()).map_err(|source| {
+                        DaprError::Decode {
+                            what: format!("state key `{}`", item.key),
+                            source,
+                        }
+                    })?),
+                };
                 Ok(BulkStateItem {
                     key: item.key,
                     value,
@@ -159,11 +160,15 @@ impl DaprClient {
         if ops.is_empty() {
             return Ok(());
         }
-        let operations: Vec<Value> = ops.iter().map(TransactionOp::wire).collect();
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            operations: Vec<crate::state_write::WireOp<'a>>,
+        }
+        let body = Body {
+            operations: ops.iter().map(TransactionOp::wire).collect(),
+        };
         let url = self.url(&["v1.0", "state", store, "transaction"]);
-        let request = self
-            .request(Method::POST, url)
-            .json(&serde_json::json!({ "operations": operations }));
+        let request = self.request(Method::POST, url).json(&body);
         self.send(request, Target::Store(store)).await?;
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::DaprError;
 
@@ -26,10 +26,14 @@ struct ItemOptions {
 }
 
 /// One item of a save (or the request of a transaction upsert).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+///
+/// The value is kept as the JSON text it was encoded to: a write is encoded once, straight from
+/// the caller's type, instead of through a `serde_json::Value` tree (which, for the large values
+/// services keep, such as indexes, cost more than the HTTP call).
+#[derive(Debug, Clone, Serialize)]
 pub struct SaveItem {
     pub key: String,
-    pub value: Value,
+    pub value: Box<RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
     #[serde(skip)]
@@ -45,7 +49,7 @@ pub struct SaveItem {
 #[derive(Serialize)]
 pub(crate) struct WireItem<'a> {
     key: &'a str,
-    value: &'a Value,
+    value: &'a RawValue,
     #[serde(skip_serializing_if = "Option::is_none")]
     etag: Option<&'a str>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -58,7 +62,7 @@ impl SaveItem {
     /// An item for `key` holding `value` encoded as JSON.
     pub fn new(key: impl Into<String>, value: &impl Serialize) -> Result<Self, DaprError> {
         let key = key.into();
-        let value = serde_json::to_value(value).map_err(|source| DaprError::Encode {
+        let value = serde_json::value::to_raw_value(value).map_err(|source| DaprError::Encode {
             what: format!("the value of state key `{key}`"),
             source,
         })?;
@@ -103,6 +107,11 @@ impl SaveItem {
         self
     }
 
+    /// The value's JSON text, as it will be sent.
+    pub fn value_json(&self) -> &str {
+        self.value.get()
+    }
+
     pub(crate) fn wire(&self) -> WireItem<'_> {
         let mut metadata = self.metadata.clone();
         if let Some(ttl) = self.ttl {
@@ -120,6 +129,17 @@ impl SaveItem {
     }
 }
 
+impl PartialEq for SaveItem {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+            && self.value.get() == other.value.get()
+            && self.etag == other.etag
+            && self.concurrency == other.concurrency
+            && self.ttl == other.ttl
+            && self.metadata == other.metadata
+    }
+}
+
 /// One operation of a state transaction.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TransactionOp {
@@ -127,19 +147,38 @@ pub enum TransactionOp {
     Delete { key: String, etag: Option<String> },
 }
 
+/// A transaction operation as daprd reads it: `{"operation": …, "request": …}`.
+#[derive(Serialize)]
+pub(crate) struct WireOp<'a> {
+    operation: &'static str,
+    request: WireRequest<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+pub(crate) enum WireRequest<'a> {
+    Upsert(WireItem<'a>),
+    Delete {
+        key: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        etag: Option<&'a str>,
+    },
+}
+
 impl TransactionOp {
-    pub(crate) fn wire(&self) -> Value {
+    pub(crate) fn wire(&self) -> WireOp<'_> {
         match self {
-            Self::Upsert(item) => {
-                serde_json::json!({ "operation": "upsert", "request": item.wire() })
-            }
-            Self::Delete { key, etag } => {
-                let mut request = serde_json::json!({ "key": key });
-                if let (Some(etag), Some(object)) = (etag, request.as_object_mut()) {
-                    object.insert("etag".to_owned(), Value::String(etag.clone()));
-                }
-                serde_json::json!({ "operation": "delete", "request": request })
-            }
+            Self::Upsert(item) => WireOp {
+                operation: "upsert",
+                request: WireRequest::Upsert(item.wire()),
+            },
+            Self::Delete { key, etag } => WireOp {
+                operation: "delete",
+                request: WireRequest::Delete {
+                    key,
+                    etag: etag.as_deref(),
+                },
+            },
         }
     }
 }

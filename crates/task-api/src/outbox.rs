@@ -51,20 +51,22 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use dapr_http::{DaprClient, DaprError, PublishOptions, SaveItem};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::model::{EventRef, TaskRecord};
 use crate::store::{outbox_key, shard_of, task_key};
 
 /// One recorded event waiting to be published.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutboxEntry {
     pub event_id: Uuid,
     pub task_id: Uuid,
     pub version: u64,
     pub topic: String,
-    /// The `events::Envelope` exactly as it will be published.
-    pub envelope: serde_json::Value,
+    /// The `events::Envelope` exactly as it will be published: its JSON text, encoded once
+    /// when the change is planned and sent as is.
+    pub envelope: Box<RawValue>,
     #[serde(default)]
     pub traceparent: Option<String>,
     pub recorded_at: DateTime<Utc>,
@@ -90,7 +92,7 @@ impl OutboxEntry {
 }
 
 /// The value of an `outbox:{n}` key.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct OutboxShard {
     #[serde(default)]
     pub entries: Vec<OutboxEntry>,
@@ -113,6 +115,11 @@ pub struct Outbox {
     shards: u32,
     /// Published entries still in their shard, by shard.
     published: Arc<Mutex<BTreeMap<u32, HashSet<Uuid>>>>,
+    /// One lock per shard, so that this process's writers of a shard take turns instead of
+    /// racing on its etag: a lost race costs a failed transaction, a re-read and a backoff
+    /// sleep, which under load was most of a request's time. The etag check stays; it is what
+    /// keeps replicas (and anything else writing the shard) correct.
+    shard_locks: Arc<[tokio::sync::Mutex<()>]>,
 }
 
 /// How often a shard rewrite is attempted before leaving the work to the next relay pass.
@@ -126,7 +133,17 @@ impl Outbox {
             pubsub,
             shards,
             published: Arc::default(),
+            shard_locks: (0..shards.max(1))
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
+    }
+
+    /// Waits for this process's turn to write `shard`. Hold the guard from the read of the shard
+    /// to the end of the write, and never while taking another shard's lock.
+    pub async fn lock_shard(&self, shard: u32) -> tokio::sync::MutexGuard<'_, ()> {
+        let index = shard as usize % self.shard_locks.len();
+        self.shard_locks[index].lock().await
     }
 
     fn published_map(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, HashSet<Uuid>>> {
@@ -163,15 +180,12 @@ impl Outbox {
 
     /// Publishes one entry.
     pub async fn publish(&self, entry: &OutboxEntry) -> Result<(), DaprError> {
-        let body = serde_json::to_vec(&entry.envelope).map_err(|source| DaprError::Encode {
-            what: "an outbox envelope".to_owned(),
-            source,
-        })?;
+        let body = Bytes::copy_from_slice(entry.envelope.get().as_bytes());
         self.dapr
             .publish_with(
                 &self.pubsub,
                 &entry.topic,
-                Bytes::from(body),
+                body,
                 entry.publish_options(),
             )
             .await
@@ -227,6 +241,7 @@ impl Outbox {
         mut edit: impl FnMut(&mut OutboxShard) -> bool,
     ) -> Result<(), DaprError> {
         let key = outbox_key(shard);
+        let _turn = self.lock_shard(shard).await;
         let mut attempt = 0;
         loop {
             attempt += 1;

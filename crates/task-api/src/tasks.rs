@@ -12,7 +12,7 @@ use events::{
     TaskUpdated,
 };
 use rand::Rng;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
@@ -56,12 +56,12 @@ struct Snapshot {
 }
 
 fn decode<T: serde::de::DeserializeOwned + Default>(
-    value: Option<Value>,
+    value: Option<Box<RawValue>>,
     key: &str,
 ) -> Result<T, ApiError> {
     match value {
-        None | Some(Value::Null) => Ok(T::default()),
-        Some(value) => serde_json::from_value(value)
+        None => Ok(T::default()),
+        Some(value) => serde_json::from_str(value.get())
             .map_err(|e| ApiError::Internal(format!("state key `{key}` is unreadable: {e}"))),
     }
 }
@@ -75,7 +75,7 @@ impl TaskService {
         data: T,
     ) -> Result<OutboxEntry, ApiError> {
         let envelope = Envelope::new(self.app_id.clone(), ctx.correlation_id.clone(), data);
-        let json = serde_json::to_value(&envelope)
+        let json = serde_json::value::to_raw_value(&envelope)
             .map_err(|e| ApiError::Internal(format!("cannot encode an envelope: {e}")))?;
         Ok(OutboxEntry {
             event_id: envelope.event_id,
@@ -92,10 +92,11 @@ impl TaskService {
         let keys = [task_key(task_id), index_key(user_id), outbox_key(shard)];
         let mut items = self
             .dapr
-            .get_bulk_state::<Value>(&self.store, &keys)
+            // Raw JSON text, decoded straight into each key's type below.
+            .get_bulk_state::<Box<RawValue>>(&self.store, &keys)
             .await?
             .into_iter();
-        let mut next = |key: &str| -> Result<(Option<Value>, Option<String>), ApiError> {
+        let mut next = |key: &str| -> Result<(Option<Box<RawValue>>, Option<String>), ApiError> {
             let item = items
                 .next()
                 .ok_or_else(|| ApiError::Internal("bulk get returned too few items".into()))?;
@@ -108,9 +109,9 @@ impl TaskService {
         let (index, index_etag) = next(&keys[1])?;
         let (shard, shard_etag) = next(&keys[2])?;
         let task = match task {
-            None | Some(Value::Null) => None,
+            None => None,
             Some(value) => Some((
-                serde_json::from_value::<TaskRecord>(value).map_err(|e| {
+                serde_json::from_str::<TaskRecord>(value.get()).map_err(|e| {
                     ApiError::Internal(format!("task record `{}` is unreadable: {e}", keys[0]))
                 })?,
                 task_etag,
@@ -134,6 +135,9 @@ impl TaskService {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            // Writers of this shard in this process take turns (see `Outbox::lock_shard`); the
+            // turn ends before the publish, which does not touch the shard.
+            let turn = self.outbox.lock_shard(shard).await;
             let snapshot = self.read(task_id, user_id, shard).await?;
             let current = snapshot.task.as_ref().map(|(record, _)| record);
             let (record, entry) = match plan(current)? {
@@ -145,6 +149,7 @@ impl TaskService {
             match self.dapr.transact_state(&self.store, &ops).await {
                 Ok(()) => {
                     self.outbox.forget(shard, &swept);
+                    drop(turn);
                     self.after_commit(&entry).await;
                     return Ok(record);
                 }
@@ -152,6 +157,8 @@ impl TaskService {
                     // Find out what happened before deciding: the change may have committed
                     // (partial transaction), another writer may have won, or the store failed.
                     let after = self.read(task_id, user_id, shard).await?;
+                    // The repair below writes the shard itself, under its own turn.
+                    drop(turn);
                     if after
                         .task
                         .as_ref()

@@ -301,29 +301,56 @@ pub(super) async fn bulk_get(
             Ok(()) => store.store.get(&full).await,
             Err(e) => Err(e),
         };
-        let mut item = serde_json::Map::new();
-        item.insert(
-            "key".into(),
-            crate::metadata::strip_key_prefix(&full).into(),
-        );
+        let mut item = BulkItem {
+            key: crate::metadata::strip_key_prefix(&full).to_owned(),
+            data: None,
+            etag: None,
+            error: None,
+        };
         match result {
             Ok(Some(found)) => {
-                let data = serde_json::from_slice::<Value>(&found.data).unwrap_or_else(|_| {
-                    Value::String(String::from_utf8_lossy(&found.data).into_owned())
-                });
-                item.insert("data".into(), data);
-                if let Some(etag) = found.etag {
-                    item.insert("etag".into(), etag.into());
-                }
+                item.data = Some(BulkData::of(&found.data));
+                item.etag = found.etag;
             }
             Ok(None) => {}
-            Err(e) => {
-                item.insert("error".into(), e.to_string().into());
-            }
+            Err(e) => item.error = Some(e.to_string()),
         }
-        out.push(Value::Object(item));
+        out.push(item);
     }
-    Ok((StatusCode::OK, axum::Json(Value::Array(out))).into_response())
+    Ok((StatusCode::OK, axum::Json(out)).into_response())
+}
+
+/// One entry of a bulk get answer, in daprd's field order.
+#[derive(serde::Serialize)]
+struct BulkItem {
+    key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<BulkData>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// A stored value as daprd puts it in a bulk answer: JSON as JSON, anything else as a string.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum BulkData {
+    /// Valid JSON is embedded as stored: checked, not parsed into a tree and printed again.
+    Json(Box<serde_json::value::RawValue>),
+    Text(String),
+}
+
+impl BulkData {
+    fn of(stored: &[u8]) -> Self {
+        std::str::from_utf8(stored)
+            .ok()
+            .and_then(|text| serde_json::value::RawValue::from_string(text.to_owned()).ok())
+            .map_or_else(
+                || Self::Text(String::from_utf8_lossy(stored).into_owned()),
+                Self::Json,
+            )
+    }
 }
 
 fn lower_keys(v: Value) -> serde_json::Map<String, Value> {
@@ -369,7 +396,7 @@ pub(super) async fn transaction(
     let query_meta = query_metadata(&params);
     let mut ops = Vec::with_capacity(req.operations.len());
     for op in req.operations {
-        let fields = lower_keys(op.request);
+        let mut fields = lower_keys(op.request);
         let key = fields
             .get("key")
             .and_then(Value::as_str)
@@ -390,7 +417,7 @@ pub(super) async fn transaction(
                     .and_then(|m| serde_json::from_value(m.clone()).ok())
                     .unwrap_or_default();
                 metadata.extend(query_meta.clone());
-                let value = fields.get("value").cloned().unwrap_or(Value::Null);
+                let value = fields.remove("value").unwrap_or(Value::Null);
                 ops.push(TransactionOp::Set(SetRequest {
                     key: full_key(&state, store, &key)?,
                     value: Bytes::from(value.to_string()),
