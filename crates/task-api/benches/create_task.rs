@@ -3,7 +3,9 @@
 //! transaction, one publish). Prints requests/s and p50/p99 latency.
 //!
 //! `cargo bench -p task-api --bench create_task` (env `BENCH_REQUESTS`, `BENCH_CONCURRENCY`,
-//! `BENCH_OUTBOX_SHARDS`).
+//! `BENCH_OUTBOX_SHARDS`). With `BENCH_FASTAPI_PYTHON` naming a Python that has
+//! `benches/fastapi/requirements.txt` installed, the same load also goes to the FastAPI baseline
+//! in `benches/fastapi/app.py` on a sidecar of its own (`scripts/bench-fastapi.sh` sets this up).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -198,7 +200,79 @@ fn main() {
         let url = format!("http://{}/api/tasks", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, router).await });
         drive(url.clone(), tokens.clone(), concurrency * 10, concurrency).await;
-        let mut report = drive(url, tokens, total, concurrency).await;
+        let mut report = drive(url, tokens.clone(), total, concurrency).await;
         report.print("bare axum (txn + publish)", concurrency);
+
+        // The Python baseline, when a Python with its requirements is given.
+        if let Ok(python) = std::env::var("BENCH_FASTAPI_PYTHON") {
+            let cluster = Cluster::in_memory().await.unwrap();
+            let sidecar = cluster.sidecar("fastapi").start().await.unwrap();
+            let mut baseline = FastApi::start(&python, &sidecar.http_endpoint()).await;
+            let url = format!("http://127.0.0.1:{}/api/tasks", baseline.port);
+            drive(url.clone(), tokens.clone(), concurrency * 10, concurrency).await;
+            let mut report = drive(url, tokens, total, concurrency).await;
+            report.print("FastAPI, 2 uvicorn workers", concurrency);
+            baseline.stop();
+        }
     });
+}
+
+/// `benches/fastapi/app.py` under uvicorn with two worker processes.
+struct FastApi {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl FastApi {
+    async fn start(python: &str, dapr_endpoint: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/fastapi");
+        let child = std::process::Command::new(python)
+            .args([
+                "-m",
+                "uvicorn",
+                "app:app",
+                "--workers",
+                "2",
+                "--log-level",
+                "warning",
+            ])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--app-dir",
+                dir,
+            ])
+            .env("DAPR_HTTP_ENDPOINT", dapr_endpoint)
+            .env("JWT_SECRET", SECRET)
+            .spawn()
+            .unwrap();
+        let health = format!("http://127.0.0.1:{port}/healthz");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !reqwest::get(&health)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "uvicorn did not answer on {health}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Self { child, port }
+    }
+
+    fn stop(&mut self) {
+        // uvicorn's supervisor stops its workers on SIGTERM; SIGKILL would orphan them.
+        let _ = std::process::Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
 }

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::model::{TaskRecord, TaskView};
-use crate::store::{TaskSummary, UserIndex, index_key, task_key};
+use crate::store::{TaskSummary, UserIndex, index_keys, task_key};
 use crate::tasks::TaskService;
 
 pub const DEFAULT_LIMIT: usize = 50;
@@ -127,14 +127,23 @@ impl ListQuery {
 impl TaskService {
     /// One page of the caller's tasks.
     pub async fn list(&self, user: &AuthUser, query: &ListQuery) -> Result<TaskPage, ApiError> {
-        let index = self
+        let buckets = self
             .dapr
-            .get_state::<UserIndex>(&self.store, &index_key(user.user_id))
-            .await?
-            .map(|entry| entry.value)
-            .unwrap_or_default();
-        let mut candidates = index
-            .tasks
+            .get_bulk_state::<UserIndex>(&self.store, &index_keys(user.user_id))
+            .await?;
+        let mut summaries: Vec<TaskSummary> = Vec::new();
+        for bucket in buckets {
+            if let Some(error) = bucket.error {
+                return Err(ApiError::Internal(format!(
+                    "reading `{}`: {error}",
+                    bucket.key
+                )));
+            }
+            summaries.extend(bucket.value.unwrap_or_default().tasks);
+        }
+        // Newest first across buckets: ids are UUID v7, so this is creation order.
+        summaries.sort_unstable_by_key(|s| std::cmp::Reverse(s.id));
+        let mut candidates = summaries
             .iter()
             .filter(|s| query.after.is_none_or(|after| s.id < after))
             .filter(|s| query.matches_summary(s));

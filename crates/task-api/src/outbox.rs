@@ -182,12 +182,7 @@ impl Outbox {
     pub async fn publish(&self, entry: &OutboxEntry) -> Result<(), DaprError> {
         let body = Bytes::copy_from_slice(entry.envelope.get().as_bytes());
         self.dapr
-            .publish_with(
-                &self.pubsub,
-                &entry.topic,
-                body,
-                entry.publish_options(),
-            )
+            .publish_with(&self.pubsub, &entry.topic, body, entry.publish_options())
             .await
     }
 

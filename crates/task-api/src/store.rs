@@ -2,8 +2,10 @@
 //!
 //! Keys (prefixed by the sidecar with the app id, so no other service sees them):
 //! * `task:{id}`: the [`TaskRecord`], the source of truth;
-//! * `user:{user_id}:tasks`: the [`UserIndex`], compact summaries of a user's tasks so that a
-//!   list is one read of the index plus one bulk read of the page;
+//! * `user:{user_id}:tasks:{b}`: the [`UserIndex`] buckets, compact summaries of a user's tasks
+//!   so that a list is one bulk read of the buckets plus one bulk read of the page. A task's
+//!   summary lives in bucket `fnv(task id) % INDEX_BUCKETS`, so a change rewrites a sixteenth of
+//!   the user's index, and two changes of one user's tasks rarely meet on the same key;
 //! * `outbox:{n}`: an outbox shard (see [`crate::outbox`]).
 //!
 //! The index is a projection, written in the same transaction as the task. On Redis a failed
@@ -22,15 +24,31 @@ pub fn task_key(id: Uuid) -> String {
     format!("task:{id}")
 }
 
-pub fn index_key(user_id: Uuid) -> String {
-    format!("user:{user_id}:tasks")
+/// How many keys a user's index is split over. Part of the stored layout: changing it would
+/// leave summaries in buckets nobody reads.
+pub const INDEX_BUCKETS: u32 = 16;
+
+/// The index bucket holding the summary of `task_id`.
+pub fn index_key(user_id: Uuid, task_id: Uuid) -> String {
+    index_bucket_key(user_id, shard_of(task_id, INDEX_BUCKETS))
+}
+
+/// Every bucket key of a user's index, for a list.
+pub fn index_keys(user_id: Uuid) -> Vec<String> {
+    (0..INDEX_BUCKETS)
+        .map(|bucket| index_bucket_key(user_id, bucket))
+        .collect()
+}
+
+fn index_bucket_key(user_id: Uuid, bucket: u32) -> String {
+    format!("user:{user_id}:tasks:{bucket}")
 }
 
 pub fn outbox_key(shard: u32) -> String {
     format!("outbox:{shard}")
 }
 
-/// The outbox shard of a task: FNV-1a of the id's bytes, stable across builds and replicas
+/// The outbox shard (or index bucket) of a task: FNV-1a of the id's bytes, stable across builds and replicas
 /// (std's hasher is randomly seeded, which would scatter one task over shards).
 pub fn shard_of(task_id: Uuid, shards: u32) -> u32 {
     let mut hash: u32 = 0x811c_9dc5;

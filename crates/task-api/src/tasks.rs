@@ -89,7 +89,11 @@ impl TaskService {
     }
 
     async fn read(&self, task_id: Uuid, user_id: Uuid, shard: u32) -> Result<Snapshot, ApiError> {
-        let keys = [task_key(task_id), index_key(user_id), outbox_key(shard)];
+        let keys = [
+            task_key(task_id),
+            index_key(user_id, task_id),
+            outbox_key(shard),
+        ];
         let mut items = self
             .dapr
             // Raw JSON text, decoded straight into each key's type below.
@@ -214,7 +218,7 @@ impl TaskService {
         ops.push(TransactionOp::Upsert(task));
         let (mut index, index_etag) = snapshot.index.clone();
         if index.reconcile(record) {
-            let item = SaveItem::new(index_key(record.task.user_id), &index)?;
+            let item = SaveItem::new(index_key(record.task.user_id, record.task.task_id), &index)?;
             ops.push(TransactionOp::Upsert(with_etag(item, index_etag)));
         }
         let (mut shard, shard_etag) = snapshot.shard.clone();
@@ -229,7 +233,7 @@ impl TaskService {
     /// Makes the owner's index agree with a committed record (after a partial transaction the
     /// index write may be the operation that failed).
     async fn repair_index(&self, record: &TaskRecord) -> Result<(), ApiError> {
-        let key = index_key(record.task.user_id);
+        let key = index_key(record.task.user_id, record.task.task_id);
         let mut attempt = 0;
         loop {
             attempt += 1;
