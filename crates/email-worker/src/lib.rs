@@ -9,7 +9,7 @@
 //! events that can never succeed are dead-lettered.
 //!
 //! Modules: [`settings`] (configuration), [`templates`] and [`compose`] (the message),
-//! [`mailer`] (the transport), [`ledger`] (one email per event), [`worker`] (one delivery, end to
+//! [`mailer`] and [`smtp_pool`] (the transport), [`ledger`] (one email per event), [`worker`] (one delivery, end to
 //! end), [`notify`] (announcements), [`subscriber`] (the subscription table), [`startup`].
 
 pub mod compose;
@@ -19,6 +19,7 @@ pub mod ledger;
 pub mod mailer;
 pub mod notify;
 pub mod settings;
+pub mod smtp_pool;
 pub mod startup;
 pub mod subscriber;
 pub mod templates;

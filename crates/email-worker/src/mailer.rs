@@ -1,5 +1,5 @@
-//! The one active mail transport: SMTP (pooled, with timeouts) or a folder of `.eml` files for
-//! local runs. Send failures are classified here, once: an SMTP 5xx reply is permanent (the same
+//! The one active mail transport: SMTP (pooled, with timeouts; see [`crate::smtp_pool`] for why
+//! plain and STARTTLS sessions use our own pool) or a folder of `.eml` files for local runs. Send failures are classified here, once: an SMTP 5xx reply is permanent (the same
 //! message will be refused again); everything else (4xx, refused connection, timeout, TLS or I/O
 //! trouble) is transient and worth a retry.
 
@@ -10,6 +10,7 @@ use secrecy::ExposeSecret;
 
 use crate::Error;
 use crate::settings::{TransportChoice, WorkerSettings};
+use crate::smtp_pool::{SmtpPool, SmtpTarget};
 
 /// How a send failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +23,9 @@ pub enum SendError {
 
 #[derive(Debug)]
 enum Transport {
+    /// `smtp://`: sessions on sockets without Nagle's delay.
+    Pooled(Box<SmtpPool>),
+    /// `smtps://`: lettre's own pooled transport (implicit TLS).
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     File(AsyncFileTransport<Tokio1Executor>),
 }
@@ -58,6 +62,26 @@ impl Mailer {
                 password,
             } => {
                 let redacted = redact_url(url.expose_secret());
+                let unusable = |reason: String| Error::Settings {
+                    name: "SMTP_URL",
+                    reason: format!("`{redacted}` is not a usable SMTP URL: {reason}"),
+                };
+                if let Some(mut target) =
+                    SmtpTarget::from_url(url.expose_secret()).map_err(unusable)?
+                {
+                    if let (Some(user), Some(password)) = (username.clone(), password.clone()) {
+                        target.credentials =
+                            Some(Credentials::new(user, password.expose_secret().to_owned()));
+                    }
+                    return Ok(Self {
+                        description: format!("SMTP transport to {redacted}"),
+                        transport: Transport::Pooled(Box::new(SmtpPool::new(
+                            target,
+                            s.max_concurrent_sends,
+                            s.smtp_timeout,
+                        ))),
+                    });
+                }
                 let mut builder =
                     AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose_secret())
                         .map_err(|e| Error::Settings {
@@ -90,6 +114,10 @@ impl Mailer {
     /// Sends one message; returns the transport's id or reply for the log.
     pub async fn send(&self, message: &Message) -> Result<String, SendError> {
         match &self.transport {
+            Transport::Pooled(pool) => pool
+                .send(message.envelope(), &message.formatted())
+                .await
+                .map(|reply| reply.message().collect::<Vec<_>>().join(" ")),
             Transport::Smtp(smtp) => smtp
                 .send(message.clone())
                 .await
