@@ -280,7 +280,7 @@ pub(crate) async fn update(
         match dapr.save_state(store, &[item]).await {
             Ok(()) => return Ok(true),
             // A conflict, or a first-write that lost a race: read again.
-            Err(e) if e.is_etag_conflict() || create.is_some() => {
+            Err(e) if e.is_write_conflict() => {
                 tracing::debug!(%key, error = %e, "dead-letter update conflicted, retrying");
             }
             Err(e) => return Err(e.into()),

@@ -95,6 +95,15 @@ impl DaprError {
         matches!(self, Self::EtagMismatch { .. } | Self::Transaction { .. })
     }
 
+    /// True when a save may have lost an optimistic-concurrency race: [`Self::is_etag_conflict`],
+    /// or 500 `ERR_STATE_SAVE`, which is how `state.redis` (and the local sidecar, which copies
+    /// it) answers a `first-write` save without an etag on a key that already exists. A store
+    /// outage gives the same 500, so callers re-read before deciding and bound their retries.
+    pub fn is_write_conflict(&self) -> bool {
+        self.is_etag_conflict()
+            || matches!(self, Self::Server { status: 500, code, .. } if code == "ERR_STATE_SAVE")
+    }
+
     /// The `errorCode` daprd gave, if any.
     pub fn error_code(&self) -> Option<&str> {
         match self {
@@ -202,6 +211,17 @@ mod tests {
             body.as_bytes(),
             Target::Store("s"),
         )
+    }
+
+    #[test]
+    fn a_lost_first_write_counts_as_a_write_conflict_and_other_failures_do_not() {
+        let json = |code: &str| format!(r#"{{"errorCode":"{code}","message":"m"}}"#);
+        assert!(map(500, &json("ERR_STATE_SAVE")).is_write_conflict());
+        assert!(map(409, &json("ERR_STATE_SAVE")).is_write_conflict());
+        assert!(map(500, &json("ERR_STATE_TRANSACTION")).is_write_conflict());
+        assert!(!map(500, &json("ERR_STATE_GET")).is_write_conflict());
+        assert!(!map(400, &json("ERR_STATE_SAVE")).is_write_conflict());
+        assert!(!map(503, &json("ERR_STATE_SAVE")).is_write_conflict());
     }
 
     #[test]

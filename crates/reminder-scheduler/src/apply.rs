@@ -16,7 +16,7 @@ use crate::buckets::{Bucket, Buckets};
 use crate::context::{AppState, Context};
 use crate::error::Error;
 use crate::projection::{EventKind, Ignored, Plan, TaskEvent, TaskRecord, decide, task_key};
-use crate::store::{Change, MAX_ATTEMPTS, Ttl, backoff, is_conflict};
+use crate::store::{Change, MAX_ATTEMPTS, Ttl, backoff};
 use crate::{metrics, tracked};
 
 /// The outcome of applying one event.
@@ -53,7 +53,7 @@ pub async fn apply_event(ctx: &Context, event: &TaskEvent) -> Result<Applied, Er
             .await
         {
             Ok(()) => {}
-            Err(error) if is_conflict(&error) => {
+            Err(error) if error.is_write_conflict() => {
                 backoff(attempt).await;
                 continue;
             }

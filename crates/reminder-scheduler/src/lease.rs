@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::error::Error;
-use crate::store::{Store, Ttl, is_conflict};
+use crate::store::{Store, Ttl};
 
 /// The lease's state key.
 pub const LEASE_KEY: &str = "scheduler-lease";
@@ -149,7 +149,7 @@ impl Lease {
                 self.set_deadline(Some(started + self.ttl.mul_f64(0.9)));
                 Ok(LeaseState::Held)
             }
-            Err(error) if is_conflict(&error) => {
+            Err(error) if error.is_write_conflict() => {
                 self.set_deadline(None);
                 Ok(LeaseState::HeldElsewhere)
             }
@@ -170,7 +170,7 @@ impl Lease {
             match self.store.remove(LEASE_KEY, current.etag.as_deref()).await {
                 Ok(()) => {}
                 // Taken over meanwhile: nothing of ours to release.
-                Err(error) if is_conflict(&error) => {}
+                Err(error) if error.is_write_conflict() => {}
                 Err(error) => return Err(error.into()),
             }
         }

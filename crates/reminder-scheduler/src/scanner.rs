@@ -25,7 +25,7 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::policy::{Verdict, evaluate, reminder};
 use crate::projection::{TaskRecord, task_key};
-use crate::store::{Change, is_conflict};
+use crate::store::Change;
 use crate::{apply, metrics, tracked};
 
 /// The watermark's state key.
@@ -277,7 +277,7 @@ async fn advance_watermark(
     match ctx.store.write(WATERMARK_KEY, &mark, etag, None).await {
         Ok(()) => Ok(()),
         // Another scanner moved it meanwhile: it holds the lease now.
-        Err(error) if is_conflict(&error) => Err(Error::LeaseLost),
+        Err(error) if error.is_write_conflict() => Err(Error::LeaseLost),
         Err(error) => Err(error.into()),
     }
 }

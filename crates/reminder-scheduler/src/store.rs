@@ -19,12 +19,6 @@ use crate::error::Error;
 /// How many times a read-modify-write is tried before the event is handed back for redelivery.
 pub const MAX_ATTEMPTS: u32 = 24;
 
-/// True when a write lost a race: an etag mismatch, or a first-write save on a key that exists.
-pub fn is_conflict(error: &DaprError) -> bool {
-    error.is_etag_conflict()
-        || matches!(error, DaprError::Server { status: 500, code, .. } if code == "ERR_STATE_SAVE")
-}
-
 /// What a read-modify-write decides after seeing the current value.
 #[derive(Debug)]
 pub enum Change<T> {
@@ -118,7 +112,7 @@ impl Store {
             };
             match result {
                 Ok(written) => return Ok(written),
-                Err(error) if is_conflict(&error) => backoff(attempt).await,
+                Err(error) if error.is_write_conflict() => backoff(attempt).await,
                 Err(error) => return Err(error.into()),
             }
         }
@@ -139,28 +133,4 @@ pub async fn backoff(attempt: u32) {
     let bound = 2u64.saturating_pow(attempt.min(6)).min(50);
     let millis = rand::rng().random_range(0..=bound);
     tokio::time::sleep(Duration::from_millis(millis)).await;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn conflicts_are_recognised() {
-        let first_write_lost = DaprError::Server {
-            status: 500,
-            code: "ERR_STATE_SAVE".into(),
-            message: "failed to set key".into(),
-        };
-        assert!(is_conflict(&first_write_lost));
-        assert!(is_conflict(&DaprError::EtagMismatch {
-            code: "ERR_STATE_SAVE".into(),
-            message: String::new()
-        }));
-        assert!(!is_conflict(&DaprError::Server {
-            status: 500,
-            code: "ERR_STATE_GET".into(),
-            message: String::new()
-        }));
-    }
 }

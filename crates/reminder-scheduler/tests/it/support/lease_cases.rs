@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use dapr_http::{DaprClient, DaprSettings};
 use reminder_scheduler::lease::{LEASE_KEY, Lease, LeaseState, LeaseValue};
-use reminder_scheduler::store::{Store, Ttl, is_conflict};
+use reminder_scheduler::store::{Store, Ttl};
 use sidecar::testing::Cluster;
 use tokio::time::Instant;
 
@@ -110,12 +110,12 @@ pub async fn a_paused_holder_is_replaced_after_the_ttl_and_cannot_renew(cluster:
         )
         .await
         .expect_err("a's stale renewal overwrote b's lease");
-    assert!(is_conflict(&error), "{error}");
+    assert!(error.is_write_conflict(), "{error}");
     assert_eq!(holder(&store).await.as_deref(), Some("b"));
     // And a first-write acquisition of a held lease fails too.
     let error = store
         .write(LEASE_KEY, &value, None, Some(Ttl::Expire(TTL)))
         .await
         .unwrap_err();
-    assert!(is_conflict(&error), "{error}");
+    assert!(error.is_write_conflict(), "{error}");
 }
