@@ -2,6 +2,9 @@
 //! concurrency, compared with a bare axum handler making the same two sidecar calls (one state
 //! transaction, one publish). Prints requests/s and p50/p99 latency.
 //!
+//! task-api is then driven open loop at half of the throughput it reached, for its latency
+//! under a load it can carry (concurrency 0 in that line: the rate decides, not the workers).
+//!
 //! `cargo bench -p task-api --bench create_task` (env `BENCH_REQUESTS`, `BENCH_CONCURRENCY`,
 //! `BENCH_OUTBOX_SHARDS`). With `BENCH_FASTAPI_PYTHON` naming a Python that has
 //! `benches/fastapi/requirements.txt` installed, the same load also goes to the FastAPI baseline
@@ -52,6 +55,55 @@ impl Report {
             pct(0.99).as_secs_f64() * 1000.0,
             self.errors,
         );
+    }
+}
+
+impl Report {
+    fn throughput(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Sends `total` POSTs at a fixed `rate` (open loop: request `i` is due at `i / rate` seconds,
+/// whatever the earlier ones are doing). Latency counts from when a request was due, so time
+/// spent waiting behind a slow server is measured rather than hidden. Request `i` uses
+/// `tokens[i % tokens.len()]`.
+async fn drive_at_rate(url: String, tokens: Vec<String>, total: usize, rate: f64) -> Report {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..total {
+        let due = started + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due).await;
+        let client = client.clone();
+        let url = url.clone();
+        let token = tokens[i % tokens.len()].clone();
+        requests.spawn(async move {
+            let response = client
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&json!({"title": format!("rate {i}"), "priority": "low"}))
+                .send()
+                .await;
+            let ok = matches!(response, Ok(r) if r.status().is_success());
+            (due.elapsed(), ok)
+        });
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut errors = 0;
+    while let Some(result) = requests.join_next().await {
+        let (latency, ok) = result.unwrap();
+        latencies.push(latency);
+        errors += usize::from(!ok);
+    }
+    Report {
+        requests: latencies.len(),
+        elapsed: started.elapsed(),
+        latencies,
+        errors,
     }
 }
 
@@ -181,11 +233,15 @@ fn main() {
             })
             .collect();
         drive(url.clone(), tokens.clone(), concurrency * 10, concurrency).await; // warm-up
-        let mut report = drive(url, tokens.clone(), total, concurrency).await;
+        let mut report = drive(url.clone(), tokens.clone(), total, concurrency).await;
         report.print(
             &format!("task-api ({} shards)", settings.outbox_shards),
             concurrency,
         );
+        // Latency under a load the service can carry: half of the throughput just measured.
+        let half = report.throughput() / 2.0;
+        let mut at_half = drive_at_rate(url.clone(), tokens.clone(), total, half).await;
+        at_half.print(&format!("task-api at {half:.0} req/s"), 0);
         let published = cluster.published("task-created").len();
         println!("  events published: {published}");
 
