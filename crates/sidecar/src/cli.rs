@@ -16,6 +16,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::app_health::AppHealthOptions;
+
 mod unsupported;
 mod values;
 pub use values::{normalize_args, parse_listen_addresses, parse_quantity};
@@ -136,6 +138,21 @@ pub struct DaprdArgs {
     /// Deprecated: maximum request body size in MB.
     #[arg(long, hide = true)]
     pub dapr_http_max_request_size: Option<u64>,
+    /// Probe the app's health and give it no work while it is unhealthy.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub enable_app_health_check: Option<bool>,
+    /// Path of the health probe (default /healthz).
+    #[arg(long, value_name = "PATH")]
+    pub app_health_check_path: Option<String>,
+    /// Seconds between health probes (default 5).
+    #[arg(long, value_name = "SECONDS")]
+    pub app_health_probe_interval: Option<String>,
+    /// Timeout of one health probe in milliseconds (default 500).
+    #[arg(long, value_name = "MS")]
+    pub app_health_probe_timeout: Option<String>,
+    /// Failed probes in a row that make the app unhealthy (default 3).
+    #[arg(long, value_name = "N")]
+    pub app_health_threshold: Option<String>,
 
     // Flags with no observable effect here: accepted whatever the value.
     #[arg(long, hide = true)]
@@ -185,16 +202,6 @@ pub struct DaprdArgs {
     #[arg(long, hide = true)]
     pub app_max_concurrency: Option<i64>,
     #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
-    pub enable_app_health_check: Option<bool>,
-    #[arg(long, hide = true)]
-    pub app_health_check_path: Option<String>,
-    #[arg(long, hide = true)]
-    pub app_health_probe_interval: Option<String>,
-    #[arg(long, hide = true)]
-    pub app_health_probe_timeout: Option<String>,
-    #[arg(long, hide = true)]
-    pub app_health_threshold: Option<String>,
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub enable_mtls: Option<bool>,
     #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub app_ssl: Option<bool>,
@@ -235,6 +242,8 @@ pub struct DaprdConfig {
     pub app_api_token: Option<String>,
     pub log_level: LogLevel,
     pub log_as_json: bool,
+    /// `--enable-app-health-check` with its settings.
+    pub app_health: Option<AppHealthOptions>,
     /// Accepted-but-ignored flags, to be logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -268,6 +277,12 @@ impl DaprdArgs {
             None => Vec::new(),
         };
 
+        let app_health = if self.enable_app_health_check == Some(true) {
+            Some(self.app_health_options()?)
+        } else {
+            None
+        };
+
         Ok(DaprdConfig {
             app_id: self.app_id.clone().unwrap_or_default(),
             app_port: self.app_port.filter(|p| *p > 0),
@@ -280,7 +295,32 @@ impl DaprdArgs {
             app_api_token: env("APP_API_TOKEN").filter(|t| !t.is_empty()),
             log_level: self.log_level,
             log_as_json: self.log_as_json.unwrap_or(false),
+            app_health,
             warnings,
+        })
+    }
+}
+
+impl DaprdArgs {
+    fn app_health_options(&self) -> Result<AppHealthOptions, CliError> {
+        AppHealthOptions::from_values(
+            self.app_health_check_path.as_deref(),
+            self.app_health_probe_interval.as_deref(),
+            self.app_health_probe_timeout.as_deref(),
+            self.app_health_threshold.as_deref(),
+        )
+        .map_err(|e| {
+            let (flag, value) = match e.setting {
+                "path" => ("app-health-check-path", &self.app_health_check_path),
+                "interval" => ("app-health-probe-interval", &self.app_health_probe_interval),
+                "timeout" => ("app-health-probe-timeout", &self.app_health_probe_timeout),
+                _ => ("app-health-threshold", &self.app_health_threshold),
+            };
+            CliError::Invalid {
+                flag,
+                value: value.clone().unwrap_or_else(|| "(default)".into()),
+                why: e.why,
+            }
         })
     }
 }

@@ -55,6 +55,10 @@ pub async fn invoke(
             format!("couldn't find service: {app_id}"),
         ));
     };
+    // The target's sidecar answers for an app its health checks found unhealthy.
+    if !*target.healthy.borrow() {
+        return Err(invoke_error(&app_id, "app is not in a healthy state"));
+    }
     // Forward the method exactly as the caller encoded it (the decoded form may not be a valid
     // URL path, e.g. with spaces).
     let raw_method = uri

@@ -28,10 +28,15 @@
 //!   one group compete. A new group does not see earlier messages; there is no ordering.
 //! * A sidecar reports ready on `/v1.0/healthz` only after the app port accepts connections and
 //!   its subscriptions are registered, so nothing is delivered before routes are known.
-//! * Not implemented: bulk subscribe, app health probes, outbound (publish/state) resiliency,
-//!   the outbox, actors, gRPC.
+//! * App health checks (`--enable-app-health-check`, run-file `enableAppHealthCheck`) as daprd:
+//!   the app is unhealthy until its first successful probe and after `threshold` failed ones in
+//!   a row; meanwhile messages wait undelivered and invocations of it fail with
+//!   `ERR_DIRECT_INVOKE` (see [`app_health`]).
+//! * Not implemented: bulk subscribe, outbound (publish/state) resiliency, the outbox, actors,
+//!   gRPC.
 
 pub mod api;
+pub mod app_health;
 pub mod cli;
 pub mod cloudevent;
 pub mod components;

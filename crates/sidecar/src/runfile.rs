@@ -11,14 +11,17 @@
 //! * Resources: the app's `resourcesPaths` (+ deprecated `resourcesPath`), else
 //!   `<appDirPath>/.dapr/resources` if it exists, else `common`'s, else `~/.dapr/components`.
 //! * Shared keys left unset on an app take `common`'s value; `env` maps are merged, the app winning.
+//! * `enableAppHealthCheck` with `appHealthCheckPath`, `appHealthProbeInterval` (seconds),
+//!   `appHealthProbeTimeout` (milliseconds) and `appHealthThreshold` turns on app health checks.
 //! * Keys that would change behaviour this sidecar does not implement (`appProtocol` other than
-//!   `http`, `enableAppHealthCheck`, `appSSL`, `unixDomainSocket`) are errors; keys that only concern
+//!   `http`, `appSSL`, `unixDomainSocket`) are errors; keys that only concern
 //!   `daprd` processes or files (`configFilePath`, `runtimePath`, log destinations, …) are warnings.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use crate::app_health::AppHealthOptions;
 use crate::cli::{DEFAULT_MAX_BODY_SIZE, LogLevel, parse_listen_addresses, parse_quantity};
 
 mod raw;
@@ -61,6 +64,8 @@ pub struct AppPlan {
     pub app_channel_address: String,
     pub listen_addresses: Vec<IpAddr>,
     pub max_body_size: usize,
+    /// `enableAppHealthCheck` with the `appHealth*` settings.
+    pub app_health: Option<AppHealthOptions>,
 }
 
 /// The whole run file after resolution.
@@ -228,16 +233,41 @@ fn resolve_app(
             "TLS to the app is not supported".into(),
         ));
     }
-    if app
+    let app_health = if app
         .enable_app_health_check
         .or(common.enable_app_health_check)
         == Some(true)
     {
-        return Err(invalid(
-            &key("enableAppHealthCheck"),
-            "app health checks are not supported".into(),
-        ));
-    }
+        let path = pick(&app.app_health_check_path, &common.app_health_check_path);
+        let interval = pick(
+            &app.app_health_probe_interval,
+            &common.app_health_probe_interval,
+        );
+        let timeout = pick(
+            &app.app_health_probe_timeout,
+            &common.app_health_probe_timeout,
+        );
+        let threshold = pick(&app.app_health_threshold, &common.app_health_threshold);
+        Some(
+            AppHealthOptions::from_values(
+                path.as_deref(),
+                interval.as_deref(),
+                timeout.as_deref(),
+                threshold.as_deref(),
+            )
+            .map_err(|e| {
+                let field = match e.setting {
+                    "path" => "appHealthCheckPath",
+                    "interval" => "appHealthProbeInterval",
+                    "timeout" => "appHealthProbeTimeout",
+                    _ => "appHealthThreshold",
+                };
+                invalid(&key(field), e.why)
+            })?,
+        )
+    } else {
+        None
+    };
     if let Some(s) = app.unix_domain_socket.as_ref().filter(|s| !s.0.is_empty()) {
         return Err(invalid(
             &key("unixDomainSocket"),
@@ -320,6 +350,7 @@ fn resolve_app(
         app_channel_address,
         listen_addresses,
         max_body_size,
+        app_health,
     })
 }
 

@@ -85,6 +85,7 @@ pub async fn run_single(cfg: DaprdConfig) -> Result<(), RunnerError> {
         api_token: cfg.api_token.clone(),
         app_api_token: cfg.app_api_token.clone(),
         max_body_size: cfg.max_body_size,
+        app_health: cfg.app_health.clone(),
     };
     let handle = start(&runtime, opts).await?;
     tracing::info!(app_id = %cfg.app_id, http_port = handle.local_addr().port(), "sidecar running");
@@ -162,6 +163,7 @@ impl Running {
             api_token: token("DAPR_API_TOKEN"),
             app_api_token: token("APP_API_TOKEN"),
             max_body_size: app.max_body_size,
+            app_health: app.app_health.clone(),
         };
         let handle = start(runtime, opts).await?;
         let http_port = handle.local_addr().port();

@@ -39,6 +39,8 @@ pub(crate) struct AppEndpoint {
     pub(crate) sidecar_id: u64,
     pub(crate) addr: SocketAddr,
     pub(crate) app_api_token: Option<String>,
+    /// The app's health as its sidecar sees it (always `true` without health checks).
+    pub(crate) healthy: tokio::sync::watch::Receiver<bool>,
 }
 
 /// Shared state of a (multi-app) run.

@@ -30,6 +30,8 @@ pub struct SidecarOptions {
     pub app_api_token: Option<String>,
     /// Largest request body accepted (413 beyond).
     pub max_body_size: usize,
+    /// App health checks (`--enable-app-health-check`); `None` = off, the app counts as healthy.
+    pub app_health: Option<crate::app_health::AppHealthOptions>,
 }
 
 impl SidecarOptions {
@@ -44,6 +46,7 @@ impl SidecarOptions {
             api_token: None,
             app_api_token: None,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
+            app_health: None,
         }
     }
 }
@@ -75,6 +78,9 @@ pub struct SidecarState {
     pub(crate) app_channel_up: AtomicBool,
     /// Startup finished: app channel up (if any) and subscriptions registered.
     pub(crate) ready: tokio::sync::watch::Sender<bool>,
+    /// Whether the app may be given work: always with health checks off, otherwise as the
+    /// probes last decided (see [`crate::app_health`]).
+    pub(crate) app_healthy: tokio::sync::watch::Sender<bool>,
     pub(crate) subscriptions: RwLock<Vec<ActiveSubscription>>,
     pub(crate) extended: Mutex<BTreeMap<String, String>>,
     /// Client for the app channel (deliveries, `/dapr/subscribe`, invocation).
@@ -97,6 +103,15 @@ impl SidecarState {
 
     pub(crate) fn is_ready(&self) -> bool {
         *self.ready.borrow()
+    }
+
+    /// Waits until the app may be given work; `false` when the sidecar shuts down first.
+    pub(crate) async fn wait_app_healthy(&self) -> bool {
+        let mut healthy = self.app_healthy.subscribe();
+        tokio::select! {
+            result = healthy.wait_for(|h| *h) => result.is_ok(),
+            () = self.shutdown.cancelled() => false,
+        }
     }
 }
 
@@ -171,6 +186,11 @@ pub async fn start_sidecar(
     if opts.app_id.trim().is_empty() {
         return Err(StartError::Options("app id is empty".into()));
     }
+    if let Some(health) = &opts.app_health {
+        health
+            .validate()
+            .map_err(|e| StartError::Options(format!("app health check {e}")))?;
+    }
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
         .build()
@@ -197,12 +217,14 @@ pub async fn start_sidecar(
         return Err(StartError::Options("no listen address".into()));
     };
     let (ready, _) = tokio::sync::watch::channel(false);
+    let (app_healthy, _) = tokio::sync::watch::channel(opts.app_health.is_none());
     let state = Arc::new(SidecarState {
         runtime,
         opts,
         id: NEXT_SIDECAR_ID.fetch_add(1, Ordering::Relaxed),
         app_channel_up: AtomicBool::new(false),
         ready,
+        app_healthy,
         subscriptions: RwLock::new(Vec::new()),
         extended: Mutex::new(BTreeMap::new()),
         client,

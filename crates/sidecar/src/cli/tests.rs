@@ -158,10 +158,6 @@ fn unsupported_flags_that_change_behaviour_fail_naming_the_flag() {
         (&["--config", "./config.yaml"][..], "--config"),
         (&["--mode", "kubernetes"][..], "--mode"),
         (
-            &["--enable-app-health-check"][..],
-            "--enable-app-health-check",
-        ),
-        (
             &["--unix-domain-socket", "/tmp"][..],
             "--unix-domain-socket",
         ),
@@ -175,6 +171,61 @@ fn unsupported_flags_that_change_behaviour_fail_naming_the_flag() {
             "{text}"
         );
     }
+}
+
+#[test]
+fn app_health_checks_take_daprds_flags_and_units() {
+    let cfg = resolve(&["--app-id", "a"]).unwrap();
+    assert_eq!(cfg.app_health, None);
+    let cfg = resolve(&["--app-id", "a", "--enable-app-health-check"]).unwrap();
+    assert_eq!(cfg.app_health, Some(AppHealthOptions::default()));
+    let cfg = resolve(&[
+        "--app-id",
+        "a",
+        "--enable-app-health-check=true",
+        "--app-health-check-path",
+        "/ready",
+        "--app-health-probe-interval",
+        "2",
+        "--app-health-probe-timeout",
+        "300",
+        "--app-health-threshold",
+        "1",
+    ])
+    .unwrap();
+    let health = cfg.app_health.unwrap();
+    assert_eq!(health.path, "/ready");
+    assert_eq!(health.interval, std::time::Duration::from_secs(2));
+    assert_eq!(health.timeout, std::time::Duration::from_millis(300));
+    assert_eq!(health.threshold, 1);
+}
+
+#[test]
+fn app_health_values_daprd_refuses_are_errors_and_stray_settings_warn() {
+    let err = resolve(&[
+        "--app-id",
+        "a",
+        "--enable-app-health-check",
+        "--app-health-probe-interval",
+        "1",
+        "--app-health-probe-timeout",
+        "2000",
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("--app-health-probe-timeout") && err.contains("2000"),
+        "{err}"
+    );
+    let cfg = resolve(&["--app-id", "a", "--app-health-threshold", "2"]).unwrap();
+    assert_eq!(cfg.app_health, None);
+    assert!(
+        cfg.warnings.iter().any(
+            |w| w.contains("--app-health-threshold") && w.contains("--enable-app-health-check")
+        ),
+        "{:?}",
+        cfg.warnings
+    );
 }
 
 #[test]

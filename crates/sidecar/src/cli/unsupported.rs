@@ -5,7 +5,7 @@ use super::{CliError, DaprdArgs};
 
 impl DaprdArgs {
     pub(super) fn check_unsupported(&self, warnings: &mut Vec<String>) -> Result<(), CliError> {
-        let ignored: [(&str, bool); 16] = [
+        let ignored: [(&str, bool); 15] = [
             ("enable-metrics", self.enable_metrics.is_some()),
             ("metrics-port", self.metrics_port.is_some()),
             ("enable-profiling", self.enable_profiling == Some(true)),
@@ -45,10 +45,6 @@ impl DaprdArgs {
                 self.control_plane_namespace.is_some(),
             ),
             ("sentry-address", self.sentry_address.is_some()),
-            (
-                "app-health-check-path",
-                self.app_health_check_path.is_some(),
-            ),
         ];
         for (flag, given) in ignored {
             if given {
@@ -57,15 +53,18 @@ impl DaprdArgs {
                 ));
             }
         }
-        for (flag, given) in [
-            ("app-health-probe-interval", &self.app_health_probe_interval),
-            ("app-health-probe-timeout", &self.app_health_probe_timeout),
-            ("app-health-threshold", &self.app_health_threshold),
-        ] {
-            if given.is_some() {
-                warnings.push(format!(
-                    "--{flag} is ignored: app health checks are not supported"
-                ));
+        if self.enable_app_health_check != Some(true) {
+            for (flag, given) in [
+                ("app-health-check-path", &self.app_health_check_path),
+                ("app-health-probe-interval", &self.app_health_probe_interval),
+                ("app-health-probe-timeout", &self.app_health_probe_timeout),
+                ("app-health-threshold", &self.app_health_threshold),
+            ] {
+                if given.is_some() {
+                    warnings.push(format!(
+                        "--{flag} has no effect without --enable-app-health-check"
+                    ));
+                }
             }
         }
 
@@ -117,13 +116,6 @@ impl DaprdArgs {
                 "app-max-concurrency",
                 n,
                 "concurrency limits are not enforced",
-            ));
-        }
-        if self.enable_app_health_check == Some(true) {
-            return Err(unsupported(
-                "enable-app-health-check",
-                true,
-                "app health checks are not implemented",
             ));
         }
         if self.enable_mtls == Some(true) {

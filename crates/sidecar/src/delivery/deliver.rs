@@ -86,6 +86,11 @@ impl Deliverer {
     }
 
     async fn handle(&self, msg: Message) -> HandlerResult {
+        // An unhealthy app gets no new work; the message waits, as it would in the broker while
+        // daprd is unsubscribed.
+        if !self.state.wait_app_healthy().await {
+            return Err("sidecar shutting down".into());
+        }
         let delay = self.state.runtime.faults().delivery_delay();
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;

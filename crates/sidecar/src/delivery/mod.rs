@@ -174,8 +174,16 @@ pub(crate) async fn startup(state: Arc<SidecarState>) {
                 sidecar_id: state.id,
                 addr: sock,
                 app_api_token: state.opts.app_api_token.clone(),
+                healthy: state.app_healthy.subscribe(),
             },
         );
+    }
+    if let Some(health) = state.opts.app_health.clone() {
+        state.tasks.spawn(crate::app_health::run_probes(
+            state.clone(),
+            health,
+            base.clone(),
+        ));
     }
     let mut config = state
         .client

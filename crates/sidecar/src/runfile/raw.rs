@@ -78,6 +78,10 @@ pub(super) struct RawApp {
     pub(super) api_listen_addresses: Option<Scalar>,
     pub(super) max_body_size: Option<Scalar>,
     pub(super) enable_app_health_check: Option<bool>,
+    pub(super) app_health_check_path: Option<Scalar>,
+    pub(super) app_health_probe_interval: Option<Scalar>,
+    pub(super) app_health_probe_timeout: Option<Scalar>,
+    pub(super) app_health_threshold: Option<Scalar>,
 }
 
 const TOP_KEYS: &[&str] = &["version", "name", "common", "apps"];
@@ -138,10 +142,6 @@ const IGNORED_KEYS: &[&str] = &[
     "containerImage",
     "containerImagePullPolicy",
     "createService",
-    "appHealthCheckPath",
-    "appHealthProbeInterval",
-    "appHealthProbeTimeout",
-    "appHealthThreshold",
     "appMaxConcurrency",
 ];
 

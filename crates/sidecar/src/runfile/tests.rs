@@ -234,9 +234,9 @@ fn unsupported_behaviour_is_an_error() {
     assert!(e.contains("appProtocol") && e.contains("grpc"), "{e}");
     let e = err(
         &fx,
-        "version: 1\napps: [{appDirPath: a, enableAppHealthCheck: true}]\n",
+        "version: 1\napps: [{appDirPath: a, enableAppHealthCheck: true, appHealthProbeInterval: 1, appHealthProbeTimeout: 5000}]\n",
     );
-    assert!(e.contains("enableAppHealthCheck"), "{e}");
+    assert!(e.contains("apps[0].appHealthProbeTimeout"), "{e}");
     let e = err(
         &fx,
         "version: 1\napps: [{appDirPath: a, logLevel: chatty}]\n",
@@ -286,4 +286,24 @@ fn a_directory_means_its_dapr_yaml() {
     assert_eq!(plan.file, fx.path("dapr.yaml"));
     let err = load(&fx.dir.path().join("a")).unwrap_err().to_string();
     assert!(err.contains("dapr.yaml"), "{err}");
+}
+
+#[test]
+fn app_health_checks_come_from_the_app_or_common() {
+    let fx = Fixture::new(&["a", "b"]);
+    let plan = fx
+        .parse(
+            "version: 1\ncommon: {enableAppHealthCheck: true, appHealthThreshold: 2}\napps:\n- {appDirPath: a, appHealthProbeInterval: 1, appHealthCheckPath: /ready}\n- {appDirPath: b, enableAppHealthCheck: false}\n",
+        )
+        .unwrap();
+    let a = plan.apps[0].app_health.clone().unwrap();
+    assert_eq!(a.path, "/ready");
+    assert_eq!(a.interval, std::time::Duration::from_secs(1));
+    assert_eq!(a.threshold, 2);
+    assert_eq!(plan.apps[1].app_health, None);
+    assert!(
+        plan.warnings.iter().all(|w| !w.contains("appHealth")),
+        "{:?}",
+        plan.warnings
+    );
 }

@@ -5,6 +5,7 @@
 mod support;
 mod support_redis;
 
+mod app_health;
 mod conformance_api;
 mod conformance_delivery;
 mod conformance_publish;

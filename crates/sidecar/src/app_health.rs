@@ -1,0 +1,197 @@
+//! App health checks, as daprd runs them with `--enable-app-health-check`.
+//!
+//! The sidecar probes `GET <app><path>` every `interval`; a 2xx answer within `timeout` is a
+//! success, anything else a failure. The app starts out unhealthy and becomes healthy at the first
+//! success; it turns unhealthy again after `threshold` failures in a row. While it is unhealthy
+//! the sidecar takes no new work for it: no message is delivered (they wait in the broker, as
+//! they do when daprd unsubscribes) and service invocation of it fails with `ERR_DIRECT_INVOKE`
+//! ("app is not in a healthy state") without reaching it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::sidecar::SidecarState;
+
+/// daprd's defaults: `/healthz`, every 5 s, 500 ms timeout, 3 failures.
+pub const DEFAULT_PATH: &str = "/healthz";
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+pub const DEFAULT_THRESHOLD: u32 = 3;
+
+/// The probe settings (`--app-health-*` flags, `appHealth*` run-file keys).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppHealthOptions {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub threshold: u32,
+}
+
+impl Default for AppHealthOptions {
+    fn default() -> Self {
+        Self {
+            path: DEFAULT_PATH.to_owned(),
+            interval: DEFAULT_INTERVAL,
+            timeout: DEFAULT_TIMEOUT,
+            threshold: DEFAULT_THRESHOLD,
+        }
+    }
+}
+
+/// Which setting is wrong and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting}: {why}")]
+pub struct AppHealthError {
+    /// `path`, `interval`, `timeout` or `threshold`.
+    pub setting: &'static str,
+    pub why: String,
+}
+
+impl AppHealthOptions {
+    /// Builds the options from the textual values daprd accepts: the path, the interval in whole
+    /// seconds, the timeout in milliseconds and the threshold; `None` keeps daprd's default.
+    pub fn from_values(
+        path: Option<&str>,
+        interval_seconds: Option<&str>,
+        timeout_millis: Option<&str>,
+        threshold: Option<&str>,
+    ) -> Result<Self, AppHealthError> {
+        let mut options = Self::default();
+        if let Some(path) = path.map(str::trim).filter(|p| !p.is_empty()) {
+            options.path = if path.starts_with('/') {
+                path.to_owned()
+            } else {
+                format!("/{path}")
+            };
+        }
+        let number = |setting: &'static str, text: &str| {
+            text.trim().parse::<u64>().map_err(|_| AppHealthError {
+                setting,
+                why: format!("{text:?} is not a whole number"),
+            })
+        };
+        if let Some(text) = interval_seconds {
+            options.interval = Duration::from_secs(number("interval", text)?);
+        }
+        if let Some(text) = timeout_millis {
+            options.timeout = Duration::from_millis(number("timeout", text)?);
+        }
+        if let Some(text) = threshold {
+            options.threshold =
+                u32::try_from(number("threshold", text)?).map_err(|_| AppHealthError {
+                    setting: "threshold",
+                    why: format!("{text:?} is too large"),
+                })?;
+        }
+        options.validate()?;
+        Ok(options)
+    }
+
+    /// The combinations daprd refuses at start-up.
+    pub fn validate(&self) -> Result<(), AppHealthError> {
+        let fail = |setting, why: &str| {
+            Err(AppHealthError {
+                setting,
+                why: why.to_owned(),
+            })
+        };
+        if self.interval.is_zero() {
+            return fail("interval", "must be at least 1 second");
+        }
+        if self.timeout.is_zero() {
+            return fail("timeout", "must be at least 1 millisecond");
+        }
+        if self.timeout > self.interval {
+            return fail("timeout", "must not be longer than the probe interval");
+        }
+        if self.threshold == 0 {
+            return fail("threshold", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Probes the app until the sidecar shuts down, publishing each change of health on
+/// `state.app_healthy`.
+pub(crate) async fn run_probes(state: Arc<SidecarState>, options: AppHealthOptions, base: String) {
+    let url = format!("{base}{}", options.path);
+    let mut ticker = tokio::time::interval(options.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Unhealthy until proven otherwise: the count starts at the threshold.
+    let mut failures = options.threshold;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = state.shutdown.cancelled() => return,
+        }
+        let mut probe = state.client.get(&url).timeout(options.timeout);
+        if let Some(token) = &state.opts.app_api_token {
+            probe = probe.header(crate::tokens::TOKEN_HEADER, token);
+        }
+        let outcome = match probe.send().await {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err(format!("answered {}", response.status())),
+            Err(e) if e.is_timeout() => Err(format!("no answer within {:?}", options.timeout)),
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(()) => {
+                if failures >= options.threshold {
+                    tracing::info!(app_id = %state.app_id(), "app entered healthy status");
+                    state.app_healthy.send_replace(true);
+                }
+                failures = 0;
+            }
+            Err(reason) => {
+                failures = failures.saturating_add(1);
+                if failures == options.threshold {
+                    tracing::warn!(app_id = %state.app_id(), %url, %reason,
+                        "app entered unhealthy status after {failures} failed health probes");
+                    state.app_healthy.send_replace(false);
+                } else {
+                    tracing::debug!(app_id = %state.app_id(), %url, %reason, "app health probe failed");
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_daprds() {
+        let options = AppHealthOptions::from_values(None, None, None, None).unwrap();
+        assert_eq!(options, AppHealthOptions::default());
+        assert_eq!(options.path, "/healthz");
+        assert_eq!(options.interval, Duration::from_secs(5));
+        assert_eq!(options.timeout, Duration::from_millis(500));
+        assert_eq!(options.threshold, 3);
+    }
+
+    #[test]
+    fn values_are_read_in_daprds_units() {
+        let options =
+            AppHealthOptions::from_values(Some("ready"), Some("2"), Some("250"), Some("1"))
+                .unwrap();
+        assert_eq!(options.path, "/ready");
+        assert_eq!(options.interval, Duration::from_secs(2));
+        assert_eq!(options.timeout, Duration::from_millis(250));
+        assert_eq!(options.threshold, 1);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let err = AppHealthOptions::from_values(None, Some("5s"), None, None).unwrap_err();
+        assert_eq!(err.setting, "interval");
+        let err = AppHealthOptions::from_values(None, Some("1"), Some("2000"), None).unwrap_err();
+        assert_eq!(err.setting, "timeout");
+        assert!(err.why.contains("interval"), "{err}");
+        let err = AppHealthOptions::from_values(None, None, None, Some("0")).unwrap_err();
+        assert_eq!(err.setting, "threshold");
+        let err = AppHealthOptions::from_values(None, Some("0"), None, None).unwrap_err();
+        assert_eq!(err.setting, "interval");
+    }
+}
