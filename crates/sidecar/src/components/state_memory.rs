@@ -5,12 +5,16 @@
 //! * A write happens when the key is absent, when the given etag equals the stored version, or when
 //!   no etag is given (`"0"`) and the key has never been written with `first-write`.
 //!   So a save **with** an etag on an absent key creates it.
-//! * A non-integer etag on save is `EtagInvalid`; delete compares strings and never parses.
-//! * Delete succeeds on an absent key whatever the etag.
+//! * A non-integer etag on save is `EtagInvalid` (surrounding spaces are ignored, negative numbers
+//!   are integers that match nothing); delete compares strings and never parses.
+//! * Delete succeeds on an absent key whatever the etag, and etag `"0"` means "no etag".
 //! * TTL: `> 0` expires, `<= 0` persists, no TTL leaves an earlier expiry in force. Expired keys
 //!   read as absent.
 //! * Transactions apply every operation and report the first failure, without rollback (Redis
-//!   `MULTI`/`EXEC` semantics).
+//!   `MULTI`/`EXEC` semantics), except that a non-integer etag anywhere rejects the whole
+//!   transaction before anything is applied (daprd checks etags while building the `MULTI`).
+//!   Upserts in a transaction never set the first-write marker (daprd's transactional upsert
+//!   does not pass it to the script).
 
 use super::{DeleteRequest, SetRequest, StateError, StateItem, StateStore, TransactionOp};
 use bytes::Bytes;
@@ -56,22 +60,32 @@ impl InMemoryStateStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The version a save expects: 0 for none (no etag, or last-write), else the etag.
+    fn expected_version(req: &SetRequest) -> Result<i64, StateError> {
+        match (&req.etag, req.concurrency) {
+            (_, super::Concurrency::LastWrite) | (None, _) => Ok(0),
+            (Some(etag), _) => etag
+                .trim()
+                .parse::<i64>()
+                .map_err(|e| StateError::EtagInvalid(format!("{etag}: {e}"))),
+        }
+    }
+
+    /// `mark_first_write`: whether a first-write save leaves the marker (not in transactions).
     fn apply_set(
         map: &mut HashMap<String, Entry>,
         req: &SetRequest,
         default_ttl: Option<i64>,
         now: Instant,
+        mark_first_write: bool,
     ) -> Result<(), StateError> {
-        let expected = match (&req.etag, req.concurrency) {
-            (_, super::Concurrency::LastWrite) | (None, _) => 0,
-            (Some(etag), _) => etag
-                .parse::<u64>()
-                .map_err(|e| StateError::EtagInvalid(format!("{etag}: {e}")))?,
-        };
+        let expected = Self::expected_version(req)?;
         let current = map.get(&req.key).filter(|e| e.live(now));
         let allowed = match current {
             None => true,
-            Some(e) => e.version == expected || (expected == 0 && !e.first_write),
+            Some(e) => {
+                i64::try_from(e.version) == Ok(expected) || (expected == 0 && !e.first_write)
+            }
         };
         if !allowed {
             let msg = format!("failed to set key {}", req.key);
@@ -82,7 +96,7 @@ impl InMemoryStateStore {
             });
         }
         let previous = current.cloned();
-        let first_write = req.concurrency == super::Concurrency::FirstWrite
+        let first_write = (mark_first_write && req.concurrency == super::Concurrency::FirstWrite)
             || previous.as_ref().is_some_and(|e| e.first_write);
         let ttl = req.ttl_seconds.or(default_ttl);
         let expires_at = match ttl {
@@ -112,9 +126,9 @@ impl InMemoryStateStore {
             map.remove(&req.key);
             return Ok(());
         };
-        let matches = match &req.etag {
-            None => true,
-            Some(etag) => *etag == current.version.to_string(),
+        let matches = match req.etag.as_deref() {
+            None | Some("0") => true,
+            Some(etag) => etag == current.version.to_string(),
         };
         if !matches {
             return Err(StateError::EtagMismatch(format!(
@@ -147,7 +161,13 @@ impl StateStore for InMemoryStateStore {
     }
 
     fn set(&self, req: SetRequest) -> BoxFuture<'_, Result<(), StateError>> {
-        let result = Self::apply_set(&mut self.lock(), &req, self.default_ttl, Instant::now());
+        let result = Self::apply_set(
+            &mut self.lock(),
+            &req,
+            self.default_ttl,
+            Instant::now(),
+            true,
+        );
         Box::pin(async move { result })
     }
 
@@ -157,12 +177,22 @@ impl StateStore for InMemoryStateStore {
     }
 
     fn transact(&self, ops: Vec<TransactionOp>) -> BoxFuture<'_, Result<(), StateError>> {
+        // Etags are checked while the MULTI is built: one bad etag and nothing is sent.
+        for op in &ops {
+            if let TransactionOp::Set(req) = op
+                && let Err(e) = Self::expected_version(req)
+            {
+                return Box::pin(async move { Err(e) });
+            }
+        }
         let now = Instant::now();
         let mut map = self.lock();
         let mut first_error = None;
         for op in &ops {
             let r = match op {
-                TransactionOp::Set(req) => Self::apply_set(&mut map, req, self.default_ttl, now),
+                TransactionOp::Set(req) => {
+                    Self::apply_set(&mut map, req, self.default_ttl, now, false)
+                }
                 TransactionOp::Delete(req) => Self::apply_delete(&mut map, req, now),
             };
             if let Err(e) = r {
@@ -223,15 +253,76 @@ mod tests {
         let s = InMemoryStateStore::new(None);
         let ops = vec![
             TransactionOp::Set(set("a", None, Concurrency::Unspecified, None)),
-            TransactionOp::Set(set("b", Some("x"), Concurrency::Unspecified, None)),
+            TransactionOp::Set(set("b", Some("5"), Concurrency::Unspecified, None)),
+            TransactionOp::Set(set("b", None, Concurrency::Unspecified, None)),
         ];
+        s.set(set("b", None, Concurrency::Unspecified, None))
+            .await
+            .unwrap();
         let err = s.transact(ops).await.unwrap_err();
-        assert!(matches!(err, StateError::EtagInvalid(_)));
+        assert!(matches!(err, StateError::EtagMismatch(_)), "{err:?}");
         assert!(
             s.get("a").await.unwrap().is_some(),
             "no rollback, like Redis"
         );
-        assert_eq!(s.keys().await.unwrap(), vec!["a".to_string()]);
+        assert_eq!(
+            s.get("b").await.unwrap().unwrap().etag.as_deref(),
+            Some("2"),
+            "the operation after the failed one applied too"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_non_integer_etag_rejects_the_whole_transaction() {
+        let s = InMemoryStateStore::new(None);
+        let ops = vec![
+            TransactionOp::Set(set("a", None, Concurrency::Unspecified, None)),
+            TransactionOp::Set(set("b", Some("x"), Concurrency::Unspecified, None)),
+        ];
+        let err = s.transact(ops).await.unwrap_err();
+        assert!(matches!(err, StateError::EtagInvalid(_)));
+        assert!(s.keys().await.unwrap().is_empty(), "nothing applied");
+    }
+
+    #[tokio::test]
+    async fn transactional_first_write_leaves_no_marker_and_delete_etag_zero_means_none() {
+        let s = InMemoryStateStore::new(None);
+        let first_write = set("k", None, Concurrency::FirstWrite, None);
+        s.transact(vec![TransactionOp::Set(first_write)])
+            .await
+            .unwrap();
+        // Without the marker a save without etag may overwrite.
+        s.set(set("k", None, Concurrency::Unspecified, None))
+            .await
+            .unwrap();
+        // A plain first-write save does leave it.
+        s.set(set("m", None, Concurrency::FirstWrite, None))
+            .await
+            .unwrap();
+        assert!(
+            s.set(set("m", None, Concurrency::Unspecified, None))
+                .await
+                .is_err()
+        );
+        let delete = |etag: &str| DeleteRequest {
+            key: "k".into(),
+            etag: Some(etag.into()),
+            concurrency: Concurrency::Unspecified,
+        };
+        assert!(s.delete(delete("9")).await.is_err());
+        s.delete(delete("0")).await.unwrap();
+        assert!(s.get("k").await.unwrap().is_none());
+        s.set(set("n", None, Concurrency::Unspecified, None))
+            .await
+            .unwrap();
+        s.set(set("n", Some(" 1"), Concurrency::Unspecified, None))
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.set(set("n", Some("-1"), Concurrency::Unspecified, None))
+                .await,
+            Err(StateError::EtagMismatch(_))
+        ));
     }
 
     #[tokio::test]
