@@ -87,6 +87,17 @@ impl AppHealthOptions {
         Ok(options)
     }
 
+    /// The `appConnectionProperties.health` object of the metadata answer, durations written
+    /// the way Go prints them (`5s`, `500ms`), as daprd does.
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "healthCheckPath": self.path,
+            "healthProbeInterval": go_duration(self.interval),
+            "healthProbeTimeout": go_duration(self.timeout),
+            "healthThreshold": self.threshold,
+        })
+    }
+
     /// The combinations daprd refuses at start-up.
     pub fn validate(&self) -> Result<(), AppHealthError> {
         let fail = |setting, why: &str| {
@@ -108,6 +119,34 @@ impl AppHealthOptions {
             return fail("threshold", "must be at least 1");
         }
         Ok(())
+    }
+}
+
+/// A duration as Go's `time.Duration.String` writes it, to millisecond precision: `0s`, `500ms`,
+/// `5s`, `1.5s`, `1m30s`, `2h0m0s`.
+fn go_duration(d: Duration) -> String {
+    if d.is_zero() {
+        return "0s".to_owned();
+    }
+    if d < Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
+    let total = d.as_secs();
+    let (hours, minutes, seconds) = (total / 3600, total % 3600 / 60, total % 60);
+    let millis = d.subsec_millis();
+    let seconds = if millis == 0 {
+        seconds.to_string()
+    } else {
+        format!("{seconds}.{millis:03}")
+            .trim_end_matches('0')
+            .to_owned()
+    };
+    if hours > 0 {
+        format!("{hours}h{minutes}m{seconds}s")
+    } else if minutes > 0 {
+        format!("{minutes}m{seconds}s")
+    } else {
+        format!("{seconds}s")
     }
 }
 
@@ -180,6 +219,29 @@ mod tests {
         assert_eq!(options.interval, Duration::from_secs(2));
         assert_eq!(options.timeout, Duration::from_millis(250));
         assert_eq!(options.threshold, 1);
+    }
+
+    #[test]
+    fn durations_are_written_as_go_writes_them() {
+        for (d, text) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_millis(500), "500ms"),
+            (Duration::from_secs(5), "5s"),
+            (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_secs(90), "1m30s"),
+            (Duration::from_secs(7200), "2h0m0s"),
+        ] {
+            assert_eq!(go_duration(d), text);
+        }
+        assert_eq!(
+            AppHealthOptions::default().describe(),
+            serde_json::json!({
+                "healthCheckPath": "/healthz",
+                "healthProbeInterval": "5s",
+                "healthProbeTimeout": "500ms",
+                "healthThreshold": 3
+            })
+        );
     }
 
     #[test]

@@ -52,10 +52,11 @@ pub fn describe(state: &SidecarState) -> Value {
         doc.insert("subscriptions".into(), subscriptions.into());
     }
     if let Some(port) = state.opts.app_port {
-        doc.insert(
-            "appConnectionProperties".into(),
-            json!({"port": port, "protocol": "http", "channelAddress": state.opts.app_channel_address}),
-        );
+        let mut app = json!({"port": port, "protocol": "http", "channelAddress": state.opts.app_channel_address});
+        if let (Some(health), Some(object)) = (&state.opts.app_health, app.as_object_mut()) {
+            object.insert("health".into(), health.describe());
+        }
+        doc.insert("appConnectionProperties".into(), app);
     }
     doc.insert(
         "actorRuntime".into(),

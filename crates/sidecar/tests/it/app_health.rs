@@ -124,6 +124,23 @@ async fn a_healthy_app_is_cut_off_only_after_threshold_failed_probes_in_a_row() 
     let unhealthy = Arc::new(AtomicBool::new(false));
     let pair = start("flaky-app", 2, &unhealthy).await;
     let (app, sidecar) = (&pair.app, &pair.sidecar);
+    let metadata: serde_json::Value = http()
+        .get(sidecar.url("/v1.0/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        metadata["appConnectionProperties"]["health"],
+        serde_json::json!({
+            "healthCheckPath": PROBE,
+            "healthProbeInterval": "1s",
+            "healthProbeTimeout": "500ms",
+            "healthThreshold": 2
+        })
+    );
     eventually("the app to be found healthy", || async {
         (invoke(sidecar, "flaky-app").await.status() == StatusCode::OK).then_some(())
     })
