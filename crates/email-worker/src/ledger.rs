@@ -9,8 +9,8 @@
 //!
 //! A claim that is never completed (the process died mid-send) blocks other attempts until its
 //! TTL runs out; then a redelivery claims and sends. A claim found `sending` past its TTL (the
-//! store's expiry was lost, see [`Ledger::claim`]) is taken over the same way. A transient failure releases the claim at
-//! once so the retry does not wait for the TTL.
+//! store's expiry was lost, see [`Ledger::claim`]) is taken over the same way. A transient
+//! failure releases the claim at once so the retry does not wait for the TTL.
 //!
 //! With Redis semantics (which the local sidecar copies), a `first-write` save without an etag on
 //! a key that was itself written with `first-write` fails with 500 `ERR_STATE_SAVE`, not 409, so a

@@ -9,8 +9,9 @@
 //! events that can never succeed are dead-lettered.
 //!
 //! Modules: [`settings`] (configuration), [`templates`] and [`compose`] (the message),
-//! [`mailer`] and [`smtp_pool`] (the transport), [`ledger`] (one email per event), [`worker`] (one delivery, end to
-//! end), [`notify`] (announcements), [`subscriber`] (the subscription table), [`startup`].
+//! [`mailer`] and [`smtp_pool`] (the transport), [`ledger`] (one email per event), [`worker`]
+//! (one delivery, end to end), [`notify`] (announcements), [`subscriber`] (the subscription
+//! table), [`startup`].
 
 pub mod compose;
 pub mod counters;

@@ -1,7 +1,8 @@
 //! The one active mail transport: SMTP (pooled, with timeouts; see [`crate::smtp_pool`] for why
-//! plain and STARTTLS sessions use our own pool) or a folder of `.eml` files for local runs. Send failures are classified here, once: an SMTP 5xx reply is permanent (the same
-//! message will be refused again); everything else (4xx, refused connection, timeout, TLS or I/O
-//! trouble) is transient and worth a retry.
+//! plain and STARTTLS sessions use our own pool) or a folder of `.eml` files for local runs.
+//! Send failures are classified here, once: an SMTP 5xx reply is permanent (the same message
+//! will be refused again); everything else (4xx, refused connection, timeout, TLS or I/O trouble)
+//! is transient and worth a retry.
 
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;

@@ -38,12 +38,42 @@ impl Default for AppHealthOptions {
     }
 }
 
+/// One of the probe settings, by the names daprd's flag and the run file give it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppHealthSetting {
+    Path,
+    Interval,
+    Timeout,
+    Threshold,
+}
+
+impl AppHealthSetting {
+    /// The daprd flag, without the leading dashes.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Self::Path => "app-health-check-path",
+            Self::Interval => "app-health-probe-interval",
+            Self::Timeout => "app-health-probe-timeout",
+            Self::Threshold => "app-health-threshold",
+        }
+    }
+
+    /// The run-file key.
+    pub fn run_file_key(self) -> &'static str {
+        match self {
+            Self::Path => "appHealthCheckPath",
+            Self::Interval => "appHealthProbeInterval",
+            Self::Timeout => "appHealthProbeTimeout",
+            Self::Threshold => "appHealthThreshold",
+        }
+    }
+}
+
 /// Which setting is wrong and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{setting}: {why}")]
+#[error("--{}: {why}", setting.flag())]
 pub struct AppHealthError {
-    /// `path`, `interval`, `timeout` or `threshold`.
-    pub setting: &'static str,
+    pub setting: AppHealthSetting,
     pub why: String,
 }
 
@@ -64,23 +94,25 @@ impl AppHealthOptions {
                 format!("/{path}")
             };
         }
-        let number = |setting: &'static str, text: &str| {
+        let number = |setting: AppHealthSetting, text: &str| {
             text.trim().parse::<u64>().map_err(|_| AppHealthError {
                 setting,
                 why: format!("{text:?} is not a whole number"),
             })
         };
         if let Some(text) = interval_seconds {
-            options.interval = Duration::from_secs(number("interval", text)?);
+            options.interval = Duration::from_secs(number(AppHealthSetting::Interval, text)?);
         }
         if let Some(text) = timeout_millis {
-            options.timeout = Duration::from_millis(number("timeout", text)?);
+            options.timeout = Duration::from_millis(number(AppHealthSetting::Timeout, text)?);
         }
         if let Some(text) = threshold {
             options.threshold =
-                u32::try_from(number("threshold", text)?).map_err(|_| AppHealthError {
-                    setting: "threshold",
-                    why: format!("{text:?} is too large"),
+                u32::try_from(number(AppHealthSetting::Threshold, text)?).map_err(|_| {
+                    AppHealthError {
+                        setting: AppHealthSetting::Threshold,
+                        why: format!("{text:?} is too large"),
+                    }
                 })?;
         }
         options.validate()?;
@@ -107,16 +139,19 @@ impl AppHealthOptions {
             })
         };
         if self.interval.is_zero() {
-            return fail("interval", "must be at least 1 second");
+            return fail(AppHealthSetting::Interval, "must be at least 1 second");
         }
         if self.timeout.is_zero() {
-            return fail("timeout", "must be at least 1 millisecond");
+            return fail(AppHealthSetting::Timeout, "must be at least 1 millisecond");
         }
         if self.timeout > self.interval {
-            return fail("timeout", "must not be longer than the probe interval");
+            return fail(
+                AppHealthSetting::Timeout,
+                "must not be longer than the probe interval",
+            );
         }
         if self.threshold == 0 {
-            return fail("threshold", "must be at least 1");
+            return fail(AppHealthSetting::Threshold, "must be at least 1");
         }
         Ok(())
     }
@@ -247,13 +282,13 @@ mod tests {
     #[test]
     fn bad_values_name_the_setting() {
         let err = AppHealthOptions::from_values(None, Some("5s"), None, None).unwrap_err();
-        assert_eq!(err.setting, "interval");
+        assert_eq!(err.setting, AppHealthSetting::Interval);
         let err = AppHealthOptions::from_values(None, Some("1"), Some("2000"), None).unwrap_err();
-        assert_eq!(err.setting, "timeout");
+        assert_eq!(err.setting, AppHealthSetting::Timeout);
         assert!(err.why.contains("interval"), "{err}");
         let err = AppHealthOptions::from_values(None, None, None, Some("0")).unwrap_err();
-        assert_eq!(err.setting, "threshold");
+        assert_eq!(err.setting, AppHealthSetting::Threshold);
         let err = AppHealthOptions::from_values(None, Some("0"), None, None).unwrap_err();
-        assert_eq!(err.setting, "interval");
+        assert_eq!(err.setting, AppHealthSetting::Interval);
     }
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::app_health::AppHealthOptions;
+use crate::app_health::{AppHealthOptions, AppHealthSetting};
 
 mod unsupported;
 mod values;
@@ -310,14 +310,14 @@ impl DaprdArgs {
             self.app_health_threshold.as_deref(),
         )
         .map_err(|e| {
-            let (flag, value) = match e.setting {
-                "path" => ("app-health-check-path", &self.app_health_check_path),
-                "interval" => ("app-health-probe-interval", &self.app_health_probe_interval),
-                "timeout" => ("app-health-probe-timeout", &self.app_health_probe_timeout),
-                _ => ("app-health-threshold", &self.app_health_threshold),
+            let value = match e.setting {
+                AppHealthSetting::Path => &self.app_health_check_path,
+                AppHealthSetting::Interval => &self.app_health_probe_interval,
+                AppHealthSetting::Timeout => &self.app_health_probe_timeout,
+                AppHealthSetting::Threshold => &self.app_health_threshold,
             };
             CliError::Invalid {
-                flag,
+                flag: e.setting.flag(),
                 value: value.clone().unwrap_or_else(|| "(default)".into()),
                 why: e.why,
             }

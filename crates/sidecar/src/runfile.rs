@@ -255,15 +255,7 @@ fn resolve_app(
                 timeout.as_deref(),
                 threshold.as_deref(),
             )
-            .map_err(|e| {
-                let field = match e.setting {
-                    "path" => "appHealthCheckPath",
-                    "interval" => "appHealthProbeInterval",
-                    "timeout" => "appHealthProbeTimeout",
-                    _ => "appHealthThreshold",
-                };
-                invalid(&key(field), e.why)
-            })?,
+            .map_err(|e| invalid(&key(e.setting.run_file_key()), e.why))?,
         )
     } else {
         None

@@ -107,6 +107,10 @@ impl SidecarState {
 
     /// Waits until the app may be given work; `false` when the sidecar shuts down first.
     pub(crate) async fn wait_app_healthy(&self) -> bool {
+        // The usual case (health checks off, or a healthy app) costs one read, no subscription.
+        if *self.app_healthy.borrow() {
+            return true;
+        }
         let mut healthy = self.app_healthy.subscribe();
         tokio::select! {
             result = healthy.wait_for(|h| *h) => result.is_ok(),

@@ -1,5 +1,6 @@
 //! The checked-in `docs/asyncapi.yaml` and `docs/schemas/<topic>.json` must match what the crate
-//! generates. Regenerate them with `UPDATE_SCHEMAS=1 cargo test -p events --test it generated_docs`.
+//! generates. Regenerate them with
+//! `UPDATE_SCHEMAS=1 cargo test -p events --test it generated_docs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeSet;
