@@ -33,16 +33,14 @@ def module_path(src: Path, file: Path) -> tuple[str, ...]:
     parts = list(file.relative_to(src).with_suffix("").parts)
     if parts[-1] == "mod":
         parts.pop()
-    if len(parts) == 1 and parts[0] in ("lib", "main"):
+    if parts == ["lib"]:
         return ()
+    if parts == ["main"]:
+        # A binary beside a library is a crate of its own that uses the library from outside.
+        return ("<bin>", "main") if (src / "lib.rs").exists() else ()
     if parts and parts[0] == "bin":
         return ("<bin>",) + tuple(parts[1:])
     return tuple(parts)
-
-
-def inline_modules(text: str) -> bool:
-    """True when the file declares `mod x { … }` inline (tests); such paths are resolved by file."""
-    return re.search(r"\bmod\s+\w+\s*\{", text) is not None
 
 
 def expand_use_tree(tree: str) -> list[str]:
@@ -77,29 +75,69 @@ def code_paths(text: str) -> list[str]:
     return paths + [m.group(0) for m in PATH_RE.finditer(code)]
 
 
-def referenced_modules(text: str, here: tuple[str, ...], modules: set[tuple[str, ...]]):
-    """The modules that a file's `crate::`/`super::`/`self::` paths reach (longest known prefix)."""
+def absolute(path: str, here: tuple[str, ...]) -> list[str] | None:
+    """`crate::a::b`, `super::a`, `self::a` (or a plain `a::b` inside a `use`) as segments from
+    the crate root; None for paths into other crates."""
+    match = PATH_RE.match(path)
+    if not match:
+        return None
+    anchor, rest = match.group(1), match.group(2)
+    segments = [s for s in rest.split("::") if s and s != "self"]
+    if anchor == "crate":
+        return segments
+    if anchor == "self":
+        return list(here) + segments
+    base = list(here[:-1]) if here else []
+    while segments and segments[0] == "super":
+        segments.pop(0)
+        base = base[:-1]
+    return base + segments
+
+
+def re_exports(files: dict[tuple[str, ...], Path]) -> dict[tuple[str, ...], dict[str, list[str]]]:
+    """For each module, the names it re-exports with `pub use` and where they really live, so
+    that `crate::Error` counts as a use of the module that defines `Error`."""
+    table: dict[tuple[str, ...], dict[str, list[str]]] = {}
+    for here, file in files.items():
+        code = "\n".join(LINE_COMMENT_RE.sub("", l) for l in file.read_text(encoding="utf-8").splitlines())
+        for statement in re.findall(r"\bpub(?:\([^)]*\))?\s+use\s+([^;]+);", code):
+            for path in expand_use_tree(statement):
+                name = path.split("::")[-1]
+                if " as " in path or "as" in path.split("::")[-1:]:
+                    continue
+                target = path if PATH_RE.match(path) else "self::" + path
+                resolved = absolute(target, here)
+                if resolved and name != "*":
+                    table.setdefault(here, {})[name] = resolved
+    return table
+
+
+def resolve(full: list[str], modules: set[tuple[str, ...]], exports, depth: int = 0):
+    """The module that a path from the crate root names, following re-exports."""
+    for cut in range(len(full), -1, -1):
+        candidate = tuple(full[:cut])
+        if candidate in modules:
+            rest = full[cut:]
+            if rest and depth < 8 and rest[0] in exports.get(candidate, {}):
+                target = exports[candidate][rest[0]] + rest[1:]
+                return resolve(target, modules, exports, depth + 1)
+            return candidate
+    return None
+
+
+def referenced_modules(text: str, here: tuple[str, ...], modules: set[tuple[str, ...]], exports=None):
+    """The modules that a file's `crate::`/`super::`/`self::` paths reach (longest known prefix,
+    through re-exports)."""
+    exports = exports or {}
     found = set()
     for path in code_paths(text):
         for match in PATH_RE.finditer(path):
-            anchor, rest = match.group(1), match.group(2)
-            segments = [s for s in rest.split("::") if s and s != "self"]
-            if anchor == "crate":
-                base: list[str] = []
-            elif anchor == "self":
-                base = list(here)
-            else:
-                base = list(here[:-1]) if here else []
-                while segments and segments[0] == "super":
-                    segments.pop(0)
-                    base = base[:-1]
-            full = base + segments
-            # The longest prefix that names a module file of this crate.
-            for cut in range(len(full), -1, -1):
-                candidate = tuple(full[:cut])
-                if candidate in modules:
-                    found.add(candidate)
-                    break
+            full = absolute(match.group(0), here)
+            if full is None:
+                continue
+            target = resolve(full, modules, exports)
+            if target is not None:
+                found.add(target)
     return found
 
 
@@ -109,13 +147,14 @@ def sibling_cycles(crate: Path) -> list[str]:
         return []
     files = {module_path(src, f): f for f in src.rglob("*.rs")}
     modules = set(files)
+    exports = re_exports(files)
     # edges[parent][child_a] = set of siblings child_a refers to
     edges: dict[tuple[str, ...], dict[str, set[str]]] = {}
     for here, file in files.items():
         if not here or here[0] == "<bin>":
             continue
         text = file.read_text(encoding="utf-8")
-        for target in referenced_modules(text, here, modules):
+        for target in referenced_modules(text, here, modules, exports):
             # The closest common ancestor decides which two siblings depend on each other.
             common = 0
             while common < min(len(here), len(target)) and here[common] == target[common]:

@@ -11,7 +11,7 @@ use crate::dead_letters::{
 };
 use crate::entry::{EntryDraft, EntryKind, timestamp};
 use crate::error::Error;
-use crate::record::{append_everywhere, trails_for};
+use crate::fanout::{append_everywhere, trails_for};
 use crate::trail::{Cursor, TrailId};
 
 /// A page of dead letters, oldest first.

@@ -18,7 +18,7 @@ use serde_json::Value;
 use crate::context::Context;
 use crate::entry::{EntryDraft, EntryKind, timestamp};
 use crate::error::Error;
-use crate::record::{append_everywhere, trails_for};
+use crate::fanout::{RecordError, append_everywhere, record_entry, trails_for};
 use crate::trail::TrailId;
 
 /// A dead letter.
@@ -185,9 +185,12 @@ async fn store(ctx: &Context, dlq_topic: &str, event: &RawEvent) -> Result<(), E
             .iter()
             .any(|t| t.as_str() == original_topic)
     {
-        match crate::record::record(ctx, &base, &event.data).await {
-            Ok(()) | Err(crate::record::RecordError::Unrecordable(_)) => {}
-            Err(crate::record::RecordError::Failed(error)) => return Err(error),
+        match record_entry(ctx, &base).await {
+            Ok(()) if base.topic == events::Topic::NotificationFailed.as_str() => {
+                note_failure(ctx, &event.data).await?;
+            }
+            Ok(()) | Err(RecordError::Unrecordable(_)) => {}
+            Err(RecordError::Failed(error)) => return Err(error),
         }
     }
     Ok(())

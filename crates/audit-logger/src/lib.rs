@@ -2,7 +2,8 @@
 //! letters.
 //!
 //! * [`subscriptions`]: every business topic and every dead-letter topic, via raw subscriptions.
-//! * [`record`]: one entry per event in the task's and in the user's trail, once per event id.
+//! * [`record`]: one entry per event in the task's and in the user's trail, once per event id
+//!   (written through [`fanout`], which the dead-letter modules share).
 //! * [`trail`], [`append`]: chunked, append-only trails in the state store (etag-checked appends; see its
 //!   docs for why a crash or a duplicate delivery never loses or doubles an entry).
 //! * [`entry`], [`canonical`], [`verify`]: the SHA-256 hash chain and its verification.
@@ -20,6 +21,7 @@ pub mod dead_letter_admin;
 pub mod dead_letters;
 pub mod entry;
 pub mod error;
+pub mod fanout;
 pub mod locks;
 pub mod record;
 pub mod settings;

@@ -3,7 +3,6 @@
 //! variant at a time.
 
 use crate::compose::ComposeError;
-use crate::mailer::SendError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -22,4 +21,14 @@ pub enum Error {
     Send(#[from] SendError),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// How one send failed: the transports (the SMTP pool, lettre's transports, the file transport)
+/// all report in these two kinds, and the worker maps each to RETRY or DROP.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("temporary failure: {0}")]
+    Transient(String),
+    #[error("permanent failure: {0}")]
+    Permanent(String),
 }

@@ -10,17 +10,9 @@ use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, To
 use secrecy::ExposeSecret;
 
 use crate::Error;
+pub use crate::error::SendError;
 use crate::settings::{TransportChoice, WorkerSettings};
 use crate::smtp_pool::{SmtpPool, SmtpTarget};
-
-/// How a send failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SendError {
-    #[error("temporary failure: {0}")]
-    Transient(String),
-    #[error("permanent failure: {0}")]
-    Permanent(String),
-}
 
 #[derive(Debug)]
 enum Transport {

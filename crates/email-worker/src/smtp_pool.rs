@@ -22,7 +22,7 @@ use lettre::transport::smtp::response::Response;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use crate::mailer::SendError;
+use crate::error::SendError;
 
 /// An idle connection older than this is checked with NOOP before it carries a message: relays
 /// close idle sessions (Postfix after 300 s), and a message sent into a closed session fails

@@ -76,7 +76,10 @@ pub async fn apply_event(ctx: &Context, event: &TaskEvent) -> Result<Applied, Er
         }
         return Ok(Applied::Changed(Box::new(plan)));
     }
-    Err(Error::Contended(key))
+    Err(Error::Contended {
+        key,
+        attempts: MAX_ATTEMPTS,
+    })
 }
 
 async fn file(ctx: &Context, bucket: i64, event: &TaskEvent, version: u64) -> Result<(), Error> {

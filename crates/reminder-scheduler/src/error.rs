@@ -2,16 +2,14 @@
 
 use dapr_http::{DaprError, Outcome};
 
-use crate::store::MAX_ATTEMPTS;
-
 /// Anything that can go wrong in the scheduler.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Dapr(#[from] DaprError),
     /// Too many concurrent writers on one key; the work is retried later.
-    #[error("gave up after {MAX_ATTEMPTS} conflicting writes of state key `{0}`")]
-    Contended(String),
+    #[error("gave up after {attempts} conflicting writes of state key `{key}`")]
+    Contended { key: String, attempts: u32 },
     /// This replica no longer holds the scanner lease; the scan stopped.
     #[error("the scanner lease was lost")]
     LeaseLost,
@@ -56,7 +54,11 @@ mod tests {
         });
         assert!(matches!(unavailable.outcome(), Outcome::Retry(_)));
         assert!(matches!(
-            Error::Contended("k".into()).outcome(),
+            Error::Contended {
+                key: "k".into(),
+                attempts: 3
+            }
+            .outcome(),
             Outcome::Retry(_)
         ));
         let corrupt = Error::Dapr(DaprError::Decode {

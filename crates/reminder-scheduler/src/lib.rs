@@ -1,7 +1,8 @@
 //! reminder-scheduler: publishes `task-due-soon` a configurable lead time before a task falls
 //! due, once per (task, due date), safely with any number of replicas.
 //!
-//! * [`apply`]: the task-event subscriptions keep a projection of each task (`task:{id}`),
+//! * [`apply`]: the task-event subscriptions keep a projection of each task (`task:{id}`,
+//!   a [`record::TaskRecord`]),
 //!   applied by version, and file open tasks in due-date buckets ([`buckets`]).
 //! * [`lease`]: one replica at a time holds the scanner lease (`scheduler-lease`).
 //! * [`scanner`]: the holder reads the buckets from its watermark up to `now + lead time`,
@@ -18,6 +19,7 @@ pub mod lease;
 pub mod metrics;
 pub mod policy;
 pub mod projection;
+pub mod record;
 pub mod scanner;
 pub mod settings;
 pub mod startup;

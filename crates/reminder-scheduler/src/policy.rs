@@ -6,7 +6,7 @@ use events::{Envelope, TaskDueSoon};
 use uuid::Uuid;
 
 use crate::buckets::Buckets;
-use crate::projection::TaskRecord;
+use crate::record::TaskRecord;
 
 /// The namespace of reminder event ids. Fixed forever: changing it would give every pending
 /// reminder a new id and defeat downstream deduplication across a deploy.
@@ -124,7 +124,7 @@ pub fn reminder(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::projection::tests::record;
+    use crate::record::tests::record;
     use chrono::Duration;
 
     fn policy(remind_overdue: bool) -> Policy {

@@ -24,7 +24,7 @@ use crate::buckets::{Bucket, Buckets};
 use crate::context::Context;
 use crate::error::Error;
 use crate::policy::{Verdict, evaluate, reminder};
-use crate::projection::{TaskRecord, task_key};
+use crate::record::{TaskRecord, task_key};
 use crate::store::Change;
 use crate::{apply, metrics, tracked};
 

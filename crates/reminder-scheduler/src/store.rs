@@ -116,7 +116,10 @@ impl Store {
                 Err(error) => return Err(error.into()),
             }
         }
-        Err(Error::Contended(key.to_owned()))
+        Err(Error::Contended {
+            key: key.to_owned(),
+            attempts: MAX_ATTEMPTS,
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::Error;
-use crate::projection::TaskRecord;
+use crate::record::TaskRecord;
 use crate::store::{Change, Store};
 
 /// Number of shard keys.
@@ -67,7 +67,7 @@ pub async fn total(store: &Store) -> Result<i64, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::projection::tests::{now, record};
+    use crate::record::tests::{now, record};
 
     #[test]
     fn only_open_tasks_with_a_due_date_count() {

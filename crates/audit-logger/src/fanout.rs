@@ -1,0 +1,78 @@
+//! Fanning one entry out to the trails it belongs to (the task's, the user's, the dead-letter
+//! index), once per entry id. [`crate::record`] and [`crate::dead_letters`] both write through
+//! here, so neither needs the other to put an entry in a trail.
+
+use crate::context::Context;
+use crate::entry::{Entry, EntryDraft};
+use crate::error::Error;
+use crate::trail::{Appended, TrailId};
+
+/// The trails an entry about `task_id`/`user_id` goes to.
+pub fn trails_for(draft: &EntryDraft) -> Vec<TrailId> {
+    let mut trails = Vec::with_capacity(2);
+    if let Some(task) = draft.task_id.as_deref().filter(|t| valid_id(t)) {
+        trails.push(TrailId::Task(task.to_owned()));
+    }
+    if let Some(user) = draft.user_id.as_deref().filter(|u| valid_id(u)) {
+        trails.push(TrailId::User(user.to_owned()));
+    }
+    trails
+}
+
+/// Ids become part of state keys: refuse what could break a key (daprd rejects `||`).
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 200 && !id.contains("||") && !id.contains(char::is_control)
+}
+
+/// Appends `draft` to each of `trails`; returns the new entries (none for a duplicate).
+pub async fn append_everywhere(
+    ctx: &Context,
+    trails: &[TrailId],
+    draft: &EntryDraft,
+) -> Result<Vec<(TrailId, Entry)>, Error> {
+    let mut added = Vec::new();
+    for trail in trails {
+        let kind = match trail {
+            TrailId::Task(_) => "task",
+            TrailId::User(_) => "user",
+            TrailId::DeadLetters => "dead_letters",
+        };
+        match ctx.trails.append(trail, draft.clone()).await? {
+            Appended::New(entry) => {
+                metrics::counter!("audit_entries_total", "topic" => draft.topic.clone(), "trail" => kind)
+                    .increment(1);
+                ctx.sink.write(&trail.name(), &entry);
+                added.push((trail.clone(), *entry));
+            }
+            Appended::Duplicate { seq } => {
+                metrics::counter!("audit_duplicates_total", "topic" => draft.topic.clone(), "trail" => kind)
+                    .increment(1);
+                tracing::debug!(trail = %trail.name(), entry_id = %draft.entry_id, seq, "already recorded");
+            }
+        }
+    }
+    Ok(added)
+}
+
+/// Why recording did not happen.
+#[derive(Debug)]
+pub enum RecordError {
+    /// Permanent: the event names no task and no user.
+    Unrecordable(String),
+    /// Transient (store trouble, contention).
+    Failed(Error),
+}
+
+/// Appends `draft` to the task's and the user's trail; an entry naming neither is unrecordable.
+pub async fn record_entry(ctx: &Context, draft: &EntryDraft) -> Result<(), RecordError> {
+    let trails = trails_for(draft);
+    if trails.is_empty() {
+        return Err(RecordError::Unrecordable(
+            "the event names no valid task_id or user_id".into(),
+        ));
+    }
+    append_everywhere(ctx, &trails, draft)
+        .await
+        .map_err(RecordError::Failed)?;
+    Ok(())
+}
