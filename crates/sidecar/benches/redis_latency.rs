@@ -15,7 +15,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use serde_json::json;
-use sidecar::testing::Cluster;
+use sidecar_testing::Cluster;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;

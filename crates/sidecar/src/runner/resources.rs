@@ -1,5 +1,5 @@
 //! Resources of a multi-app run: each app's directories, combined into the one [`Resources`] that
-//! the shared [`crate::Runtime`] is built from.
+//! the shared [`sidecar_core::Runtime`] is built from.
 //!
 //! With real `daprd`s every app loads its own directories, so two apps may each have a component
 //! named `todo-pubsub`. Here all sidecars share one runtime, where a name means one instance (that
@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crate::resources::{ComponentSpec, ResourceError, Resources, load_resources};
+use sidecar_core::resources::{ComponentSpec, ResourceError, Resources, load_resources};
 
 /// The resources could not be combined.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 //! rejected at load time with an error naming the component file and the field, instead of being
 //! silently ignored.
 
-use crate::resources::{ComponentSpec, ResourceError};
+use sidecar_core::resources::{ComponentSpec, ResourceError};
 use std::time::Duration;
 
 /// Parsed Redis connection and component settings.
@@ -87,7 +87,7 @@ impl Reader<'_> {
         if let Ok(ms) = v.parse::<i64>() {
             return Ok(Some(Duration::from_millis(ms.max(0).unsigned_abs())));
         }
-        crate::resources::parse_go_duration(v)
+        sidecar_core::resources::parse_go_duration(v)
             .map(Some)
             .ok_or_else(|| {
                 self.error(

@@ -1,11 +1,11 @@
 //! Connections to the Redis server of one component.
 
-use super::settings::RedisSettings;
-use crate::resources::{ComponentSpec, ResourceError};
+use crate::settings::RedisSettings;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{
     AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo,
 };
+use sidecar_core::resources::{ComponentSpec, ResourceError};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 

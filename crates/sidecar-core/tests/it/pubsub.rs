@@ -3,8 +3,8 @@
 
 use crate::app::{Responder, TestApp, ok, publish, sub};
 use serde_json::json;
-use sidecar::Resources;
-use sidecar::testing::Cluster;
+use sidecar_core::Resources;
+use sidecar_testing::Cluster;
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;

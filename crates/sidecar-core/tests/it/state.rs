@@ -1,7 +1,7 @@
 //! State API over HTTP: Redis ETag semantics and the daprd status matrix.
 
 use serde_json::{Value, json};
-use sidecar::testing::Cluster;
+use sidecar_testing::Cluster;
 use std::time::Duration;
 
 struct Api {

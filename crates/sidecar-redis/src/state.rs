@@ -9,15 +9,15 @@
 //! * transaction: one `MULTI`/`EXEC`; Redis does not roll back, so operations before and after a
 //!   rejected script still apply, and the first error is returned.
 
-use super::connection::Connector;
-use super::scripts;
-use super::settings::RedisSettings;
-use crate::components::{
-    Concurrency, DeleteRequest, SetRequest, StateError, StateItem, StateStore, TransactionOp,
-};
-use crate::resources::{ComponentSpec, ResourceError};
+use crate::connection::Connector;
+use crate::scripts;
+use crate::settings::RedisSettings;
 use futures::future::BoxFuture;
 use redis::Value;
+use sidecar_core::components::{
+    Concurrency, DeleteRequest, SetRequest, StateError, StateItem, StateStore, TransactionOp,
+};
+use sidecar_core::resources::{ComponentSpec, ResourceError};
 use std::collections::{BTreeMap, HashMap};
 
 /// Redis state store.

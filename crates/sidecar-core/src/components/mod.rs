@@ -2,15 +2,16 @@
 //! implementations.
 //!
 //! The traits are object safe (methods return boxed futures) so a runtime can hold
-//! `Arc<dyn StateStore>` / `Arc<dyn PubSub>` and new backends (e.g. Redis) can be added without
-//! touching the API layer. Key prefixing, scopes, CloudEvent wrapping and resiliency live above
-//! the components, as in daprd.
+//! `Arc<dyn StateStore>` / `Arc<dyn PubSub>`, and backends outside this crate (e.g. Redis) plug in
+//! through the [`Registry`] without touching the API layer. Key prefixing, scopes, CloudEvent
+//! wrapping and resiliency live above the components, as in daprd.
 
 mod pubsub_memory;
-pub mod redis;
+mod registry;
 mod state_memory;
 
 pub use pubsub_memory::InMemoryPubSub;
+pub use registry::{PubSubFactory, Registry, StateStoreFactory};
 pub use state_memory::InMemoryStateStore;
 
 use bytes::Bytes;
@@ -134,7 +135,8 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub(crate) fn new(cancel: CancellationToken, tracker: tokio_util::task::TaskTracker) -> Self {
+    /// A subscription whose workers run on `tracker` and stop when `cancel` fires.
+    pub fn new(cancel: CancellationToken, tracker: tokio_util::task::TaskTracker) -> Self {
         Self { cancel, tracker }
     }
 
@@ -156,4 +158,6 @@ pub trait PubSub: Send + Sync + std::fmt::Debug {
         req: SubscribeRequest,
         handler: MessageHandler,
     ) -> BoxFuture<'_, Result<Subscription, PubSubError>>;
+    /// Stops every subscription and background task of the component (end of a run).
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
 }

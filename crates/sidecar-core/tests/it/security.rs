@@ -2,8 +2,8 @@
 
 use crate::app::{Responder, TestApp, ok, publish, sub};
 use serde_json::{Value, json};
-use sidecar::Resources;
-use sidecar::testing::Cluster;
+use sidecar_core::Resources;
+use sidecar_testing::Cluster;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

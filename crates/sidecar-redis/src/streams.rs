@@ -1,12 +1,12 @@
 //! The consumer side of one `pubsub.redis` subscription: the read loop, the pending-entry
 //! reclaimer and the workers that call the handler and acknowledge.
 
-use super::connection::Connector;
-use super::settings::RedisSettings;
-use crate::components::{Message, MessageHandler};
+use crate::connection::Connector;
+use crate::settings::RedisSettings;
 use redis::Value;
 use redis::aio::ConnectionLike;
 use redis::streams::{StreamClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use sidecar_core::components::{Message, MessageHandler};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,23 +20,23 @@ const READ_RETRY: Duration = Duration::from_millis(500);
 
 /// One entry on its way to a worker.
 #[derive(Debug)]
-pub(super) struct Entry {
+pub(crate) struct Entry {
     id: String,
     msg: Message,
 }
 
 /// State shared by the tasks of one subscription.
-pub(super) struct Subscriber {
-    pub(super) topic: String,
-    pub(super) group: String,
-    pub(super) connector: Arc<Connector>,
-    pub(super) settings: RedisSettings,
-    pub(super) handler: MessageHandler,
-    pub(super) cancel: CancellationToken,
+pub(crate) struct Subscriber {
+    pub(crate) topic: String,
+    pub(crate) group: String,
+    pub(crate) connector: Arc<Connector>,
+    pub(crate) settings: RedisSettings,
+    pub(crate) handler: MessageHandler,
+    pub(crate) cancel: CancellationToken,
 }
 
 /// `XGROUP CREATE <topic> <group> 0 MKSTREAM`; an existing group is not an error.
-pub(super) async fn create_group<C: ConnectionLike + Send>(
+pub(crate) async fn create_group<C: ConnectionLike + Send>(
     con: &mut C,
     topic: &str,
     group: &str,
@@ -100,7 +100,7 @@ impl Subscriber {
     }
 
     /// `XREADGROUP GROUP g g COUNT queueDepth BLOCK .. STREAMS topic >` in a loop.
-    pub(super) async fn read_loop(self: Arc<Self>, tx: mpsc::Sender<Entry>) {
+    pub(crate) async fn read_loop(self: Arc<Self>, tx: mpsc::Sender<Entry>) {
         let block = READ_BLOCK.min(self.settings.read_timeout.max(Duration::from_millis(100)));
         let mut con = None;
         while !self.cancel.is_cancelled() {
@@ -164,7 +164,7 @@ impl Subscriber {
     }
 
     /// Every `redeliverInterval`, claims entries pending for at least `processingTimeout`.
-    pub(super) async fn reclaim_loop(self: Arc<Self>, tx: mpsc::Sender<Entry>) {
+    pub(crate) async fn reclaim_loop(self: Arc<Self>, tx: mpsc::Sender<Entry>) {
         let timeout = self.settings.processing_timeout;
         let interval = self.settings.redeliver_interval;
         if timeout.is_zero() || interval.is_zero() {
@@ -233,7 +233,7 @@ impl Subscriber {
     }
 
     /// Takes entries off the queue, runs the handler and acknowledges successes.
-    pub(super) async fn worker(self: Arc<Self>, rx: Arc<Mutex<mpsc::Receiver<Entry>>>) {
+    pub(crate) async fn worker(self: Arc<Self>, rx: Arc<Mutex<mpsc::Receiver<Entry>>>) {
         loop {
             let next = tokio::select! {
                 _ = self.cancel.cancelled() => return,

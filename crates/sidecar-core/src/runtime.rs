@@ -1,9 +1,7 @@
 //! The runtime: component instances shared by every sidecar of one run, the registry of app
 //! channels used for service invocation, the publish log and the fault switches.
 
-use crate::components::{
-    InMemoryPubSub, InMemoryStateStore, Message, PubSub, PubSubError, StateStore,
-};
+use crate::components::{Message, PubSub, PubSubError, Registry, StateStore};
 use crate::faults::Faults;
 use crate::resources::{ComponentSpec, ResourceError, Resources};
 use crate::scopes::TopicScopes;
@@ -26,7 +24,6 @@ pub struct PubSubComponent {
     pub spec: ComponentSpec,
     pub broker: Arc<dyn PubSub>,
     pub scopes: TopicScopes,
-    in_memory: Option<Arc<InMemoryPubSub>>,
 }
 
 /// Messages kept per topic in the publish log (oldest dropped first), so a long local run does
@@ -58,77 +55,41 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Instantiates every component of `resources`.
-    pub fn new(mut resources: Resources) -> Result<Arc<Runtime>, ResourceError> {
+    /// Instantiates every component of `resources` with the factories of `registry`.
+    pub fn new(
+        mut resources: Resources,
+        registry: &Registry,
+    ) -> Result<Arc<Runtime>, ResourceError> {
         // Secret stores first: they resolve the secretKeyRef values of the other components.
         let secret_stores = crate::secretstores::SecretStores::load(&mut resources)?;
         let mut state_stores = BTreeMap::new();
         let mut pubsubs = BTreeMap::new();
         for spec in &resources.components {
-            match spec.component_type.as_str() {
-                "state.in-memory" => {
-                    let ttl = match spec.meta("ttlInSeconds") {
-                        None | Some("") => None,
-                        Some(v) => Some(v.parse::<i64>().map_err(|e| ResourceError::Field {
-                            file: spec.source.clone(),
-                            kind: "Component".into(),
-                            name: spec.name.clone(),
-                            field: "spec.metadata.ttlInSeconds".into(),
-                            message: e.to_string(),
-                        })?),
-                    };
-                    state_stores.insert(
-                        spec.name.clone(),
-                        StateComponent {
-                            spec: spec.clone(),
-                            store: Arc::new(InMemoryStateStore::new(ttl)),
-                        },
-                    );
-                }
-                "pubsub.in-memory" => {
-                    let broker = Arc::new(InMemoryPubSub::new());
-                    let scopes = TopicScopes::from_metadata(|k| spec.meta(k).map(String::from));
-                    pubsubs.insert(
-                        spec.name.clone(),
-                        PubSubComponent {
-                            spec: spec.clone(),
-                            broker: broker.clone(),
-                            scopes,
-                            in_memory: Some(broker),
-                        },
-                    );
-                }
-                "state.redis" => {
-                    let store = crate::components::redis::RedisStateStore::from_spec(spec)?;
-                    state_stores.insert(
-                        spec.name.clone(),
-                        StateComponent {
-                            spec: spec.clone(),
-                            store: Arc::new(store),
-                        },
-                    );
-                }
-                "pubsub.redis" => {
-                    let broker = crate::components::redis::RedisPubSub::from_spec(spec)?;
-                    pubsubs.insert(
-                        spec.name.clone(),
-                        PubSubComponent {
-                            spec: spec.clone(),
-                            broker: Arc::new(broker),
-                            scopes: TopicScopes::from_metadata(|k| spec.meta(k).map(String::from)),
-                            in_memory: None,
-                        },
-                    );
-                }
-                t if t.starts_with("secretstores.") => {}
-                other => {
-                    return Err(ResourceError::UnknownComponentType {
-                        file: spec.source.clone(),
-                        name: spec.name.clone(),
-                        component_type: other.to_string(),
-                        supported: crate::resources::SUPPORTED_COMPONENT_TYPES.join(", "),
-                    });
-                }
+            let component_type = spec.component_type.as_str();
+            if let Some(factory) = registry.state_store(component_type) {
+                state_stores.insert(
+                    spec.name.clone(),
+                    StateComponent {
+                        spec: spec.clone(),
+                        store: factory(spec)?,
+                    },
+                );
+            } else if let Some(factory) = registry.pubsub(component_type) {
+                pubsubs.insert(
+                    spec.name.clone(),
+                    PubSubComponent {
+                        spec: spec.clone(),
+                        broker: factory(spec)?,
+                        scopes: TopicScopes::from_metadata(|k| spec.meta(k).map(String::from)),
+                    },
+                );
+            } else if !component_type.starts_with("secretstores.") {
+                return Err(ResourceError::UnknownComponentType {
+                    file: spec.source.clone(),
+                    name: spec.name.clone(),
+                    component_type: component_type.to_string(),
+                    supported: crate::resources::SUPPORTED_COMPONENT_TYPES.join(", "),
+                });
             }
         }
         Ok(Arc::new(Runtime {
@@ -290,12 +251,10 @@ impl Runtime {
         list.get(i).cloned()
     }
 
-    /// Stops the in-memory brokers (redelivery timers and workers).
-    pub fn shutdown(&self) {
+    /// Stops every pub/sub component (subscriptions, redelivery timers and workers).
+    pub async fn shutdown(&self) {
         for p in self.pubsubs.values() {
-            if let Some(b) = &p.in_memory {
-                b.shutdown();
-            }
+            p.broker.shutdown().await;
         }
     }
 }

@@ -264,5 +264,4 @@ pub fn to_go_json(ce: Map<String, Value>) -> Vec<u8> {
 }
 
 #[cfg(test)]
-#[path = "cloudevent_tests.rs"]
 mod tests;

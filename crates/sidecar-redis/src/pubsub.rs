@@ -8,14 +8,14 @@
 //!   Failed entries stay pending and are claimed again once idle for `processingTimeout`, checked
 //!   every `redeliverInterval` (either set to 0 disables redelivery).
 
-use super::connection::Connector;
-use super::settings::RedisSettings;
-use super::streams::{self, Subscriber};
-use crate::components::{
+use crate::connection::Connector;
+use crate::settings::RedisSettings;
+use crate::streams::{self, Subscriber};
+use futures::future::BoxFuture;
+use sidecar_core::components::{
     Message, MessageHandler, PubSub, PubSubError, SubscribeRequest, Subscription,
 };
-use crate::resources::{ComponentSpec, ResourceError};
-use futures::future::BoxFuture;
+use sidecar_core::resources::{ComponentSpec, ResourceError};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
@@ -42,11 +42,6 @@ impl RedisPubSub {
     /// The settings read from the component metadata.
     pub fn settings(&self) -> &RedisSettings {
         &self.settings
-    }
-
-    /// Stops every subscription of this component.
-    pub fn shutdown(&self) {
-        self.shutdown.cancel();
     }
 
     async fn publish_message(&self, msg: Message) -> Result<(), PubSubError> {
@@ -127,5 +122,11 @@ impl PubSub for RedisPubSub {
         handler: MessageHandler,
     ) -> BoxFuture<'_, Result<Subscription, PubSubError>> {
         Box::pin(self.subscribe_topic(req, handler))
+    }
+
+    /// Stops every subscription of this component.
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        self.shutdown.cancel();
+        Box::pin(async {})
     }
 }

@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use criterion::Criterion;
 use serde_json::json;
-use sidecar::testing::Cluster;
+use sidecar_testing::Cluster;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

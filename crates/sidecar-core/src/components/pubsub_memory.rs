@@ -52,11 +52,6 @@ impl InMemoryPubSub {
         Self::default()
     }
 
-    /// Stops redelivery timers and every subscription worker.
-    pub fn shutdown(&self) {
-        self.shutdown.cancel();
-    }
-
     fn group(&self, topic: &str, name: &str) -> Group {
         let mut topics = self
             .topics
@@ -126,6 +121,12 @@ impl PubSub for InMemoryPubSub {
             ));
         }
         Box::pin(async move { Ok(Subscription::new(cancel, tracker)) })
+    }
+
+    /// Stops redelivery timers and every subscription worker.
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        self.shutdown.cancel();
+        Box::pin(async {})
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::app::{TestApp, ok, publish};
 use serde_json::json;
-use sidecar::testing::Cluster;
+use sidecar_testing::Cluster;
 
 #[tokio::test]
 async fn cel_rules_pick_the_route_and_default_catches_the_rest() {
@@ -93,7 +93,7 @@ async fn raw_payloads_are_published_unwrapped_and_rewrapped_for_raw_subscribers(
 
 #[tokio::test]
 async fn publish_errors_come_in_daprd_order() {
-    let res = sidecar::Resources::from_yaml(
+    let res = sidecar_core::Resources::from_yaml(
         std::path::Path::new("p.yaml"),
         "kind: Component\nmetadata: {name: todo-pubsub}\nspec:\n  type: pubsub.in-memory\n  version: v1\n  metadata: [{name: allowedTopics, value: ok}]\n",
     )

@@ -1,8 +1,10 @@
-//! Test harness: in-process sidecars on random ports, sharing one runtime.
+//! The test harness of the local sidecar, and nothing else: in-process sidecars on random ports
+//! sharing one runtime, a log of what was published, and fault injection. Use it only from
+//! `[dev-dependencies]`.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), sidecar::testing::HarnessError> {
-//! use sidecar::testing::Cluster;
+//! # async fn demo() -> Result<(), sidecar_testing::HarnessError> {
+//! use sidecar_testing::Cluster;
 //! use std::time::Duration;
 //! let cluster = Cluster::in_memory().await?; // todo-state + todo-pubsub, in memory
 //! let app_port = 8080; // the app under test, already listening
@@ -17,13 +19,22 @@
 //! already accepts connections, so an event published right after `start()` is delivered. Start
 //! the app first; if the app starts later, use [`TestSidecar::wait_ready`].
 
-use crate::faults::Faults;
-use crate::resources::{ComponentSpec, ResourceError, Resources};
-use crate::runtime::Runtime;
-use crate::sidecar::{SidecarHandle, SidecarOptions, StartError, start_sidecar};
+use sidecar_core::Registry as Components;
+use sidecar_core::faults::Faults;
+use sidecar_core::resources::{ComponentSpec, ResourceError, Resources};
+use sidecar_core::runtime::Runtime;
+use sidecar_core::sidecar::{SidecarHandle, SidecarOptions, StartError, start_sidecar};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// The components a harness runtime can load: the core's built-ins and Redis, as in the
+/// `sidecar` binary.
+fn components() -> Components {
+    let mut registry = Components::with_builtins();
+    sidecar_redis::register(&mut registry);
+    registry
+}
 
 /// Default state store of [`Cluster::in_memory`].
 pub const STATE_STORE: &str = "todo-state";
@@ -119,13 +130,13 @@ impl Cluster {
     /// Components, subscriptions and resiliency from YAML files or folders.
     pub async fn from_resources<P: AsRef<Path>>(paths: &[P]) -> Result<Self, HarnessError> {
         let paths: Vec<PathBuf> = paths.iter().map(|p| p.as_ref().to_path_buf()).collect();
-        Self::from(crate::load_resources(&paths)?)
+        Self::from(sidecar_core::load_resources(&paths)?)
     }
 
     /// A cluster over already loaded resources.
     pub fn from(resources: Resources) -> Result<Self, HarnessError> {
         Ok(Self {
-            runtime: Runtime::new(resources)?,
+            runtime: Runtime::new(resources, &components())?,
             registry: Arc::new(Mutex::new(Registry::default())),
             client: reqwest::Client::new(),
         })
@@ -181,7 +192,7 @@ impl Cluster {
             .map(|c| c.name.clone())
     }
 
-    fn default_store(&self) -> Option<crate::runtime::StateComponent> {
+    fn default_store(&self) -> Option<sidecar_core::runtime::StateComponent> {
         let comps = &self.runtime.resources().components;
         let spec = comps
             .iter()
@@ -217,7 +228,7 @@ impl Cluster {
             .post(format!("{endpoint}/v1.0/publish/{pubsub}/{topic}"))
             .json(data);
         if let Some(t) = token {
-            req = req.header(crate::tokens::TOKEN_HEADER, t);
+            req = req.header(sidecar_core::tokens::TOKEN_HEADER, t);
         }
         let resp = req.send().await?;
         let status = resp.status().as_u16();
@@ -234,8 +245,8 @@ impl Cluster {
     /// as daprd does), or `None` when absent or expired.
     pub async fn state_of(&self, app_id: &str, key: &str) -> Option<serde_json::Value> {
         let store = self.default_store()?;
-        let prefix = crate::metadata::key_prefix(&store.spec, app_id);
-        let full = crate::metadata::prefixed_key(prefix.as_deref(), key);
+        let prefix = sidecar_core::metadata::key_prefix(&store.spec, app_id);
+        let full = sidecar_core::metadata::prefixed_key(prefix.as_deref(), key);
         let item = store.store.get(&full).await.ok()??;
         serde_json::from_slice(&item.data).ok()
     }
@@ -245,11 +256,11 @@ impl Cluster {
         let Some(store) = self.default_store() else {
             return Vec::new();
         };
-        let prefix = crate::metadata::key_prefix(&store.spec, app_id);
+        let prefix = sidecar_core::metadata::key_prefix(&store.spec, app_id);
         let keys = store.store.keys().await.unwrap_or_default();
         match prefix {
             Some(p) => {
-                let head = format!("{p}{}", crate::metadata::KEY_SEPARATOR);
+                let head = format!("{p}{}", sidecar_core::metadata::KEY_SEPARATOR);
                 keys.iter()
                     .filter_map(|k| k.strip_prefix(&head).map(String::from))
                     .collect()
@@ -274,7 +285,7 @@ impl Cluster {
         for h in handles {
             h.shutdown().await;
         }
-        self.runtime.shutdown();
+        self.runtime.shutdown().await;
     }
 }
 

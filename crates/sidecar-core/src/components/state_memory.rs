@@ -17,6 +17,7 @@
 //!   does not pass it to the script).
 
 use super::{DeleteRequest, SetRequest, StateError, StateItem, StateStore, TransactionOp};
+use crate::resources::{ComponentSpec, ResourceError};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap};
@@ -51,6 +52,21 @@ impl InMemoryStateStore {
             entries: Mutex::new(HashMap::new()),
             default_ttl,
         }
+    }
+
+    /// The store of component `spec`, with its `ttlInSeconds` metadata as the default TTL.
+    pub fn from_spec(spec: &ComponentSpec) -> Result<Self, ResourceError> {
+        let ttl = match spec.meta("ttlInSeconds") {
+            None | Some("") => None,
+            Some(v) => Some(v.parse::<i64>().map_err(|e| ResourceError::Field {
+                file: spec.source.clone(),
+                kind: "Component".into(),
+                name: spec.name.clone(),
+                field: "spec.metadata.ttlInSeconds".into(),
+                message: e.to_string(),
+            })?),
+        };
+        Ok(Self::new(ttl))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
