@@ -107,7 +107,7 @@ pub fn expiration(metadata: &BTreeMap<String, String>, now: DateTime<Utc>) -> Op
         chrono::Duration::try_seconds(secs)?
     } else {
         let v = crate::metadata::get_ci(metadata, "ttl")?;
-        chrono::Duration::from_std(crate::resources::parse_go_duration(v)?).ok()?
+        chrono::Duration::from_std(crate::go::parse_duration(v)?).ok()?
     };
     let at = now.checked_add_signed(ttl)?;
     Some(at.to_rfc3339_opts(SecondsFormat::Secs, true))

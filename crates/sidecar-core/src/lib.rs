@@ -41,19 +41,25 @@ pub mod cloudevent;
 pub mod components;
 pub mod delivery;
 pub mod faults;
+pub mod go;
 pub mod invoke;
+mod lifecycle;
 pub mod metadata;
+pub mod options;
 pub mod resources;
 pub mod runtime;
 pub mod scopes;
 pub mod secretstores;
+pub mod server;
 pub mod sidecar;
+pub mod subscriptions;
 pub mod tokens;
 
 pub use components::Registry;
+pub use options::SidecarOptions;
 pub use resources::{ResourceError, Resources, load_resources};
 pub use runtime::Runtime;
-pub use sidecar::{SidecarHandle, SidecarOptions, StartError, start_sidecar};
+pub use server::{SidecarHandle, StartError, start_sidecar};
 
 /// Runtime version reported by `GET /v1.0/metadata` (the daprd line this sidecar follows).
 pub const RUNTIME_VERSION: &str = "1.16.19-local";

@@ -5,6 +5,7 @@ use crate::components::{Message, PubSub, PubSubError, Registry, StateStore};
 use crate::faults::Faults;
 use crate::resources::{ComponentSpec, ResourceError, Resources};
 use crate::scopes::TopicScopes;
+use crate::secretstores::{SecretStoreComponent, SecretStores};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,7 +52,7 @@ pub struct Runtime {
     faults: Faults,
     published: Mutex<BTreeMap<String, std::collections::VecDeque<serde_json::Value>>>,
     published_changed: Notify,
-    pub(crate) secret_stores: crate::secretstores::SecretStores,
+    secret_stores: SecretStores,
 }
 
 impl Runtime {
@@ -60,36 +61,31 @@ impl Runtime {
         mut resources: Resources,
         registry: &Registry,
     ) -> Result<Arc<Runtime>, ResourceError> {
+        registry.check(&resources)?;
         // Secret stores first: they resolve the secretKeyRef values of the other components.
-        let secret_stores = crate::secretstores::SecretStores::load(&mut resources)?;
+        let secret_stores = SecretStores::load(&mut resources, registry)?;
         let mut state_stores = BTreeMap::new();
         let mut pubsubs = BTreeMap::new();
         for spec in &resources.components {
-            let component_type = spec.component_type.as_str();
-            if let Some(factory) = registry.state_store(component_type) {
+            if let Some(factory) = registry.state_store(&spec.component_type) {
+                let store = factory(spec)?;
                 state_stores.insert(
                     spec.name.clone(),
                     StateComponent {
                         spec: spec.clone(),
-                        store: factory(spec)?,
+                        store,
                     },
                 );
-            } else if let Some(factory) = registry.pubsub(component_type) {
+            } else if let Some(factory) = registry.pubsub(&spec.component_type) {
+                let broker = factory(spec)?;
                 pubsubs.insert(
                     spec.name.clone(),
                     PubSubComponent {
                         spec: spec.clone(),
-                        broker: factory(spec)?,
+                        broker,
                         scopes: TopicScopes::from_metadata(|k| spec.meta(k).map(String::from)),
                     },
                 );
-            } else if !component_type.starts_with("secretstores.") {
-                return Err(ResourceError::UnknownComponentType {
-                    file: spec.source.clone(),
-                    name: spec.name.clone(),
-                    component_type: component_type.to_string(),
-                    supported: crate::resources::SUPPORTED_COMPONENT_TYPES.join(", "),
-                });
             }
         }
         Ok(Arc::new(Runtime {
@@ -130,6 +126,18 @@ impl Runtime {
     /// Pub/sub `name`, if it exists and `app_id` is in its scopes.
     pub fn pubsub(&self, app_id: &str, name: &str) -> Option<&PubSubComponent> {
         self.pubsubs.get(name).filter(|c| c.spec.in_scope(app_id))
+    }
+
+    /// Secret store `name`, if it exists and `app_id` is in its scopes.
+    pub fn secret_store(&self, app_id: &str, name: &str) -> Option<&SecretStoreComponent> {
+        self.secret_stores
+            .get(name)
+            .filter(|c| c.spec.in_scope(app_id))
+    }
+
+    /// Whether any secret store is visible to `app_id`.
+    pub fn has_secret_stores(&self, app_id: &str) -> bool {
+        self.secret_stores.iter().any(|c| c.spec.in_scope(app_id))
     }
 
     /// Whether any state store is visible to `app_id`.

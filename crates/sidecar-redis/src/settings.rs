@@ -5,6 +5,7 @@
 //! rejected at load time with an error naming the component file and the field, instead of being
 //! silently ignored.
 
+use sidecar_core::go;
 use sidecar_core::resources::{ComponentSpec, ResourceError};
 use std::time::Duration;
 
@@ -72,11 +73,13 @@ impl Reader<'_> {
     }
 
     fn bool(&self, key: &str) -> Result<bool, ResourceError> {
-        match self.get(key).map(str::to_ascii_lowercase).as_deref() {
-            None | Some("false" | "0" | "f" | "no" | "n" | "off") => Ok(false),
-            Some("true" | "1" | "t" | "yes" | "y" | "on") => Ok(true),
-            Some(other) => Err(self.error(key, format!("{other:?} is not a boolean"))),
-        }
+        let Some(v) = self.get(key) else {
+            return Ok(false);
+        };
+        go::parse_truthy(v).ok_or_else(|| {
+            let lower = v.to_ascii_lowercase();
+            self.error(key, format!("{lower:?} is not a boolean"))
+        })
     }
 
     /// A components-contrib duration: a plain integer is milliseconds, otherwise a Go duration.
@@ -87,14 +90,12 @@ impl Reader<'_> {
         if let Ok(ms) = v.parse::<i64>() {
             return Ok(Some(Duration::from_millis(ms.max(0).unsigned_abs())));
         }
-        sidecar_core::resources::parse_go_duration(v)
-            .map(Some)
-            .ok_or_else(|| {
-                self.error(
-                    key,
-                    format!("{v:?} is not a duration (e.g. 500ms, 15s, or milliseconds)"),
-                )
-            })
+        go::parse_duration(v).map(Some).ok_or_else(|| {
+            self.error(
+                key,
+                format!("{v:?} is not a duration (e.g. 500ms, 15s, or milliseconds)"),
+            )
+        })
     }
 }
 

@@ -23,7 +23,7 @@ use sidecar_core::Registry as Components;
 use sidecar_core::faults::Faults;
 use sidecar_core::resources::{ComponentSpec, ResourceError, Resources};
 use sidecar_core::runtime::Runtime;
-use sidecar_core::sidecar::{SidecarHandle, SidecarOptions, StartError, start_sidecar};
+use sidecar_core::{SidecarHandle, SidecarOptions, StartError, start_sidecar};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -22,7 +22,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::cli::{DEFAULT_MAX_BODY_SIZE, LogLevel, parse_listen_addresses, parse_quantity};
-use sidecar_core::app_health::AppHealthOptions;
+use sidecar_core::options::AppHealthOptions;
 
 mod raw;
 use raw::{RawApp, RawFile, Scalar, unknown_key_warnings};

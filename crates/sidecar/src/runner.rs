@@ -106,9 +106,10 @@ pub async fn run_plan(plan: RunPlan, grace: Duration) -> Result<RunReport, Runne
         .iter()
         .map(|a| (a.app_id.clone(), a.resources_paths.clone()))
         .collect();
-    let combined =
-        resources::combine(&app_paths).map_err(|e| RunnerError::Resources(Box::new(e)))?;
-    let runtime = Runtime::new(combined, &crate::components()).map_err(resource_error)?;
+    let components = crate::components();
+    let combined = resources::combine(&app_paths, &components)
+        .map_err(|e| RunnerError::Resources(Box::new(e)))?;
+    let runtime = Runtime::new(combined, &components).map_err(resource_error)?;
     let (exits_tx, mut exits) = mpsc::unbounded_channel();
 
     let mut running = Running::default();

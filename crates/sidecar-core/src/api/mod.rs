@@ -1,7 +1,6 @@
-//! The Dapr HTTP API served by each sidecar.
-//!
-//! Before routing, paths are normalised like daprd's router (`//` collapsed, trailing `/`
-//! stripped); then the API token is checked (healthz exempt) and the body limit applied.
+//! The Dapr HTTP API served by each sidecar: health, metadata, publish, state and secrets, with
+//! daprd's statuses and error bodies. Service invocation is [`crate::invoke`]; the server
+//! ([`crate::server`]) puts both behind the token check and the body limit.
 
 mod errors;
 mod health;
@@ -11,17 +10,15 @@ mod secrets;
 mod state;
 
 pub use errors::ApiError;
-pub(crate) use publish::parse_go_bool;
 
 use crate::sidecar::SidecarState;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
-use axum::routing::{any, get, post, put};
+use axum::routing::{get, post, put};
 use std::sync::Arc;
 
-/// Builds the API router of one sidecar.
-pub fn router(state: Arc<SidecarState>) -> Router {
-    let api = Router::new()
+/// The routes of the Dapr API (everything but service invocation), without state.
+pub(crate) fn routes() -> Router<Arc<SidecarState>> {
+    Router::new()
         .route("/v1.0/healthz", get(health::healthz))
         .route("/v1.0/healthz/outbound", get(health::outbound))
         .route("/v1.0/metadata", get(meta::get_metadata))
@@ -52,44 +49,4 @@ pub fn router(state: Arc<SidecarState>) -> Router {
         )
         .route("/v1.0/secrets/{store}/bulk", get(secrets::bulk_secrets))
         .route("/v1.0/secrets/{store}/{key}", get(secrets::get_secret))
-        .route(
-            "/v1.0/invoke/{app_id}/method/{*method}",
-            any(crate::invoke::invoke),
-        )
-        .layer(DefaultBodyLimit::max(state.opts.max_body_size))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::tokens::check_api_token,
-        ))
-        .with_state(state);
-    Router::new()
-        .fallback_service(api)
-        .layer(axum::middleware::map_request(normalize_path))
-}
-
-/// Collapses `//` and strips a trailing `/` (daprd's router does the same).
-async fn normalize_path(mut req: Request) -> Request {
-    let path = req.uri().path();
-    if path.len() > 1 && (path.ends_with('/') || path.contains("//")) {
-        let mut clean = String::with_capacity(path.len());
-        for seg in path.split('/').filter(|s| !s.is_empty()) {
-            clean.push('/');
-            clean.push_str(seg);
-        }
-        if clean.is_empty() {
-            clean.push('/');
-        }
-        if let Some(q) = req.uri().query() {
-            clean.push('?');
-            clean.push_str(q);
-        }
-        if let Ok(pq) = clean.parse::<axum::http::uri::PathAndQuery>() {
-            let mut parts = req.uri().clone().into_parts();
-            parts.path_and_query = Some(pq);
-            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
-                *req.uri_mut() = uri;
-            }
-        }
-    }
-    req
 }

@@ -14,19 +14,10 @@ use std::sync::Arc;
 
 type Params = Query<Vec<(String, String)>>;
 
-/// Go's `strconv.ParseBool`.
-pub(crate) fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
-}
-
 fn raw_payload(pubsub: &str, metadata: &BTreeMap<String, String>) -> Result<bool, ApiError> {
     match metadata.get("rawPayload") {
         None => Ok(false),
-        Some(v) => parse_go_bool(v).ok_or_else(|| {
+        Some(v) => crate::go::parse_bool(v).ok_or_else(|| {
             ApiError::rich(
                 StatusCode::BAD_REQUEST,
                 "ERR_PUBSUB_REQUEST_METADATA",

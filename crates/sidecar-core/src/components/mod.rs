@@ -1,5 +1,7 @@
-//! Component building blocks: the [`StateStore`] and [`PubSub`] traits and their in-memory
-//! implementations.
+//! Component building blocks: the [`StateStore`], [`PubSub`] and [`SecretStore`] traits, the
+//! components built into the core (`state.in-memory`, `pubsub.in-memory`,
+//! `secretstores.local.env`, `secretstores.local.file`) and the [`Registry`] that builds
+//! components by type.
 //!
 //! The traits are object safe (methods return boxed futures) so a runtime can hold
 //! `Arc<dyn StateStore>` / `Arc<dyn PubSub>`, and backends outside this crate (e.g. Redis) plug in
@@ -8,10 +10,14 @@
 
 mod pubsub_memory;
 mod registry;
+mod secret_env;
+mod secret_file;
 mod state_memory;
 
 pub use pubsub_memory::InMemoryPubSub;
-pub use registry::{PubSubFactory, Registry, StateStoreFactory};
+pub use registry::{PubSubFactory, Registry, SecretStoreFactory, StateStoreFactory};
+pub use secret_env::EnvSecretStore;
+pub use secret_file::FileSecretStore;
 pub use state_memory::InMemoryStateStore;
 
 use bytes::Bytes;
@@ -160,4 +166,20 @@ pub trait PubSub: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'_, Result<Subscription, PubSubError>>;
     /// Stops every subscription and background task of the component (end of a run).
     fn shutdown(&self) -> BoxFuture<'_, ()>;
+}
+
+/// One secret: entry name to value.
+pub type Secret = BTreeMap<String, String>;
+
+/// A secret store failure (500 `ERR_SECRET_GET` on the API).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct SecretError(pub String);
+
+/// A secret store component.
+pub trait SecretStore: Send + Sync + std::fmt::Debug {
+    /// The secret `name`.
+    fn get(&self, name: &str) -> Result<Secret, SecretError>;
+    /// Every secret of the store.
+    fn bulk(&self) -> Result<BTreeMap<String, Secret>, SecretError>;
 }

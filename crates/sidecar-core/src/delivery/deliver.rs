@@ -9,7 +9,6 @@
 //!    go to the dead-letter topic when there is one; HTTP 404 is dropped without it.
 //!    During shutdown nothing is dead-lettered.
 
-use super::SubscriptionDef;
 use super::outcome::{AppOutcome, interpret};
 use super::retry::Backoff;
 use crate::cloudevent;
@@ -17,6 +16,7 @@ use crate::components::{HandlerResult, Message, MessageHandler};
 use crate::resources::RetryPolicySpec;
 use crate::runtime::PubSubComponent;
 use crate::sidecar::SidecarState;
+use crate::subscriptions::{SubscriptionDef, routes};
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -155,7 +155,7 @@ impl Deliverer {
             .get("traceparent")
             .and_then(|t| t.as_str())
             .map(String::from);
-        match super::routes::select(&self.def.rules, &event) {
+        match routes::select(&self.def.rules, &event) {
             Ok(Some(path)) => Ok(Prepared {
                 path: path.to_string(),
                 body,

@@ -5,16 +5,6 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Component types this sidecar can instantiate.
-pub const SUPPORTED_COMPONENT_TYPES: &[&str] = &[
-    "state.in-memory",
-    "pubsub.in-memory",
-    "state.redis",
-    "pubsub.redis",
-    "secretstores.local.env",
-    "secretstores.local.file",
-];
-
 /// A `secretKeyRef` metadata value: entry `key` of secret `name` (`key` empty = `name`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct SecretKeyRef {
@@ -170,19 +160,10 @@ pub(super) fn parse(file: &Path, value: yaml_serde::Value) -> Result<ComponentSp
         };
         metadata.insert(item.name, text);
     }
-    let component_type = doc.spec.component_type;
-    if !SUPPORTED_COMPONENT_TYPES.contains(&component_type.as_str()) {
-        return Err(ResourceError::UnknownComponentType {
-            file: file.to_path_buf(),
-            name,
-            component_type,
-            supported: SUPPORTED_COMPONENT_TYPES.join(", "),
-        });
-    }
     Ok(ComponentSpec {
         name,
         namespace: doc.metadata.namespace,
-        component_type,
+        component_type: doc.spec.component_type,
         version: doc.spec.version.unwrap_or_else(|| "v1".into()),
         ignore_errors: doc.spec.ignore_errors,
         metadata,

@@ -3,13 +3,14 @@
 //! Every `.yaml`/`.yml` file of each resources path is read (a path may also name one file);
 //! files may hold several documents separated by `---`. Kinds the sidecar does not use
 //! (`Configuration`, `HTTPEndpoint`, ...) are skipped, as daprd skips what it does not load.
-//! Errors name the file and the field that failed.
+//! Errors name the file and the field that failed. Whether a component type can be built is the
+//! component [`Registry`](crate::components::Registry)'s call, not the loader's.
 
 mod component;
 mod resiliency;
 mod subscription;
 
-pub use component::{ComponentSpec, SUPPORTED_COMPONENT_TYPES, SecretKeyRef};
+pub use component::{ComponentSpec, SecretKeyRef};
 pub use resiliency::{ResiliencySpec, RetryKind, RetryPolicySpec};
 pub use subscription::{RouteRule, SubscriptionSpec};
 
@@ -185,46 +186,10 @@ pub(crate) fn typed<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Parses a Go duration string (`300ms`, `5s`, `1m30s`, `1h`); a bare number means seconds.
-pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        return std::time::Duration::try_from_secs_f64(secs).ok();
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * factor;
-    }
-    std::time::Duration::try_from_secs_f64(total).ok()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use std::time::Duration;
 
     const GOOD: &str = r#"
 apiVersion: dapr.io/v1alpha1
@@ -284,26 +249,6 @@ spec: { pubsubname: todo-pubsub, topic: task-updated, route: /events/task-update
     }
 
     #[test]
-    fn unknown_component_type_names_file_and_field() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("bad.yaml");
-        std::fs::write(
-            &file,
-            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: bus}\nspec: {type: pubsub.redpanda, version: v1}\n",
-        )
-        .unwrap();
-        let err = load_resources(std::slice::from_ref(&file))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("bad.yaml")
-                && err.contains("spec.type")
-                && err.contains("pubsub.redpanda"),
-            "{err}"
-        );
-    }
-
-    #[test]
     fn schema_errors_name_the_field_path() {
         let yaml = "kind: Component\nmetadata: {name: x}\nspec: {version: v1}\n";
         let err = Resources::from_yaml(Path::new("c.yaml"), yaml)
@@ -336,15 +281,5 @@ spec: { pubsubname: todo-pubsub, topic: task-updated, route: /events/task-update
             "kind: Component\nmetadata: {name: x}\nspec: {type: state.in-memory, version: v1}\n";
         let text = format!("{one}---\n{one}");
         assert!(Resources::from_yaml(Path::new("d.yaml"), &text).is_err());
-    }
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("5s"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_go_duration("100ms"), Some(Duration::from_millis(100)));
-        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_go_duration("soon"), None);
-        assert_eq!(parse_go_duration(""), None);
     }
 }

@@ -4,7 +4,8 @@
 //! `spec.targets.components.<name>.{inbound,outbound}.retry`. Timeouts and circuit breakers are
 //! parsed leniently and ignored.
 
-use super::{ResourceError, parse_go_duration, typed};
+use super::{ResourceError, typed};
+use crate::go::parse_duration;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -155,7 +156,7 @@ pub(super) fn parse(
         };
         let dur = |f: &str, v: Option<String>, default: Duration| match v {
             None => Ok(default),
-            Some(s) => parse_go_duration(&s)
+            Some(s) => parse_duration(&s)
                 .ok_or_else(|| field_err(format!("{base}.{f}"), format!("invalid duration `{s}`"))),
         };
         let duration = dur("duration", r.duration, Duration::from_secs(5))?;
@@ -183,7 +184,7 @@ pub(super) fn parse(
     }
     let mut timeouts = BTreeMap::new();
     for (timeout_name, value) in doc.spec.policies.timeouts {
-        let d = parse_go_duration(&value).ok_or_else(|| {
+        let d = parse_duration(&value).ok_or_else(|| {
             field_err(
                 format!("spec.policies.timeouts.{timeout_name}"),
                 format!("invalid duration `{value}`"),
@@ -200,7 +201,7 @@ pub(super) fn parse(
             let d = timeouts
                 .get(t)
                 .copied()
-                .or_else(|| parse_go_duration(t))
+                .or_else(|| parse_duration(t))
                 .ok_or_else(|| {
                     field_err(
                         format!("spec.targets.components.{component}.inbound.timeout"),

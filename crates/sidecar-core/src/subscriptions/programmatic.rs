@@ -1,11 +1,9 @@
-//! `GET /dapr/subscribe` on the app: fetching and decoding programmatic subscriptions.
+//! Programmatic subscriptions: the app's answer to `GET /dapr/subscribe`, decoded as daprd does.
 
 use super::{SubscriptionDef, SubscriptionKind, routes};
 use crate::resources::RouteRule;
-use crate::sidecar::SidecarState;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 /// Go's JSON decoder matches keys case-insensitively; mimic it for one object level.
 fn field<'a>(obj: &'a serde_json::Map<String, Value>, name: &str) -> Option<&'a Value> {
@@ -76,52 +74,6 @@ pub fn parse(body: &[u8]) -> Result<Vec<SubscriptionDef>, String> {
         });
     }
     Ok(out)
-}
-
-/// Calls `GET /dapr/subscribe`, retrying with backoff until the app answers (or the sidecar
-/// stops). Only 200 is decoded; 404 means none; other statuses are logged and give none.
-pub(crate) async fn fetch(state: &SidecarState, base: &str) -> Vec<SubscriptionDef> {
-    let url = format!("{base}/dapr/subscribe");
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let mut req = state
-            .client
-            .get(&url)
-            .header("dapr-app-id", state.app_id())
-            .header("content-type", "application/json")
-            .timeout(Duration::from_secs(10));
-        if let Some(token) = &state.opts.app_api_token {
-            req = req.header(crate::tokens::TOKEN_HEADER, token);
-        }
-        match req.send().await {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let body = resp.bytes().await.unwrap_or_default();
-                return match status {
-                    200 => match parse(&body) {
-                        Ok(subs) => subs,
-                        Err(e) => {
-                            tracing::error!(app_id = %state.app_id(), error = %e, "cannot decode /dapr/subscribe; no programmatic subscriptions");
-                            Vec::new()
-                        }
-                    },
-                    404 => Vec::new(),
-                    other => {
-                        tracing::error!(app_id = %state.app_id(), status = other, "/dapr/subscribe did not answer 200; no programmatic subscriptions");
-                        Vec::new()
-                    }
-                };
-            }
-            Err(e) => {
-                tracing::debug!(app_id = %state.app_id(), error = %e, ?delay, "/dapr/subscribe unreachable; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = state.shutdown.cancelled() => return Vec::new(),
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
 }
 
 #[cfg(test)]

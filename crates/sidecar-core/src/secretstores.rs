@@ -1,40 +1,15 @@
-//! Secret stores (`secretstores.local.env`, `secretstores.local.file`) and the resolution of
-//! `secretKeyRef` metadata values in component files.
+//! The secret stores of a runtime and the resolution of `secretKeyRef` metadata values in
+//! component files.
 //!
 //! As in daprd, secret stores are loaded before every other component, and a component that
 //! names `auth.secretStore` gets each `secretKeyRef` replaced by the value read from that store
 //! at load time: secret `name`, entry `key` (or `name` when `key` is empty). Errors name the
 //! component file and the metadata entry.
 
-mod env;
-mod file;
-
-pub use env::EnvSecretStore;
-pub use file::FileSecretStore;
-
+use crate::components::{Registry, SecretStore};
 use crate::resources::{ComponentSpec, ResourceError, Resources};
-use crate::runtime::Runtime;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-
-/// Component types of secret stores this sidecar can load.
-pub const SECRET_STORE_TYPES: &[&str] = &["secretstores.local.env", "secretstores.local.file"];
-
-/// One secret: entry name to value.
-pub type Secret = BTreeMap<String, String>;
-
-/// A secret store failure (500 `ERR_SECRET_GET` on the API).
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct SecretError(pub String);
-
-/// A secret store component.
-pub trait SecretStore: Send + Sync + std::fmt::Debug {
-    /// The secret `name`.
-    fn get(&self, name: &str) -> Result<Secret, SecretError>;
-    /// Every secret of the store.
-    fn bulk(&self) -> Result<BTreeMap<String, Secret>, SecretError>;
-}
 
 /// A loaded secret store.
 #[derive(Debug, Clone)]
@@ -52,30 +27,17 @@ pub struct SecretStores {
 impl SecretStores {
     /// Instantiates the secret stores of `resources`, then resolves every `secretKeyRef` of the
     /// other components in place.
-    pub fn load(resources: &mut Resources) -> Result<Self, ResourceError> {
+    pub fn load(resources: &mut Resources, registry: &Registry) -> Result<Self, ResourceError> {
         let mut stores = BTreeMap::new();
-        for spec in resources
-            .components
-            .iter()
-            .filter(|c| c.building_block() == "secretstores")
-        {
-            let store: Arc<dyn SecretStore> = match spec.component_type.as_str() {
-                "secretstores.local.env" => Arc::new(EnvSecretStore::from_spec(spec)),
-                "secretstores.local.file" => Arc::new(FileSecretStore::from_spec(spec)?),
-                other => {
-                    return Err(ResourceError::UnknownComponentType {
-                        file: spec.source.clone(),
-                        name: spec.name.clone(),
-                        component_type: other.to_string(),
-                        supported: SECRET_STORE_TYPES.join(", "),
-                    });
-                }
+        for spec in &resources.components {
+            let Some(factory) = registry.secret_store(&spec.component_type) else {
+                continue;
             };
             stores.insert(
                 spec.name.clone(),
                 SecretStoreComponent {
                     spec: spec.clone(),
-                    store,
+                    store: factory(spec)?,
                 },
             );
         }
@@ -141,30 +103,18 @@ impl SecretStores {
         Ok(())
     }
 
-    /// Whether the runtime has any secret store.
+    /// Whether there is no secret store at all.
     pub fn is_empty(&self) -> bool {
         self.stores.is_empty()
+    }
+
+    /// Every secret store, by component name.
+    pub fn iter(&self) -> impl Iterator<Item = &SecretStoreComponent> {
+        self.stores.values()
     }
 
     /// Secret store `name`.
     pub fn get(&self, name: &str) -> Option<&SecretStoreComponent> {
         self.stores.get(name)
-    }
-}
-
-impl Runtime {
-    /// Secret store `name`, if it exists and `app_id` is in its scopes.
-    pub fn secret_store(&self, app_id: &str, name: &str) -> Option<&SecretStoreComponent> {
-        self.secret_stores
-            .get(name)
-            .filter(|c| c.spec.in_scope(app_id))
-    }
-
-    /// Whether any secret store is visible to `app_id`.
-    pub fn has_secret_stores(&self, app_id: &str) -> bool {
-        self.secret_stores
-            .stores
-            .values()
-            .any(|c| c.spec.in_scope(app_id))
     }
 }
