@@ -40,7 +40,6 @@ pub mod app_health;
 pub mod cloudevent;
 pub mod components;
 pub mod delivery;
-pub mod faults;
 pub mod go;
 pub mod invoke;
 mod lifecycle;

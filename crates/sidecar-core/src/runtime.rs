@@ -1,16 +1,14 @@
-//! The runtime: component instances shared by every sidecar of one run, the registry of app
-//! channels used for service invocation, the publish log and the fault switches.
+//! The runtime: component instances shared by every sidecar of one run, and the app channels
+//! service invocation reaches.
 
-use crate::components::{Message, PubSub, PubSubError, Registry, StateStore};
-use crate::faults::Faults;
+use crate::components::{PubSub, Registry, StateStore};
 use crate::resources::{ComponentSpec, ResourceError, Resources};
 use crate::scopes::TopicScopes;
 use crate::secretstores::{SecretStoreComponent, SecretStores};
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::Notify;
+use std::sync::{Arc, RwLock};
 
 /// A loaded state store.
 #[derive(Debug, Clone)]
@@ -26,10 +24,6 @@ pub struct PubSubComponent {
     pub broker: Arc<dyn PubSub>,
     pub scopes: TopicScopes,
 }
-
-/// Messages kept per topic in the publish log (oldest dropped first), so a long local run does
-/// not grow without bound.
-pub const PUBLISH_LOG_LIMIT: usize = 10_000;
 
 /// An app reachable through service invocation.
 #[derive(Debug, Clone)]
@@ -49,9 +43,6 @@ pub struct Runtime {
     pubsubs: BTreeMap<String, PubSubComponent>,
     apps: RwLock<HashMap<String, Vec<AppEndpoint>>>,
     next_app: AtomicUsize,
-    faults: Faults,
-    published: Mutex<BTreeMap<String, std::collections::VecDeque<serde_json::Value>>>,
-    published_changed: Notify,
     secret_stores: SecretStores,
 }
 
@@ -67,22 +58,20 @@ impl Runtime {
         let mut state_stores = BTreeMap::new();
         let mut pubsubs = BTreeMap::new();
         for spec in &resources.components {
-            if let Some(factory) = registry.state_store(&spec.component_type) {
-                let store = factory(spec)?;
+            if let Some(store) = registry.create_state_store(spec) {
                 state_stores.insert(
                     spec.name.clone(),
                     StateComponent {
                         spec: spec.clone(),
-                        store,
+                        store: store?,
                     },
                 );
-            } else if let Some(factory) = registry.pubsub(&spec.component_type) {
-                let broker = factory(spec)?;
+            } else if let Some(broker) = registry.create_pubsub(spec) {
                 pubsubs.insert(
                     spec.name.clone(),
                     PubSubComponent {
                         spec: spec.clone(),
-                        broker,
+                        broker: broker?,
                         scopes: TopicScopes::from_metadata(|k| spec.meta(k).map(String::from)),
                     },
                 );
@@ -94,9 +83,6 @@ impl Runtime {
             pubsubs,
             apps: RwLock::new(HashMap::new()),
             next_app: AtomicUsize::new(0),
-            faults: Faults::default(),
-            published: Mutex::new(BTreeMap::new()),
-            published_changed: Notify::new(),
             secret_stores,
         }))
     }
@@ -104,11 +90,6 @@ impl Runtime {
     /// The resources this runtime was built from.
     pub fn resources(&self) -> &Resources {
         &self.resources
-    }
-
-    /// Fault switches shared by all sidecars.
-    pub fn faults(&self) -> &Faults {
-        &self.faults
     }
 
     /// State store `name`, if it exists and `app_id` is in its scopes.
@@ -163,67 +144,6 @@ impl Runtime {
             .get(name)
             .map(|p| p.broker.features())
             .unwrap_or_default()
-    }
-
-    /// Hands a message to the broker and records it in the publish log.
-    pub async fn publish_message(
-        &self,
-        pubsub: &PubSubComponent,
-        msg: Message,
-    ) -> Result<(), PubSubError> {
-        let topic = msg.topic.clone();
-        let recorded = serde_json::from_slice(&msg.data).unwrap_or_else(|_| {
-            serde_json::Value::String(String::from_utf8_lossy(&msg.data).into_owned())
-        });
-        pubsub.broker.publish(msg).await?;
-        {
-            let mut log = self
-                .published
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let entries = log.entry(topic).or_default();
-            if entries.len() >= PUBLISH_LOG_LIMIT {
-                entries.pop_front();
-            }
-            entries.push_back(recorded);
-        }
-        self.published_changed.notify_waiters();
-        Ok(())
-    }
-
-    /// Every message published to `topic` (on any pub/sub), in order (the last
-    /// [`PUBLISH_LOG_LIMIT`]).
-    pub fn published(&self, topic: &str) -> Vec<serde_json::Value> {
-        self.published
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(topic)
-            .map(|entries| entries.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    /// Waits until at least `n` messages were published to `topic`.
-    pub async fn wait_for_published(
-        &self,
-        topic: &str,
-        n: usize,
-        timeout: std::time::Duration,
-    ) -> Option<Vec<serde_json::Value>> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            // Enabled before the check so a publish in between is not missed.
-            let notified = self.published_changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let current = self.published(topic);
-            if current.len() >= n {
-                return Some(current);
-            }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                let current = self.published(topic);
-                return (current.len() >= n).then_some(current);
-            }
-        }
     }
 
     pub(crate) fn register_app(&self, app_id: &str, endpoint: AppEndpoint) {

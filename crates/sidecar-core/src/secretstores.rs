@@ -30,14 +30,14 @@ impl SecretStores {
     pub fn load(resources: &mut Resources, registry: &Registry) -> Result<Self, ResourceError> {
         let mut stores = BTreeMap::new();
         for spec in &resources.components {
-            let Some(factory) = registry.secret_store(&spec.component_type) else {
+            let Some(store) = registry.create_secret_store(spec) else {
                 continue;
             };
             stores.insert(
                 spec.name.clone(),
                 SecretStoreComponent {
                     spec: spec.clone(),
-                    store: factory(spec)?,
+                    store: store?,
                 },
             );
         }

@@ -112,25 +112,17 @@ fn envelope(
 }
 
 async fn send(
-    state: &SidecarState,
     pubsub: &PubSubComponent,
     topic: &str,
     data: Bytes,
     metadata: BTreeMap<String, String>,
 ) -> Result<(), String> {
-    if state.runtime.faults().take_publish_failure() {
-        return Err("injected publish failure".into());
-    }
     let msg = Message {
         topic: topic.to_string(),
         data,
         metadata,
     };
-    state
-        .runtime
-        .publish_message(pubsub, msg)
-        .await
-        .map_err(|e| e.to_string())
+    pubsub.broker.publish(msg).await.map_err(|e| e.to_string())
 }
 
 fn trace_of(headers: &HeaderMap) -> TraceContext {
@@ -163,7 +155,7 @@ pub(super) async fn publish(
         &trace,
     )?;
     allowed(&state, pubsub, &topic)?;
-    match send(&state, pubsub, &topic, data, metadata).await {
+    match send(pubsub, &topic, data, metadata).await {
         Ok(()) => {
             tracing::debug!(app_id = %state.app_id(), pubsub = %name, %topic, raw, "published");
             Ok(no_content())
@@ -266,7 +258,7 @@ pub(super) async fn bulk_publish(
     allowed(&state, pubsub, &topic)?;
     let mut failed = Vec::new();
     for (entry_id, data, metadata) in prepared {
-        if let Err(cause) = send(&state, pubsub, &topic, data, metadata).await {
+        if let Err(cause) = send(pubsub, &topic, data, metadata).await {
             failed.push(serde_json::json!({"entryId": entry_id, "error": cause}));
         }
     }

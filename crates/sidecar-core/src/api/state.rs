@@ -53,14 +53,6 @@ fn full_key(state: &SidecarState, store: &StateComponent, key: &str) -> Result<S
     Ok(prefixed_key(prefix.as_deref(), key))
 }
 
-fn injected(state: &SidecarState) -> Result<(), StateError> {
-    if state.runtime.faults().take_state_failure() {
-        Err(StateError::Store("injected state store failure".into()))
-    } else {
-        Ok(())
-    }
-}
-
 fn parse_concurrency(s: Option<&str>) -> Result<Concurrency, String> {
     match s.unwrap_or_default() {
         "" => Ok(Concurrency::Unspecified),
@@ -94,11 +86,7 @@ pub(super) async fn get_state(
 ) -> Result<Response, ApiError> {
     let store = store(&state, &name)?;
     let full = full_key(&state, store, &key)?;
-    let result = match injected(&state) {
-        Ok(()) => store.store.get(&full).await,
-        Err(e) => Err(e),
-    };
-    match result {
+    match store.store.get(&full).await {
         Ok(Some(item)) => Ok(item_response(item)),
         Ok(None) => Ok(no_content()),
         Err(e) => Err(ApiError::legacy(
@@ -207,12 +195,8 @@ pub(super) async fn save_state(
         }
     }
     let writes = requests.into_iter().map(|r| {
-        let state = state.clone();
         let store = store.store.clone();
-        async move {
-            injected(&state)?;
-            store.set(r).await
-        }
+        async move { store.set(r).await }
     });
     errors.extend(
         futures::future::join_all(writes)
@@ -268,7 +252,6 @@ pub(super) async fn delete_state(
         .and_then(|v| v.to_str().ok())
         .filter(|e| !e.is_empty())
         .map(str::to_string);
-    injected(&state).map_err(|e| delete_error(e.to_string()))?;
     store
         .store
         .delete(DeleteRequest {
@@ -297,10 +280,7 @@ pub(super) async fn bulk_get(
     let mut out = Vec::with_capacity(req.keys.len());
     for key in &req.keys {
         let full = full_key(&state, store, key)?;
-        let result = match injected(&state) {
-            Ok(()) => store.store.get(&full).await,
-            Err(e) => Err(e),
-        };
+        let result = store.store.get(&full).await;
         let mut item = BulkItem {
             key: crate::metadata::strip_key_prefix(&full).to_owned(),
             data: None,
@@ -443,7 +423,6 @@ pub(super) async fn transaction(
     if ops.is_empty() {
         return Ok(no_content());
     }
-    injected(&state).map_err(tx_error)?;
     store.store.transact(ops).await.map_err(tx_error)?;
     Ok(no_content())
 }

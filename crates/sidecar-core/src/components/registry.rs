@@ -20,6 +20,12 @@ pub type PubSubFactory =
 /// Builds a secret store from its component definition.
 pub type SecretStoreFactory =
     Arc<dyn Fn(&ComponentSpec) -> Result<Arc<dyn SecretStore>, ResourceError> + Send + Sync>;
+/// Wraps every state store the registry builds (e.g. a test harness injecting failures).
+pub type StateStoreDecorator =
+    Arc<dyn Fn(&ComponentSpec, Arc<dyn StateStore>) -> Arc<dyn StateStore> + Send + Sync>;
+/// Wraps every pub/sub the registry builds (e.g. a test harness recording what is published).
+pub type PubSubDecorator =
+    Arc<dyn Fn(&ComponentSpec, Arc<dyn PubSub>) -> Arc<dyn PubSub> + Send + Sync>;
 
 #[derive(Clone)]
 enum Factory {
@@ -28,17 +34,22 @@ enum Factory {
     Secret(SecretStoreFactory),
 }
 
-/// Component factories by component type (`state.in-memory`, `pubsub.redis`, ...).
+/// Component factories by component type (`state.in-memory`, `pubsub.redis`, ...), and the
+/// decorators applied to what they build.
 #[derive(Clone, Default)]
 pub struct Registry {
     /// In registration order, which is the order error messages list the types in.
     factories: Vec<(String, Factory)>,
+    state_decorators: Vec<StateStoreDecorator>,
+    pubsub_decorators: Vec<PubSubDecorator>,
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
             .field("types", &self.supported_types())
+            .field("state_decorators", &self.state_decorators.len())
+            .field("pubsub_decorators", &self.pubsub_decorators.len())
             .finish()
     }
 }
@@ -103,28 +114,66 @@ impl Registry {
         self.upsert(component_type, Factory::Secret(Arc::new(factory)))
     }
 
-    /// The factory of state store type `component_type`.
-    pub fn state_store(&self, component_type: &str) -> Option<&StateStoreFactory> {
-        match self.find(component_type)? {
-            Factory::State(f) => Some(f),
-            _ => None,
-        }
+    /// Wraps every state store built from now on in `decorator` (after earlier decorators).
+    pub fn decorate_state_stores(
+        &mut self,
+        decorator: impl Fn(&ComponentSpec, Arc<dyn StateStore>) -> Arc<dyn StateStore>
+        + Send
+        + Sync
+        + 'static,
+    ) -> &mut Self {
+        self.state_decorators.push(Arc::new(decorator));
+        self
     }
 
-    /// The factory of pub/sub type `component_type`.
-    pub fn pubsub(&self, component_type: &str) -> Option<&PubSubFactory> {
-        match self.find(component_type)? {
-            Factory::PubSub(f) => Some(f),
-            _ => None,
-        }
+    /// Wraps every pub/sub built from now on in `decorator` (after earlier decorators).
+    pub fn decorate_pubsubs(
+        &mut self,
+        decorator: impl Fn(&ComponentSpec, Arc<dyn PubSub>) -> Arc<dyn PubSub> + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.pubsub_decorators.push(Arc::new(decorator));
+        self
     }
 
-    /// The factory of secret store type `component_type`.
-    pub fn secret_store(&self, component_type: &str) -> Option<&SecretStoreFactory> {
-        match self.find(component_type)? {
-            Factory::Secret(f) => Some(f),
-            _ => None,
-        }
+    /// The state store of `spec`, decorated; `None` when its type is not a registered state store.
+    pub fn create_state_store(
+        &self,
+        spec: &ComponentSpec,
+    ) -> Option<Result<Arc<dyn StateStore>, ResourceError>> {
+        let Some(Factory::State(factory)) = self.find(&spec.component_type) else {
+            return None;
+        };
+        Some(factory(spec).map(|store| {
+            self.state_decorators
+                .iter()
+                .fold(store, |store, decorate| decorate(spec, store))
+        }))
+    }
+
+    /// The pub/sub of `spec`, decorated; `None` when its type is not a registered pub/sub.
+    pub fn create_pubsub(
+        &self,
+        spec: &ComponentSpec,
+    ) -> Option<Result<Arc<dyn PubSub>, ResourceError>> {
+        let Some(Factory::PubSub(factory)) = self.find(&spec.component_type) else {
+            return None;
+        };
+        Some(factory(spec).map(|broker| {
+            self.pubsub_decorators
+                .iter()
+                .fold(broker, |broker, decorate| decorate(spec, broker))
+        }))
+    }
+
+    /// The secret store of `spec`; `None` when its type is not a registered secret store.
+    pub fn create_secret_store(
+        &self,
+        spec: &ComponentSpec,
+    ) -> Option<Result<Arc<dyn SecretStore>, ResourceError>> {
+        let Some(Factory::Secret(factory)) = self.find(&spec.component_type) else {
+            return None;
+        };
+        Some(factory(spec))
     }
 
     /// Every registered type: state stores and pub/subs in registration order, then secret

@@ -91,23 +91,12 @@ impl Deliverer {
         if !self.state.wait_app_healthy().await {
             return Err("sidecar shutting down".into());
         }
-        let delay = self.state.runtime.faults().delivery_delay();
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
         let result = match self.prepare(&msg) {
             Ok(prepared) => self.deliver_with_retries(&prepared, &msg).await,
             Err(d) => Err(d),
         };
         match result {
-            Ok(()) => {
-                if self.state.runtime.faults().duplicates()
-                    && let Ok(prepared) = self.prepare(&msg)
-                {
-                    let _ = self.attempt(&prepared, &msg).await;
-                }
-                Ok(())
-            }
+            Ok(()) => Ok(()),
             Err(Disposal::Drop(reason)) => {
                 tracing::warn!(app_id = %self.app_id(), topic = %msg.topic, %reason, "message dropped");
                 if self.def.dead_letter_topic.is_none() {
@@ -279,7 +268,7 @@ impl Deliverer {
             data: msg.data.clone(),
             metadata: msg.metadata.clone(),
         };
-        match self.state.runtime.publish_message(&self.pubsub, copy).await {
+        match self.pubsub.broker.publish(copy).await {
             Ok(()) => {
                 tracing::warn!(app_id = %self.app_id(), topic = %msg.topic, dead_letter_topic = %dlq, %reason, "message sent to the dead-letter topic");
                 Ok(())

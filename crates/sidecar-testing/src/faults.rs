@@ -1,4 +1,5 @@
-//! Fault injection shared by every sidecar of a runtime (driven by the test harness).
+//! Fault injection shared by every sidecar of a cluster; the hooks around the cluster's pub/subs
+//! and state stores apply it.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,7 +21,8 @@ fn take(counter: &AtomicUsize) -> bool {
 }
 
 impl Faults {
-    /// The next `n` publishes (API and bulk entries) fail with 500 `ERR_PUBSUB_PUBLISH_MESSAGE`.
+    /// The next `n` publishes fail: an API publish or bulk entry answers 500
+    /// `ERR_PUBSUB_PUBLISH_MESSAGE`, a dead-letter copy goes back to the broker for redelivery.
     pub fn fail_next_publishes(&self, n: usize) -> &Self {
         self.fail_publishes.store(n, Ordering::SeqCst);
         self
@@ -32,7 +34,8 @@ impl Faults {
         self
     }
 
-    /// Every delivery is made twice (at-least-once duplicates).
+    /// Every message the sidecar has handled is handed to it once more, as a broker that
+    /// redelivers would (at-least-once duplicates).
     pub fn duplicate_deliveries(&self, on: bool) -> &Self {
         self.duplicate_deliveries.store(on, Ordering::SeqCst);
         self
