@@ -2,8 +2,8 @@
 //! * publish -> delivery for one subscriber: throughput and p50/p99 end-to-end latency;
 //! * state save + get round trips per second.
 //!
-//! Run with `cargo bench -p sidecar`. The custom measurements print their numbers first; criterion
-//! then measures single publish and single save+get round trips.
+//! Run with `cargo bench -p sidecar-core`. The custom measurements print their numbers first;
+//! criterion then measures single publish and single save+get round trips.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use axum::Router;

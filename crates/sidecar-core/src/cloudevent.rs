@@ -1,5 +1,7 @@
-//! CloudEvent envelopes as daprd builds them on publish (reference 2.2-2.4) and for raw-payload
-//! subscriptions (3.8).
+//! CloudEvent envelopes as daprd builds them on publish (`NewCloudEvent` in daprd's
+//! `pkg/runtime/pubsub/cloudevents.go`, over `NewCloudEventsEnvelope` and `FromCloudEvent` in
+//! components-contrib's `pubsub/envelope.go`) and for raw-payload subscriptions
+//! (`FromRawPayload`, same file).
 //!
 //! Output is serialised with sorted keys at every level and `<`, `>`, `&`, U+2028, U+2029
 //! escaped inside strings, as Go's `encoding/json` does.
@@ -113,7 +115,8 @@ pub fn expiration(metadata: &BTreeMap<String, String>, now: DateTime<Utc>) -> Op
     Some(at.to_rfc3339_opts(SecondsFormat::Secs, true))
 }
 
-/// Builds the CloudEvent for a publish whose body is not already a CloudEvent (2.2).
+/// Builds the CloudEvent for a publish whose body is not already a CloudEvent
+/// (`NewCloudEventsEnvelope`).
 pub fn wrap(p: &Publication<'_>) -> Map<String, Value> {
     let overrides: HashMap<String, &str> = p
         .metadata
@@ -176,7 +179,7 @@ fn payload(content_type: &str, body: &[u8]) -> (&'static str, Value) {
     }
 }
 
-/// Completes a CloudEvent the app sent itself (2.3).
+/// Completes a CloudEvent the app sent itself (`FromCloudEvent`).
 pub fn complete(p: &Publication<'_>) -> Result<Map<String, Value>, EnvelopeError> {
     let mut ce = match serde_json::from_slice::<Value>(p.body) {
         Ok(Value::Object(map)) => map,
@@ -201,7 +204,8 @@ pub fn complete(p: &Publication<'_>) -> Result<Map<String, Value>, EnvelopeError
     Ok(ce)
 }
 
-/// The CloudEvent a raw-payload subscription delivers (3.8): a fresh envelope around the bytes.
+/// The CloudEvent a raw-payload subscription delivers (`FromRawPayload`): a fresh envelope
+/// around the bytes.
 pub fn wrap_raw_for_delivery(
     pubsub: &str,
     topic: &str,

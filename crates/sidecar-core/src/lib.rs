@@ -1,14 +1,30 @@
-//! Local Dapr-API-compatible sidecar.
+//! The local Dapr-API-compatible sidecar as a library: everything one sidecar does between its
+//! resource files and its app. Command lines, run files and processes are the `sidecar` crate's
+//! job, Redis is `sidecar-redis`'s, and the test harness is `sidecar-testing`.
 //!
-//! The crate stands in for `daprd` in development and tests: it loads Dapr component,
-//! subscription and resiliency YAML, hosts in-memory state and pub/sub components shared by every
-//! sidecar of one [`Runtime`] (so a multi-app run behaves like several apps on one broker), serves
-//! the Dapr HTTP API with daprd's statuses and bodies, and delivers CloudEvents to the app exactly
-//! the way daprd does (programmatic and declarative subscriptions, CEL routing, response
-//! interpretation, resiliency retries, dead letters).
+//! It stands in for `daprd` in development and tests: it loads Dapr component, subscription and
+//! resiliency YAML, hosts in-memory state and pub/sub components shared by every sidecar of one
+//! [`Runtime`] (so a multi-app run behaves like several apps on one broker), serves the Dapr HTTP
+//! API with daprd's statuses and bodies, and delivers CloudEvents to the app exactly the way daprd
+//! does (programmatic and declarative subscriptions, CEL routing, response interpretation,
+//! resiliency retries, dead letters).
 //!
-//! Entry points: [`load_resources`], [`Runtime::new`] with a component [`Registry`], and
-//! [`start_sidecar`]. The test harness is the `sidecar-testing` crate.
+//! Entry points: [`load_resources`], [`Runtime::new`] with a component [`Registry`] (the
+//! built-ins plus whatever other crates register), and [`start_sidecar`].
+//!
+//! # Layers
+//!
+//! A module uses only modules of its own layer listed before it, or of earlier layers:
+//!
+//! 1. [`go`] (Go-compatible parsing), [`scopes`] (topic access rules);
+//! 2. [`resources`] (resource files), [`metadata`] (request metadata, state keys),
+//!    [`cloudevent`] (envelopes);
+//! 3. [`components`]: component traits, the built-in components and the [`Registry`];
+//! 4. [`secretstores`] (`secretKeyRef` resolution), [`runtime`] (components of a run, app
+//!    channels);
+//! 5. [`options`], [`subscriptions`], [`sidecar`] (the state one sidecar shares);
+//! 6. [`tokens`], [`app_health`], [`api`], [`invoke`], [`delivery`]: what a running sidecar does;
+//! 7. `lifecycle` (start and stop sequences) and [`server`] (binding, routing, handles).
 //!
 //! # Behaviour worth knowing
 //!

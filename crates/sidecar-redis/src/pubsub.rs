@@ -1,4 +1,6 @@
-//! `pubsub.redis` on Redis Streams (reference section 6).
+//! `pubsub.redis` on Redis Streams, with the commands and defaults of components-contrib's
+//! `pubsub/redis/redis.go` (`Publish`, `Subscribe`, `pollNewMessagesLoop`,
+//! `reclaimPendingMessagesLoop`, `processMessage`).
 //!
 //! * Publish: `XADD <topic> [MAXLEN ~ n | MINID ~ <now - streamTTL>] * data <bytes> metadata <json>`.
 //! * Subscribe: `XGROUP CREATE <topic> <group> 0 MKSTREAM` (an existing group is fine), so a new

@@ -1,4 +1,6 @@
-//! State API: get, save, delete, bulk get, transaction (statuses per reference 4.7).
+//! State API: get, save, delete, bulk get, transaction, with the statuses and error codes of
+//! daprd's handlers over `state.redis` (`onGetState`, `onPostState`, `onDeleteState`,
+//! `onBulkGetState`, `onPostStateTransaction` in `pkg/api/http/http.go`).
 
 use super::errors::{ApiError, no_content};
 use crate::components::{

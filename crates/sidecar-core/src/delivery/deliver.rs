@@ -1,4 +1,6 @@
-//! Delivery of one message to the app (reference 3.4-3.6).
+//! Delivery of one message to the app, in the order of daprd's subscription handler (the
+//! handler built by `New` and `sendToDeadLetter` in `pkg/runtime/subscription/subscription.go`,
+//! and `Deliver` in `pkg/runtime/subscription/postman/http/http.go`).
 //!
 //! 1. Decode the stored CloudEvent (or wrap the bytes for raw-payload subscriptions), drop it if
 //!    expired, pick the route with the CEL rules (no match = drop).

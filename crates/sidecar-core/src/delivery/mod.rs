@@ -1,6 +1,7 @@
 //! Delivery of messages to the app: one broker subscription per subscription of the app
-//! ([`subscribe`]), whose handler decodes, routes and POSTs each message ([`deliver`]), reads the
-//! app's answer ([`outcome`]) and retries under the inbound resiliency policy ([`retry`]).
+//! (`subscribe`), whose handler decodes, routes and POSTs each message (the `deliver` module),
+//! reads the app's answer ([`outcome`]) and retries under the inbound resiliency policy
+//! ([`retry`]).
 
 mod deliver;
 pub mod outcome;

@@ -1,4 +1,5 @@
-//! How the app's answer to a delivery is interpreted (reference 3.5).
+//! How the app's answer to a delivery is interpreted, as daprd's HTTP postman does it (`Deliver`
+//! in `pkg/runtime/subscription/postman/http/http.go`).
 
 /// What a delivery attempt came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
