@@ -24,12 +24,14 @@
 //! the app first; if the app starts later, use [`TestSidecar::wait_ready`].
 
 mod cluster;
+mod error;
 mod faults;
 mod hooks;
 mod publish_log;
+mod sidecars;
 
-pub use cluster::{
-    Cluster, HarnessError, PUBSUB, STATE_STORE, SidecarBuilder, TestSidecar, TokenArg,
-};
+pub use cluster::{Cluster, PUBSUB, STATE_STORE};
+pub use error::HarnessError;
 pub use faults::Faults;
 pub use publish_log::{PUBLISH_LOG_LIMIT, PublishLog};
+pub use sidecars::{SidecarBuilder, TestSidecar, TokenArg};
