@@ -6,6 +6,9 @@
 //! store its runtime builds (decorators in the component registry, see the `hooks` module), so
 //! the production code never checks for them.
 //!
+//! `dapr-test-app`, the small app of the multi-app run tests, is a binary of the `sidecar` crate,
+//! whose tests run it: Cargo gives tests the paths of their own package's binaries only.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), sidecar_testing::HarnessError> {
 //! use sidecar_testing::Cluster;

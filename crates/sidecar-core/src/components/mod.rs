@@ -15,7 +15,10 @@ mod secret_file;
 mod state_memory;
 
 pub use pubsub_memory::InMemoryPubSub;
-pub use registry::{PubSubFactory, Registry, SecretStoreFactory, StateStoreFactory};
+pub use registry::{
+    PubSubDecorator, PubSubFactory, Registry, SecretStoreFactory, StateStoreDecorator,
+    StateStoreFactory,
+};
 pub use secret_env::EnvSecretStore;
 pub use secret_file::FileSecretStore;
 pub use state_memory::InMemoryStateStore;
