@@ -22,7 +22,7 @@ use chrono::Utc;
 use dapr_http::{DaprClient, DaprSettings};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
-use sidecar::testing::Cluster;
+use sidecar_testing::Cluster;
 use tokio::net::TcpListener;
 use uuid::Uuid;
 

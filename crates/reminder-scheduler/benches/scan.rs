@@ -22,7 +22,7 @@ use reminder_scheduler::projection::{TaskRecord, task_key};
 use reminder_scheduler::scanner::scan;
 use reminder_scheduler::store::Store;
 use reminder_scheduler::{ManualClock, Settings};
-use sidecar::testing::Cluster;
+use sidecar_testing::Cluster;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 

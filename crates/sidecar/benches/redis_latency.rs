@@ -3,7 +3,8 @@
 //!   concurrent publishers (throughput and latency under load);
 //! * state: save and get round trips (p50/p99), then 16 concurrent clients (ops/s).
 //!
-//! Starts its own `redis-server` on a free port. Run with
+//! Starts its own `redis-server` on a free port, with the helper of this crate's tests (which is
+//! why the benchmark lives here rather than beside the in-memory one in `sidecar-core`). Run with
 //! `cargo bench -p sidecar --bench redis_latency` (env `BENCH_N` scales the event count).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,7 +16,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use serde_json::json;
-use sidecar::testing::Cluster;
+use sidecar_testing::Cluster;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::app_health::{AppHealthOptions, AppHealthSetting};
+use sidecar_core::options::{AppHealthOptions, AppHealthSetting};
 
 mod unsupported;
 mod values;

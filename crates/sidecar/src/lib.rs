@@ -1,62 +1,22 @@
-//! Local Dapr-API-compatible sidecar.
+//! The `sidecar` binary's library: a local stand-in for `daprd` (same flags) and for the Dapr CLI's
+//! `dapr run -f` (multi-app run files), built on `sidecar-core` with the Redis components of
+//! `sidecar-redis`. Its one job is running sidecars and apps: the command line ([`cli`]), run files
+//! ([`runfile`]), and app processes with their process groups and signals ([`runner`]).
 //!
-//! The crate stands in for `daprd` in development and tests: it loads Dapr component,
-//! subscription and resiliency YAML, hosts in-memory state and pub/sub components shared by every
-//! sidecar of one [`Runtime`] (so a multi-app run behaves like several apps on one broker), serves
-//! the Dapr HTTP API with daprd's statuses and bodies, and delivers CloudEvents to the app exactly
-//! the way daprd does (programmatic and declarative subscriptions, CEL routing, response
-//! interpretation, resiliency retries, dead letters).
-//!
-//! Entry points: [`load_resources`], [`Runtime::new`], [`start_sidecar`], and the test harness in
-//! [`testing`].
-//!
-//! # Behaviour worth knowing
-//!
-//! * `state.in-memory` copies `state.redis` (production's store), not Dapr's own in-memory store:
-//!   integer ETags, save-with-etag on an absent key creates it, the first-write marker, delete of
-//!   an absent key always succeeds, TTL kept when a later write gives none, transactions without
-//!   rollback.
-//! * Delivery follows daprd: without a resiliency policy daprd itself does not retry, so a failed
-//!   delivery goes straight to the dead-letter topic when there is one. Otherwise it goes back to
-//!   the broker, and `pubsub.in-memory` redelivers it after 100 ms, doubling up to 5 s, until it
-//!   succeeds or the run stops (there is no broker process to reclaim it, unlike Redis'
-//!   `processingTimeout`). Inbound retry policies come from Resiliency YAML
-//!   (`targets.components.<pubsub>.inbound`, or the `Default*RetryPolicy` names), as do
-//!   per-attempt inbound timeouts.
-//! * `pubsub.in-memory` consumer groups: group = app id (or the `consumerID` metadata, with
-//!   `{appID}`/`{uuid}`/`{namespace}` resolved per sidecar). Different groups fan out; sidecars of
-//!   one group compete. A new group does not see earlier messages; there is no ordering.
-//! * A sidecar reports ready on `/v1.0/healthz` only after the app port accepts connections and
-//!   its subscriptions are registered, so nothing is delivered before routes are known.
-//! * App health checks (`--enable-app-health-check`, run-file `enableAppHealthCheck`) as daprd:
-//!   the app is unhealthy until its first successful probe and after `threshold` failed ones in
-//!   a row; meanwhile messages wait undelivered and invocations of it fail with
-//!   `ERR_DIRECT_INVOKE` (see [`app_health`]).
-//! * Not implemented: bulk subscribe, outbound (publish/state) resiliency, the outbox, actors,
-//!   gRPC.
+//! The crate also builds `dapr-test-app`, the small app the multi-app tests run. It stays a binary
+//! of this crate because Cargo hands a package's integration tests the paths of that package's
+//! own binaries only (`CARGO_BIN_EXE_<name>`), and stable Cargo has no artifact dependencies; as a
+//! binary of `sidecar-testing` the tests would have to find or build it themselves.
 
-pub mod api;
-pub mod app_health;
 pub mod cli;
-pub mod cloudevent;
-pub mod components;
-pub mod delivery;
-pub mod faults;
-pub mod invoke;
-pub mod metadata;
-pub mod resources;
 pub mod runfile;
 pub mod runner;
-pub mod runtime;
-pub mod scopes;
-pub mod secretstores;
-pub mod sidecar;
-pub mod testing;
-pub mod tokens;
 
-pub use resources::{ResourceError, Resources, load_resources};
-pub use runtime::Runtime;
-pub use sidecar::{SidecarHandle, SidecarOptions, StartError, start_sidecar};
+use sidecar_core::Registry;
 
-/// Runtime version reported by `GET /v1.0/metadata` (the daprd line this sidecar follows).
-pub const RUNTIME_VERSION: &str = "1.16.19-local";
+/// The components every `sidecar` build can load: the core's built-ins and Redis.
+pub fn components() -> Registry {
+    let mut registry = Registry::with_builtins();
+    sidecar_redis::register(&mut registry);
+    registry
+}

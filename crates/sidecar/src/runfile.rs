@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::app_health::AppHealthOptions;
 use crate::cli::{DEFAULT_MAX_BODY_SIZE, LogLevel, parse_listen_addresses, parse_quantity};
+use sidecar_core::options::AppHealthOptions;
 
 mod raw;
 use raw::{RawApp, RawFile, Scalar, unknown_key_warnings};

@@ -28,8 +28,10 @@ use tokio::sync::mpsc;
 
 use crate::cli::DaprdConfig;
 use crate::runfile::{AppPlan, RunPlan};
-use crate::{ResourceError, Runtime, SidecarHandle, SidecarOptions, StartError, start_sidecar};
 use process::{AppCommand, AppProcess, Exited, describe};
+use sidecar_core::{
+    ResourceError, Runtime, SidecarHandle, SidecarOptions, StartError, start_sidecar,
+};
 
 /// Why a run could not start (once started, problems are logged and the run goes on).
 #[derive(Debug, thiserror::Error)]
@@ -74,8 +76,8 @@ impl RunReport {
 /// Runs one sidecar until Ctrl-C or SIGTERM.
 pub async fn run_single(cfg: DaprdConfig) -> Result<(), RunnerError> {
     let mut stop = StopSignal::install()?;
-    let resources = crate::load_resources(&cfg.resources_paths).map_err(resource_error)?;
-    let runtime = Runtime::new(resources).map_err(resource_error)?;
+    let resources = sidecar_core::load_resources(&cfg.resources_paths).map_err(resource_error)?;
+    let runtime = Runtime::new(resources, &crate::components()).map_err(resource_error)?;
     let opts = SidecarOptions {
         app_id: cfg.app_id.clone(),
         app_port: cfg.app_port,
@@ -92,7 +94,7 @@ pub async fn run_single(cfg: DaprdConfig) -> Result<(), RunnerError> {
     let signal = stop.recv().await;
     tracing::info!(signal, "stopping sidecar");
     handle.shutdown().await;
-    runtime.shutdown();
+    runtime.shutdown().await;
     Ok(())
 }
 
@@ -104,16 +106,17 @@ pub async fn run_plan(plan: RunPlan, grace: Duration) -> Result<RunReport, Runne
         .iter()
         .map(|a| (a.app_id.clone(), a.resources_paths.clone()))
         .collect();
-    let combined =
-        resources::combine(&app_paths).map_err(|e| RunnerError::Resources(Box::new(e)))?;
-    let runtime = Runtime::new(combined).map_err(resource_error)?;
+    let components = crate::components();
+    let combined = resources::combine(&app_paths, &components)
+        .map_err(|e| RunnerError::Resources(Box::new(e)))?;
+    let runtime = Runtime::new(combined, &components).map_err(resource_error)?;
     let (exits_tx, mut exits) = mpsc::unbounded_channel();
 
     let mut running = Running::default();
     for app in &plan.apps {
         if let Err(e) = running.start_app(&runtime, app, exits_tx.clone()).await {
             running.stop(grace, &mut stop).await;
-            runtime.shutdown();
+            runtime.shutdown().await;
             return Err(e);
         }
     }
@@ -136,7 +139,7 @@ pub async fn run_plan(plan: RunPlan, grace: Duration) -> Result<RunReport, Runne
     };
     tracing::info!(signal, "stopping apps and sidecars");
     running.stop(grace, &mut stop).await;
-    runtime.shutdown();
+    runtime.shutdown().await;
     Ok(report)
 }
 

@@ -20,7 +20,7 @@ use axum::routing::post;
 use dapr_http::{DaprClient, DaprSettings, SaveItem, TransactionOp};
 use serde_json::{Value, json};
 use service_kit::LayeredSettings as _;
-use sidecar::testing::Cluster;
+use sidecar_testing::Cluster;
 use task_api::{Application, Settings};
 use uuid::Uuid;
 

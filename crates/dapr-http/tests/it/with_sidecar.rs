@@ -12,7 +12,7 @@ use dapr_http::{
 };
 use events::{Envelope, Priority, TaskCreated, TaskSnapshot, TaskStatus};
 use serde_json::{Value, json};
-use sidecar::testing::Cluster;
+use sidecar_testing::Cluster;
 use uuid::Uuid;
 
 const STORE: &str = "todo-state";

@@ -4,7 +4,7 @@
 
 use crate::support;
 
-use sidecar::testing::Cluster;
+use sidecar_testing::Cluster;
 use support::lease_cases;
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use reminder_scheduler::policy::reminder_event_id;
-use sidecar::testing::Cluster;
+use sidecar_testing::Cluster;
 use support::lease_cases;
 use support::redis::RedisServer;
 use support::{Task, World, hours, minutes};

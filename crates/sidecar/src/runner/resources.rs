@@ -1,5 +1,5 @@
 //! Resources of a multi-app run: each app's directories, combined into the one [`Resources`] that
-//! the shared [`crate::Runtime`] is built from.
+//! the shared [`sidecar_core::Runtime`] is built from.
 //!
 //! With real `daprd`s every app loads its own directories, so two apps may each have a component
 //! named `todo-pubsub`. Here all sidecars share one runtime, where a name means one instance (that
@@ -18,7 +18,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use crate::resources::{ComponentSpec, ResourceError, Resources, load_resources};
+use sidecar_core::Registry;
+use sidecar_core::resources::{ComponentSpec, ResourceError, Resources, load_resources};
 
 /// The resources could not be combined.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +41,12 @@ pub enum CombineError {
     },
 }
 
-/// Loads and combines the resources of `apps` (app id, resources paths).
-pub fn combine(apps: &[(String, Vec<PathBuf>)]) -> Result<Resources, CombineError> {
+/// Loads and combines the resources of `apps` (app id, resources paths); every component type
+/// must be one `registry` can build.
+pub fn combine(
+    apps: &[(String, Vec<PathBuf>)],
+    registry: &Registry,
+) -> Result<Resources, CombineError> {
     // Distinct directories in first-seen order, with the apps that list each.
     let mut dirs: Vec<(PathBuf, BTreeSet<String>)> = Vec::new();
     for (app_id, paths) in apps {
@@ -60,8 +65,9 @@ pub fn combine(apps: &[(String, Vec<PathBuf>)]) -> Result<Resources, CombineErro
     let mut components: BTreeMap<String, (ComponentSpec, BTreeSet<String>)> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for (dir, users) in &dirs {
-        let loaded =
-            load_resources(std::slice::from_ref(dir)).map_err(|source| CombineError::Load {
+        let loaded = load_resources(std::slice::from_ref(dir))
+            .and_then(|loaded| registry.check(&loaded).map(|()| loaded))
+            .map_err(|source| CombineError::Load {
                 apps: users.iter().cloned().collect::<Vec<_>>().join(", "),
                 source: Box::new(source),
             })?;
@@ -152,6 +158,11 @@ fn union_scopes(current: &[String], own: &[String], users: &BTreeSet<String>) ->
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// The combination with the components of the `sidecar` binary.
+    fn combine(apps: &[(String, Vec<PathBuf>)]) -> Result<Resources, CombineError> {
+        super::combine(apps, &crate::components())
+    }
 
     const PUBSUB: &str = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: todo-pubsub}\nspec: {type: pubsub.in-memory, version: v1}\n";
     const STATE: &str = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata: {name: todo-state}\nspec: {type: state.in-memory, version: v1}\n";

@@ -1,4 +1,7 @@
-//! Conformance: health, metadata and the API token (Dapr reference 3.1, 10, 11), plus the
+//! Conformance: health, metadata and the API token
+//! (<https://docs.dapr.io/reference/api/health_api/>,
+//! <https://docs.dapr.io/reference/api/metadata_api/>,
+//! <https://docs.dapr.io/operations/security/api-token/>), plus the
 //! daprd-compatible command line of the binary.
 //!
 //! The scenarios are in `support/scenarios_api.rs`; `conformance_redis.rs` runs them on

@@ -1,4 +1,7 @@
-//! Conformance: subscribing and delivery (Dapr reference 3.1-3.6, 11 for the app token).
+//! Conformance: subscribing and delivery, as the Dapr docs describe them:
+//! <https://docs.dapr.io/reference/api/pubsub_api/>,
+//! <https://docs.dapr.io/developing-applications/building-blocks/pubsub/pubsub-deadletter/>, and
+//! for the app token <https://docs.dapr.io/operations/security/app-api-token/>.
 //!
 //! The scenarios are in `support/scenarios_delivery.rs`; `conformance_redis.rs` runs them on
 //! Redis components.

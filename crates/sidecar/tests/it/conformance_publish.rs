@@ -1,7 +1,9 @@
-//! Conformance: the publish API and the CloudEvent the broker carries (Dapr reference 2.1-2.5).
+//! Conformance: the publish API (<https://docs.dapr.io/reference/api/pubsub_api/>) and the
+//! CloudEvent the broker carries (`NewCloudEvent` in daprd's `pkg/runtime/pubsub/cloudevents.go`).
 //!
 //! The sidecar runs as a real process; what the broker holds is observed the way an app observes
-//! it: the body of the delivery (daprd delivers the stored bytes unchanged, 3.4).
+//! it: the body of the delivery (daprd delivers the stored bytes unchanged: `Deliver` in
+//! `pkg/runtime/subscription/postman/http/http.go`).
 //!
 //! The scenarios are in `support/scenarios_publish.rs`; `conformance_redis.rs` runs them on
 //! Redis components.

@@ -1,4 +1,6 @@
-//! Conformance: the state API status matrix with Redis semantics (Dapr reference 4.2-4.8).
+//! Conformance: the state API status matrix with Redis semantics: the state handlers of daprd's
+//! `pkg/api/http/http.go` over components-contrib's `state/redis/redis.go`, documented at
+//! <https://docs.dapr.io/reference/api/state_api/>.
 //!
 //! The scenarios are in `support/scenarios_state.rs`; `conformance_redis.rs` runs them on
 //! Redis components.

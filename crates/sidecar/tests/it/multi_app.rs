@@ -275,7 +275,8 @@ apps:
 }
 
 /// Sidecar-only apps (no `command`) share one runtime: state keys are per app unless the store
-/// says `keyPrefix: none` (reference 4.1), and one app can invoke another.
+/// says `keyPrefix: none`, and one app can invoke another. Key prefixes:
+/// <https://docs.dapr.io/developing-applications/building-blocks/state-management/howto-share-state/>
 #[tokio::test]
 async fn shared_runtime_key_prefixing_and_service_invocation() {
     let ws = workspace(&["a", "b"]);
@@ -362,7 +363,9 @@ apps:
 
 #[tokio::test]
 async fn app_resources_directory_wins_over_common() {
-    // apps/b/.dapr/resources defines only a state store, so app b has no pub/sub (reference 13).
+    // apps/b/.dapr/resources defines only a state store, so app b has no pub/sub: an app's own
+    // resources directory wins over `common`'s, as `dapr run -f` resolves them
+    // (https://docs.dapr.io/developing-applications/local-development/multi-app-dapr-run/multi-app-template/).
     let ws = workspace(&["a", "b/.dapr/resources"]);
     std::fs::write(
         ws.path().join("apps/b/.dapr/resources/state.yaml"),

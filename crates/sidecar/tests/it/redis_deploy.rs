@@ -36,7 +36,7 @@ async fn deploy_local_redis_components_work() {
             "{expected} in {copied:?}"
         );
     }
-    let cluster = sidecar::testing::Cluster::from_resources(&[dir.path()])
+    let cluster = sidecar_testing::Cluster::from_resources(&[dir.path()])
         .await
         .unwrap();
     let caps = cluster.runtime().capabilities("todo-state");
@@ -75,7 +75,7 @@ async fn deploy_local_redis_components_work() {
 
 #[tokio::test]
 async fn deploy_local_in_memory_components_load() {
-    let cluster = sidecar::testing::Cluster::from_resources(&[deploy_dir("in-memory")])
+    let cluster = sidecar_testing::Cluster::from_resources(&[deploy_dir("in-memory")])
         .await
         .unwrap();
     assert!(cluster.runtime().state_component("todo-state").is_some());

@@ -51,7 +51,7 @@ async fn secret_key_ref_resolves_the_redis_password() {
     let server = RedisServer::start_with_password(Some(PASSWORD));
     let dir = tempfile::tempdir().unwrap();
     resources(dir.path(), &server);
-    let cluster = sidecar::testing::Cluster::from_resources(&[dir.path()])
+    let cluster = sidecar_testing::Cluster::from_resources(&[dir.path()])
         .await
         .unwrap();
     let sc = cluster.sidecar("task-api").start().await.unwrap();
@@ -79,7 +79,7 @@ async fn a_wrong_or_missing_secret_fails_the_load_naming_file_and_field() {
         "a-state.yaml",
         &state.replace("name: \"redis:password\"", "name: nope"),
     );
-    let err = sidecar::testing::Cluster::from_resources(&[dir.path()])
+    let err = sidecar_testing::Cluster::from_resources(&[dir.path()])
         .await
         .unwrap_err()
         .to_string();
@@ -96,7 +96,7 @@ async fn a_wrong_or_missing_secret_fails_the_load_naming_file_and_field() {
         "a-state.yaml",
         &state.replace("secretStore: local-secrets", "secretStore: vault"),
     );
-    let err = sidecar::testing::Cluster::from_resources(&[dir.path()])
+    let err = sidecar_testing::Cluster::from_resources(&[dir.path()])
         .await
         .unwrap_err()
         .to_string();
@@ -111,7 +111,7 @@ async fn a_wrong_or_missing_secret_fails_the_load_naming_file_and_field() {
         "a-state.yaml",
         &state.replace("\"redis:password\"", "plain"),
     );
-    let err = sidecar::testing::Cluster::from_resources(&[dir.path()])
+    let err = sidecar_testing::Cluster::from_resources(&[dir.path()])
         .await
         .unwrap_err()
         .to_string();
@@ -126,7 +126,7 @@ async fn secrets_api_statuses_and_bodies() {
     let server = RedisServer::start_with_password(Some(PASSWORD));
     let dir = tempfile::tempdir().unwrap();
     resources(dir.path(), &server);
-    let cluster = sidecar::testing::Cluster::from_resources(&[dir.path()])
+    let cluster = sidecar_testing::Cluster::from_resources(&[dir.path()])
         .await
         .unwrap();
     let base = cluster
@@ -172,7 +172,7 @@ async fn secrets_api_statuses_and_bodies() {
     cluster.shutdown().await;
 
     // Without any secret store: 500 ERR_SECRET_STORES_NOT_CONFIGURED.
-    let plain = sidecar::testing::Cluster::in_memory().await.unwrap();
+    let plain = sidecar_testing::Cluster::in_memory().await.unwrap();
     let base = plain
         .sidecar("task-api")
         .start()

@@ -15,7 +15,7 @@ struct Env {
     server: RedisServer,
     base: String,
     http: reqwest::Client,
-    cluster: sidecar::testing::Cluster,
+    cluster: sidecar_testing::Cluster,
     _dir: tempfile::TempDir,
 }
 
@@ -32,7 +32,7 @@ async fn env() -> Env {
         ),
     )
     .unwrap();
-    let cluster = sidecar::testing::Cluster::from_resources(&[dir.path()])
+    let cluster = sidecar_testing::Cluster::from_resources(&[dir.path()])
         .await
         .unwrap();
     let sc = cluster.sidecar("task-api").start().await.unwrap();
@@ -391,7 +391,7 @@ async fn unreachable_redis_fails_at_load_naming_the_file() {
         format!("apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: todo-state\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:{port}\n  - name: dialTimeout\n    value: 500ms\n"),
     )
     .unwrap();
-    let err = sidecar::testing::Cluster::from_resources(&[dir.path()])
+    let err = sidecar_testing::Cluster::from_resources(&[dir.path()])
         .await
         .unwrap_err()
         .to_string();
@@ -405,7 +405,7 @@ async fn unreachable_redis_fails_at_load_naming_the_file() {
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: todo-state\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: localhost\n  - name: redisDB\n    value: one\n",
     )
     .unwrap();
-    let err = sidecar::testing::Cluster::from_resources(&[dir.path()])
+    let err = sidecar_testing::Cluster::from_resources(&[dir.path()])
         .await
         .unwrap_err()
         .to_string();

@@ -71,7 +71,7 @@ fn concurrency(rng: &mut Rng) -> Value {
 async fn in_memory_and_redis_agree_on_state_semantics() {
     let server = RedisServer::start();
     let (redis_cluster, _dir) = support_redis::cluster(&server, &[]).await;
-    let memory_cluster = sidecar::testing::Cluster::in_memory().await.unwrap();
+    let memory_cluster = sidecar_testing::Cluster::in_memory().await.unwrap();
     let redis = redis_cluster
         .sidecar("task-api")
         .start()

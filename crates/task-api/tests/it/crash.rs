@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use sidecar::testing::Cluster;
+use sidecar_testing::Cluster;
 use support::{SECRET, free_port};
 
 fn start(port: u16, dapr: &str, crash: bool) -> Child {

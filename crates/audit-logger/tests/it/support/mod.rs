@@ -16,7 +16,7 @@ use events::{
     TaskCreated, TaskDeleted, TaskDueSoon, TaskSnapshot, TaskStatus, TaskUpdated,
 };
 use serde_json::Value;
-use sidecar::testing::{Cluster, TestSidecar};
+use sidecar_testing::{Cluster, TestSidecar};
 use tokio::net::TcpListener;
 use uuid::Uuid;
 

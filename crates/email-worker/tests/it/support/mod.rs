@@ -11,7 +11,7 @@ use chrono::{TimeZone, Utc};
 use dapr_http::DaprSettings;
 use email_worker::{Application, Settings, WorkerSettings};
 use events::{Envelope, Priority, TaskCreated, TaskDueSoon, TaskSnapshot, TaskStatus};
-use sidecar::testing::{Cluster, TestSidecar};
+use sidecar_testing::{Cluster, TestSidecar};
 pub use smtp_sink::SmtpSink;
 use uuid::Uuid;
 

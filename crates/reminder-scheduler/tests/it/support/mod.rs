@@ -16,7 +16,7 @@ use events::{
     TaskStatus, TaskUpdated,
 };
 use reminder_scheduler::{Application, Handle, ManualClock, Settings};
-use sidecar::testing::{Cluster, TestSidecar};
+use sidecar_testing::{Cluster, TestSidecar};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use uuid::Uuid;

@@ -32,7 +32,9 @@ fn count(all: &[Received], path: &str, case: &str) -> usize {
         .count()
 }
 
-/// The table of reference 3.5, under an inbound retry policy of 2 retries with a dead-letter topic.
+/// How daprd reads the app's answer to a delivery (`Deliver` in
+/// `pkg/runtime/subscription/postman/http/http.go`), under an inbound retry policy of 2 retries
+/// with a dead-letter topic.
 pub async fn response_interpretation_table(backend: &Backend) {
     let subs = json!([
         {"pubsubname": PUBSUB, "topic": "outcomes", "route": "/outcomes", "deadLetterTopic": "outcomes-dlq"},
@@ -190,7 +192,8 @@ pub async fn subscribe_is_retried_after_transport_errors_until_200(backend: &Bac
 }
 
 /// Only 200 is parsed: any other status is logged and gives no programmatic subscriptions
-/// (reference 3.1); a status is an answer, so it is not retried.
+/// (`GetSubscriptionsHTTP` in daprd's `pkg/runtime/pubsub/subscriptions.go`); a status is an
+/// answer, so it is not retried.
 pub async fn a_non_200_subscribe_answer_gives_no_subscriptions(backend: &Backend) {
     let (app, sc, _dir) = slow_subscriber(
         backend,
@@ -287,7 +290,8 @@ pub async fn app_token_is_sent_on_subscribe_and_deliveries(backend: &Backend) {
     );
 }
 
-/// DROP is acked whether or not a dead-letter topic is set (reference 3.5); only retriable
+/// DROP is acked whether or not a dead-letter topic is set (daprd's subscription handler in
+/// `pkg/runtime/subscription/subscription.go`); only retriable
 /// failures go back to the component for redelivery.
 pub async fn drop_without_a_dead_letter_topic_is_acked_not_redelivered(backend: &Backend) {
     let subs = json!([sub("drops", "/drops"), sub("retries", "/retries")]);
@@ -310,7 +314,8 @@ pub async fn drop_without_a_dead_letter_topic_is_acked_not_redelivered(backend: 
 }
 
 /// No matching rule (and no default route): the event is dropped, to the dead-letter topic when
-/// there is one (reference 3.6 step 1). An empty `match` matches everything.
+/// there is one, before anything is sent to the app (daprd's subscription handler in
+/// `pkg/runtime/subscription/subscription.go`). An empty `match` matches everything.
 pub async fn an_event_matching_no_rule_is_dead_lettered(backend: &Backend) {
     let subs = json!([
         {"pubsubname": PUBSUB, "topic": "picky", "deadLetterTopic": "picky-dlq",

@@ -275,7 +275,8 @@ pub async fn ttl_sets_expiration_and_expired_events_are_dead_lettered_not_delive
 ) {
     // The dead-letter copy keeps the original bytes, `expiration` included, so a normal
     // subscription to the DLQ topic would drop it as expired too. A raw-payload subscription
-    // (reference 3.8) wraps the bytes in a fresh CloudEvent, which makes the copy observable.
+    // (components-contrib's `FromRawPayload`) wraps the bytes in a fresh CloudEvent, which makes
+    // the copy observable.
     let subs = json!([
         {"pubsubname": PUBSUB, "topic": TOPIC, "route": "/orders", "deadLetterTopic": "orders-dlq"},
         {"pubsubname": PUBSUB, "topic": "orders-dlq", "route": "/dlq", "metadata": {"rawPayload": "true"}},

@@ -32,10 +32,10 @@ pub fn write_components(dir: &Path, server: &RedisServer, pubsub_meta: &[(&str, 
 pub async fn cluster(
     server: &RedisServer,
     pubsub_meta: &[(&str, &str)],
-) -> (sidecar::testing::Cluster, tempfile::TempDir) {
+) -> (sidecar_testing::Cluster, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     write_components(dir.path(), server, pubsub_meta);
-    let cluster = sidecar::testing::Cluster::from_resources(&[dir.path()])
+    let cluster = sidecar_testing::Cluster::from_resources(&[dir.path()])
         .await
         .unwrap();
     (cluster, dir)

@@ -8,7 +8,7 @@ use std::time::Duration;
 use dapr_http::DaprSettings;
 use serde_json::{Value, json};
 use service_kit::LayeredSettings as _;
-use sidecar::testing::{Cluster, TestSidecar};
+use sidecar_testing::{Cluster, TestSidecar};
 use task_api::{Application, Settings};
 use uuid::Uuid;
 

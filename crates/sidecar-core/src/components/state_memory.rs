@@ -1,0 +1,357 @@
+//! `state.in-memory`, with the ETag, first-write and TTL semantics of `state.redis`.
+//!
+//! Production uses Redis, so the local store copies Redis rather than Dapr's own in-memory store:
+//! * ETags are decimal integer strings, `"1"` on the first write and +1 per write.
+//! * A write happens when the key is absent, when the given etag equals the stored version, or when
+//!   no etag is given (`"0"`) and the key has never been written with `first-write`.
+//!   So a save **with** an etag on an absent key creates it.
+//! * A non-integer etag on save is `EtagInvalid` (surrounding spaces are ignored, negative numbers
+//!   are integers that match nothing); delete compares strings and never parses.
+//! * Delete succeeds on an absent key whatever the etag, and etag `"0"` means "no etag".
+//! * TTL: `> 0` expires, `<= 0` persists, no TTL leaves an earlier expiry in force. Expired keys
+//!   read as absent.
+//! * Transactions apply every operation and report the first failure, without rollback (Redis
+//!   `MULTI`/`EXEC` semantics), except that a non-integer etag anywhere rejects the whole
+//!   transaction before anything is applied (daprd checks etags while building the `MULTI`).
+//!   Upserts in a transaction never set the first-write marker (daprd's transactional upsert
+//!   does not pass it to the script).
+
+use super::{DeleteRequest, SetRequest, StateError, StateItem, StateStore, TransactionOp};
+use crate::resources::{ComponentSpec, ResourceError};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+struct Entry {
+    data: Bytes,
+    version: u64,
+    first_write: bool,
+    expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|t| t > now)
+    }
+}
+
+/// In-memory state store with Redis semantics.
+#[derive(Debug, Default)]
+pub struct InMemoryStateStore {
+    entries: Mutex<HashMap<String, Entry>>,
+    /// Component-level `ttlInSeconds`, used when a request carries none.
+    default_ttl: Option<i64>,
+}
+
+impl InMemoryStateStore {
+    pub fn new(default_ttl: Option<i64>) -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+            default_ttl,
+        }
+    }
+
+    /// The store of component `spec`, with its `ttlInSeconds` metadata as the default TTL.
+    pub fn from_spec(spec: &ComponentSpec) -> Result<Self, ResourceError> {
+        let ttl = match spec.meta("ttlInSeconds") {
+            None | Some("") => None,
+            Some(v) => Some(v.parse::<i64>().map_err(|e| ResourceError::Field {
+                file: spec.source.clone(),
+                kind: "Component".into(),
+                name: spec.name.clone(),
+                field: "spec.metadata.ttlInSeconds".into(),
+                message: e.to_string(),
+            })?),
+        };
+        Ok(Self::new(ttl))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        // A poisoned lock only means another request panicked mid-update; the map is still usable.
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The version a save expects: 0 for none (no etag, or last-write), else the etag.
+    fn expected_version(req: &SetRequest) -> Result<i64, StateError> {
+        match (&req.etag, req.concurrency) {
+            (_, super::Concurrency::LastWrite) | (None, _) => Ok(0),
+            (Some(etag), _) => etag
+                .trim()
+                .parse::<i64>()
+                .map_err(|e| StateError::EtagInvalid(format!("{etag}: {e}"))),
+        }
+    }
+
+    /// `mark_first_write`: whether a first-write save leaves the marker (not in transactions).
+    fn apply_set(
+        map: &mut HashMap<String, Entry>,
+        req: &SetRequest,
+        default_ttl: Option<i64>,
+        now: Instant,
+        mark_first_write: bool,
+    ) -> Result<(), StateError> {
+        let expected = Self::expected_version(req)?;
+        let current = map.get(&req.key).filter(|e| e.live(now));
+        let allowed = match current {
+            None => true,
+            Some(e) => {
+                i64::try_from(e.version) == Ok(expected) || (expected == 0 && !e.first_write)
+            }
+        };
+        if !allowed {
+            let msg = format!("failed to set key {}", req.key);
+            return Err(if req.etag.is_some() {
+                StateError::EtagMismatch(msg)
+            } else {
+                StateError::Store(msg)
+            });
+        }
+        let previous = current.cloned();
+        let first_write = (mark_first_write && req.concurrency == super::Concurrency::FirstWrite)
+            || previous.as_ref().is_some_and(|e| e.first_write);
+        let ttl = req.ttl_seconds.or(default_ttl);
+        let expires_at = match ttl {
+            // A TTL too large to represent never expires.
+            Some(n) if n > 0 => now.checked_add(Duration::from_secs(n.unsigned_abs())),
+            Some(_) => None,
+            None => previous.as_ref().and_then(|e| e.expires_at),
+        };
+        map.insert(
+            req.key.clone(),
+            Entry {
+                data: req.value.clone(),
+                version: previous.map_or(1, |e| e.version + 1),
+                first_write,
+                expires_at,
+            },
+        );
+        Ok(())
+    }
+
+    fn apply_delete(
+        map: &mut HashMap<String, Entry>,
+        req: &DeleteRequest,
+        now: Instant,
+    ) -> Result<(), StateError> {
+        let Some(current) = map.get(&req.key).filter(|e| e.live(now)) else {
+            map.remove(&req.key);
+            return Ok(());
+        };
+        let matches = match req.etag.as_deref() {
+            None | Some("0") => true,
+            Some(etag) => etag == current.version.to_string(),
+        };
+        if !matches {
+            return Err(StateError::EtagMismatch(format!(
+                "failed to delete {}",
+                req.key
+            )));
+        }
+        map.remove(&req.key);
+        Ok(())
+    }
+}
+
+impl StateStore for InMemoryStateStore {
+    fn features(&self) -> Vec<String> {
+        ["ETAG", "TRANSACTIONAL", "TTL"].map(String::from).to_vec()
+    }
+
+    fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<StateItem>, StateError>> {
+        let now = Instant::now();
+        let item = self
+            .lock()
+            .get(key)
+            .filter(|e| e.live(now))
+            .map(|e| StateItem {
+                data: e.data.clone(),
+                etag: Some(e.version.to_string()),
+                metadata: BTreeMap::new(),
+            });
+        Box::pin(async move { Ok(item) })
+    }
+
+    fn set(&self, req: SetRequest) -> BoxFuture<'_, Result<(), StateError>> {
+        let result = Self::apply_set(
+            &mut self.lock(),
+            &req,
+            self.default_ttl,
+            Instant::now(),
+            true,
+        );
+        Box::pin(async move { result })
+    }
+
+    fn delete(&self, req: DeleteRequest) -> BoxFuture<'_, Result<(), StateError>> {
+        let result = Self::apply_delete(&mut self.lock(), &req, Instant::now());
+        Box::pin(async move { result })
+    }
+
+    fn transact(&self, ops: Vec<TransactionOp>) -> BoxFuture<'_, Result<(), StateError>> {
+        // Etags are checked while the MULTI is built: one bad etag and nothing is sent.
+        for op in &ops {
+            if let TransactionOp::Set(req) = op
+                && let Err(e) = Self::expected_version(req)
+            {
+                return Box::pin(async move { Err(e) });
+            }
+        }
+        let now = Instant::now();
+        let mut map = self.lock();
+        let mut first_error = None;
+        for op in &ops {
+            let r = match op {
+                TransactionOp::Set(req) => {
+                    Self::apply_set(&mut map, req, self.default_ttl, now, false)
+                }
+                TransactionOp::Delete(req) => Self::apply_delete(&mut map, req, now),
+            };
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
+            }
+        }
+        drop(map);
+        Box::pin(async move { first_error.map_or(Ok(()), Err) })
+    }
+
+    fn keys(&self) -> BoxFuture<'_, Result<Vec<String>, StateError>> {
+        let now = Instant::now();
+        let mut keys: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.live(now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.sort();
+        Box::pin(async move { Ok(keys) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::components::Concurrency;
+
+    fn set(key: &str, etag: Option<&str>, c: Concurrency, ttl: Option<i64>) -> SetRequest {
+        SetRequest {
+            key: key.into(),
+            value: Bytes::from_static(b"1"),
+            etag: etag.map(String::from),
+            concurrency: c,
+            ttl_seconds: ttl,
+        }
+    }
+
+    #[tokio::test]
+    async fn last_write_ignores_the_etag_and_huge_ttls_never_expire() {
+        let s = InMemoryStateStore::new(None);
+        s.set(set("k", None, Concurrency::Unspecified, Some(i64::MAX)))
+            .await
+            .unwrap();
+        assert!(s.get("k").await.unwrap().is_some());
+        s.set(set("k", Some("77"), Concurrency::LastWrite, None))
+            .await
+            .unwrap();
+        assert_eq!(
+            s.get("k").await.unwrap().unwrap().etag.as_deref(),
+            Some("2")
+        );
+    }
+
+    #[tokio::test]
+    async fn transactions_apply_the_other_operations_and_report_the_failure() {
+        let s = InMemoryStateStore::new(None);
+        let ops = vec![
+            TransactionOp::Set(set("a", None, Concurrency::Unspecified, None)),
+            TransactionOp::Set(set("b", Some("5"), Concurrency::Unspecified, None)),
+            TransactionOp::Set(set("b", None, Concurrency::Unspecified, None)),
+        ];
+        s.set(set("b", None, Concurrency::Unspecified, None))
+            .await
+            .unwrap();
+        let err = s.transact(ops).await.unwrap_err();
+        assert!(matches!(err, StateError::EtagMismatch(_)), "{err:?}");
+        assert!(
+            s.get("a").await.unwrap().is_some(),
+            "no rollback, like Redis"
+        );
+        assert_eq!(
+            s.get("b").await.unwrap().unwrap().etag.as_deref(),
+            Some("2"),
+            "the operation after the failed one applied too"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_non_integer_etag_rejects_the_whole_transaction() {
+        let s = InMemoryStateStore::new(None);
+        let ops = vec![
+            TransactionOp::Set(set("a", None, Concurrency::Unspecified, None)),
+            TransactionOp::Set(set("b", Some("x"), Concurrency::Unspecified, None)),
+        ];
+        let err = s.transact(ops).await.unwrap_err();
+        assert!(matches!(err, StateError::EtagInvalid(_)));
+        assert!(s.keys().await.unwrap().is_empty(), "nothing applied");
+    }
+
+    #[tokio::test]
+    async fn transactional_first_write_leaves_no_marker_and_delete_etag_zero_means_none() {
+        let s = InMemoryStateStore::new(None);
+        let first_write = set("k", None, Concurrency::FirstWrite, None);
+        s.transact(vec![TransactionOp::Set(first_write)])
+            .await
+            .unwrap();
+        // Without the marker a save without etag may overwrite.
+        s.set(set("k", None, Concurrency::Unspecified, None))
+            .await
+            .unwrap();
+        // A plain first-write save does leave it.
+        s.set(set("m", None, Concurrency::FirstWrite, None))
+            .await
+            .unwrap();
+        assert!(
+            s.set(set("m", None, Concurrency::Unspecified, None))
+                .await
+                .is_err()
+        );
+        let delete = |etag: &str| DeleteRequest {
+            key: "k".into(),
+            etag: Some(etag.into()),
+            concurrency: Concurrency::Unspecified,
+        };
+        assert!(s.delete(delete("9")).await.is_err());
+        s.delete(delete("0")).await.unwrap();
+        assert!(s.get("k").await.unwrap().is_none());
+        s.set(set("n", None, Concurrency::Unspecified, None))
+            .await
+            .unwrap();
+        s.set(set("n", Some(" 1"), Concurrency::Unspecified, None))
+            .await
+            .unwrap();
+        assert!(matches!(
+            s.set(set("n", Some("-1"), Concurrency::Unspecified, None))
+                .await,
+            Err(StateError::EtagMismatch(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn component_ttl_applies_when_the_request_has_none_and_minus_one_persists() {
+        let s = InMemoryStateStore::new(Some(3600));
+        s.set(set("k", None, Concurrency::Unspecified, None))
+            .await
+            .unwrap();
+        assert!(s.lock()["k"].expires_at.is_some());
+        s.set(set("k", None, Concurrency::Unspecified, Some(-1)))
+            .await
+            .unwrap();
+        let map = s.lock();
+        assert!(map["k"].expires_at.is_none());
+    }
+}

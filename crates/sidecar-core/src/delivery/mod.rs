@@ -1,0 +1,83 @@
+//! Delivery of messages to the app: one broker subscription per subscription of the app
+//! (`subscribe`), whose handler decodes, routes and POSTs each message (the `deliver` module),
+//! reads the app's answer ([`outcome`]) and retries under the inbound resiliency policy
+//! ([`retry`]).
+
+mod deliver;
+pub mod outcome;
+pub mod retry;
+
+use crate::components::SubscribeRequest;
+use crate::sidecar::SidecarState;
+use crate::subscriptions::{ActiveSubscription, SubscriptionDef, routes};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Delivery workers per pub/sub and app when the component sets no `concurrency` (Redis default).
+pub const DEFAULT_CONCURRENCY: usize = 10;
+
+/// Registers `def` with its broker; the semaphore of its pub/sub (in `semaphores`) bounds the
+/// deliveries in flight to the app. `None` when the subscription is refused or fails.
+pub(crate) async fn subscribe(
+    state: &Arc<SidecarState>,
+    def: SubscriptionDef,
+    semaphores: &mut HashMap<String, Arc<tokio::sync::Semaphore>>,
+) -> Option<ActiveSubscription> {
+    let app_id = state.app_id();
+    let Some(pubsub) = state.runtime.pubsub(app_id, &def.pubsubname).cloned() else {
+        tracing::warn!(%app_id, pubsub = %def.pubsubname, topic = %def.topic, "subscription to an unknown pub/sub ignored");
+        return None;
+    };
+    if !pubsub.scopes.may_subscribe(app_id, &def.topic) {
+        tracing::warn!(%app_id, pubsub = %def.pubsubname, topic = %def.topic, "subscription refused by allowedTopics/subscriptionScopes");
+        return None;
+    }
+    for rule in &def.rules {
+        if let Err(e) = routes::validate(&rule.match_expr) {
+            tracing::warn!(%app_id, topic = %def.topic, error = %e, "route rule does not compile; matching it will fail deliveries");
+        }
+    }
+    let concurrency = pubsub
+        .spec
+        .meta("concurrency")
+        .and_then(|c| c.parse::<usize>().ok())
+        .filter(|c| *c > 0)
+        .unwrap_or(DEFAULT_CONCURRENCY);
+    let group = pubsub
+        .spec
+        .meta("consumerID")
+        .filter(|c| !c.is_empty())
+        .map(|c| crate::metadata::resolve_template(c, app_id))
+        .unwrap_or_else(|| app_id.to_string());
+    let semaphore = semaphores
+        .entry(def.pubsubname.clone())
+        .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(concurrency)))
+        .clone();
+    let policy = retry::inbound_policy(
+        &state.runtime.resources().resiliencies,
+        app_id,
+        &def.pubsubname,
+    );
+    let handler = deliver::handler(
+        state.clone(),
+        pubsub.clone(),
+        def.clone(),
+        policy,
+        semaphore,
+    );
+    let request = SubscribeRequest {
+        topic: def.topic.clone(),
+        consumer_group: group.clone(),
+        concurrency,
+    };
+    match pubsub.broker.subscribe(request, handler).await {
+        Ok(handle) => {
+            tracing::debug!(%app_id, pubsub = %def.pubsubname, topic = %def.topic, %group, kind = ?def.kind, "subscribed");
+            Some(ActiveSubscription::new(def, handle))
+        }
+        Err(e) => {
+            tracing::error!(%app_id, pubsub = %def.pubsubname, topic = %def.topic, error = %e, "subscribe failed");
+            None
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The local Dapr-API-compatible sidecar as a library: everything one sidecar does between its
+//! resource files and its app. Command lines, run files and processes are the `sidecar` crate's
+//! job, Redis is `sidecar-redis`'s, and the test harness is `sidecar-testing`.
+//!
+//! It stands in for `daprd` in development and tests: it loads Dapr component, subscription and
+//! resiliency YAML, hosts in-memory state and pub/sub components shared by every sidecar of one
+//! [`Runtime`] (so a multi-app run behaves like several apps on one broker), serves the Dapr HTTP
+//! API with daprd's statuses and bodies, and delivers CloudEvents to the app exactly the way daprd
+//! does (programmatic and declarative subscriptions, CEL routing, response interpretation,
+//! resiliency retries, dead letters).
+//!
+//! Entry points: [`load_resources`], [`Runtime::new`] with a component [`Registry`] (the
+//! built-ins plus whatever other crates register), and [`start_sidecar`].
+//!
+//! # Layers
+//!
+//! A module uses only modules of its own layer listed before it, or of earlier layers:
+//!
+//! 1. [`go`] (Go-compatible parsing), [`scopes`] (topic access rules);
+//! 2. [`resources`] (resource files), [`metadata`] (request metadata, state keys),
+//!    [`cloudevent`] (envelopes);
+//! 3. [`components`]: component traits, the built-in components and the [`Registry`];
+//! 4. [`secretstores`] (`secretKeyRef` resolution), [`runtime`] (components of a run, app
+//!    channels);
+//! 5. [`options`], [`subscriptions`], [`sidecar`] (the state one sidecar shares);
+//! 6. [`tokens`], [`app_health`], [`api`], [`invoke`], [`delivery`]: what a running sidecar does;
+//! 7. `lifecycle` (start and stop sequences) and [`server`] (binding, routing, handles).
+//!
+//! # Behaviour worth knowing
+//!
+//! * `state.in-memory` copies `state.redis` (production's store), not Dapr's own in-memory store:
+//!   integer ETags, save-with-etag on an absent key creates it, the first-write marker, delete of
+//!   an absent key always succeeds, TTL kept when a later write gives none, transactions without
+//!   rollback.
+//! * Delivery follows daprd: without a resiliency policy daprd itself does not retry, so a failed
+//!   delivery goes straight to the dead-letter topic when there is one. Otherwise it goes back to
+//!   the broker, and `pubsub.in-memory` redelivers it after 100 ms, doubling up to 5 s, until it
+//!   succeeds or the run stops (there is no broker process to reclaim it, unlike Redis'
+//!   `processingTimeout`). Inbound retry policies come from Resiliency YAML
+//!   (`targets.components.<pubsub>.inbound`, or the `Default*RetryPolicy` names), as do
+//!   per-attempt inbound timeouts.
+//! * `pubsub.in-memory` consumer groups: group = app id (or the `consumerID` metadata, with
+//!   `{appID}`/`{uuid}`/`{namespace}` resolved per sidecar). Different groups fan out; sidecars of
+//!   one group compete. A new group does not see earlier messages; there is no ordering.
+//! * A sidecar reports ready on `/v1.0/healthz` only after the app port accepts connections and
+//!   its subscriptions are registered, so nothing is delivered before routes are known.
+//! * App health checks (`--enable-app-health-check`, run-file `enableAppHealthCheck`) as daprd:
+//!   the app is unhealthy until its first successful probe and after `threshold` failed ones in
+//!   a row; meanwhile messages wait undelivered and invocations of it fail with
+//!   `ERR_DIRECT_INVOKE` (see [`app_health`]).
+//! * Not implemented: bulk subscribe, outbound (publish/state) resiliency, the outbox, actors,
+//!   gRPC.
+
+pub mod api;
+pub mod app_health;
+pub mod cloudevent;
+pub mod components;
+pub mod delivery;
+pub mod go;
+pub mod invoke;
+mod lifecycle;
+pub mod metadata;
+pub mod options;
+pub mod resources;
+pub mod runtime;
+pub mod scopes;
+pub mod secretstores;
+pub mod server;
+pub mod sidecar;
+pub mod subscriptions;
+pub mod tokens;
+
+pub use components::Registry;
+pub use options::SidecarOptions;
+pub use resources::{ResourceError, Resources, load_resources};
+pub use runtime::Runtime;
+pub use server::{SidecarHandle, StartError, start_sidecar};
+
+/// Runtime version reported by `GET /v1.0/metadata` (the daprd line this sidecar follows).
+pub const RUNTIME_VERSION: &str = "1.16.19-local";
