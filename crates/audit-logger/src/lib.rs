@@ -31,4 +31,4 @@ pub mod verify;
 
 pub use error::Error;
 pub use settings::Settings;
-pub use startup::{Application, app};
+pub use startup::{Application, Overrides, app};

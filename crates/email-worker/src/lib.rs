@@ -27,5 +27,5 @@ pub mod templates;
 pub mod worker;
 
 pub use error::Error;
-pub use settings::{Settings, WorkerSettings};
+pub use settings::Settings;
 pub use startup::Application;

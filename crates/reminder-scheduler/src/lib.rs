@@ -27,4 +27,4 @@ pub mod tracked;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
 pub use settings::Settings;
-pub use startup::{Application, Handle, app};
+pub use startup::{Application, Handle, Overrides, app};

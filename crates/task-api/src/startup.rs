@@ -1,18 +1,16 @@
 //! Building the router and running the service: the HTTP server, the outbox relay and the
-//! outbox cleaner, all stopped together on SIGTERM/Ctrl-C.
+//! outbox cleaner, all stopped together by one `service_kit::Shutdown`.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::StatusCode;
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use dapr_http::{DaprClient, DaprSettings};
+use dapr_http::DaprClient;
+use service_kit::{CommonSettings, Service, Shutdown};
 use tokio::net::TcpListener;
-use tower_http::trace::TraceLayer;
 
 use crate::auth::Authenticator;
 use crate::context::correlate;
@@ -22,7 +20,7 @@ use crate::routes::{self, AppState};
 use crate::settings::Settings;
 use crate::tasks::TaskService;
 
-/// Why the service could not start.
+/// Why the service could not start, or stopped serving.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -31,15 +29,16 @@ pub enum StartError {
     Dapr(#[from] dapr_http::DaprError),
     #[error(transparent)]
     Telemetry(#[from] service_kit::TelemetryError),
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        address: String,
-        source: std::io::Error,
-    },
+    #[error("serving failed: {0}")]
+    Serve(#[source] std::io::Error),
 }
 
 /// The router with every route and layer.
-pub fn app(state: AppState, dapr: DaprClient, max_body_bytes: usize) -> Result<Router, StartError> {
+pub fn app(
+    state: AppState,
+    dapr: DaprClient,
+    common: &CommonSettings,
+) -> Result<Router, StartError> {
     let api = Router::new()
         .route(
             "/api/tasks",
@@ -57,34 +56,10 @@ pub fn app(state: AppState, dapr: DaprClient, max_body_bytes: usize) -> Result<R
             get(|| async { Json(crate::openapi::document()) }),
         )
         .with_state(state);
-    Ok(api
-        .merge(service_kit::health_routes(dapr))
-        .merge(service_kit::metrics_routes(prometheus()?))
-        .fallback(|| async { service_kit::Problem::not_found("no such route").into_response() })
-        .method_not_allowed_fallback(|| async {
-            service_kit::Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method-not-allowed",
-                "Method not allowed",
-            )
-            .into_response()
-        })
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(Extension(BodyLimit(max_body_bytes)))
+    Ok(service_kit::service_router(api, common, dapr)?
+        .layer(Extension(BodyLimit(common.max_body_size)))
         .layer(middleware::from_fn(record_metrics))
-        .layer(middleware::from_fn(correlate))
-        .layer(TraceLayer::new_for_http()))
-}
-
-/// `service_kit::prometheus` fails for the loser when two threads install the recorder at the
-/// same moment (several applications in one test process); serialising the first call avoids it.
-fn prometheus() -> Result<metrics_exporter_prometheus::PrometheusHandle, service_kit::TelemetryError>
-{
-    static FIRST_CALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = FIRST_CALL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    service_kit::prometheus()
+        .layer(middleware::from_fn(correlate)))
 }
 
 /// Request count and latency per route template (never per raw path: ids would explode the
@@ -107,7 +82,7 @@ async fn record_metrics(request: Request, next: Next) -> Response {
 /// How often published outbox entries that no transaction swept are removed.
 const CLEANUP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A built, bound, not yet running service.
+/// A built, not yet running service.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
@@ -116,15 +91,23 @@ pub struct Application {
     settings: Settings,
 }
 
-impl Application {
-    /// Builds everything and binds `bind_address:app_port` (port 0 picks a free port).
-    pub async fn build(settings: Settings, dapr: DaprSettings) -> Result<Self, StartError> {
+impl Service for Application {
+    type Settings = Settings;
+    type Error = StartError;
+    type Overrides = ();
+    type Handle = ();
+
+    async fn build_with(
+        settings: Settings,
+        listener: TcpListener,
+        (): (),
+    ) -> Result<Self, StartError> {
         let auth = Authenticator::from_settings(&settings)?;
-        let dapr = DaprClient::new(dapr)?;
+        let dapr = DaprClient::new(settings.common.dapr.clone())?;
         let outbox = Outbox::new(
             dapr.clone(),
-            settings.state_store_name.clone(),
-            settings.pubsub_name.clone(),
+            settings.common.state_store_name.clone(),
+            settings.common.pubsub_name.clone(),
             settings.outbox_shards,
         );
         if settings.task_api_fault_crash_after_commit {
@@ -134,18 +117,14 @@ impl Application {
         }
         let tasks = TaskService {
             dapr: dapr.clone(),
-            store: settings.state_store_name.clone(),
-            app_id: settings.app_id.clone(),
+            store: settings.common.state_store_name.clone(),
+            app_id: settings.common.app_id.clone(),
             outbox: outbox.clone(),
             retries: settings.conflict_retries,
             tombstone_ttl: settings.tombstone_ttl,
             crash_after_commit: settings.task_api_fault_crash_after_commit,
         };
-        let router = app(AppState { tasks, auth }, dapr, settings.max_body_bytes)?;
-        let address = format!("{}:{}", settings.bind_address, settings.app_port);
-        let listener = TcpListener::bind(&address)
-            .await
-            .map_err(|source| StartError::Bind { address, source })?;
+        let router = app(AppState { tasks, auth }, dapr, &settings.common)?;
         Ok(Self {
             listener,
             router,
@@ -154,25 +133,10 @@ impl Application {
         })
     }
 
-    /// The port actually bound.
-    pub fn port(&self) -> u16 {
-        self.listener.local_addr().map_or(0, |a| a.port())
-    }
+    fn handle(&self) {}
 
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.listener.local_addr().ok()
-    }
-
-    /// Serves until SIGTERM/Ctrl-C.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.run_until(service_kit::shutdown_signal()).await
-    }
-
-    /// Serves until `stop` resolves (tests pass their own signal).
-    pub async fn run_until(
-        self,
-        stop: impl std::future::Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
+    async fn run_until(self, shutdown: Shutdown) -> Result<(), StartError> {
+        // The outbox loops stop on a watch channel; it follows the shutdown once serving ends.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stop_rx_cleaner = stop_rx.clone();
         let relay = tokio::spawn(self.outbox.clone().run_relay(
@@ -185,16 +149,10 @@ impl Application {
                 .clone()
                 .run_cleaner(CLEANUP_INTERVAL, stop_rx_cleaner),
         );
-        tracing::info!(
-            port = self.listener.local_addr().map_or(0, |a| a.port()),
-            "task-api listening"
-        );
-        let served = axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(stop)
-            .await;
+        let served = service_kit::serve(self.listener, self.router, &shutdown).await;
         let _ = stop_tx.send(true);
         let _ = relay.await;
         let _ = cleaner.await;
-        served
+        served.map_err(StartError::Serve)
     }
 }
