@@ -10,6 +10,8 @@
 //!   `notification-failed`), listing and replay.
 //! * [`sink`]: one JSON line per entry on stdout for log shipping.
 //! * [`api`], [`auth`]: the admin query API behind `AUDIT_ADMIN_TOKEN`.
+//! * [`startup`]: the `service_kit::Service` of every service; where entries go besides the
+//!   store (stdout or nowhere) is an [`Overrides`] tests replace.
 
 pub mod api;
 pub mod append;

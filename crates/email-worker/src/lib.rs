@@ -11,7 +11,7 @@
 //! Modules: [`settings`] (configuration), [`templates`] and [`compose`] (the message),
 //! [`mailer`] and [`smtp_pool`] (the transport), [`ledger`] (one email per event), [`worker`]
 //! (one delivery, end to end), [`notify`] (announcements), [`subscriber`] (the subscription
-//! table), [`startup`].
+//! table), [`startup`] (the `service_kit::Service` of every service).
 
 pub mod compose;
 pub mod counters;

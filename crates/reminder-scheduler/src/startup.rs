@@ -13,6 +13,7 @@ use crate::buckets::Buckets;
 use crate::clock::{Clock, SystemClock};
 use crate::context::{AppState, Context};
 use crate::error::Error;
+use crate::handle::Handle;
 use crate::lease::Lease;
 use crate::policy::Policy;
 use crate::settings::Settings;
@@ -38,39 +39,6 @@ impl Default for Overrides {
         Self {
             clock: Arc::new(SystemClock),
         }
-    }
-}
-
-/// Lets a caller (tests, an embedding process) observe a running replica and nudge it.
-#[derive(Debug, Clone)]
-pub struct Handle {
-    ctx: Arc<Context>,
-}
-
-impl Handle {
-    /// Whether this replica currently holds the scanner lease.
-    pub fn holds_lease(&self) -> bool {
-        self.ctx.lease.is_held()
-    }
-
-    /// This replica's lease holder id.
-    pub fn replica_id(&self) -> &str {
-        self.ctx.lease.holder()
-    }
-
-    /// Scans completed by this replica so far; `changed()` fires after each one.
-    pub fn scans(&self) -> watch::Receiver<u64> {
-        self.ctx.scans.subscribe()
-    }
-
-    /// Asks for a scan now instead of at the next tick.
-    pub fn scan_now(&self) {
-        self.ctx.scan_now.notify_one();
-    }
-
-    /// Drops the lease locally without releasing it in the store, as a crashed replica would.
-    pub fn abandon_lease(&self) {
-        self.ctx.lease.abandon();
     }
 }
 
@@ -132,9 +100,7 @@ impl Service for Application {
     }
 
     fn handle(&self) -> Handle {
-        Handle {
-            ctx: Arc::clone(&self.ctx),
-        }
+        Handle::new(Arc::clone(&self.ctx))
     }
 
     /// Serves and runs the loops until `shutdown`, then releases the lease. Both run in this one

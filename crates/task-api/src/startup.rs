@@ -1,12 +1,8 @@
 //! Building the router and running the service: the HTTP server, the outbox relay and the
 //! outbox cleaner, all stopped together by one `service_kit::Shutdown`.
 
-use std::time::Instant;
-
-use axum::extract::{MatchedPath, Request};
-use axum::middleware::{self, Next};
-use axum::response::Response;
-use axum::routing::{get, post};
+use axum::middleware;
+use axum::routing::get;
 use axum::{Extension, Json, Router};
 use dapr_http::DaprClient;
 use service_kit::{CommonSettings, Service, Shutdown};
@@ -16,6 +12,7 @@ use crate::auth::Authenticator;
 use crate::context::correlate;
 use crate::json::BodyLimit;
 use crate::outbox::Outbox;
+use crate::request_metrics::record_metrics;
 use crate::routes::{self, AppState};
 use crate::settings::Settings;
 use crate::tasks::TaskService;
@@ -39,44 +36,14 @@ pub fn app(
     dapr: DaprClient,
     common: &CommonSettings,
 ) -> Result<Router, StartError> {
-    let api = Router::new()
-        .route(
-            "/api/tasks",
-            post(routes::create_task).get(routes::list_tasks),
-        )
-        .route(
-            "/api/tasks/{id}",
-            get(routes::get_task)
-                .patch(routes::update_task)
-                .delete(routes::delete_task),
-        )
-        .route("/api/tasks/{id}/complete", post(routes::complete_task))
-        .route(
-            "/openapi.json",
-            get(|| async { Json(crate::openapi::document()) }),
-        )
-        .with_state(state);
+    let api = routes::router(state).route(
+        "/openapi.json",
+        get(|| async { Json(crate::openapi::document()) }),
+    );
     Ok(service_kit::service_router(api, common, dapr)?
         .layer(Extension(BodyLimit(common.max_body_size)))
         .layer(middleware::from_fn(record_metrics))
         .layer(middleware::from_fn(correlate)))
-}
-
-/// Request count and latency per route template (never per raw path: ids would explode the
-/// number of series).
-async fn record_metrics(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("task_api_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
-    metrics::histogram!("task_api_http_request_duration_seconds", "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    response
 }
 
 /// How often published outbox entries that no transaction swept are removed.
@@ -135,24 +102,27 @@ impl Service for Application {
 
     fn handle(&self) {}
 
+    /// The server and the outbox loops run in this one task, so aborting it stops all of them
+    /// as a crash would.
     async fn run_until(self, shutdown: Shutdown) -> Result<(), StartError> {
         // The outbox loops stop on a watch channel; it follows the shutdown once serving ends.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stop_rx_cleaner = stop_rx.clone();
-        let relay = tokio::spawn(self.outbox.clone().run_relay(
+        let relay = self.outbox.clone().run_relay(
             self.settings.outbox_relay_interval,
             self.settings.outbox_grace_period,
             stop_rx,
-        ));
-        let cleaner = tokio::spawn(
-            self.outbox
-                .clone()
-                .run_cleaner(CLEANUP_INTERVAL, stop_rx_cleaner),
         );
-        let served = service_kit::serve(self.listener, self.router, &shutdown).await;
-        let _ = stop_tx.send(true);
-        let _ = relay.await;
-        let _ = cleaner.await;
+        let cleaner = self
+            .outbox
+            .clone()
+            .run_cleaner(CLEANUP_INTERVAL, stop_rx_cleaner);
+        let server = async {
+            let served = service_kit::serve(self.listener, self.router, &shutdown).await;
+            let _ = stop_tx.send(true);
+            served
+        };
+        let (served, (), ()) = tokio::join!(server, relay, cleaner);
         served.map_err(StartError::Serve)
     }
 }

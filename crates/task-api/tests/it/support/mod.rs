@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use reqwest::Response;
 use serde_json::{Value, json};
 use service_testing::{AppBuilder, eventually};
 pub use service_testing::{Cluster, TxnFault, free_port};
@@ -47,17 +48,11 @@ pub struct User {
 /// The calls the tests make on the API, and what they read of the published events.
 pub trait TaskApi {
     fn user(&self) -> User;
-    async fn create(&self, user: &User, body: Value) -> reqwest::Response;
+    async fn create(&self, user: &User, body: Value) -> Response;
     /// Creates a task and returns its JSON (asserting 201).
     async fn create_ok(&self, user: &User, title: &str) -> Value;
-    async fn get(&self, user: &User, path: &str) -> reqwest::Response;
-    async fn patch(
-        &self,
-        user: &User,
-        id: &str,
-        body: Value,
-        if_match: Option<&str>,
-    ) -> reqwest::Response;
+    async fn get(&self, user: &User, path: &str) -> Response;
+    async fn patch(&self, user: &User, id: &str, body: Value, etag: Option<&str>) -> Response;
     /// Published CloudEvents of `topic` whose task id is `task_id`.
     fn events_of(&self, topic: &str, task_id: &str) -> Vec<Value>;
     /// Waits until `n` events of `topic` for `task_id` were published.
@@ -74,7 +69,7 @@ impl TaskApi for TestApp {
         User { id, email, token }
     }
 
-    async fn create(&self, user: &User, body: Value) -> reqwest::Response {
+    async fn create(&self, user: &User, body: Value) -> Response {
         self.client
             .post(self.url("/api/tasks"))
             .bearer_auth(&user.token)
@@ -90,7 +85,7 @@ impl TaskApi for TestApp {
         response.json().await.unwrap()
     }
 
-    async fn get(&self, user: &User, path: &str) -> reqwest::Response {
+    async fn get(&self, user: &User, path: &str) -> Response {
         self.client
             .get(self.url(path))
             .bearer_auth(&user.token)
@@ -99,19 +94,13 @@ impl TaskApi for TestApp {
             .unwrap()
     }
 
-    async fn patch(
-        &self,
-        user: &User,
-        id: &str,
-        body: Value,
-        if_match: Option<&str>,
-    ) -> reqwest::Response {
+    async fn patch(&self, user: &User, id: &str, body: Value, etag: Option<&str>) -> Response {
         let mut request = self
             .client
             .patch(self.url(&format!("/api/tasks/{id}")))
             .bearer_auth(&user.token)
             .json(&body);
-        if let Some(etag) = if_match {
+        if let Some(etag) = etag {
             request = request.header("if-match", etag);
         }
         request.send().await.unwrap()
@@ -135,7 +124,7 @@ impl TaskApi for TestApp {
 }
 
 /// Asserts a problem+json response and returns its body.
-pub async fn problem(response: reqwest::Response, status: u16, slug: &str) -> Value {
+pub async fn problem(response: Response, status: u16, slug: &str) -> Value {
     assert_eq!(response.status(), status);
     assert_eq!(
         response.headers()["content-type"].to_str().unwrap(),
