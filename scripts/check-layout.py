@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CRATES = ROOT / "crates"
 MAX_SHARE = 0.25
 SERVICES = ["task-api", "email-worker", "reminder-scheduler", "audit-logger"]
-TEST_ONLY_CRATES = ["sidecar-testing"]
+TEST_ONLY_CRATES = ["sidecar-testing", "service-testing"]
 
 PATH_RE = re.compile(r"\b(crate|super|self)((?:::[A-Za-z_][A-Za-z0-9_]*)+)")
 LINE_COMMENT_RE = re.compile(r"//.*")

@@ -16,14 +16,12 @@ use std::time::{Duration, Instant};
 use audit_logger::context::AppState;
 use audit_logger::entry::EntryDraft;
 use audit_logger::record::record;
-use audit_logger::sink::NullSink;
 use audit_logger::{Application, Settings};
 use chrono::Utc;
 use dapr_http::{DaprClient, DaprSettings};
 use futures::StreamExt as _;
 use serde_json::{Value, json};
-use sidecar_testing::Cluster;
-use tokio::net::TcpListener;
+use service_testing::{Cluster, TestApp, spawn_app};
 use uuid::Uuid;
 
 const EVENTS: usize = 2_000;
@@ -39,33 +37,13 @@ fn envelope(task: Uuid, user: Uuid, version: u64) -> Value {
     })
 }
 
-async fn start() -> (Cluster, AppState) {
-    let cluster = Cluster::in_memory().await.unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .await
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let sidecar = cluster
-        .sidecar("audit-logger")
-        .app_port(Some(port))
-        .start()
-        .await
-        .unwrap();
-    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    let app = Application::build_with(
-        Settings::for_tests("bench-admin-token-0123456789"),
-        DaprSettings::with_endpoint(sidecar.http_endpoint()),
-        Arc::new(NullSink),
-        listener,
-    )
-    .unwrap();
-    let ctx = app.context();
-    tokio::spawn(app.run_until_stopped());
-    assert!(sidecar.wait_ready(Duration::from_secs(10)).await);
-    std::mem::forget(sidecar);
-    (cluster, ctx)
+/// The service with its sidecar, entries going nowhere but the store.
+async fn start() -> TestApp<Application> {
+    let settings: Settings = service_testing::settings(&[
+        ("AUDIT_ADMIN_TOKEN", "bench-admin-token-0123456789"),
+        ("AUDIT_STDOUT", "false"),
+    ]);
+    spawn_app(settings).await
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -153,7 +131,8 @@ async fn end_to_end(name: &str, cluster: &Cluster, ctx: &AppState, envelopes: Ve
 
 #[tokio::main]
 async fn main() {
-    let (cluster, ctx) = start().await;
+    let app = start().await;
+    let (cluster, ctx) = (app.cluster.clone(), app.handle.clone());
     let (task, user) = (Uuid::now_v7(), Uuid::now_v7());
     let hot: Vec<Value> = (0..EVENTS)
         .map(|i| envelope(task, user, i as u64 + 1))

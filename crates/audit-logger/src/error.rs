@@ -9,11 +9,6 @@ use service_kit::Problem;
 pub enum Error {
     #[error(transparent)]
     Settings(#[from] crate::settings::SettingsError),
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        address: String,
-        source: std::io::Error,
-    },
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
     #[error(transparent)]

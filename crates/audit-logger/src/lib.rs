@@ -11,6 +11,8 @@
 //!   `notification-failed`), listing and replay.
 //! * [`sink`]: one JSON line per entry on stdout for log shipping.
 //! * [`api`], [`auth`]: the admin query API behind `AUDIT_ADMIN_TOKEN`.
+//! * [`startup`]: the `service_kit::Service` of every service; where entries go besides the
+//!   store (stdout or nowhere) is an [`Overrides`] tests replace.
 
 pub mod api;
 pub mod append;
@@ -33,4 +35,4 @@ pub mod verify;
 
 pub use error::Error;
 pub use settings::Settings;
-pub use startup::{Application, app};
+pub use startup::{Application, Overrides, app};

@@ -1,47 +1,36 @@
 //! Settings: built-in defaults, then the optional `CONFIG_FILE`, then environment variables
-//! (the upper-cased key, e.g. `TRAIL_CHUNK_SIZE`). Every key is documented in the crate README.
+//! (the upper-cased key, e.g. `TRAIL_CHUNK_SIZE`). Every key is documented in the crate README;
+//! the keys every service shares are `service_kit::CommonSettings`, flattened in.
 
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
-use service_kit::LayeredSettings;
+use service_kit::{CommonSettings, LayeredSettings, ServiceSettings};
 
 /// Defaults, in TOML.
 pub const DEFAULTS_TOML: &str = r#"
 app_port = 8083
-app_host = "0.0.0.0"
 app_id = "audit-logger"
-pubsub_name = "todo-pubsub"
-state_store_name = "todo-state"
+max_body_size = 1048576
 trail_chunk_size = 100
 append_max_attempts = 64
 page_limit_default = 50
 page_limit_max = 500
 audit_stdout = true
-max_body_size = 1048576
 "#;
 
 /// The shortest admin token accepted: anything shorter is guessable.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
-/// The service's settings (the sidecar connection comes from `dapr_http::DaprSettings::from_env`).
+/// The service's settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
-    /// `APP_PORT`: the port deliveries, queries and probes arrive on (0 = any, for tests).
-    pub app_port: u16,
-    /// `APP_HOST`: the address to bind.
-    pub app_host: String,
-    /// `APP_ID`: this service's app id; names its own dead-letter topic.
-    pub app_id: String,
-    /// `PUBSUB_NAME`.
-    pub pubsub_name: String,
-    /// `STATE_STORE_NAME`.
-    pub state_store_name: String,
+    /// Listen address, app id (names its own dead-letter topic), components, tokens, body limit
+    /// and the sidecar's address.
+    #[serde(flatten)]
+    pub common: CommonSettings,
     /// `AUDIT_ADMIN_TOKEN`: bearer token required on every `/audit/*` request.
     #[serde(default)]
     pub audit_admin_token: Option<SecretString>,
-    /// `APP_API_TOKEN`: the token the sidecar must send on deliveries.
-    #[serde(default)]
-    pub app_api_token: Option<SecretString>,
     /// `TRAIL_CHUNK_SIZE`: entries per stored chunk of a trail (new chunks only).
     pub trail_chunk_size: usize,
     /// `APPEND_MAX_ATTEMPTS`: etag conflicts tolerated per append before the delivery is retried.
@@ -52,8 +41,6 @@ pub struct Settings {
     pub page_limit_max: usize,
     /// `AUDIT_STDOUT`: also write every entry as one JSON line to stdout.
     pub audit_stdout: bool,
-    /// `MAX_BODY_SIZE`: largest request body accepted, in bytes.
-    pub max_body_size: usize,
 }
 
 /// A setting has a value the service cannot work with.
@@ -65,24 +52,13 @@ pub enum SettingsError {
     Invalid(String),
 }
 
-impl Settings {
-    /// Settings for tests: port 0 on loopback, the given admin token, no stdout lines.
-    pub fn for_tests(admin_token: &str) -> Self {
-        Self {
-            app_port: 0,
-            app_host: "127.0.0.1".into(),
-            app_id: events::apps::AUDIT_LOGGER.into(),
-            pubsub_name: events::PUBSUB_NAME.into(),
-            state_store_name: events::STATE_STORE_NAME.into(),
-            audit_admin_token: Some(SecretString::from(admin_token.to_owned())),
-            app_api_token: None,
-            trail_chunk_size: 100,
-            append_max_attempts: 64,
-            page_limit_default: 50,
-            page_limit_max: 500,
-            audit_stdout: false,
-            max_body_size: 1024 * 1024,
-        }
+impl ServiceSettings for Settings {
+    fn common(&self) -> &CommonSettings {
+        &self.common
+    }
+
+    fn common_mut(&mut self) -> &mut CommonSettings {
+        &mut self.common
     }
 }
 
@@ -117,9 +93,6 @@ impl LayeredSettings for Settings {
                 self.page_limit_default, self.page_limit_max
             ));
         }
-        if self.app_id.trim().is_empty() {
-            return invalid("APP_ID must not be empty".into());
-        }
         Ok(())
     }
 }
@@ -143,7 +116,8 @@ mod tests {
             ("TRAIL_CHUNK_SIZE", "10"),
         ]))
         .unwrap();
-        assert_eq!(s.app_port, 8083);
+        assert_eq!(s.common.app_port, 8083);
+        assert_eq!(s.common.max_body_size, 1024 * 1024);
         assert_eq!(s.trail_chunk_size, 10);
         assert!(s.audit_stdout);
     }

@@ -5,8 +5,6 @@
 #[path = "it/support/mod.rs"]
 mod support;
 
-use std::time::Duration;
-
 use serde_json::Value;
 use support::*;
 
@@ -21,18 +19,18 @@ fn types(entries: &[Value]) -> Vec<String> {
 async fn the_same_event_published_twice_and_delivered_twice_is_recorded_once() {
     let app = spawn_app().await;
     let task_api = app.producer("task-api").await;
-    let mut life = TaskLife::new();
+    let mut life = TaskFixture::new();
     let path = format!("/audit/tasks/{}", life.id());
     app.cluster.faults().duplicate_deliveries(true);
     let created = life.created();
     publish(&task_api, &created).await;
     publish(&task_api, &created).await;
-    let updated = life.updated();
+    let updated = life.update();
     publish(&task_api, &updated).await;
     app.wait_for_entries(&path, 2).await;
     // A marker event published last: once it is in, every earlier delivery was handled (a
     // duplicate delivery follows its original synchronously).
-    let marker = life.completed();
+    let marker = life.complete();
     publish(&task_api, &marker).await;
     let entries = app.wait_for_entries(&path, 3).await;
     // Deliveries: created 2x2, updated 2, completed 2; all but one per event are duplicates,
@@ -51,29 +49,9 @@ async fn the_same_event_published_twice_and_delivered_twice_is_recorded_once() {
 
 /// Waits until the sum of a counter over all labels is at least `min`; returns the sum.
 async fn wait_for_metric(app: &TestApp, name: &str, min: f64) -> f64 {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let text = app
-            .http
-            .get(app.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let total: f64 = text
-            .lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        if total >= min {
-            return total;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name} stayed at {total}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    service_testing::eventually(format!("{name} to reach {min}"), || async {
+        let total = service_testing::counter(&app.metrics().await, name, &[]);
+        (total >= min).then_some(total)
+    })
+    .await
 }

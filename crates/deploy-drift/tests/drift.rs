@@ -22,26 +22,26 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 /// secrets a service refuses to start without).
 fn services() -> Vec<Service> {
     let task_api = task_api::Settings::load_from(env(&[("JWT_SECRET", JWT_SECRET)])).unwrap();
-    let email = email_worker::WorkerSettings::defaults().unwrap();
+    let email = email_worker::Settings::load_from(env(&[])).unwrap();
     let reminder = reminder_scheduler::Settings::load_from(env(&[])).unwrap();
     let audit =
         audit_logger::Settings::load_from(env(&[("AUDIT_ADMIN_TOKEN", ADMIN_TOKEN)])).unwrap();
     let services = vec![
         Service {
-            app_id: task_api.app_id,
-            app_port: task_api.app_port,
+            app_id: task_api.common.app_id,
+            app_port: task_api.common.app_port,
         },
         Service {
-            app_id: email.app_id,
-            app_port: email.app_port,
+            app_id: email.common.app_id,
+            app_port: email.common.app_port,
         },
         Service {
-            app_id: reminder.app_id,
-            app_port: reminder.app_port,
+            app_id: reminder.common.app_id,
+            app_port: reminder.common.app_port,
         },
         Service {
-            app_id: audit.app_id,
-            app_port: audit.app_port,
+            app_id: audit.common.app_id,
+            app_port: audit.common.app_port,
         },
     ];
     let ids: Vec<&str> = services.iter().map(|s| s.app_id.as_str()).collect();

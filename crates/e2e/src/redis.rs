@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::runfile::free_port;
+use service_testing::free_port;
 
 /// A running `redis-server`, killed on drop.
 #[derive(Debug)]
@@ -20,7 +20,7 @@ impl RedisServer {
     /// Starts `redis-server` with its working directory in `dir`; waits until it accepts
     /// connections.
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
-        let port = free_port()?;
+        let port = free_port();
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])

@@ -4,10 +4,10 @@
 //! the test fail when `dapr.yaml` itself stops working.
 
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use service_testing::free_port;
 use yaml_serde::{Mapping, Value};
 
 use crate::Binaries;
@@ -136,7 +136,7 @@ impl RunFile {
             // Per-app resources are relative to the app's original directory, the repository.
             absolutize_paths(app, &repo);
             app.insert("appDirPath".into(), dir_text.clone().into());
-            let (app_port, dapr_http_port) = (free_port()?, free_port()?);
+            let (app_port, dapr_http_port) = (free_port(), free_port());
             app.insert("appPort".into(), u64::from(app_port).into());
             app.insert("daprHTTPPort".into(), u64::from(dapr_http_port).into());
             let command = app
@@ -202,11 +202,6 @@ fn absolutize_paths(section: &mut Mapping, base: &Path) {
     if let Some(p) = section.get_mut("resourcesPath") {
         *p = abs(p);
     }
-}
-
-/// A loopback port that was free a moment ago.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }
 
 #[cfg(test)]

@@ -46,12 +46,7 @@ async fn run(events: usize, sends: usize) {
     let sink = SmtpSink::start().unwrap();
     let mut settings = settings_for(sink.port());
     settings.max_concurrent_sends = sends;
-    let app = spawn_app_on(
-        resources_dir_with(DELIVERY_CONCURRENCY),
-        sink.port(),
-        settings,
-    )
-    .await;
+    let app = spawn_app_on(resources_dir_with(DELIVERY_CONCURRENCY), settings).await;
 
     for i in 0..WARM_UP {
         app.publish(&task_created(
@@ -119,5 +114,5 @@ async fn run(events: usize, sends: usize) {
         pct(0.50),
         pct(0.99)
     );
-    app.shutdown().await;
+    app.stop().await;
 }

@@ -11,7 +11,7 @@
 //! Modules: [`settings`] (configuration), [`templates`] and [`compose`] (the message),
 //! [`mailer`] and [`smtp_pool`] (the transport), [`ledger`] (one email per event), [`worker`]
 //! (one delivery, end to end), [`notify`] (announcements), [`subscriber`] (the subscription
-//! table), [`startup`].
+//! table), [`startup`] (the `service_kit::Service` of every service).
 
 pub mod compose;
 pub mod counters;
@@ -27,5 +27,5 @@ pub mod templates;
 pub mod worker;
 
 pub use error::Error;
-pub use settings::{Settings, WorkerSettings};
+pub use settings::Settings;
 pub use startup::Application;

@@ -11,7 +11,7 @@ use secrecy::ExposeSecret;
 
 use crate::Error;
 pub use crate::error::SendError;
-use crate::settings::{TransportChoice, WorkerSettings};
+use crate::settings::{Settings, TransportChoice};
 use crate::smtp_pool::{SmtpPool, SmtpTarget};
 
 #[derive(Debug)]
@@ -34,7 +34,7 @@ impl Mailer {
     /// Builds the transport the settings select (inside a Tokio runtime: the SMTP pool spawns its
     /// reaper task). Nothing secret ends up in
     /// [`Mailer::description`].
-    pub fn from_settings(s: &WorkerSettings) -> Result<Self, Error> {
+    pub fn from_settings(s: &Settings) -> Result<Self, Error> {
         match s.transport()? {
             TransportChoice::File { dir } => {
                 std::fs::create_dir_all(&dir).map_err(|e| Error::Settings {
@@ -152,6 +152,7 @@ pub fn redact_url(url: &str) -> String {
 mod tests {
     use super::*;
     use secrecy::SecretString;
+    use service_kit::LayeredSettings as _;
 
     #[test]
     fn passwords_are_redacted() {
@@ -166,7 +167,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_description_never_shows_the_password() {
-        let mut s = WorkerSettings::defaults().unwrap();
+        let mut s = Settings::load_from(std::iter::empty()).unwrap();
         s.smtp_url = Some(SecretString::from("smtp://bot:hunter2@127.0.0.1:2525"));
         let m = Mailer::from_settings(&s).unwrap();
         assert!(
@@ -178,7 +179,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_bad_url_names_the_setting_without_the_password() {
-        let mut s = WorkerSettings::defaults().unwrap();
+        let mut s = Settings::load_from(std::iter::empty()).unwrap();
         s.smtp_url = Some(SecretString::from("ftp://bot:hunter2@host"));
         let err = Mailer::from_settings(&s).unwrap_err().to_string();
         assert!(

@@ -1,14 +1,12 @@
 //! The email-worker binary: settings, tracing, run.
 
 use email_worker::{Application, Settings};
+use service_kit::LayeredSettings as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    service_kit::init_tracing(events::apps::EMAIL_WORKER)?;
-    let settings = Settings::from_env()?;
-    Application::build(settings)
-        .await?
-        .run_until_stopped()
-        .await?;
+    let settings = Settings::load()?;
+    service_kit::init_tracing(&settings.common.app_id)?;
+    service_kit::run::<Application>(settings).await?;
     Ok(())
 }

@@ -1,25 +1,23 @@
 //! Settings: built-in defaults < optional `CONFIG_FILE` < environment (see the crate README for
-//! the table). The Dapr connection settings come from `dapr_http::DaprSettings::from_env`.
+//! the table). The keys every service shares (listen address, app id, components, tokens, body
+//! limit, the sidecar's address) are `service_kit::CommonSettings`, flattened in.
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use dapr_http::DaprSettings;
 use lettre::message::Mailbox;
 use secrecy::SecretString;
 use serde::Deserialize;
-use service_kit::LayeredSettings;
+use service_kit::{CommonSettings, LayeredSettings, ServiceSettings};
 
 use crate::Error;
 
 /// The defaults, in TOML; every key can be overridden by the upper-case environment variable.
+/// The body limit is daprd's own default (4 MiB), so no delivery daprd accepts is refused here.
 pub const DEFAULTS_TOML: &str = r#"
-app_host = "0.0.0.0"
 app_port = 8081
 app_id = "email-worker"
-pubsub_name = "todo-pubsub"
-state_store_name = "todo-state"
+max_body_size = 4194304
 mail_from = "Tasks <no-reply@localhost>"
 smtp_timeout = "10s"
 max_concurrent_sends = 16
@@ -31,20 +29,13 @@ subject_max_chars = 150
 /// Where `MAIL_DIR` points when neither it nor `SMTP_URL` is set.
 pub const DEFAULT_MAIL_DIR: &str = "./.local/mail";
 
-/// The service's own settings.
+/// Everything the service reads from its configuration.
 #[derive(Debug, Clone, Deserialize)]
-pub struct WorkerSettings {
-    /// Address to listen on.
-    pub app_host: IpAddr,
-    /// Port to listen on (0 = any free port).
-    pub app_port: u16,
-    /// App id: consumer group, state key prefix, CloudEvent source of what it publishes.
-    pub app_id: String,
-    pub pubsub_name: String,
-    pub state_store_name: String,
-    /// Token the sidecar must present on deliveries (`dapr-api-token`).
-    #[serde(default)]
-    pub app_api_token: Option<SecretString>,
+pub struct Settings {
+    /// Listen address, app id (consumer group, state key prefix, `source` of announcements),
+    /// components, tokens, body limit and the sidecar's address.
+    #[serde(flatten)]
+    pub common: CommonSettings,
     /// The sender, `Name <address>` or a bare address.
     pub mail_from: String,
     /// lettre connection URL: `smtp://host:port`, `smtp://host?tls=required`, `smtps://host`,
@@ -91,15 +82,7 @@ pub enum TransportChoice {
     },
 }
 
-impl WorkerSettings {
-    /// The defaults alone (tests start from these).
-    pub fn defaults() -> Result<Self, Error> {
-        Ok(service_kit::load_settings_from(
-            DEFAULTS_TOML,
-            std::iter::empty(),
-        )?)
-    }
-
+impl Settings {
     /// The sender mailbox.
     pub fn sender(&self) -> Result<Mailbox, Error> {
         self.mail_from.parse().map_err(|e| Error::Settings {
@@ -172,7 +155,17 @@ impl WorkerSettings {
     }
 }
 
-impl LayeredSettings for WorkerSettings {
+impl ServiceSettings for Settings {
+    fn common(&self) -> &CommonSettings {
+        &self.common
+    }
+
+    fn common_mut(&mut self) -> &mut CommonSettings {
+        &mut self.common
+    }
+}
+
+impl LayeredSettings for Settings {
     const DEFAULTS_TOML: &'static str = DEFAULTS_TOML;
     type Error = Error;
 
@@ -211,39 +204,21 @@ fn invalid(name: &'static str, reason: &str) -> Error {
     }
 }
 
-/// Everything the service needs to start.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub worker: WorkerSettings,
-    pub dapr: DaprSettings,
-}
-
-impl Settings {
-    /// Loads and validates the settings from the process environment.
-    pub fn from_env() -> Result<Self, Error> {
-        let worker = WorkerSettings::load()?;
-        let dapr = DaprSettings::from_env().map_err(|e| Error::Settings {
-            name: "DAPR_HTTP_ENDPOINT",
-            reason: e.to_string(),
-        })?;
-        Ok(Self { worker, dapr })
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
 
-    fn load(pairs: &[(&str, &str)]) -> Result<WorkerSettings, Error> {
-        WorkerSettings::load_from(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, Error> {
+        Settings::load_from(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 
     #[test]
     fn defaults_select_the_file_transport() {
         let s = load(&[]).unwrap();
-        assert_eq!(s.app_port, 8081);
+        assert_eq!(s.common.app_port, 8081);
+        assert_eq!(s.common.max_body_size, 4 * 1024 * 1024);
         assert_eq!(s.max_concurrent_sends, 16);
         assert_eq!(s.sent_ttl, Duration::from_secs(14 * 86_400));
         match s.transport().unwrap() {

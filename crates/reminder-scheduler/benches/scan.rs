@@ -22,7 +22,7 @@ use reminder_scheduler::projection::{TaskRecord, task_key};
 use reminder_scheduler::scanner::scan;
 use reminder_scheduler::store::Store;
 use reminder_scheduler::{ManualClock, Settings};
-use sidecar_testing::Cluster;
+use service_testing::Cluster;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
@@ -50,7 +50,7 @@ async fn setup() -> Bench {
     let sidecar = cluster.sidecar("reminder-scheduler").start().await.unwrap();
     let dapr = DaprClient::new(DaprSettings::with_endpoint(sidecar.http_endpoint())).unwrap();
     std::mem::forget(sidecar);
-    let settings = Settings::for_tests();
+    let settings: Settings = service_testing::settings(&[]);
     let store = Store::new(dapr.clone(), "todo-state");
     let t0 = Utc::now().trunc_subsecs(0);
     let clock = ManualClock::new(t0);

@@ -1,36 +1,36 @@
 //! The two loops every replica runs next to its HTTP server: the lease loop (acquire or renew
 //! every `LEASE_RENEW_INTERVAL`) and the scan loop (scan every `SCAN_INTERVAL`, or at once when
-//! woken, while holding the lease). Both stop when the shutdown token fires; the lease is then
-//! released so another replica takes over without waiting for the TTL.
+//! woken, while holding the lease). Both stop when the service's shutdown is triggered; the lease
+//! is then released so another replica takes over without waiting for the TTL.
 
 use std::sync::Arc;
 
 use std::time::Duration;
 
 use chrono::Utc;
+use service_kit::Shutdown;
 use tokio::time::{Instant, MissedTickBehavior};
-use tokio_util::sync::CancellationToken;
 
 use crate::context::Context;
 use crate::error::Error;
 use crate::lease::LeaseState;
 use crate::{metrics, scanner};
 
-/// Runs both loops until `stop` fires, then releases the lease.
-pub async fn run(ctx: Arc<Context>, stop: CancellationToken) {
-    tokio::join!(lease_loop(&ctx, &stop), scan_loop(&ctx, &stop));
+/// Runs both loops until `stop` is triggered, then releases the lease.
+pub async fn run(ctx: Arc<Context>, stop: &Shutdown) {
+    tokio::join!(lease_loop(&ctx, stop), scan_loop(&ctx, stop));
     if let Err(error) = ctx.lease.release().await {
         tracing::warn!(%error, "could not release the scanner lease; it expires on its own");
     }
     metrics::lease_held(false);
 }
 
-async fn lease_loop(ctx: &Context, stop: &CancellationToken) {
+async fn lease_loop(ctx: &Context, stop: &Shutdown) {
     let mut next = Instant::now();
     let mut held = false;
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.triggered() => return,
             () = tokio::time::sleep_until(next) => {}
         }
         next = Instant::now() + ctx.lease_renew_interval;
@@ -78,12 +78,12 @@ fn takeover_attempt(ctx: &Context) -> Option<Instant> {
     }
 }
 
-async fn scan_loop(ctx: &Context, stop: &CancellationToken) {
+async fn scan_loop(ctx: &Context, stop: &Shutdown) {
     let mut tick = tokio::time::interval(ctx.scan_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = stop.cancelled() => return,
+            () = stop.triggered() => return,
             _ = tick.tick() => {}
             () = ctx.scan_now.notified() => {}
         }

@@ -17,11 +17,6 @@ pub enum Error {
     Settings(#[from] crate::settings::SettingsError),
     #[error(transparent)]
     Telemetry(#[from] service_kit::TelemetryError),
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        address: String,
-        source: std::io::Error,
-    },
     #[error("the HTTP server failed: {0}")]
     Serve(std::io::Error),
 }

@@ -8,6 +8,9 @@
 //! * [`scanner`]: the holder reads the buckets from its watermark up to `now + lead time`,
 //!   checks each candidate against its projection, publishes, then marks it reminded.
 //! * [`clock`]: due dates are compared with an injectable clock so tests never wait.
+//! * [`startup`]: the `service_kit::Service` of every service (the HTTP side and the two loops
+//!   of [`background`] under one shutdown; the clock is an [`Overrides`]); [`handle`] lets
+//!   tests watch the lease and the scans.
 
 pub mod apply;
 pub mod background;
@@ -15,6 +18,7 @@ pub mod buckets;
 pub mod clock;
 pub mod context;
 pub mod error;
+pub mod handle;
 pub mod lease;
 pub mod metrics;
 pub mod policy;
@@ -28,5 +32,6 @@ pub mod tracked;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;
+pub use handle::Handle;
 pub use settings::Settings;
-pub use startup::{Application, Handle, app};
+pub use startup::{Application, Overrides, app};

@@ -1,21 +1,19 @@
 //! Settings: built-in defaults, then the optional `CONFIG_FILE`, then environment variables.
 //!
 //! Durations are humantime strings (`90s`, `1h 30m`). Every variable is documented in the crate
-//! README; validation rejects combinations that would make the lease or the scan unsafe.
+//! README; validation rejects combinations that would make the lease or the scan unsafe. The keys
+//! every service shares are `service_kit::CommonSettings`, flattened in.
 
 use std::time::Duration;
 
-use secrecy::SecretString;
 use serde::Deserialize;
-use service_kit::LayeredSettings;
+use service_kit::{CommonSettings, LayeredSettings, ServiceSettings};
 
 /// Defaults, in TOML. Environment variables use the upper-cased key (`REMINDER_LEAD_TIME`).
 pub const DEFAULTS_TOML: &str = r#"
 app_port = 8082
-app_host = "0.0.0.0"
 app_id = "reminder-scheduler"
-pubsub_name = "todo-pubsub"
-state_store_name = "todo-state"
+max_body_size = 1048576
 reminder_lead_time = "1h"
 remind_overdue = false
 scan_interval = "5s"
@@ -24,22 +22,15 @@ scan_lookback = "2m"
 lease_ttl = "15s"
 lease_renew_interval = "5s"
 tombstone_ttl = "7d"
-max_body_size = 1048576
 "#;
 
-/// The service's settings (the Dapr connection comes from `dapr_http::DaprSettings::from_env`).
+/// The service's settings.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
-    /// `APP_PORT`: the port deliveries and probes arrive on (0 = any, for tests).
-    pub app_port: u16,
-    /// `APP_HOST`: the address to bind.
-    pub app_host: String,
-    /// `APP_ID`: this service's app id (dead-letter topic, event `source`).
-    pub app_id: String,
-    /// `PUBSUB_NAME`.
-    pub pubsub_name: String,
-    /// `STATE_STORE_NAME`.
-    pub state_store_name: String,
+    /// Listen address, app id (dead-letter topic, event `source`, lease holder prefix),
+    /// components, tokens, body limit and the sidecar's address.
+    #[serde(flatten)]
+    pub common: CommonSettings,
     /// `REMINDER_LEAD_TIME`: how long before the due date the reminder goes out.
     #[serde(with = "humantime_serde")]
     pub reminder_lead_time: Duration,
@@ -67,11 +58,6 @@ pub struct Settings {
     /// `REPLICA_ID`: this replica's lease holder id; a random one when unset.
     #[serde(default)]
     pub replica_id: Option<String>,
-    /// `APP_API_TOKEN`: the token the sidecar must send on deliveries.
-    #[serde(default)]
-    pub app_api_token: Option<SecretString>,
-    /// `MAX_BODY_SIZE`: largest request body accepted, in bytes.
-    pub max_body_size: usize,
 }
 
 /// A setting has a value the scheduler cannot work with.
@@ -83,27 +69,13 @@ pub enum SettingsError {
     Invalid(String),
 }
 
-impl Settings {
-    /// Settings for tests: port 0 on loopback, short timings.
-    pub fn for_tests() -> Self {
-        Self {
-            app_port: 0,
-            app_host: "127.0.0.1".into(),
-            app_id: events::apps::REMINDER_SCHEDULER.into(),
-            pubsub_name: events::PUBSUB_NAME.into(),
-            state_store_name: events::STATE_STORE_NAME.into(),
-            reminder_lead_time: Duration::from_secs(3600),
-            remind_overdue: false,
-            scan_interval: Duration::from_millis(100),
-            bucket_width: Duration::from_secs(60),
-            scan_lookback: Duration::from_secs(120),
-            lease_ttl: Duration::from_secs(2),
-            lease_renew_interval: Duration::from_millis(300),
-            tombstone_ttl: Duration::from_secs(7 * 24 * 3600),
-            replica_id: None,
-            app_api_token: None,
-            max_body_size: 1024 * 1024,
-        }
+impl ServiceSettings for Settings {
+    fn common(&self) -> &CommonSettings {
+        &self.common
+    }
+
+    fn common_mut(&mut self) -> &mut CommonSettings {
+        &mut self.common
     }
 }
 
@@ -139,9 +111,6 @@ impl LayeredSettings for Settings {
                 humantime::format_duration(self.lease_ttl)
             )));
         }
-        if self.app_id.trim().is_empty() {
-            return Err(SettingsError::Invalid("APP_ID must not be empty".into()));
-        }
         Ok(())
     }
 }
@@ -161,12 +130,13 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_values() {
         let s = Settings::load_from(env(&[])).unwrap();
-        assert_eq!(s.app_port, 8082);
+        assert_eq!(s.common.app_port, 8082);
+        assert_eq!(s.common.max_body_size, 1024 * 1024);
         assert_eq!(s.reminder_lead_time, Duration::from_secs(3600));
         assert_eq!(s.scan_interval, Duration::from_secs(5));
         assert_eq!(s.bucket_width, Duration::from_secs(60));
         assert!(!s.remind_overdue);
-        assert_eq!(s.app_id, "reminder-scheduler");
+        assert_eq!(s.common.app_id, "reminder-scheduler");
     }
 
     #[test]
@@ -181,7 +151,7 @@ mod tests {
         assert_eq!(s.reminder_lead_time, Duration::from_secs(5400));
         assert!(s.remind_overdue);
         assert_eq!(s.scan_interval, Duration::from_millis(250));
-        assert_eq!(s.app_port, 9999);
+        assert_eq!(s.common.app_port, 9999);
     }
 
     #[test]
@@ -200,7 +170,7 @@ mod tests {
     fn a_numeric_app_api_token_is_read_as_a_string() {
         use secrecy::ExposeSecret as _;
         let s = Settings::load_from(env(&[("APP_API_TOKEN", "12345")])).unwrap();
-        assert_eq!(s.app_api_token.unwrap().expose_secret(), "12345");
+        assert_eq!(s.common.app_api_token.unwrap().expose_secret(), "12345");
     }
 
     #[test]

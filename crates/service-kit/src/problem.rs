@@ -105,6 +105,25 @@ impl Problem {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found").detail(detail)
     }
 
+    /// 413: the request body is larger than the service accepts.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload-too-large",
+            "Request body too large",
+        )
+        .detail(format!("the request body exceeds {limit} bytes"))
+    }
+
+    /// 405: the path exists, the method does not.
+    pub fn method_not_allowed() -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+        )
+    }
+
     /// 503: a dependency (the Dapr sidecar) is not reachable; the client may retry.
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(

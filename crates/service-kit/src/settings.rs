@@ -45,9 +45,10 @@ where
         })?;
         builder = builder.add_source(File::with_name(path).required(true));
     }
+    // Values stay text: typed fields are converted by the deserializer, and a token such as
+    // `007` must reach a service as written, not as the number 7.
     let environment = Environment::default()
         .separator("__")
-        .try_parsing(true)
         .source(Some(env.into_iter().collect()));
     Ok(builder.add_source(environment).build()?.try_deserialize()?)
 }

@@ -19,8 +19,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use dapr_http::{DaprClient, DaprSettings, SaveItem, TransactionOp};
 use serde_json::{Value, json};
-use service_kit::LayeredSettings as _;
-use sidecar_testing::Cluster;
+use service_testing::{Cluster, free_port, spawn_app};
 use task_api::{Application, Settings};
 use uuid::Uuid;
 
@@ -200,27 +199,15 @@ fn main() {
         .unwrap();
     runtime.block_on(async move {
         // task-api
-        let cluster = Cluster::in_memory().await.unwrap();
-        let sidecar = cluster.sidecar("task-api").start().await.unwrap();
-        let settings = Settings::load_from(vec![
-            ("JWT_SECRET".to_owned(), SECRET.to_owned()),
-            ("APP_PORT".to_owned(), "0".to_owned()),
-            ("BIND_ADDRESS".to_owned(), "127.0.0.1".to_owned()),
-            ("OUTBOX_GRACE_PERIOD".to_owned(), "60s".to_owned()),
-            (
-                "OUTBOX_SHARDS".to_owned(),
-                env_usize("BENCH_OUTBOX_SHARDS", 16).to_string(),
-            ),
-        ])
-        .unwrap();
-        let app = Application::build(
-            settings.clone(),
-            DaprSettings::with_endpoint(sidecar.http_endpoint()),
-        )
-        .await
-        .unwrap();
-        let url = format!("http://127.0.0.1:{}/api/tasks", app.port());
-        tokio::spawn(app.run_until(std::future::pending()));
+        let shards = env_usize("BENCH_OUTBOX_SHARDS", 16).to_string();
+        let settings: Settings = service_testing::settings(&[
+            ("JWT_SECRET", SECRET),
+            ("OUTBOX_GRACE_PERIOD", "60s"),
+            ("OUTBOX_SHARDS", shards.as_str()),
+        ]);
+        let app = spawn_app::<Application>(settings.clone()).await;
+        let url = app.url("/api/tasks");
+        let cluster = app.cluster.clone();
         let tokens: Vec<String> = (0..concurrency)
             .map(|w| {
                 task_api::auth::issue_token(
@@ -281,11 +268,7 @@ struct FastApi {
 
 impl FastApi {
     async fn start(python: &str, dapr_endpoint: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/fastapi");
         let child = std::process::Command::new(python)
             .args([

@@ -4,6 +4,10 @@
 //! Dapr state store (`task:{id}` plus a per-user index), and every change publishes a task event
 //! through an outbox kept in the same state transaction, so a committed change always produces
 //! its event and an uncommitted one never does (see [`outbox`]).
+//!
+//! The service has the shape of every service of the workspace: [`settings`] flattens
+//! `service_kit::CommonSettings`, [`startup`] implements `service_kit::Service` (the router, the
+//! outbox relay and cleaner under one shutdown), and `main` only loads, traces and runs.
 
 pub mod auth;
 pub mod context;
@@ -13,6 +17,7 @@ pub mod listing;
 pub mod model;
 pub mod openapi;
 pub mod outbox;
+pub mod request_metrics;
 pub mod routes;
 pub mod settings;
 pub mod startup;

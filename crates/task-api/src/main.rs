@@ -38,18 +38,12 @@ async fn main() -> anyhow::Result<()> {
             email,
             ttl,
         } => {
-            println!(
-                "{}",
-                task_api::auth::issue_token(&settings, user_id, &email, ttl)?
-            );
+            let token = task_api::auth::issue_token(&settings, user_id, &email, ttl)?;
+            println!("{token}");
         }
         Command::Serve => {
-            service_kit::init_tracing(&settings.app_id)?;
-            let dapr = dapr_http::DaprSettings::from_env()?;
-            Application::build(settings, dapr)
-                .await?
-                .run_until_stopped()
-                .await?;
+            service_kit::init_tracing(&settings.common.app_id)?;
+            service_kit::run::<Application>(settings).await?;
         }
     }
     Ok(())

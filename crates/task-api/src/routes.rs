@@ -2,12 +2,13 @@
 
 use std::collections::HashMap;
 
-use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{FromRef, Path, Query, State};
 use axum::http::header::{ETAG, IF_MATCH, LOCATION};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use uuid::Uuid;
 
 use crate::auth::{AuthUser, Authenticator};
@@ -29,6 +30,18 @@ impl FromRef<AppState> for Authenticator {
     fn from_ref(state: &AppState) -> Self {
         state.auth.clone()
     }
+}
+
+/// The routes of `/api/tasks`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/tasks", post(create_task).get(list_tasks))
+        .route(
+            "/api/tasks/{id}",
+            get(get_task).patch(update_task).delete(delete_task),
+        )
+        .route("/api/tasks/{id}/complete", post(complete_task))
+        .with_state(state)
 }
 
 /// The quoted version, as sent in `ETag`.

@@ -1,12 +1,13 @@
 //! Settings: built-in defaults < optional `CONFIG_FILE` < environment (see the crate README for
-//! the table). The Dapr sidecar address is read separately by `dapr_http::DaprSettings`.
+//! the table). The keys every service shares (listen address, app id, components, tokens, body
+//! limit, the sidecar's address) are `service_kit::CommonSettings`, flattened in.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use service_kit::LayeredSettings;
+use service_kit::{CommonSettings, LayeredSettings, ServiceSettings};
 
 /// Built-in defaults. There is deliberately no JWT secret here: a service that silently accepted
 /// tokens signed with a well-known key would be open to anyone, so the local run config must set
@@ -14,12 +15,9 @@ use service_kit::LayeredSettings;
 pub const DEFAULTS_TOML: &str = r#"
 app_port = 8080
 app_id = "task-api"
-bind_address = "0.0.0.0"
-pubsub_name = "todo-pubsub"
-state_store_name = "todo-state"
+max_body_size = 65536
 jwt_algorithm = "HS256"
 jwt_leeway = "30s"
-max_body_bytes = 65536
 outbox_shards = 16
 outbox_relay_interval = "5s"
 outbox_grace_period = "15s"
@@ -34,14 +32,10 @@ pub const MIN_SECRET_BYTES: usize = 32;
 /// Everything the service reads from its configuration.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
-    /// Port the REST API listens on (`APP_PORT`, Dapr's convention).
-    pub app_port: u16,
-    /// App id: CloudEvent `source` and envelope `source` of published events.
-    pub app_id: String,
-    /// Interface to bind (`0.0.0.0` in a pod; tests use `127.0.0.1`).
-    pub bind_address: String,
-    pub pubsub_name: String,
-    pub state_store_name: String,
+    /// Listen address, app id (the `source` of published events), components, tokens, body
+    /// limit (`MAX_BODY_SIZE`: larger request bodies get 413) and the sidecar's address.
+    #[serde(flatten)]
+    pub common: CommonSettings,
     /// HS256 shared secret. Either this or `jwt_public_key_file` must be set.
     #[serde(default)]
     pub jwt_secret: Option<SecretString>,
@@ -59,8 +53,6 @@ pub struct Settings {
     /// Clock skew tolerated on `exp`.
     #[serde(with = "humantime_serde")]
     pub jwt_leeway: Duration,
-    /// Request bodies above this many bytes get 413.
-    pub max_body_bytes: usize,
     /// Number of outbox shard keys (`outbox:{n}`).
     pub outbox_shards: u32,
     /// How often the relay looks for unpublished outbox entries.
@@ -95,7 +87,15 @@ pub enum SettingsError {
     Zero(&'static str),
 }
 
-impl Settings {}
+impl ServiceSettings for Settings {
+    fn common(&self) -> &CommonSettings {
+        &self.common
+    }
+
+    fn common_mut(&mut self) -> &mut CommonSettings {
+        &mut self.common
+    }
+}
 
 impl LayeredSettings for Settings {
     const DEFAULTS_TOML: &'static str = DEFAULTS_TOML;
@@ -124,9 +124,6 @@ impl LayeredSettings for Settings {
         if self.conflict_retries == 0 {
             return Err(SettingsError::Zero("CONFLICT_RETRIES"));
         }
-        if self.max_body_bytes == 0 {
-            return Err(SettingsError::Zero("MAX_BODY_BYTES"));
-        }
         Ok(())
     }
 }
@@ -148,9 +145,10 @@ mod tests {
     #[test]
     fn defaults_with_a_secret() {
         let s = Settings::load_from(env(&[("JWT_SECRET", SECRET)])).unwrap();
-        assert_eq!(s.app_port, 8080);
-        assert_eq!(s.state_store_name, "todo-state");
-        assert_eq!(s.pubsub_name, "todo-pubsub");
+        assert_eq!(s.common.app_port, 8080);
+        assert_eq!(s.common.state_store_name, "todo-state");
+        assert_eq!(s.common.pubsub_name, "todo-pubsub");
+        assert_eq!(s.common.max_body_size, 65536);
         assert_eq!(s.outbox_shards, 16);
         assert_eq!(s.outbox_relay_interval, Duration::from_secs(5));
         assert!(!s.task_api_fault_crash_after_commit);
@@ -174,8 +172,8 @@ mod tests {
             ("TASK_API_FAULT_CRASH_AFTER_COMMIT", "true"),
         ]))
         .unwrap();
-        assert_eq!(s.app_port, 9000);
-        assert_eq!(s.state_store_name, "other");
+        assert_eq!(s.common.app_port, 9000);
+        assert_eq!(s.common.state_store_name, "other");
         assert_eq!(s.outbox_grace_period, Duration::from_millis(250));
         assert!(s.task_api_fault_crash_after_commit);
     }

@@ -6,12 +6,12 @@ use crate::support;
 use serde_json::Value;
 use support::*;
 
-async fn recorded_task(app: &TestApp, updates: usize) -> TaskLife {
+async fn recorded_task(app: &TestApp, updates: usize) -> TaskFixture {
     let task_api = app.producer("task-api").await;
-    let mut life = TaskLife::new();
+    let mut life = TaskFixture::new();
     publish(&task_api, &life.created()).await;
     for _ in 0..updates {
-        publish(&task_api, &life.updated()).await;
+        publish(&task_api, &life.update()).await;
     }
     app.wait_for_entries(&format!("/audit/tasks/{}", life.id()), updates + 1)
         .await;
@@ -34,7 +34,7 @@ async fn missing_or_wrong_token_is_a_401_problem() {
             Some("Bearer wrong-token-0123456789"),
             Some("Basic dGVzdA=="),
         ] {
-            let mut request = app.http.get(app.url(path));
+            let mut request = app.client.get(app.url(path));
             if let Some(auth) = auth {
                 request = request.header("authorization", auth);
             }
@@ -51,14 +51,14 @@ async fn missing_or_wrong_token_is_a_401_problem() {
         }
     }
     let replay = app
-        .http
+        .client
         .post(app.url("/audit/dead-letters/x/replay"))
         .send()
         .await
         .unwrap();
     assert_eq!(replay.status(), 401);
     let ok = app
-        .http
+        .client
         .get(app.url(&paths[0]))
         .bearer_auth(TOKEN)
         .send()
@@ -78,14 +78,20 @@ async fn reachable_through_service_invocation_on_another_sidecar() {
         other.http_endpoint(),
         life.id()
     );
-    let response = app.http.get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    let response = app
+        .client
+        .get(&url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["entries"].as_array().unwrap().len(), 3);
-    let denied = app.http.get(&url).send().await.unwrap();
+    let denied = app.client.get(&url).send().await.unwrap();
     assert_eq!(denied.status(), 401);
     let verify = app
-        .http
+        .client
         .get(format!("{url}/verify"))
         .bearer_auth(TOKEN)
         .send()
@@ -96,7 +102,7 @@ async fn reachable_through_service_invocation_on_another_sidecar() {
 
 #[tokio::test]
 async fn pages_follow_cursors_and_bad_paging_is_a_400() {
-    let mut settings = audit_logger::Settings::for_tests(TOKEN);
+    let mut settings = settings();
     settings.trail_chunk_size = 4;
     let app = spawn_with(settings).await;
     let life = recorded_task(&app, 9).await;
@@ -116,7 +122,7 @@ async fn pages_follow_cursors_and_bad_paging_is_a_400() {
 
     for query in ["limit=0", "limit=501", "limit=x", "cursor=zzz"] {
         let response = app
-            .http
+            .client
             .get(app.url(&format!("{path}?{query}")))
             .bearer_auth(TOKEN)
             .send()
@@ -138,12 +144,12 @@ async fn pages_follow_cursors_and_bad_paging_is_a_400() {
 async fn probes_metrics_and_subscriptions() {
     let app = spawn_app().await;
     recorded_task(&app, 1).await;
-    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert!(health.status().is_success());
-    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert!(ready.status().is_success());
     let metrics = app
-        .http
+        .client
         .get(app.url("/metrics"))
         .send()
         .await
@@ -154,7 +160,7 @@ async fn probes_metrics_and_subscriptions() {
     assert!(metrics.contains("audit_entries_total{"), "{metrics}");
     assert!(metrics.contains("topic=\"task-updated\""), "{metrics}");
     let subs: Value = app
-        .http
+        .client
         .get(app.url("/dapr/subscribe"))
         .send()
         .await
@@ -176,8 +182,8 @@ async fn probes_metrics_and_subscriptions() {
 
 #[tokio::test]
 async fn deliveries_need_the_app_api_token_when_one_is_set() {
-    let mut settings = audit_logger::Settings::for_tests(TOKEN);
-    settings.app_api_token = Some(dapr_http::SecretString::from("sidecar-to-app-token"));
+    let mut settings = settings();
+    settings.common.app_api_token = Some(dapr_http::SecretString::from("sidecar-to-app-token"));
     let app = spawn_with(settings).await;
     // The sidecar sends the token: events are recorded.
     let life = recorded_task(&app, 1).await;
@@ -189,7 +195,7 @@ async fn deliveries_need_the_app_api_token_when_one_is_set() {
     );
     // Anyone else posting to a delivery route is refused.
     let forged = app
-        .http
+        .client
         .post(app.url("/events/task-created"))
         .json(&serde_json::to_value(life.created()).unwrap())
         .send()

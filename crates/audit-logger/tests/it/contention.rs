@@ -10,8 +10,8 @@ use chrono::Utc;
 use futures::future::join_all;
 use support::*;
 
-fn draft(life: &mut TaskLife) -> EntryDraft {
-    let envelope = serde_json::to_value(life.updated()).unwrap();
+fn draft(life: &mut TaskFixture) -> EntryDraft {
+    let envelope = serde_json::to_value(life.update()).unwrap();
     EntryDraft::from_envelope("task-updated", "", "task-api", &envelope, Utc::now()).unwrap()
 }
 
@@ -20,7 +20,7 @@ fn replicas(app: &TestApp, chunk_size: usize) -> Vec<TrailStore> {
     (0..4)
         .map(|_| {
             TrailStore::new(
-                app.own_dapr(),
+                app.dapr(),
                 events::STATE_STORE_NAME.into(),
                 chunk_size,
                 10_000,
@@ -35,7 +35,7 @@ async fn racing_replicas_append_every_entry_once_in_one_chain() {
     // One entry per chunk: every append creates a chunk, and verification reads the 40 chunks
     // in several bulk batches.
     let stores = replicas(&app, 1);
-    let mut life = TaskLife::new();
+    let mut life = TaskFixture::new();
     let trail = TrailId::Task(life.id().to_string());
     let drafts: Vec<EntryDraft> = (0..40).map(|_| draft(&mut life)).collect();
     let results = join_all(
@@ -68,7 +68,7 @@ async fn racing_replicas_append_every_entry_once_in_one_chain() {
     );
     // The replicas did collide (so the etag checks were exercised, not bypassed by luck).
     let metrics = app
-        .http
+        .client
         .get(app.url("/metrics"))
         .send()
         .await
@@ -88,7 +88,7 @@ async fn racing_replicas_append_every_entry_once_in_one_chain() {
 async fn the_same_entry_racing_on_every_replica_is_written_once() {
     let app = spawn_app().await;
     let stores = replicas(&app, 3);
-    let mut life = TaskLife::new();
+    let mut life = TaskFixture::new();
     let trail = TrailId::Task(life.id().to_string());
     // Fill a few chunks first so the race happens at a chunk boundary (chunks of 3).
     for _ in 0..5 {

@@ -31,8 +31,8 @@ async fn on_created(worker: Worker, event: Event<TaskCreated>) -> Outcome {
         return Outcome::Success;
     }
     if event.envelope.data.task.title.contains("report-first") {
-        let mut life = TaskLife::new();
-        life.task = event.envelope.data.task.clone();
+        let mut life = TaskFixture::new();
+        life.snapshot = event.envelope.data.task.clone();
         let failed = life.notification_failed(event.envelope.event_id, "550 mailbox unavailable");
         worker
             .dapr
@@ -44,7 +44,7 @@ async fn on_created(worker: Worker, event: Event<TaskCreated>) -> Outcome {
 }
 
 async fn start_worker(app: &TestApp) -> Worker {
-    let port = reserve_port().await;
+    let port = free_port();
     let sidecar = app
         .cluster
         .sidecar(events::apps::EMAIL_WORKER)
@@ -96,8 +96,8 @@ async fn a_dropped_event_is_stored_with_its_reason_and_replays_to_its_topic() {
     let app = spawn_app().await;
     let worker = start_worker(&app).await;
     let task_api = app.producer("task-api").await;
-    let mut life = TaskLife::new();
-    life.task.title = "report-first".into();
+    let mut life = TaskFixture::new();
+    life.snapshot.title = "report-first".into();
     let created = life.created();
     let id = created.event_id.to_string();
     publish(&task_api, &created).await;
@@ -123,7 +123,7 @@ async fn a_dropped_event_is_stored_with_its_reason_and_replays_to_its_topic() {
 
     // Replay: the same CloudEvent id and type on the original topic.
     let response = app
-        .http
+        .client
         .post(app.url(&format!("/audit/dead-letters/{id}/replay")))
         .bearer_auth(TOKEN)
         .send()
@@ -197,7 +197,7 @@ async fn a_reason_reported_after_the_dead_letter_is_joined_too() {
     let _worker = start_worker(&app).await;
     let task_api = app.producer("task-api").await;
     let mailer = app.producer("email-worker").await;
-    let life = TaskLife::new();
+    let life = TaskFixture::new();
     let created = life.created();
     let id = created.event_id.to_string();
     publish(&task_api, &created).await;
@@ -223,7 +223,7 @@ async fn a_reason_reported_after_the_dead_letter_is_joined_too() {
 async fn replaying_an_unknown_dead_letter_is_a_404_problem() {
     let app = spawn_app().await;
     let response = app
-        .http
+        .client
         .post(app.url("/audit/dead-letters/nope/replay"))
         .bearer_auth(TOKEN)
         .send()

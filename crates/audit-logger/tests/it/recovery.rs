@@ -9,24 +9,24 @@ use chrono::Utc;
 use dapr_http::SaveItem;
 use support::*;
 
-fn draft(life: &mut TaskLife) -> EntryDraft {
-    let envelope = serde_json::to_value(life.updated()).unwrap();
+fn draft(life: &mut TaskFixture) -> EntryDraft {
+    let envelope = serde_json::to_value(life.update()).unwrap();
     EntryDraft::from_envelope("task-updated", "", "task-api", &envelope, Utc::now()).unwrap()
 }
 
-async fn verify(app: &TestApp, life: &TaskLife) -> serde_json::Value {
+async fn verify(app: &TestApp, life: &TaskFixture) -> serde_json::Value {
     app.get(&format!("/audit/tasks/{}/verify", life.id())).await
 }
 
 #[tokio::test]
 async fn lost_or_stale_heads_and_orphan_markers_are_harmless() {
-    let mut settings = audit_logger::Settings::for_tests(TOKEN);
+    let mut settings = settings();
     settings.trail_chunk_size = 2;
     let app = spawn_with(settings).await;
-    let trails = &app.ctx.trails;
-    let mut life = TaskLife::new();
+    let trails = &app.handle.trails;
+    let mut life = TaskFixture::new();
     let trail = TrailId::Task(life.id().to_string());
-    let dapr = app.own_dapr();
+    let dapr = app.dapr();
     let store = events::STATE_STORE_NAME;
 
     let first = draft(&mut life);
@@ -52,7 +52,7 @@ async fn lost_or_stale_heads_and_orphan_markers_are_harmless() {
         .await
         .unwrap();
     // A replica that has not appended to this trail yet starts from the stale head.
-    let other_replica = TrailStore::new(app.own_dapr(), store.into(), 2, 64);
+    let other_replica = TrailStore::new(app.dapr(), store.into(), 2, 64);
     let after_stale = draft(&mut life);
     match other_replica
         .append(&trail, after_stale.clone())
@@ -93,7 +93,7 @@ async fn lost_or_stale_heads_and_orphan_markers_are_harmless() {
 async fn a_failing_store_during_recording_ends_with_the_event_in_the_trail() {
     let app = spawn_app().await;
     let task_api = app.producer("task-api").await;
-    let life = TaskLife::new();
+    let life = TaskFixture::new();
     let created = life.created();
     // The first state call of the delivery fails: the app answers RETRY, and with a dead-letter
     // topic and no retry policy the sidecar dead-letters it to audit-logger-dead-letters, where

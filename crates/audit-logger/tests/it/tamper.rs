@@ -8,17 +8,17 @@ use serde_json::Value;
 use support::*;
 
 /// A task with `n` recorded events, in chunks of `chunk_size`.
-async fn task_with_entries(n: usize, chunk_size: usize) -> (TestApp, TaskLife) {
-    let mut settings = audit_logger::Settings::for_tests(TOKEN);
+async fn task_with_entries(n: usize, chunk_size: usize) -> (TestApp, TaskFixture) {
+    let mut settings = settings();
     settings.trail_chunk_size = chunk_size;
     let app = spawn_with(settings).await;
     let task_api = app.producer("task-api").await;
-    let mut life = TaskLife::new();
+    let mut life = TaskFixture::new();
     let path = format!("/audit/tasks/{}", life.id());
     publish(&task_api, &life.created()).await;
     for i in 1..n {
         app.wait_for_entries(&path, i).await;
-        publish(&task_api, &life.updated()).await;
+        publish(&task_api, &life.update()).await;
     }
     app.wait_for_entries(&path, n).await;
     (app, life)
@@ -28,11 +28,11 @@ async fn task_with_entries(n: usize, chunk_size: usize) -> (TestApp, TaskLife) {
 /// someone with access to the state store could), applying `edit` to its entries.
 async fn rewrite_chunk(
     app: &TestApp,
-    life: &TaskLife,
+    life: &TaskFixture,
     chunk: u64,
     edit: impl FnOnce(&mut Vec<Value>),
 ) {
-    let dapr = app.own_dapr();
+    let dapr = app.dapr();
     let key = format!("trail:task:{}:{chunk}", life.id());
     let stored = dapr
         .get_state::<Value>(events::STATE_STORE_NAME, &key)

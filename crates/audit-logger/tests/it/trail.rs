@@ -21,23 +21,23 @@ async fn a_tasks_life_is_in_its_trail_and_its_users_trail_in_order() {
     let task_api = app.producer("task-api").await;
     let scheduler = app.producer("reminder-scheduler").await;
     let mailer = app.producer("email-worker").await;
-    let mut life = TaskLife::new();
+    let mut life = TaskFixture::new();
     let task_path = format!("/audit/tasks/{}", life.id());
     // Each step is a separate action in the product, published after the previous one took
     // effect; the trail records them in arrival order (its `seq`).
     let created = life.created();
     publish(&task_api, &created).await;
     app.wait_for_entries(&task_path, 1).await;
-    publish(&task_api, &life.updated()).await;
+    publish(&task_api, &life.update()).await;
     app.wait_for_entries(&task_path, 2).await;
     let due = life.due_soon();
     publish(&scheduler, &due).await;
     app.wait_for_entries(&task_path, 3).await;
     publish(&mailer, &life.notification_sent(due.event_id)).await;
     app.wait_for_entries(&task_path, 4).await;
-    publish(&task_api, &life.completed()).await;
+    publish(&task_api, &life.complete()).await;
     app.wait_for_entries(&task_path, 5).await;
-    publish(&task_api, &life.deleted()).await;
+    publish(&task_api, &life.delete()).await;
     let entries = app.wait_for_entries(&task_path, 6).await;
 
     let expected = [
@@ -86,10 +86,10 @@ async fn a_tasks_life_is_in_its_trail_and_its_users_trail_in_order() {
 
 #[tokio::test]
 async fn concurrent_duplicate_deliveries_race_and_one_entry_is_written() {
-    let mut settings = audit_logger::Settings::for_tests(TOKEN);
+    let mut settings = settings();
     settings.trail_chunk_size = 3;
     let app = spawn_with(settings).await;
-    let life = TaskLife::new();
+    let life = TaskFixture::new();
     let created = life.created();
     let body = json!({
         "id": created.event_id.to_string(), "source": "task-api", "type": "task-created",
@@ -99,7 +99,7 @@ async fn concurrent_duplicate_deliveries_race_and_one_entry_is_written() {
     // Twenty copies at once, straight at the delivery route, as several sidecar replicas
     // redelivering the same message would.
     let posts = (0..20).map(|_| {
-        app.http
+        app.client
             .post(app.url("/events/task-created"))
             .header("content-type", "application/cloudevents+json")
             .json(&body)
@@ -118,13 +118,13 @@ async fn concurrent_duplicate_deliveries_race_and_one_entry_is_written() {
 
 #[tokio::test]
 async fn fifty_concurrent_events_of_one_task_lose_nothing_and_the_chain_verifies() {
-    let mut settings = audit_logger::Settings::for_tests(TOKEN);
+    let mut settings = settings();
     // Small chunks, so the burst crosses many chunk boundaries.
     settings.trail_chunk_size = 4;
     let app = spawn_with(settings).await;
     let task_api = app.producer("task-api").await;
-    let mut life = TaskLife::new();
-    let envelopes: Vec<_> = (0..50).map(|_| life.updated()).collect();
+    let mut life = TaskFixture::new();
+    let envelopes: Vec<_> = (0..50).map(|_| life.update()).collect();
     join_all(envelopes.iter().map(|e| publish(&task_api, e))).await;
     let path = format!("/audit/tasks/{}", life.id());
     let entries = app.wait_for_entries(&path, 50).await;
@@ -162,7 +162,7 @@ async fn fifty_concurrent_events_of_one_task_lose_nothing_and_the_chain_verifies
 async fn an_event_without_task_or_user_is_dropped_not_retried() {
     let app = spawn_app().await;
     let response = app
-        .http
+        .client
         .post(app.url("/events/task-created"))
         .json(&json!({"specversion": "1.0", "id": "x1", "type": "task-created", "topic": "task-created",
                       "data": {"event_id": "x1", "event_type": "task-created", "data": {}}}))

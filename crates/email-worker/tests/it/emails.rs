@@ -19,10 +19,10 @@ fn data(event: &Value) -> &Value {
 async fn task_created_sends_one_multipart_email_and_announces_it() {
     let (app, sink) = spawn_app().await;
     assert!(
-        app.transport
+        app.handle
             .starts_with("SMTP transport to smtp://127.0.0.1:"),
         "{}",
-        app.transport
+        app.handle
     );
     let event = task_created("ann@example.com", "Pay the rent", "Before Friday, please.");
     app.publish(&event).await;
@@ -94,7 +94,7 @@ async fn task_created_sends_one_multipart_email_and_announces_it() {
         .await
         .unwrap();
     assert_eq!(mark["status"], "sent");
-    app.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +124,7 @@ async fn task_due_soon_sends_a_reminder() {
         data(&announced[0])["data"]["trigger_event_type"],
         "task-due-soon"
     );
-    app.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,14 +162,14 @@ async fn redeliveries_send_nothing_more() {
     );
     let metrics = app.metrics().await;
     assert!(
-        support::counter(
+        service_testing::counter(
             &metrics,
             "emails_duplicate_total",
             &[("event_type", "task-created")]
         ) >= 2.0,
         "{metrics}"
     );
-    app.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +203,7 @@ async fn a_header_injection_in_the_title_adds_no_recipient_and_no_header() {
         parsed.subject(),
         Some("New task: Hi Bcc: someone@example.com X-Evil: 1")
     );
-    app.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,18 +240,18 @@ async fn user_content_is_escaped_in_html_only() {
         text.contains("<script>alert('title')</script>"),
         "text stays literal: {text}"
     );
-    app.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_metrics_endpoints_answer() {
     let (app, _sink) = spawn_app().await;
-    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert!(health.status().is_success());
-    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert!(ready.status().is_success(), "{}", ready.status());
     let subscribe: Value = app
-        .http
+        .client
         .get(app.url("/dapr/subscribe"))
         .send()
         .await
@@ -272,7 +272,7 @@ async fn health_and_metrics_endpoints_answer() {
     }
     let metrics = app.metrics().await;
     assert!(metrics.contains("emails_sent_total"), "{metrics}");
-    app.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,7 +281,7 @@ async fn sends_run_concurrently_up_to_the_bound() {
         let sink = SmtpSink::start().unwrap();
         let mut settings = settings_for(sink.port());
         settings.max_concurrent_sends = bound;
-        let app = spawn_app_with(sink.port(), settings).await;
+        let app = spawn_app_with(settings).await;
         for i in 0..events {
             app.publish(&task_created(&format!("p{i}@example.com"), "Parallel", ""))
                 .await;
@@ -298,6 +298,6 @@ async fn sends_run_concurrently_up_to_the_bound() {
             seen <= bound && seen >= 2,
             "bound {bound}, at most {seen} at once"
         );
-        app.shutdown().await;
+        app.stop().await;
     }
 }

@@ -8,9 +8,9 @@ use crate::support;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use service_testing::{counter, free_port};
 use support::{
-    SmtpSink, WAIT, counter, free_port, settings_for, spawn_app, spawn_app_with, task_created,
-    task_due_soon,
+    SmtpSink, WAIT, settings_for, spawn_app, spawn_app_with, task_created, task_due_soon,
 };
 use uuid::Uuid;
 
@@ -19,7 +19,7 @@ const DEAD_LETTERS: &str = "email-worker-dead-letters";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_down_is_retried_and_the_email_goes_out_once_it_is_back() {
     let port = free_port();
-    let app = spawn_app_with(port, settings_for(port)).await;
+    let app = spawn_app_with(settings_for(port)).await;
     // (The only test here whose task-due-soon sends fail transiently, so the counter is its own.)
     let event = task_due_soon("fay@example.com", "Call the plumber");
     app.publish(&event).await;
@@ -56,7 +56,7 @@ async fn smtp_down_is_retried_and_the_email_goes_out_once_it_is_back() {
     assert_eq!(mail.len(), 1, "exactly once");
     assert_eq!(mail[0].to, ["fay@example.com"]);
     assert!(app.cluster.published(DEAD_LETTERS).is_empty());
-    app.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,7 +98,7 @@ async fn a_rejected_recipient_is_announced_and_dead_lettered() {
             &[("event_type", "task-due-soon"), ("reason", "rejected")]
         ) >= 1.0
     );
-    app.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +122,7 @@ async fn an_invalid_address_never_reaches_smtp() {
             .contains("invalid recipient")
     );
     assert!(sink.received().is_empty());
-    app.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -166,7 +166,7 @@ async fn an_undecodable_event_is_dead_lettered_and_announced_when_its_ids_are_re
         .unwrap();
     assert_eq!(app.cluster.published("notification-failed").len(), 1);
     assert!(sink.received().is_empty());
-    app.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,7 +186,7 @@ async fn a_state_store_failure_is_retried_without_a_duplicate() {
         counter(&metrics, "emails_retried_total", &[("reason", "state")]) >= 1.0,
         "{metrics}"
     );
-    app.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -195,12 +195,8 @@ async fn the_file_transport_writes_one_eml_per_email() {
     let mut settings = settings_for(0);
     settings.smtp_url = None;
     settings.mail_dir = Some(dir.path().to_owned());
-    let app = spawn_app_with(0, settings).await;
-    assert!(
-        app.transport.starts_with("file transport"),
-        "{}",
-        app.transport
-    );
+    let app = spawn_app_with(settings).await;
+    assert!(app.handle.starts_with("file transport"), "{}", app.handle);
     let event = task_created("hal@example.com", "Local run", "");
     app.publish(&event).await;
     app.cluster
@@ -215,18 +211,18 @@ async fn the_file_transport_writes_one_eml_per_email() {
     assert_eq!(files.len(), 1, "{files:?}");
     let raw = std::fs::read_to_string(&files[0]).unwrap();
     assert!(raw.contains("Subject: New task: Local run"), "{raw}");
-    app.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_api_token_protects_deliveries() {
     let sink = SmtpSink::start().unwrap();
     let mut settings = settings_for(sink.port());
-    settings.app_api_token = Some("s3cret-token".into());
-    let app = spawn_app_with(sink.port(), settings).await;
+    settings.common.app_api_token = Some("s3cret-token".into());
+    let app = spawn_app_with(settings).await;
     // Without the token: refused.
     let denied = app
-        .http
+        .client
         .get(app.url("/dapr/subscribe"))
         .send()
         .await
@@ -240,7 +236,7 @@ async fn an_api_token_protects_deliveries() {
         .await
         .unwrap();
     assert_eq!(sink.received().len(), 1);
-    app.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,7 +291,7 @@ async fn a_claim_held_by_another_attempt_means_retry_until_it_is_gone() {
         .await
         .unwrap();
     assert_eq!(sink.received().len(), 1);
-    app.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,7 +312,7 @@ async fn an_smtp_4xx_is_retried_until_accepted() {
     assert_eq!(sink.received().len(), 1);
     assert!(app.cluster.published("notification-failed").is_empty());
     assert!(app.cluster.published(DEAD_LETTERS).is_empty());
-    app.shutdown().await;
+    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,5 +349,5 @@ async fn a_claim_that_outlived_its_ttl_is_taken_over_and_sent_once() {
         .unwrap()
         .unwrap();
     assert_eq!(mark.value["status"], "sent");
-    app.shutdown().await;
+    app.stop().await;
 }

@@ -6,7 +6,7 @@ use crate::support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use support::{Task, World, hours, minutes};
+use support::{ReplicaExt as _, Task, World, hours, minutes};
 
 #[tokio::test]
 async fn duplicate_deliveries_still_give_one_reminder_per_task() {
@@ -14,7 +14,7 @@ async fn duplicate_deliveries_still_give_one_reminder_per_task() {
     world.cluster.faults().duplicate_deliveries(true);
     let replicas = [world.replica().await, world.replica().await];
     let tasks: Vec<Task> = (0..10)
-        .map(|_| Task::new(Some(world.t0 + hours(3))))
+        .map(|_| Task::new().due(Some(world.t0 + hours(3))))
         .collect();
     for task in &tasks {
         world.publish(&task.created()).await;
@@ -48,7 +48,7 @@ async fn failing_state_calls_are_retried_and_nothing_is_lost() {
     let replica = world.replica().await;
     replica.wait_for_lease().await;
     let tasks: Vec<Task> = (0..5)
-        .map(|_| Task::new(Some(world.t0 + hours(2))))
+        .map(|_| Task::new().due(Some(world.t0 + hours(2))))
         .collect();
     world.cluster.faults().fail_next_state_ops(8);
     for task in &tasks {
@@ -75,7 +75,7 @@ async fn a_failed_publish_is_retried_at_the_next_scan() {
     let world = World::new().await;
     let replica = world.replica().await;
     replica.wait_for_lease().await;
-    let task = Task::new(Some(world.t0 + hours(2)));
+    let task = Task::new().due(Some(world.t0 + hours(2)));
     world.publish(&task.created()).await;
     world.wait_for_version(task.id(), 1).await;
     // More failures than the client's own retries absorb: the first scan gives up on it.

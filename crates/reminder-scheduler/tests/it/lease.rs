@@ -4,8 +4,7 @@
 
 use crate::support;
 
-use sidecar_testing::Cluster;
-use support::lease_cases;
+use support::{Cluster, lease_cases};
 
 #[tokio::test]
 async fn one_holder_at_a_time_and_renewal_keeps_the_lease_alive() {

@@ -8,10 +8,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use reminder_scheduler::policy::reminder_event_id;
-use sidecar_testing::Cluster;
-use support::lease_cases;
 use support::redis::RedisServer;
-use support::{Task, World, hours, minutes};
+use support::{Cluster, lease_cases};
+use support::{ReplicaExt as _, Task, World, hours, minutes};
 use tokio::time::Instant;
 
 #[tokio::test]
@@ -20,10 +19,10 @@ async fn exactly_one_reminder_per_task_across_a_crash_on_redis() {
     let world = World::from_resources(redis.resources()).await;
     let mut replicas = vec![world.replica().await, world.replica().await];
     let early: Vec<Task> = (0..10)
-        .map(|_| Task::new(Some(world.t0 + hours(3))))
+        .map(|_| Task::new().due(Some(world.t0 + hours(3))))
         .collect();
     let late: Vec<Task> = (0..10)
-        .map(|_| Task::new(Some(world.t0 + hours(5))))
+        .map(|_| Task::new().due(Some(world.t0 + hours(5))))
         .collect();
     for task in early.iter().chain(late.iter()) {
         world.publish(&task.created()).await;
@@ -43,7 +42,7 @@ async fn exactly_one_reminder_per_task_across_a_crash_on_redis() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let crashed = Instant::now();
-    replicas.remove(holder).kill().await;
+    replicas.remove(holder).crash().await;
     world.advance(hours(2));
     replicas[0].wait_for_lease().await;
     let took = crashed.elapsed();

@@ -5,7 +5,7 @@ use crate::support;
 
 use reminder_scheduler::Settings;
 use reminder_scheduler::policy::reminder_event_id;
-use support::{Task, World, hours, minutes};
+use support::{ReplicaExt as _, Task, World, hours, minutes};
 
 #[tokio::test]
 async fn a_reminder_fires_once_inside_the_window_and_not_before() {
@@ -13,7 +13,7 @@ async fn a_reminder_fires_once_inside_the_window_and_not_before() {
     let replica = world.replica().await;
     replica.wait_for_lease().await;
     let due = world.t0 + hours(3);
-    let task = Task::new(Some(due));
+    let task = Task::new().due(Some(due));
     let created = task.created();
     world.publish(&created).await;
     world.wait_for_version(task.id(), 1).await;
@@ -32,7 +32,7 @@ async fn a_reminder_fires_once_inside_the_window_and_not_before() {
     assert_eq!(reminder.cloud_event_id, expected_id.to_string());
     assert_eq!(reminder.envelope.data.task_id, task.id());
     assert_eq!(reminder.envelope.data.due_date, due);
-    assert_eq!(reminder.envelope.data.user_email, "ada@example.com");
+    assert_eq!(reminder.envelope.data.user_email, task.snapshot.user_email);
     assert_eq!(reminder.envelope.causation_id, Some(created.event_id));
     assert_eq!(reminder.envelope.correlation_id, created.correlation_id);
     assert_eq!(reminder.envelope.source, "reminder-scheduler");
@@ -54,9 +54,9 @@ async fn a_task_due_inside_the_window_is_reminded_at_once_and_an_overdue_one_is_
     let world = World::new().await;
     let replica = world.replica().await;
     replica.wait_for_lease().await;
-    let overdue = Task::new(Some(world.t0 - minutes(5)));
+    let overdue = Task::new().due(Some(world.t0 - minutes(5)));
     world.publish(&overdue.created()).await;
-    let soon = Task::new(Some(world.t0 + minutes(20)));
+    let soon = Task::new().due(Some(world.t0 + minutes(20)));
     world.publish(&soon.created()).await;
 
     let reminders = world.wait_for_reminders(1).await;
@@ -72,11 +72,11 @@ async fn overdue_tasks_are_reminded_when_configured() {
     let world = World::new().await;
     let settings = Settings {
         remind_overdue: true,
-        ..Settings::for_tests()
+        ..support::settings()
     };
     let replica = world.replica_with(settings).await;
     replica.wait_for_lease().await;
-    let overdue = Task::new(Some(world.t0 - minutes(5)));
+    let overdue = Task::new().due(Some(world.t0 - minutes(5)));
     world.publish(&overdue.created()).await;
     let reminders = world.wait_for_reminders(1).await;
     assert_eq!(reminders[0].envelope.data.task_id, overdue.id());
@@ -88,11 +88,11 @@ async fn a_short_lead_time_is_honoured() {
     let world = World::new().await;
     let settings = Settings {
         reminder_lead_time: std::time::Duration::from_secs(10 * 60),
-        ..Settings::for_tests()
+        ..support::settings()
     };
     let replica = world.replica_with(settings).await;
     replica.wait_for_lease().await;
-    let task = Task::new(Some(world.t0 + minutes(30)));
+    let task = Task::new().due(Some(world.t0 + minutes(30)));
     world.publish(&task.created()).await;
     world.wait_for_version(task.id(), 1).await;
     world.advance(minutes(19));
@@ -116,7 +116,7 @@ async fn a_moved_due_date_reschedules() {
     replica.wait_for_lease().await;
     let old_due = world.t0 + hours(3);
     let new_due = world.t0 + hours(5);
-    let task = Task::new(Some(old_due));
+    let task = Task::new().due(Some(old_due));
     world.publish(&task.created()).await;
     let moved = task.at(2, Some(new_due)).updated();
     world.publish(&moved).await;
@@ -149,7 +149,7 @@ async fn a_due_date_moved_after_its_reminder_gets_a_new_one() {
     let replica = world.replica().await;
     replica.wait_for_lease().await;
     let first_due = world.t0 + minutes(30);
-    let task = Task::new(Some(first_due));
+    let task = Task::new().due(Some(first_due));
     world.publish(&task.created()).await;
     world.wait_for_reminders(1).await;
     let second_due = world.t0 + minutes(40);
@@ -172,9 +172,9 @@ async fn completion_and_deletion_cancel() {
     let replica = world.replica().await;
     replica.wait_for_lease().await;
     let due = world.t0 + hours(3);
-    let completed = Task::new(Some(due));
-    let deleted = Task::new(Some(due));
-    let control = Task::new(Some(due));
+    let completed = Task::new().due(Some(due));
+    let deleted = Task::new().due(Some(due));
+    let control = Task::new().due(Some(due));
     for task in [&completed, &deleted, &control] {
         world.publish(&task.created()).await;
     }
@@ -202,7 +202,7 @@ async fn stale_and_repeated_events_are_ignored() {
     let due1 = world.t0 + hours(3);
     let due2 = world.t0 + hours(4);
     let due3 = world.t0 + hours(5);
-    let task = Task::new(Some(due1));
+    let task = Task::new().due(Some(due1));
     world.publish(&task.created()).await;
     let v3 = task.at(3, Some(due3)).updated();
     world.publish(&v3).await;
@@ -212,7 +212,7 @@ async fn stale_and_repeated_events_are_ignored() {
     world.publish(&v3).await;
     world.publish(&task.created()).await;
     // A deletion that was overtaken cannot be undone by the late update either.
-    let gone = Task::new(Some(due1));
+    let gone = Task::new().due(Some(due1));
     world.publish(&gone.created()).await;
     world.publish(&gone.at(2, Some(due1)).deleted()).await;
     world.wait_for_version(gone.id(), 2).await;
@@ -241,7 +241,7 @@ async fn serves_health_metrics_and_the_subscription_table() {
     let replica = world.replica().await;
     replica.wait_for_lease().await;
     world
-        .publish(&Task::new(Some(world.t0 + minutes(10))).created())
+        .publish(&Task::new().due(Some(world.t0 + minutes(10))).created())
         .await;
     world.wait_for_reminders(1).await;
     replica.scans(1).await;
@@ -307,14 +307,12 @@ async fn serves_health_metrics_and_the_subscription_table() {
 #[tokio::test]
 async fn deliveries_must_carry_the_app_api_token_when_one_is_set() {
     let world = World::new().await;
-    let settings = Settings {
-        app_api_token: Some("s3cret-token".to_owned().into()),
-        ..Settings::for_tests()
-    };
+    let mut settings = support::settings();
+    settings.common.app_api_token = Some("s3cret-token".to_owned().into());
     let replica = world.replica_with(settings).await;
     replica.wait_for_lease().await;
     // The sidecar sends the token: the event is applied and reminded.
-    let task = Task::new(Some(world.t0 + minutes(10)));
+    let task = Task::new().due(Some(world.t0 + minutes(10)));
     world.publish(&task.created()).await;
     world.wait_for_reminders(1).await;
     // A caller without it is refused.
@@ -337,7 +335,7 @@ async fn a_reopened_task_is_reminded_again() {
     let replica = world.replica().await;
     replica.wait_for_lease().await;
     let due = world.t0 + hours(3);
-    let task = Task::new(Some(due));
+    let task = Task::new().due(Some(due));
     world.publish(&task.created()).await;
     world.publish(&task.at(2, Some(due)).completed()).await;
     world.wait_for_version(task.id(), 2).await;

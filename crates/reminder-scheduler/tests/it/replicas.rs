@@ -7,9 +7,8 @@ use crate::support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use reminder_scheduler::Settings;
 use reminder_scheduler::policy::reminder_event_id;
-use support::{Replica, Task, World, hours, minutes, wait_scans};
+use support::{Replica, ReplicaExt as _, Task, World, hours, minutes, wait_scans};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -33,7 +32,7 @@ async fn holder_of(replicas: &[Replica]) -> usize {
 
 /// Creates `n` tasks due at `due` and waits until the projection has them all.
 async fn create_tasks(world: &World, n: usize, due: chrono::DateTime<chrono::Utc>) -> Vec<Task> {
-    let tasks: Vec<Task> = (0..n).map(|_| Task::new(Some(due))).collect();
+    let tasks: Vec<Task> = (0..n).map(|_| Task::new().due(Some(due))).collect();
     for task in &tasks {
         world.publish(&task.created()).await;
     }
@@ -93,7 +92,7 @@ async fn a_stopped_holder_hands_over_at_once_and_nothing_is_missed_or_doubled() 
     let took = stopped.elapsed();
     eprintln!("takeover after a graceful stop: {took:?}");
     assert!(
-        took < Settings::for_tests().lease_ttl,
+        took < support::settings().lease_ttl,
         "takeover took {took:?}"
     );
 
@@ -116,7 +115,7 @@ async fn a_crashed_holder_is_replaced_within_one_lease_period() {
 
     let holder = holder_of(&replicas).await;
     let crashed = Instant::now();
-    replicas.remove(holder).kill().await;
+    replicas.remove(holder).crash().await;
     // Reminders come due while nobody holds the lease.
     world.advance(hours(2));
     let survivor = &replicas[0];
@@ -125,7 +124,7 @@ async fn a_crashed_holder_is_replaced_within_one_lease_period() {
     eprintln!("takeover after a crash: {took:?}");
     // The key expires at most one TTL after the holder's last renewal, which came before the
     // crash; the survivor tries right when it expects the expiry. (Slack for a loaded machine.)
-    let ttl = Settings::for_tests().lease_ttl;
+    let ttl = support::settings().lease_ttl;
     assert!(
         took <= ttl + Duration::from_millis(500),
         "takeover took {took:?}"
@@ -143,7 +142,7 @@ async fn events_handled_by_either_replica_reach_the_scanner() {
     // Competing consumers: each event goes to one replica, whichever; the projection is shared.
     let world = World::new().await;
     let replicas = vec![world.replica().await, world.replica().await];
-    let task = Task::new(Some(world.t0 + hours(3)));
+    let task = Task::new().due(Some(world.t0 + hours(3)));
     world.publish(&task.created()).await;
     let moved = task.at(2, Some(world.t0 + hours(4)));
     world.publish(&moved.updated()).await;
@@ -151,7 +150,7 @@ async fn events_handled_by_either_replica_reach_the_scanner() {
         .publish(&task.at(3, Some(world.t0 + hours(4))).completed())
         .await;
     world.wait_for_version(task.id(), 3).await;
-    let other = Task::new(Some(world.t0 + hours(4)));
+    let other = Task::new().due(Some(world.t0 + hours(4)));
     world.publish(&other.created()).await;
     world.wait_for_version(other.id(), 1).await;
 

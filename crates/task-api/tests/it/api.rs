@@ -4,7 +4,7 @@
 use crate::support;
 
 use serde_json::{Value, json};
-use support::{fields, problem, spawn_app};
+use support::{TaskApi as _, fields, problem, spawn_app};
 
 #[tokio::test]
 async fn create_publishes_exactly_the_expected_envelope() {
@@ -516,8 +516,6 @@ async fn readyz_fails_when_the_sidecar_is_gone() {
         base,
         client,
         cluster,
-        stop,
-        server,
         ..
     } = app;
     sidecar.shutdown().await;
@@ -541,9 +539,5 @@ async fn readyz_fails_when_the_sidecar_is_gone() {
         .await
         .unwrap();
     problem(response, 503, "unavailable").await;
-    drop(stop);
-    if let Some(server) = server {
-        let _ = server.await;
-    }
     cluster.shutdown().await;
 }

@@ -6,7 +6,7 @@ use crate::support;
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use support::spawn_app;
+use support::{TaskApi as _, spawn_app};
 
 #[tokio::test]
 async fn parallel_patches_are_all_applied_with_gapless_versions() {

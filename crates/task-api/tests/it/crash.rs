@@ -8,14 +8,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::json;
-use sidecar_testing::Cluster;
-use support::{SECRET, free_port};
+use support::{Cluster, SECRET, free_port};
 
 fn start(port: u16, dapr: &str, crash: bool) -> Child {
     Command::new(env!("CARGO_BIN_EXE_task-api"))
         .env_clear()
         .env("APP_PORT", port.to_string())
-        .env("BIND_ADDRESS", "127.0.0.1")
+        .env("APP_HOST", "127.0.0.1")
         .env("DAPR_HTTP_ENDPOINT", dapr)
         .env("JWT_SECRET", SECRET)
         .env("OUTBOX_GRACE_PERIOD", "500ms")

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use dapr_http::{DaprClient, DaprSettings};
 use serde_json::{Value, json};
-use support::proxy::TxnFault;
-use support::{problem, spawn_proxied};
+use support::{TaskApi as _, TxnFault, problem, spawn_proxied};
 use task_api::outbox::Outbox;
 
 async fn outbox_entries(app: &support::TestApp) -> Vec<Value> {

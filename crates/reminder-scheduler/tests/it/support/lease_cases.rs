@@ -5,7 +5,7 @@ use std::time::Duration;
 use dapr_http::{DaprClient, DaprSettings};
 use reminder_scheduler::lease::{LEASE_KEY, Lease, LeaseState, LeaseValue};
 use reminder_scheduler::store::{Store, Ttl};
-use sidecar_testing::Cluster;
+use service_testing::Cluster;
 use tokio::time::Instant;
 
 use super::APP;

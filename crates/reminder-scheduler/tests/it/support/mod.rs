@@ -1,75 +1,62 @@
-//! Test harness: an in-memory cluster (state store + pub/sub with `state.redis` semantics), one
-//! or more scheduler replicas each with its own sidecar, a shared manual clock, and builders for
-//! the task events task-api would publish.
+//! Test harness: one or more scheduler replicas, each with its own sidecar on one cluster
+//! (`service_testing`), a shared manual clock, and the task events task-api would publish
+//! (`service_testing::TaskFixture`).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod lease_cases;
 pub mod redis;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use dapr_http::DaprSettings;
-use events::{
-    Envelope, EventPayload, Priority, TaskCompleted, TaskCreated, TaskDeleted, TaskSnapshot,
-    TaskStatus, TaskUpdated,
-};
+use events::{Envelope, EventPayload};
+use reminder_scheduler::startup::Overrides;
 use reminder_scheduler::{Application, Handle, ManualClock, Settings};
-use sidecar_testing::{Cluster, TestSidecar};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
+use service_testing::{AppBuilder, eventually};
+pub use service_testing::{Cluster, DEADLINE, TaskFixture as Task};
 use uuid::Uuid;
 
 pub const APP: &str = events::apps::REMINDER_SCHEDULER;
 pub const DUE_SOON: &str = "task-due-soon";
-/// Upper bound of any wait in these tests; the waits themselves end as soon as the condition
-/// holds.
-pub const DEADLINE: Duration = Duration::from_secs(15);
 
 /// One running replica: the application and its sidecar.
-pub struct Replica {
-    pub handle: Handle,
-    pub port: u16,
-    pub sidecar: Option<TestSidecar>,
-    pub task: JoinHandle<Result<(), reminder_scheduler::Error>>,
+pub type Replica = service_testing::TestApp<Application>;
+
+/// The settings the tests start from: lead time 1 h and 1 min buckets (the defaults), but scans
+/// every 100 ms and a 2 s lease renewed every 300 ms, so takeovers happen within a test.
+pub fn settings() -> Settings {
+    service_testing::settings(&[
+        ("SCAN_INTERVAL", "100ms"),
+        ("LEASE_TTL", "2s"),
+        ("LEASE_RENEW_INTERVAL", "300ms"),
+    ])
 }
 
-impl Replica {
-    /// Graceful stop: the application releases its lease, then its sidecar goes.
-    pub async fn stop(mut self) {
-        self.handle.stop();
-        let _ = tokio::time::timeout(DEADLINE, &mut self.task).await;
-        if let Some(sidecar) = self.sidecar.take() {
-            sidecar.shutdown().await;
-        }
-    }
-
-    /// A crash: the process vanishes without releasing its lease.
-    pub async fn kill(mut self) {
-        self.handle.abandon_lease();
-        self.task.abort();
-        let _ = (&mut self.task).await;
-        if let Some(sidecar) = self.sidecar.take() {
-            sidecar.shutdown().await;
-        }
-    }
-
+/// What the tests do with a replica beyond starting and stopping it.
+pub trait ReplicaExt {
     /// Waits until this replica has completed `n` more scans.
-    pub async fn scans(&self, n: u64) {
+    async fn scans(&self, n: u64);
+    /// Waits until this replica holds the lease.
+    async fn wait_for_lease(&self);
+    /// A crash: the process vanishes without releasing its lease.
+    async fn crash(self);
+}
+
+impl ReplicaExt for Replica {
+    async fn scans(&self, n: u64) {
         wait_scans(&self.handle, n).await;
     }
 
-    /// Waits until this replica holds the lease.
-    pub async fn wait_for_lease(&self) {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        while !self.handle.holds_lease() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the lease was never acquired"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    async fn wait_for_lease(&self) {
+        eventually("the lease", || async {
+            self.handle.holds_lease().then_some(())
+        })
+        .await;
+    }
+
+    async fn crash(self) {
+        self.handle.abandon_lease();
+        self.kill().await;
     }
 }
 
@@ -117,56 +104,19 @@ impl World {
         }
     }
 
-    /// Starts a replica with the test settings (lead time 1 h, 1 min buckets, 2 s lease).
+    /// Starts a replica with the test [`settings`].
     pub async fn replica(&self) -> Replica {
-        self.replica_with(Settings::for_tests()).await
+        self.replica_with(settings()).await
     }
 
     pub async fn replica_with(&self, settings: Settings) -> Replica {
-        // The harness waits for subscriptions when the app port already accepts connections,
-        // and the app needs the sidecar's address to be built. So: reserve a port, release it,
-        // start the sidecar on it (the app is not up, so it does not wait), bind the app there,
-        // then wait for the sidecar to register the subscriptions.
-        let reserved = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("reserve a port");
-        let port = reserved.local_addr().expect("addr").port();
-        drop(reserved);
-        let token = settings
-            .app_api_token
-            .as_ref()
-            .map(|t| secrecy::ExposeSecret::expose_secret(t).to_owned());
-        let sidecar = self
-            .cluster
-            .sidecar(APP)
-            .app_port(Some(port))
-            .app_api_token(token)
+        AppBuilder::new(settings)
+            .on(&self.cluster)
+            .overrides(Overrides {
+                clock: Arc::new(self.clock.clone()),
+            })
             .start()
             .await
-            .expect("sidecar");
-        let listener = TcpListener::bind(("127.0.0.1", port))
-            .await
-            .expect("rebind the reserved port");
-        let app = Application::build_with(
-            settings,
-            DaprSettings::with_endpoint(sidecar.http_endpoint()),
-            Arc::new(self.clock.clone()),
-            listener,
-        )
-        .expect("build");
-        let handle = app.handle();
-        let port = app.port();
-        let task = tokio::spawn(app.run_until_stopped());
-        assert!(
-            sidecar.wait_ready(DEADLINE).await,
-            "sidecar never became ready"
-        );
-        Replica {
-            handle,
-            port,
-            sidecar: Some(sidecar),
-            task,
-        }
     }
 
     pub fn advance(&self, by: chrono::Duration) {
@@ -189,19 +139,12 @@ impl World {
 
     /// Waits until the projection of `task` reaches `version`.
     pub async fn wait_for_version(&self, task: Uuid, version: u64) -> serde_json::Value {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            if let Some(record) = self.record(task).await
-                && record["version"].as_u64() >= Some(version)
-            {
-                return record;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "task {task} never reached version {version}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        eventually(format!("task {task} at version {version}"), || async {
+            self.record(task)
+                .await
+                .filter(|record| record["version"].as_u64() >= Some(version))
+        })
+        .await
     }
 
     /// The `task-due-soon` events published so far, as (event id, task id, due date).
@@ -239,74 +182,6 @@ impl Reminder {
             cloud_event_id: ce["id"].as_str().unwrap_or_default().to_owned(),
             envelope,
         }
-    }
-}
-
-/// A task as task-api would describe it.
-#[derive(Debug, Clone)]
-pub struct Task {
-    pub snapshot: TaskSnapshot,
-}
-
-impl Task {
-    pub fn new(due: Option<DateTime<Utc>>) -> Self {
-        let now = Utc::now();
-        Self {
-            snapshot: TaskSnapshot {
-                task_id: Uuid::now_v7(),
-                user_id: Uuid::now_v7(),
-                user_email: "ada@example.com".into(),
-                title: "file the report".into(),
-                description: String::new(),
-                priority: Priority::High,
-                due_date: due,
-                status: TaskStatus::Open,
-                version: 1,
-                created_at: now,
-                updated_at: now,
-            },
-        }
-    }
-
-    pub fn id(&self) -> Uuid {
-        self.snapshot.task_id
-    }
-
-    /// The task at `version` with `due` (the state an update announces).
-    pub fn at(&self, version: u64, due: Option<DateTime<Utc>>) -> Self {
-        let mut next = self.clone();
-        next.snapshot.version = version;
-        next.snapshot.due_date = due;
-        next
-    }
-
-    fn envelope<T: EventPayload>(&self, data: T) -> Envelope<T> {
-        Envelope::new(events::apps::TASK_API, format!("corr-{}", self.id()), data)
-    }
-
-    pub fn created(&self) -> Envelope<TaskCreated> {
-        self.envelope(TaskCreated {
-            task: self.snapshot.clone(),
-        })
-    }
-
-    pub fn updated(&self) -> Envelope<TaskUpdated> {
-        self.envelope(TaskUpdated {
-            task: self.snapshot.clone(),
-            changed_fields: vec!["due_date".into()],
-        })
-    }
-
-    pub fn completed(&self) -> Envelope<TaskCompleted> {
-        let mut task = self.snapshot.clone();
-        task.status = TaskStatus::Completed;
-        self.envelope(TaskCompleted { task })
-    }
-
-    pub fn deleted(&self) -> Envelope<TaskDeleted> {
-        self.envelope(TaskDeleted {
-            task: self.snapshot.clone(),
-        })
     }
 }
 

@@ -1,54 +1,29 @@
-//! Test harness: an in-memory Dapr cluster, the task-api sidecar and the app on a random port.
+//! Test harness: task-api with its sidecar through `service_testing`, test users with tokens,
+//! and the requests and checks the API tests repeat.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-
-pub mod proxy;
 
 use std::time::Duration;
 
-use dapr_http::DaprSettings;
+use reqwest::Response;
 use serde_json::{Value, json};
-use service_kit::LayeredSettings as _;
-use sidecar_testing::{Cluster, TestSidecar};
+use service_testing::{AppBuilder, eventually};
+pub use service_testing::{Cluster, TxnFault, free_port};
 use task_api::{Application, Settings};
 use uuid::Uuid;
 
 pub const SECRET: &str = "test-secret-0123456789-abcdefghijklmnop";
-pub const APP: &str = "task-api";
 
-pub struct TestApp {
-    pub cluster: Cluster,
-    pub sidecar: TestSidecar,
-    pub base: String,
-    pub client: reqwest::Client,
-    pub settings: Settings,
-    pub proxy: Option<proxy::Proxy>,
-    pub stop: Option<tokio::sync::oneshot::Sender<()>>,
-    pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-/// A free port: bound and released, for processes that must be told their port up front.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub type TestApp = service_testing::TestApp<Application>;
 
 pub fn settings(extra: &[(&str, &str)]) -> Settings {
-    let mut env: Vec<(String, String)> = vec![
-        ("JWT_SECRET".into(), SECRET.into()),
-        ("BIND_ADDRESS".into(), "127.0.0.1".into()),
-        ("APP_PORT".into(), "0".into()),
+    let mut env = vec![
+        ("JWT_SECRET", SECRET),
         // Long grace: the relay must not re-publish what the request path publishes itself.
-        ("OUTBOX_GRACE_PERIOD".into(), "60s".into()),
-        ("OUTBOX_RELAY_INTERVAL".into(), "200ms".into()),
+        ("OUTBOX_GRACE_PERIOD", "60s"),
+        ("OUTBOX_RELAY_INTERVAL", "200ms"),
     ];
-    for (k, v) in extra {
-        env.retain(|(key, _)| key != k);
-        env.push((k.to_string(), v.to_string()));
-    }
-    Settings::load_from(env).unwrap()
+    env.extend_from_slice(extra);
+    service_testing::settings(&env)
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -56,69 +31,12 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
-    let cluster = Cluster::in_memory().await.unwrap();
-    spawn_on(cluster, extra).await
-}
-
-/// Starts the app (and its sidecar) on an existing cluster.
-pub async fn spawn_on(cluster: Cluster, extra: &[(&str, &str)]) -> TestApp {
-    spawn_inner(cluster, extra, false).await
+    AppBuilder::new(settings(extra)).start().await
 }
 
 /// Like [`spawn_app_with`], with a recording, fault-injecting proxy in front of the sidecar.
 pub async fn spawn_proxied(extra: &[(&str, &str)]) -> TestApp {
-    let cluster = Cluster::in_memory().await.unwrap();
-    spawn_inner(cluster, extra, true).await
-}
-
-async fn spawn_inner(cluster: Cluster, extra: &[(&str, &str)], proxied: bool) -> TestApp {
-    if std::env::var_os("TEST_LOG").is_some() {
-        let _ = service_kit::init_tracing("task-api-test");
-    }
-    let port = free_port();
-    let sidecar = cluster
-        .sidecar(APP)
-        .app_port(Some(port))
-        .start()
-        .await
-        .unwrap();
-    let port_text = port.to_string();
-    let mut all: Vec<(&str, &str)> = vec![("APP_PORT", port_text.as_str())];
-    all.extend_from_slice(extra);
-    let settings = settings(&all);
-    let proxy = if proxied {
-        Some(proxy::Proxy::start(sidecar.http_endpoint()).await)
-    } else {
-        None
-    };
-    let endpoint = proxy
-        .as_ref()
-        .map_or_else(|| sidecar.http_endpoint(), |p| p.url.clone());
-    let app = Application::build(settings.clone(), DaprSettings::with_endpoint(endpoint))
-        .await
-        .unwrap();
-    let base = format!("http://127.0.0.1:{}", app.port());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    assert!(
-        sidecar.wait_ready(Duration::from_secs(10)).await,
-        "sidecar ready"
-    );
-    TestApp {
-        cluster,
-        sidecar,
-        base,
-        client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
-        settings,
-        proxy,
-        stop: Some(stop),
-        server: Some(server),
-    }
+    AppBuilder::new(settings(extra)).proxied().start().await
 }
 
 pub struct User {
@@ -127,8 +45,22 @@ pub struct User {
     pub token: String,
 }
 
-impl TestApp {
-    pub fn user(&self) -> User {
+/// The calls the tests make on the API, and what they read of the published events.
+pub trait TaskApi {
+    fn user(&self) -> User;
+    async fn create(&self, user: &User, body: Value) -> Response;
+    /// Creates a task and returns its JSON (asserting 201).
+    async fn create_ok(&self, user: &User, title: &str) -> Value;
+    async fn get(&self, user: &User, path: &str) -> Response;
+    async fn patch(&self, user: &User, id: &str, body: Value, etag: Option<&str>) -> Response;
+    /// Published CloudEvents of `topic` whose task id is `task_id`.
+    fn events_of(&self, topic: &str, task_id: &str) -> Vec<Value>;
+    /// Waits until `n` events of `topic` for `task_id` were published.
+    async fn wait_events(&self, topic: &str, task_id: &str, n: usize) -> Vec<Value>;
+}
+
+impl TaskApi for TestApp {
+    fn user(&self) -> User {
         let id = Uuid::new_v4();
         let email = format!("u{}@example.com", &id.simple().to_string()[..8]);
         let token =
@@ -137,11 +69,7 @@ impl TestApp {
         User { id, email, token }
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    pub async fn create(&self, user: &User, body: Value) -> reqwest::Response {
+    async fn create(&self, user: &User, body: Value) -> Response {
         self.client
             .post(self.url("/api/tasks"))
             .bearer_auth(&user.token)
@@ -151,14 +79,13 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Creates a task and returns its JSON (asserting 201).
-    pub async fn create_ok(&self, user: &User, title: &str) -> Value {
+    async fn create_ok(&self, user: &User, title: &str) -> Value {
         let response = self.create(user, json!({ "title": title })).await;
         assert_eq!(response.status(), 201, "create {title}");
         response.json().await.unwrap()
     }
 
-    pub async fn get(&self, user: &User, path: &str) -> reqwest::Response {
+    async fn get(&self, user: &User, path: &str) -> Response {
         self.client
             .get(self.url(path))
             .bearer_auth(&user.token)
@@ -167,26 +94,19 @@ impl TestApp {
             .unwrap()
     }
 
-    pub async fn patch(
-        &self,
-        user: &User,
-        id: &str,
-        body: Value,
-        if_match: Option<&str>,
-    ) -> reqwest::Response {
+    async fn patch(&self, user: &User, id: &str, body: Value, etag: Option<&str>) -> Response {
         let mut request = self
             .client
             .patch(self.url(&format!("/api/tasks/{id}")))
             .bearer_auth(&user.token)
             .json(&body);
-        if let Some(etag) = if_match {
+        if let Some(etag) = etag {
             request = request.header("if-match", etag);
         }
         request.send().await.unwrap()
     }
 
-    /// Published CloudEvents of `topic` whose task id is `task_id`.
-    pub fn events_of(&self, topic: &str, task_id: &str) -> Vec<Value> {
+    fn events_of(&self, topic: &str, task_id: &str) -> Vec<Value> {
         self.cluster
             .published(topic)
             .into_iter()
@@ -194,43 +114,17 @@ impl TestApp {
             .collect()
     }
 
-    /// Polls until `n` events of `topic` for `task_id` were published (deadline 10 s).
-    pub async fn wait_events(&self, topic: &str, task_id: &str, n: usize) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
+    async fn wait_events(&self, topic: &str, task_id: &str, n: usize) -> Vec<Value> {
+        eventually(format!("{n} {topic} event(s) of {task_id}"), || async {
             let events = self.events_of(topic, task_id);
-            if events.len() >= n {
-                return events;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "timed out waiting for {n} {topic} event(s) of {task_id}; got {}",
-                events.len()
-            );
-            let _ = self
-                .cluster
-                .wait_for_published(
-                    topic,
-                    self.cluster.published(topic).len() + 1,
-                    Duration::from_millis(200),
-                )
-                .await;
-        }
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = server.await;
-        }
-        self.cluster.shutdown().await;
+            (events.len() >= n).then_some(events)
+        })
+        .await
     }
 }
 
 /// Asserts a problem+json response and returns its body.
-pub async fn problem(response: reqwest::Response, status: u16, slug: &str) -> Value {
+pub async fn problem(response: Response, status: u16, slug: &str) -> Value {
     assert_eq!(response.status(), status);
     assert_eq!(
         response.headers()["content-type"].to_str().unwrap(),

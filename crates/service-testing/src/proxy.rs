@@ -3,8 +3,8 @@
 //! It records every request line (so tests can check publish metadata such as the partition
 //! key, which the broker log does not keep) and can make the next state transactions fail
 //! completely or partially, the way a Redis transaction fails: some operations applied, the
-//! others not, and daprd answering 500 `ERR_STATE_TRANSACTION`.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+//! others not, and daprd answering 500 `ERR_STATE_TRANSACTION`. [`crate::AppBuilder::proxied`] puts one in front
+//! of a service's sidecar.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -32,6 +32,7 @@ struct Inner {
     requests: Vec<String>,
 }
 
+/// The proxy: `url` is what the app is given as its sidecar's address.
 #[derive(Debug, Clone)]
 pub struct Proxy {
     pub url: String,
@@ -41,6 +42,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
+    /// Starts a proxy in front of the sidecar at `target`.
     pub async fn start(target: String) -> Proxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -59,6 +61,7 @@ impl Proxy {
         proxy
     }
 
+    /// Applies `fault` to the next state transaction that has none yet.
     pub fn fault_next_transaction(&self, fault: TxnFault) {
         self.inner.lock().unwrap().faults.push_back(fault);
     }

@@ -1,4 +1,4 @@
-//! Health endpoints and graceful shutdown.
+//! Health endpoints.
 //!
 //! `/healthz` is liveness: the process answers, nothing more, so a slow sidecar never gets a
 //! healthy pod restarted. `/readyz` is readiness: the sidecar's outbound health, because a service
@@ -31,33 +31,5 @@ async fn readiness(dapr: &DaprClient) -> Response {
         StatusCode::NO_CONTENT.into_response()
     } else {
         Problem::unavailable("the Dapr sidecar is not reachable").into_response()
-    }
-}
-
-/// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
-        () = terminate => tracing::info!("SIGTERM received, shutting down"),
     }
 }

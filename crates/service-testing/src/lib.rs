@@ -1,0 +1,62 @@
+//! The test harness of the services (a dev-dependency only: nothing here belongs in a
+//! production build).
+//!
+//! * [`spawn_app`] / [`AppBuilder`]: any [`service_kit::Service`] started with its in-process
+//!   sidecar on random ports, as it runs in production but for the listener and the sidecar's
+//!   address; the returned [`TestApp`] stops it gracefully ([`TestApp::stop`]) or as a crash
+//!   ([`TestApp::kill`]) and publishes as any producing app ([`TestApp::publish`]).
+//! * [`settings`]: a service's settings from its own defaults plus the test's variables, never
+//!   from the environment of the test process.
+//! * [`TaskFixture`]: one task and the envelope of every topic about it.
+//! * [`Proxy`]: a recording, fault-injecting proxy between an app and its sidecar.
+//! * [`Cluster`] and [`TestSidecar`], the sidecar's own harness, re-exported: this crate is the
+//!   one place that names where they come from.
+//!
+//! A harness fails loudly: set-up errors panic with what went wrong, as a test would.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod fixtures;
+pub mod metrics;
+pub mod proxy;
+pub mod spawn;
+
+use std::fmt::Display;
+use std::future::Future;
+use std::time::Duration;
+
+pub use fixtures::TaskFixture;
+pub use metrics::counter;
+pub use proxy::{Proxy, TxnFault};
+pub use sidecar_testing::{Cluster, TestSidecar};
+pub use spawn::{AppBuilder, TestApp, settings, spawn_app};
+
+/// Upper bound of any wait in the harness; every wait ends as soon as its condition holds.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A loopback port nobody listened on a moment ago (bound, read, released), for a process that
+/// must be told its port before it binds it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("no free loopback port")
+}
+
+/// Polls `check` until it gives a value, failing the test after [`DEADLINE`] with `what`.
+pub async fn eventually<T, F, Fut>(what: impl Display, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
