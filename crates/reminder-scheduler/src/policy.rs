@@ -26,9 +26,9 @@ impl Policy {
     /// The bucket a task due at `due` is filed in when the decision is made at `now`, or `None`
     /// when it will never get a reminder (overdue and `remind_overdue` is off).
     ///
-    /// A task already inside the reminder window is filed at the window's far edge, the bucket
-    /// the next scan reads whatever its watermark, so it is reminded at once instead of being
-    /// filed behind the scanner.
+    /// A task already inside the reminder window is filed at the window's far edge, the last
+    /// bucket the next scan reads, so it is reminded at once instead of being filed behind the
+    /// scanner.
     pub fn filing_bucket(&self, due: DateTime<Utc>, now: DateTime<Utc>) -> Option<i64> {
         if due < now && !self.remind_overdue {
             return None;

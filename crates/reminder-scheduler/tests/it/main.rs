@@ -6,6 +6,7 @@ mod support;
 
 mod faults;
 mod lease;
+mod outage;
 mod redis_backed;
 mod reminders;
 mod replicas;
