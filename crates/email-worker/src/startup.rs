@@ -55,6 +55,7 @@ impl Application {
             send_permits: Arc::new(Semaphore::new(s.max_concurrent_sends)),
             pubsub: s.pubsub_name.clone(),
             app_id: s.app_id.clone(),
+            max_event_age: s.max_event_age,
         });
         // The recorder first (inside `app`), then the series it should show from the start.
         let router = app(Arc::clone(&worker), s.app_api_token.clone(), dapr)?;

@@ -36,6 +36,8 @@ pub struct Worker {
     pub(crate) send_permits: Arc<Semaphore>,
     pub(crate) pubsub: String,
     pub(crate) app_id: String,
+    /// Triggers older than this are acknowledged without an email (see [`crate::staleness`]).
+    pub(crate) max_event_age: Duration,
 }
 
 /// Attempts at the sent mark before giving up on it (see "The one duplicate window").

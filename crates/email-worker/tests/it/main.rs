@@ -8,3 +8,4 @@ mod support;
 mod backlog;
 mod emails;
 mod failures;
+mod replay;

@@ -102,6 +102,29 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// Whether consumer group `group` has read `stream` to its end and acknowledged every entry.
+    pub fn group_done(&self, stream: &str, group: &str) -> bool {
+        let mut con = self.client().get_connection().unwrap();
+        let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(stream)
+            .query(&mut con)
+            .unwrap_or_default();
+        let number = |g: &std::collections::HashMap<String, redis::Value>, key: &str| {
+            g.get(key)
+                .and_then(|v| redis::from_redis_value_ref::<i64>(v).ok())
+        };
+        groups.iter().any(|g| {
+            g.get("name")
+                .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+                .is_some_and(|name| name == group)
+                && number(g, "pending") == Some(0)
+                && number(g, "lag") == Some(0)
+        })
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
