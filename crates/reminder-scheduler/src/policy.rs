@@ -1,5 +1,12 @@
 //! When a reminder is due, and the reminder event itself (deterministic id, causation,
-//! correlation). Pure functions: the I/O around them lives in `projection_store` and `scanner`.
+//! correlation). Pure functions: the I/O around them lives in `apply` and `scanner`.
+//!
+//! Every rule compares the due date with the clock, never with the age of the event that set
+//! it. That is what makes a first deployment safe: a new consumer group replays the retained
+//! topics (Kafka with `initialOffset: oldest`, Dapr docs "Apache Kafka" pub/sub component; a
+//! Redis Streams group created at the start of the stream, components-contrib
+//! `pubsub/redis/redis.go` `Subscribe`), and a replayed task long past its due date is not filed unless `REMIND_OVERDUE` asks
+//! for overdue tasks, while one due in the future is reminded as usual.
 
 use chrono::{DateTime, Utc};
 use events::{Envelope, TaskDueSoon};

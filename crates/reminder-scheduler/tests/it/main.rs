@@ -9,4 +9,5 @@ mod lease;
 mod outage;
 mod redis_backed;
 mod reminders;
+mod replay;
 mod replicas;
