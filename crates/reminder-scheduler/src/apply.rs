@@ -98,7 +98,8 @@ pub async fn apply_event(ctx: &Context, event: &TaskEvent) -> Result<Applied, Er
 /// The delivery of a version already applied may be the retry of one whose last step failed:
 /// check the stored filing again.
 async fn recheck_filing(ctx: &Context, current: Option<&TaskRecord>) -> Result<(), Error> {
-    if let Some(record) = current.filter(|r| r.open)
+    // A reminded due date needs no entry any more.
+    if let Some(record) = current.filter(|r| r.open && r.reminded_for != r.due_date)
         && let Some(bucket) = record.filed_in
         && keep_ahead_of_scanner(ctx, record.task_id, record.version, bucket).await?
     {
