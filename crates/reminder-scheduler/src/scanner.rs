@@ -145,7 +145,7 @@ pub async fn scan(ctx: &Context) -> Result<ScanReport, Error> {
     }
     let first_unsettled = unsettled.first().copied();
     let next = after_scan(mark.value.as_ref(), span, first_unsettled);
-    report.watermark = next.map_or(span.to, |w| w.next_bucket);
+    report.watermark = next.or(mark.value).map_or(span.to, |w| w.next_bucket);
     if let Some(next) = next {
         write_watermark(ctx, &next, mark.etag.as_deref()).await?;
     }
