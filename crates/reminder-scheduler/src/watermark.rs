@@ -20,9 +20,11 @@
 //!   scan after the move reads `b` again. A handler that finds the watermark already past `b`
 //!   moves the entry up to the watermark instead.
 //!
-//! `SCAN_LOOKBACK` widens every read by a margin; nothing above relies on it. It only matters for
-//! a deployment's very first scan, which has no watermark and starts at the bucket of `now`
-//! minus that margin.
+//! `SCAN_LOOKBACK` widens every read by a margin; nothing above relies on it. The one place
+//! clocks still matter is a deployment's very first scan, which has no watermark to start from
+//! and starts at the bucket of `now` minus that margin: a task filed before it by a replica whose
+//! clock is behind the scanner's by more than `REMINDER_LEAD_TIME` plus `SCAN_LOOKBACK` would be
+//! behind that start (a handler files at `now + REMINDER_LEAD_TIME` or later).
 
 use serde::{Deserialize, Serialize};
 
