@@ -3,7 +3,9 @@
 //!
 //! * [`subscriptions`]: every business topic and every dead-letter topic, via raw subscriptions.
 //! * [`record`]: one entry per event in the task's and in the user's trail, once per event id
-//!   (written through [`fanout`], which the dead-letter modules share).
+//!   (written through [`fanout`], which the dead-letter modules share). Events of any age are
+//!   recorded: a first deployment's consumer group replays the retained topics, and that history
+//!   belongs in the trails (each entry keeps the event's own time as `occurred_at`).
 //! * [`trail`], [`append`]: chunked, append-only trails in the state store (etag-checked appends; see its
 //!   docs for why a crash or a duplicate delivery never loses or doubles an entry).
 //! * [`entry`], [`canonical`], [`verify`]: the SHA-256 hash chain and its verification.

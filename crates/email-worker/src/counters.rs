@@ -20,6 +20,12 @@ pub fn duplicate(kind: EmailKind) {
     counter!("emails_duplicate_total", "event_type" => kind.as_str()).increment(1);
 }
 
+/// A trigger acknowledged on purpose without an email (e.g. older than `MAX_EVENT_AGE`).
+pub fn skipped(kind: EmailKind, reason: &'static str) {
+    counter!("emails_skipped_total", "event_type" => kind.as_str(), "reason" => reason)
+        .increment(1);
+}
+
 /// A transient failure: the sidecar will redeliver the event.
 pub fn retried(kind: EmailKind, reason: &'static str) {
     counter!("emails_retried_total", "event_type" => kind.as_str(), "reason" => reason)
@@ -40,6 +46,10 @@ pub fn describe() {
     metrics::describe_counter!(
         "emails_duplicate_total",
         "Redelivered triggers whose email was already sent"
+    );
+    metrics::describe_counter!(
+        "emails_skipped_total",
+        "Triggers acknowledged without an email (reason too_old: older than MAX_EVENT_AGE)"
     );
     metrics::describe_counter!(
         "emails_retried_total",

@@ -11,7 +11,8 @@
 //! Modules: [`settings`] (configuration), [`templates`] and [`compose`] (the message),
 //! [`mailer`] and [`smtp_pool`] (the transport), [`ledger`] (one email per event), [`worker`]
 //! (one delivery, end to end), [`notify`] (announcements), [`subscriber`] (the subscription
-//! table), [`startup`] (the `service_kit::Service` of every service).
+//! table), [`staleness`] (old triggers, e.g. a first deployment's replay, get no email),
+//! [`startup`] (the `service_kit::Service` of every service).
 
 pub mod compose;
 pub mod counters;
@@ -21,6 +22,7 @@ pub mod mailer;
 pub mod notify;
 pub mod settings;
 pub mod smtp_pool;
+pub mod staleness;
 pub mod startup;
 pub mod subscriber;
 pub mod templates;

@@ -23,6 +23,7 @@ smtp_timeout = "10s"
 max_concurrent_sends = 16
 claim_ttl = "1m"
 sent_ttl = "14days"
+max_event_age = "6h"
 subject_max_chars = 150
 "#;
 
@@ -66,6 +67,10 @@ pub struct Settings {
     /// How long a "sent" mark is kept to recognise redeliveries.
     #[serde(with = "humantime_serde")]
     pub sent_ttl: Duration,
+    /// A trigger older than this (by its envelope timestamp) is acknowledged without an email:
+    /// a first deployment replays the topics' retained history.
+    #[serde(with = "humantime_serde")]
+    pub max_event_age: Duration,
     pub subject_max_chars: usize,
 }
 
@@ -179,6 +184,9 @@ impl LayeredSettings for Settings {
         if self.subject_max_chars < 10 {
             return Err(invalid("SUBJECT_MAX_CHARS", "must be at least 10"));
         }
+        if self.max_event_age.is_zero() {
+            return Err(invalid("MAX_EVENT_AGE", "must be longer than zero"));
+        }
         if self.claim_ttl < Duration::from_secs(1) || self.sent_ttl <= self.claim_ttl {
             return Err(invalid(
                 "SENT_TTL",
@@ -221,6 +229,7 @@ mod tests {
         assert_eq!(s.common.max_body_size, 4 * 1024 * 1024);
         assert_eq!(s.max_concurrent_sends, 16);
         assert_eq!(s.sent_ttl, Duration::from_secs(14 * 86_400));
+        assert_eq!(s.max_event_age, Duration::from_secs(6 * 3600));
         match s.transport().unwrap() {
             TransportChoice::File { dir } => assert_eq!(dir, PathBuf::from(DEFAULT_MAIL_DIR)),
             other => panic!("{other:?}"),
@@ -283,6 +292,7 @@ mod tests {
             ),
             (&[("MAIL_FROM", "not a mailbox")], "MAIL_FROM"),
             (&[("MAX_CONCURRENT_SENDS", "0")], "MAX_CONCURRENT_SENDS"),
+            (&[("MAX_EVENT_AGE", "0s")], "MAX_EVENT_AGE"),
         ];
         for (env, var) in cases {
             let err = load(env).unwrap_err().to_string();

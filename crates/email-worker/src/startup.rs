@@ -56,6 +56,7 @@ impl Service for Application {
             send_permits: Arc::new(Semaphore::new(settings.max_concurrent_sends)),
             pubsub: common.pubsub_name.clone(),
             app_id: common.app_id.clone(),
+            max_event_age: settings.max_event_age,
         });
         // The recorder first (inside `app`), then the series it should show from the start.
         let router = app(Arc::clone(&worker), common, dapr)?;

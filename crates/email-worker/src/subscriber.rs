@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use axum::Router;
+use chrono::Utc;
 use dapr_http::{Outcome, RawEvent, Subscriptions};
 use events::{EventPayload, TaskCreated, TaskDueSoon};
 use serde_json::Value;
@@ -15,9 +16,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::compose::{EmailContext, Notification};
-use crate::counters;
 use crate::templates::EmailKind;
 use crate::worker::Worker;
+use crate::{counters, staleness};
 
 /// `GET /dapr/subscribe` and the delivery routes.
 pub fn routes(worker: Arc<Worker>, app_api_token: Option<secrecy::SecretString>) -> Router {
@@ -50,6 +51,12 @@ async fn handle<T: EventPayload>(
     let traceparent = event.traceparent().map(str::to_owned);
     match events::decode::<T>(&event.body) {
         Ok(delivery) => {
+            let envelope = &delivery.envelope;
+            if let Some(age) =
+                staleness::too_old(envelope.timestamp, Utc::now(), worker.max_event_age)
+            {
+                return staleness::skip(kind, envelope.event_id, envelope.timestamp, age);
+            }
             let span = tracing::info_span!(
                 "email",
                 event_id = %delivery.envelope.event_id,

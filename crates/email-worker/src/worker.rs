@@ -1,4 +1,5 @@
-//! Processing one trigger event: compose, claim, send, mark, announce, and the outcome daprd gets.
+//! Processing one trigger event: compose, wait for a send permit, claim, send, mark, announce,
+//! and the outcome daprd gets.
 //!
 //! | situation | outcome | announced |
 //! |---|---|---|
@@ -35,6 +36,8 @@ pub struct Worker {
     pub(crate) send_permits: Arc<Semaphore>,
     pub(crate) pubsub: String,
     pub(crate) app_id: String,
+    /// Triggers older than this are acknowledged without an email (see [`crate::staleness`]).
+    pub(crate) max_event_age: Duration,
 }
 
 /// Attempts at the sent mark before giving up on it (see "The one duplicate window").
@@ -58,9 +61,18 @@ impl Worker {
             }
         };
 
+        // The permit before the claim: a claim taken first would age in the queue for the
+        // permits, and once that queue is longer than CLAIM_TTL the claim expires there, a
+        // redelivery of the same event claims it again, and both send. Taken in this order the
+        // claim only covers the send itself; a redelivery waiting in the same queue finds the
+        // sent mark (or the claim of the attempt sending) when its turn comes.
+        let Ok(permit) = self.send_permits.acquire().await else {
+            return Outcome::Retry("shutting down".into());
+        };
         let token = match self.ledger.claim(n.trigger_event_id).await {
             Ok(Claim::Acquired(token)) => token,
             Ok(Claim::AlreadySent(record)) => {
+                drop(permit);
                 return self.already_sent(&n, record, traceparent).await;
             }
             Ok(Claim::InFlight) => {
@@ -74,14 +86,8 @@ impl Worker {
                 return Outcome::Retry(format!("claim failed: {e}"));
             }
         };
-
-        let result = {
-            let _permit = match self.send_permits.acquire().await {
-                Ok(permit) => permit,
-                Err(_) => return Outcome::Retry("shutting down".into()),
-            };
-            self.mailer.send(&email.message).await
-        };
+        let result = self.mailer.send(&email.message).await;
+        drop(permit);
 
         match result {
             Ok(reply) => self.sent(&n, &email, token, &reply, traceparent).await,

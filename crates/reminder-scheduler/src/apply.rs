@@ -5,18 +5,22 @@
 //! 2. write the record with the etag read (the source of truth; a conflict restarts from a
 //!    fresh read),
 //! 3. remove the id from its old bucket (best effort; the scanner drops stale entries anyway),
-//! 4. adjust the tracked-task count.
+//! 4. adjust the tracked-task count,
+//! 5. if the event filed the task, check that the scanner's watermark has not passed the bucket,
+//!    and move the entry up to it if it has (`filing::keep_ahead_of_scanner`).
 //!
-//! A crash after 1 and before 2 leaves the event unacknowledged; its redelivery files again.
+//! A crash after 1 and before 2 leaves the event unacknowledged; its redelivery files again. A
+//! failure in 5 answers RETRY, and the redelivery, a duplicate of the version just applied,
+//! repeats the check.
 
 use dapr_http::{Event, Outcome, Subscriptions};
 use events::{TaskCompleted, TaskCreated, TaskDeleted, TaskUpdated};
 
-use crate::buckets::{Bucket, Buckets};
 use crate::context::{AppState, Context};
 use crate::error::Error;
+use crate::filing::{file, keep_ahead_of_scanner, unfile};
 use crate::projection::{EventKind, Ignored, Plan, TaskEvent, TaskRecord, decide, task_key};
-use crate::store::{Change, MAX_ATTEMPTS, Ttl, backoff};
+use crate::store::{MAX_ATTEMPTS, Ttl, backoff};
 use crate::{metrics, tracked};
 
 /// The outcome of applying one event.
@@ -34,11 +38,16 @@ pub async fn apply_event(ctx: &Context, event: &TaskEvent) -> Result<Applied, Er
         let current = ctx.store.read::<TaskRecord>(&key).await?;
         let plan = match decide(current.value.as_ref(), event, now, &ctx.policy) {
             Ok(plan) => plan,
-            Err(ignored) => return Ok(Applied::Ignored(ignored)),
+            Err(ignored) => {
+                if ignored == Ignored::Duplicate {
+                    recheck_filing(ctx, current.value.as_ref()).await?;
+                }
+                return Ok(Applied::Ignored(ignored));
+            }
         };
         let version = plan.record.version;
         if let Some(bucket) = plan.file_in {
-            file(ctx, bucket, event, version).await?;
+            file(ctx, bucket, event.task.task_id, version).await?;
         }
         let ttl = if !plan.record.open {
             Some(Ttl::Expire(ctx.tombstone_ttl))
@@ -69,8 +78,12 @@ pub async fn apply_event(ctx: &Context, event: &TaskEvent) -> Result<Applied, Er
         if let Err(error) = tracked::add(&ctx.store, event.task.task_id, delta).await {
             tracing::warn!(%error, "could not update the tracked-task count");
         }
+        let moved = match plan.file_in {
+            Some(bucket) => keep_ahead_of_scanner(ctx, event.task.task_id, version, bucket).await?,
+            None => false,
+        };
         let edge = ctx.policy.buckets.start_of(ctx.policy.horizon(now));
-        if plan.file_in.is_some_and(|bucket| bucket <= edge) {
+        if moved || plan.file_in.is_some_and(|bucket| bucket <= edge) {
             // Inside the window already: remind at once rather than at the next tick.
             ctx.scan_now.notify_one();
         }
@@ -82,42 +95,16 @@ pub async fn apply_event(ctx: &Context, event: &TaskEvent) -> Result<Applied, Er
     })
 }
 
-async fn file(ctx: &Context, bucket: i64, event: &TaskEvent, version: u64) -> Result<(), Error> {
-    let task = event.task.task_id;
-    ctx.store
-        .update::<Bucket, _>(&Buckets::key(bucket), |b| {
-            let mut b = b.unwrap_or_default();
-            if b.file(task, version) {
-                Change::Save(b)
-            } else {
-                Change::Keep
-            }
-        })
-        .await?;
-    Ok(())
-}
-
-/// Removes `task` (filed at `version` or earlier) from `bucket`, deleting the bucket when empty.
-pub async fn unfile(
-    ctx: &Context,
-    bucket: i64,
-    task: uuid::Uuid,
-    version: u64,
-) -> Result<(), Error> {
-    ctx.store
-        .update::<Bucket, _>(&Buckets::key(bucket), |b| match b {
-            None => Change::Keep,
-            Some(mut b) => {
-                if !b.unfile(task, version) {
-                    Change::Keep
-                } else if b.is_empty() {
-                    Change::Delete
-                } else {
-                    Change::Save(b)
-                }
-            }
-        })
-        .await?;
+/// The delivery of a version already applied may be the retry of one whose last step failed:
+/// check the stored filing again.
+async fn recheck_filing(ctx: &Context, current: Option<&TaskRecord>) -> Result<(), Error> {
+    // A reminded due date needs no entry any more.
+    if let Some(record) = current.filter(|r| r.open && r.reminded_for != r.due_date)
+        && let Some(bucket) = record.filed_in
+        && keep_ahead_of_scanner(ctx, record.task_id, record.version, bucket).await?
+    {
+        ctx.scan_now.notify_one();
+    }
     Ok(())
 }
 

@@ -7,6 +7,8 @@
 //! * [`lease`]: one replica at a time holds the scanner lease (`scheduler-lease`).
 //! * [`scanner`]: the holder reads the buckets from its watermark up to `now + lead time`,
 //!   checks each candidate against its projection, publishes, then marks it reminded.
+//! * [`watermark`], [`filing`]: the watermark never passes a bucket with an unpublished
+//!   reminder (whatever the outage length), and an entry filed behind it is moved up to it.
 //! * [`clock`]: due dates are compared with an injectable clock so tests never wait.
 //! * [`startup`]: the `service_kit::Service` of every service (the HTTP side and the two loops
 //!   of [`background`] under one shutdown; the clock is an [`Overrides`]); [`handle`] lets
@@ -18,6 +20,7 @@ pub mod buckets;
 pub mod clock;
 pub mod context;
 pub mod error;
+pub mod filing;
 pub mod handle;
 pub mod lease;
 pub mod metrics;
@@ -29,6 +32,7 @@ pub mod settings;
 pub mod startup;
 pub mod store;
 pub mod tracked;
+pub mod watermark;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::Error;

@@ -15,6 +15,9 @@ pub const TRACKED_TASKS: &str = "reminder_tracked_tasks";
 pub const EVENTS: &str = "reminder_task_events_total";
 /// Bucket entries a scan looked at.
 pub const SCAN_CANDIDATES: &str = "reminder_scan_candidates_total";
+/// How far the watermark trails the window's far edge after a scan, seconds: 0 (or one bucket)
+/// normally; it grows while reminders cannot be published, and every scan reads that far back.
+pub const SCAN_LAG: &str = "reminder_scan_lag_seconds";
 
 pub fn published() {
     metrics::counter!(REMINDERS_PUBLISHED).increment(1);
@@ -23,6 +26,11 @@ pub fn published() {
 pub fn scan_finished(took: Duration, candidates: usize) {
     metrics::histogram!(SCAN_DURATION).record(took.as_secs_f64());
     metrics::counter!(SCAN_CANDIDATES).increment(u64::try_from(candidates).unwrap_or(u64::MAX));
+}
+
+pub fn scan_lag(seconds: i64) {
+    #[allow(clippy::cast_precision_loss)]
+    metrics::gauge!(SCAN_LAG).set(seconds.max(0) as f64);
 }
 
 pub fn lease_held(held: bool) {

@@ -1,5 +1,12 @@
 //! When a reminder is due, and the reminder event itself (deterministic id, causation,
-//! correlation). Pure functions: the I/O around them lives in `projection_store` and `scanner`.
+//! correlation). Pure functions: the I/O around them lives in `apply` and `scanner`.
+//!
+//! Every rule compares the due date with the clock, never with the age of the event that set
+//! it. That is what makes a first deployment safe: a new consumer group replays the retained
+//! topics (Kafka with `initialOffset: oldest`, Dapr docs "Apache Kafka" pub/sub component; a
+//! Redis Streams group created at the start of the stream, components-contrib
+//! `pubsub/redis/redis.go` `Subscribe`), and a replayed task long past its due date is not filed unless `REMIND_OVERDUE` asks
+//! for overdue tasks, while one due in the future is reminded as usual.
 
 use chrono::{DateTime, Utc};
 use events::{Envelope, TaskDueSoon};
@@ -26,9 +33,9 @@ impl Policy {
     /// The bucket a task due at `due` is filed in when the decision is made at `now`, or `None`
     /// when it will never get a reminder (overdue and `remind_overdue` is off).
     ///
-    /// A task already inside the reminder window is filed at the window's far edge, the bucket
-    /// the next scan reads whatever its watermark, so it is reminded at once instead of being
-    /// filed behind the scanner.
+    /// A task already inside the reminder window is filed at the window's far edge, the last
+    /// bucket the next scan reads, so it is reminded at once instead of being filed behind the
+    /// scanner.
     pub fn filing_bucket(&self, due: DateTime<Utc>, now: DateTime<Utc>) -> Option<i64> {
         if due < now && !self.remind_overdue {
             return None;

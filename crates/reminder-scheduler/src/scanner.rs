@@ -1,46 +1,41 @@
 //! The scan: find the reminders that are due and publish each one once.
 //!
-//! A scan reads the due-date buckets from its persisted watermark (minus a lookback) up to the
-//! bucket holding `now + lead time`, so its cost follows the tasks due in the window, not the
-//! number of tasks tracked. Each entry is checked against the task's projection (current due
-//! date, version, reminded flag) before anything is published; then, in this order:
+//! A scan reads the due-date buckets from its persisted watermark up to the bucket holding
+//! `now + lead time` (the span and the watermark's rules are in `watermark`), so its cost
+//! follows the tasks due in the window, not the number of tasks tracked. Each entry is checked
+//! against the task's projection (current due date, version, reminded flag) before anything is
+//! published; then, in this order:
 //! 1. publish `task-due-soon` with the deterministic id of (task, due date),
 //! 2. mark the record reminded for that due date (etag),
 //! 3. drop the entry from its bucket (etag).
 //!
 //! A crash between 1 and 2 publishes the same event id again on the next scan, which downstream
-//! deduplication absorbs. The watermark is the start of the bucket holding the window's far
-//! edge: buckets before it were read whole; that one is read again by every scan.
+//! deduplication absorbs. An entry the scan could not settle (a failed step, or not due yet)
+//! keeps the watermark at its bucket, so the next scan reads it again however long the failure
+//! lasts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::buckets::{Bucket, Buckets};
 use crate::context::Context;
 use crate::error::Error;
+use crate::filing::unfile;
 use crate::policy::{Verdict, evaluate, reminder};
 use crate::record::{TaskRecord, task_key};
 use crate::store::Change;
-use crate::{apply, metrics, tracked};
+use crate::watermark::{Span, after_scan};
+pub use crate::watermark::{WATERMARK_KEY, Watermark};
+use crate::{metrics, tracked};
 
-/// The watermark's state key.
-pub const WATERMARK_KEY: &str = "scan-watermark";
 /// Keys per bulk read.
 const BULK_CHUNK: usize = 500;
 /// Reminders published at once.
 const PUBLISH_CONCURRENCY: usize = 16;
-
-/// The persisted scan position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Watermark {
-    /// Buckets starting before this were read whole by an earlier scan.
-    pub next_bucket: i64,
-}
 
 /// What one scan did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,6 +44,7 @@ pub struct ScanReport {
     pub candidates: usize,
     pub published: usize,
     pub dropped: usize,
+    /// The watermark after the scan: the first bucket the next scan must read.
     pub watermark: i64,
 }
 
@@ -68,22 +64,20 @@ pub async fn scan(ctx: &Context) -> Result<ScanReport, Error> {
     let edge = grid.start_of(ctx.policy.horizon(now));
     let lookback = i64::try_from(ctx.scan_lookback.as_secs()).unwrap_or(i64::MAX);
     let mark = ctx.store.read::<Watermark>(WATERMARK_KEY).await?;
-    let from = match mark.value {
-        Some(w) => w.next_bucket.min(edge),
-        None => grid.start_of(now),
-    }
-    .saturating_sub(lookback);
+    let span = Span::of(mark.value.as_ref(), edge, grid.start_of(now), lookback);
 
-    let starts: Vec<i64> = grid.starts(from, edge).collect();
+    let starts: Vec<i64> = grid.starts(span.from, span.to).collect();
     let candidates = read_candidates(ctx, &starts).await?;
     let records = read_records(ctx, &candidates).await?;
 
     let mut report = ScanReport {
         buckets_read: starts.len(),
         candidates: candidates.len(),
-        watermark: edge,
         ..ScanReport::default()
     };
+    // Buckets holding an entry this scan had to act on and could not: the watermark stops at
+    // the first one.
+    let mut unsettled = BTreeSet::new();
     let mut removals: BTreeMap<i64, Vec<(Uuid, u64)>> = BTreeMap::new();
     let mut due = Vec::new();
     for c in &candidates {
@@ -103,7 +97,12 @@ pub async fn scan(ctx: &Context) -> Result<ScanReport, Error> {
                     report.dropped += 1;
                 }
             }
-            Verdict::NotYet | Verdict::Pending => {}
+            Verdict::NotYet => {
+                unsettled.insert(c.bucket);
+            }
+            // The handler writing that projection checks the watermark once it has written
+            // it (see `filing`), so such an entry need not hold the scanner back.
+            Verdict::Pending => {}
         }
     }
 
@@ -116,6 +115,8 @@ pub async fn scan(ctx: &Context) -> Result<ScanReport, Error> {
         .collect::<Vec<_>>()
         .await;
     let mut lease_lost = false;
+    let mut failed = 0usize;
+    let mut first_error = None;
     for (bucket, result) in results {
         match result {
             Ok(Some((task, version))) => {
@@ -124,7 +125,12 @@ pub async fn scan(ctx: &Context) -> Result<ScanReport, Error> {
             }
             Ok(None) => {}
             Err(Error::LeaseLost) => lease_lost = true,
-            Err(error) => tracing::warn!(%error, "reminder not published; retried next scan"),
+            Err(error) => {
+                failed += 1;
+                unsettled.insert(bucket);
+                tracing::debug!(%error, bucket, "reminder not published");
+                first_error.get_or_insert(error);
+            }
         }
     }
     if lease_lost {
@@ -133,10 +139,21 @@ pub async fn scan(ctx: &Context) -> Result<ScanReport, Error> {
 
     for (bucket, entries) in removals {
         if let Err(error) = drop_entries(ctx, bucket, &entries).await {
+            unsettled.insert(bucket);
             tracing::warn!(%error, bucket, "bucket entries not removed; retried next scan");
         }
     }
-    advance_watermark(ctx, mark.value, mark.etag.as_deref(), edge).await?;
+    let first_unsettled = unsettled.first().copied();
+    let next = after_scan(mark.value.as_ref(), span, first_unsettled);
+    report.watermark = next.or(mark.value).map_or(span.to, |w| w.next_bucket);
+    if let Some(next) = next {
+        write_watermark(ctx, &next, mark.etag.as_deref()).await?;
+    }
+    if let Some(error) = first_error {
+        tracing::warn!(%error, failed, watermark = report.watermark,
+            "reminders not published; the watermark waits for them and the next scan retries");
+    }
+    metrics::scan_lag(edge.saturating_sub(report.watermark));
     match tracked::total(&ctx.store).await {
         Ok(total) => metrics::tracked_tasks(total),
         Err(error) => tracing::debug!(%error, "tracked-task count not read"),
@@ -242,7 +259,7 @@ async fn remind(
 /// Drops `entries` (task, version up to which the entry is obsolete) from `bucket`.
 async fn drop_entries(ctx: &Context, bucket: i64, entries: &[(Uuid, u64)]) -> Result<(), Error> {
     if let [(task, version)] = entries {
-        return apply::unfile(ctx, bucket, *task, *version).await;
+        return unfile(ctx, bucket, *task, *version).await;
     }
     ctx.store
         .update::<Bucket, _>(&Buckets::key(bucket), |b| match b {
@@ -264,17 +281,8 @@ async fn drop_entries(ctx: &Context, bucket: i64, entries: &[(Uuid, u64)]) -> Re
     Ok(())
 }
 
-async fn advance_watermark(
-    ctx: &Context,
-    current: Option<Watermark>,
-    etag: Option<&str>,
-    edge: i64,
-) -> Result<(), Error> {
-    if current.is_some_and(|w| w.next_bucket >= edge) {
-        return Ok(());
-    }
-    let mark = Watermark { next_bucket: edge };
-    match ctx.store.write(WATERMARK_KEY, &mark, etag, None).await {
+async fn write_watermark(ctx: &Context, next: &Watermark, etag: Option<&str>) -> Result<(), Error> {
+    match ctx.store.write(WATERMARK_KEY, next, etag, None).await {
         Ok(()) => Ok(()),
         // Another scanner moved it meanwhile: it holds the lease now.
         Err(error) if error.is_write_conflict() => Err(Error::LeaseLost),

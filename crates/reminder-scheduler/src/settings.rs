@@ -42,8 +42,8 @@ pub struct Settings {
     /// `BUCKET_WIDTH`: width of one due-date bucket (whole seconds).
     #[serde(with = "humantime_serde")]
     pub bucket_width: Duration,
-    /// `SCAN_LOOKBACK`: how far behind its watermark each scan re-reads, to catch entries filed
-    /// while the previous scan ran (and clock skew between replicas).
+    /// `SCAN_LOOKBACK`: an extra margin each scan re-reads behind its watermark; correctness does
+    /// not rest on it (see `watermark`).
     #[serde(with = "humantime_serde")]
     pub scan_lookback: Duration,
     /// `LEASE_TTL`: lifetime of the scanner lease in the store (whole seconds).

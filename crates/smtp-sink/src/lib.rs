@@ -2,8 +2,9 @@
 //! message it accepts, so tests and load runs see exactly what the email-worker put on the wire.
 //!
 //! It can also misbehave on purpose: refuse a recipient for good (550) or for the next few
-//! attempts (451), and it tracks how many mail transactions were open at once, so a test can
-//! check the worker's concurrency cap from the server's side.
+//! attempts (451), or take its time over every message like a slow relay, and it tracks how many
+//! mail transactions were open at once, so a test can check the worker's concurrency cap from the
+//! server's side.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
@@ -62,6 +63,8 @@ struct State {
     /// Mail transactions (MAIL FROM to end of DATA) in progress, and the most seen at once.
     active: usize,
     max_active: usize,
+    /// How long the reply to the end of each message waits.
+    reply_delay: Duration,
 }
 
 /// The running server; clones share its record. It serves until the process ends.
@@ -140,6 +143,12 @@ impl SmtpSink {
             .get(&bare(address))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// From now on, answers the end of every message only after `delay` (zero: at once), as a
+    /// slow or busy relay would; the message counts as accepted when the answer goes out.
+    pub fn slow_down(&self, delay: Duration) {
+        self.lock().reply_delay = delay;
     }
 
     /// The most mail transactions that were in progress at once.
@@ -251,6 +260,11 @@ impl Handler for Recorder {
     }
 
     fn data_end(&mut self) -> Response {
+        // Each session has its own thread: waiting here holds up only this message.
+        let delay = self.lock().reply_delay;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         let message = Received {
             from: std::mem::take(&mut self.from),
             to: std::mem::take(&mut self.to),
@@ -355,6 +369,27 @@ mod tests {
         assert_eq!(new.len(), 1);
         assert_eq!(new[0].subject().as_deref(), Some("two"));
         assert!(sink.received_since(5).is_empty());
+    }
+
+    #[test]
+    fn a_slowed_down_sink_answers_each_message_late() {
+        let sink = SmtpSink::start().unwrap();
+        sink.slow_down(Duration::from_millis(200));
+        let started = Instant::now();
+        assert_eq!(
+            send(sink.addr(), "a@example.com", "Subject: slow\r\n\r\nx"),
+            "250"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        let got = sink.received();
+        assert_eq!(got.len(), 1);
+        assert!(got[0].at >= started + Duration::from_millis(200));
+        sink.slow_down(Duration::ZERO);
+        assert_eq!(
+            send(sink.addr(), "a@example.com", "Subject: quick\r\n\r\nx"),
+            "250"
+        );
+        assert_eq!(sink.count(), 2);
     }
 
     #[tokio::test]

@@ -2,11 +2,13 @@
 //! build small and quick); each module is one area, sharing the harness in `support`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod redis_server;
 mod support;
 
 mod api;
 mod contention;
 mod dead_letters;
 mod recovery;
+mod replay;
 mod tamper;
 mod trail;

@@ -6,6 +6,8 @@ mod support;
 
 mod faults;
 mod lease;
+mod outage;
 mod redis_backed;
 mod reminders;
+mod replay;
 mod replicas;

@@ -74,6 +74,11 @@ impl RedisServer {
         std::fs::write(self.dir.join("pubsub.yaml"), pubsub).expect("pubsub.yaml");
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The folder to give `Cluster::from_resources`.
     pub fn resources(&self) -> PathBuf {
         self.dir.clone()

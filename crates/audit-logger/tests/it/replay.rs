@@ -1,0 +1,85 @@
+//! A first deployment: the audit-logger's consumer group is created after the topics already hold
+//! days of events (a new Redis Streams group reads the stream from its start, as a new Kafka
+//! group does with `initialOffset: oldest`). Old events are history too: every one is recorded,
+//! with the time it happened.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::redis_server::RedisServer;
+use crate::support;
+
+use std::collections::BTreeMap;
+
+use audit_logger::Settings;
+use chrono::{Duration, Utc};
+use dapr_http::{DaprClient, DaprSettings};
+use events::{Envelope, EventPayload};
+use serde_json::Value;
+use service_testing::Cluster;
+use support::{TOKEN, TaskLife, publish, spawn_on};
+
+/// `envelope`, stamped `days` days ago.
+fn days_ago<T: EventPayload>(mut envelope: Envelope<T>, days: i64) -> Envelope<T> {
+    envelope.timestamp = Utc::now() - Duration::days(days);
+    envelope
+}
+
+fn stamp<T: EventPayload>(envelope: &Envelope<T>) -> (String, Value) {
+    let json = serde_json::to_value(envelope).unwrap();
+    (envelope.event_id.to_string(), json["timestamp"].clone())
+}
+
+#[tokio::test]
+async fn a_first_deployment_records_the_retained_history() {
+    let redis = RedisServer::start();
+    let components = redis.components();
+    let cluster = Cluster::from_resources(&[components.path()]).await.unwrap();
+    let producer = |sidecar: service_testing::TestSidecar| {
+        let client = DaprClient::new(DaprSettings::with_endpoint(sidecar.http_endpoint())).unwrap();
+        // The sidecar lives as long as the cluster.
+        std::mem::forget(sidecar);
+        client
+    };
+    let task_api = producer(cluster.sidecar("task-api").start().await.unwrap());
+    let scheduler = producer(cluster.sidecar("reminder-scheduler").start().await.unwrap());
+    let mailer = producer(cluster.sidecar("email-worker").start().await.unwrap());
+
+    // Last week's life of one task, published before the audit-logger (and its group) exists.
+    let mut life = TaskLife::new();
+    let created = days_ago(life.created(), 6);
+    let due_soon = days_ago(life.due_soon(), 5);
+    let sent = days_ago(life.notification_sent(due_soon.event_id), 5);
+    let completed = days_ago(life.completed(), 4);
+    publish(&task_api, &created).await;
+    publish(&scheduler, &due_soon).await;
+    publish(&mailer, &sent).await;
+    publish(&task_api, &completed).await;
+    let expected: BTreeMap<String, Value> = [
+        stamp(&created),
+        stamp(&due_soon),
+        stamp(&sent),
+        stamp(&completed),
+    ]
+    .into_iter()
+    .collect();
+
+    let app = spawn_on(cluster, Settings::for_tests(TOKEN)).await;
+    for trail in [
+        format!("/audit/tasks/{}", life.id()),
+        format!("/audit/users/{}", life.user()),
+    ] {
+        // Redis Streams keeps no order across topics, so the trail's order is not checked.
+        let entries = app.wait_for_entries(&trail, expected.len()).await;
+        let recorded: BTreeMap<String, Value> = entries
+            .iter()
+            .map(|e| {
+                (
+                    e["event_id"].as_str().unwrap().to_owned(),
+                    e["occurred_at"].clone(),
+                )
+            })
+            .collect();
+        assert_eq!(recorded, expected, "{trail}");
+        let verified = app.get(&format!("{trail}/verify")).await;
+        assert_eq!(verified["valid"], true, "{verified}");
+    }
+}

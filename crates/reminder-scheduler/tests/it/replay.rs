@@ -1,0 +1,110 @@
+//! A first deployment on Redis Streams: the scheduler's consumer group is created after the task
+//! topics already hold days of events (a new Redis Streams group reads the stream from its
+//! start, as a new Kafka group does with `initialOffset: oldest`). Due dates are judged against
+//! the clock, not the event's age: a replayed task due in the future is reminded as usual, one
+//! whose due date is long past only when `REMIND_OVERDUE` says so.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::support;
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+use events::{Envelope, EventPayload};
+use reminder_scheduler::Settings;
+use support::redis::RedisServer;
+use support::{Task, World, hours, minutes};
+
+/// Redis for both components: state as before, and the pub/sub on Redis Streams.
+fn streams_resources(redis: &RedisServer) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, name, kind) in [
+        ("statestore.yaml", "todo-state", "state.redis"),
+        ("pubsub.yaml", "todo-pubsub", "pubsub.redis"),
+    ] {
+        let yaml = format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\n\
+             spec:\n  type: {kind}\n  version: v1\n  metadata:\n  - name: redisHost\n    \
+             value: \"127.0.0.1:{}\"\n",
+            redis.port()
+        );
+        std::fs::write(dir.path().join(file), yaml).unwrap();
+    }
+    dir
+}
+
+/// `envelope`, stamped `days` days ago.
+fn days_ago<T: EventPayload>(mut envelope: Envelope<T>, days: i64) -> Envelope<T> {
+    envelope.timestamp = Utc::now() - chrono::Duration::days(days);
+    envelope
+}
+
+#[tokio::test]
+async fn a_first_deployment_reminds_future_tasks_and_no_past_one() {
+    let redis = RedisServer::start();
+    let resources = streams_resources(&redis);
+    let world = World::from_resources(resources.path().to_path_buf()).await;
+
+    // The history, published before the scheduler (and its group) exists.
+    let long_past = Task::new(Some(world.t0 - hours(5 * 24)));
+    let done = Task::new(Some(world.t0 - hours(4 * 24)));
+    let soon = Task::new(Some(world.t0 + minutes(30)));
+    let later = Task::new(Some(world.t0 + hours(3)));
+    world.publish(&days_ago(long_past.created(), 6)).await;
+    world.publish(&days_ago(done.created(), 6)).await;
+    world
+        .publish(&days_ago(done.at(2, done.snapshot.due_date).completed(), 4))
+        .await;
+    world.publish(&days_ago(soon.created(), 2)).await;
+    world.publish(&days_ago(later.created(), 3)).await;
+
+    let replica = world.replica().await;
+    replica.wait_for_lease().await;
+    for (task, version) in [(&long_past, 1), (&done, 2), (&soon, 1), (&later, 1)] {
+        world.wait_for_version(task.id(), version).await;
+    }
+    // The task due in half an hour is inside the window: reminded at once.
+    let reminders = world.wait_for_reminders(1).await;
+    assert_eq!(reminders[0].envelope.data.task_id, soon.id());
+    replica.scans(3).await;
+    assert_eq!(world.reminders().len(), 1, "a past task was reminded");
+
+    // The later one when its window opens; the past ones never.
+    world.advance(hours(2) + minutes(1));
+    world.wait_for_reminders(2).await;
+    world.advance(hours(2));
+    replica.scans(3).await;
+    let reminded: BTreeSet<_> = world
+        .reminders()
+        .iter()
+        .map(|r| r.envelope.data.task_id)
+        .collect();
+    assert_eq!(reminded, BTreeSet::from([soon.id(), later.id()]));
+    assert_eq!(world.reminders().len(), 2);
+    replica.stop().await;
+}
+
+#[tokio::test]
+async fn with_remind_overdue_a_replayed_overdue_task_is_reminded_once() {
+    let redis = RedisServer::start();
+    let resources = streams_resources(&redis);
+    let world = World::from_resources(resources.path().to_path_buf()).await;
+    let overdue = Task::new(Some(world.t0 - hours(5 * 24)));
+    world.publish(&days_ago(overdue.created(), 6)).await;
+
+    let settings = Settings {
+        remind_overdue: true,
+        ..Settings::for_tests()
+    };
+    let replica = world.replica_with(settings).await;
+    replica.wait_for_lease().await;
+    let reminders = world.wait_for_reminders(1).await;
+    assert_eq!(reminders[0].envelope.data.task_id, overdue.id());
+    assert_eq!(
+        reminders[0].envelope.data.due_date,
+        world.t0 - hours(5 * 24)
+    );
+    replica.scans(3).await;
+    assert_eq!(world.reminders().len(), 1);
+    replica.stop().await;
+}
