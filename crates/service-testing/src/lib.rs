@@ -8,6 +8,10 @@
 //! * [`settings`]: a service's settings from its own defaults plus the test's variables, never
 //!   from the environment of the test process.
 //! * [`TaskFixture`]: one task and the envelope of every topic about it.
+//! * [`Producers`]: sidecars of the producing apps, to publish as they do, also before the
+//!   service under test exists; [`sidecar_client`]: a client of a sidecar without an app.
+//! * [`RedisServer`]: a `redis-server` owned by one test, and resources folders putting the
+//!   state store and the pub/sub on it.
 //! * [`Proxy`]: a recording, fault-injecting proxy between an app and its sidecar.
 //! * [`Cluster`] and [`TestSidecar`], the sidecar's own harness, re-exported: this crate is the
 //!   one place that names where they come from.
@@ -17,7 +21,9 @@
 
 pub mod fixtures;
 pub mod metrics;
+pub mod producers;
 pub mod proxy;
+pub mod redis;
 pub mod spawn;
 
 use std::fmt::Display;
@@ -26,7 +32,9 @@ use std::time::Duration;
 
 pub use fixtures::TaskFixture;
 pub use metrics::counter;
+pub use producers::{Producers, sidecar_client};
 pub use proxy::{Proxy, TxnFault};
+pub use redis::RedisServer;
 pub use sidecar_testing::{Cluster, TestSidecar};
 pub use spawn::{AppBuilder, TestApp, settings, spawn_app};
 

@@ -5,17 +5,17 @@
 //! reserved and released, the sidecar starts for it (the app is not up, so it does not wait), the
 //! app binds it and runs, and then the harness waits for the sidecar to be ready.
 
-use std::collections::HashMap;
 use std::fmt::Display;
 
-use dapr_http::{DaprClient, DaprSettings};
+use dapr_http::DaprClient;
 use events::{Envelope, EventPayload};
 use secrecy::ExposeSecret as _;
 use service_kit::{LayeredSettings, Service, ServiceSettings, Shutdown};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::{Cluster, DEADLINE, Proxy, TestSidecar, free_port};
+use crate::producers::client_of;
+use crate::{Cluster, DEADLINE, Producers, Proxy, TestSidecar, free_port};
 
 /// A service's settings from its built-in defaults and `env` (later pairs win), listening on
 /// loopback. The test process's own environment is never read.
@@ -133,6 +133,7 @@ impl<S: Service> AppBuilder<S> {
             settings.common().app_id
         );
         TestApp {
+            producers: Producers::with_pubsub(&cluster, &settings.common().pubsub_name),
             cluster,
             owns_cluster,
             sidecar,
@@ -147,7 +148,6 @@ impl<S: Service> AppBuilder<S> {
             proxy,
             shutdown,
             task,
-            producers: tokio::sync::Mutex::default(),
         }
     }
 }
@@ -169,7 +169,7 @@ pub struct TestApp<S: Service> {
     pub proxy: Option<Proxy>,
     shutdown: Shutdown,
     task: JoinHandle<Result<(), S::Error>>,
-    producers: tokio::sync::Mutex<HashMap<String, DaprClient>>,
+    producers: Producers,
 }
 
 impl<S: Service> TestApp<S> {
@@ -185,29 +185,13 @@ impl<S: Service> TestApp<S> {
     /// A client of a sidecar of `app_id` (started without an app on first use, stopped with the
     /// cluster), to act as that app.
     pub async fn producer(&self, app_id: &str) -> DaprClient {
-        let mut producers = self.producers.lock().await;
-        if let Some(client) = producers.get(app_id) {
-            return client.clone();
-        }
-        let sidecar = self
-            .cluster
-            .sidecar(app_id)
-            .start()
-            .await
-            .expect("producer sidecar");
-        let client = client_of(&sidecar.http_endpoint());
-        producers.insert(app_id.to_owned(), client.clone());
-        client
+        self.producers.client(app_id).await
     }
 
     /// Publishes `envelope` as its producer does: through a sidecar of the topic's producing
     /// app, with CloudEvent id/type from the envelope and the task id as partition key.
     pub async fn publish<T: EventPayload>(&self, envelope: &Envelope<T>) {
-        let producer = self.producer(envelope.topic().producer()).await;
-        producer
-            .publish(&self.settings.common().pubsub_name, envelope)
-            .await
-            .expect("publish");
+        self.producers.publish(envelope).await;
     }
 
     /// The app's `/metrics` page.
@@ -243,8 +227,4 @@ impl<S: Service> TestApp<S> {
             self.cluster.shutdown().await;
         }
     }
-}
-
-fn client_of(endpoint: &str) -> DaprClient {
-    DaprClient::new(DaprSettings::with_endpoint(endpoint)).expect("Dapr client")
 }

@@ -2,7 +2,6 @@
 //! build small and quick); each module is one area, sharing the harness in `support`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod redis_server;
 mod support;
 
 mod api;

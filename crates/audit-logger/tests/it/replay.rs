@@ -4,18 +4,15 @@
 //! with the time it happened.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::redis_server::RedisServer;
 use crate::support;
 
 use std::collections::BTreeMap;
 
-use audit_logger::Settings;
 use chrono::{Duration, Utc};
-use dapr_http::{DaprClient, DaprSettings};
 use events::{Envelope, EventPayload};
 use serde_json::Value;
-use service_testing::Cluster;
-use support::{TOKEN, TaskLife, publish, spawn_on};
+use service_testing::{Cluster, Producers, RedisServer};
+use support::{TaskFixture, settings, spawn_on};
 
 /// `envelope`, stamped `days` days ago.
 fn days_ago<T: EventPayload>(mut envelope: Envelope<T>, days: i64) -> Envelope<T> {
@@ -31,28 +28,22 @@ fn stamp<T: EventPayload>(envelope: &Envelope<T>) -> (String, Value) {
 #[tokio::test]
 async fn a_first_deployment_records_the_retained_history() {
     let redis = RedisServer::start();
-    let components = redis.components();
-    let cluster = Cluster::from_resources(&[components.path()]).await.unwrap();
-    let producer = |sidecar: service_testing::TestSidecar| {
-        let client = DaprClient::new(DaprSettings::with_endpoint(sidecar.http_endpoint())).unwrap();
-        // The sidecar lives as long as the cluster.
-        std::mem::forget(sidecar);
-        client
-    };
-    let task_api = producer(cluster.sidecar("task-api").start().await.unwrap());
-    let scheduler = producer(cluster.sidecar("reminder-scheduler").start().await.unwrap());
-    let mailer = producer(cluster.sidecar("email-worker").start().await.unwrap());
+    let cluster = Cluster::from_resources(&[redis.streams(&[])])
+        .await
+        .unwrap();
+    // Each event through a sidecar of its producer (task-api, reminder-scheduler, email-worker).
+    let producers = Producers::on(&cluster);
 
     // Last week's life of one task, published before the audit-logger (and its group) exists.
-    let mut life = TaskLife::new();
+    let mut life = TaskFixture::new();
     let created = days_ago(life.created(), 6);
     let due_soon = days_ago(life.due_soon(), 5);
     let sent = days_ago(life.notification_sent(due_soon.event_id), 5);
-    let completed = days_ago(life.completed(), 4);
-    publish(&task_api, &created).await;
-    publish(&scheduler, &due_soon).await;
-    publish(&mailer, &sent).await;
-    publish(&task_api, &completed).await;
+    let completed = days_ago(life.complete(), 4);
+    producers.publish(&created).await;
+    producers.publish(&due_soon).await;
+    producers.publish(&sent).await;
+    producers.publish(&completed).await;
     let expected: BTreeMap<String, Value> = [
         stamp(&created),
         stamp(&due_soon),
@@ -62,7 +53,7 @@ async fn a_first_deployment_records_the_retained_history() {
     .into_iter()
     .collect();
 
-    let app = spawn_on(cluster, Settings::for_tests(TOKEN)).await;
+    let app = spawn_on(cluster, settings()).await;
     for trail in [
         format!("/audit/tasks/{}", life.id()),
         format!("/audit/users/{}", life.user()),

@@ -4,12 +4,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::redis_server::RedisServer;
 use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use service_testing::RedisServer;
+use support::streams::ConsumerGroups as _;
 use support::{SmtpSink, WAIT, settings_for, spawn_app_on, task_created};
 
 const EMAILS: usize = 24;
@@ -25,12 +26,12 @@ async fn a_backlog_longer_than_the_claim_ttl_sends_each_email_once() {
     settings.max_concurrent_sends = 1;
     settings.claim_ttl = Duration::from_secs(1);
     settings.smtp_timeout = Duration::from_secs(10);
-    let components = redis.components(&[
+    let components = redis.streams(&[
         ("processingTimeout", "1s"),
         ("redeliverInterval", "200ms"),
         ("concurrency", "64"),
     ]);
-    let app = spawn_app_on(components, sink.port(), settings).await;
+    let app = spawn_app_on(components, settings).await;
 
     let events: Vec<_> = (0..EMAILS)
         .map(|i| task_created(&format!("user{i}@example.com"), &format!("Backlog {i}"), ""))
@@ -60,7 +61,7 @@ async fn a_backlog_longer_than_the_claim_ttl_sends_each_email_once() {
     assert!(redelivered, "no event was redelivered during the backlog");
     // The first attempt of an event acknowledges it, but a redelivered copy may still be waiting
     // for a permit inside the worker: a graceful stop lets every delivery in progress finish.
-    app.shutdown().await;
+    app.stop().await;
 
     let mut per_recipient = BTreeMap::<String, usize>::new();
     for mail in sink.received() {

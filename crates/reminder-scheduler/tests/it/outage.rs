@@ -8,18 +8,16 @@ use crate::support;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use dapr_http::{DaprClient, DaprSettings};
 use reminder_scheduler::Settings;
 use reminder_scheduler::lease::{Lease, LeaseState};
 use reminder_scheduler::store::Store;
-use support::{APP, Replica, Task, World, hours, minutes};
+use service_testing::sidecar_client;
+use support::{APP, Replica, ReplicaExt as _, Task, World, hours, minutes, settings};
 
-/// A store client of the scheduler's own keys, through a sidecar of its app id that has no app.
+/// A store client of the scheduler's own keys, through a sidecar of its app id that has no app
+/// (it lives as long as the cluster).
 async fn side_store(world: &World) -> Store {
-    let sidecar = world.cluster.sidecar(APP).start().await.unwrap();
-    let dapr = DaprClient::new(DaprSettings::with_endpoint(sidecar.http_endpoint())).unwrap();
-    // The sidecar lives as long as the cluster.
-    std::mem::forget(sidecar);
+    let dapr = sidecar_client(&world.cluster, APP).await;
     Store::new(dapr, events::STATE_STORE_NAME)
 }
 
@@ -49,7 +47,7 @@ async fn outage_case(settings: Settings, due_minutes: [i64; 4], outage: i64, ste
     replica.wait_for_lease().await;
     let tasks: Vec<Task> = due_minutes
         .iter()
-        .map(|m| Task::new(Some(world.t0 + minutes(*m))))
+        .map(|m| Task::new().due(Some(world.t0 + minutes(*m))))
         .collect();
     for task in &tasks {
         world.publish(&task.created()).await;
@@ -88,14 +86,14 @@ async fn outage_case(settings: Settings, due_minutes: [i64; 4], outage: i64, ste
 async fn reminders_due_during_a_publish_outage_longer_than_the_lookback_go_out_after_it() {
     // The default test settings re-read two minutes behind the watermark; the first reminder
     // falls due at the first minute of a five-minute outage.
-    outage_case(Settings::for_tests(), [61, 62, 63, 64], 5, 1).await;
+    outage_case(settings(), [61, 62, 63, 64], 5, 1).await;
 }
 
 #[tokio::test]
 async fn a_long_publish_outage_loses_nothing_without_any_lookback() {
     let settings = Settings {
         scan_lookback: Duration::ZERO,
-        ..Settings::for_tests()
+        ..settings()
     };
     // The windows open 35-38 minutes in; the broker is back at 90, before the tasks fall due.
     outage_case(settings, [95, 96, 97, 98], 90, 15).await;
@@ -124,7 +122,7 @@ async fn a_task_filed_behind_the_scanner_by_a_lagging_clock_is_still_reminded() 
     let second = world.replica().await;
     world.clock.set(now - minutes(30));
     let due = now + minutes(45);
-    let task = Task::new(Some(due));
+    let task = Task::new().due(Some(due));
     world.publish(&task.created()).await;
     world.wait_for_version(task.id(), 1).await;
 

@@ -13,25 +13,7 @@ use chrono::Utc;
 use events::{Envelope, EventPayload};
 use reminder_scheduler::Settings;
 use support::redis::RedisServer;
-use support::{Task, World, hours, minutes};
-
-/// Redis for both components: state as before, and the pub/sub on Redis Streams.
-fn streams_resources(redis: &RedisServer) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (file, name, kind) in [
-        ("statestore.yaml", "todo-state", "state.redis"),
-        ("pubsub.yaml", "todo-pubsub", "pubsub.redis"),
-    ] {
-        let yaml = format!(
-            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\n\
-             spec:\n  type: {kind}\n  version: v1\n  metadata:\n  - name: redisHost\n    \
-             value: \"127.0.0.1:{}\"\n",
-            redis.port()
-        );
-        std::fs::write(dir.path().join(file), yaml).unwrap();
-    }
-    dir
-}
+use support::{ReplicaExt as _, Task, World, hours, minutes, settings};
 
 /// `envelope`, stamped `days` days ago.
 fn days_ago<T: EventPayload>(mut envelope: Envelope<T>, days: i64) -> Envelope<T> {
@@ -42,14 +24,13 @@ fn days_ago<T: EventPayload>(mut envelope: Envelope<T>, days: i64) -> Envelope<T
 #[tokio::test]
 async fn a_first_deployment_reminds_future_tasks_and_no_past_one() {
     let redis = RedisServer::start();
-    let resources = streams_resources(&redis);
-    let world = World::from_resources(resources.path().to_path_buf()).await;
+    let world = World::from_resources(redis.streams(&[])).await;
 
     // The history, published before the scheduler (and its group) exists.
-    let long_past = Task::new(Some(world.t0 - hours(5 * 24)));
-    let done = Task::new(Some(world.t0 - hours(4 * 24)));
-    let soon = Task::new(Some(world.t0 + minutes(30)));
-    let later = Task::new(Some(world.t0 + hours(3)));
+    let long_past = Task::new().due(Some(world.t0 - hours(5 * 24)));
+    let done = Task::new().due(Some(world.t0 - hours(4 * 24)));
+    let soon = Task::new().due(Some(world.t0 + minutes(30)));
+    let later = Task::new().due(Some(world.t0 + hours(3)));
     world.publish(&days_ago(long_past.created(), 6)).await;
     world.publish(&days_ago(done.created(), 6)).await;
     world
@@ -87,14 +68,13 @@ async fn a_first_deployment_reminds_future_tasks_and_no_past_one() {
 #[tokio::test]
 async fn with_remind_overdue_a_replayed_overdue_task_is_reminded_once() {
     let redis = RedisServer::start();
-    let resources = streams_resources(&redis);
-    let world = World::from_resources(resources.path().to_path_buf()).await;
-    let overdue = Task::new(Some(world.t0 - hours(5 * 24)));
+    let world = World::from_resources(redis.streams(&[])).await;
+    let overdue = Task::new().due(Some(world.t0 - hours(5 * 24)));
     world.publish(&days_ago(overdue.created(), 6)).await;
 
     let settings = Settings {
         remind_overdue: true,
-        ..Settings::for_tests()
+        ..settings()
     };
     let replica = world.replica_with(settings).await;
     replica.wait_for_lease().await;

@@ -43,8 +43,17 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with(settings: Settings) -> TestApp {
+    start(AppBuilder::new(settings)).await
+}
+
+/// [`spawn_with`] on `cluster` (a test's own resources; stopped with the app).
+pub async fn spawn_on(cluster: Cluster, settings: Settings) -> TestApp {
+    start(AppBuilder::new(settings).with_cluster(cluster)).await
+}
+
+async fn start(builder: AppBuilder<Application>) -> TestApp {
     let lines = MemorySink::default();
-    let app = AppBuilder::new(settings)
+    let app = builder
         .overrides(Overrides {
             sink: Some(Arc::new(lines.clone())),
         })

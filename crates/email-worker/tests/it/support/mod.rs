@@ -1,9 +1,13 @@
 //! Test harness: a real SMTP server (`smtp-sink`), a local Dapr cluster (in-memory state and
 //! pub/sub, with an inbound retry policy so RETRY means "try again"), and the worker with its
-//! sidecar through `service_testing`.
+//! sidecar through `service_testing`; on Redis Streams (`service_testing::RedisServer`), what the
+//! worker's consumer groups have read and acknowledged (`streams`).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod streams;
+
+use std::path::Path;
 use std::time::Duration;
 
 use chrono::{TimeZone, Utc};
@@ -55,9 +59,12 @@ pub async fn spawn_app_with(settings: Settings) -> TestApp {
     spawn_app_on(resources_dir(), settings).await
 }
 
-/// [`spawn_app_with`] on a cluster made from `resources` (stopped with the worker).
-pub async fn spawn_app_on(resources: tempfile::TempDir, settings: Settings) -> TestApp {
-    let cluster = Cluster::from_resources(&[resources.path()]).await.unwrap();
+/// [`spawn_app_with`] on a cluster made from the resources folder `resources` (stopped with the
+/// worker).
+pub async fn spawn_app_on(resources: impl AsRef<Path>, settings: Settings) -> TestApp {
+    let cluster = Cluster::from_resources(&[resources.as_ref()])
+        .await
+        .unwrap();
     AppBuilder::new(settings)
         .with_cluster(cluster)
         .start()
