@@ -35,20 +35,11 @@ pub use metrics::counter;
 pub use producers::{Producers, sidecar_client};
 pub use proxy::{Proxy, TxnFault};
 pub use redis::RedisServer;
-pub use sidecar_testing::{Cluster, TestSidecar};
+pub use sidecar_testing::{Cluster, TestSidecar, free_port};
 pub use spawn::{AppBuilder, TestApp, settings, spawn_app};
 
 /// Upper bound of any wait in the harness; every wait ends as soon as its condition holds.
 pub const DEADLINE: Duration = Duration::from_secs(20);
-
-/// A loopback port nobody listened on a moment ago (bound, read, released), for a process that
-/// must be told its port before it binds it.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("no free loopback port")
-}
 
 /// Polls `check` until it gives a value, failing the test after [`DEADLINE`] with `what`.
 pub async fn eventually<T, F, Fut>(what: impl Display, mut check: F) -> T

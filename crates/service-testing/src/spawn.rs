@@ -210,7 +210,12 @@ impl<S: Service> TestApp<S> {
     /// sidecar stops (and the cluster, when the app had its own).
     pub async fn stop(self) {
         self.shutdown.trigger();
-        let _ = tokio::time::timeout(DEADLINE, self.task).await;
+        // A service that does not stop in time would leave deliveries running behind the
+        // test's back (and its counts would be wrong): fail loudly.
+        assert!(
+            tokio::time::timeout(DEADLINE, self.task).await.is_ok(),
+            "the service did not stop within {DEADLINE:?} of its shutdown signal"
+        );
         self.sidecar.shutdown().await;
         if self.owns_cluster {
             self.cluster.shutdown().await;

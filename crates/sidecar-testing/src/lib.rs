@@ -38,3 +38,16 @@ pub use error::HarnessError;
 pub use faults::Faults;
 pub use publish_log::{PUBLISH_LOG_LIMIT, PublishLog};
 pub use sidecars::{SidecarBuilder, TestSidecar, TokenArg};
+
+/// A loopback port nobody listened on a moment ago (bound, read, released), for a process that
+/// must be told its port before it binds it. The one copy for every test in the workspace.
+///
+/// # Panics
+/// When the machine has no free loopback port: no test could run then.
+#[allow(clippy::expect_used)]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("no free loopback port")
+}

@@ -27,13 +27,7 @@ impl Drop for Sidecar {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use sidecar_testing::free_port;
 
 /// Starts the sidecar binary for `email-worker` and waits until its API answers.
 async fn start_sidecar(resources: &std::path::Path, app_port: u16) -> Sidecar {

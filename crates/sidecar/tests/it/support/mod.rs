@@ -31,14 +31,7 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 pub const PUBSUB: &str = "todo-pubsub";
 pub const STATE: &str = "todo-state";
 
-/// A port nobody listened on a moment ago.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub use sidecar_testing::free_port;
 
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
