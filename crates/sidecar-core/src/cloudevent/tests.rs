@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use super::*;
+use chrono::DateTime;
 
 fn trace() -> TraceContext {
     TraceContext::child_of(None, None)
