@@ -165,7 +165,10 @@ fn set_request(
     query_meta: &BTreeMap<String, String>,
 ) -> Result<SetRequest, SaveFailure> {
     let Some(key) = item.key.filter(|k| !k.is_empty()) else {
-        return Err(SaveFailure::Api(ApiError::malformed(
+        // `onPostState`: a legacy-shape error with this message alone.
+        return Err(SaveFailure::Api(ApiError::legacy(
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
             "\"key\" is a required field",
         )));
     };

@@ -308,6 +308,15 @@ pub async fn error_bodies_have_daprds_shape_per_error(backend: &Backend) {
         .unwrap();
     let body = assert_error(r, 400, "ERR_MALFORMED_REQUEST").await;
     assert!(body.get("details").is_none(), "legacy shape: {body}");
+    let r = http()
+        .post(p.sidecar.url(&format!("/v1.0/state/{STATE}")))
+        .json(&json!([{"value": 1}]))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(r, 400, "ERR_MALFORMED_REQUEST").await;
+    assert_eq!(body["message"], "\"key\" is a required field", "{body}");
+    assert!(body.get("details").is_none(), "legacy shape: {body}");
 
     // A state store that is not found: ErrorInfo only, with the app id.
     let r = http()
