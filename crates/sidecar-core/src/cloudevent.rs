@@ -4,11 +4,13 @@
 //! (`FromRawPayload`, same file).
 //!
 //! Output is serialised with sorted keys at every level and `<`, `>`, `&`, U+2028, U+2029
-//! escaped inside strings, as Go's `encoding/json` does.
+//! escaped inside strings, as Go's `encoding/json` does; payload numbers keep their literals
+//! ([`gojson`]).
 
 use base64::Engine;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 use rand::RngCore;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -82,44 +84,65 @@ pub struct Publication<'a> {
 /// Why a body could not be turned into an envelope.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EnvelopeError {
-    #[error("cannot parse cloud event: {0}")]
-    NotAnObject(String),
+    /// The body is JSON but not an object; the text is Go's `json.Unmarshal` error.
+    #[error("json: cannot unmarshal {0} into Go value of type map[string]interface {{}}")]
+    NotAnObject(&'static str),
+    #[error("{0}")]
+    NotJson(String),
 }
 
-/// Media type without parameters, lower-cased.
-pub fn media_type(content_type: &str) -> String {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase()
+/// Whether `content_type` names `expected`, as components-contrib's `isContentType`
+/// (`contenttype/utils.go`) decides: case-insensitive, either the whole value or the part before
+/// the first `;`, with no trimming (`application/json ;charset=utf-8` is not JSON).
+pub fn content_type_is(content_type: &str, expected: &str) -> bool {
+    let lower = content_type.to_ascii_lowercase();
+    lower == expected
+        || lower
+            .split_once(';')
+            .is_some_and(|(media, _)| media == expected)
 }
 
 /// Whether the body must be sent as-is (a `CLOUDEVENT_CONTENT_TYPE` body).
 pub fn is_cloudevent(content_type: Option<&str>) -> bool {
-    content_type.is_some_and(|ct| media_type(ct) == CLOUDEVENT_CONTENT_TYPE)
+    content_type.is_some_and(|ct| content_type_is(ct, CLOUDEVENT_CONTENT_TYPE))
 }
 
-/// `expiration` for a publish: `ttlInSeconds` (integer) or `ttl` (Go duration); a value that
-/// does not parse is ignored.
-pub fn expiration(metadata: &BTreeMap<String, String>, now: DateTime<Utc>) -> Option<String> {
-    let ttl = if let Some(v) = crate::metadata::get_ci(metadata, "ttlInSeconds") {
-        let secs: i64 = v.trim().parse().ok()?;
-        chrono::Duration::try_seconds(secs)?
-    } else {
-        let v = crate::metadata::get_ci(metadata, "ttl")?;
-        chrono::Duration::from_std(crate::go::parse_duration(v)?).ok()?
-    };
-    let at = now.checked_add_signed(ttl)?;
-    Some(at.to_rfc3339_opts(SecondsFormat::Secs, true))
+/// A CloudEvent as daprd holds it before marshalling: attribute name to canonical JSON text
+/// (see [`gojson`]), so payload numbers keep their literals.
+#[derive(Debug, Clone, Default)]
+pub struct Envelope(BTreeMap<String, Box<RawValue>>);
+
+impl Envelope {
+    fn set(&mut self, key: &str, value: &str) {
+        self.0.insert(key.to_string(), gojson::raw_string(value));
+    }
+
+    /// The attribute's JSON text.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(|raw| raw.get())
+    }
+
+    pub fn contains(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    /// Go's `m[key] == nil`: absent or JSON `null`.
+    fn is_nil(&self, key: &str) -> bool {
+        self.get(key).is_none_or(|text| text == "null")
+    }
+
+    /// The broker bytes: Go's `json.Marshal` of the envelope map.
+    pub fn to_go_json(&self) -> Vec<u8> {
+        // Keys are strings and values valid JSON, so serialising cannot fail.
+        let text = serde_json::to_string(&self.0).unwrap_or_default();
+        gojson::escape_html(&text)
+    }
 }
 
-/// Builds the CloudEvent for a publish whose body is not already a CloudEvent
-/// (`NewCloudEventsEnvelope`).
-pub fn wrap(p: &Publication<'_>) -> Map<String, Value> {
-    let overrides: HashMap<String, &str> = p
-        .metadata
+/// The `cloudevent.<name>` publish metadata, matched case-insensitively (daprd's `NewCloudEvent`
+/// in `pkg/runtime/pubsub/cloudevents.go` decodes them with mapstructure's `WeakDecode`).
+fn overrides(metadata: &BTreeMap<String, String>) -> HashMap<String, &str> {
+    metadata
         .iter()
         .filter_map(|(k, v)| {
             let lower = k.to_ascii_lowercase();
@@ -127,79 +150,124 @@ pub fn wrap(p: &Publication<'_>) -> Map<String, Value> {
                 .strip_prefix("cloudevent.")
                 .map(|name| (name.to_string(), v.as_str()))
         })
-        .collect();
-    let content_type = p.content_type.unwrap_or("text/plain");
-    let mut ce = Map::new();
-    let id = overrides
-        .get("id")
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    ce.insert("id".into(), Value::String(id));
-    let source = overrides.get("source").copied().unwrap_or(p.app_id);
-    ce.insert("source".into(), source.into());
-    let ce_type = overrides.get("type").copied().unwrap_or(DEFAULT_TYPE);
-    ce.insert("type".into(), ce_type.into());
-    ce.insert("specversion".into(), "1.0".into());
-    ce.insert("datacontenttype".into(), content_type.into());
-    let (key, data) = payload(content_type, p.body);
-    ce.insert(key.into(), data);
-    ce.insert("topic".into(), p.topic.into());
-    ce.insert("pubsubname".into(), p.pubsub.into());
-    // traceparent wins over traceid; a traceid override alone sets both.
-    let trace = overrides
-        .get("traceparent")
-        .or_else(|| overrides.get("traceid"))
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| p.trace.traceparent.clone());
-    ce.insert("traceid".into(), trace.clone().into());
-    ce.insert("traceparent".into(), trace.into());
-    let tracestate = overrides
-        .get("tracestate")
-        .map(|s| s.to_string())
-        .unwrap_or_else(|| p.trace.tracestate.clone());
-    ce.insert("tracestate".into(), tracestate.into());
-    ce.insert("time".into(), now_rfc3339().into());
+        .collect()
+}
+
+/// Builds the CloudEvent for a publish whose body is not already a CloudEvent
+/// (`NewCloudEvent`, then `NewCloudEventsEnvelope` and `ApplyMetadata`).
+pub fn wrap(p: &Publication<'_>) -> Envelope {
+    let overrides = overrides(p.metadata);
+    // An override replaces the value daprd starts from, even with "", and
+    // `NewCloudEventsEnvelope` puts its own defaults in for an empty id, source, type and
+    // content type: an empty `cloudevent.source` gives "Dapr", not the app id.
+    let given = |name: &str, start: &str| -> String {
+        overrides.get(name).copied().unwrap_or(start).to_string()
+    };
+    let non_empty = |v: String, default: String| if v.is_empty() { default } else { v };
+    let content_type = p
+        .content_type
+        .filter(|ct| !ct.is_empty())
+        .unwrap_or("text/plain");
+    let mut ce = Envelope::default();
+    let id = non_empty(given("id", ""), uuid::Uuid::new_v4().to_string());
+    ce.set("id", &id);
+    ce.set(
+        "source",
+        &non_empty(given("source", p.app_id), "Dapr".into()),
+    );
+    ce.set("type", &non_empty(given("type", ""), DEFAULT_TYPE.into()));
+    ce.set("specversion", "1.0");
+    ce.set("datacontenttype", content_type);
+    payload(&mut ce, content_type, p.body);
+    ce.set("topic", p.topic);
+    ce.set("pubsubname", p.pubsub);
+    // A non-empty traceparent override wins over traceid; traceid (even "") sets both.
+    let trace = match overrides.get("traceparent").filter(|tp| !tp.is_empty()) {
+        Some(tp) => tp.to_string(),
+        None => given("traceid", &p.trace.traceparent),
+    };
+    ce.set("traceid", &trace);
+    ce.set("traceparent", &trace);
+    ce.set("tracestate", &given("tracestate", &p.trace.tracestate));
+    ce.set("time", &now_rfc3339());
     if let Some(exp) = expiration(p.metadata, Utc::now()) {
-        ce.insert("expiration".into(), exp.into());
+        ce.set("expiration", &exp);
     }
     ce
 }
 
-fn payload(content_type: &str, body: &[u8]) -> (&'static str, Value) {
-    match media_type(content_type).as_str() {
-        "application/json" => match serde_json::from_slice::<Value>(body) {
-            Ok(v) => ("data", v),
-            Err(_) => ("data", Value::String(String::from_utf8_lossy(body).into())),
-        },
-        "application/octet-stream" | "application/cloudevents+protobuf" => (
-            "data_base64",
-            Value::String(base64::engine::general_purpose::STANDARD.encode(body)),
-        ),
-        _ => ("data", Value::String(String::from_utf8_lossy(body).into())),
+/// `data` or `data_base64` as `NewCloudEventsEnvelope` places the body. A JSON body is decoded
+/// like `unmarshalPrecise`: its first value counts, whatever follows is ignored; a body with no
+/// JSON value at its start becomes a string.
+fn payload(ce: &mut Envelope, content_type: &str, body: &[u8]) {
+    if content_type_is(content_type, "application/octet-stream")
+        || content_type_is(content_type, "application/cloudevents+protobuf")
+    {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(body);
+        ce.set("data_base64", &encoded);
+        return;
+    }
+    // Go decodes invalid UTF-8 inside strings to U+FFFD and marshals a string the same way.
+    let text = String::from_utf8_lossy(body);
+    let json = content_type_is(content_type, "application/json")
+        .then(|| gojson::first_value(&text))
+        .flatten()
+        .and_then(|raw| gojson::canonical(raw).ok());
+    match json {
+        Some(data) => {
+            ce.0.insert("data".into(), data);
+        }
+        None => ce.set("data", &text),
     }
 }
 
-/// Completes a CloudEvent the app sent itself (`FromCloudEvent`).
-pub fn complete(p: &Publication<'_>) -> Result<Map<String, Value>, EnvelopeError> {
-    let mut ce = match serde_json::from_slice::<Value>(p.body) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => return Err(EnvelopeError::NotAnObject("not a JSON object".into())),
-        Err(e) => return Err(EnvelopeError::NotAnObject(e.to_string())),
+/// Completes a CloudEvent the app sent itself (`FromCloudEvent`, then `ApplyMetadata`).
+pub fn complete(p: &Publication<'_>) -> Result<Envelope, EnvelopeError> {
+    let text = String::from_utf8_lossy(p.body);
+    let first = gojson::first_value(&text)
+        .ok_or_else(|| EnvelopeError::NotJson("not a JSON document".into()))?;
+    let kind = match first.get().as_bytes().first() {
+        Some(b'{') => None,
+        Some(b'[') => Some("array"),
+        Some(b'"') => Some("string"),
+        Some(b't' | b'f') => Some("bool"),
+        Some(b'n') => Some("null"),
+        _ => Some("number"),
     };
-    ce.insert("topic".into(), p.topic.into());
-    ce.insert("pubsubname".into(), p.pubsub.into());
-    ce.entry("time").or_insert_with(|| now_rfc3339().into());
-    if !ce.contains_key("traceid") {
-        ce.insert("traceid".into(), p.trace.traceparent.clone().into());
-        ce.insert("traceparent".into(), p.trace.traceparent.clone().into());
+    if let Some(kind) = kind {
+        return Err(EnvelopeError::NotAnObject(kind));
     }
-    ce.entry("tracestate")
-        .or_insert_with(|| p.trace.tracestate.clone().into());
-    ce.entry("source").or_insert_with(|| "Dapr".into());
-    ce.entry("type").or_insert_with(|| DEFAULT_TYPE.into());
-    ce.entry("specversion").or_insert_with(|| "1.0".into());
+    let members: BTreeMap<String, &RawValue> =
+        serde_json::from_str(first.get()).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+    let mut ce = Envelope::default();
+    for (k, v) in members {
+        let v = gojson::canonical(v).map_err(|e| EnvelopeError::NotJson(e.to_string()))?;
+        ce.0.insert(k, v);
+    }
+    if !ce.contains("time") {
+        ce.set("time", &now_rfc3339());
+    }
+    if !ce.contains("traceid") {
+        ce.set("traceid", &p.trace.traceparent);
+        ce.set("traceparent", &p.trace.traceparent);
+    }
+    if !ce.contains("tracestate") {
+        ce.set("tracestate", &p.trace.tracestate);
+    }
+    ce.set("topic", p.topic);
+    ce.set("pubsubname", p.pubsub);
+    // Go checks these for nil, so an explicit `null` gets the default too.
+    for (key, default) in [
+        ("source", "Dapr"),
+        ("type", DEFAULT_TYPE),
+        ("specversion", "1.0"),
+    ] {
+        if ce.is_nil(key) {
+            ce.set(key, default);
+        }
+    }
     if let Some(exp) = expiration(p.metadata, Utc::now()) {
-        ce.insert("expiration".into(), exp.into());
+        ce.set("expiration", &exp);
     }
     Ok(ce)
 }
@@ -234,38 +302,10 @@ pub fn wrap_raw_for_delivery(
     ce
 }
 
-/// Whether `ce` carries an `expiration` in the past.
-pub fn is_expired(ce: &Map<String, Value>, now: DateTime<Utc>) -> bool {
-    ce.get("expiration")
-        .and_then(Value::as_str)
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-        .is_some_and(|exp| exp.with_timezone(&Utc) <= now)
-}
-
-/// Sorts object keys at every level (independent of serde_json's `preserve_order`).
-pub fn sorted(value: Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let ordered: BTreeMap<String, Value> =
-                map.into_iter().map(|(k, v)| (k, sorted(v))).collect();
-            Value::Object(ordered.into_iter().collect())
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
-        other => other,
-    }
-}
-
-/// Serialises like Go's `encoding/json`: sorted keys, HTML-safe escapes.
-pub fn to_go_json(ce: Map<String, Value>) -> Vec<u8> {
-    let text = sorted(Value::Object(ce)).to_string();
-    // '<', '>', '&' and U+2028/9 can only occur inside JSON strings, so a plain replace is exact.
-    text.replace('<', "\\u003c")
-        .replace('>', "\\u003e")
-        .replace('&', "\\u0026")
-        .replace('\u{2028}', "\\u2028")
-        .replace('\u{2029}', "\\u2029")
-        .into_bytes()
-}
+mod expiry;
+mod gojson;
+pub use expiry::{expiration, is_expired};
+pub use gojson::{sorted, to_go_json};
 
 #[cfg(test)]
 mod tests;

@@ -61,6 +61,55 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     Duration::try_from_secs_f64(total).ok()
 }
 
+/// Go's `time.ParseDuration` exactly, in nanoseconds: an optional sign, then one or more
+/// `<number><unit>` (`ns us µs μs ms s m h`); a bare number is accepted only for `0`. Whitespace
+/// and values beyond `i64` nanoseconds are errors.
+pub fn parse_go_duration(s: &str) -> Option<i64> {
+    let (negative, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = 0f64;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number = &rest[..num_len];
+        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+            return None;
+        }
+        let value: f64 = number.parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let nanos_per_unit = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += value * nanos_per_unit;
+    }
+    // i64::MAX nanoseconds, as f64; Go reports anything above it as an invalid duration.
+    if total > 9_223_372_036_854_775_807f64 {
+        return None;
+    }
+    let nanos = total.round() as i64;
+    Some(if negative { -nanos } else { nanos })
+}
+
 /// A duration as Go's `time.Duration.String` writes it, to millisecond precision: `0s`, `500ms`,
 /// `5s`, `1.5s`, `1m30s`, `2h0m0s`.
 pub fn format_duration(d: Duration) -> String {
@@ -101,5 +150,16 @@ mod tests {
         assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
         assert_eq!(parse_duration("soon"), None);
         assert_eq!(parse_duration(""), None);
+    }
+
+    #[test]
+    fn strict_go_durations() {
+        assert_eq!(parse_go_duration("1m30s"), Some(90_000_000_000));
+        assert_eq!(parse_go_duration("1.5h"), Some(5_400_000_000_000));
+        assert_eq!(parse_go_duration("-2s"), Some(-2_000_000_000));
+        assert_eq!(parse_go_duration("0"), Some(0));
+        assert_eq!(parse_go_duration("5"), None, "a unit is required");
+        assert_eq!(parse_go_duration(" 5s"), None);
+        assert_eq!(parse_go_duration("99999999999999999999h"), None);
     }
 }

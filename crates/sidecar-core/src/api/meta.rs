@@ -12,19 +12,20 @@ pub(super) async fn get_metadata(State(state): State<Arc<SidecarState>>) -> axum
     axum::Json(describe(&state))
 }
 
-/// The metadata document (fields omitted when empty, as daprd does).
+/// The metadata document: daprd's `onGetMetadata` output, with its `omitempty` rules.
 pub fn describe(state: &SidecarState) -> Value {
     let mut doc = Map::new();
     doc.insert("id".into(), state.app_id().into());
     doc.insert("runtimeVersion".into(), crate::RUNTIME_VERSION.into());
-    let extended = state
+    let mut extended = state
         .extended
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    if !extended.is_empty() {
-        doc.insert("extended".into(), json!(extended));
-    }
+    // daprd's `Universal.GetMetadata` (`pkg/api/universal/metadata.go`) always adds the
+    // deprecated `daprRuntimeVersion`, so `extended` is never empty.
+    extended.insert("daprRuntimeVersion".into(), crate::RUNTIME_VERSION.into());
+    doc.insert("extended".into(), json!(extended));
     let components: Vec<Value> = state
         .runtime
         .components_for(state.app_id())
@@ -51,17 +52,29 @@ pub fn describe(state: &SidecarState) -> Value {
     if !subscriptions.is_empty() {
         doc.insert("subscriptions".into(), subscriptions.into());
     }
-    if let Some(port) = state.opts.app_port {
-        let mut app = json!({"port": port, "protocol": "http", "channelAddress": state.opts.app_channel_address});
-        if let (Some(health), Some(object)) = (&state.opts.app_health, app.as_object_mut()) {
-            object.insert("health".into(), health.describe());
-        }
-        doc.insert("appConnectionProperties".into(), app);
+    // `appConnectionProperties`, `actorRuntime` and `workflows` are struct values in daprd's
+    // `metadataResponse` (`pkg/api/http/metadata.go`), which `omitempty` never drops; their
+    // own fields are dropped when zero (a port of 0 when there is no app).
+    let mut app = Map::new();
+    if let Some(port) = state.opts.app_port.filter(|p| *p != 0) {
+        app.insert("port".into(), port.into());
     }
+    app.insert("protocol".into(), "http".into());
+    if !state.opts.app_channel_address.is_empty() {
+        app.insert(
+            "channelAddress".into(),
+            state.opts.app_channel_address.clone().into(),
+        );
+    }
+    if let Some(health) = &state.opts.app_health {
+        app.insert("health".into(), health.describe());
+    }
+    doc.insert("appConnectionProperties".into(), Value::Object(app));
     doc.insert(
         "actorRuntime".into(),
         json!({"runtimeStatus": "DISABLED", "hostReady": false}),
     );
+    doc.insert("workflows".into(), json!({}));
     Value::Object(doc)
 }
 

@@ -2,6 +2,7 @@
 //! daprd's statuses and error bodies. Service invocation is [`crate::invoke`]; the server
 //! ([`crate::server`]) puts both behind the token check and the body limit.
 
+mod bulk_publish;
 mod errors;
 mod health;
 mod meta;
@@ -29,7 +30,7 @@ pub(crate) fn routes() -> Router<Arc<SidecarState>> {
         )
         .route(
             "/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}",
-            post(publish::bulk_publish).put(publish::bulk_publish),
+            post(bulk_publish::bulk_publish).put(bulk_publish::bulk_publish),
         )
         .route(
             "/v1.0/state/{store}",

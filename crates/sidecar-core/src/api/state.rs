@@ -2,7 +2,7 @@
 //! daprd's handlers over `state.redis` (`onGetState`, `onPostState`, `onDeleteState`,
 //! `onBulkGetState`, `onPostStateTransaction` in `pkg/api/http/http.go`).
 
-use super::errors::{ApiError, no_content};
+use super::errors::{ApiError, info_metadata, no_content};
 use crate::components::{
     Concurrency, DeleteRequest, SetRequest, StateError, StateItem, TransactionOp,
 };
@@ -21,35 +21,46 @@ type Params = Query<Vec<(String, String)>>;
 
 fn store<'a>(state: &'a SidecarState, name: &str) -> Result<&'a StateComponent, ApiError> {
     if !state.runtime.has_state_stores(state.app_id()) {
-        return Err(ApiError::legacy(
+        // `StateStoreError.NotConfigured` in daprd's `pkg/api/errors/state.go`: rich, without
+        // a ResourceInfo, the app id in the ErrorInfo.
+        return Err(ApiError::rich(
             StatusCode::INTERNAL_SERVER_ERROR,
             "ERR_STATE_STORE_NOT_CONFIGURED",
-            "state store is not configured",
+            format!("state store {name} is not configured"),
+        )
+        .info(
+            "DAPR_STATE_NOT_CONFIGURED",
+            info_metadata([("appID", state.app_id())]),
         ));
     }
     state
         .runtime
         .state_store(state.app_id(), name)
         .ok_or_else(|| {
+            // `StateStoreError.NotFound` (same file): no ResourceInfo either.
             ApiError::rich(
                 StatusCode::BAD_REQUEST,
                 "ERR_STATE_STORE_NOT_FOUND",
                 format!("state store {name} is not found"),
+            )
+            .info(
                 "DAPR_STATE_NOT_FOUND",
-                Some(("state", name)),
+                info_metadata([("appID", state.app_id())]),
             )
         })
 }
 
 fn full_key(state: &SidecarState, store: &StateComponent, key: &str) -> Result<String, ApiError> {
     if key.contains(KEY_SEPARATOR) {
-        return Err(ApiError::rich(
-            StatusCode::BAD_REQUEST,
-            "ERR_MALFORMED_REQUEST",
-            format!("input key/keyPrefix '{key}' can't contain '{KEY_SEPARATOR}'"),
-            "DAPR_STATE_ILLEGAL_KEY",
-            Some(("state", &store.spec.name)),
-        ));
+        // `StateStoreError.InvalidKeyName` (same file): a field violation, then the resource,
+        // then an ErrorInfo with a nil metadata map.
+        let message = format!("input key/keyPrefix '{key}' can't contain '{KEY_SEPARATOR}'");
+        return Err(
+            ApiError::rich(StatusCode::BAD_REQUEST, "ERR_MALFORMED_REQUEST", &message)
+                .field_violation(key, &message)
+                .resource("state", &store.spec.name, "")
+                .info("DAPR_STATE_ILLEGAL_KEY", None),
+        );
     }
     let prefix = key_prefix(&store.spec, state.app_id());
     Ok(prefixed_key(prefix.as_deref(), key))
@@ -154,7 +165,10 @@ fn set_request(
     query_meta: &BTreeMap<String, String>,
 ) -> Result<SetRequest, SaveFailure> {
     let Some(key) = item.key.filter(|k| !k.is_empty()) else {
-        return Err(SaveFailure::Api(ApiError::malformed(
+        // `onPostState`: a legacy-shape error with this message alone.
+        return Err(SaveFailure::Api(ApiError::legacy(
+            StatusCode::BAD_REQUEST,
+            "ERR_MALFORMED_REQUEST",
             "\"key\" is a required field",
         )));
     };

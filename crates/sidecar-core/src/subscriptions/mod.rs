@@ -75,17 +75,26 @@ impl ActiveSubscription {
                 }
             })
             .collect();
-        json!({
+        let mut sub = json!({
             "pubsubname": self.def.pubsubname,
             "topic": self.def.topic,
-            "metadata": self.def.metadata,
-            "rules": rules,
             "deadLetterTopic": self.def.dead_letter_topic.clone().unwrap_or_default(),
             "type": match self.def.kind {
                 SubscriptionKind::Programmatic => "PROGRAMMATIC",
                 SubscriptionKind::Declarative => "DECLARATIVE",
             },
-        })
+        });
+        // `metadata` and `rules` are `omitempty` in daprd's
+        // `metadataResponsePubsubSubscription` (`pkg/api/http/metadata.go`).
+        if let Some(obj) = sub.as_object_mut() {
+            if !self.def.metadata.is_empty() {
+                obj.insert("metadata".into(), json!(self.def.metadata));
+            }
+            if !rules.is_empty() {
+                obj.insert("rules".into(), Value::Array(rules));
+            }
+        }
+        sub
     }
 }
 

@@ -105,7 +105,11 @@ scopes: [owner]
     assert_eq!(r.status(), 403);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["errorCode"], "ERR_PUBSUB_FORBIDDEN");
-    assert_eq!(body["details"][0]["reason"], "DAPR_PUBSUB_FORBIDDEN");
+    // daprd's builders add the ErrorInfo last.
+    assert_eq!(
+        body["details"].as_array().and_then(|d| d.last()).unwrap()["reason"],
+        "DAPR_PUBSUB_FORBIDDEN"
+    );
     assert_eq!(
         status(publish(&reader.http_endpoint(), "a", "", "text/plain", "x").await),
         403

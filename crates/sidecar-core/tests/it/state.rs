@@ -176,7 +176,11 @@ async fn keys_are_prefixed_per_app_and_illegal_keys_rejected() {
         (s, body["errorCode"].as_str()),
         (400, Some("ERR_MALFORMED_REQUEST"))
     );
-    assert_eq!(body["details"][0]["reason"], "DAPR_STATE_ILLEGAL_KEY");
+    // daprd's builders add the ErrorInfo last.
+    assert_eq!(
+        body["details"].as_array().and_then(|d| d.last()).unwrap()["reason"],
+        "DAPR_STATE_ILLEGAL_KEY"
+    );
     let (s, body) = a.save(json!([{"value": 1}])).await;
     assert_eq!(
         (s, body["errorCode"].as_str()),

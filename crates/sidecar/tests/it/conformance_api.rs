@@ -53,3 +53,13 @@ async fn go_style_flags_and_default_valued_unsupported_flags_are_accepted() {
 async fn sigterm_stops_the_sidecar_cleanly() {
     scenarios::sigterm_stops_the_sidecar_cleanly(&Backend::InMemory).await;
 }
+
+#[tokio::test]
+async fn error_bodies_have_daprds_shape_per_error() {
+    scenarios::error_bodies_have_daprds_shape_per_error(&Backend::InMemory).await;
+}
+
+#[tokio::test]
+async fn metadata_keeps_the_fields_daprd_never_omits() {
+    scenarios::metadata_keeps_the_fields_daprd_never_omits(&Backend::InMemory).await;
+}

@@ -71,3 +71,23 @@ async fn topic_may_contain_slashes() {
 async fn bulk_publish_wraps_each_entry() {
     scenarios::bulk_publish_wraps_each_entry(&Backend::InMemory).await;
 }
+
+#[tokio::test]
+async fn json_numbers_keep_their_literals() {
+    scenarios::json_numbers_keep_their_literals(&Backend::InMemory).await;
+}
+
+#[tokio::test]
+async fn data_placement_edge_cases() {
+    scenarios::data_placement_edge_cases(&Backend::InMemory).await;
+}
+
+#[tokio::test]
+async fn ttl_metadata_follows_try_get_ttl() {
+    scenarios::ttl_metadata_follows_try_get_ttl(&Backend::InMemory).await;
+}
+
+#[tokio::test]
+async fn empty_raw_payload_means_false() {
+    scenarios::empty_raw_payload_means_false(&Backend::InMemory).await;
+}

@@ -55,6 +55,18 @@ mod api {
         let redis = RedisServer::start();
         scenarios::sigterm_stops_the_sidecar_cleanly(&Backend::redis(redis.port())).await;
     }
+
+    #[tokio::test]
+    async fn error_bodies_have_daprds_shape_per_error() {
+        let redis = RedisServer::start();
+        scenarios::error_bodies_have_daprds_shape_per_error(&Backend::redis(redis.port())).await;
+    }
+
+    #[tokio::test]
+    async fn metadata_keeps_the_fields_daprd_never_omits() {
+        let redis = RedisServer::start();
+        scenarios::metadata_keeps_the_fields_daprd_never_omits(&Backend::redis(redis.port())).await;
+    }
 }
 
 mod delivery {
@@ -200,6 +212,30 @@ mod publish {
     async fn bulk_publish_wraps_each_entry() {
         let redis = RedisServer::start();
         scenarios::bulk_publish_wraps_each_entry(&Backend::redis(redis.port())).await;
+    }
+
+    #[tokio::test]
+    async fn json_numbers_keep_their_literals() {
+        let redis = RedisServer::start();
+        scenarios::json_numbers_keep_their_literals(&Backend::redis(redis.port())).await;
+    }
+
+    #[tokio::test]
+    async fn data_placement_edge_cases() {
+        let redis = RedisServer::start();
+        scenarios::data_placement_edge_cases(&Backend::redis(redis.port())).await;
+    }
+
+    #[tokio::test]
+    async fn ttl_metadata_follows_try_get_ttl() {
+        let redis = RedisServer::start();
+        scenarios::ttl_metadata_follows_try_get_ttl(&Backend::redis(redis.port())).await;
+    }
+
+    #[tokio::test]
+    async fn empty_raw_payload_means_false() {
+        let redis = RedisServer::start();
+        scenarios::empty_raw_payload_means_false(&Backend::redis(redis.port())).await;
     }
 }
 

@@ -261,3 +261,214 @@ pub async fn sigterm_stops_the_sidecar_cleanly(backend: &Backend) {
     let status = sc.proc.wait_exit().await;
     assert!(status.success(), "{status:?}");
 }
+
+/// The `@type` names of an error body's `details`, in order (empty when there are none).
+fn detail_types(body: &Value) -> Vec<String> {
+    body.get("details")
+        .and_then(Value::as_array)
+        .map(|ds| {
+            ds.iter()
+                .map(|d| {
+                    d["@type"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .trim_start_matches("type.googleapis.com/google.rpc.")
+                        .to_owned()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn error_info(body: &Value) -> Value {
+    body["details"]
+        .as_array()
+        .and_then(|ds| {
+            ds.iter()
+                .find(|d| d["@type"] == "type.googleapis.com/google.rpc.ErrorInfo")
+        })
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+pub async fn error_bodies_have_daprds_shape_per_error(backend: &Backend) {
+    let p = Pair::start(
+        "shape-app",
+        json!([]),
+        &[("components.yaml", backend.components())],
+    )
+    .await;
+
+    // `messages.ErrMalformedRequest` is a legacy APIError: no details.
+    let r = http()
+        .post(p.sidecar.url(&format!("/v1.0/state/{STATE}")))
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(r, 400, "ERR_MALFORMED_REQUEST").await;
+    assert!(body.get("details").is_none(), "legacy shape: {body}");
+    let r = http()
+        .post(p.sidecar.url(&format!("/v1.0/state/{STATE}")))
+        .json(&json!([{"value": 1}]))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(r, 400, "ERR_MALFORMED_REQUEST").await;
+    assert_eq!(body["message"], "\"key\" is a required field", "{body}");
+    assert!(body.get("details").is_none(), "legacy shape: {body}");
+
+    // A state store that is not found: ErrorInfo only, with the app id.
+    let r = http()
+        .get(p.sidecar.url("/v1.0/state/no-such-store/k"))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(r, 400, "ERR_STATE_STORE_NOT_FOUND").await;
+    assert_eq!(detail_types(&body), ["ErrorInfo"], "{body}");
+    assert_eq!(error_info(&body)["reason"], "DAPR_STATE_NOT_FOUND");
+    assert_eq!(error_info(&body)["metadata"], json!({"appID": "shape-app"}));
+
+    // An illegal key: field violation, resource, then ErrorInfo with a nil (null) metadata map.
+    let r = http()
+        .get(p.sidecar.url(&format!("/v1.0/state/{STATE}/a%7C%7Cb")))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(r, 400, "ERR_MALFORMED_REQUEST").await;
+    assert_eq!(
+        detail_types(&body),
+        ["BadRequest", "ResourceInfo", "ErrorInfo"],
+        "{body}"
+    );
+    assert_eq!(body["details"][0]["field_violations"][0]["field"], "a||b");
+    assert_eq!(body["details"][1]["resource_name"], STATE);
+    assert_eq!(body["details"][1]["description"], "");
+    assert_eq!(error_info(&body)["reason"], "DAPR_STATE_ILLEGAL_KEY");
+    assert!(error_info(&body)["metadata"].is_null(), "{body}");
+
+    // An unknown pub/sub: no ResourceInfo, the request metadata in the ErrorInfo.
+    let r = p
+        .sidecar
+        .publish("no-such-pubsub", "t", "?metadata.k=v", None, "x")
+        .await;
+    let body = assert_error(r, 404, "ERR_PUBSUB_NOT_FOUND").await;
+    assert_eq!(detail_types(&body), ["ErrorInfo"], "{body}");
+    assert_eq!(error_info(&body)["metadata"], json!({"k": "v"}));
+
+    // A forbidden topic: ResourceInfo first, then ErrorInfo with topic and cause.
+    let r = p
+        .sidecar
+        .publish("restricted-pubsub", "other-topic", "", None, "x")
+        .await;
+    let body = assert_error(r, 403, "ERR_PUBSUB_FORBIDDEN").await;
+    assert_eq!(detail_types(&body), ["ResourceInfo", "ErrorInfo"], "{body}");
+    assert_eq!(body["details"][0]["resource_name"], "restricted-pubsub");
+    assert_eq!(
+        error_info(&body)["metadata"],
+        json!({"topic": "other-topic", "error": body["message"]})
+    );
+
+    // Bulk publish errors are rich too, one reason per failing step.
+    let bulk = |body: &'static str| {
+        http()
+            .post(
+                p.sidecar
+                    .url(&format!("/v1.0-alpha1/publish/bulk/{PUBSUB}/orders")),
+            )
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let body = assert_error(bulk("{").await.unwrap(), 400, "ERR_PUBSUB_EVENTS_SER").await;
+    assert_eq!(detail_types(&body), ["ResourceInfo", "ErrorInfo"], "{body}");
+    assert_eq!(error_info(&body)["reason"], "DAPR_PUBSUB_UNMARSHAL_EVENTS");
+    assert_eq!(error_info(&body)["metadata"], json!({"appID": "shape-app"}));
+    let body = assert_error(
+        bulk(r#"[{"event":"x","contentType":"text/plain"}]"#)
+            .await
+            .unwrap(),
+        400,
+        "ERR_PUBSUB_EVENTS_SER",
+    )
+    .await;
+    assert_eq!(error_info(&body)["reason"], "DAPR_PUBSUB_MARSHAL_EVENTS");
+    let body = assert_error(
+        bulk(r#"[{"entryId":"1","event":{"a":1},"contentType":"text/plain"}]"#)
+            .await
+            .unwrap(),
+        400,
+        "ERR_PUBSUB_EVENTS_SER",
+    )
+    .await;
+    assert_eq!(error_info(&body)["reason"], "DAPR_PUBSUB_MARSHAL_ENVELOPE");
+
+    // No state store at all: rich, without a ResourceInfo.
+    let bare = Sidecar::start(SidecarSpec {
+        app_id: "bare-app".into(),
+        ..SidecarSpec::default()
+    })
+    .await;
+    let r = http()
+        .get(bare.url(&format!("/v1.0/state/{STATE}/k")))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_error(r, 500, "ERR_STATE_STORE_NOT_CONFIGURED").await;
+    assert_eq!(detail_types(&body), ["ErrorInfo"], "{body}");
+    assert_eq!(error_info(&body)["reason"], "DAPR_STATE_NOT_CONFIGURED");
+    assert_eq!(error_info(&body)["metadata"], json!({"appID": "bare-app"}));
+}
+
+pub async fn metadata_keeps_the_fields_daprd_never_omits(backend: &Backend) {
+    let p = Pair::start(
+        "meta-full-app",
+        json!([sub("m", "/m")]),
+        &[("components.yaml", backend.components())],
+    )
+    .await;
+    let m: Value = http()
+        .get(p.sidecar.url("/v1.0/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        m["extended"]["daprRuntimeVersion"], m["runtimeVersion"],
+        "extended always carries daprRuntimeVersion: {m}"
+    );
+    assert_eq!(m["workflows"], json!({}), "{m}");
+    assert_eq!(m["actorRuntime"]["hostReady"], false, "{m}");
+    let sub = &m["subscriptions"][0];
+    assert!(
+        sub.get("metadata").is_none(),
+        "empty subscription metadata is omitted: {m}"
+    );
+    assert_eq!(sub["deadLetterTopic"], "", "never omitted: {m}");
+
+    // Without an app, appConnectionProperties is still there, without a port.
+    let dir = resources_dir(&[("components.yaml", backend.components())]);
+    let bare = Sidecar::start(SidecarSpec {
+        app_id: "no-app".into(),
+        resources: vec![dir.path().to_path_buf()],
+        ..SidecarSpec::default()
+    })
+    .await;
+    let m: Value = http()
+        .get(bare.url("/v1.0/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        m["appConnectionProperties"],
+        json!({"protocol": "http", "channelAddress": "127.0.0.1"}),
+        "{m}"
+    );
+    assert_eq!(m["extended"]["daprRuntimeVersion"], m["runtimeVersion"]);
+    assert!(m.get("subscriptions").is_none(), "{m}");
+}

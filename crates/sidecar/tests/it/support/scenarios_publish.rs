@@ -467,3 +467,139 @@ pub async fn bulk_publish_wraps_each_entry(backend: &Backend) {
     )
     .await;
 }
+
+pub async fn json_numbers_keep_their_literals(backend: &Backend) {
+    let p = pair(backend).await;
+    let (_, rec) = roundtrip(
+        &p,
+        "",
+        Some("application/json"),
+        br#"{"big": 12345678901234567890, "dec": 1.10, "exp": 1E+2, "list": [0.50]}"#,
+    )
+    .await;
+    let text = String::from_utf8(rec.body.to_vec()).unwrap();
+    assert!(
+        text.contains(r#""data":{"big":12345678901234567890,"dec":1.10,"exp":1E+2,"list":[0.50]}"#),
+        "number literals kept, keys sorted, whitespace dropped: {text}"
+    );
+
+    // An own CloudEvent keeps its numbers too, in data and in extension attributes.
+    let before = p.app.received_on("/orders").len();
+    let own = r#"{"specversion":"1.0","id":"n-1","source":"s","type":"t","seq":10.0,"data":{"v":99999999999999999999}}"#;
+    let resp = p
+        .sidecar
+        .publish(PUBSUB, TOPIC, "", Some("application/cloudevents+json"), own)
+        .await;
+    assert_no_content(resp).await;
+    let rec = p.app.wait_for("/orders", before + 1).await[before].clone();
+    let text = String::from_utf8(rec.body.to_vec()).unwrap();
+    assert!(
+        text.contains(r#""data":{"v":99999999999999999999}"#) && text.contains(r#""seq":10.0"#),
+        "{text}"
+    );
+}
+
+pub async fn data_placement_edge_cases(backend: &Backend) {
+    let p = pair(backend).await;
+    // components-contrib's isContentType does not trim: a space before ';' makes it non-JSON.
+    let (ce, _) = roundtrip(
+        &p,
+        "",
+        Some("application/json ;charset=utf-8"),
+        br#"{"a":1}"#,
+    )
+    .await;
+    assert_eq!(ce["data"], r#"{"a":1}"#, "{ce}");
+    // unmarshalPrecise decodes the first JSON value and ignores the rest of the body.
+    let (ce, _) = roundtrip(&p, "", Some("application/json"), br#"{"a":1} trailing"#).await;
+    assert_eq!(ce["data"], json!({"a": 1}), "{ce}");
+    // Empty overrides fall back to NewCloudEventsEnvelope's defaults ("Dapr", not the app id).
+    let (ce, _) = roundtrip(
+        &p,
+        "?metadata.cloudevent.id=&metadata.cloudevent.source=&metadata.cloudevent.type=",
+        Some("text/plain"),
+        b"x",
+    )
+    .await;
+    assert_eq!(ce["source"], "Dapr", "{ce}");
+    assert_eq!(ce["type"], "com.dapr.event.sent", "{ce}");
+    assert_eq!(ce["id"].as_str().unwrap().len(), 36, "{ce}");
+    // FromCloudEvent checks source/type/specversion for nil: an explicit null gets the default.
+    let before = p.app.received_on("/orders").len();
+    let own = r#"{"id":"null-1","source":null,"type":null,"specversion":null,"data":"d"}"#;
+    let resp = p
+        .sidecar
+        .publish(PUBSUB, TOPIC, "", Some("application/cloudevents+json"), own)
+        .await;
+    assert_no_content(resp).await;
+    let ce = p.app.wait_for("/orders", before + 1).await[before].json();
+    assert_eq!(ce["source"], "Dapr", "{ce}");
+    assert_eq!(ce["type"], "com.dapr.event.sent", "{ce}");
+    assert_eq!(ce["specversion"], "1.0", "{ce}");
+}
+
+/// Seconds from the event's `time` to its `expiration`.
+fn ttl_of(ce: &Value) -> Option<i64> {
+    let parse = |k: &str| {
+        chrono::DateTime::parse_from_rfc3339(ce.get(k)?.as_str()?)
+            .ok()
+            .map(|t| t.timestamp())
+    };
+    Some(parse("expiration")? - parse("time")?)
+}
+
+pub async fn ttl_metadata_follows_try_get_ttl(backend: &Backend) {
+    let p = pair(backend).await;
+    let cases: [(&str, Option<std::ops::RangeInclusive<i64>>); 6] = [
+        // `ttl` is read before `ttlInSeconds`.
+        (
+            "?metadata.ttl=100s&metadata.ttlInSeconds=5000",
+            Some(99..=101),
+        ),
+        // Either key takes a Go duration, or else whole seconds.
+        ("?metadata.ttlInSeconds=2m", Some(119..=121)),
+        ("?metadata.ttl=300", Some(299..=301)),
+        // Whole seconds must be above zero; otherwise no TTL at all.
+        ("?metadata.ttlInSeconds=-5", None),
+        // An empty `ttl` hides `ttlInSeconds`.
+        ("?metadata.ttl=&metadata.ttlInSeconds=100", None),
+        ("?metadata.TTLINSECONDS=200", Some(199..=201)),
+    ];
+    for (query, expected) in cases {
+        let (ce, _) = roundtrip(&p, query, Some("text/plain"), b"x").await;
+        match expected {
+            Some(range) => {
+                let ttl = ttl_of(&ce).unwrap_or_else(|| panic!("{query}: no expiration in {ce}"));
+                assert!(range.contains(&ttl), "{query}: ttl {ttl} in {ce}");
+            }
+            None => assert!(ce.get("expiration").is_none(), "{query}: {ce}"),
+        }
+    }
+}
+
+pub async fn empty_raw_payload_means_false(backend: &Backend) {
+    let p = pair(backend).await;
+    let (ce, _) = roundtrip(
+        &p,
+        "?metadata.rawPayload=",
+        Some("application/json"),
+        br#"{"k":1}"#,
+    )
+    .await;
+    assert_eq!(ce["data"], json!({"k": 1}), "wrapped as usual: {ce}");
+    let resp = p
+        .sidecar
+        .publish(
+            PUBSUB,
+            TOPIC,
+            "?metadata.rawPayload=maybe",
+            Some("application/json"),
+            "{}",
+        )
+        .await;
+    let body = assert_error(resp, 400, "ERR_PUBSUB_REQUEST_METADATA").await;
+    assert_eq!(
+        body["message"],
+        "failed deserializing metadata. Error: rawPayload value must be a valid boolean: actual is 'maybe'"
+    );
+}
