@@ -9,7 +9,10 @@
 //!   are integers that match nothing); delete compares strings and never parses.
 //! * Delete succeeds on an absent key whatever the etag, and etag `"0"` means "no etag".
 //! * TTL: `> 0` expires, `<= 0` persists, no TTL leaves an earlier expiry in force. Expired keys
-//!   read as absent.
+//!   read as absent, and are evicted from memory like Redis evicts them: a few on every write,
+//!   and the rest by a background sweeper ([`DEFAULT_SWEEP_INTERVAL`]) that takes them soonest
+//!   expiry first, at most [`SWEEP_BATCH`] per hold of the lock. The sweeper starts with the
+//!   first write and ends when the store is dropped.
 //! * Transactions apply every operation and report the first failure, without rollback (Redis
 //!   `MULTI`/`EXEC` semantics), except that a non-integer etag anywhere rejects the whole
 //!   transaction before anything is applied (daprd checks etags while building the `MULTI`).
@@ -20,9 +23,18 @@ use super::{DeleteRequest, SetRequest, StateError, StateItem, StateStore, Transa
 use crate::resources::{ComponentSpec, ResourceError};
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+
+/// How often the background sweeper evicts expired keys.
+pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Most keys evicted per hold of the lock, so a sweep never stalls requests for long.
+pub const SWEEP_BATCH: usize = 512;
+/// Expired keys evicted by each write, so a store written without pause stays small even
+/// between sweeps.
+const EVICT_PER_WRITE: usize = 8;
 
 #[derive(Debug, Clone)]
 struct Entry {
@@ -38,19 +50,81 @@ impl Entry {
     }
 }
 
-/// In-memory state store with Redis semantics.
+/// The keys, and the expiring ones ordered by expiry.
 #[derive(Debug, Default)]
+struct Entries {
+    map: HashMap<String, Entry>,
+    /// `(expires_at, key)` of every entry that expires.
+    expiries: BTreeSet<(Instant, String)>,
+}
+
+impl Entries {
+    fn get(&self, key: &str) -> Option<&Entry> {
+        self.map.get(key)
+    }
+
+    fn insert(&mut self, key: String, entry: Entry) {
+        if let Some(at) = self.map.get(&key).and_then(|old| old.expires_at) {
+            self.expiries.remove(&(at, key.clone()));
+        }
+        if let Some(at) = entry.expires_at {
+            self.expiries.insert((at, key.clone()));
+        }
+        self.map.insert(key, entry);
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some(at) = self.map.remove(key).and_then(|old| old.expires_at) {
+            self.expiries.remove(&(at, key.to_string()));
+        }
+    }
+
+    /// Evicts up to `budget` expired keys, soonest expiry first; returns how many.
+    fn evict_expired(&mut self, now: Instant, budget: usize) -> usize {
+        let mut evicted = 0;
+        while evicted < budget {
+            let Some((at, _)) = self.expiries.first() else {
+                break;
+            };
+            if *at > now {
+                break;
+            }
+            if let Some((_, key)) = self.expiries.pop_first() {
+                self.map.remove(&key);
+                evicted += 1;
+            }
+        }
+        evicted
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// In-memory state store with Redis semantics.
+#[derive(Debug)]
 pub struct InMemoryStateStore {
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Arc<Mutex<Entries>>,
     /// Component-level `ttlInSeconds`, used when a request carries none.
     default_ttl: Option<i64>,
+    sweep_interval: Duration,
+    sweeper_started: AtomicBool,
+}
+
+impl Default for InMemoryStateStore {
+    fn default() -> Self {
+        Self::new(None)
+    }
 }
 
 impl InMemoryStateStore {
     pub fn new(default_ttl: Option<i64>) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
+            entries: Arc::new(Mutex::new(Entries::default())),
             default_ttl,
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            sweeper_started: AtomicBool::new(false),
         }
     }
 
@@ -69,11 +143,33 @@ impl InMemoryStateStore {
         Ok(Self::new(ttl))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        // A poisoned lock only means another request panicked mid-update; the map is still usable.
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// How often the background sweeper looks for expired keys.
+    pub fn with_sweep_interval(mut self, every: Duration) -> Self {
+        self.sweep_interval = every;
+        self
+    }
+
+    /// Keys held in memory, expired ones not yet evicted included.
+    pub fn len_including_expired(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        lock_entries(&self.entries)
+    }
+
+    /// Starts the sweeper on the current Tokio runtime, once; outside a runtime the next write
+    /// tries again.
+    fn ensure_sweeper(&self) {
+        if self.sweeper_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(sweep(Arc::downgrade(&self.entries), self.sweep_interval));
+            }
+            Err(_) => self.sweeper_started.store(false, Ordering::Release),
+        }
     }
 
     /// The version a save expects: 0 for none (no etag, or last-write), else the etag.
@@ -89,7 +185,7 @@ impl InMemoryStateStore {
 
     /// `mark_first_write`: whether a first-write save leaves the marker (not in transactions).
     fn apply_set(
-        map: &mut HashMap<String, Entry>,
+        map: &mut Entries,
         req: &SetRequest,
         default_ttl: Option<i64>,
         now: Instant,
@@ -134,7 +230,7 @@ impl InMemoryStateStore {
     }
 
     fn apply_delete(
-        map: &mut HashMap<String, Entry>,
+        map: &mut Entries,
         req: &DeleteRequest,
         now: Instant,
     ) -> Result<(), StateError> {
@@ -154,6 +250,33 @@ impl InMemoryStateStore {
         }
         map.remove(&req.key);
         Ok(())
+    }
+}
+
+fn lock_entries(entries: &Mutex<Entries>) -> std::sync::MutexGuard<'_, Entries> {
+    // A poisoned lock only means another request panicked mid-update; the map is still usable.
+    entries
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Evicts expired keys every `every` until the store is dropped.
+async fn sweep(entries: Weak<Mutex<Entries>>, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        loop {
+            let Some(entries) = entries.upgrade() else {
+                return;
+            };
+            let evicted = lock_entries(&entries).evict_expired(Instant::now(), SWEEP_BATCH);
+            if evicted < SWEEP_BATCH {
+                break;
+            }
+            // More to do: let requests have the lock between batches.
+            tokio::task::yield_now().await;
+        }
     }
 }
 
@@ -177,13 +300,12 @@ impl StateStore for InMemoryStateStore {
     }
 
     fn set(&self, req: SetRequest) -> BoxFuture<'_, Result<(), StateError>> {
-        let result = Self::apply_set(
-            &mut self.lock(),
-            &req,
-            self.default_ttl,
-            Instant::now(),
-            true,
-        );
+        self.ensure_sweeper();
+        let now = Instant::now();
+        let mut entries = self.lock();
+        entries.evict_expired(now, EVICT_PER_WRITE);
+        let result = Self::apply_set(&mut entries, &req, self.default_ttl, now, true);
+        drop(entries);
         Box::pin(async move { result })
     }
 
@@ -201,8 +323,10 @@ impl StateStore for InMemoryStateStore {
                 return Box::pin(async move { Err(e) });
             }
         }
+        self.ensure_sweeper();
         let now = Instant::now();
         let mut map = self.lock();
+        map.evict_expired(now, EVICT_PER_WRITE);
         let mut first_error = None;
         for op in &ops {
             let r = match op {
@@ -223,6 +347,7 @@ impl StateStore for InMemoryStateStore {
         let now = Instant::now();
         let mut keys: Vec<String> = self
             .lock()
+            .map
             .iter()
             .filter(|(_, e)| e.live(now))
             .map(|(k, _)| k.clone())
@@ -347,11 +472,37 @@ mod tests {
         s.set(set("k", None, Concurrency::Unspecified, None))
             .await
             .unwrap();
-        assert!(s.lock()["k"].expires_at.is_some());
+        assert!(s.lock().map["k"].expires_at.is_some());
         s.set(set("k", None, Concurrency::Unspecified, Some(-1)))
             .await
             .unwrap();
         let map = s.lock();
-        assert!(map["k"].expires_at.is_none());
+        assert!(map.map["k"].expires_at.is_none());
+    }
+
+    #[tokio::test]
+    async fn expired_keys_are_evicted_without_being_read() {
+        let s = InMemoryStateStore::new(None).with_sweep_interval(Duration::from_millis(50));
+        for i in 0..200 {
+            s.set(set(
+                &format!("k{i}"),
+                None,
+                Concurrency::Unspecified,
+                Some(1),
+            ))
+            .await
+            .unwrap();
+        }
+        s.set(set("kept", None, Concurrency::Unspecified, None))
+            .await
+            .unwrap();
+        assert_eq!(s.len_including_expired(), 201);
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        assert_eq!(
+            s.len_including_expired(),
+            1,
+            "expired keys are gone from memory, not just hidden"
+        );
+        assert!(s.get("kept").await.unwrap().is_some());
     }
 }
