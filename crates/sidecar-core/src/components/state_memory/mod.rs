@@ -11,7 +11,7 @@
 //! * TTL: `> 0` expires, `<= 0` persists, no TTL leaves an earlier expiry in force. Expired keys
 //!   read as absent, and are evicted from memory like Redis evicts them: a few on every write,
 //!   and the rest by a background sweeper ([`DEFAULT_SWEEP_INTERVAL`]) that takes them soonest
-//!   expiry first, at most [`SWEEP_BATCH`] per hold of the lock. The sweeper starts with the
+//!   expiry first, at most `SWEEP_BATCH` (512) per hold of the lock. The sweeper starts with the
 //!   first write and ends when the store is dropped.
 //! * Transactions apply every operation and report the first failure, without rollback (Redis
 //!   `MULTI`/`EXEC` semantics), except that a non-integer etag anywhere rejects the whole
@@ -21,86 +21,16 @@
 
 use super::{DeleteRequest, SetRequest, StateError, StateItem, StateStore, TransactionOp};
 use crate::resources::{ComponentSpec, ResourceError};
-use bytes::Bytes;
+use entries::{EVICT_PER_WRITE, Entries, Entry, lock_entries, sweep};
 use futures::future::BoxFuture;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// How often the background sweeper evicts expired keys.
-pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-/// Most keys evicted per hold of the lock, so a sweep never stalls requests for long.
-pub const SWEEP_BATCH: usize = 512;
-/// Expired keys evicted by each write, so a store written without pause stays small even
-/// between sweeps.
-const EVICT_PER_WRITE: usize = 8;
+mod entries;
 
-#[derive(Debug, Clone)]
-struct Entry {
-    data: Bytes,
-    version: u64,
-    first_write: bool,
-    expires_at: Option<Instant>,
-}
-
-impl Entry {
-    fn live(&self, now: Instant) -> bool {
-        self.expires_at.is_none_or(|t| t > now)
-    }
-}
-
-/// The keys, and the expiring ones ordered by expiry.
-#[derive(Debug, Default)]
-struct Entries {
-    map: HashMap<String, Entry>,
-    /// `(expires_at, key)` of every entry that expires.
-    expiries: BTreeSet<(Instant, String)>,
-}
-
-impl Entries {
-    fn get(&self, key: &str) -> Option<&Entry> {
-        self.map.get(key)
-    }
-
-    fn insert(&mut self, key: String, entry: Entry) {
-        if let Some(at) = self.map.get(&key).and_then(|old| old.expires_at) {
-            self.expiries.remove(&(at, key.clone()));
-        }
-        if let Some(at) = entry.expires_at {
-            self.expiries.insert((at, key.clone()));
-        }
-        self.map.insert(key, entry);
-    }
-
-    fn remove(&mut self, key: &str) {
-        if let Some(at) = self.map.remove(key).and_then(|old| old.expires_at) {
-            self.expiries.remove(&(at, key.to_string()));
-        }
-    }
-
-    /// Evicts up to `budget` expired keys, soonest expiry first; returns how many.
-    fn evict_expired(&mut self, now: Instant, budget: usize) -> usize {
-        let mut evicted = 0;
-        while evicted < budget {
-            let Some((at, _)) = self.expiries.first() else {
-                break;
-            };
-            if *at > now {
-                break;
-            }
-            if let Some((_, key)) = self.expiries.pop_first() {
-                self.map.remove(&key);
-                evicted += 1;
-            }
-        }
-        evicted
-    }
-
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-}
+pub use entries::DEFAULT_SWEEP_INTERVAL;
 
 /// In-memory state store with Redis semantics.
 #[derive(Debug)]
@@ -253,33 +183,6 @@ impl InMemoryStateStore {
     }
 }
 
-fn lock_entries(entries: &Mutex<Entries>) -> std::sync::MutexGuard<'_, Entries> {
-    // A poisoned lock only means another request panicked mid-update; the map is still usable.
-    entries
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Evicts expired keys every `every` until the store is dropped.
-async fn sweep(entries: Weak<Mutex<Entries>>, every: Duration) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        loop {
-            let Some(entries) = entries.upgrade() else {
-                return;
-            };
-            let evicted = lock_entries(&entries).evict_expired(Instant::now(), SWEEP_BATCH);
-            if evicted < SWEEP_BATCH {
-                break;
-            }
-            // More to do: let requests have the lock between batches.
-            tokio::task::yield_now().await;
-        }
-    }
-}
-
 impl StateStore for InMemoryStateStore {
     fn features(&self) -> Vec<String> {
         ["ETAG", "TRANSACTIONAL", "TTL"].map(String::from).to_vec()
@@ -361,6 +264,7 @@ impl StateStore for InMemoryStateStore {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use bytes::Bytes;
     use crate::components::Concurrency;
 
     fn set(key: &str, etag: Option<&str>, c: Concurrency, ttl: Option<i64>) -> SetRequest {
