@@ -264,8 +264,8 @@ impl StateStore for InMemoryStateStore {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use bytes::Bytes;
     use crate::components::Concurrency;
+    use bytes::Bytes;
 
     fn set(key: &str, etag: Option<&str>, c: Concurrency, ttl: Option<i64>) -> SetRequest {
         SetRequest {
