@@ -4,17 +4,80 @@
 //! sidecar-to-sidecar hop is skipped). Verb, query, headers and body pass through; the target's
 //! status, headers and body come back unchanged. The caller's `dapr-api-token` was already
 //! removed by the token check; the target's app token is added when configured.
+//!
+//! Limits, as daprd answers them (500 `ERR_DIRECT_INVOKE`, `failed to invoke, id: <app>, err:
+//! <cause>`):
+//! * The response body may be at most the caller's `--max-body-size`: daprd reads the app's
+//!   response through `streams.LimitReadCloser` with that size (pkg/channel/http/http_channel.go,
+//!   dapr/kit `streams`), failing with `stream too large`.
+//! * Each call has a deadline: the resiliency timeout of the target app
+//!   (`spec.targets.apps.<app-id>.timeout`, else a `DefaultAppTimeoutPolicy` or
+//!   `DefaultTimeoutPolicy` named timeout; <https://docs.dapr.io/operations/resiliency/policies/>),
+//!   failing with `context deadline exceeded`. Without one daprd waits indefinitely; this sidecar
+//!   stops after [`DEFAULT_INVOKE_TIMEOUT`], so a hung app cannot pin requests and their buffers.
 
 use crate::api::ApiError;
+use crate::resources::ResiliencySpec;
 use crate::sidecar::SidecarState;
 use crate::tokens::TOKEN_HEADER;
 use axum::body::Body;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use std::sync::Arc;
+use std::time::Duration;
 
+/// Deadline of an invocation no resiliency timeout covers (a local-sidecar limit).
+pub const DEFAULT_INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The deadline `caller` gives each invocation of `target`.
+pub fn invoke_timeout(resiliencies: &[ResiliencySpec], caller: &str, target: &str) -> Duration {
+    let scoped: Vec<&ResiliencySpec> = resiliencies.iter().filter(|r| r.in_scope(caller)).collect();
+    scoped
+        .iter()
+        .find_map(|r| r.app_timeout.get(target).copied())
+        .or_else(|| {
+            ["DefaultAppTimeoutPolicy", "DefaultTimeoutPolicy"]
+                .iter()
+                .find_map(|name| scoped.iter().find_map(|r| r.timeouts.get(*name).copied()))
+        })
+        .unwrap_or(DEFAULT_INVOKE_TIMEOUT)
+}
+
+/// Why a call failed once the app was reached.
+enum CallError {
+    Http(reqwest::Error),
+    TooLarge,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Http(e) => e.fmt(f),
+            // dapr/kit streams.ErrStreamTooLarge.
+            Self::TooLarge => f.write_str("stream too large"),
+        }
+    }
+}
+
+/// Reads the whole body, failing as soon as it exceeds `limit` bytes.
+async fn read_limited(mut response: reqwest::Response, limit: usize) -> Result<Bytes, CallError> {
+    if response
+        .content_length()
+        .is_some_and(|n| usize::try_from(n).map_or(true, |n| n > limit))
+    {
+        return Err(CallError::TooLarge);
+    }
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(CallError::Http)? {
+        if body.len() + chunk.len() > limit {
+            return Err(CallError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
 /// Connection-level headers that must not be forwarded.
 fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
@@ -89,24 +152,33 @@ pub async fn invoke(
     if let Some(v) = target.app_api_token.as_deref().and_then(|t| t.parse().ok()) {
         out_headers.insert(TOKEN_HEADER, v);
     }
-    let response = state
+    let request = state
         .client
         .request(verb, &url)
         .headers(out_headers)
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| invoke_error(&app_id, e))?;
-    let status = response.status();
-    let mut resp_headers = HeaderMap::new();
-    for (name, value) in response.headers() {
-        if !hop_by_hop(name) {
-            resp_headers.append(name.clone(), value.clone());
+        .body(body);
+    let limit = state.opts.max_body_size;
+    let call = async move {
+        let response = request.send().await.map_err(CallError::Http)?;
+        let status = response.status();
+        let mut resp_headers = HeaderMap::new();
+        for (name, value) in response.headers() {
+            if !hop_by_hop(name) {
+                resp_headers.append(name.clone(), value.clone());
+            }
         }
-    }
-    let bytes = response
-        .bytes()
+        let bytes = read_limited(response, limit).await?;
+        Ok::<_, CallError>((status, resp_headers, bytes))
+    };
+    let timeout = invoke_timeout(
+        &state.runtime.resources().resiliencies,
+        state.app_id(),
+        &app_id,
+    );
+    let (status, mut resp_headers, bytes) = tokio::time::timeout(timeout, call)
         .await
+        // The text of Go's context.DeadlineExceeded, as daprd reports it.
+        .map_err(|_| invoke_error(&app_id, "context deadline exceeded"))?
         .map_err(|e| invoke_error(&app_id, e))?;
     tracing::debug!(caller = %state.app_id(), callee = %app_id, %method, %status, "invoked");
     if !resp_headers.contains_key(header::CONTENT_TYPE) && !bytes.is_empty() {

@@ -41,7 +41,12 @@
 //!   per-attempt inbound timeouts.
 //! * `pubsub.in-memory` consumer groups: group = app id (or the `consumerID` metadata, with
 //!   `{appID}`/`{uuid}`/`{namespace}` resolved per sidecar). Different groups fan out; sidecars of
-//!   one group compete. A new group does not see earlier messages; there is no ordering.
+//!   one group compete. A new group does not see earlier messages; there is no ordering. A group
+//!   with no subscriber for five minutes is dropped with its queue (Dapr's own in-memory broker
+//!   keeps nothing for absent subscribers; see `components/pubsub_memory.rs`).
+//! * Memory stays bounded: expired `state.in-memory` keys are evicted (not only hidden), the
+//!   extended metadata of `PUT /v1.0/metadata/{key}` is capped (`api/meta.rs`), and
+//!   service invocation has a response size cap and a per-call deadline ([`invoke`]).
 //! * A sidecar reports ready on `/v1.0/healthz` only after the app port accepts connections and
 //!   its subscriptions are registered, so nothing is delivered before routes are known.
 //! * App health checks (`--enable-app-health-check`, run-file `enableAppHealthCheck`) as daprd:

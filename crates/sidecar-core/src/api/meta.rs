@@ -1,5 +1,14 @@
 //! `GET /v1.0/metadata` and `PUT /v1.0/metadata/{attr}`.
+//!
+//! daprd keeps every extended attribute it is given, bounded only by `--max-body-size`
+//! (pkg/api/http/metadata.go `onPutMetadata`, pkg/api/universal/metadata.go `SetMetadata`). This
+//! sidecar adds local limits so a client that keeps inventing keys cannot grow it without end:
+//! at most [`MAX_EXTENDED_ENTRIES`] attributes, keys up to [`MAX_EXTENDED_KEY_BYTES`] and values
+//! up to [`MAX_EXTENDED_VALUE_BYTES`]. A request over a limit gets daprd's malformed-request
+//! answer (400 `ERR_MALFORMED_REQUEST`) and changes nothing; replacing an existing attribute is
+//! always allowed. The Dapr CLI stores a handful of short attributes, far inside these limits.
 
+use super::ApiError;
 use super::errors::no_content;
 use crate::sidecar::SidecarState;
 use axum::extract::{Path, State};
@@ -78,15 +87,48 @@ pub fn describe(state: &SidecarState) -> Value {
     Value::Object(doc)
 }
 
+/// Most extended attributes one sidecar keeps.
+pub const MAX_EXTENDED_ENTRIES: usize = 128;
+/// Longest extended attribute name, in bytes.
+pub const MAX_EXTENDED_KEY_BYTES: usize = 256;
+/// Largest extended attribute value, in bytes.
+pub const MAX_EXTENDED_VALUE_BYTES: usize = 16 * 1024;
+
+/// A local limit (daprd has none here), answered in daprd's shape for a request it refuses.
+fn over_limit(message: String) -> ApiError {
+    ApiError::legacy(
+        axum::http::StatusCode::BAD_REQUEST,
+        "ERR_MALFORMED_REQUEST",
+        message,
+    )
+}
+
 pub(super) async fn put_metadata(
     State(state): State<Arc<SidecarState>>,
     Path(attr): Path<String>,
     body: Bytes,
-) -> Response {
-    state
+) -> Result<Response, ApiError> {
+    if attr.len() > MAX_EXTENDED_KEY_BYTES {
+        return Err(over_limit(format!(
+            "metadata key is {} bytes, longer than the local sidecar's limit of {MAX_EXTENDED_KEY_BYTES}",
+            attr.len()
+        )));
+    }
+    if body.len() > MAX_EXTENDED_VALUE_BYTES {
+        return Err(over_limit(format!(
+            "metadata value is {} bytes, larger than the local sidecar's limit of {MAX_EXTENDED_VALUE_BYTES}",
+            body.len()
+        )));
+    }
+    let mut extended = state
         .extended
         .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(attr, String::from_utf8_lossy(&body).into_owned());
-    no_content()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if extended.len() >= MAX_EXTENDED_ENTRIES && !extended.contains_key(&attr) {
+        return Err(over_limit(format!(
+            "too many metadata entries: the local sidecar keeps at most {MAX_EXTENDED_ENTRIES}"
+        )));
+    }
+    extended.insert(attr, String::from_utf8_lossy(&body).into_owned());
+    Ok(no_content())
 }

@@ -46,6 +46,8 @@ pub struct ResiliencySpec {
     pub timeouts: BTreeMap<String, Duration>,
     /// component name -> timeout of each inbound (delivery) attempt.
     pub component_inbound_timeout: BTreeMap<String, Duration>,
+    /// app id -> timeout of each service invocation of it (`spec.targets.apps.<id>.timeout`).
+    pub app_timeout: BTreeMap<String, Duration>,
     pub source: PathBuf,
 }
 
@@ -110,6 +112,14 @@ struct Matching {
 struct Targets {
     #[serde(default)]
     components: BTreeMap<String, ComponentTarget>,
+    #[serde(default)]
+    apps: BTreeMap<String, AppTarget>,
+}
+
+#[derive(Deserialize, Default)]
+struct AppTarget {
+    #[serde(default)]
+    timeout: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -192,6 +202,22 @@ pub(super) fn parse(
         })?;
         timeouts.insert(timeout_name, d);
     }
+    let mut app_timeout = BTreeMap::new();
+    for (app, target) in doc.spec.targets.apps {
+        if let Some(t) = target.timeout {
+            let d = timeouts
+                .get(&t)
+                .copied()
+                .or_else(|| parse_duration(&t))
+                .ok_or_else(|| {
+                    field_err(
+                        format!("spec.targets.apps.{app}.timeout"),
+                        format!("no timeout policy named `{t}`"),
+                    )
+                })?;
+            app_timeout.insert(app, d);
+        }
+    }
     let mut inbound = BTreeMap::new();
     let mut outbound = BTreeMap::new();
     let mut inbound_timeout = BTreeMap::new();
@@ -233,6 +259,7 @@ pub(super) fn parse(
         component_outbound_retry: outbound,
         timeouts,
         component_inbound_timeout: inbound_timeout,
+        app_timeout,
         source: file.to_path_buf(),
     })
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod app;
+mod invocation_limits;
 mod pubsub;
 mod routing;
 mod security;

@@ -10,6 +10,7 @@
 
 use crate::support;
 
+use serde_json::Value;
 use support::Backend;
 use support::scenarios_api as scenarios;
 
@@ -62,4 +63,58 @@ async fn error_bodies_have_daprds_shape_per_error() {
 #[tokio::test]
 async fn metadata_keeps_the_fields_daprd_never_omits() {
     scenarios::metadata_keeps_the_fields_daprd_never_omits(&Backend::InMemory).await;
+}
+
+/// daprd stores every `PUT /v1.0/metadata/{key}` (pkg/api/universal/metadata.go, `SetMetadata`)
+/// without limits; this sidecar caps entries and sizes so a chatty client cannot grow it forever.
+#[tokio::test]
+async fn extended_metadata_is_capped_in_entries_and_sizes() {
+    use support::{Sidecar, SidecarSpec, assert_error, http};
+    let sc = Sidecar::start(SidecarSpec {
+        app_id: "meta-cap".into(),
+        ..SidecarSpec::default()
+    })
+    .await;
+    let put = |key: String, value: String| {
+        let req = http()
+            .put(sc.url(&format!("/v1.0/metadata/{key}")))
+            .body(value);
+        async move { req.send().await.unwrap() }
+    };
+    let r = put("k".repeat(257), "v".into()).await;
+    let body = assert_error(r, 400, "ERR_MALFORMED_REQUEST").await;
+    assert!(body["message"].as_str().unwrap().contains("256"), "{body}");
+    let r = put("big".into(), "v".repeat(16 * 1024 + 1)).await;
+    assert_error(r, 400, "ERR_MALFORMED_REQUEST").await;
+    for i in 0..128 {
+        assert_eq!(
+            put(format!("k{i}"), "v".into()).await.status(),
+            204,
+            "entry {i}"
+        );
+    }
+    let r = put("one-too-many".into(), "v".into()).await;
+    let body = assert_error(r, 400, "ERR_MALFORMED_REQUEST").await;
+    assert!(body["message"].as_str().unwrap().contains("128"), "{body}");
+    assert_eq!(
+        put("k0".into(), "replaced".into()).await.status(),
+        204,
+        "an existing key may always be replaced"
+    );
+    let m: Value = http()
+        .get(sc.url("/v1.0/metadata"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let extended = m["extended"].as_object().unwrap();
+    // daprd always adds its own `daprRuntimeVersion` beside the app's entries.
+    let entries = extended
+        .keys()
+        .filter(|key| *key != "daprRuntimeVersion")
+        .count();
+    assert_eq!(entries, 128);
+    assert_eq!(extended["k0"], "replaced");
 }

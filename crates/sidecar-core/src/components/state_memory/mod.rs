@@ -9,7 +9,10 @@
 //!   are integers that match nothing); delete compares strings and never parses.
 //! * Delete succeeds on an absent key whatever the etag, and etag `"0"` means "no etag".
 //! * TTL: `> 0` expires, `<= 0` persists, no TTL leaves an earlier expiry in force. Expired keys
-//!   read as absent.
+//!   read as absent, and are evicted from memory like Redis evicts them: a few on every write,
+//!   and the rest by a background sweeper ([`DEFAULT_SWEEP_INTERVAL`]) that takes them soonest
+//!   expiry first, at most `SWEEP_BATCH` (512) per hold of the lock. The sweeper starts with the
+//!   first write and ends when the store is dropped.
 //! * Transactions apply every operation and report the first failure, without rollback (Redis
 //!   `MULTI`/`EXEC` semantics), except that a non-integer etag anywhere rejects the whole
 //!   transaction before anything is applied (daprd checks etags while building the `MULTI`).
@@ -18,39 +21,40 @@
 
 use super::{DeleteRequest, SetRequest, StateError, StateItem, StateStore, TransactionOp};
 use crate::resources::{ComponentSpec, ResourceError};
-use bytes::Bytes;
+use entries::{EVICT_PER_WRITE, Entries, Entry, lock_entries, sweep};
 use futures::future::BoxFuture;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone)]
-struct Entry {
-    data: Bytes,
-    version: u64,
-    first_write: bool,
-    expires_at: Option<Instant>,
-}
+mod entries;
 
-impl Entry {
-    fn live(&self, now: Instant) -> bool {
-        self.expires_at.is_none_or(|t| t > now)
-    }
-}
+pub use entries::DEFAULT_SWEEP_INTERVAL;
 
 /// In-memory state store with Redis semantics.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct InMemoryStateStore {
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Arc<Mutex<Entries>>,
     /// Component-level `ttlInSeconds`, used when a request carries none.
     default_ttl: Option<i64>,
+    sweep_interval: Duration,
+    sweeper_started: AtomicBool,
+}
+
+impl Default for InMemoryStateStore {
+    fn default() -> Self {
+        Self::new(None)
+    }
 }
 
 impl InMemoryStateStore {
     pub fn new(default_ttl: Option<i64>) -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
+            entries: Arc::new(Mutex::new(Entries::default())),
             default_ttl,
+            sweep_interval: DEFAULT_SWEEP_INTERVAL,
+            sweeper_started: AtomicBool::new(false),
         }
     }
 
@@ -69,11 +73,33 @@ impl InMemoryStateStore {
         Ok(Self::new(ttl))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        // A poisoned lock only means another request panicked mid-update; the map is still usable.
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// How often the background sweeper looks for expired keys.
+    pub fn with_sweep_interval(mut self, every: Duration) -> Self {
+        self.sweep_interval = every;
+        self
+    }
+
+    /// Keys held in memory, expired ones not yet evicted included.
+    pub fn len_including_expired(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        lock_entries(&self.entries)
+    }
+
+    /// Starts the sweeper on the current Tokio runtime, once; outside a runtime the next write
+    /// tries again.
+    fn ensure_sweeper(&self) {
+        if self.sweeper_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(sweep(Arc::downgrade(&self.entries), self.sweep_interval));
+            }
+            Err(_) => self.sweeper_started.store(false, Ordering::Release),
+        }
     }
 
     /// The version a save expects: 0 for none (no etag, or last-write), else the etag.
@@ -89,7 +115,7 @@ impl InMemoryStateStore {
 
     /// `mark_first_write`: whether a first-write save leaves the marker (not in transactions).
     fn apply_set(
-        map: &mut HashMap<String, Entry>,
+        map: &mut Entries,
         req: &SetRequest,
         default_ttl: Option<i64>,
         now: Instant,
@@ -134,7 +160,7 @@ impl InMemoryStateStore {
     }
 
     fn apply_delete(
-        map: &mut HashMap<String, Entry>,
+        map: &mut Entries,
         req: &DeleteRequest,
         now: Instant,
     ) -> Result<(), StateError> {
@@ -177,13 +203,12 @@ impl StateStore for InMemoryStateStore {
     }
 
     fn set(&self, req: SetRequest) -> BoxFuture<'_, Result<(), StateError>> {
-        let result = Self::apply_set(
-            &mut self.lock(),
-            &req,
-            self.default_ttl,
-            Instant::now(),
-            true,
-        );
+        self.ensure_sweeper();
+        let now = Instant::now();
+        let mut entries = self.lock();
+        entries.evict_expired(now, EVICT_PER_WRITE);
+        let result = Self::apply_set(&mut entries, &req, self.default_ttl, now, true);
+        drop(entries);
         Box::pin(async move { result })
     }
 
@@ -201,8 +226,10 @@ impl StateStore for InMemoryStateStore {
                 return Box::pin(async move { Err(e) });
             }
         }
+        self.ensure_sweeper();
         let now = Instant::now();
         let mut map = self.lock();
+        map.evict_expired(now, EVICT_PER_WRITE);
         let mut first_error = None;
         for op in &ops {
             let r = match op {
@@ -223,6 +250,7 @@ impl StateStore for InMemoryStateStore {
         let now = Instant::now();
         let mut keys: Vec<String> = self
             .lock()
+            .map
             .iter()
             .filter(|(_, e)| e.live(now))
             .map(|(k, _)| k.clone())
@@ -237,6 +265,7 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
     use crate::components::Concurrency;
+    use bytes::Bytes;
 
     fn set(key: &str, etag: Option<&str>, c: Concurrency, ttl: Option<i64>) -> SetRequest {
         SetRequest {
@@ -347,11 +376,37 @@ mod tests {
         s.set(set("k", None, Concurrency::Unspecified, None))
             .await
             .unwrap();
-        assert!(s.lock()["k"].expires_at.is_some());
+        assert!(s.lock().map["k"].expires_at.is_some());
         s.set(set("k", None, Concurrency::Unspecified, Some(-1)))
             .await
             .unwrap();
         let map = s.lock();
-        assert!(map["k"].expires_at.is_none());
+        assert!(map.map["k"].expires_at.is_none());
+    }
+
+    #[tokio::test]
+    async fn expired_keys_are_evicted_without_being_read() {
+        let s = InMemoryStateStore::new(None).with_sweep_interval(Duration::from_millis(50));
+        for i in 0..200 {
+            s.set(set(
+                &format!("k{i}"),
+                None,
+                Concurrency::Unspecified,
+                Some(1),
+            ))
+            .await
+            .unwrap();
+        }
+        s.set(set("kept", None, Concurrency::Unspecified, None))
+            .await
+            .unwrap();
+        assert_eq!(s.len_including_expired(), 201);
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        assert_eq!(
+            s.len_including_expired(),
+            1,
+            "expired keys are gone from memory, not just hidden"
+        );
+        assert!(s.get("kept").await.unwrap().is_some());
     }
 }
