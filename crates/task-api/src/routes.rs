@@ -79,10 +79,10 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     responses(
         (status = 201, description = "Created", body = TaskView,
             headers(("Location" = String), ("ETag" = String))),
-        (status = 400, description = "Invalid body", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid body", body = crate::problem_schema::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = crate::problem_schema::ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = crate::problem_schema::ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = crate::problem_schema::ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn create_task(
     State(state): State<AppState>,
@@ -110,8 +110,8 @@ pub async fn create_task(
     ),
     responses(
         (status = 200, description = "A page of tasks", body = TaskPage),
-        (status = 400, description = "Invalid parameter", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid parameter", body = crate::problem_schema::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = crate::problem_schema::ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn list_tasks(
     State(state): State<AppState>,
@@ -128,8 +128,8 @@ pub async fn list_tasks(
     params(("id" = Uuid, Path, description = "Task id")),
     responses(
         (status = 200, description = "The task", body = TaskView, headers(("ETag" = String))),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such task (or not yours)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = crate::problem_schema::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such task (or not yours)", body = crate::problem_schema::ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn get_task(
     State(state): State<AppState>,
@@ -147,9 +147,9 @@ pub async fn get_task(
         ("If-Match" = Option<String>, Header, description = "The ETag last seen; 412 if stale")),
     responses(
         (status = 200, description = "The updated task", body = TaskView, headers(("ETag" = String))),
-        (status = 400, description = "Invalid body", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such task (or not yours)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 412, description = "Stale If-Match", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid body", body = crate::problem_schema::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such task (or not yours)", body = crate::problem_schema::ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = crate::problem_schema::ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn update_task(
     State(state): State<AppState>,
@@ -175,8 +175,8 @@ pub async fn update_task(
         ("If-Match" = Option<String>, Header, description = "The ETag last seen; 412 if stale")),
     responses(
         (status = 200, description = "The completed task", body = TaskView, headers(("ETag" = String))),
-        (status = 404, description = "No such task (or not yours)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 412, description = "Stale If-Match", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such task (or not yours)", body = crate::problem_schema::ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = crate::problem_schema::ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn complete_task(
     State(state): State<AppState>,
@@ -199,8 +199,8 @@ pub async fn complete_task(
         ("If-Match" = Option<String>, Header, description = "The ETag last seen; 412 if stale")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such task (or not yours)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 412, description = "Stale If-Match", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such task (or not yours)", body = crate::problem_schema::ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = crate::problem_schema::ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn delete_task(
     State(state): State<AppState>,
