@@ -1,7 +1,7 @@
 //! The per-user index: compact summaries of a user's tasks, so that a list is one bulk read of
-//! the user's [`INDEX_BUCKETS`](super::keys::INDEX_BUCKETS) buckets plus one bulk read of the
-//! page. A task's summary lives in bucket `fnv(task id) % INDEX_BUCKETS`, so a change rewrites a
-//! sixteenth of the user's index, and two changes of one user's tasks rarely meet on the same key.
+//! the user's `INDEX_BUCKETS` (16) buckets plus one bulk read of the page. A task's summary
+//! lives in bucket `fnv(task id) % INDEX_BUCKETS`, so a change rewrites a sixteenth of the
+//! user's index, and two changes of one user's tasks rarely meet on the same key.
 //!
 //! The index is a projection, written in the same transaction as the task. That transaction is
 //! not atomic (see the [repository](super)), so an index entry may be ahead of or behind its

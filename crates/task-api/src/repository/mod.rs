@@ -1,6 +1,7 @@
 //! The task repository: every state key task-api owns, and every read and write of them.
 //!
-//! Keys ([`keys`]; the sidecar prefixes each with the app id, so no other service sees them):
+//! Keys (named only in `keys.rs`; the sidecar prefixes each with the app id, so no other service
+//! sees them):
 //! * `task:{id}`: the [`TaskRecord`], the source of truth. A deleted task stays as a tombstone
 //!   for `TOMBSTONE_TTL`, so the outbox relay can still prove that its `task-deleted` event
 //!   committed;
@@ -22,7 +23,7 @@
 
 mod change;
 pub mod index;
-pub mod keys;
+mod keys;
 pub mod outbox_shard;
 
 use std::time::Duration;
