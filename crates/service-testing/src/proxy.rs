@@ -1,13 +1,15 @@
 //! A recording, fault-injecting HTTP proxy between the app and its sidecar.
 //!
 //! It records every request line (so tests can check publish metadata such as the partition
-//! key, which the broker log does not keep) and can make the next state transactions fail
+//! key, which the broker log does not keep), can make the next state transactions fail
 //! completely or partially, the way a Redis transaction fails: some operations applied, the
-//! others not, and daprd answering 500 `ERR_STATE_TRANSACTION`. [`crate::AppBuilder::proxied`] puts one in front
-//! of a service's sidecar.
+//! others not, and daprd answering 500 `ERR_STATE_TRANSACTION`; and can hold publishes, so that
+//! a test can kill the app between a state commit and the publish that follows it.
+//! [`crate::AppBuilder::proxied`] puts one in front of a service's sidecar.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -32,6 +34,13 @@ struct Inner {
     requests: Vec<String>,
 }
 
+/// Whether publishes are held, and the request lines of those held so far.
+#[derive(Debug, Default)]
+struct Hold {
+    on: bool,
+    held: Vec<String>,
+}
+
 /// The proxy: `url` is what the app is given as its sidecar's address.
 #[derive(Debug, Clone)]
 pub struct Proxy {
@@ -39,6 +48,7 @@ pub struct Proxy {
     target: String,
     client: reqwest::Client,
     inner: Arc<Mutex<Inner>>,
+    hold: Arc<tokio::sync::watch::Sender<Hold>>,
 }
 
 impl Proxy {
@@ -51,6 +61,7 @@ impl Proxy {
             target,
             client: reqwest::Client::new(),
             inner: Arc::default(),
+            hold: Arc::new(tokio::sync::watch::Sender::new(Hold::default())),
         };
         let app = axum::Router::new()
             .fallback(forward)
@@ -70,6 +81,43 @@ impl Proxy {
     pub fn requests(&self) -> Vec<String> {
         self.inner.lock().unwrap().requests.clone()
     }
+
+    /// From now on publishes are held: never forwarded, and answered only by
+    /// [`Proxy::release_publishes`].
+    pub fn hold_publishes(&self) {
+        self.hold.send_modify(|hold| hold.on = true);
+    }
+
+    /// Answers the held publishes with 503 (they never reach the sidecar) and lets later ones
+    /// through.
+    pub fn release_publishes(&self) {
+        self.hold.send_modify(|hold| hold.on = false);
+    }
+
+    /// Waits until a publish is held and returns its request line.
+    pub async fn wait_for_held_publish(&self, timeout: Duration) -> String {
+        let mut hold = self.hold.subscribe();
+        let held = tokio::time::timeout(timeout, hold.wait_for(|hold| !hold.held.is_empty()))
+            .await
+            .expect("no publish reached the proxy in time")
+            .unwrap();
+        held.held[0].clone()
+    }
+}
+
+/// Holds a publish while holding is on; returns whether it was held (and is now answered).
+async fn held(proxy: &Proxy, line: &str) -> bool {
+    let mut hold = proxy.hold.subscribe();
+    let holding = proxy.hold.send_if_modified(|hold| {
+        if hold.on {
+            hold.held.push(line.to_owned());
+        }
+        hold.on
+    });
+    if holding {
+        let _ = hold.wait_for(|hold| !hold.on).await;
+    }
+    holding
 }
 
 async fn send(
@@ -120,15 +168,23 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let body = axum::body::to_bytes(request.into_body(), usize::MAX)
         .await
         .unwrap();
+    let line = format!("{method} {path}");
     let fault = {
         let mut inner = proxy.inner.lock().unwrap();
-        inner.requests.push(format!("{method} {path}"));
+        inner.requests.push(line.clone());
         if path.ends_with("/transaction") {
             inner.faults.pop_front()
         } else {
             None
         }
     };
+    if path.starts_with("/v1.0/publish/") && held(&proxy, &line).await {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "held and dropped by the proxy",
+        )
+            .into_response();
+    }
     let Some(fault) = fault else {
         return send(&proxy, method, &path, &headers, body).await;
     };

@@ -1,9 +1,10 @@
 //! task-api: the REST API that owns tasks.
 //!
 //! Callers authenticate with a bearer JWT; each sees only their own tasks. Tasks live in the
-//! Dapr state store (`task:{id}` plus a per-user index), and every change publishes a task event
-//! through an outbox kept in the same state transaction, so a committed change always produces
-//! its event and an uncommitted one never does (see [`outbox`]).
+//! Dapr state store (`task:{id}` plus a per-user index, all read and written through
+//! [`repository`]), and every change publishes a task event through an outbox kept in the same
+//! state transaction, so a committed change always produces its event and an uncommitted one
+//! never does (see [`outbox`]).
 //!
 //! The service has the shape of every service of the workspace: [`settings`] flattens
 //! `service_kit::CommonSettings`, [`startup`] implements `service_kit::Service` (the router, the
@@ -17,11 +18,12 @@ pub mod listing;
 pub mod model;
 pub mod openapi;
 pub mod outbox;
+pub mod problem_schema;
+pub mod repository;
 pub mod request_metrics;
 pub mod routes;
 pub mod settings;
 pub mod startup;
-pub mod store;
 pub mod tasks;
 
 pub use error::ApiError;

@@ -19,9 +19,8 @@ use uuid::Uuid;
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::model::{TaskRecord, TaskView};
-use crate::store::{TaskSummary, UserIndex, index_keys, task_key};
-use crate::tasks::TaskService;
+use crate::model::TaskView;
+use crate::repository::{TaskRepository, TaskSummary};
 
 pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 200;
@@ -124,50 +123,34 @@ impl ListQuery {
     }
 }
 
-impl TaskService {
-    /// One page of the caller's tasks.
-    pub async fn list(&self, user: &AuthUser, query: &ListQuery) -> Result<TaskPage, ApiError> {
-        let buckets = self
-            .dapr
-            .get_bulk_state::<UserIndex>(&self.store, &index_keys(user.user_id))
-            .await?;
-        let mut summaries: Vec<TaskSummary> = Vec::new();
-        for bucket in buckets {
-            if let Some(error) = bucket.error {
-                return Err(ApiError::Internal(format!(
-                    "reading `{}`: {error}",
-                    bucket.key
-                )));
-            }
-            summaries.extend(bucket.value.unwrap_or_default().tasks);
-        }
-        // Newest first across buckets: ids are UUID v7, so this is creation order.
-        summaries.sort_unstable_by_key(|s| std::cmp::Reverse(s.id));
-        let mut candidates = summaries
-            .iter()
-            .filter(|s| query.after.is_none_or(|after| s.id < after))
-            .filter(|s| query.matches_summary(s));
-        let page: Vec<&TaskSummary> = candidates.by_ref().take(query.limit).collect();
-        let has_more = candidates.next().is_some();
-        let keys: Vec<String> = page.iter().map(|s| task_key(s.id)).collect();
-        let records = self
-            .dapr
-            .get_bulk_state::<TaskRecord>(&self.store, &keys)
-            .await?;
-        let items = records
-            .into_iter()
-            .filter_map(|item| item.value)
-            .filter(|r| !r.deleted && r.task.user_id == user.user_id)
-            .filter(|r| query.matches_summary(&TaskSummary::from(r)))
-            .map(|r| TaskView::from(&r.task))
-            .collect();
-        let next_cursor = if has_more {
-            page.last().map(|s| encode_cursor(s.id))
-        } else {
-            None
-        };
-        Ok(TaskPage { items, next_cursor })
-    }
+/// One page of `user`'s tasks.
+pub async fn list(
+    repository: &TaskRepository,
+    user: &AuthUser,
+    query: &ListQuery,
+) -> Result<TaskPage, ApiError> {
+    let summaries = repository.summaries(user.user_id).await?;
+    let mut candidates = summaries
+        .iter()
+        .filter(|s| query.after.is_none_or(|after| s.id < after))
+        .filter(|s| query.matches_summary(s));
+    let page: Vec<&TaskSummary> = candidates.by_ref().take(query.limit).collect();
+    let has_more = candidates.next().is_some();
+    let ids: Vec<Uuid> = page.iter().map(|s| s.id).collect();
+    let items = repository
+        .records(&ids)
+        .await?
+        .into_iter()
+        .filter(|r| !r.deleted && r.task.user_id == user.user_id)
+        .filter(|r| query.matches_summary(&TaskSummary::from(r)))
+        .map(|r| TaskView::from(&r.task))
+        .collect();
+    let next_cursor = if has_more {
+        page.last().map(|s| encode_cursor(s.id))
+    } else {
+        None
+    };
+    Ok(TaskPage { items, next_cursor })
 }
 
 #[cfg(test)]

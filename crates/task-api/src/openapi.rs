@@ -1,32 +1,10 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations and served as
 //! `GET /openapi.json`.
 
-use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
-/// An RFC 9457 problem document (`application/problem+json`).
-#[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct ProblemDoc {
-    /// Stable URN per kind of problem, e.g. `urn:todo:problem:validation-error`.
-    #[serde(rename = "type")]
-    pub problem_type: String,
-    pub title: String,
-    pub status: u16,
-    pub detail: Option<String>,
-    pub instance: Option<String>,
-    /// The offending fields.
-    pub errors: Vec<FieldErrorDoc>,
-}
-
-/// One invalid input.
-#[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)]
-pub struct FieldErrorDoc {
-    pub field: String,
-    pub message: String,
-}
+use crate::problem_schema::{FieldErrorDoc, ProblemDoc};
 
 #[derive(Debug)]
 struct BearerAuth;

@@ -17,6 +17,7 @@ use crate::error::ApiError;
 use crate::json::ApiJson;
 use crate::listing::{ListQuery, TaskPage};
 use crate::model::{CreateTask, TaskRecord, TaskView, UpdateTask};
+use crate::problem_schema::ProblemDoc;
 use crate::tasks::TaskService;
 
 /// Shared state of the router.
@@ -92,10 +93,10 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     responses(
         (status = 201, description = "Created", body = TaskView,
             headers(("Location" = String), ("ETag" = String))),
-        (status = 400, description = "Invalid body", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid body", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn create_task(
     State(state): State<AppState>,
@@ -123,8 +124,8 @@ pub async fn create_task(
     ),
     responses(
         (status = 200, description = "A page of tasks", body = TaskPage),
-        (status = 400, description = "Invalid parameter", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid parameter", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn list_tasks(
     State(state): State<AppState>,
@@ -141,8 +142,8 @@ pub async fn list_tasks(
     params(("id" = Uuid, Path, description = "Task id")),
     responses(
         (status = 200, description = "The task", body = TaskView, headers(("ETag" = String))),
-        (status = 401, description = "Missing or invalid token", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such task (or not yours)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such task (or not yours)", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn get_task(
     State(state): State<AppState>,
@@ -160,9 +161,9 @@ pub async fn get_task(
         ("If-Match" = Option<String>, Header, description = "The ETag last seen; 412 if stale")),
     responses(
         (status = 200, description = "The updated task", body = TaskView, headers(("ETag" = String))),
-        (status = 400, description = "Invalid body", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such task (or not yours)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 412, description = "Stale If-Match", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid body", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such task (or not yours)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn update_task(
     State(state): State<AppState>,
@@ -188,8 +189,8 @@ pub async fn update_task(
         ("If-Match" = Option<String>, Header, description = "The ETag last seen; 412 if stale")),
     responses(
         (status = 200, description = "The completed task", body = TaskView, headers(("ETag" = String))),
-        (status = 404, description = "No such task (or not yours)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 412, description = "Stale If-Match", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such task (or not yours)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn complete_task(
     State(state): State<AppState>,
@@ -212,8 +213,8 @@ pub async fn complete_task(
         ("If-Match" = Option<String>, Header, description = "The ETag last seen; 412 if stale")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such task (or not yours)", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
-        (status = 412, description = "Stale If-Match", body = crate::openapi::ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such task (or not yours)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 412, description = "Stale If-Match", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn delete_task(
     State(state): State<AppState>,

@@ -23,7 +23,6 @@ outbox_relay_interval = "5s"
 outbox_grace_period = "15s"
 conflict_retries = 25
 tombstone_ttl = "7days"
-task_api_fault_crash_after_commit = false
 "#;
 
 /// Minimum HS256 secret length: shorter secrets can be brute-forced offline from one token.
@@ -66,8 +65,6 @@ pub struct Settings {
     /// How long a deleted task's tombstone stays (it proves a delete event committed).
     #[serde(with = "humantime_serde")]
     pub tombstone_ttl: Duration,
-    /// TEST ONLY: abort the process right after a state commit, before publishing.
-    pub task_api_fault_crash_after_commit: bool,
 }
 
 /// A setting is missing or inconsistent.
@@ -151,7 +148,6 @@ mod tests {
         assert_eq!(s.common.max_body_size, 65536);
         assert_eq!(s.outbox_shards, 16);
         assert_eq!(s.outbox_relay_interval, Duration::from_secs(5));
-        assert!(!s.task_api_fault_crash_after_commit);
     }
 
     #[test]
@@ -169,13 +165,11 @@ mod tests {
             ("APP_PORT", "9000"),
             ("STATE_STORE_NAME", "other"),
             ("OUTBOX_GRACE_PERIOD", "250ms"),
-            ("TASK_API_FAULT_CRASH_AFTER_COMMIT", "true"),
         ]))
         .unwrap();
         assert_eq!(s.common.app_port, 9000);
         assert_eq!(s.common.state_store_name, "other");
         assert_eq!(s.outbox_grace_period, Duration::from_millis(250));
-        assert!(s.task_api_fault_crash_after_commit);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::auth::Authenticator;
 use crate::context::correlate;
 use crate::json::BodyLimit;
 use crate::outbox::Outbox;
+use crate::repository::TaskRepository;
 use crate::request_metrics::record_metrics;
 use crate::routes::{self, AppState};
 use crate::settings::Settings;
@@ -71,26 +72,19 @@ impl Service for Application {
     ) -> Result<Self, StartError> {
         let auth = Authenticator::from_settings(&settings)?;
         let dapr = DaprClient::new(settings.common.dapr.clone())?;
-        let outbox = Outbox::new(
+        let repository = TaskRepository::new(
             dapr.clone(),
             settings.common.state_store_name.clone(),
+            settings.tombstone_ttl,
+            settings.conflict_retries,
+        );
+        let outbox = Outbox::new(
+            repository.clone(),
+            dapr.clone(),
             settings.common.pubsub_name.clone(),
             settings.outbox_shards,
         );
-        if settings.task_api_fault_crash_after_commit {
-            tracing::warn!(
-                "TASK_API_FAULT_CRASH_AFTER_COMMIT is on: the process aborts after every commit (tests only)"
-            );
-        }
-        let tasks = TaskService {
-            dapr: dapr.clone(),
-            store: settings.common.state_store_name.clone(),
-            app_id: settings.common.app_id.clone(),
-            outbox: outbox.clone(),
-            retries: settings.conflict_retries,
-            tombstone_ttl: settings.tombstone_ttl,
-            crash_after_commit: settings.task_api_fault_crash_after_commit,
-        };
+        let tasks = TaskService::new(repository, outbox.clone(), settings.common.app_id.clone());
         let router = app(AppState { tasks, auth }, dapr, &settings.common)?;
         Ok(Self {
             listener,

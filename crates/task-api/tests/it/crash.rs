@@ -1,16 +1,22 @@
-//! The real binary is killed between the state commit and the publish; on restart the outbox
+//! The real binary is SIGKILLed between the state commit and the publish; on restart the outbox
 //! relay publishes the committed change's event, exactly once.
+//!
+//! Nothing in the binary helps: the app talks to its sidecar through the test's proxy, which
+//! lets the state transaction through and holds the publish that follows it, and the test kills
+//! the process while that publish is held.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support;
 
+use std::os::unix::process::ExitStatusExt as _;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
+use service_testing::Proxy;
 use support::{Cluster, SECRET, free_port};
 
-fn start(port: u16, dapr: &str, crash: bool) -> Child {
+fn start(port: u16, dapr: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_task-api"))
         .env_clear()
         .env("APP_PORT", port.to_string())
@@ -20,10 +26,6 @@ fn start(port: u16, dapr: &str, crash: bool) -> Child {
         .env("OUTBOX_GRACE_PERIOD", "500ms")
         .env("OUTBOX_RELAY_INTERVAL", "200ms")
         .env("RUST_LOG", "warn")
-        .env(
-            "TASK_API_FAULT_CRASH_AFTER_COMMIT",
-            if crash { "true" } else { "false" },
-        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -60,6 +62,18 @@ async fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+/// The entries of every outbox shard.
+async fn outbox_entries(cluster: &Cluster) -> Vec<Value> {
+    let mut entries = Vec::new();
+    for key in cluster.state_keys("task-api").await {
+        if key.starts_with("outbox:") {
+            let shard = cluster.state_of("task-api", &key).await.unwrap();
+            entries.extend(shard["entries"].as_array().cloned().unwrap_or_default());
+        }
+    }
+    entries
+}
+
 #[tokio::test]
 async fn a_crash_between_commit_and_publish_loses_no_event() {
     let cluster = Cluster::in_memory().await.unwrap();
@@ -70,7 +84,7 @@ async fn a_crash_between_commit_and_publish_loses_no_event() {
         .start()
         .await
         .unwrap();
-    let dapr = sidecar.http_endpoint();
+    let proxy = Proxy::start(sidecar.http_endpoint()).await;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let settings = support::settings(&[]);
@@ -83,26 +97,48 @@ async fn a_crash_between_commit_and_publish_loses_no_event() {
     )
     .unwrap();
 
-    let mut first = start(port, &dapr, true);
+    proxy.hold_publishes();
+    let mut first = start(port, &proxy.url);
     wait_healthy(&client, &base, &mut first).await;
-    let response = client
-        .post(format!("{base}/api/tasks"))
-        .bearer_auth(&token)
-        .json(&json!({"title": "survives a crash"}))
-        .send()
-        .await;
-    assert!(response.is_err(), "the process died before answering");
-    let status = wait_exit(&mut first).await;
-    assert!(!status.success(), "aborted: {status:?}");
+    let request = tokio::spawn(
+        client
+            .post(format!("{base}/api/tasks"))
+            .bearer_auth(&token)
+            .json(&json!({"title": "survives a crash"}))
+            .send(),
+    );
+    let held = proxy.wait_for_held_publish(Duration::from_secs(20)).await;
+    assert!(
+        held.starts_with("POST /v1.0/publish/todo-pubsub/task-created"),
+        "{held}"
+    );
+    let transactions = proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.ends_with("/transaction"))
+        .count();
+    assert_eq!(transactions, 1, "{:?}", proxy.requests());
 
-    // The change committed, its event is recorded, nothing was published.
+    // The app sent the publish after its transaction: the change is committed with its event
+    // recorded, and nothing was published.
     let keys = cluster.state_keys("task-api").await;
     let task_keys: Vec<&String> = keys.iter().filter(|k| k.starts_with("task:")).collect();
     assert_eq!(task_keys.len(), 1, "{keys:?}");
     let task_id = task_keys[0].trim_start_matches("task:").to_owned();
+    let recorded = outbox_entries(&cluster).await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0]["task_id"], task_id.as_str());
+
+    first.kill().unwrap();
+    let status = wait_exit(&mut first).await;
+    assert_eq!(status.signal(), Some(9), "SIGKILLed: {status:?}");
+    let response = request.await.unwrap();
+    assert!(response.is_err(), "the process died before answering");
     assert!(cluster.published("task-created").is_empty());
 
-    let mut second = start(port, &dapr, false);
+    // The held publish is answered without ever reaching the sidecar.
+    proxy.release_publishes();
+    let mut second = start(port, &proxy.url);
     wait_healthy(&client, &base, &mut second).await;
     let events = cluster
         .wait_for_published("task-created", 1, Duration::from_secs(20))
@@ -114,20 +150,11 @@ async fn a_crash_between_commit_and_publish_loses_no_event() {
     );
     assert_eq!(events[0]["data"]["data"]["task"]["version"], 1);
     assert_eq!(events[0]["id"], events[0]["data"]["event_id"]);
+    assert_eq!(events[0]["id"], recorded[0]["event_id"]);
 
     // Wait until the relay removed the entry, then check nothing else went out.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut pending = 0;
-        for key in cluster.state_keys("task-api").await {
-            if key.starts_with("outbox:") {
-                let shard = cluster.state_of("task-api", &key).await.unwrap();
-                pending += shard["entries"].as_array().map_or(0, Vec::len);
-            }
-        }
-        if pending == 0 {
-            break;
-        }
+    while !outbox_entries(&cluster).await.is_empty() {
         assert!(
             tokio::time::Instant::now() < deadline,
             "outbox never drained"

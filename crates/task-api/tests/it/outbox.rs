@@ -11,6 +11,7 @@ use dapr_http::{DaprClient, DaprSettings};
 use serde_json::{Value, json};
 use support::{TaskApi as _, TxnFault, problem, spawn_proxied};
 use task_api::outbox::Outbox;
+use task_api::repository::TaskRepository;
 
 async fn outbox_entries(app: &support::TestApp) -> Vec<Value> {
     let mut entries = Vec::new();
@@ -27,9 +28,15 @@ async fn outbox_entries(app: &support::TestApp) -> Vec<Value> {
 
 fn relay_for(app: &support::TestApp) -> Outbox {
     let dapr = DaprClient::new(DaprSettings::with_endpoint(app.sidecar.http_endpoint())).unwrap();
-    Outbox::new(
-        dapr,
+    let repository = TaskRepository::new(
+        dapr.clone(),
         "todo-state".into(),
+        app.settings.tombstone_ttl,
+        app.settings.conflict_retries,
+    );
+    Outbox::new(
+        repository,
+        dapr,
         "todo-pubsub".into(),
         app.settings.outbox_shards,
     )

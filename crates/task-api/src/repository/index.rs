@@ -1,17 +1,12 @@
-//! State keys and the per-user index.
+//! The per-user index: compact summaries of a user's tasks, so that a list is one bulk read of
+//! the user's `INDEX_BUCKETS` (16) buckets plus one bulk read of the page. A task's summary
+//! lives in bucket `fnv(task id) % INDEX_BUCKETS`, so a change rewrites a sixteenth of the
+//! user's index, and two changes of one user's tasks rarely meet on the same key.
 //!
-//! Keys (prefixed by the sidecar with the app id, so no other service sees them):
-//! * `task:{id}`: the [`TaskRecord`], the source of truth;
-//! * `user:{user_id}:tasks:{b}`: the [`UserIndex`] buckets, compact summaries of a user's tasks
-//!   so that a list is one bulk read of the buckets plus one bulk read of the page. A task's
-//!   summary lives in bucket `fnv(task id) % INDEX_BUCKETS`, so a change rewrites a sixteenth of
-//!   the user's index, and two changes of one user's tasks rarely meet on the same key;
-//! * `outbox:{n}`: an outbox shard (see [`crate::outbox`]).
-//!
-//! The index is a projection, written in the same transaction as the task. On Redis a failed
-//! etag check inside a transaction does not roll back the other operations, so an index entry
-//! may be ahead of or behind its task: readers verify every page against the task records, and
-//! every later change of the task rewrites its summary from the record.
+//! The index is a projection, written in the same transaction as the task. That transaction is
+//! not atomic (see the [repository](super)), so an index entry may be ahead of or behind its
+//! task: readers verify every page against the task records, and every later change of the task
+//! rewrites its summary from the record.
 
 use chrono::{DateTime, Utc};
 use events::{Priority, TaskStatus};
@@ -19,45 +14,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::model::TaskRecord;
-
-pub fn task_key(id: Uuid) -> String {
-    format!("task:{id}")
-}
-
-/// How many keys a user's index is split over. Part of the stored layout: changing it would
-/// leave summaries in buckets nobody reads.
-pub const INDEX_BUCKETS: u32 = 16;
-
-/// The index bucket holding the summary of `task_id`.
-pub fn index_key(user_id: Uuid, task_id: Uuid) -> String {
-    index_bucket_key(user_id, shard_of(task_id, INDEX_BUCKETS))
-}
-
-/// Every bucket key of a user's index, for a list.
-pub fn index_keys(user_id: Uuid) -> Vec<String> {
-    (0..INDEX_BUCKETS)
-        .map(|bucket| index_bucket_key(user_id, bucket))
-        .collect()
-}
-
-fn index_bucket_key(user_id: Uuid, bucket: u32) -> String {
-    format!("user:{user_id}:tasks:{bucket}")
-}
-
-pub fn outbox_key(shard: u32) -> String {
-    format!("outbox:{shard}")
-}
-
-/// The outbox shard (or index bucket) of a task: FNV-1a of the id's bytes, stable across builds and replicas
-/// (std's hasher is randomly seeded, which would scatter one task over shards).
-pub fn shard_of(task_id: Uuid, shards: u32) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in task_id.as_bytes() {
-        hash ^= u32::from(*byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash % shards.max(1)
-}
 
 /// What listing and filtering need of a task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,8 +36,8 @@ impl From<&TaskRecord> for TaskSummary {
     }
 }
 
-/// A user's tasks, newest first (ids are UUID v7, so id order is creation order and ties are
-/// impossible: the order is stable across pages).
+/// One bucket of a user's index, newest first (ids are UUID v7, so id order is creation order
+/// and ties are impossible: the order is stable across pages).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserIndex {
     #[serde(default)]
@@ -161,18 +117,5 @@ mod tests {
         changed.deleted = true;
         assert!(index.reconcile(&changed));
         assert_eq!(index.tasks.len(), 4);
-    }
-
-    #[test]
-    fn shards_are_stable_and_in_range() {
-        let id = Uuid::parse_str("0190a5b8-7c1e-7d3a-9f00-123456789abc").unwrap();
-        assert_eq!(shard_of(id, 16), shard_of(id, 16));
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..500 {
-            let s = shard_of(Uuid::now_v7(), 16);
-            assert!(s < 16);
-            seen.insert(s);
-        }
-        assert!(seen.len() > 8, "ids spread over shards: {seen:?}");
     }
 }

@@ -1,0 +1,221 @@
+//! The task repository: every state key task-api owns, and every read and write of them.
+//!
+//! Keys (named only in `keys.rs`; the sidecar prefixes each with the app id, so no other service
+//! sees them):
+//! * `task:{id}`: the [`TaskRecord`], the source of truth. A deleted task stays as a tombstone
+//!   for `TOMBSTONE_TTL`, so the outbox relay can still prove that its `task-deleted` event
+//!   committed;
+//! * `user:{user_id}:tasks:{b}`: the buckets of the user's [`UserIndex`] ([`index`]);
+//! * `outbox:{n}`: the [`OutboxShard`]s ([`outbox_shard`]).
+//!
+//! Reads come in the shapes callers need, each one request: a task; a user's summaries (a bulk
+//! read of the index buckets); a page of records (a bulk read); and everything a change is
+//! checked against ([`ChangeState`]: the task, its index bucket and an outbox shard).
+//!
+//! Every write is ETag-checked against what was read (`first-write` for a key that did not
+//! exist), so a concurrent writer makes it fail instead of being overwritten. A change is one
+//! state transaction, but **not an atomic one**: on Redis the transaction is one `MULTI`/`EXEC`
+//! (components-contrib `state/redis/redis.go`, `StateStore.Multi`), and Redis does not roll back,
+//! so when one operation's etag check fails the others still apply and daprd answers 500. The
+//! local sidecar's in-memory store copies that behaviour. After a failed transaction any subset
+//! of its writes may be in the store; callers find out by reading again (how the outbox copes is
+//! explained in [`crate::outbox`]).
+
+mod change;
+pub mod index;
+mod keys;
+pub mod outbox_shard;
+
+use std::time::Duration;
+
+use dapr_http::{DaprClient, DaprError, SaveItem};
+use rand::Rng;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::model::TaskRecord;
+
+pub use change::ChangeState;
+pub use index::{TaskSummary, UserIndex};
+pub use keys::bucket_of;
+pub use outbox_shard::{OutboxEntry, OutboxShard};
+
+/// What a read or write of the store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Dapr(#[from] DaprError),
+    #[error("state key `{key}` is unreadable: {source}")]
+    Unreadable {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The store failed on one key of a bulk read.
+    #[error("reading `{key}`: {message}")]
+    Key { key: String, message: String },
+    #[error("bulk get returned too few items")]
+    ShortBulkRead,
+    /// Other writers won the race for the same keys `CONFLICT_RETRIES` times in a row.
+    #[error("too many concurrent changes to the same keys")]
+    Contention,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Dapr(error) => ApiError::Dapr(error),
+            StoreError::Contention => ApiError::Contention,
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// A value as read, with the etag its next write is checked against (`None`: the key did not
+/// exist).
+#[derive(Debug, Clone, Default)]
+struct Versioned<T> {
+    value: T,
+    etag: Option<String>,
+}
+
+impl<T> Versioned<T> {
+    /// A write of `value` to `key` that succeeds only if the key is still as read.
+    fn write(&self, key: String, value: &impl serde::Serialize) -> Result<SaveItem, DaprError> {
+        let item = SaveItem::new(key, value)?;
+        Ok(match &self.etag {
+            Some(etag) => item.etag(Some(etag.clone())),
+            None => item.first_write(),
+        })
+    }
+}
+
+/// Jittered exponential backoff after a lost race: up to 2, 4, 8 … 128 ms.
+pub fn backoff(attempt: u32) -> Duration {
+    let cap = 2u64 << attempt.min(6);
+    Duration::from_micros(rand::rng().random_range(200..=cap * 1000))
+}
+
+/// How often an outbox shard rewrite is attempted before the work is left to the next relay pass.
+const SHARD_WRITE_ATTEMPTS: u32 = 10;
+
+/// Reads and writes of task-api's state; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct TaskRepository {
+    dapr: DaprClient,
+    store: String,
+    tombstone_ttl: Duration,
+    conflict_retries: u32,
+}
+
+impl TaskRepository {
+    /// `conflict_retries` bounds the attempts of one change (`CONFLICT_RETRIES`).
+    pub fn new(
+        dapr: DaprClient,
+        store: String,
+        tombstone_ttl: Duration,
+        conflict_retries: u32,
+    ) -> Self {
+        Self {
+            dapr,
+            store,
+            tombstone_ttl,
+            conflict_retries,
+        }
+    }
+
+    /// After attempt number `attempt` of a change lost a race: sleeps a jittered backoff, or
+    /// gives up with [`StoreError::Contention`] when the attempts are used up.
+    pub async fn back_off(&self, attempt: u32) -> Result<(), StoreError> {
+        if attempt >= self.conflict_retries {
+            return Err(StoreError::Contention);
+        }
+        tokio::time::sleep(backoff(attempt)).await;
+        Ok(())
+    }
+
+    /// A task's record, tombstones included.
+    pub async fn get(&self, task_id: Uuid) -> Result<Option<TaskRecord>, StoreError> {
+        let entry = self
+            .dapr
+            .get_state::<TaskRecord>(&self.store, &keys::task_key(task_id))
+            .await?;
+        Ok(entry.map(|entry| entry.value))
+    }
+
+    /// Every summary in a user's index, newest first.
+    pub async fn summaries(&self, user_id: Uuid) -> Result<Vec<TaskSummary>, StoreError> {
+        let buckets = self
+            .dapr
+            .get_bulk_state::<UserIndex>(&self.store, &keys::index_keys(user_id))
+            .await?;
+        let mut summaries = Vec::new();
+        for bucket in buckets {
+            if let Some(message) = bucket.error {
+                return Err(StoreError::Key {
+                    key: bucket.key,
+                    message,
+                });
+            }
+            summaries.extend(bucket.value.unwrap_or_default().tasks);
+        }
+        // Ids are UUID v7, so this is creation order across buckets.
+        summaries.sort_unstable_by_key(|s| std::cmp::Reverse(s.id));
+        Ok(summaries)
+    }
+
+    /// The records of `ids` that exist and could be read, in the order of `ids`.
+    pub async fn records(&self, ids: &[Uuid]) -> Result<Vec<TaskRecord>, StoreError> {
+        let keys: Vec<String> = ids.iter().map(|id| keys::task_key(*id)).collect();
+        let records = self
+            .dapr
+            .get_bulk_state::<TaskRecord>(&self.store, &keys)
+            .await?;
+        Ok(records.into_iter().filter_map(|item| item.value).collect())
+    }
+
+    /// The entries of an outbox shard (`None`: the key does not exist).
+    pub async fn outbox_shard(&self, shard: u32) -> Result<Option<OutboxShard>, StoreError> {
+        let entry = self
+            .dapr
+            .get_state::<OutboxShard>(&self.store, &keys::outbox_key(shard))
+            .await?;
+        Ok(entry.map(|entry| entry.value))
+    }
+
+    /// Etag-checked read-modify-write of one outbox shard, retried on conflict. `edit` returns
+    /// whether it changed anything; nothing is written when it did not.
+    pub async fn rewrite_outbox_shard(
+        &self,
+        shard: u32,
+        mut edit: impl FnMut(&mut OutboxShard) -> bool,
+    ) -> Result<(), DaprError> {
+        let key = keys::outbox_key(shard);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut current = match self
+                .dapr
+                .get_state::<OutboxShard>(&self.store, &key)
+                .await?
+            {
+                Some(entry) => Versioned {
+                    value: entry.value,
+                    etag: entry.etag,
+                },
+                None => Versioned::default(),
+            };
+            if !edit(&mut current.value) {
+                return Ok(());
+            }
+            let item = current.write(key.clone(), &current.value)?;
+            match self.dapr.save_state(&self.store, &[item]).await {
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_etag_conflict() && attempt < SHARD_WRITE_ATTEMPTS => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}

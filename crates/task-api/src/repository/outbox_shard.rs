@@ -1,0 +1,42 @@
+//! The stored form of the outbox: an `outbox:{n}` key holds the events recorded but not yet
+//! known to be published of the tasks that hash to shard `n`. What the entries are for, and in
+//! which order they are written, published and removed, is [`crate::outbox`]'s business.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::model::EventRef;
+
+/// One recorded event waiting to be published.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub event_id: Uuid,
+    pub task_id: Uuid,
+    pub version: u64,
+    pub topic: String,
+    /// The `events::Envelope` exactly as it will be published: its JSON text, encoded once
+    /// when the change is planned and sent as is.
+    pub envelope: Box<RawValue>,
+    #[serde(default)]
+    pub traceparent: Option<String>,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl OutboxEntry {
+    /// The `(version, event id)` the task record lists once the change committed.
+    pub fn event_ref(&self) -> EventRef {
+        EventRef {
+            version: self.version,
+            event_id: self.event_id,
+        }
+    }
+}
+
+/// The value of an `outbox:{n}` key.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OutboxShard {
+    #[serde(default)]
+    pub entries: Vec<OutboxEntry>,
+}
