@@ -75,8 +75,8 @@ impl DaprClient {
         Ok(Some(StateEntry { value, etag }))
     }
 
-    /// Saves `items` (one request; several items are written in parallel and not atomically,
-    /// use [`DaprClient::transact_state`] for atomicity). An empty slice does nothing.
+    /// Saves `items` (one request; several items are written in parallel, each on its own; use
+    /// [`DaprClient::transact_state`] to send them as one transaction). An empty slice does nothing.
     pub async fn save_state(&self, store: &str, items: &[SaveItem]) -> Result<(), DaprError> {
         if items.is_empty() {
             return Ok(());
@@ -150,8 +150,12 @@ impl DaprClient {
             .collect()
     }
 
-    /// Applies `ops` atomically. Any store failure, an etag conflict included, is
-    /// [`DaprError::Transaction`]. An empty slice does nothing.
+    /// Sends `ops` as one state transaction. Not atomic on every store: `state.redis` (and the
+    /// local sidecar, which copies it) checks every etag first, then applies the operations in a
+    /// `MULTI` without rollback, so a failure can leave some applied (components-contrib
+    /// `state/redis/redis.go`, `StateStore.Multi`); callers re-read before deciding. Any store
+    /// failure, an etag conflict included, is [`DaprError::Transaction`]. An empty slice does
+    /// nothing.
     pub async fn transact_state(
         &self,
         store: &str,
