@@ -151,8 +151,8 @@ impl DaprClient {
     }
 
     /// Sends `ops` as one state transaction. Not atomic on every store: `state.redis` (and the
-    /// local sidecar, which copies it) checks every etag first, then applies the operations in a
-    /// `MULTI` without rollback, so a failure can leave some applied (components-contrib
+    /// local sidecar, which copies it) runs the operations in a `MULTI` without rollback, so an
+    /// operation whose etag does not match fails while the others apply (components-contrib
     /// `state/redis/redis.go`, `StateStore.Multi`); callers re-read before deciding. Any store
     /// failure, an etag conflict included, is [`DaprError::Transaction`]. An empty slice does
     /// nothing.
