@@ -37,11 +37,20 @@ pub async fn file(ctx: &Context, bucket: i64, task: Uuid, version: u64) -> Resul
 
 /// Removes `task` (filed at `version` or earlier) from `bucket`, deleting the bucket when empty.
 pub async fn unfile(ctx: &Context, bucket: i64, task: Uuid, version: u64) -> Result<(), Error> {
+    unfile_all(ctx, bucket, &[(task, version)]).await
+}
+
+/// Removes each `(task, version)` entry (filed at that version or earlier) from `bucket` in one
+/// read-modify-write, deleting the bucket when it ends up empty.
+pub async fn unfile_all(ctx: &Context, bucket: i64, entries: &[(Uuid, u64)]) -> Result<(), Error> {
     ctx.store
         .update::<Bucket, _>(&Buckets::key(bucket), |b| match b {
             None => Change::Keep,
             Some(mut b) => {
-                if !b.unfile(task, version) {
+                let changed = entries.iter().fold(false, |acc, (task, version)| {
+                    b.unfile(*task, *version) | acc
+                });
+                if !changed {
                     Change::Keep
                 } else if b.is_empty() {
                     Change::Delete

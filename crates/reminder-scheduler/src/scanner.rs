@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::buckets::{Bucket, Buckets};
 use crate::context::Context;
 use crate::error::Error;
-use crate::filing::unfile;
+use crate::filing::unfile_all;
 use crate::policy::{Verdict, evaluate, reminder};
 use crate::record::{TaskRecord, task_key};
 use crate::store::Change;
@@ -138,7 +138,7 @@ pub async fn scan(ctx: &Context) -> Result<ScanReport, Error> {
     }
 
     for (bucket, entries) in removals {
-        if let Err(error) = drop_entries(ctx, bucket, &entries).await {
+        if let Err(error) = unfile_all(ctx, bucket, &entries).await {
             unsettled.insert(bucket);
             tracing::warn!(%error, bucket, "bucket entries not removed; retried next scan");
         }
@@ -254,31 +254,6 @@ async fn remind(
         record.task_id,
         marked.map_or(record.version, |r| r.version),
     )))
-}
-
-/// Drops `entries` (task, version up to which the entry is obsolete) from `bucket`.
-async fn drop_entries(ctx: &Context, bucket: i64, entries: &[(Uuid, u64)]) -> Result<(), Error> {
-    if let [(task, version)] = entries {
-        return unfile(ctx, bucket, *task, *version).await;
-    }
-    ctx.store
-        .update::<Bucket, _>(&Buckets::key(bucket), |b| match b {
-            None => Change::Keep,
-            Some(mut b) => {
-                let changed = entries.iter().fold(false, |acc, (task, version)| {
-                    b.unfile(*task, *version) | acc
-                });
-                if !changed {
-                    Change::Keep
-                } else if b.is_empty() {
-                    Change::Delete
-                } else {
-                    Change::Save(b)
-                }
-            }
-        })
-        .await?;
-    Ok(())
 }
 
 async fn write_watermark(ctx: &Context, next: &Watermark, etag: Option<&str>) -> Result<(), Error> {
