@@ -1,6 +1,7 @@
 //! The local Dapr-API-compatible sidecar as a library: everything one sidecar does between its
 //! resource files and its app. Command lines, run files and processes are the `sidecar` crate's
-//! job, Redis is `sidecar-redis`'s, and the test harness is `sidecar-testing`.
+//! job, Redis is `sidecar-redis`'s, Kafka `sidecar-kafka`'s, and the test harness is
+//! `sidecar-testing`.
 //!
 //! It stands in for `daprd` in development and tests: it loads Dapr component, subscription and
 //! resiliency YAML, hosts in-memory state and pub/sub components shared by every sidecar of one

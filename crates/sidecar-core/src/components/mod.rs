@@ -161,6 +161,12 @@ impl Subscription {
 pub trait PubSub: Send + Sync + std::fmt::Debug {
     /// Feature list (the in-memory broker, like Redis Streams, has no native TTL).
     fn features(&self) -> Vec<String>;
+    /// The consumer group of `app_id`'s subscriptions when the component's own metadata names
+    /// one that wins over `consumerID` and the app id (Kafka's `consumerGroup`); `None` leaves
+    /// the choice to the runtime.
+    fn consumer_group(&self, _app_id: &str) -> Option<String> {
+        None
+    }
     fn publish(&self, msg: Message) -> BoxFuture<'_, Result<(), PubSubError>>;
     fn subscribe(
         &self,

@@ -43,12 +43,14 @@ pub(crate) async fn subscribe(
         .and_then(|c| c.parse::<usize>().ok())
         .filter(|c| *c > 0)
         .unwrap_or(DEFAULT_CONCURRENCY);
-    let group = pubsub
-        .spec
-        .meta("consumerID")
-        .filter(|c| !c.is_empty())
-        .map(|c| crate::metadata::resolve_template(c, app_id))
-        .unwrap_or_else(|| app_id.to_string());
+    let group = pubsub.broker.consumer_group(app_id).unwrap_or_else(|| {
+        pubsub
+            .spec
+            .meta("consumerID")
+            .filter(|c| !c.is_empty())
+            .map(|c| crate::metadata::resolve_template(c, app_id))
+            .unwrap_or_else(|| app_id.to_string())
+    });
     let semaphore = semaphores
         .entry(def.pubsubname.clone())
         .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(concurrency)))

@@ -1,0 +1,145 @@
+//! librdkafka configuration of the producer and the consumers, from [`KafkaSettings`], set up to
+//! behave like the Sarama client daprd uses (`common/component/kafka/kafka.go Init`,
+//! `producer.go GetSyncProducer`, `consumer.go`), and librdkafka's log lines routed to `tracing`.
+
+use crate::partitioner::LIBRDKAFKA_PARTITIONER;
+use crate::settings::{Auth, InitialOffset, KafkaSettings};
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+
+/// Connection, authentication and TLS settings shared by producer and consumers.
+fn base(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.brokers)
+        .set("client.id", &settings.client_id)
+        .set(
+            "topic.metadata.refresh.interval.ms",
+            settings.metadata_refresh.as_millis().to_string(),
+        )
+        // librdkafka logs to our context (below) instead of stderr.
+        .set_log_level(RDKafkaLogLevel::Warning);
+    let sasl = matches!(settings.auth, Auth::Password { .. });
+    let protocol = match (sasl, settings.tls.is_some()) {
+        (false, false) => "plaintext",
+        (false, true) => "ssl",
+        (true, false) => "sasl_plaintext",
+        (true, true) => "sasl_ssl",
+    };
+    config.set("security.protocol", protocol);
+    if let Auth::Password {
+        username,
+        password,
+        mechanism,
+    } = &settings.auth
+    {
+        config
+            .set("sasl.mechanisms", *mechanism)
+            .set("sasl.username", username)
+            .set("sasl.password", password.expose());
+    }
+    if let Some(tls) = &settings.tls {
+        if let Some(ca) = &tls.ca_cert {
+            config.set("ssl.ca.pem", ca);
+        }
+        if tls.skip_verify {
+            config
+                .set("enable.ssl.certificate.verification", "false")
+                .set("ssl.endpoint.identification.algorithm", "none");
+        }
+    }
+    config
+}
+
+/// The producer: `acks=all`, 5 retries 100 ms apart, 10 s request timeout (Sarama's sync
+/// producer as daprd configures it), Sarama's key hashing, and no batching delay.
+pub(crate) fn producer_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = base(settings);
+    config
+        .set("acks", "all")
+        .set("message.send.max.retries", "5")
+        .set("retry.backoff.ms", "100")
+        .set("request.timeout.ms", "10000")
+        .set("message.timeout.ms", "30000")
+        // A publish to a topic the broker does not have fails within a second, as Sarama's
+        // metadata retries (3 x 250 ms) do, instead of waiting 30 s for it to appear.
+        .set("topic.metadata.propagation.max.ms", "1000")
+        .set("partitioner", LIBRDKAFKA_PARTITIONER)
+        .set("compression.codec", settings.compression)
+        .set(
+            "message.max.bytes",
+            settings.max_message_bytes.max(1000).to_string(),
+        )
+        .set("linger.ms", "0")
+        .set("enable.idempotence", "false");
+    config
+}
+
+/// A consumer of `group`: offsets are stored only for handled messages and committed every
+/// second (Sarama's auto-commit of marked offsets), and a group without a committed offset
+/// starts at `initialOffset`.
+pub(crate) fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientConfig {
+    let mut config = base(settings);
+    config
+        .set("group.id", group)
+        .set("enable.auto.commit", "true")
+        .set("auto.commit.interval.ms", "1000")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            match settings.initial_offset {
+                InitialOffset::Newest => "latest",
+                InitialOffset::Oldest => "earliest",
+            },
+        )
+        .set(
+            "session.timeout.ms",
+            settings.session_timeout.as_millis().to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            settings.heartbeat_interval.as_millis().to_string(),
+        )
+        .set(
+            "partition.assignment.strategy",
+            settings.assignment_strategy,
+        )
+        .set(
+            "fetch.min.bytes",
+            settings.fetch_min_bytes.max(1).to_string(),
+        )
+        .set(
+            "fetch.message.max.bytes",
+            settings.fetch_default_bytes.max(1).to_string(),
+        )
+        // A broker that does not answer a fetch early when data arrives still delivers within
+        // 100 ms.
+        .set("fetch.wait.max.ms", "100")
+        .set("allow.auto.create.topics", "false");
+    config
+}
+
+/// Routes librdkafka's own log lines and errors to `tracing`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TracingContext;
+
+impl ClientContext for TracingContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", %fac, "{log_message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", %fac, "{log_message}"),
+            _ => tracing::debug!(target: "librdkafka", %fac, "{log_message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}

@@ -1,0 +1,325 @@
+//! One subscription: a member of the app's consumer group on one topic, delivering each
+//! partition's records strictly one at a time while partitions run in parallel, as
+//! components-contrib's `consumer.go ConsumeClaim` does.
+//!
+//! * A dispatcher polls the consumer and queues each record on its partition's worker; a worker
+//!   whose queue grows past `channelBufferSize` pauses fetching of its partition until it has
+//!   caught up, so a blocked partition neither holds up the others nor piles up in memory.
+//! * A worker hands one record to the sidecar; on failure it retries the same record under the
+//!   `backOff*` policy (constant 5 s, forever, by default), blocking only its partition. When
+//!   finite retries run out the record is skipped, as daprd logs "Too many failed attempts".
+//! * The offset after a record is stored only once the record is handled or skipped; librdkafka
+//!   commits stored offsets every second and when partitions are revoked or the consumer closes.
+//! * A revoked partition stops its worker at once (a delivery in flight finishes, but is not
+//!   retried and its offset is not stored): the new owner gets the record again.
+
+use crate::backoff::BackoffPolicy;
+use crate::client::{TracingContext, consumer_config};
+use crate::record::message_of;
+use crate::settings::KafkaSettings;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Message as _, OwnedMessage};
+use rdkafka::{Offset, TopicPartitionList};
+use sidecar_core::components::{MessageHandler, PubSubError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// `(topic, partition)`.
+type PartitionKey = (String, i32);
+
+/// The live workers of one consumer, shared with the rebalance callback.
+type Workers = Arc<Mutex<HashMap<PartitionKey, Arc<Worker>>>>;
+
+/// Rebalance callbacks of one consumer: a revoked partition's worker stops.
+struct GroupContext {
+    workers: Workers,
+    tracing: TracingContext,
+}
+
+impl ClientContext for GroupContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.tracing.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.tracing.error(error, reason);
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+            for elem in list.elements() {
+                if let Some(worker) = workers.remove(&(elem.topic().to_owned(), elem.partition())) {
+                    worker.cancel.cancel();
+                }
+            }
+        }
+    }
+}
+
+/// One partition's worker, as the dispatcher sees it.
+struct Worker {
+    queue: mpsc::UnboundedSender<OwnedMessage>,
+    /// Records queued and whether fetching is paused.
+    backlog: Mutex<(usize, bool)>,
+    cancel: CancellationToken,
+}
+
+/// Everything the tasks of one subscription share.
+pub(crate) struct Member {
+    consumer: StreamConsumer<GroupContext>,
+    workers: Workers,
+    handler: MessageHandler,
+    topic: String,
+    group: String,
+    backoff: BackoffPolicy,
+    consume_retry: bool,
+    retry_interval: Duration,
+    escape_headers: bool,
+    high_water: usize,
+    cancel: CancellationToken,
+    partitions: TaskTracker,
+}
+
+/// What became of one record.
+enum Outcome {
+    /// Handled, or skipped after its retries: its offset may be committed.
+    Done,
+    /// The partition was revoked or the subscription stopped: leave it to the next owner.
+    Abandoned,
+}
+
+impl Member {
+    /// Joins `group` on `topic`; the returned member runs once [`Member::run`] is spawned.
+    pub(crate) fn join(
+        settings: &KafkaSettings,
+        topic: &str,
+        group: &str,
+        handler: MessageHandler,
+        cancel: CancellationToken,
+    ) -> Result<Arc<Self>, PubSubError> {
+        let workers = Workers::default();
+        let context = GroupContext {
+            workers: workers.clone(),
+            tracing: TracingContext,
+        };
+        let consumer: StreamConsumer<GroupContext> = consumer_config(settings, group)
+            .create_with_context(context)
+            .map_err(|e| {
+                PubSubError(format!(
+                    "kafka: cannot create the consumer of group {group}: {e}"
+                ))
+            })?;
+        consumer
+            .subscribe(&[topic])
+            .map_err(|e| PubSubError(format!("kafka: cannot subscribe to topic {topic}: {e}")))?;
+        Ok(Arc::new(Self {
+            consumer,
+            workers,
+            handler,
+            topic: topic.to_owned(),
+            group: group.to_owned(),
+            backoff: settings.backoff.clone(),
+            consume_retry: settings.consume_retry,
+            retry_interval: settings.consume_retry_interval,
+            escape_headers: settings.escape_headers,
+            high_water: settings.channel_buffer_size,
+            cancel,
+            partitions: TaskTracker::new(),
+        }))
+    }
+
+    /// Polls the consumer until the subscription stops, then waits for the partition workers,
+    /// commits what they handled and leaves the group.
+    pub(crate) async fn run(self: Arc<Self>) {
+        let mut last_error = String::new();
+        loop {
+            let polled = tokio::select! {
+                () = self.cancel.cancelled() => break,
+                polled = self.consumer.recv() => polled.map(|m| m.detach()),
+            };
+            match polled {
+                Ok(record) => self.dispatch(record),
+                Err(e) => {
+                    // Errors such as an unknown topic or an unreachable broker are reported here
+                    // while librdkafka keeps retrying; pause as `consumeRetryInterval` does, and
+                    // say it once rather than at every retry.
+                    let error = e.to_string();
+                    if error == last_error {
+                        tracing::debug!(topic = %self.topic, group = %self.group, %error, "kafka consumer error");
+                    } else {
+                        tracing::warn!(topic = %self.topic, group = %self.group, %error, "kafka consumer error");
+                        last_error = error;
+                    }
+                    tokio::select! {
+                        () = self.cancel.cancelled() => break,
+                        () = tokio::time::sleep(self.retry_interval.max(Duration::from_millis(100))) => {}
+                    }
+                }
+            }
+        }
+        let stopping: Vec<_> = self
+            .workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .map(|(_, w)| w)
+            .collect();
+        for worker in stopping {
+            worker.cancel.cancel();
+        }
+        self.partitions.close();
+        self.partitions.wait().await;
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => {}
+            Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => {}
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, group = %self.group, error = %e, "kafka: final offset commit failed");
+            }
+        }
+        self.consumer.unsubscribe();
+    }
+
+    /// Queues `record` on its partition's worker, starting one for a newly seen partition.
+    fn dispatch(self: &Arc<Self>, record: OwnedMessage) {
+        let key = (record.topic().to_owned(), record.partition());
+        let worker = {
+            let mut workers = self.workers.lock().unwrap_or_else(PoisonError::into_inner);
+            workers
+                .entry(key.clone())
+                .or_insert_with(|| self.start_worker(key.clone()))
+                .clone()
+        };
+        {
+            let mut backlog = worker
+                .backlog
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            backlog.0 += 1;
+            if backlog.0 >= self.high_water && !backlog.1 {
+                backlog.1 = self.set_paused(&key, true);
+            }
+        }
+        // A closed queue means the worker was revoked between the lookup and now; the record
+        // goes to the partition's next owner.
+        let _ = worker.queue.send(record);
+    }
+
+    fn start_worker(self: &Arc<Self>, key: PartitionKey) -> Arc<Worker> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let worker = Arc::new(Worker {
+            queue: tx,
+            backlog: Mutex::new((0, false)),
+            cancel: self.cancel.child_token(),
+        });
+        self.partitions
+            .spawn(self.clone().work(key, worker.clone(), rx));
+        worker
+    }
+
+    /// Pauses or resumes fetching of one partition; returns the new paused state.
+    fn set_paused(&self, (topic, partition): &PartitionKey, pause: bool) -> bool {
+        let mut list = TopicPartitionList::new();
+        list.add_partition(topic, *partition);
+        let result = if pause {
+            self.consumer.pause(&list)
+        } else {
+            self.consumer.resume(&list)
+        };
+        match result {
+            Ok(()) => pause,
+            Err(e) => {
+                tracing::debug!(%topic, partition, error = %e, pause, "kafka: pause/resume failed");
+                !pause
+            }
+        }
+    }
+
+    /// Handles one partition's records in order until it is revoked or the subscription stops.
+    async fn work(
+        self: Arc<Self>,
+        key: PartitionKey,
+        worker: Arc<Worker>,
+        mut queue: mpsc::UnboundedReceiver<OwnedMessage>,
+    ) {
+        loop {
+            let record = tokio::select! {
+                () = worker.cancel.cancelled() => return,
+                record = queue.recv() => match record {
+                    Some(r) => r,
+                    None => return,
+                },
+            };
+            {
+                let mut backlog = worker
+                    .backlog
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                backlog.0 = backlog.0.saturating_sub(1);
+                if backlog.1 && backlog.0 <= self.high_water / 4 {
+                    backlog.1 = self.set_paused(&key, false);
+                }
+            }
+            match self.process(&record, &worker.cancel).await {
+                Outcome::Done => self.store_offset(&record),
+                Outcome::Abandoned => return,
+            }
+        }
+    }
+
+    /// Delivers one record, retrying under the `backOff*` policy while the app refuses it.
+    async fn process(&self, record: &OwnedMessage, cancel: &CancellationToken) -> Outcome {
+        let message = message_of(record, self.escape_headers);
+        let mut schedule = self.backoff.start();
+        loop {
+            let reason = match (self.handler)(message.clone()).await {
+                Ok(()) => return Outcome::Done,
+                Err(reason) => reason,
+            };
+            if cancel.is_cancelled() {
+                return Outcome::Abandoned;
+            }
+            let delay = if self.consume_retry {
+                schedule.next_delay()
+            } else {
+                None
+            };
+            let Some(delay) = delay else {
+                tracing::warn!(topic = %record.topic(), partition = record.partition(), offset = record.offset(), %reason, "too many failed attempts at processing the Kafka message: skipped");
+                return Outcome::Done;
+            };
+            tracing::debug!(topic = %record.topic(), partition = record.partition(), offset = record.offset(), %reason, ?delay, "kafka message not processed: retrying");
+            tokio::select! {
+                () = cancel.cancelled() => return Outcome::Abandoned,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    /// Marks `record` handled: the next commit moves the group past it.
+    fn store_offset(&self, record: &OwnedMessage) {
+        let mut list = TopicPartitionList::new();
+        let stored = list
+            .add_partition_offset(
+                record.topic(),
+                record.partition(),
+                Offset::Offset(record.offset() + 1),
+            )
+            .and_then(|()| self.consumer.store_offsets(&list));
+        if let Err(e) = stored {
+            // The partition was revoked meanwhile; its next owner delivers the record again.
+            tracing::debug!(topic = %record.topic(), partition = record.partition(), offset = record.offset(), error = %e, "kafka: offset not stored");
+        }
+    }
+}
