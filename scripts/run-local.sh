@@ -6,18 +6,23 @@
 #   scripts/run-local.sh            dapr.yaml: in-memory components, nothing kept between runs
 #   scripts/run-local.sh --redis    dapr.redis.yaml: Redis Streams + Redis state on localhost:6379;
 #                                   starts a redis-server there (data in .local/redis) if none answers
+#   scripts/run-local.sh --kafka    dapr.kafka.yaml: production's Kafka pub/sub component + Redis
+#                                   state; the broker is KAFKA_BROKERS, else a tansu started on
+#                                   127.0.0.1:9092 (in memory); topics from deploy/redpanda/topics.conf
 #
 # Then, in another terminal: scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
 
 run_file=dapr.yaml
 redis=false
+kafka=false
 for arg in "$@"; do
   case "$arg" in
     --redis) redis=true; run_file=dapr.redis.yaml ;;
+    --kafka) redis=true; kafka=true; run_file=dapr.kafka.yaml ;;
     -h|--help) usage; exit 0 ;;
     *) echo "error: unknown argument $arg" >&2; usage >&2; exit 2 ;;
   esac
@@ -104,6 +109,50 @@ if $redis; then
   fi
 fi
 
+tansu_pid=
+if $kafka; then
+  source scripts/lib/require.sh
+  # The topics are created with tansu's admin client, whichever broker runs them.
+  require_tansu
+  brokers="${KAFKA_BROKERS:-}"
+  if [ -z "$brokers" ]; then
+    brokers=127.0.0.1:9092
+    if port_open 9092; then
+      echo "error: something listens on 127.0.0.1:9092; set KAFKA_BROKERS if it is a Kafka broker" >&2
+      exit 1
+    fi
+    mkdir -p .local/kafka
+    echo "==> Starting tansu on $brokers (in-memory storage, stopped with the run)"
+    set -m
+    "$TANSU_BIN" broker --listener-url "tcp://$brokers" --advertised-listener-url "tcp://$brokers" \
+      --storage-engine memory://tansu/ >.local/kafka/tansu.log 2>&1 &
+    tansu_pid=$!
+    set +m
+    for _ in $(seq 100); do
+      port_open 9092 && break
+      kill -0 "$tansu_pid" 2>/dev/null || {
+        echo "error: tansu did not start; see .local/kafka/tansu.log" >&2
+        exit 1
+      }
+      sleep 0.1
+    done
+  else
+    echo "==> Using the Kafka broker(s) at $brokers"
+  fi
+  echo "==> Creating the topics of deploy/redpanda/topics.conf"
+  first="${brokers%%,*}"
+  grep -v '^[[:space:]]*#' deploy/redpanda/topics.conf | grep -v '^[[:space:]]*$' |
+    while read -r name partitions _retention; do
+      if ! out=$("$TANSU_BIN" topic create "$name" --partitions "$partitions" --broker "tcp://$first" 2>&1); then
+        echo "    $name: not created (it may exist already): ${out##*$'\n'}" >&2
+      fi
+    done
+  # The production component reads its broker list from Secret todo-kafka (key brokers) in the
+  # store `kubernetes`: deploy/local/kafka/kubernetes-secrets.yaml reads this file.
+  mkdir -p .local/kafka
+  printf '{"todo-kafka": {"brokers": "%s"}}\n' "$brokers" >.local/kafka/secrets.json
+fi
+
 mkdir -p .local/mail
 
 # The runner gets its own process group (job control on), so a Ctrl-C in the terminal reaches only
@@ -162,6 +211,11 @@ while :; do
   wait "$runner" || status=$?
   kill -0 "$runner" 2>/dev/null || break
 done
+if [ -n "$tansu_pid" ]; then
+  echo "==> Stopping the tansu broker this script started (its topics and events are gone)"
+  kill -TERM "$tansu_pid" 2>/dev/null || true
+  wait "$tansu_pid" 2>/dev/null || true
+fi
 if [ -n "$redis_pid" ]; then
   echo "==> Stopping the redis-server this script started (data kept in .local/redis)"
   kill -TERM "$redis_pid" 2>/dev/null || true

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # The project's test command: every crate's unit, integration and end-to-end tests.
-# Integration tests start real processes (the local sidecar, the services, redis-server, SMTP
-# servers) on random loopback ports; nothing outside this machine is touched.
+# Integration tests start real processes (the local sidecar, the services, redis-server, a tansu
+# Kafka broker, SMTP servers) on random loopback ports; nothing outside this machine is touched.
+# On a fresh machine this installs redis-server, cmake (librdkafka's build) and builds tansu once
+# into ~/.cache (see scripts/lib/require.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/require.sh
 require_redis_server
+require_kafka_build_tools
+require_tansu
 
 # The end-to-end tests (crates/e2e) run the real binaries, which `cargo test` does not build.
 echo "Building every binary of the workspace (cargo build --workspace --bins)..." >&2
