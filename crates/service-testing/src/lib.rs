@@ -13,8 +13,9 @@
 //! * [`RedisServer`]: a `redis-server` owned by one test, and resources folders putting the
 //!   state store and the pub/sub on it.
 //! * [`Proxy`]: a recording, fault-injecting proxy between an app and its sidecar.
-//! * [`Cluster`] and [`TestSidecar`], the sidecar's own harness, re-exported: this crate is the
-//!   one place that names where they come from.
+//! * [`Cluster`] and [`TestSidecar`], the sidecar's own harness, and [`KafkaBroker`] (a tansu
+//!   broker owned by one test), re-exported: this crate is the one place that names where they
+//!   come from.
 //!
 //! A harness fails loudly: set-up errors panic with what went wrong, as a test would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -35,7 +36,7 @@ pub use metrics::counter;
 pub use producers::{Producers, sidecar_client};
 pub use proxy::{Proxy, TxnFault};
 pub use redis::RedisServer;
-pub use sidecar_testing::{Cluster, TestSidecar, free_port};
+pub use sidecar_testing::{Cluster, KafkaBroker, TestSidecar, free_port};
 pub use spawn::{AppBuilder, TestApp, settings, spawn_app};
 
 /// Upper bound of any wait in the harness; every wait ends as soon as its condition holds.

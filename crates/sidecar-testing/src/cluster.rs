@@ -15,11 +15,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The components a harness runtime can load: the core's built-ins and Redis, as in the
+/// The components a harness runtime can load: the core's built-ins, Redis and Kafka, as in the
 /// `sidecar` binary, with the harness's hooks around every pub/sub and state store.
 fn components(faults: &Arc<Faults>, log: &Arc<PublishLog>, plain: &PlainStores) -> Components {
     let mut registry = Components::with_builtins();
     sidecar_redis::register(&mut registry);
+    sidecar_kafka::register(&mut registry);
     hooks::install(&mut registry, faults, log, plain);
     registry
 }

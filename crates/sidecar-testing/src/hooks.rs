@@ -64,6 +64,10 @@ impl PubSub for HookedPubSub {
         self.inner.features()
     }
 
+    fn consumer_group(&self, app_id: &str) -> Option<String> {
+        self.inner.consumer_group(app_id)
+    }
+
     fn publish(&self, msg: Message) -> BoxFuture<'_, Result<(), PubSubError>> {
         if self.faults.take_publish_failure() {
             return Box::pin(async { Err(PubSubError("injected publish failure".into())) });

@@ -30,12 +30,14 @@ mod cluster;
 mod error;
 mod faults;
 mod hooks;
+mod kafka;
 mod publish_log;
 mod sidecars;
 
 pub use cluster::{Cluster, PUBSUB, STATE_STORE};
 pub use error::HarnessError;
 pub use faults::Faults;
+pub use kafka::{KafkaBroker, TANSU_VERSION, parse_topics_conf, tansu_binary};
 pub use publish_log::{PUBLISH_LOG_LIMIT, PublishLog};
 pub use sidecars::{SidecarBuilder, TestSidecar, TokenArg};
 

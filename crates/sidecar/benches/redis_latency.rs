@@ -1,10 +1,12 @@
-//! Redis-backed components beside the in-memory ones, over real HTTP on loopback:
+//! Redis-backed and Kafka-backed components beside the in-memory ones, over real HTTP on
+//! loopback:
 //! * publish -> delivery: p50/p99 latency of one event at a time, then a burst with 16
 //!   concurrent publishers (throughput and latency under load);
 //! * state: save and get round trips (p50/p99), then 16 concurrent clients (ops/s).
 //!
 //! Starts its own `redis-server` on a free port, with the helper of this crate's tests (which is
-//! why the benchmark lives here rather than beside the in-memory one in `sidecar-core`). Run with
+//! why the benchmark lives here rather than beside the in-memory one in `sidecar-core`), and a
+//! tansu broker (`sidecar_testing::KafkaBroker`, topic `bench` with 3 partitions). Run with
 //! `cargo bench -p sidecar --bench redis_latency` (env `BENCH_N` scales the event count).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,7 +18,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use serde_json::json;
-use sidecar_testing::Cluster;
+use sidecar_testing::{Cluster, KafkaBroker};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -66,6 +68,21 @@ async fn redis_cluster(server: &server::RedisServer) -> (Cluster, tempfile::Temp
         dir.path().join("c.yaml"),
         format!(
             "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: todo-state\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: {addr}\n---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: todo-pubsub\nspec:\n  type: pubsub.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: {addr}\n"
+        ),
+    )
+    .unwrap();
+    (Cluster::from_resources(&[dir.path()]).await.unwrap(), dir)
+}
+
+/// `todo-pubsub` on a Kafka broker (a new group starts at the oldest record, so nothing published
+/// while the subscriber joins is missed), state in memory.
+async fn kafka_cluster(broker: &KafkaBroker) -> (Cluster, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let brokers = broker.brokers();
+    std::fs::write(
+        dir.path().join("c.yaml"),
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: todo-state\nspec:\n  type: state.in-memory\n  version: v1\n---\napiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: todo-pubsub\nspec:\n  type: pubsub.kafka\n  version: v1\n  metadata:\n  - name: brokers\n    value: \"{brokers}\"\n  - name: authType\n    value: none\n  - name: initialOffset\n    value: oldest\n"
         ),
     )
     .unwrap();
@@ -232,6 +249,12 @@ fn main() {
         let (cluster, _dir) = redis_cluster(&redis).await;
         pubsub("redis", &cluster, n).await;
         state("redis", &cluster, n).await;
+        cluster.shutdown().await;
+
+        let broker = KafkaBroker::start();
+        broker.create_topic("bench", 3);
+        let (cluster, _dir) = kafka_cluster(&broker).await;
+        pubsub("kafka", &cluster, n).await;
         cluster.shutdown().await;
     });
 }

@@ -1,6 +1,6 @@
 //! The `sidecar` binary's library: a local stand-in for `daprd` (same flags) and for the Dapr CLI's
 //! `dapr run -f` (multi-app run files), built on `sidecar-core` with the Redis components of
-//! `sidecar-redis`. Its one job is running sidecars and apps: the command line ([`cli`]), run files
+//! `sidecar-redis` and the Kafka component of `sidecar-kafka`. Its one job is running sidecars and apps: the command line ([`cli`]), run files
 //! ([`runfile`]), and app processes with their process groups and signals ([`runner`]).
 //!
 //! The crate also builds `dapr-test-app`, the small app the multi-app tests run. It stays a binary
@@ -14,9 +14,10 @@ pub mod runner;
 
 use sidecar_core::Registry;
 
-/// The components every `sidecar` build can load: the core's built-ins and Redis.
+/// The components every `sidecar` build can load: the core's built-ins, Redis and Kafka.
 pub fn components() -> Registry {
     let mut registry = Registry::with_builtins();
     sidecar_redis::register(&mut registry);
+    sidecar_kafka::register(&mut registry);
     registry
 }

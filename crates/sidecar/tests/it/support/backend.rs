@@ -1,6 +1,7 @@
-//! The components the conformance scenarios run on: the in-memory ones, or the Redis ones
-//! (`pubsub.redis`, `state.redis`) on a given local `redis-server`. Both sets have the same
-//! component names and settings, so every scenario reads the same on either.
+//! The components the conformance scenarios run on: the in-memory ones, the Redis ones
+//! (`pubsub.redis`, `state.redis`) on a given local `redis-server`, or `pubsub.kafka` on a given
+//! local Kafka-protocol broker with in-memory state. Every set has the same component names and
+//! settings, so every scenario reads the same on each.
 
 /// Which brokers and stores the sidecar under test uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,7 +11,43 @@ pub enum Backend {
     Redis {
         port: u16,
     },
+    /// A Kafka-protocol broker on 127.0.0.1 at this port, owned by the test, holding
+    /// [`KAFKA_TOPICS`].
+    Kafka {
+        port: u16,
+    },
 }
+
+/// Every topic the scenarios use, created on a Kafka test broker before the sidecar starts (Kafka
+/// brokers in production do not create topics on first use either).
+pub const KAFKA_TOPICS: &[&str] = &[
+    "orders",
+    "orders-dlq",
+    "m",
+    "t",
+    "x",
+    "outcomes",
+    "outcomes-dlq",
+    "once",
+    "once-dlq",
+    "later",
+    "history",
+    "routed",
+    "picky",
+    "picky-dlq",
+    "any",
+    "drops",
+    "retries",
+    "allowed-topic",
+    "other-topic",
+];
+
+/// Partitions of each scenario topic on Kafka: several, so per-partition delivery is exercised.
+pub const KAFKA_PARTITIONS: u32 = 3;
+
+/// Component-level retry of a message the app refused on Kafka: short, so a redelivery comes
+/// back within a test's deadline (the default is every 5 s).
+pub const KAFKA_BACKOFF: &str = "300ms";
 
 /// Pending-entry reclaim of the Redis pub/sub: short, so a delivery the app asked to retry comes
 /// back within a test's deadline (deploy/local/redis uses 60 s / 10 s).
@@ -22,8 +59,16 @@ impl Backend {
         Backend::Redis { port }
     }
 
+    pub fn kafka(port: u16) -> Backend {
+        Backend::Kafka { port }
+    }
+
     pub fn is_redis(&self) -> bool {
         matches!(self, Backend::Redis { .. })
+    }
+
+    pub fn is_kafka(&self) -> bool {
+        matches!(self, Backend::Kafka { .. })
     }
 
     /// The component type of the pub/sub components, as the metadata API reports it.
@@ -31,13 +76,14 @@ impl Backend {
         match self {
             Backend::InMemory => "pubsub.in-memory",
             Backend::Redis { .. } => "pubsub.redis",
+            Backend::Kafka { .. } => "pubsub.kafka",
         }
     }
 
     /// The component type of the state stores.
     pub fn state_type(&self) -> &'static str {
         match self {
-            Backend::InMemory => "state.in-memory",
+            Backend::InMemory | Backend::Kafka { .. } => "state.in-memory",
             Backend::Redis { .. } => "state.redis",
         }
     }
@@ -49,6 +95,7 @@ impl Backend {
         match self {
             Backend::InMemory => super::COMPONENTS,
             Backend::Redis { port } => Box::leak(redis_components(*port).into_boxed_str()),
+            Backend::Kafka { port } => Box::leak(kafka_components(*port).into_boxed_str()),
         }
     }
 }
@@ -77,6 +124,38 @@ fn redis_components(port: u16) -> String {
             "restricted-pubsub",
             "pubsub.redis",
             &[reclaim[0], reclaim[1], ("allowedTopics", "allowed-topic")],
+        ),
+    ]
+    .join("---\n")
+}
+
+/// `initialOffset: oldest`: each test's broker is new, so a group starting at the oldest record
+/// sees exactly what the test published, even when it joins after the first publish.
+fn kafka_components(port: u16) -> String {
+    let kafka = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  \
+             type: pubsub.kafka\n  version: v1\n  metadata:\n    - name: brokers\n      value: \"127.0.0.1:{port}\"\n\
+             \x20   - name: authType\n      value: none\n    - name: initialOffset\n      value: oldest\n\
+             \x20   - name: backOffDuration\n      value: \"{KAFKA_BACKOFF}\"\n{extra}"
+        )
+    };
+    let memory = |name: &str, extra: &str| {
+        format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  \
+             type: state.in-memory\n  version: v1\n{extra}"
+        )
+    };
+    [
+        kafka("todo-pubsub", ""),
+        memory("todo-state", ""),
+        memory(
+            "shared-state",
+            "  metadata:\n    - name: keyPrefix\n      value: none\n",
+        ),
+        kafka(
+            "restricted-pubsub",
+            "    - name: allowedTopics\n      value: \"allowed-topic\"\n",
         ),
     ]
     .join("---\n")
