@@ -10,7 +10,7 @@ use yaml_serde::Value;
 use crate::violation::{Rule, Violation};
 
 /// The run files at the repository root that the checks read.
-pub const RUN_FILES: [&str; 2] = ["dapr.yaml", "dapr.redis.yaml"];
+pub const RUN_FILES: [&str; 3] = ["dapr.yaml", "dapr.redis.yaml", "dapr.kafka.yaml"];
 
 /// Reading the repository failed.
 #[derive(Debug, thiserror::Error)]
@@ -26,27 +26,39 @@ pub enum LoadError {
 #[derive(Debug, Clone, Default)]
 pub struct Sources {
     pub files: BTreeMap<String, String>,
+    /// Files that are symbolic links to another file of the sources: link path to target path.
+    /// A link reads as its target's current text, so an edit of the target shows in both.
+    pub links: BTreeMap<String, String>,
 }
 
 impl Sources {
     /// Every `.yaml`/`.yml` file under `deploy/`, plus the run files.
     pub fn load(root: &Path) -> Result<Self, LoadError> {
-        let mut files = BTreeMap::new();
-        collect(root, &root.join("deploy"), &mut files)?;
+        let mut sources = Self::default();
+        collect(root, &root.join("deploy"), &mut sources)?;
         for name in RUN_FILES {
             let path = root.join(name);
             if path.is_file() {
-                files.insert(name.to_owned(), read(&path)?);
+                sources.files.insert(name.to_owned(), read(&path)?);
             }
         }
-        Ok(Self { files })
+        Ok(sources)
+    }
+
+    /// The text of `path`, following a link to its target.
+    pub fn text(&self, path: &str) -> Option<&String> {
+        self.links
+            .get(path)
+            .and_then(|target| self.files.get(target))
+            .or_else(|| self.files.get(path))
     }
 
     /// Parses every file; a file that does not parse is reported and left out.
     pub fn parse(&self) -> Manifests {
         let mut files = BTreeMap::new();
         let mut errors = Vec::new();
-        for (path, text) in &self.files {
+        for path in self.files.keys() {
+            let text = self.text(path).map_or("", String::as_str);
             match parse_documents(text) {
                 Ok(docs) => {
                     files.insert(path.clone(), docs);
@@ -65,7 +77,7 @@ fn read(path: &Path) -> Result<String, LoadError> {
     })
 }
 
-fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, String>) -> Result<(), LoadError> {
+fn collect(root: &Path, dir: &Path, sources: &mut Sources) -> Result<(), LoadError> {
     let entries = fs::read_dir(dir).map_err(|source| LoadError::Read {
         path: dir.to_owned(),
         source,
@@ -78,22 +90,35 @@ fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, String>) -> Res
             })?
             .path();
         if path.is_dir() {
-            collect(root, &path, files)?;
+            collect(root, &path, sources)?;
         } else if matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("yaml" | "yml")
         ) {
-            let relative = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy())
-                .collect::<Vec<_>>()
-                .join("/");
-            files.insert(relative, read(&path)?);
+            let relative = relative_to(root, &path);
+            let is_link = fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+            if is_link
+                && let (Ok(target), Ok(base)) = (fs::canonicalize(&path), fs::canonicalize(root))
+                && target.starts_with(&base)
+            {
+                sources
+                    .links
+                    .insert(relative.clone(), relative_to(&base, &target));
+            }
+            sources.files.insert(relative, read(&path)?);
         }
     }
     Ok(())
+}
+
+/// `path` relative to `root`, with `/` separators.
+fn relative_to(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Every document of a multi-document YAML text; empty documents are skipped.

@@ -31,6 +31,8 @@ pub enum Rule {
     SubscriptionRoute,
     /// A run file's apps, app ids or ports differ from the services'.
     RunFileApps,
+    /// The Kafka run file does not load the production pub/sub component as it is.
+    ProductionPubSub,
 }
 
 impl Rule {
@@ -50,6 +52,7 @@ impl Rule {
             Rule::SubscribedTopics => "subscribed-topics",
             Rule::SubscriptionRoute => "subscription-route",
             Rule::RunFileApps => "run-file-apps",
+            Rule::ProductionPubSub => "production-pubsub",
         }
     }
 }

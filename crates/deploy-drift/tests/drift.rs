@@ -107,6 +107,8 @@ fn the_repository_has_no_drift() {
         "deploy/local/redis/pubsub.yaml",
         "dapr.yaml",
         "dapr.redis.yaml",
+        "dapr.kafka.yaml",
+        "deploy/local/kafka/pubsub.yaml",
     ] {
         assert!(sources.files.contains_key(must), "{must} not loaded");
     }
@@ -284,6 +286,44 @@ fn run_file_apps_and_ports_are_checked() {
     );
     assert_fires(&found, "dapr.redis.yaml", Rule::RunFileApps);
     assert!(report(&found).contains("reminder-scheduler is missing"));
+}
+
+/// The Kafka run file must load production's pub/sub component through a link, so a local
+/// run cannot drift from it: an edited copy in its folder, or a folder with another pub/sub, is
+/// reported; an edit of the production file shows through the link and is not.
+#[test]
+fn the_kafka_run_file_loads_the_production_pubsub_itself() {
+    let link = "deploy/local/kafka/pubsub.yaml";
+    let mut copied = sources();
+    assert_eq!(
+        copied.links.remove(link).as_deref(),
+        Some("deploy/dapr/pubsub.yaml"),
+        "{link} must be a link to the production file"
+    );
+    let text = copied.files.get_mut(link).unwrap();
+    let reference = "secretKeyRef:\n        name: todo-kafka\n        key: brokers";
+    assert!(text.contains(reference), "{text}");
+    *text = text.replace(reference, "value: \"127.0.0.1:9092\"");
+    let found = check_all(&copied.parse(), &expected());
+    assert_fires(&found, link, Rule::ProductionPubSub);
+
+    let found = with_edit(
+        "dapr.kafka.yaml",
+        "resourcesPaths: [./deploy/local/kafka]",
+        "resourcesPaths: [./deploy/local/redis]",
+    );
+    assert_fires(
+        &found,
+        "deploy/local/redis/pubsub.yaml",
+        Rule::ProductionPubSub,
+    );
+
+    let found = with_edit(
+        "deploy/dapr/pubsub.yaml",
+        "initialOffset\n      value: \"oldest\"",
+        "initialOffset\n      value: \"newest\"",
+    );
+    assert!(found.is_empty(), "{}", report(&found));
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! so `cargo build --workspace --bins` must run first (`scripts/test.sh` does).
 
 pub mod binaries;
+pub mod kafka;
 pub mod poll;
 pub mod processes;
 pub mod redis;
@@ -14,8 +15,10 @@ pub mod runfile;
 pub mod system;
 
 pub use binaries::{Binaries, MissingBinary};
+pub use kafka::kafka_resources;
 pub use poll::poll_until;
 pub use redis::RedisServer;
 pub use runfile::{AppPorts, RunFile};
+pub use service_testing::KafkaBroker;
 pub use smtp_sink::{Received, SmtpSink};
 pub use system::System;

@@ -53,8 +53,8 @@ impl RedisServer {
         self.port
     }
 
-    /// Copies the component files of `from` into `to`, with `localhost:6379` replaced by this
-    /// server's address.
+    /// Copies the component files of `from` into `to` (a link is copied as the file it points
+    /// to), with `localhost:6379` replaced by this server's address.
     pub fn resources_copy(&self, from: &Path, to: &Path) -> anyhow::Result<()> {
         std::fs::create_dir_all(to)?;
         let address = format!("127.0.0.1:{}", self.port);

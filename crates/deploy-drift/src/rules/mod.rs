@@ -16,6 +16,7 @@ pub fn check_all(manifests: &Manifests, expected: &Expected) -> Vec<Violation> {
     found.extend(pubsub::allowed_topics(manifests, expected));
     found.extend(pubsub::component_names(manifests, expected));
     found.extend(pubsub::consumer_groups(manifests));
+    found.extend(pubsub::kafka_run_file(manifests, expected));
     found.extend(subscriptions::declarative(manifests, expected));
     found.sort();
     found

@@ -1,4 +1,5 @@
-//! Components: `allowedTopics`, component names, consumer groups.
+//! Components: `allowedTopics`, component names, consumer groups, and the Kafka run file's
+//! use of the production pub/sub component.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,7 +8,7 @@ use yaml_serde::Value;
 use crate::expected::Expected;
 use crate::manifests::Manifests;
 use crate::violation::{Rule, Violation};
-use crate::yaml::{component_metadata, kind, scopes, text_at};
+use crate::yaml::{component_metadata, kind, scopes, seq_at, text_at};
 
 /// Every copy of the pub/sub component that sets `allowedTopics` (component sets and overlay
 /// patches alike) allows exactly the topics the code publishes or subscribes to.
@@ -138,6 +139,75 @@ pub fn consumer_groups(manifests: &Manifests) -> Vec<Violation> {
                 ));
             }
         }
+    }
+    found
+}
+
+/// The run file that runs the services on Kafka.
+pub const KAFKA_RUN_FILE: &str = "dapr.kafka.yaml";
+/// The production pub/sub component file.
+pub const PRODUCTION_PUBSUB: &str = "deploy/dapr/pubsub.yaml";
+
+/// `dapr.kafka.yaml` loads the production pub/sub component as it is: a resources folder it names
+/// defines the pub/sub, and every definition there is the one of `deploy/dapr/pubsub.yaml` (a
+/// link to it, not an edited copy; the broker address comes through its `secretKeyRef`).
+pub fn kafka_run_file(manifests: &Manifests, expected: &Expected) -> Vec<Violation> {
+    let Some(run) = manifests.docs(KAFKA_RUN_FILE).and_then(<[Value]>::first) else {
+        return Vec::new();
+    };
+    let is_pubsub = |doc: &Value| {
+        kind(doc) == Some("Component")
+            && text_at(doc, &["metadata", "name"]).as_deref() == Some(&expected.pubsub_name)
+    };
+    let Some(production) = manifests
+        .docs(PRODUCTION_PUBSUB)
+        .and_then(|docs| docs.iter().find(|d| is_pubsub(d)))
+    else {
+        return vec![Violation::new(
+            PRODUCTION_PUBSUB,
+            Rule::ProductionPubSub,
+            format!("defines no component {}", expected.pubsub_name),
+        )];
+    };
+    let folders: BTreeSet<String> = seq_at(run, &["common", "resourcesPaths"])
+        .iter()
+        .chain(
+            seq_at(run, &["apps"])
+                .iter()
+                .flat_map(|app| seq_at(app, &["resourcesPaths"])),
+        )
+        .filter_map(crate::yaml::text)
+        .map(|p| format!("{}/", p.trim_start_matches("./").trim_end_matches('/')))
+        .collect();
+    let mut found = Vec::new();
+    let mut loaded = false;
+    for folder in &folders {
+        for (file, doc) in manifests.components_in(folder) {
+            if !is_pubsub(doc) {
+                continue;
+            }
+            loaded = true;
+            if doc != production {
+                found.push(Violation::new(
+                    file,
+                    Rule::ProductionPubSub,
+                    format!(
+                        "{} differs from {PRODUCTION_PUBSUB}; {KAFKA_RUN_FILE} must load the production file itself",
+                        expected.pubsub_name
+                    ),
+                ));
+            }
+        }
+    }
+    if !loaded {
+        found.push(Violation::new(
+            KAFKA_RUN_FILE,
+            Rule::ProductionPubSub,
+            format!(
+                "no resources folder defines {}; point resourcesPaths at a folder linking {PRODUCTION_PUBSUB}",
+                expected.pubsub_name
+            ),
+        ));
     }
     found
 }

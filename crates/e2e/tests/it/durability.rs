@@ -1,4 +1,5 @@
-//! Durability with the Redis components (`dapr.redis.yaml`): tasks are created in a steady stream
+//! Durability with the Redis components (`dapr.redis.yaml`), and with production's Kafka
+//! component and Redis state (`dapr.kafka.yaml`): tasks are created in a steady stream
 //! through task-api while the whole run (the sidecar runner and every app) is killed with SIGKILL,
 //! then started again on the same Redis. Every task whose creation was acknowledged produces
 //! exactly one "New task" email and exactly one `task-created` audit entry; a creation whose
@@ -7,7 +8,8 @@
 //! server accepted, the process died before the sent mark) may put the same message on the wire
 //! twice, and the test allows that only for a first copy sent before the kill.
 //!
-//! Needs `cargo build --workspace --bins` first, and `redis-server`/`redis-cli` on the PATH.
+//! Needs `cargo build --workspace --bins` first, `redis-server`/`redis-cli` on the PATH, and tansu
+//! (`scripts/test.sh` builds it).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::durability_support;
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use durability_support::{shorten_redelivery, token};
 use e2e::System;
-use e2e::{Binaries, RedisServer, RunFile, SmtpSink, poll_until};
+use e2e::{Binaries, KafkaBroker, RedisServer, RunFile, SmtpSink, kafka_resources, poll_until};
 use serde_json::{Value, json};
 
 const TASK_API: &str = "task-api";
@@ -124,10 +126,42 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing() {
         .unwrap();
     // A consumer killed mid-delivery leaves its entry pending; claim it again after 3 s.
     shorten_redelivery(&resources, "3s", "1s").unwrap();
-    let smtp = SmtpSink::start().unwrap();
     let run_file = RunFile::from_file(&bins.workspace().join("dapr.redis.yaml"))
         .unwrap()
         .common_resources(&resources);
+    sigkill_mid_stream(t0, &bins, dir.path(), &redis, run_file).await;
+}
+
+/// The same on `dapr.kafka.yaml`: production's Kafka component on a tansu broker that outlives
+/// the killed run. Events delivered but not yet committed when the run died come again to the
+/// restarted consumers; the services' idempotence keeps them to one email and one audit entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_kafka_sigkill_mid_stream_loses_and_doubles_nothing() {
+    let t0 = Instant::now();
+    let bins = Binaries::locate().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path()).unwrap();
+    let broker = KafkaBroker::start();
+    let resources = dir.path().join("resources");
+    kafka_resources(bins.workspace(), &redis, &broker, &resources).unwrap();
+    let run_file = RunFile::from_file(&bins.workspace().join("dapr.kafka.yaml"))
+        .unwrap()
+        .common_resources(&resources);
+    sigkill_mid_stream(t0, &bins, dir.path(), &redis, run_file).await;
+}
+
+/// Runs `run_file`, creates tasks in a stream, kills everything with SIGKILL after
+/// [`BEFORE_KILL`] acknowledged creations, starts the run again and checks every task's email
+/// and audit entry.
+async fn sigkill_mid_stream(
+    t0: Instant,
+    bins: &Binaries,
+    dir: &std::path::Path,
+    redis: &RedisServer,
+    run_file: RunFile,
+) {
+    let bins = bins.clone();
+    let smtp = SmtpSink::start().unwrap();
     let secret = run_file.setting(TASK_API, "JWT_SECRET").unwrap();
     let admin = run_file.setting(AUDIT_LOGGER, "AUDIT_ADMIN_TOKEN").unwrap();
     let (file, apps) = run_file
@@ -140,9 +174,9 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing() {
         // expires. The default (10 min) outlasts the delivery retries of deploy/local/redis, so
         // the event would be dead-lettered and its email never sent.
         .env(EMAIL_WORKER, "CLAIM_TTL", CLAIM_TTL)
-        .write(dir.path(), bins.workspace(), &bins)
+        .write(dir, bins.workspace(), &bins)
         .unwrap();
-    let log = dir.path().join("run.log");
+    let log = dir.join("run.log");
 
     let mut run = System::start(&bins, &file, apps.clone(), log.clone()).unwrap();
     run.wait_ready(Duration::from_secs(60)).await.unwrap();
@@ -379,5 +413,4 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing() {
     );
     let pids = run.kill9().unwrap();
     assert_eq!(pids.len(), apps.len() + 1);
-    drop(redis);
 }

@@ -1,5 +1,5 @@
 //! The whole system, end to end, with the real binaries in a multi-app run derived from the
-//! repository's `dapr.yaml` (and `dapr.redis.yaml`): a task created through task-api produces
+//! repository's `dapr.yaml` (and `dapr.redis.yaml`, `dapr.kafka.yaml`): a task created through task-api produces
 //! exactly one "new task" email, a reminder and exactly one "due soon" email, and an audit trail
 //! that records every step in order and verifies. Stopping the run (SIGINT, as Ctrl-C) leaves no
 //! process behind.
@@ -8,7 +8,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use e2e::{Binaries, RedisServer, RunFile, SmtpSink, System, poll_until};
+use e2e::{
+    Binaries, KafkaBroker, RedisServer, RunFile, SmtpSink, System, kafka_resources, poll_until,
+};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -87,6 +89,29 @@ async fn dapr_redis_yaml_a_task_is_emailed_reminded_completed_and_audited() {
         run_file,
         dir.path(),
         &["pubsub.redis", "state.redis"],
+    )
+    .await;
+}
+
+/// The same flow with `dapr.kafka.yaml`: production's Kafka pub/sub component file on a tansu
+/// broker of the test's own (topics from `deploy/redpanda/topics.conf`, as production creates
+/// them), its broker list through the same `secretKeyRef`, and Redis state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dapr_kafka_yaml_a_task_is_emailed_reminded_completed_and_audited() {
+    let bins = binaries();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path()).unwrap();
+    let broker = KafkaBroker::start();
+    let resources = dir.path().join("resources");
+    kafka_resources(bins.workspace(), &redis, &broker, &resources).unwrap();
+    let run_file = RunFile::from_file(&bins.workspace().join("dapr.kafka.yaml"))
+        .unwrap()
+        .common_resources(&resources);
+    task_flow(
+        &bins,
+        run_file,
+        dir.path(),
+        &["pubsub.kafka", "state.redis"],
     )
     .await;
 }
