@@ -35,8 +35,15 @@ pub struct EntryDraft {
     pub event_type: String,
     /// The topic the event was published on (the original topic for dead letters and replays).
     pub topic: String,
-    /// The app that produced the event.
+    /// The publishing app as Dapr reports it: the CloudEvent `source`, which the publisher's
+    /// sidecar sets to its app id (never the envelope's own `source` field, which the body's
+    /// author writes).
     pub source: String,
+    /// Why the publisher is suspect, when it is: `source` is not an app allowed to publish the
+    /// topic, or the envelope claims another producer. Absent (and not hashed) otherwise, so
+    /// entries written before this field existed keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_mismatch: Option<String>,
     pub task_id: Option<String>,
     pub user_id: Option<String>,
     pub task_version: Option<u64>,
@@ -66,7 +73,8 @@ pub struct Entry {
 
 impl EntryDraft {
     /// A draft of an event `envelope` (the CloudEvent's data) seen on `topic`; `ce_id` is the
-    /// CloudEvent id, used when the envelope has no `event_id`.
+    /// CloudEvent id, used when the envelope has no `event_id`; `ce_source` is the CloudEvent
+    /// `source`, recorded as the publisher.
     pub fn from_envelope(
         topic: &str,
         ce_id: &str,
@@ -95,7 +103,8 @@ impl EntryDraft {
             event_id,
             event_type: text(envelope.get("event_type")).unwrap_or_else(|| topic.to_owned()),
             topic: topic.to_owned(),
-            source: text(envelope.get("source")).unwrap_or_else(|| ce_source.to_owned()),
+            source: ce_source.to_owned(),
+            source_mismatch: source_mismatch(topic, ce_source, text(envelope.get("source"))),
             task_id,
             user_id,
             task_version,
@@ -130,6 +139,31 @@ impl Entry {
         }
         sha256_hex(&value)
     }
+}
+
+/// What is wrong with the publisher of an event on `topic`, if anything. The CloudEvent
+/// `source` must be an app allowed to publish the topic (`events::Topic::publishers`); the
+/// envelope's `source` must name the same app, or the topic's producer when the audit-logger
+/// replayed it. Unknown topics are judged by the envelope claim alone.
+fn source_mismatch(topic: &str, ce_source: &str, claimed: Option<String>) -> Option<String> {
+    let topic_rules = topic.parse::<events::Topic>().ok();
+    let mut problems = Vec::new();
+    if let Some(t) = topic_rules
+        && !t.accepts_publisher(ce_source)
+    {
+        problems.push(format!(
+            "published by `{ce_source}`, but only {} may publish {t}",
+            t.publishers().join(", ")
+        ));
+    }
+    if let Some(claimed) = claimed.filter(|c| c != ce_source) {
+        let replayed =
+            ce_source == events::REPLAYER && topic_rules.is_some_and(|t| t.producer() == claimed);
+        if !replayed {
+            problems.push(format!("the envelope claims source `{claimed}`"));
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
 }
 
 /// RFC 3339 UTC with microseconds, the form the envelopes use.
@@ -173,6 +207,48 @@ mod tests {
             Some("2026-01-02T03:04:05.123456Z")
         );
         assert!(d.payload.starts_with(r#"{"changed_fields":["title"]"#));
+    }
+
+    #[test]
+    fn the_publisher_is_the_cloud_event_source_and_a_mismatch_is_marked() {
+        let honest =
+            EntryDraft::from_envelope("task-updated", "ce", "task-api", &envelope(), Utc::now())
+                .unwrap();
+        assert_eq!(honest.source, "task-api");
+        assert_eq!(honest.source_mismatch, None);
+
+        // reminder-scheduler's sidecar published a task-updated claiming to be task-api.
+        let forged = EntryDraft::from_envelope(
+            "task-updated",
+            "ce",
+            "reminder-scheduler",
+            &envelope(),
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(forged.source, "reminder-scheduler");
+        let why = forged.source_mismatch.unwrap();
+        assert!(
+            why.contains("only task-api, audit-logger may publish task-updated")
+                && why.contains("the envelope claims source `task-api`"),
+            "{why}"
+        );
+
+        // A replay comes from the audit-logger on behalf of the producer: not a mismatch.
+        let replayed = EntryDraft::from_envelope(
+            "task-updated",
+            "ce",
+            "audit-logger",
+            &envelope(),
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(replayed.source_mismatch, None);
+
+        // No CloudEvent source at all (a raw payload): nothing vouches for the publisher.
+        let raw = EntryDraft::from_envelope("task-updated", "", "", &envelope(), Utc::now())
+            .unwrap();
+        assert!(raw.source_mismatch.unwrap().contains("published by ``"));
     }
 
     #[test]

@@ -128,6 +128,7 @@ mod tests {
             event_type: "task-created".into(),
             topic: "task-created".into(),
             source: "task-api".into(),
+            source_mismatch: None,
             task_id: None,
             user_id: None,
             task_version: None,

@@ -162,6 +162,7 @@ mod tests {
             event_type: "task-updated".into(),
             topic: "task-updated".into(),
             source: "task-api".into(),
+            source_mismatch: None,
             task_id: Some("t".into()),
             user_id: Some("u".into()),
             task_version: Some(i + 1),

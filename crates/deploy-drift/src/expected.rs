@@ -19,6 +19,10 @@ pub struct Expected {
     pub topics: BTreeSet<String>,
     /// Per subscribing app, the topics it consumes.
     pub subscriptions: BTreeMap<String, BTreeSet<String>>,
+    /// Per app (every app), the topics its sidecar may publish: `publishingScopes`.
+    pub publishing: BTreeMap<String, BTreeSet<String>>,
+    /// Per app (every app), the topics it may subscribe to: `subscriptionScopes`.
+    pub subscribing: BTreeMap<String, BTreeSet<String>>,
     pub pubsub_name: String,
     pub state_store_name: String,
 }
@@ -45,8 +49,19 @@ impl Expected {
             .or_default()
             .extend(events::dead_letter_topics());
 
+        let publishing = apps::ALL
+            .iter()
+            .map(|app| ((*app).to_owned(), events::access::published_topics(app)))
+            .collect();
+        let subscribing = apps::ALL
+            .iter()
+            .map(|app| ((*app).to_owned(), events::access::subscribed_topics(app)))
+            .collect();
+
         Self {
             services,
+            publishing,
+            subscribing,
             topics,
             subscriptions,
             pubsub_name: events::PUBSUB_NAME.into(),

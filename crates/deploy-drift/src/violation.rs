@@ -31,6 +31,16 @@ pub enum Rule {
     SubscriptionRoute,
     /// A run file's apps, app ids or ports differ from the services'.
     RunFileApps,
+    /// `publishingScopes`/`subscriptionScopes` of the pub/sub differ from the `events` crate's.
+    PubsubScopes,
+    /// A docker-compose secret has a default or a literal value instead of `${VAR:?...}`.
+    ComposeSecrets,
+    /// A docker-compose port is published on an address other than 127.0.0.1.
+    ComposePorts,
+    /// An Ingress routes more than the REST API (`/api`).
+    IngressPaths,
+    /// An image is untagged or `:latest`.
+    ImageTags,
 }
 
 impl Rule {
@@ -50,6 +60,11 @@ impl Rule {
             Rule::SubscribedTopics => "subscribed-topics",
             Rule::SubscriptionRoute => "subscription-route",
             Rule::RunFileApps => "run-file-apps",
+            Rule::PubsubScopes => "pubsub-scopes",
+            Rule::ComposeSecrets => "compose-secrets",
+            Rule::ComposePorts => "compose-ports",
+            Rule::IngressPaths => "ingress-paths",
+            Rule::ImageTags => "image-tags",
         }
     }
 }

@@ -4,6 +4,13 @@
 //! Deliveries are taken raw and decoded here (not by the typed router) so that an undecodable
 //! event is still counted and, when its ids can be read, announced as `notification-failed`
 //! before it is dropped.
+//!
+//! A trigger whose CloudEvent `source` is not an app allowed to publish its topic
+//! ([`events::Topic::publishers`]: the producer, or the audit-logger replaying a dead letter) is
+//! dropped without an email or an announcement: its recipient and text cannot be trusted. The
+//! `source` is what the publisher's sidecar stamps with its app id; the pub/sub component's
+//! `publishingScopes` are what stop another app's sidecar from publishing the topic at all (see
+//! the README's threat model for what each guarantees).
 
 use std::sync::Arc;
 
@@ -48,6 +55,17 @@ async fn handle<T: EventPayload>(
     kind: EmailKind,
     notification: fn(&events::Envelope<T>) -> Notification,
 ) -> Outcome {
+    let source = event.cloud_event.source.as_str();
+    if !T::TOPIC.accepts_publisher(source) {
+        let reason = format!(
+            "`{}` published by `{source}`, which may not publish it (allowed: {})",
+            T::TOPIC,
+            T::TOPIC.publishers().join(", ")
+        );
+        tracing::warn!(ce_id = %event.cloud_event.id, %reason, "dropping a trigger from an app not allowed to publish it; no email");
+        counters::failed(kind, "forbidden_publisher");
+        return Outcome::Drop(reason);
+    }
     let traceparent = event.traceparent().map(str::to_owned);
     match events::decode::<T>(&event.body) {
         Ok(delivery) => {

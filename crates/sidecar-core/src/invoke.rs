@@ -5,6 +5,11 @@
 //! status, headers and body come back unchanged. The caller's `dapr-api-token` was already
 //! removed by the token check; the target's app token is added when configured.
 //!
+//! The target's access control ([`crate::acl`]) is checked first, as the called app's sidecar
+//! does in daprd (`pkg/api/grpc/daprinternal.go` `callLocalValidateACL`): a denied call is 403
+//! `ERR_DIRECT_INVOKE` (`pkg/api/http/directmessaging.go` maps the callee's `PermissionDenied`
+//! to 403). Invoking one's own app is not checked.
+//!
 //! Limits, as daprd answers them (500 `ERR_DIRECT_INVOKE`, `failed to invoke, id: <app>, err:
 //! <cause>`):
 //! * The response body may be at most the caller's `--max-body-size`: daprd reads the app's
@@ -118,6 +123,27 @@ pub async fn invoke(
             format!("couldn't find service: {app_id}"),
         ));
     };
+    if let Some(acl) = &target.access_control
+        && app_id != state.app_id()
+    {
+        let caller_domain = state
+            .opts
+            .access_control
+            .as_ref()
+            .map_or(crate::acl::DEFAULT_TRUST_DOMAIN, |a| a.trust_domain());
+        let namespace = crate::acl::DEFAULT_NAMESPACE;
+        let caller = state.app_id();
+        if !acl.allows(caller, caller_domain, namespace, verb.as_str(), &method) {
+            tracing::debug!(%caller, callee = %app_id, %method, %verb, "invocation denied by access control");
+            return Err(ApiError::legacy(
+                StatusCode::FORBIDDEN,
+                "ERR_DIRECT_INVOKE",
+                format!(
+                    "failed to invoke, id: {app_id}, err: rpc error: code = PermissionDenied desc = access control policy has denied access to id: spiffe://{caller_domain}/ns/{namespace}/{caller} operation: {method} verb: {verb}"
+                ),
+            ));
+        }
+    }
     // The target's sidecar answers for an app its health checks found unhealthy.
     if !*target.healthy.borrow() {
         return Err(invoke_error(&app_id, "app is not in a healthy state"));

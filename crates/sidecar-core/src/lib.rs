@@ -16,7 +16,8 @@
 //!
 //! A module uses only modules of its own layer listed before it, or of earlier layers:
 //!
-//! 1. [`go`] (Go-compatible parsing), [`scopes`] (topic access rules);
+//! 1. [`go`] (Go-compatible parsing), [`scopes`] (topic access rules), [`acl`] (invocation
+//!    access control);
 //! 2. [`resources`] (resource files), [`metadata`] (request metadata, state keys),
 //!    [`cloudevent`] (envelopes);
 //! 3. [`components`]: component traits, the built-in components and the [`Registry`];
@@ -53,9 +54,13 @@
 //!   the app is unhealthy until its first successful probe and after `threshold` failed ones in
 //!   a row; meanwhile messages wait undelivered and invocations of it fail with
 //!   `ERR_DIRECT_INVOKE` (see [`app_health`]).
+//! * Service invocation access control (`spec.accessControl` of the Configuration given with
+//!   `--config`) is applied by the called app's sidecar, with the caller's identity known for
+//!   certain (as daprd with mTLS); see [`acl`].
 //! * Not implemented: bulk subscribe, outbound (publish/state) resiliency, the outbox, actors,
 //!   gRPC.
 
+pub mod acl;
 pub mod api;
 pub mod app_health;
 pub mod cloudevent;

@@ -38,6 +38,7 @@ pub(crate) async fn start(state: Arc<SidecarState>) {
                 addr: sock,
                 app_api_token: state.opts.app_api_token.clone(),
                 healthy: state.app_healthy.subscribe(),
+                access_control: state.opts.access_control.clone(),
             },
         );
     }

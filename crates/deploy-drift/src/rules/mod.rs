@@ -1,7 +1,9 @@
 //! The drift rules. Each function reads parsed manifests and returns what it found broken.
 
 pub mod apps;
+pub mod exposure;
 pub mod pubsub;
+pub mod scopes;
 pub mod subscriptions;
 
 use crate::expected::Expected;
@@ -16,6 +18,10 @@ pub fn check_all(manifests: &Manifests, expected: &Expected) -> Vec<Violation> {
     found.extend(pubsub::allowed_topics(manifests, expected));
     found.extend(pubsub::component_names(manifests, expected));
     found.extend(pubsub::consumer_groups(manifests));
+    found.extend(scopes::pubsub_scopes(manifests, expected));
+    found.extend(exposure::compose(manifests));
+    found.extend(exposure::ingress_paths(manifests));
+    found.extend(exposure::image_tags(manifests));
     found.extend(subscriptions::declarative(manifests, expected));
     found.sort();
     found

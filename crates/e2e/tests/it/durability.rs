@@ -148,9 +148,10 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing() {
     run.wait_ready(Duration::from_secs(60)).await.unwrap();
     let first_ready = t0.elapsed();
     let api = format!("http://127.0.0.1:{}", run.app(TASK_API).unwrap().app_port);
+    // Through audit-logger's own sidecar, as the shipped access control requires.
     let dapr = format!(
         "http://127.0.0.1:{}",
-        run.app(TASK_API).unwrap().dapr_http_port
+        run.app(AUDIT_LOGGER).unwrap().dapr_http_port
     );
 
     let user = uuid::Uuid::new_v4().to_string();

@@ -7,4 +7,5 @@ mod support;
 mod backlog;
 mod emails;
 mod failures;
+mod publishers;
 mod replay;

@@ -5,12 +5,14 @@
 mod support;
 mod support_redis;
 
+mod access_control;
 mod app_health;
 mod conformance_api;
 mod conformance_delivery;
 mod conformance_publish;
 mod conformance_redis;
 mod conformance_state;
+mod deploy_scopes;
 mod multi_app;
 mod redis_deploy;
 mod redis_durability;
