@@ -186,7 +186,8 @@ impl RunFile {
     }
 }
 
-/// Makes `resourcesPaths` (and the deprecated `resourcesPath`) of a section absolute.
+/// Makes `resourcesPaths` (and the deprecated `resourcesPath`) and `configFilePath` of a
+/// section absolute.
 fn absolutize_paths(section: &mut Mapping, base: &Path) {
     let abs = |v: &Value| -> Value {
         match v.as_str() {
@@ -199,8 +200,10 @@ fn absolutize_paths(section: &mut Mapping, base: &Path) {
             *p = abs(p);
         }
     }
-    if let Some(p) = section.get_mut("resourcesPath") {
-        *p = abs(p);
+    for key in ["resourcesPath", "configFilePath"] {
+        if let Some(p) = section.get_mut(key) {
+            *p = abs(p);
+        }
     }
 }
 
@@ -213,6 +216,7 @@ mod tests {
 version: 1
 common:
   resourcesPaths: [./deploy/local/in-memory]
+  configFilePath: ./deploy/dapr/configuration.yaml
   env: { RUST_LOG: info, SHARED: "1" }
 apps:
   - appID: api
@@ -288,6 +292,9 @@ apps:
         let res = written["common"]["resourcesPaths"][0].as_str().unwrap();
         assert!(Path::new(res).is_absolute(), "{res}");
         assert!(res.ends_with("deploy/local/in-memory"), "{res}");
+        let config = written["common"]["configFilePath"].as_str().unwrap();
+        assert!(Path::new(config).is_absolute(), "{config}");
+        assert!(config.ends_with("deploy/dapr/configuration.yaml"), "{config}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::cli::{DEFAULT_MAX_BODY_SIZE, LogLevel, parse_listen_addresses, parse_quantity};
+use sidecar_core::acl::AccessControl;
 use sidecar_core::options::AppHealthOptions;
 
 mod raw;
@@ -66,6 +67,8 @@ pub struct AppPlan {
     pub max_body_size: usize,
     /// `enableAppHealthCheck` with the `appHealth*` settings.
     pub app_health: Option<AppHealthOptions>,
+    /// `spec.accessControl` of the Configuration named by `configFilePath`.
+    pub access_control: Option<AccessControl>,
 }
 
 /// The whole run file after resolution.
@@ -267,6 +270,13 @@ fn resolve_app(
         ));
     }
 
+    // Relative to the app's directory, as its resources paths are.
+    let access_control = match pick(&app.config_file_path, &common.config_file_path) {
+        None => None,
+        Some(path) => crate::cli::read_access_control(&app_dir.join(path.trim()))
+            .map_err(|e| invalid(&key("configFilePath"), e.to_string()))?,
+    };
+
     let log_level = match pick(&app.log_level, &common.log_level) {
         None => None,
         Some(l) => Some(LogLevel::parse(&l).ok_or_else(|| {
@@ -343,6 +353,7 @@ fn resolve_app(
         listen_addresses,
         max_body_size,
         app_health,
+        access_control,
     })
 }
 
