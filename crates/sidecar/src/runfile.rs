@@ -15,7 +15,9 @@
 //!   `appHealthProbeTimeout` (milliseconds) and `appHealthThreshold` turns on app health checks.
 //! * Keys that would change behaviour this sidecar does not implement (`appProtocol` other than
 //!   `http`, `appSSL`, `unixDomainSocket`) are errors; keys that only concern
-//!   `daprd` processes or files (`configFilePath`, `runtimePath`, log destinations, …) are warnings.
+//!   `daprd` processes or files (`runtimePath`, log destinations, …) are warnings.
+//! * `configFilePath` names a Dapr Configuration; its `spec.accessControl` decides which apps may
+//!   invoke the app (the rest of the Configuration is not used).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -270,10 +272,19 @@ fn resolve_app(
         ));
     }
 
-    // Relative to the app's directory, as its resources paths are.
-    let access_control = match pick(&app.config_file_path, &common.config_file_path) {
+    // Like every path: an app's relative to its directory, common's relative to the file.
+    let given = |raw: &RawApp| {
+        raw.config_file_path
+            .as_ref()
+            .map(|s| s.0.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let config_file = given(app)
+        .map(|p| app_dir.join(p))
+        .or_else(|| given(common).map(|p| base.join(p)));
+    let access_control = match config_file {
         None => None,
-        Some(path) => crate::cli::read_access_control(&app_dir.join(path.trim()))
+        Some(path) => crate::cli::read_access_control(&path)
             .map_err(|e| invalid(&key("configFilePath"), e.to_string()))?,
     };
 

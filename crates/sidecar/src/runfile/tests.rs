@@ -324,6 +324,17 @@ fn config_file_path_gives_each_app_its_access_control() {
     assert_eq!(plan.apps[1].access_control, None);
     assert!(!plan.warnings.join("\n").contains("configFilePath"));
 
+    // In common, relative to the run file.
+    std::fs::write(
+        fx.dir.path().join("shared.yaml"),
+        "kind: Configuration\nspec:\n  accessControl:\n    defaultAction: allow\n",
+    )
+    .unwrap();
+    let plan = fx
+        .parse("version: 1\ncommon: {configFilePath: shared.yaml}\napps: [{appDirPath: b}]\n")
+        .unwrap();
+    assert!(plan.apps[0].access_control.as_ref().unwrap().allows("x", "public", "default", "GET", "/y"));
+
     let e = err(
         &fx,
         "version: 1\napps: [{appDirPath: b, configFilePath: missing.yaml}]\n",
