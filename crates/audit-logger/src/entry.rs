@@ -246,8 +246,8 @@ mod tests {
         assert_eq!(replayed.source_mismatch, None);
 
         // No CloudEvent source at all (a raw payload): nothing vouches for the publisher.
-        let raw = EntryDraft::from_envelope("task-updated", "", "", &envelope(), Utc::now())
-            .unwrap();
+        let raw =
+            EntryDraft::from_envelope("task-updated", "", "", &envelope(), Utc::now()).unwrap();
         assert!(raw.source_mismatch.unwrap().contains("published by ``"));
     }
 

@@ -87,7 +87,10 @@ fn with_metadata_edit(file: &str, item: &str, from: &str, to: &str) -> Vec<Viola
         .get_mut(file)
         .unwrap_or_else(|| panic!("{file} is not among the manifests"));
     let anchor = format!("- name: {item}\n");
-    let start = text.find(&anchor).unwrap_or_else(|| panic!("{file} has no {item}")) + anchor.len();
+    let start = text
+        .find(&anchor)
+        .unwrap_or_else(|| panic!("{file} has no {item}"))
+        + anchor.len();
     let end = start + text[start..].find('\n').unwrap();
     let line = &text[start..end];
     assert_eq!(
@@ -419,7 +422,11 @@ fn an_ingress_routing_more_than_the_api_is_reported() {
 #[test]
 fn an_unpinned_image_is_reported() {
     let file = "deploy/k8s/base/task-api/deployment.yaml";
-    let found = with_edit(file, "image: todo/task-api:0.1.0", "image: todo/task-api:latest");
+    let found = with_edit(
+        file,
+        "image: todo/task-api:0.1.0",
+        "image: todo/task-api:latest",
+    );
     assert_fires(&found, file, Rule::ImageTags);
     let found = with_edit(file, "image: todo/task-api:0.1.0", "image: todo/task-api");
     assert_fires(&found, file, Rule::ImageTags);

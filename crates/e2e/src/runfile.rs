@@ -294,7 +294,10 @@ apps:
         assert!(res.ends_with("deploy/local/in-memory"), "{res}");
         let config = written["common"]["configFilePath"].as_str().unwrap();
         assert!(Path::new(config).is_absolute(), "{config}");
-        assert!(config.ends_with("deploy/dapr/configuration.yaml"), "{config}");
+        assert!(
+            config.ends_with("deploy/dapr/configuration.yaml"),
+            "{config}"
+        );
     }
 
     #[test]

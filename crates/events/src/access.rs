@@ -125,9 +125,10 @@ mod tests {
     fn scope_strings_list_every_app() {
         let subs = subscription_scopes();
         assert!(subs.starts_with("task-api=;email-worker=task-created,task-due-soon;"));
-        assert!(publishing_scopes().starts_with(
-            "task-api=task-completed,task-created,task-deleted,task-updated;"
-        ));
+        assert!(
+            publishing_scopes()
+                .starts_with("task-api=task-completed,task-created,task-deleted,task-updated;")
+        );
         assert_eq!(subs.split(';').count(), apps::ALL.len());
     }
 }

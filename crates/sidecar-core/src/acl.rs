@@ -128,8 +128,7 @@ impl AccessControl {
     }
 
     fn from_raw(raw: RawSpec) -> Result<Option<Self>, AclError> {
-        if raw.trust_domain.is_empty() && raw.default_action.is_empty() && raw.policies.is_empty()
-        {
+        if raw.trust_domain.is_empty() && raw.default_action.is_empty() && raw.policies.is_empty() {
             return Ok(None);
         }
         let default_action = if raw.default_action.is_empty() {
@@ -216,7 +215,11 @@ impl AccessControl {
                 action = &policy.default_action;
             }
             let wanted = segments(method);
-            if let Some(op) = policy.operations.iter().find(|o| matches(&o.segments, &wanted)) {
+            if let Some(op) = policy
+                .operations
+                .iter()
+                .find(|o| matches(&o.segments, &wanted))
+            {
                 let verb = verb.to_ascii_uppercase();
                 if let Some((_, a)) = op
                     .verbs
@@ -293,9 +296,18 @@ spec:
         let ok = |caller: &str, verb: &str, m: &str| a.allows(caller, "public", "default", verb, m);
         assert!(ok("operator", "GET", "/audit/tasks/1"));
         assert!(!ok("operator", "POST", "/audit/tasks/1"), "verb not listed");
-        assert!(!ok("operator", "GET", "/audit/tasks/1/verify"), "* is one segment");
-        assert!(ok("operator", "DELETE", "/admin/a/b/c"), "** any depth, * verb");
-        assert!(ok("operator", "post", "open/below"), "prefix, case-insensitive");
+        assert!(
+            !ok("operator", "GET", "/audit/tasks/1/verify"),
+            "* is one segment"
+        );
+        assert!(
+            ok("operator", "DELETE", "/admin/a/b/c"),
+            "** any depth, * verb"
+        );
+        assert!(
+            ok("operator", "post", "open/below"),
+            "prefix, case-insensitive"
+        );
         assert!(!ok("operator", "GET", "/other"), "app default");
         assert!(!ok("task-api", "GET", "/audit/tasks/1"), "global default");
         assert!(!a.allows("operator", "public", "prod", "GET", "/audit/tasks/1"));
@@ -325,6 +337,10 @@ spec:
             "spec:\n  accessControl:\n    defaultAction: deny\n    policies:\n      - {appId: a}\n",
         )
         .unwrap_err();
-        assert!(err.to_string().contains("missing trustDomain for apps [\"a\"]"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("missing trustDomain for apps [\"a\"]"),
+            "{err}"
+        );
     }
 }

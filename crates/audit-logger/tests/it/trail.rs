@@ -196,5 +196,9 @@ async fn the_publisher_is_recorded_as_dapr_reports_it_and_a_forgery_is_marked() 
     let path = format!("/audit/tasks/{}", honest.id());
     let entries = app.wait_for_entries(&path, 1).await;
     assert_eq!(entries[0]["source"], "task-api");
-    assert!(entries[0].get("source_mismatch").is_none(), "{}", entries[0]);
+    assert!(
+        entries[0].get("source_mismatch").is_none(),
+        "{}",
+        entries[0]
+    );
 }

@@ -14,7 +14,11 @@ const DEAD_LETTERS: &str = "email-worker-dead-letters";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trigger_from_an_app_not_allowed_to_publish_it_is_dropped_without_mail() {
     let (app, sink) = spawn_app().await;
-    let forged = task_created("victim@example.com", "Reset your password here", "evil link");
+    let forged = task_created(
+        "victim@example.com",
+        "Reset your password here",
+        "evil link",
+    );
     app.cluster
         .publish(
             "reminder-scheduler",

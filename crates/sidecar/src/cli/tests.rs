@@ -246,7 +246,11 @@ fn config_gives_the_access_control_and_a_bad_file_fails_naming_it() {
     let cfg = resolve(&["--app-id", "a", "--config", path.to_str().unwrap()]).unwrap();
     let acl = cfg.access_control.unwrap();
     assert!(!acl.allows("b", "public", "default", "GET", "/x"));
-    assert!(cfg.warnings.iter().any(|w| w.contains("only spec.accessControl")));
+    assert!(
+        cfg.warnings
+            .iter()
+            .any(|w| w.contains("only spec.accessControl"))
+    );
 
     let missing = dir.path().join("absent.yaml");
     let err = resolve(&["--app-id", "a", "--config", missing.to_str().unwrap()]).unwrap_err();

@@ -317,7 +317,9 @@ fn config_file_path_gives_each_app_its_access_control() {
     )
     .unwrap();
     let plan = fx
-        .parse("version: 1\napps: [{appDirPath: a, configFilePath: config.yaml}, {appDirPath: b}]\n")
+        .parse(
+            "version: 1\napps: [{appDirPath: a, configFilePath: config.yaml}, {appDirPath: b}]\n",
+        )
         .unwrap();
     let acl = plan.apps[0].access_control.as_ref().unwrap();
     assert!(!acl.allows("b", "public", "default", "GET", "/x"));
@@ -333,7 +335,13 @@ fn config_file_path_gives_each_app_its_access_control() {
     let plan = fx
         .parse("version: 1\ncommon: {configFilePath: shared.yaml}\napps: [{appDirPath: b}]\n")
         .unwrap();
-    assert!(plan.apps[0].access_control.as_ref().unwrap().allows("x", "public", "default", "GET", "/y"));
+    assert!(
+        plan.apps[0]
+            .access_control
+            .as_ref()
+            .unwrap()
+            .allows("x", "public", "default", "GET", "/y")
+    );
 
     let e = err(
         &fx,

@@ -50,8 +50,9 @@ async fn the_shipped_configuration_denies_every_other_app_and_not_the_app_itself
     let body = assert_error(denied, 403, "ERR_DIRECT_INVOKE").await;
     let message = body["message"].as_str().unwrap();
     assert!(
-        message.contains("access control policy has denied access to id: spiffe://public/ns/default/task-api")
-            && message.contains("operation: audit/tasks/t1 verb: GET"),
+        message.contains(
+            "access control policy has denied access to id: spiffe://public/ns/default/task-api"
+        ) && message.contains("operation: audit/tasks/t1 verb: GET"),
         "{message}"
     );
     let replay = invoke(
@@ -61,7 +62,10 @@ async fn the_shipped_configuration_denies_every_other_app_and_not_the_app_itself
     )
     .await;
     assert_error(replay, 403, "ERR_DIRECT_INVOKE").await;
-    assert!(audit.received_on("/audit/tasks/t1").is_empty(), "the app was reached");
+    assert!(
+        audit.received_on("/audit/tasks/t1").is_empty(),
+        "the app was reached"
+    );
 
     let allowed = invoke(&own.http_endpoint(), reqwest::Method::GET, "audit/tasks/t1").await;
     assert_eq!(allowed.status(), 200);
@@ -105,7 +109,9 @@ spec:
     let ep = operator.http_endpoint();
 
     assert_eq!(
-        invoke(&ep, reqwest::Method::GET, "audit/tasks/t1").await.status(),
+        invoke(&ep, reqwest::Method::GET, "audit/tasks/t1")
+            .await
+            .status(),
         200
     );
     let wrong_verb = invoke(&ep, reqwest::Method::DELETE, "audit/tasks/t1").await;
