@@ -22,7 +22,8 @@
 //! 3. [`components`]: component traits, the built-in components and the [`Registry`];
 //! 4. [`secretstores`] (`secretKeyRef` resolution), [`runtime`] (components of a run, app
 //!    channels);
-//! 5. [`options`], [`subscriptions`], [`sidecar`] (the state one sidecar shares);
+//! 5. [`options`], [`subscriptions`], [`policies`] (resiliency of one sidecar), [`sidecar`] (the
+//!    state one sidecar shares);
 //! 6. [`tokens`], [`app_health`], [`api`], [`invoke`], [`delivery`]: what a running sidecar does;
 //! 7. `lifecycle` (start and stop sequences) and [`server`] (binding, routing, handles).
 //!
@@ -66,6 +67,7 @@ pub mod invoke;
 mod lifecycle;
 pub mod metadata;
 pub mod options;
+pub mod policies;
 pub mod resources;
 pub mod runtime;
 pub mod scopes;
