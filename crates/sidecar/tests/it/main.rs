@@ -19,3 +19,5 @@ mod redis_restart;
 mod redis_secrets;
 mod redis_state;
 mod redis_vs_memory;
+mod resiliency_outbound;
+mod resiliency_rules;
