@@ -31,6 +31,10 @@ pub enum Rule {
     SubscriptionRoute,
     /// A run file's apps, app ids or ports differ from the services'.
     RunFileApps,
+    /// A Resiliency copy's `spec` differs from production's.
+    ResiliencyCopies,
+    /// A Resiliency target names a component circuit breaker, or retries state calls.
+    ResiliencyBreaker,
 }
 
 impl Rule {
@@ -50,6 +54,8 @@ impl Rule {
             Rule::SubscribedTopics => "subscribed-topics",
             Rule::SubscriptionRoute => "subscription-route",
             Rule::RunFileApps => "run-file-apps",
+            Rule::ResiliencyCopies => "resiliency-copies",
+            Rule::ResiliencyBreaker => "resiliency-breaker",
         }
     }
 }

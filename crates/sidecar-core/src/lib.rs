@@ -37,9 +37,11 @@
 //!   delivery goes straight to the dead-letter topic when there is one. Otherwise it goes back to
 //!   the broker, and `pubsub.in-memory` redelivers it after 100 ms, doubling up to 5 s, until it
 //!   succeeds or the run stops (there is no broker process to reclaim it, unlike Redis'
-//!   `processingTimeout`). Inbound retry policies come from Resiliency YAML
-//!   (`targets.components.<pubsub>.inbound`, or the `Default*RetryPolicy` names), as do
-//!   per-attempt inbound timeouts.
+//!   `processingTimeout`).
+//! * Resiliency as daprd applies it ([`policies`], the `resiliency` crate): timeouts, retries
+//!   and circuit breakers for deliveries (inbound), publishes, dead-letter publishes and state
+//!   calls (outbound) and service invocations (per target app and method); breaker states on
+//!   `GET /metrics`.
 //! * `pubsub.in-memory` consumer groups: group = app id (or the `consumerID` metadata, with
 //!   `{appID}`/`{uuid}`/`{namespace}` resolved per sidecar). Different groups fan out; sidecars of
 //!   one group compete. A new group does not see earlier messages; there is no ordering. A group
@@ -54,8 +56,7 @@
 //!   the app is unhealthy until its first successful probe and after `threshold` failed ones in
 //!   a row; meanwhile messages wait undelivered and invocations of it fail with
 //!   `ERR_DIRECT_INVOKE` (see [`app_health`]).
-//! * Not implemented: bulk subscribe, outbound (publish/state) resiliency, the outbox, actors,
-//!   gRPC.
+//! * Not implemented: bulk subscribe, the outbox, actors, gRPC.
 
 pub mod api;
 pub mod app_health;

@@ -2,6 +2,7 @@
 
 pub mod apps;
 pub mod pubsub;
+pub mod resiliency;
 pub mod subscriptions;
 
 use crate::expected::Expected;
@@ -17,6 +18,8 @@ pub fn check_all(manifests: &Manifests, expected: &Expected) -> Vec<Violation> {
     found.extend(pubsub::component_names(manifests, expected));
     found.extend(pubsub::consumer_groups(manifests));
     found.extend(subscriptions::declarative(manifests, expected));
+    found.extend(resiliency::copies_agree(manifests));
+    found.extend(resiliency::safe_policies(manifests));
     found.sort();
     found
 }
