@@ -302,7 +302,11 @@ fn a_resiliency_copy_that_differs_from_production_is_reported() {
         "maxRetries: 16",
         "maxRetries: 3",
     );
-    assert_fires(&found, "deploy/local/redis/resiliency.yaml", Rule::ResiliencyCopies);
+    assert_fires(
+        &found,
+        "deploy/local/redis/resiliency.yaml",
+        Rule::ResiliencyCopies,
+    );
 }
 
 #[test]
@@ -325,7 +329,9 @@ fn a_component_breaker_or_state_retry_is_reported() {
         "          timeout: state\n          retry: publishRetry\n",
     );
     assert!(
-        found.iter().any(|v| v.rule == Rule::ResiliencyBreaker && v.message.contains("todo-state")),
+        found
+            .iter()
+            .any(|v| v.rule == Rule::ResiliencyBreaker && v.message.contains("todo-state")),
         "{}",
         report(&found)
     );

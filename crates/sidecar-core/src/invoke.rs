@@ -158,7 +158,10 @@ pub async fn invoke(
             .headers(out_headers.clone())
             .body(body.clone());
         async move {
-            let response = request.send().await.map_err(|e| Attempt::Call(CallError::Http(e)))?;
+            let response = request
+                .send()
+                .await
+                .map_err(|e| Attempt::Call(CallError::Http(e)))?;
             let status = response.status();
             let mut resp_headers = HeaderMap::new();
             for (name, value) in response.headers() {

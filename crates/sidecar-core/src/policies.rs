@@ -93,7 +93,9 @@ impl Policies {
         Fut: Future<Output = Result<T, StateError>>,
     {
         let classify = |e: &StateError| match e {
-            StateError::EtagMismatch(_) | StateError::EtagInvalid(_) if save => ErrorClass::Permanent,
+            StateError::EtagMismatch(_) | StateError::EtagInvalid(_) if save => {
+                ErrorClass::Permanent
+            }
             _ => ErrorClass::Retriable,
         };
         self.state(name).run(op, classify, None).await
@@ -101,7 +103,8 @@ impl Policies {
 
     /// Runner of deliveries from pub/sub `name` (resolved once per subscription).
     pub fn delivery(&self, name: &str) -> Runner {
-        self.engine.component_runner(name, ComponentCall::PubsubInbound)
+        self.engine
+            .component_runner(name, ComponentCall::PubsubInbound)
     }
 
     /// Runner of one invocation of `method` on app `app`.

@@ -49,7 +49,10 @@ pub fn copies_agree(manifests: &Manifests) -> Vec<Violation> {
 /// No component target names a circuit breaker, and state stores get no retries.
 pub fn safe_policies(manifests: &Manifests) -> Vec<Violation> {
     let mut found = Vec::new();
-    for (file, doc) in manifests.all().filter(|(_, d)| kind(d) == Some("Resiliency")) {
+    for (file, doc) in manifests
+        .all()
+        .filter(|(_, d)| kind(d) == Some("Resiliency"))
+    {
         let Some(Value::Mapping(components)) = at(doc, &["spec", "targets", "components"]) else {
             continue;
         };

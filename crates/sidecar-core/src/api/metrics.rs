@@ -13,7 +13,10 @@ pub(super) async fn metrics(State(state): State<Arc<SidecarState>>) -> Response 
     let mut out = String::new();
     state.policies.render_metrics(&mut out);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         out,
     )
         .into_response()

@@ -7,8 +7,8 @@ use super::errors::{ApiError, info_metadata, no_content};
 use crate::components::{
     Concurrency, DeleteRequest, SetRequest, StateError, StateItem, TransactionOp,
 };
-use crate::policies::state_error;
 use crate::metadata::{KEY_SEPARATOR, key_prefix, prefixed_key, query_metadata, query_param};
+use crate::policies::state_error;
 use crate::runtime::StateComponent;
 use crate::sidecar::SidecarState;
 use axum::extract::{Path, Query, State};
@@ -357,7 +357,10 @@ pub(super) async fn bulk_get(
             ApiError::legacy(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "ERR_STATE_BULK_GET",
-                format!("failed getting state in bulk from state store {name}: {}", state_error(f)),
+                format!(
+                    "failed getting state in bulk from state store {name}: {}",
+                    state_error(f)
+                ),
             )
         })?;
     Ok((StatusCode::OK, axum::Json(out)).into_response())

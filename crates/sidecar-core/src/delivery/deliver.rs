@@ -287,7 +287,11 @@ impl Deliverer {
             .state
             .policies
             .publish(&self.def.pubsubname)
-            .run(publish, |_| ErrorClass::Retriable, Some(&self.state.shutdown))
+            .run(
+                publish,
+                |_| ErrorClass::Retriable,
+                Some(&self.state.shutdown),
+            )
             .await;
         match published {
             Ok(()) => {

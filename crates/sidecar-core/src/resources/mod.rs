@@ -264,7 +264,10 @@ spec: { pubsubname: todo-pubsub, topic: task-updated, route: /events/task-update
         let res = Resources::from_yaml(Path::new("r.yaml"), yaml).unwrap();
         let r = &res.resiliencies[0];
         let err = r.error.as_ref().unwrap().to_string();
-        assert!(err.contains("r.yaml") && err.contains("spec.policies.retries.a.duration"), "{err}");
+        assert!(
+            err.contains("r.yaml") && err.contains("spec.policies.retries.a.duration"),
+            "{err}"
+        );
         assert!(r.timeouts.contains_key("t") && r.components.is_empty());
         let yaml = "kind: Resiliency\nspec:\n  policies: {}\n";
         let err = Resources::from_yaml(Path::new("r.yaml"), yaml)

@@ -21,3 +21,4 @@ mod redis_state;
 mod redis_vs_memory;
 mod resiliency_outbound;
 mod resiliency_rules;
+mod resiliency_shipped;
