@@ -132,3 +132,116 @@ impl Policies {
         self.engine.render_prometheus(out);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::components::Registry;
+    use crate::resources::Resources;
+    use std::path::Path;
+    use std::time::Duration;
+
+    const YAML: &str = r#"
+kind: Component
+metadata: { name: todo-pubsub }
+spec: { type: pubsub.in-memory, version: v1 }
+---
+kind: Component
+metadata: { name: other-pubsub }
+spec: { type: pubsub.in-memory, version: v1 }
+---
+kind: Component
+metadata: { name: todo-state }
+spec: { type: state.in-memory, version: v1 }
+---
+kind: Resiliency
+metadata: { name: r }
+scopes: [email-worker]
+spec:
+  policies:
+    timeouts: { short: 250ms }
+    retries:
+      fast: { policy: constant, duration: 10ms, maxRetries: 2 }
+      DefaultRetryPolicy: { policy: constant, duration: 1s, maxRetries: 1 }
+    circuitBreakers:
+      cb: { trip: "consecutiveFailures >= 1", timeout: 1h }
+  targets:
+    components:
+      todo-pubsub: { inbound: { retry: fast, timeout: short } }
+      todo-state: { outbound: { retry: fast, circuitBreaker: cb } }
+"#;
+
+    fn policies(app_id: &str) -> Policies {
+        let resources = Resources::from_yaml(Path::new("r.yaml"), YAML).unwrap();
+        let runtime = Runtime::new(resources, &Registry::with_builtins()).unwrap();
+        Policies::new(&runtime, app_id)
+    }
+
+    #[test]
+    fn a_targeted_component_uses_its_policies_and_others_the_defaults() {
+        let p = policies("email-worker");
+        let inbound = p.delivery("todo-pubsub");
+        assert_eq!(inbound.retry.unwrap().max_retries, Some(2));
+        assert_eq!(inbound.timeout, Some(Duration::from_millis(250)));
+        let other = p.delivery("other-pubsub");
+        assert_eq!(other.retry.unwrap().duration, Duration::from_secs(1));
+        assert!(
+            p.publish("todo-pubsub").is_none(),
+            "targeted: no default for outbound"
+        );
+        assert_eq!(
+            p.publish("other-pubsub")
+                .retry
+                .as_ref()
+                .unwrap()
+                .max_retries,
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn resources_scoped_to_other_apps_give_no_policy() {
+        let p = policies("task-api");
+        assert!(p.delivery("todo-pubsub").is_none());
+        assert!(p.state("todo-state").is_none());
+        assert!(p.invoke("audit-logger", "audit").is_none());
+    }
+
+    #[tokio::test]
+    async fn save_etag_errors_are_not_retried_but_delete_ones_are() {
+        let p = policies("email-worker");
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let conflict = || {
+            attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async { Err::<(), _>(StateError::EtagMismatch("x".into())) }
+        };
+        let saved = p.state_call("todo-state", true, conflict).await;
+        assert!(matches!(
+            saved,
+            Err(Failure::Op(StateError::EtagMismatch(_)))
+        ));
+        assert_eq!(attempts.load(std::sync::atomic::Ordering::Relaxed), 1);
+        // The save's failure opened the breaker (`>= 1`): the delete is refused unexecuted.
+        let deleted = p.state_call("todo-state", false, conflict).await;
+        assert_eq!(
+            state_error(deleted.unwrap_err()).to_string(),
+            "circuit breaker is open"
+        );
+        assert_eq!(attempts.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_policy_a_state_call_is_one_attempt() {
+        let p = policies("task-api");
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let result = p
+            .state_call("todo-state", false, || {
+                attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async { Err::<(), _>(StateError::Store("down".into())) }
+            })
+            .await;
+        assert!(matches!(result, Err(Failure::Op(StateError::Store(_)))));
+        assert_eq!(attempts.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+}

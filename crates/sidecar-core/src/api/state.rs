@@ -291,19 +291,23 @@ pub(super) async fn delete_state(
         etag,
         concurrency,
     };
-    state
-        .policies
-        .state_call(&name, false, || store.store.delete(request.clone()))
-        .await
-        .map_err(|f| match f {
-            Failure::Op(e) => delete_error(e.to_string()),
-            // A breaker rejection or timeout is not a store error: daprd's plain 500.
-            other => ApiError::legacy(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "ERR_STATE_DELETE",
-                format!("failed deleting state with key {key}: {other}"),
-            ),
-        })?;
+    let deleted = if state.policies.state(&name).is_none() {
+        store.store.delete(request).await.map_err(Failure::Op)
+    } else {
+        state
+            .policies
+            .state_call(&name, false, || store.store.delete(request.clone()))
+            .await
+    };
+    deleted.map_err(|f| match f {
+        Failure::Op(e) => delete_error(e.to_string()),
+        // A breaker rejection or timeout is not a store error: daprd's plain 500.
+        other => ApiError::legacy(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_STATE_DELETE",
+            format!("failed deleting state with key {key}: {other}"),
+        ),
+    })?;
     Ok(no_content())
 }
 
@@ -489,10 +493,14 @@ pub(super) async fn transaction(
     if ops.is_empty() {
         return Ok(no_content());
     }
-    state
-        .policies
-        .state_call(&name, false, || store.store.transact(ops.clone()))
-        .await
-        .map_err(|f| tx_error(state_error(f)))?;
+    let done = if state.policies.state(&name).is_none() {
+        store.store.transact(ops).await.map_err(Failure::Op)
+    } else {
+        state
+            .policies
+            .state_call(&name, false, || store.store.transact(ops.clone()))
+            .await
+    };
+    done.map_err(|f| tx_error(state_error(f)))?;
     Ok(no_content())
 }
