@@ -27,6 +27,19 @@ fn refuse_writes(server: &RedisServer, refuse: bool) {
         .unwrap();
 }
 
+/// Writes Redis refused for lack of memory so far (`INFO errorstats`).
+fn oom_errors(server: &RedisServer) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("errorstats")
+        .query(&mut server.con())
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("errorstat_OOM:count="))
+        .and_then(|n| n.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn publishes_are_retried_and_a_failing_broker_opens_the_publish_breaker() {
     let server = RedisServer::start();
@@ -66,7 +79,11 @@ async fn publishes_are_retried_and_a_failing_broker_opens_the_publish_breaker() 
                 .status()
         }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Let the first attempt fail before the broker recovers.
+    eventually("the first publish attempt refused", || async {
+        (oom_errors(&server) >= 1).then_some(())
+    })
+    .await;
     refuse_writes(&server, false);
     assert_eq!(
         pending.await.unwrap(),

@@ -1,6 +1,6 @@
 //! The shipped Resiliency policy (`deploy/dapr/resiliency.yaml`, applied by the sidecar as daprd
 //! applies it) does not turn ordinary write races into errors: two task-api replicas creating
-//! and updating the same tasks for 30 s never answer 5xx, and no circuit breaker opens.
+//! and updating the same tasks for 30 s never answer 5xx (503 included), and no circuit breaker opens.
 
 use crate::support::{TaskApi as _, TestApp, settings};
 use serde_json::json;
