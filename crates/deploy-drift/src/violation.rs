@@ -41,6 +41,10 @@ pub enum Rule {
     IngressPaths,
     /// An image is untagged or `:latest`.
     ImageTags,
+    /// A Resiliency copy's `spec` differs from production's.
+    ResiliencyCopies,
+    /// A Resiliency target names a component circuit breaker, or retries state calls.
+    ResiliencyBreaker,
 }
 
 impl Rule {
@@ -65,6 +69,8 @@ impl Rule {
             Rule::ComposePorts => "compose-ports",
             Rule::IngressPaths => "ingress-paths",
             Rule::ImageTags => "image-tags",
+            Rule::ResiliencyCopies => "resiliency-copies",
+            Rule::ResiliencyBreaker => "resiliency-breaker",
         }
     }
 }

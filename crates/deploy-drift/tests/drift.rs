@@ -439,4 +439,44 @@ fn an_unpinned_image_is_reported() {
         "  - name: todo/task-api\n    newTag: latest",
     );
     assert_fires(&found, file, Rule::ImageTags);
+#[test]
+fn a_resiliency_copy_that_differs_from_production_is_reported() {
+    let found = with_edit(
+        "deploy/local/redis/resiliency.yaml",
+        "maxRetries: 16",
+        "maxRetries: 3",
+    );
+    assert_fires(
+        &found,
+        "deploy/local/redis/resiliency.yaml",
+        Rule::ResiliencyCopies,
+    );
+}
+
+#[test]
+fn a_component_breaker_or_state_retry_is_reported() {
+    let found = with_edit(
+        "deploy/dapr/resiliency.yaml",
+        "          retry: deliveryRetry\n",
+        "          retry: deliveryRetry\n          circuitBreaker: deliveryBreaker\n",
+    );
+    assert!(
+        found.iter().any(|v| v.rule == Rule::ResiliencyBreaker
+            && v.file == "deploy/dapr/resiliency.yaml"
+            && v.message.contains("todo-pubsub.inbound")),
+        "{}",
+        report(&found)
+    );
+    let found = with_edit(
+        "deploy/dapr/resiliency.yaml",
+        "          timeout: state\n",
+        "          timeout: state\n          retry: publishRetry\n",
+    );
+    assert!(
+        found
+            .iter()
+            .any(|v| v.rule == Rule::ResiliencyBreaker && v.message.contains("todo-state")),
+        "{}",
+        report(&found)
+    );
 }

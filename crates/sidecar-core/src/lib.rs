@@ -23,7 +23,8 @@
 //! 3. [`components`]: component traits, the built-in components and the [`Registry`];
 //! 4. [`secretstores`] (`secretKeyRef` resolution), [`runtime`] (components of a run, app
 //!    channels);
-//! 5. [`options`], [`subscriptions`], [`sidecar`] (the state one sidecar shares);
+//! 5. [`options`], [`subscriptions`], [`policies`] (resiliency of one sidecar), [`sidecar`] (the
+//!    state one sidecar shares);
 //! 6. [`tokens`], [`app_health`], [`api`], [`invoke`], [`delivery`]: what a running sidecar does;
 //! 7. `lifecycle` (start and stop sequences) and [`server`] (binding, routing, handles).
 //!
@@ -37,9 +38,11 @@
 //!   delivery goes straight to the dead-letter topic when there is one. Otherwise it goes back to
 //!   the broker, and `pubsub.in-memory` redelivers it after 100 ms, doubling up to 5 s, until it
 //!   succeeds or the run stops (there is no broker process to reclaim it, unlike Redis'
-//!   `processingTimeout`). Inbound retry policies come from Resiliency YAML
-//!   (`targets.components.<pubsub>.inbound`, or the `Default*RetryPolicy` names), as do
-//!   per-attempt inbound timeouts.
+//!   `processingTimeout`).
+//! * Resiliency as daprd applies it ([`policies`], the `resiliency` crate): timeouts, retries
+//!   and circuit breakers for deliveries (inbound), publishes, dead-letter publishes and state
+//!   calls (outbound) and service invocations (per target app and method); breaker states on
+//!   `GET /metrics`.
 //! * `pubsub.in-memory` consumer groups: group = app id (or the `consumerID` metadata, with
 //!   `{appID}`/`{uuid}`/`{namespace}` resolved per sidecar). Different groups fan out; sidecars of
 //!   one group compete. A new group does not see earlier messages; there is no ordering. A group
@@ -57,8 +60,7 @@
 //! * Service invocation access control (`spec.accessControl` of the Configuration given with
 //!   `--config`) is applied by the called app's sidecar, with the caller's identity known for
 //!   certain (as daprd with mTLS); see [`acl`].
-//! * Not implemented: bulk subscribe, outbound (publish/state) resiliency, the outbox, actors,
-//!   gRPC.
+//! * Not implemented: bulk subscribe, the outbox, actors, gRPC.
 
 pub mod acl;
 pub mod api;
@@ -71,6 +73,7 @@ pub mod invoke;
 mod lifecycle;
 pub mod metadata;
 pub mod options;
+pub mod policies;
 pub mod resources;
 pub mod runtime;
 pub mod scopes;

@@ -4,6 +4,7 @@ pub mod apps;
 pub mod exposure;
 pub mod pubsub;
 pub mod scopes;
+pub mod resiliency;
 pub mod subscriptions;
 
 use crate::expected::Expected;
@@ -23,6 +24,8 @@ pub fn check_all(manifests: &Manifests, expected: &Expected) -> Vec<Violation> {
     found.extend(exposure::ingress_paths(manifests));
     found.extend(exposure::image_tags(manifests));
     found.extend(subscriptions::declarative(manifests, expected));
+    found.extend(resiliency::copies_agree(manifests));
+    found.extend(resiliency::safe_policies(manifests));
     found.sort();
     found
 }

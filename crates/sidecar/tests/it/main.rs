@@ -21,3 +21,6 @@ mod redis_restart;
 mod redis_secrets;
 mod redis_state;
 mod redis_vs_memory;
+mod resiliency_outbound;
+mod resiliency_rules;
+mod resiliency_shipped;

@@ -10,3 +10,4 @@ mod cli;
 mod concurrency;
 mod crash;
 mod outbox;
+mod shipped_resiliency;
