@@ -43,11 +43,16 @@ impl Expected {
                     .insert(topic.as_str().into());
             }
         }
-        // The audit-logger records every dead letter.
-        subscriptions
-            .entry(apps::AUDIT_LOGGER.into())
-            .or_default()
-            .extend(events::dead_letter_topics());
+        // The audit-logger records every dead letter; every subscriber consumes its own dead
+        // letters again (the second chance).
+        for app in apps::SUBSCRIBERS {
+            for consumer in events::dead_letter_consumers(app) {
+                subscriptions
+                    .entry(consumer.into())
+                    .or_default()
+                    .insert(events::dead_letter_topic(app));
+            }
+        }
 
         let publishing = apps::ALL
             .iter()

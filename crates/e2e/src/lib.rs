@@ -10,12 +10,14 @@ pub mod binaries;
 pub mod poll;
 pub mod processes;
 pub mod redis;
+pub mod respawn;
 pub mod runfile;
 pub mod system;
 
 pub use binaries::{Binaries, MissingBinary};
 pub use poll::poll_until;
 pub use redis::RedisServer;
+pub use respawn::LaunchSpec;
 pub use runfile::{AppPorts, RunFile};
 pub use smtp_sink::{Received, SmtpSink};
 pub use system::System;

@@ -1,5 +1,8 @@
 //! The subscription table: `task-created` and `task-due-soon` on the pub/sub component, in the
-//! worker's own consumer group, dead-lettering to `email-worker-dead-letters`.
+//! worker's own consumer group, dead-lettering to `email-worker-dead-letters`, which the worker
+//! also consumes with the same handlers: a second chance for an event dead-lettered only because
+//! the worker was down or slow (sends are claimed by event id, so a second delivery of a sent
+//! email sends nothing).
 //!
 //! Deliveries are taken raw and decoded here (not by the typed router) so that an undecodable
 //! event is still counted and, when its ids can be read, announced as `notification-failed`
@@ -45,7 +48,8 @@ pub fn routes(worker: Arc<Worker>, app_api_token: Option<secrecy::SecretString>)
                 handle::<TaskDueSoon>(&w, e, EmailKind::TaskDueSoon, Notification::task_due_soon)
                     .await
             },
-        );
+        )
+        .second_chance();
     subscriptions.router(worker)
 }
 

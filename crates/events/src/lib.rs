@@ -29,5 +29,6 @@ pub use payloads::{
     TaskDeleted, TaskDueSoon, TaskSnapshot, TaskStatus, TaskUpdated,
 };
 pub use topics::{
-    PUBSUB_NAME, STATE_STORE_NAME, Topic, apps, dead_letter_topic, dead_letter_topics,
+    PUBSUB_NAME, STATE_STORE_NAME, Topic, apps, dead_letter_consumers, dead_letter_topic,
+    dead_letter_topics,
 };

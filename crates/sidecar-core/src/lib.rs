@@ -26,7 +26,8 @@
 //! 5. [`options`], [`subscriptions`], [`policies`] (resiliency of one sidecar), [`sidecar`] (the
 //!    state one sidecar shares);
 //! 6. [`tokens`], [`app_health`], [`api`], [`invoke`], [`delivery`]: what a running sidecar does;
-//! 7. `lifecycle` (start and stop sequences) and [`server`] (binding, routing, handles).
+//! 7. `lifecycle` (start and stop sequences), `app_subscriptions` (stopping and restarting all of
+//!    an app's subscriptions with its health) and [`server`] (binding, routing, handles).
 //!
 //! # Behaviour worth knowing
 //!
@@ -52,11 +53,16 @@
 //!   extended metadata of `PUT /v1.0/metadata/{key}` is capped (`api/meta.rs`), and
 //!   service invocation has a response size cap and a per-call deadline ([`invoke`]).
 //! * A sidecar reports ready on `/v1.0/healthz` only after the app port accepts connections and
-//!   its subscriptions are registered, so nothing is delivered before routes are known.
+//!   its subscriptions are registered, so nothing is delivered before routes are known; with
+//!   app health checks on and an app that fails its first probe, it reports ready at once, as
+//!   daprd does, and subscribes at the first successful probe.
 //! * App health checks (`--enable-app-health-check`, run-file `enableAppHealthCheck`) as daprd:
-//!   the app is unhealthy until its first successful probe and after `threshold` failed ones in
-//!   a row; meanwhile messages wait undelivered and invocations of it fail with
-//!   `ERR_DIRECT_INVOKE` (see [`app_health`]).
+//!   the app is unhealthy until its first successful probe (only then is `/dapr/subscribe` read)
+//!   and after `threshold` failed probes counted since it last turned healthy; while it is
+//!   unhealthy all its subscriptions are stopped (messages wait in its consumer group),
+//!   deliveries still in flight fail fast and go back to the broker, and invocations of it fail
+//!   with `ERR_DIRECT_INVOKE` (see [`app_health`]). Healthy again, the subscriptions loaded the
+//!   first time are registered anew.
 //! * Service invocation access control (`spec.accessControl` of the Configuration given with
 //!   `--config`) is applied by the called app's sidecar, with the caller's identity known for
 //!   certain (as daprd with mTLS); see [`acl`].
@@ -65,6 +71,7 @@
 pub mod acl;
 pub mod api;
 pub mod app_health;
+mod app_subscriptions;
 pub mod cloudevent;
 pub mod components;
 pub mod delivery;

@@ -78,6 +78,11 @@ impl SidecarState {
         *self.ready.borrow()
     }
 
+    /// Whether the app may be given work now (the app channel's health gate).
+    pub(crate) fn app_is_healthy(&self) -> bool {
+        *self.app_healthy.borrow()
+    }
+
     /// Waits until the app may be given work; `false` when the sidecar shuts down first.
     pub(crate) async fn wait_app_healthy(&self) -> bool {
         // The usual case (health checks off, or a healthy app) costs one read, no subscription.

@@ -13,7 +13,8 @@
 //!    pub/sub's outbound policy (then ack), or hand the error back to the component, which
 //!    redelivers (`pkg/runtime/subscription/subscription.go New`). Drops (DROP, expired, no route)
 //!    go to the dead-letter topic when there is one; HTTP 404 is dropped without it.
-//!    During shutdown nothing is dead-lettered.
+//!    During shutdown, and while the app is unhealthy (its subscriptions are being stopped),
+//!    nothing is dead-lettered: the message goes back to the broker.
 
 use super::outcome::{AppOutcome, interpret};
 use crate::cloudevent;
@@ -25,6 +26,9 @@ use bytes::Bytes;
 use resiliency::{ErrorClass, Runner};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
+
+/// Why a delivery to an unhealthy app is refused (daprd's wording).
+const APP_UNHEALTHY: &str = "app is not in a healthy state";
 
 #[derive(Debug)]
 struct Deliverer {
@@ -110,10 +114,10 @@ impl Deliverer {
     }
 
     async fn handle(&self, msg: Message) -> HandlerResult {
-        // An unhealthy app gets no new work; the message waits, as it would in the broker while
-        // daprd is unsubscribed.
-        if !self.state.wait_app_healthy().await {
-            return Err("sidecar shutting down".into());
+        // Handed over in the moment between the app turning unhealthy and its subscriptions
+        // stopping: back to the broker unacknowledged, neither delivered nor dead-lettered.
+        if !self.state.app_is_healthy() {
+            return Err(APP_UNHEALTHY.into());
         }
         let result = match self.prepare(&msg) {
             Ok(prepared) => self.deliver_with_retries(&prepared, &msg).await,
@@ -132,6 +136,11 @@ impl Deliverer {
             Err(Disposal::Fail(reason)) => {
                 if self.state.shutdown.is_cancelled() {
                     return Err(format!("sidecar shutting down: {reason}"));
+                }
+                if !self.state.app_is_healthy() {
+                    // The subscription is being stopped; the broker keeps the message for the
+                    // app's return.
+                    return Err(format!("{APP_UNHEALTHY}: {reason}"));
                 }
                 self.dead_letter(&msg, &reason).await
             }
@@ -211,6 +220,14 @@ impl Deliverer {
 
     /// One HTTP POST to the app.
     async fn attempt(&self, p: &Prepared, msg: &Message) -> AppOutcome {
+        // The app channel refuses calls to an unhealthy app (daprd's `app is not in a healthy
+        // state`, `pkg/channel/http/http_channel.go`), so in-flight retries end at once.
+        if !self.state.app_is_healthy() {
+            return AppOutcome::Retry {
+                status: None,
+                reason: APP_UNHEALTHY.into(),
+            };
+        }
         let Some(base) = self.state.app_base_url() else {
             return AppOutcome::Retry {
                 status: None,
