@@ -25,7 +25,11 @@ fn services() -> Vec<Service> {
     let email = email_worker::Settings::load_from(env(&[])).unwrap();
     let reminder = reminder_scheduler::Settings::load_from(env(&[])).unwrap();
     let audit =
-        audit_logger::Settings::load_from(env(&[("AUDIT_ADMIN_TOKEN", ADMIN_TOKEN)])).unwrap();
+        audit_logger::Settings::load_from(env(&[
+            ("AUDIT_ADMIN_TOKEN", ADMIN_TOKEN),
+            ("AUDIT_CHAIN_KEY", "drift-test-chain-key-0123456789abcdef"),
+        ]))
+        .unwrap();
     let services = vec![
         Service {
             app_id: task_api.common.app_id,
