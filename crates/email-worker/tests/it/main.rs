@@ -8,3 +8,4 @@ mod backlog;
 mod emails;
 mod failures;
 mod replay;
+mod smtp_auth;
