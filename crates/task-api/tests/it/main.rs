@@ -8,5 +8,6 @@ mod api;
 mod asymmetric_tokens;
 mod cli;
 mod concurrency;
+mod conformance;
 mod crash;
 mod outbox;
