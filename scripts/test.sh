@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The project's test command: every crate's unit, integration and end-to-end tests.
 # Integration tests start real processes (the local sidecar, the services, redis-server, SMTP
-# servers) on random loopback ports; nothing outside this machine is touched.
+# servers) on random loopback ports; nothing outside this machine is touched. task-api's OpenAPI
+# conformance test runs schemathesis, which scripts/install-schemathesis.sh installs into
+# .local/ on first use (python3 with venv and PyPI; the test is skipped only without python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/require.sh

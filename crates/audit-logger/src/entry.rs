@@ -1,16 +1,19 @@
 //! One trail entry: what happened, to which task and user, and the hash links that make the
 //! trail tamper-evident.
 //!
-//! `hash` = SHA-256 of the canonical JSON ([`crate::canonical`]) of the entry without its `hash`
-//! field; `prev_hash` = the `hash` of the previous entry of the same trail
+//! `hash` = HMAC-SHA256 under the chain key ([`crate::chain_key`]) of the trail's name and the
+//! canonical JSON ([`crate::canonical`]) of the entry without its `hash` field; `prev_hash` =
+//! the `hash` of the previous entry of the same trail
 //! ([`GENESIS_HASH`](crate::canonical::GENESIS_HASH) for the first). Changing any field of an
-//! entry breaks its own hash; removing or reordering entries breaks the next `prev_hash`.
+//! entry breaks its own hash, and without the key no new hash can be made for it; removing or
+//! reordering entries breaks the next `prev_hash`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::canonical::sha256_hex;
+use crate::canonical::{canonical_json, sha256_hex};
+use crate::chain_key::{ChainKey, Domain};
 
 /// What an entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,27 +120,38 @@ impl EntryDraft {
         })
     }
 
-    /// Places the draft at `seq` after the entry hashed `prev_hash`.
-    pub fn seal(self, seq: u64, prev_hash: &str) -> Entry {
+    /// Places the draft at `seq` of `trail`, after the entry hashed `prev_hash`.
+    pub fn seal(self, key: &ChainKey, trail: &str, seq: u64, prev_hash: &str) -> Entry {
         let mut entry = Entry {
             seq,
             draft: self,
             prev_hash: prev_hash.to_owned(),
             hash: String::new(),
         };
-        entry.hash = entry.compute_hash();
+        entry.hash = entry.compute_hash(key, trail);
         entry
     }
 }
 
 impl Entry {
-    /// The hash this entry should carry, recomputed from its other fields.
-    pub fn compute_hash(&self) -> String {
+    /// The keyed hash this entry should carry in `trail`, recomputed from its other fields.
+    pub fn compute_hash(&self, key: &ChainKey, trail: &str) -> String {
+        key.mac(Domain::Entry, trail, &canonical_json(&self.unhashed()))
+    }
+
+    /// The unkeyed SHA-256 form entries had before the chain was keyed: verification uses it
+    /// only to tell such an entry (or a forgery made without the key) from an edited one.
+    pub fn legacy_hash(&self) -> String {
+        sha256_hex(&self.unhashed())
+    }
+
+    /// The entry as hashed: every field but `hash`.
+    fn unhashed(&self) -> Value {
         let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
         if let Value::Object(map) = &mut value {
             map.remove("hash");
         }
-        sha256_hex(&value)
+        value
     }
 }
 
@@ -173,10 +187,18 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::canonical::GENESIS_HASH;
+    use secrecy::SecretString;
     use serde_json::json;
+
+    pub(crate) fn test_key() -> ChainKey {
+        ChainKey::new(&SecretString::from(
+            "unit-test-chain-key-0123456789abcdef".to_owned(),
+        ))
+        .unwrap()
+    }
 
     fn envelope() -> Value {
         json!({
@@ -268,14 +290,18 @@ mod tests {
         let d =
             EntryDraft::from_envelope("task-updated", "ce", "task-api", &envelope(), Utc::now())
                 .unwrap();
-        let e = d.seal(0, GENESIS_HASH);
+        let key = test_key();
+        let e = d.seal(&key, "trail:task:t1", 0, GENESIS_HASH);
         assert_eq!(e.hash.len(), 64);
         // The store re-encodes with other key orders; the hash is over the canonical form.
         let text = serde_json::to_string(&serde_json::to_value(&e).unwrap()).unwrap();
         let back: Entry = serde_json::from_str(&text).unwrap();
-        assert_eq!(back.compute_hash(), e.hash);
+        assert_eq!(back.compute_hash(&key, "trail:task:t1"), e.hash);
         let mut altered = back.clone();
         altered.draft.detail = Some("edited".into());
-        assert_ne!(altered.compute_hash(), e.hash);
+        assert_ne!(altered.compute_hash(&key, "trail:task:t1"), e.hash);
+        // Keyed: neither the plain SHA-256 nor the same entry in another trail matches.
+        assert_ne!(back.legacy_hash(), e.hash);
+        assert_ne!(back.compute_hash(&key, "trail:user:u1"), e.hash);
     }
 }

@@ -24,8 +24,11 @@ fn services() -> Vec<Service> {
     let task_api = task_api::Settings::load_from(env(&[("JWT_SECRET", JWT_SECRET)])).unwrap();
     let email = email_worker::Settings::load_from(env(&[])).unwrap();
     let reminder = reminder_scheduler::Settings::load_from(env(&[])).unwrap();
-    let audit =
-        audit_logger::Settings::load_from(env(&[("AUDIT_ADMIN_TOKEN", ADMIN_TOKEN)])).unwrap();
+    let audit = audit_logger::Settings::load_from(env(&[
+        ("AUDIT_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("AUDIT_CHAIN_KEY", "drift-test-chain-key-0123456789abcdef"),
+    ]))
+    .unwrap();
     let services = vec![
         Service {
             app_id: task_api.common.app_id,

@@ -9,3 +9,4 @@ mod emails;
 mod failures;
 mod publishers;
 mod replay;
+mod smtp_auth;

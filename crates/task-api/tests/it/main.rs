@@ -8,6 +8,7 @@ mod api;
 mod asymmetric_tokens;
 mod cli;
 mod concurrency;
+mod conformance;
 mod crash;
 mod outbox;
 mod shipped_resiliency;
