@@ -10,3 +10,4 @@ mod cli;
 mod concurrency;
 mod crash;
 mod outbox;
+mod outbox_windows;
