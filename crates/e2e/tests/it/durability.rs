@@ -157,7 +157,10 @@ async fn sigkill_run(replicas: &[&str]) {
             .env(replica, "OUTBOX_GRACE_PERIOD", "2s")
             .env(replica, "OUTBOX_LEASE_TTL", "3s");
         if replicas.len() > 1 {
-            run_file = run_file.env(replica, "STATE_STORE_NAME", "task-state");
+            run_file = run_file
+                .env(replica, "STATE_STORE_NAME", "task-state")
+                // Every replica's events carry the service's name as their source.
+                .env(replica, "APP_ID", TASK_API);
         }
     }
     let (file, apps) = run_file
