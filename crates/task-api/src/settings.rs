@@ -22,6 +22,7 @@ jwt_max_lifetime = "24h"
 outbox_shards = 16
 outbox_relay_interval = "5s"
 outbox_grace_period = "15s"
+outbox_lease_ttl = "15s"
 conflict_retries = 25
 tombstone_ttl = "7days"
 "#;
@@ -69,6 +70,10 @@ pub struct Settings {
     /// An outbox entry younger than this belongs to a request still in flight; the relay leaves it.
     #[serde(with = "humantime_serde")]
     pub outbox_grace_period: Duration,
+    /// TTL of this process's outbox writer lease: how long after the process dies other
+    /// replicas take over its outbox shards. At least one second (the store's TTL unit).
+    #[serde(with = "humantime_serde")]
+    pub outbox_lease_ttl: Duration,
     /// Attempts of a read-modify-write before answering 503 under contention.
     pub conflict_retries: u32,
     /// How long a deleted task's tombstone stays (it proves a delete event committed).
@@ -93,6 +98,8 @@ pub enum SettingsError {
     Zero(&'static str),
     #[error("JWT_LEEWAY must be at most {}s, got {}s", MAX_LEEWAY.as_secs(), .0.as_secs())]
     Leeway(Duration),
+    #[error("OUTBOX_LEASE_TTL is {0:?}; it must be at least 1s (the state store's TTL unit)")]
+    ShortLease(Duration),
 }
 
 impl ServiceSettings for Settings {
@@ -137,6 +144,9 @@ impl LayeredSettings for Settings {
         }
         if self.conflict_retries == 0 {
             return Err(SettingsError::Zero("CONFLICT_RETRIES"));
+        }
+        if self.outbox_lease_ttl < Duration::from_secs(1) {
+            return Err(SettingsError::ShortLease(self.outbox_lease_ttl));
         }
         Ok(())
     }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use durability_support::{shorten_redelivery, token};
+use durability_support::{share_task_state, shorten_redelivery, token};
 use e2e::System;
 use e2e::{Binaries, RedisServer, RunFile, SmtpSink, poll_until};
 use serde_json::{Value, json};
@@ -114,6 +114,19 @@ async fn create_stream(
 // often enough to hit that path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_and_doubles_nothing() {
+    sigkill_run(&[TASK_API]).await;
+}
+
+// Two task-api replicas sharing one state store (the same keys), each taking half of the
+// stream: a change committed by one while the other writes too, and the shards of both killed
+// replicas, still give every acknowledged task exactly one email and one audit entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_two_task_api_replicas_loses_and_doubles_nothing() {
+    sigkill_run(&[TASK_API, "task-api-2"]).await;
+}
+
+/// The durability run with task-api as the apps `replicas` (its own id first).
+async fn sigkill_run(replicas: &[&str]) {
     let t0 = Instant::now();
     let bins = Binaries::locate().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
@@ -124,18 +137,35 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing() {
         .unwrap();
     // A consumer killed mid-delivery leaves its entry pending; claim it again after 3 s.
     shorten_redelivery(&resources, "3s", "1s").unwrap();
+    if replicas.len() > 1 {
+        share_task_state(&resources, replicas).unwrap();
+    }
     let smtp = SmtpSink::start().unwrap();
-    let run_file = RunFile::from_file(&bins.workspace().join("dapr.redis.yaml"))
+    let mut run_file = RunFile::from_file(&bins.workspace().join("dapr.redis.yaml"))
         .unwrap()
         .common_resources(&resources);
     let secret = run_file.setting(TASK_API, "JWT_SECRET").unwrap();
     let admin = run_file.setting(AUDIT_LOGGER, "AUDIT_ADMIN_TOKEN").unwrap();
+    for replica in &replicas[1..] {
+        run_file = run_file.replicate(TASK_API, replica).unwrap();
+    }
+    for replica in replicas {
+        run_file = run_file
+            // Outbox entries whose publish the kill cut off are relayed within seconds, and the
+            // restarted processes take over the killed ones' shards once their leases expire.
+            .env(replica, "OUTBOX_RELAY_INTERVAL", "1s")
+            .env(replica, "OUTBOX_GRACE_PERIOD", "2s")
+            .env(replica, "OUTBOX_LEASE_TTL", "3s");
+        if replicas.len() > 1 {
+            run_file = run_file
+                .env(replica, "STATE_STORE_NAME", "task-state")
+                // Every replica's events carry the service's name as their source.
+                .env(replica, "APP_ID", TASK_API);
+        }
+    }
     let (file, apps) = run_file
         .remove_env(EMAIL_WORKER, "MAIL_DIR")
         .env(EMAIL_WORKER, "SMTP_URL", smtp.url())
-        // Outbox entries whose publish the kill cut off are relayed within seconds.
-        .env(TASK_API, "OUTBOX_RELAY_INTERVAL", "1s")
-        .env(TASK_API, "OUTBOX_GRACE_PERIOD", "2s")
         // A send the kill interrupted leaves its claim; another attempt may send once the claim
         // expires. The default (10 min) outlasts the delivery retries of deploy/local/redis, so
         // the event would be dead-lettered and its email never sent.
@@ -159,12 +189,18 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing() {
     let bearer = format!("Bearer {}", token(&bins, &secret, &user, &email).unwrap());
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let creator = tokio::spawn(create_stream(
-        api.clone(),
-        bearer.clone(),
-        Arc::clone(&outcomes),
-        Arc::clone(&stop),
-    ));
+    let creators: Vec<_> = replicas
+        .iter()
+        .map(|replica| {
+            let port = run.app(replica).unwrap().app_port;
+            tokio::spawn(create_stream(
+                format!("http://127.0.0.1:{port}"),
+                bearer.clone(),
+                Arc::clone(&outcomes),
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
 
     poll_until("tasks before the kill", Duration::from_secs(60), || {
         let n = created(&outcomes.lock().unwrap());
@@ -191,7 +227,9 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing() {
     .await
     .unwrap();
     stop.store(true, Ordering::SeqCst);
-    creator.await.unwrap();
+    for creator in creators {
+        creator.await.unwrap();
+    }
     let outcomes = outcomes.lock().unwrap().clone();
     let stream_done = Instant::now();
 
@@ -365,11 +403,12 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing() {
     );
 
     eprintln!(
-        "durability: ready in {first_ready:?}; {created_at_kill} tasks acknowledged at the \
+        "durability ({} task-api): ready in {first_ready:?}; {created_at_kill} tasks acknowledged at the \
          SIGKILL of {} processes; back up after {downtime:?} ({emails_at_restart} emails by \
          then); {} acknowledged, {} refused, {} unknown (of which {} exist); every email and \
          audit entry {all_delivered:?} after the last creation; {} resent from the crash \
          window; total {:?}",
+        replicas.len(),
         pids.len(),
         created(&outcomes),
         refused.len(),

@@ -11,4 +11,5 @@ mod concurrency;
 mod conformance;
 mod crash;
 mod outbox;
+mod outbox_windows;
 mod shipped_resiliency;
