@@ -442,6 +442,8 @@ fn an_unpinned_image_is_reported() {
         "  - name: todo/task-api\n    newTag: latest",
     );
     assert_fires(&found, file, Rule::ImageTags);
+}
+
 #[test]
 fn a_resiliency_copy_that_differs_from_production_is_reported() {
     let found = with_edit(
