@@ -159,6 +159,11 @@ async fn invocations_are_retried_by_the_caller_with_one_breaker_per_app_and_meth
             .send()
     };
 
+    // Both sidecars report ready before the runtime may route to app-b; wait until it does.
+    eventually("app-b reachable through app-a's sidecar", || async {
+        (invoke("fine").await.unwrap().status() == 200).then_some(())
+    })
+    .await;
     let r = invoke("bad").await.unwrap();
     assert_eq!(
         (r.status().as_u16(), r.text().await.unwrap()),
