@@ -76,6 +76,13 @@ impl Outbox {
                 Plan::Unchanged(record) => return Ok(Commit::Unchanged(record)),
                 Plan::Change(record, entry) => (record, entry),
             };
+            if !state.index_exists() {
+                // Created on its own first, so the transaction checks it against an etag.
+                self.repository
+                    .create_index_bucket(user_id, task_id)
+                    .await?;
+                continue;
+            }
             if state.outbox_bytes() > SHARD_BUDGET_BYTES {
                 metrics::counter!("task_api_outbox_full_total").increment(1);
                 return Err(ApiError::Unavailable(format!(

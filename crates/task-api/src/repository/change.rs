@@ -40,6 +40,11 @@ impl ChangeState {
         self.outbox_bytes
     }
 
+    /// Whether the index bucket existed when read.
+    pub fn index_exists(&self) -> bool {
+        self.index.etag.is_some()
+    }
+
     /// Whether any of the keys was written between the read of `earlier` and this one.
     pub fn moved_since(&self, earlier: &ChangeState) -> bool {
         self.task_etag() != earlier.task_etag()
@@ -151,6 +156,25 @@ impl TaskRepository {
             state.outbox.write(state.keys[2].clone(), outbox)?,
         ));
         self.dapr.transact_state(&self.store, &ops).await
+    }
+
+    /// Creates the (empty) index bucket `task_id` falls in, unless it exists, with a save of its
+    /// own. A transaction cannot do this safely: on Redis a `first-write` upsert inside a
+    /// transaction does not mark the key, so it overwrites a bucket another replica created since
+    /// the read (components-contrib `state/redis/redis.go`, `StateStore.Multi`). A plain
+    /// `first-write` save marks it, and a second one fails, so the change that follows always
+    /// writes the bucket against an etag.
+    pub async fn create_index_bucket(
+        &self,
+        user_id: Uuid,
+        task_id: Uuid,
+    ) -> Result<(), StoreError> {
+        let item = SaveItem::new(index_key(user_id, task_id), &UserIndex::default())?.first_write();
+        match self.dapr.save_state(&self.store, &[item]).await {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_write_conflict() => Ok(()),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Makes the owner's index agree with a committed record: after a failed transaction whose
