@@ -293,9 +293,15 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
                 .iter()
                 .map(|e| (e.topic.clone(), Arc::clone(&e.handler)))
                 .collect();
-            (dlq.to_owned(), second_chance_handler(dlq.to_owned(), handlers))
+            (
+                dlq.to_owned(),
+                second_chance_handler(dlq.to_owned(), handlers),
+            )
         });
-        let entries = self.entries.into_iter().map(|e| (e.topic, e.route, e.handler));
+        let entries = self
+            .entries
+            .into_iter()
+            .map(|e| (e.topic, e.route, e.handler));
         let extra = second_chance.map(|(dlq, handler)| (dlq.clone(), route_for(&dlq), handler));
         for (topic, route, handler) in entries.chain(extra) {
             let state = state.clone();

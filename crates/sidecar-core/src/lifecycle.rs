@@ -83,11 +83,9 @@ pub(crate) async fn start(state: Arc<SidecarState>) {
         return;
     }
     if health_checked.is_some() {
-        state.tasks.spawn(app_subscriptions::follow_health(
-            state.clone(),
-            defs,
-            true,
-        ));
+        state
+            .tasks
+            .spawn(app_subscriptions::follow_health(state.clone(), defs, true));
     }
     state.ready.send_replace(true);
     tracing::info!(app_id = %state.app_id(), "sidecar ready");

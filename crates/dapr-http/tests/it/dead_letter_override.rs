@@ -117,14 +117,23 @@ async fn a_dead_letter_goes_to_the_handler_of_its_original_topic() {
             .body(Body::from(body.to_string()))
             .unwrap()
     };
-    let status = |router: axum::Router, req| async move {
+    let status = |router: axum::Router, req: Request<Body>| async move {
         let resp = router.oneshot(req).await.unwrap();
         assert_eq!(resp.status(), 200);
         let body = resp.into_body().collect().await.unwrap().to_bytes();
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["status"].clone()
     };
-    assert_eq!(status(router.clone(), deliver("task-created")).await, "SUCCESS");
-    assert_eq!(status(router.clone(), deliver("task-due-soon")).await, "DROP");
-    assert_eq!(status(router.clone(), deliver("task-deleted")).await, "DROP");
+    assert_eq!(
+        status(router.clone(), deliver("task-created")).await,
+        "SUCCESS"
+    );
+    assert_eq!(
+        status(router.clone(), deliver("task-due-soon")).await,
+        "DROP"
+    );
+    assert_eq!(
+        status(router.clone(), deliver("task-deleted")).await,
+        "DROP"
+    );
     assert_eq!(*seen.lock().unwrap(), ["task-created", "task-due-soon"]);
 }

@@ -248,7 +248,10 @@ async fn subscriptions_wait_for_the_first_successful_probe_and_probes_carry_no_d
     wait_subscribed(sidecar, 2).await;
     assert_eq!(subscribe_calls(app), 1);
     let calls = app.state.subscribe_calls.lock().unwrap().clone();
-    assert_eq!(calls[0].header("dapr-api-token").as_deref(), Some(APP_TOKEN));
+    assert_eq!(
+        calls[0].header("dapr-api-token").as_deref(),
+        Some(APP_TOKEN)
+    );
     for probe in app.received_on(PROBE) {
         assert_eq!(probe.header("dapr-api-token"), None, "token on a probe");
         assert_eq!(probe.header("dapr-app-id"), None, "app id on a probe");
@@ -317,7 +320,11 @@ async fn unsubscribed_while_unhealthy_and_nothing_lost(components: &str) {
     }
     let seen = probes(app);
     app.wait_for(PROBE, seen + 2).await;
-    assert_eq!(app.received_on("/orders").len(), 1, "delivered while unhealthy");
+    assert_eq!(
+        app.received_on("/orders").len(),
+        1,
+        "delivered while unhealthy"
+    );
 
     unhealthy.store(false, Ordering::SeqCst);
     let orders = app.wait_for("/orders", 6).await;
@@ -344,6 +351,5 @@ async fn unsubscribed_while_unhealthy_then_every_event_arrives_in_memory() {
 #[tokio::test]
 async fn unsubscribed_while_unhealthy_then_every_event_arrives_on_redis() {
     let redis = RedisServer::start();
-    unsubscribed_while_unhealthy_and_nothing_lost(Backend::redis(redis.port()).components())
-        .await;
+    unsubscribed_while_unhealthy_and_nothing_lost(Backend::redis(redis.port()).components()).await;
 }
