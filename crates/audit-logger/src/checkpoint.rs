@@ -143,6 +143,7 @@ mod tests {
             correlation_id: None,
             causation_id: None,
             detail: None,
+            source_mismatch: None,
             payload: "{}".into(),
         }
         .seal(key, "trail:task:t", seq, GENESIS_HASH)

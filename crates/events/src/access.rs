@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::topics::{Topic, apps, dead_letter_topic};
+use crate::topics::{Topic, apps, dead_letter_consumers, dead_letter_topic};
 
 /// The app that republishes dead letters to their original topic.
 pub const REPLAYER: &str = apps::AUDIT_LOGGER;
@@ -37,17 +37,21 @@ impl Topic {
     }
 }
 
-/// The topics `app` subscribes to: the topics it consumes, plus every dead-letter topic for the
-/// audit-logger, which records them.
+/// The topics `app` subscribes to: the topics it consumes, plus the dead-letter topics it
+/// consumes (its own, for a second chance, and every one for the audit-logger, which records
+/// them; see [`dead_letter_consumers`]).
 pub fn subscribed_topics(app: &str) -> BTreeSet<String> {
     let mut topics: BTreeSet<String> = Topic::ALL
         .into_iter()
         .filter(|t| t.consumers().contains(&app))
         .map(|t| t.as_str().to_owned())
         .collect();
-    if app == apps::AUDIT_LOGGER {
-        topics.extend(crate::dead_letter_topics());
-    }
+    topics.extend(
+        apps::SUBSCRIBERS
+            .into_iter()
+            .filter(|owner| dead_letter_consumers(owner).contains(&app))
+            .map(dead_letter_topic),
+    );
     topics
 }
 
@@ -122,9 +126,29 @@ mod tests {
     }
 
     #[test]
+    fn every_subscriber_may_subscribe_to_its_own_dead_letters_for_a_second_chance() {
+        for app in apps::SUBSCRIBERS {
+            assert!(
+                subscribed_topics(app).contains(&dead_letter_topic(app)),
+                "{app}"
+            );
+        }
+        assert!(!subscribed_topics(apps::EMAIL_WORKER).contains("reminder-scheduler-dead-letters"));
+        assert_eq!(
+            subscribed_topics(apps::AUDIT_LOGGER)
+                .iter()
+                .filter(|t| t.ends_with("-dead-letters"))
+                .count(),
+            apps::SUBSCRIBERS.len()
+        );
+    }
+
+    #[test]
     fn scope_strings_list_every_app() {
         let subs = subscription_scopes();
-        assert!(subs.starts_with("task-api=;email-worker=task-created,task-due-soon;"));
+        assert!(subs.starts_with(
+            "task-api=;email-worker=email-worker-dead-letters,task-created,task-due-soon;"
+        ));
         assert!(
             publishing_scopes()
                 .starts_with("task-api=task-completed,task-created,task-deleted,task-updated;")

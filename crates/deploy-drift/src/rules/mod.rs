@@ -3,8 +3,8 @@
 pub mod apps;
 pub mod exposure;
 pub mod pubsub;
-pub mod scopes;
 pub mod resiliency;
+pub mod scopes;
 pub mod subscriptions;
 
 use crate::expected::Expected;
