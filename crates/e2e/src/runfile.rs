@@ -53,23 +53,16 @@ impl RunFile {
         self
     }
 
-    /// Adds a copy of app `app_id` under the id `replica_id`: the same command and settings, a
-    /// second process with a sidecar of its own (its ports are assigned by [`RunFile::write`]).
-    /// Whether it shares the original's state depends on the components it is given.
-    pub fn replicate(mut self, app_id: &str, replica_id: &str) -> anyhow::Result<Self> {
-        let mut copy = self
-            .apps()
-            .find(|a| a.get("appID").and_then(Value::as_str) == Some(app_id))
-            .cloned()
-            .with_context(|| format!("no app {app_id} in the run file"))?;
-        copy.as_mapping_mut()
-            .context("an app is not a mapping")?
-            .insert("appID".into(), replica_id.into());
-        self.doc
+    /// Keeps only app `app_id`: the run file of a second pod of that app (same app id, its own
+    /// process and sidecar, ports assigned by [`RunFile::write`]), as a Kubernetes replica is.
+    pub fn only(mut self, app_id: &str) -> anyhow::Result<Self> {
+        let apps = self
+            .doc
             .get_mut("apps")
             .and_then(Value::as_sequence_mut)
-            .context("no apps")?
-            .push(copy);
+            .context("no apps")?;
+        apps.retain(|a| a.get("appID").and_then(Value::as_str) == Some(app_id));
+        anyhow::ensure!(!apps.is_empty(), "no app {app_id} in the run file");
         Ok(self)
     }
 

@@ -13,11 +13,12 @@
 use crate::durability_support;
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use durability_support::{share_task_state, shorten_redelivery, token};
+use durability_support::{shorten_redelivery, token};
 use e2e::System;
 use e2e::{Binaries, RedisServer, RunFile, SmtpSink, poll_until};
 use serde_json::{Value, json};
@@ -114,19 +115,20 @@ async fn create_stream(
 // often enough to hit that path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_and_doubles_nothing() {
-    sigkill_run(&[TASK_API]).await;
+    sigkill_run(1).await;
 }
 
-// Two task-api replicas sharing one state store (the same keys), each taking half of the
-// stream: a change committed by one while the other writes too, and the shards of both killed
-// replicas, still give every acknowledged task exactly one email and one audit entry.
+// Two task-api replicas sharing one state store (the same app id, so the same keys), each taking
+// half of the stream: a change committed by one while the other writes too, and the shards of
+// both killed replicas, still give every acknowledged task exactly one email and one audit entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_with_two_task_api_replicas_loses_and_doubles_nothing() {
-    sigkill_run(&[TASK_API, "task-api-2"]).await;
+    sigkill_run(2).await;
 }
 
-/// The durability run with task-api as the apps `replicas` (its own id first).
-async fn sigkill_run(replicas: &[&str]) {
+/// The durability run with `replicas` task-api processes: the first in the run of the whole
+/// system, each other one in a run of its own with the same app id, as a second pod is.
+async fn sigkill_run(replicas: usize) {
     let t0 = Instant::now();
     let bins = Binaries::locate().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
@@ -137,32 +139,35 @@ async fn sigkill_run(replicas: &[&str]) {
         .unwrap();
     // A consumer killed mid-delivery leaves its entry pending; claim it again after 3 s.
     shorten_redelivery(&resources, "3s", "1s").unwrap();
-    if replicas.len() > 1 {
-        share_task_state(&resources, replicas).unwrap();
-    }
     let smtp = SmtpSink::start().unwrap();
     let mut run_file = RunFile::from_file(&bins.workspace().join("dapr.redis.yaml"))
         .unwrap()
         .common_resources(&resources);
     let secret = run_file.setting(TASK_API, "JWT_SECRET").unwrap();
     let admin = run_file.setting(AUDIT_LOGGER, "AUDIT_ADMIN_TOKEN").unwrap();
-    for replica in &replicas[1..] {
-        run_file = run_file.replicate(TASK_API, replica).unwrap();
-    }
-    for replica in replicas {
-        run_file = run_file
+    let task_api_env = |run_file: RunFile| {
+        run_file
             // Outbox entries whose publish the kill cut off are relayed within seconds, and the
             // restarted processes take over the killed ones' shards once their leases expire.
-            .env(replica, "OUTBOX_RELAY_INTERVAL", "1s")
-            .env(replica, "OUTBOX_GRACE_PERIOD", "2s")
-            .env(replica, "OUTBOX_LEASE_TTL", "3s");
-        if replicas.len() > 1 {
-            run_file = run_file
-                .env(replica, "STATE_STORE_NAME", "task-state")
-                // Every replica's events carry the service's name as their source.
-                .env(replica, "APP_ID", TASK_API);
-        }
-    }
+            .env(TASK_API, "OUTBOX_RELAY_INTERVAL", "1s")
+            .env(TASK_API, "OUTBOX_GRACE_PERIOD", "2s")
+            .env(TASK_API, "OUTBOX_LEASE_TTL", "3s")
+    };
+    let replica_files: Vec<(PathBuf, Vec<e2e::AppPorts>)> = (1..replicas)
+        .map(|n| {
+            let replica_dir = dir.path().join(format!("replica-{n}"));
+            std::fs::create_dir_all(&replica_dir).unwrap();
+            let file = RunFile::from_file(&bins.workspace().join("dapr.redis.yaml"))
+                .unwrap()
+                .common_resources(&resources)
+                .only(TASK_API)
+                .unwrap();
+            task_api_env(file)
+                .write(&replica_dir, bins.workspace(), &bins)
+                .unwrap()
+        })
+        .collect();
+    run_file = task_api_env(run_file);
     let (file, apps) = run_file
         .remove_env(EMAIL_WORKER, "MAIL_DIR")
         .env(EMAIL_WORKER, "SMTP_URL", smtp.url())
@@ -174,8 +179,18 @@ async fn sigkill_run(replicas: &[&str]) {
         .unwrap();
     let log = dir.path().join("run.log");
 
+    let start_replicas = || -> Vec<System> {
+        replica_files
+            .iter()
+            .map(|(file, apps)| System::start(&bins, file, apps.clone(), log.clone()).unwrap())
+            .collect()
+    };
     let mut run = System::start(&bins, &file, apps.clone(), log.clone()).unwrap();
+    let mut replica_runs = start_replicas();
     run.wait_ready(Duration::from_secs(60)).await.unwrap();
+    for replica in &mut replica_runs {
+        replica.wait_ready(Duration::from_secs(60)).await.unwrap();
+    }
     let first_ready = t0.elapsed();
     let api = format!("http://127.0.0.1:{}", run.app(TASK_API).unwrap().app_port);
     // Through audit-logger's own sidecar, as the shipped access control requires.
@@ -189,10 +204,13 @@ async fn sigkill_run(replicas: &[&str]) {
     let bearer = format!("Bearer {}", token(&bins, &secret, &user, &email).unwrap());
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let creators: Vec<_> = replicas
+    let task_api_ports: Vec<u16> = std::iter::once(&run)
+        .chain(&replica_runs)
+        .map(|r| r.app(TASK_API).unwrap().app_port)
+        .collect();
+    let creators: Vec<_> = task_api_ports
         .iter()
-        .map(|replica| {
-            let port = run.app(replica).unwrap().app_port;
+        .map(|port| {
             tokio::spawn(create_stream(
                 format!("http://127.0.0.1:{port}"),
                 bearer.clone(),
@@ -209,12 +227,25 @@ async fn sigkill_run(replicas: &[&str]) {
     .await
     .unwrap();
     let killed_at = Instant::now();
-    let pids = run.kill9().unwrap();
+    let mut pids = run.kill9().unwrap();
     assert_eq!(pids.len(), apps.len() + 1, "runner and every app: {pids:?}");
+    for replica in &mut replica_runs {
+        let replica_pids = replica.kill9().unwrap();
+        assert_eq!(
+            replica_pids.len(),
+            2,
+            "runner and task-api: {replica_pids:?}"
+        );
+        pids.extend(replica_pids);
+    }
     let created_at_kill = created(&outcomes.lock().unwrap());
 
-    let mut run = System::start(&bins, &file, apps.clone(), log).unwrap();
+    let mut run = System::start(&bins, &file, apps.clone(), log.clone()).unwrap();
+    let mut replica_runs = start_replicas();
     run.wait_ready(Duration::from_secs(60)).await.unwrap();
+    for replica in &mut replica_runs {
+        replica.wait_ready(Duration::from_secs(60)).await.unwrap();
+    }
     let downtime = killed_at.elapsed();
     // Everything the killed run sent is recorded by now (its connections closed long ago), and
     // nothing the new run sends can be a resend yet: that waits for a claim to expire.
@@ -408,7 +439,7 @@ async fn sigkill_run(replicas: &[&str]) {
          then); {} acknowledged, {} refused, {} unknown (of which {} exist); every email and \
          audit entry {all_delivered:?} after the last creation; {} resent from the crash \
          window; total {:?}",
-        replicas.len(),
+        replicas,
         pids.len(),
         created(&outcomes),
         refused.len(),
@@ -419,5 +450,8 @@ async fn sigkill_run(replicas: &[&str]) {
     );
     let pids = run.kill9().unwrap();
     assert_eq!(pids.len(), apps.len() + 1);
+    for replica in &mut replica_runs {
+        assert_eq!(replica.kill9().unwrap().len(), 2);
+    }
     drop(redis);
 }

@@ -42,48 +42,6 @@ pub fn shorten_redelivery(
     Ok(())
 }
 
-/// Gives the apps `replicas` one state store whose keys carry the prefix `task-api` (the
-/// `keyPrefix` of Dapr's state components), so that they are replicas of task-api sharing its
-/// state: writes `task-state.yaml`, a copy of `statestore.yaml` under that name and prefix scoped
-/// to them, and adds them to the scopes of every other component task-api may use.
-pub fn share_task_state(resources: &Path, replicas: &[&str]) -> anyhow::Result<()> {
-    let scope = |text: &str| -> String {
-        let extra: String = replicas
-            .iter()
-            .filter(|r| **r != "task-api")
-            .map(|r| format!("  - {r}\n"))
-            .collect();
-        text.replace(
-            "scopes:\n  - task-api\n",
-            &format!("scopes:\n  - task-api\n{extra}"),
-        )
-    };
-    for entry in std::fs::read_dir(resources)? {
-        let path = entry?.path();
-        if path.extension().and_then(|e| e.to_str()) == Some("yaml") {
-            let text = std::fs::read_to_string(&path)?;
-            std::fs::write(&path, scope(&text))?;
-        }
-    }
-    let store = std::fs::read_to_string(resources.join("statestore.yaml"))?;
-    let head = store
-        .split_once("\nscopes:")
-        .map(|(head, _)| head)
-        .context("statestore.yaml has no scopes")?
-        .replacen("name: todo-state", "name: task-state", 1)
-        .replacen(
-            "  metadata:\n",
-            "  metadata:\n    - name: keyPrefix\n      value: task-api\n",
-            1,
-        );
-    let list: String = replicas.iter().map(|r| format!("  - {r}\n")).collect();
-    std::fs::write(
-        resources.join("task-state.yaml"),
-        format!("{head}\nscopes:\n{list}"),
-    )?;
-    Ok(())
-}
-
 /// A development token from the real `task-api token` command, signed with `secret`.
 pub fn token(bins: &Binaries, secret: &str, user_id: &str, email: &str) -> anyhow::Result<String> {
     let out = Command::new(bins.path("task-api"))
