@@ -1,6 +1,7 @@
-//! Durations as daprd reads them in Resiliency resources: a bare integer (quoted or not) is
+//! Durations as daprd reads them. In Resiliency resources a bare integer (quoted or not) is
 //! milliseconds, anything else is Go's `time.ParseDuration` syntax (`pkg/resiliency/resiliency.go
-//! parseDuration`; dapr/kit `config/decode.go decodeString`).
+//! parseDuration`; dapr/kit `config/decode.go decodeString`). The Go parser here is the one the
+//! whole sidecar uses (its `go` module re-exports it).
 
 use std::time::Duration;
 
@@ -11,15 +12,21 @@ pub fn parse(s: &str) -> Option<Duration> {
     if let Ok(ms) = s.parse::<i64>() {
         return u64::try_from(ms).ok().map(Duration::from_millis);
     }
-    go_duration(s)
+    let nanos = parse_go_duration(s)?;
+    u64::try_from(nanos).ok().map(Duration::from_nanos)
 }
 
-/// Go's `time.ParseDuration` for non-negative values: one or more `<number><unit>` with units
-/// `ns us µs μs ms s m h`; a bare number is accepted only for `0`.
-fn go_duration(s: &str) -> Option<Duration> {
-    let mut rest = s.strip_prefix('+').unwrap_or(s);
+/// Go's `time.ParseDuration` exactly, in nanoseconds: an optional sign, then one or more
+/// `<number><unit>` (`ns us µs μs ms s m h`); a bare number is accepted only for `0`. Whitespace
+/// and values beyond `i64` nanoseconds are errors.
+pub fn parse_go_duration(s: &str) -> Option<i64> {
+    let (negative, mut rest) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
     if rest == "0" {
-        return Some(Duration::ZERO);
+        return Some(0);
     }
     if rest.is_empty() {
         return None;
@@ -29,27 +36,33 @@ fn go_duration(s: &str) -> Option<Duration> {
         let num_len = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
-        if num_len == 0 {
+        let number = &rest[..num_len];
+        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
             return None;
         }
-        let number: f64 = rest[..num_len].parse().ok()?;
+        let value: f64 = number.parse().ok()?;
         rest = &rest[num_len..];
         let unit_len = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
+        let nanos_per_unit = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
             _ => return None,
         };
         rest = &rest[unit_len..];
-        total += number * factor;
+        total += value * nanos_per_unit;
     }
-    Duration::try_from_secs_f64(total).ok()
+    // i64::MAX nanoseconds, as f64; Go reports anything above it as an invalid duration.
+    if total > 9_223_372_036_854_775_807f64 {
+        return None;
+    }
+    let nanos = total.round() as i64;
+    Some(if negative { -nanos } else { nanos })
 }
 
 #[cfg(test)]
@@ -65,7 +78,20 @@ mod tests {
         assert_eq!(parse("0"), Some(Duration::ZERO));
         assert_eq!(parse("soon"), None);
         assert_eq!(parse("-5"), None);
+        assert_eq!(parse("-5s"), None);
         assert_eq!(parse("5x"), None);
         assert_eq!(parse(""), None);
+    }
+
+    #[test]
+    fn go_durations_parse_exactly() {
+        assert_eq!(parse_go_duration("1m30s"), Some(90_000_000_000));
+        assert_eq!(parse_go_duration("1.5h"), Some(5_400_000_000_000));
+        assert_eq!(parse_go_duration("-2s"), Some(-2_000_000_000));
+        assert_eq!(parse_go_duration("0"), Some(0));
+        assert_eq!(parse_go_duration("5"), None, "a unit is required");
+        assert_eq!(parse_go_duration(" 5s"), None);
+        assert_eq!(parse_go_duration("1..5s"), None);
+        assert_eq!(parse_go_duration("99999999999999999999h"), None);
     }
 }
