@@ -10,7 +10,8 @@
 #   5. cross-checks a schema cannot express (deploy/schemas/check_rendered.py): annotations vs
 #      containers, Secrets, probes, security context, HPA/PDB/Service per Deployment, network
 #      policies, the consumer table, compose vs Kubernetes components, the topic list
-#   6. docker-compose config -q, plus the Dockerfile's and the topic script's basics
+#   6. docker-compose config -q (with secrets from scripts/compose-env.sh; without them it must
+#      fail), plus the Dockerfile's and the topic script's basics
 #
 # Missing tools are installed (pip: kubernetes-validate check-jsonschema yamllint; apt:
 # docker-compose). Exits non-zero on the first failing step, naming the file.
@@ -199,8 +200,13 @@ step_end
 
 # --- 6. compose, Dockerfile, topic script ----------------------------------------------------
 step_start "docker-compose config -q, Dockerfile, topic script"
-if docker-compose -f docker-compose.yml config -q 2>"$WORK/err"; then
-  docker-compose -f docker-compose.yml config >"$WORK/compose.yaml" 2>/dev/null
+# Every secret is required: without an env file compose must refuse to render.
+if env -i PATH="$PATH" docker-compose --env-file /dev/null -f docker-compose.yml config -q >/dev/null 2>&1; then
+  fail "docker-compose.yml renders without any secret set (a secret has a default)"
+fi
+scripts/compose-env.sh "$WORK/compose.env" >/dev/null
+if docker-compose --env-file "$WORK/compose.env" -f docker-compose.yml config -q 2>"$WORK/err"; then
+  docker-compose --env-file "$WORK/compose.env" -f docker-compose.yml config >"$WORK/compose.yaml" 2>/dev/null
   "${CHECK[@]}" compose "$WORK/compose.yaml" deploy/compose/components deploy/dapr --label docker-compose.yml \
     || fail "docker-compose.yml / deploy/compose/components (above)"
 else

@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 RUN_FILE=${RUN_FILE:-dapr.yaml}
 API=http://127.0.0.1:8080
 DAPR=http://127.0.0.1:3500
+# The audit trail is read through audit-logger's own sidecar: the shipped access control
+# (deploy/dapr/configuration.yaml) lets no other app invoke it.
+AUDIT_DAPR=http://127.0.0.1:3503
 WAIT_SECONDS=${WAIT_SECONDS:-30}
 
 missing=()
@@ -103,7 +106,7 @@ curl -sS --fail-with-body -X POST "$API/api/tasks/$task_id/complete" \
   -H "Authorization: Bearer $token" | python3 -m json.tool
 
 trail() {
-  curl -sS --fail-with-body "$DAPR/v1.0/invoke/audit-logger/method/audit/tasks/$task_id$1" \
+  curl -sS --fail-with-body "$AUDIT_DAPR/v1.0/invoke/audit-logger/method/audit/tasks/$task_id$1" \
     -H "Authorization: Bearer $ADMIN_TOKEN"
 }
 # created, 2 × notification-sent, due-soon, completed

@@ -3,7 +3,9 @@
 # Integration tests start real processes (the local sidecar, the services, redis-server, a tansu
 # Kafka broker, SMTP servers) on random loopback ports; nothing outside this machine is touched.
 # On a fresh machine this installs redis-server, cmake (librdkafka's build) and builds tansu once
-# into ~/.cache (see scripts/lib/require.sh).
+# into ~/.cache (see scripts/lib/require.sh). task-api's OpenAPI conformance test runs
+# schemathesis, which scripts/install-schemathesis.sh installs into .local/ on first use (python3
+# with venv and PyPI; the test is skipped only without python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/require.sh

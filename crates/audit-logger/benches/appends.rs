@@ -41,6 +41,7 @@ fn envelope(task: Uuid, user: Uuid, version: u64) -> Value {
 async fn start() -> TestApp<Application> {
     let settings: Settings = service_testing::settings(&[
         ("AUDIT_ADMIN_TOKEN", "bench-admin-token-0123456789"),
+        ("AUDIT_CHAIN_KEY", "bench-chain-key-0123456789abcdef0123"),
         ("AUDIT_STDOUT", "false"),
     ]);
     spawn_app(settings).await

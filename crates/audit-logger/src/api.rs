@@ -1,5 +1,7 @@
-//! The admin query API: trails, verification and dead letters, all behind the admin token.
+//! The admin query API: trails, verification (of the chain, and of the store against signed
+//! checkpoints) and dead letters, all behind the admin token.
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -7,11 +9,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router, middleware};
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::Checkpoint;
 use crate::context::AppState;
 use crate::entry::Entry;
 use crate::error::Error;
 use crate::trail::{Cursor, TrailId};
-use crate::{dead_letter_admin, dead_letters, verify};
+use crate::{checkpoint_check, dead_letter_admin, dead_letters};
 
 /// `cursor` and `limit` query parameters.
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +43,7 @@ pub fn routes(ctx: AppState) -> Router {
         .route("/audit/tasks/{id}/verify", get(verify_task))
         .route("/audit/users/{id}", get(user_trail))
         .route("/audit/users/{id}/verify", get(verify_user))
+        .route("/audit/checkpoints/verify", post(verify_checkpoints))
         .route("/audit/dead-letters", get(list_dead_letters))
         .route("/audit/dead-letters/{event_id}/replay", post(replay))
         .route_layer(middleware::from_fn_with_state(
@@ -110,37 +114,53 @@ async fn user_trail(
 }
 
 async fn verify_trail(ctx: &AppState, trail: TrailId) -> Result<Response, Error> {
-    // Read the head first: it only ever counts entries already in the chunks read after it.
-    let head = ctx.trails.head(&trail).await?;
-    let result = check_chain(ctx, &trail, head.as_ref()).await?;
+    let (result, _) = checkpoint_check::walk(ctx, &trail, &[]).await?;
     if !result.valid {
         tracing::warn!(trail = %trail.name(), broken = ?result.first_broken, "trail verification failed");
     }
     Ok(Json(result).into_response())
 }
 
-/// Feeds the chunks to the check in batches of 16 (one bulk read each).
-async fn check_chain(
-    ctx: &AppState,
-    trail: &TrailId,
-    head: Option<&crate::trail::Head>,
-) -> Result<verify::Verification, Error> {
-    const BATCH: u64 = 16;
-    let mut check = verify::ChainCheck::new(&trail.name());
-    let mut next = 0;
-    loop {
-        let chunks = ctx.trails.chunks(trail, next, BATCH).await?;
-        let complete = chunks.len() as u64 == BATCH;
-        for (n, chunk) in &chunks {
-            if let Some(verdict) = check.feed(*n, chunk) {
-                return Ok(verdict);
-            }
-        }
-        if !complete {
-            return Ok(check.finish(head));
-        }
-        next += BATCH;
+/// The body of `POST /audit/checkpoints/verify`: checkpoints as the log stream carries them
+/// (extra fields such as `log` are ignored).
+#[derive(Debug, Deserialize)]
+struct CheckpointsBody {
+    checkpoints: Vec<Checkpoint>,
+}
+
+async fn verify_checkpoints(
+    State(ctx): State<AppState>,
+    body: Result<Json<CheckpointsBody>, JsonRejection>,
+) -> Result<Response, Error> {
+    let Json(body) = body.map_err(|rejection| Error::BadRequest {
+        field: "checkpoints",
+        message: format!(
+            "expected {{\"checkpoints\": [{{trail, length, last_hash, at, mac}}, ...]}}: {}",
+            rejection.body_text()
+        ),
+    })?;
+    if body.checkpoints.is_empty() || body.checkpoints.len() > checkpoint_check::MAX_CHECKPOINTS {
+        return Err(Error::BadRequest {
+            field: "checkpoints",
+            message: format!(
+                "give from 1 to {} checkpoints, got {}",
+                checkpoint_check::MAX_CHECKPOINTS,
+                body.checkpoints.len()
+            ),
+        });
     }
+    let report = checkpoint_check::check(&ctx, body.checkpoints).await?;
+    if !report.valid {
+        tracing::warn!(
+            failed = report
+                .results
+                .iter()
+                .filter(|r| r.status != checkpoint_check::Status::Ok)
+                .count(),
+            "the store does not match the audit checkpoints"
+        );
+    }
+    Ok(Json(report).into_response())
 }
 
 async fn verify_task(

@@ -45,7 +45,7 @@ impl TrailStore {
                         Some(last) => (last.seq + 1, last.hash.clone()),
                         None => self.tail_of_previous(trail, chunk_no, &previous).await?,
                     };
-                    let entry = draft.clone().seal(seq, &prev_hash);
+                    let entry = draft.clone().seal(&self.key, &name, seq, &prev_hash);
                     let mut updated = chunk;
                     updated.entries.push(entry.clone());
                     let item = SaveItem::new(&key, &updated)?.etag(etag).first_write();
@@ -58,7 +58,7 @@ impl TrailStore {
                 None => {
                     let (seq, prev_hash) =
                         self.tail_of_previous(trail, chunk_no, &previous).await?;
-                    let entry = draft.clone().seal(seq, &prev_hash);
+                    let entry = draft.clone().seal(&self.key, &name, seq, &prev_hash);
                     let chunk = Chunk {
                         capacity: self.chunk_size,
                         entries: vec![entry.clone()],

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use secrecy::SecretString;
 
+use crate::checkpoint::PendingCheckpoints;
 use crate::sink::EntrySink;
 use crate::trail::TrailStore;
 
@@ -12,6 +13,8 @@ use crate::trail::TrailStore;
 pub struct Context {
     pub trails: TrailStore,
     pub sink: Arc<dyn EntrySink>,
+    /// Trails appended to since the last signed checkpoints.
+    pub checkpoints: PendingCheckpoints,
     pub pubsub: String,
     pub app_id: String,
     pub admin_token: SecretString,

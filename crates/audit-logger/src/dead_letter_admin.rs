@@ -96,10 +96,11 @@ pub async fn replay(ctx: &Context, event_id: &str) -> Result<DeadLetterView, Err
     .await?;
     metrics::counter!("audit_replays_total", "topic" => record.original_topic.clone()).increment(1);
     let envelope: Value = serde_json::from_str(&record.envelope).unwrap_or(Value::Null);
+    // The replay is published by this app's sidecar, so that is the publisher on record.
     if let Some(base) = EntryDraft::from_envelope(
         &record.original_topic,
         &record.cloud_event_id,
-        "",
+        events::REPLAYER,
         &envelope,
         now,
     ) {

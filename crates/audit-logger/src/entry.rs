@@ -1,16 +1,19 @@
 //! One trail entry: what happened, to which task and user, and the hash links that make the
 //! trail tamper-evident.
 //!
-//! `hash` = SHA-256 of the canonical JSON ([`crate::canonical`]) of the entry without its `hash`
-//! field; `prev_hash` = the `hash` of the previous entry of the same trail
+//! `hash` = HMAC-SHA256 under the chain key ([`crate::chain_key`]) of the trail's name and the
+//! canonical JSON ([`crate::canonical`]) of the entry without its `hash` field; `prev_hash` =
+//! the `hash` of the previous entry of the same trail
 //! ([`GENESIS_HASH`](crate::canonical::GENESIS_HASH) for the first). Changing any field of an
-//! entry breaks its own hash; removing or reordering entries breaks the next `prev_hash`.
+//! entry breaks its own hash, and without the key no new hash can be made for it; removing or
+//! reordering entries breaks the next `prev_hash`.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::canonical::sha256_hex;
+use crate::canonical::{canonical_json, sha256_hex};
+use crate::chain_key::{ChainKey, Domain};
 
 /// What an entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,8 +38,15 @@ pub struct EntryDraft {
     pub event_type: String,
     /// The topic the event was published on (the original topic for dead letters and replays).
     pub topic: String,
-    /// The app that produced the event.
+    /// The publishing app as Dapr reports it: the CloudEvent `source`, which the publisher's
+    /// sidecar sets to its app id (never the envelope's own `source` field, which the body's
+    /// author writes).
     pub source: String,
+    /// Why the publisher is suspect, when it is: `source` is not an app allowed to publish the
+    /// topic, or the envelope claims another producer. Absent (and not hashed) otherwise, so
+    /// entries written before this field existed keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_mismatch: Option<String>,
     pub task_id: Option<String>,
     pub user_id: Option<String>,
     pub task_version: Option<u64>,
@@ -66,7 +76,8 @@ pub struct Entry {
 
 impl EntryDraft {
     /// A draft of an event `envelope` (the CloudEvent's data) seen on `topic`; `ce_id` is the
-    /// CloudEvent id, used when the envelope has no `event_id`.
+    /// CloudEvent id, used when the envelope has no `event_id`; `ce_source` is the CloudEvent
+    /// `source`, recorded as the publisher.
     pub fn from_envelope(
         topic: &str,
         ce_id: &str,
@@ -95,7 +106,8 @@ impl EntryDraft {
             event_id,
             event_type: text(envelope.get("event_type")).unwrap_or_else(|| topic.to_owned()),
             topic: topic.to_owned(),
-            source: text(envelope.get("source")).unwrap_or_else(|| ce_source.to_owned()),
+            source: ce_source.to_owned(),
+            source_mismatch: source_mismatch(topic, ce_source, text(envelope.get("source"))),
             task_id,
             user_id,
             task_version,
@@ -108,28 +120,64 @@ impl EntryDraft {
         })
     }
 
-    /// Places the draft at `seq` after the entry hashed `prev_hash`.
-    pub fn seal(self, seq: u64, prev_hash: &str) -> Entry {
+    /// Places the draft at `seq` of `trail`, after the entry hashed `prev_hash`.
+    pub fn seal(self, key: &ChainKey, trail: &str, seq: u64, prev_hash: &str) -> Entry {
         let mut entry = Entry {
             seq,
             draft: self,
             prev_hash: prev_hash.to_owned(),
             hash: String::new(),
         };
-        entry.hash = entry.compute_hash();
+        entry.hash = entry.compute_hash(key, trail);
         entry
     }
 }
 
 impl Entry {
-    /// The hash this entry should carry, recomputed from its other fields.
-    pub fn compute_hash(&self) -> String {
+    /// The keyed hash this entry should carry in `trail`, recomputed from its other fields.
+    pub fn compute_hash(&self, key: &ChainKey, trail: &str) -> String {
+        key.mac(Domain::Entry, trail, &canonical_json(&self.unhashed()))
+    }
+
+    /// The unkeyed SHA-256 form entries had before the chain was keyed: verification uses it
+    /// only to tell such an entry (or a forgery made without the key) from an edited one.
+    pub fn legacy_hash(&self) -> String {
+        sha256_hex(&self.unhashed())
+    }
+
+    /// The entry as hashed: every field but `hash`.
+    fn unhashed(&self) -> Value {
         let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
         if let Value::Object(map) = &mut value {
             map.remove("hash");
         }
-        sha256_hex(&value)
+        value
     }
+}
+
+/// What is wrong with the publisher of an event on `topic`, if anything. The CloudEvent
+/// `source` must be an app allowed to publish the topic (`events::Topic::publishers`); the
+/// envelope's `source` must name the same app, or the topic's producer when the audit-logger
+/// replayed it. Unknown topics are judged by the envelope claim alone.
+fn source_mismatch(topic: &str, ce_source: &str, claimed: Option<String>) -> Option<String> {
+    let topic_rules = topic.parse::<events::Topic>().ok();
+    let mut problems = Vec::new();
+    if let Some(t) = topic_rules
+        && !t.accepts_publisher(ce_source)
+    {
+        problems.push(format!(
+            "published by `{ce_source}`, but only {} may publish {t}",
+            t.publishers().join(", ")
+        ));
+    }
+    if let Some(claimed) = claimed.filter(|c| c != ce_source) {
+        let replayed =
+            ce_source == events::REPLAYER && topic_rules.is_some_and(|t| t.producer() == claimed);
+        if !replayed {
+            problems.push(format!("the envelope claims source `{claimed}`"));
+        }
+    }
+    (!problems.is_empty()).then(|| problems.join("; "))
 }
 
 /// RFC 3339 UTC with microseconds, the form the envelopes use.
@@ -139,10 +187,18 @@ pub fn timestamp(t: DateTime<Utc>) -> String {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::canonical::GENESIS_HASH;
+    use secrecy::SecretString;
     use serde_json::json;
+
+    pub(crate) fn test_key() -> ChainKey {
+        ChainKey::new(&SecretString::from(
+            "unit-test-chain-key-0123456789abcdef".to_owned(),
+        ))
+        .unwrap()
+    }
 
     fn envelope() -> Value {
         json!({
@@ -176,6 +232,48 @@ mod tests {
     }
 
     #[test]
+    fn the_publisher_is_the_cloud_event_source_and_a_mismatch_is_marked() {
+        let honest =
+            EntryDraft::from_envelope("task-updated", "ce", "task-api", &envelope(), Utc::now())
+                .unwrap();
+        assert_eq!(honest.source, "task-api");
+        assert_eq!(honest.source_mismatch, None);
+
+        // reminder-scheduler's sidecar published a task-updated claiming to be task-api.
+        let forged = EntryDraft::from_envelope(
+            "task-updated",
+            "ce",
+            "reminder-scheduler",
+            &envelope(),
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(forged.source, "reminder-scheduler");
+        let why = forged.source_mismatch.unwrap();
+        assert!(
+            why.contains("only task-api, audit-logger may publish task-updated")
+                && why.contains("the envelope claims source `task-api`"),
+            "{why}"
+        );
+
+        // A replay comes from the audit-logger on behalf of the producer: not a mismatch.
+        let replayed = EntryDraft::from_envelope(
+            "task-updated",
+            "ce",
+            "audit-logger",
+            &envelope(),
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(replayed.source_mismatch, None);
+
+        // No CloudEvent source at all (a raw payload): nothing vouches for the publisher.
+        let raw =
+            EntryDraft::from_envelope("task-updated", "", "", &envelope(), Utc::now()).unwrap();
+        assert!(raw.source_mismatch.unwrap().contains("published by ``"));
+    }
+
+    #[test]
     fn due_soon_shape_is_understood() {
         let env = json!({"event_id": "e", "event_type": "task-due-soon",
             "data": {"task_id": "t9", "user_id": "u9", "task_version": 4}});
@@ -192,14 +290,18 @@ mod tests {
         let d =
             EntryDraft::from_envelope("task-updated", "ce", "task-api", &envelope(), Utc::now())
                 .unwrap();
-        let e = d.seal(0, GENESIS_HASH);
+        let key = test_key();
+        let e = d.seal(&key, "trail:task:t1", 0, GENESIS_HASH);
         assert_eq!(e.hash.len(), 64);
         // The store re-encodes with other key orders; the hash is over the canonical form.
         let text = serde_json::to_string(&serde_json::to_value(&e).unwrap()).unwrap();
         let back: Entry = serde_json::from_str(&text).unwrap();
-        assert_eq!(back.compute_hash(), e.hash);
+        assert_eq!(back.compute_hash(&key, "trail:task:t1"), e.hash);
         let mut altered = back.clone();
         altered.draft.detail = Some("edited".into());
-        assert_ne!(altered.compute_hash(), e.hash);
+        assert_ne!(altered.compute_hash(&key, "trail:task:t1"), e.hash);
+        // Keyed: neither the plain SHA-256 nor the same entry in another trail matches.
+        assert_ne!(back.legacy_hash(), e.hash);
+        assert_ne!(back.compute_hash(&key, "trail:user:u1"), e.hash);
     }
 }

@@ -42,6 +42,7 @@ pub async fn append_everywhere(
                 metrics::counter!("audit_entries_total", "topic" => draft.topic.clone(), "trail" => kind)
                     .increment(1);
                 ctx.sink.write(&trail.name(), &entry);
+                ctx.checkpoints.note(&trail.name(), &entry);
                 added.push((trail.clone(), *entry));
             }
             Appended::Duplicate { seq } => {

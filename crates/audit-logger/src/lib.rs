@@ -8,7 +8,10 @@
 //!   belongs in the trails (each entry keeps the event's own time as `occurred_at`).
 //! * [`trail`], [`append`]: chunked, append-only trails in the state store (etag-checked appends; see its
 //!   docs for why a crash or a duplicate delivery never loses or doubles an entry).
-//! * [`entry`], [`canonical`], [`verify`]: the SHA-256 hash chain and its verification.
+//! * [`entry`], [`canonical`], [`chain_key`], [`verify`]: the keyed (HMAC-SHA256) hash chain
+//!   and its verification, including the stored head.
+//! * [`checkpoint`], [`checkpoint_check`]: signed checkpoints on the audit log stream, and the
+//!   comparison of the store against them.
 //! * [`dead_letters`], [`dead_letter_admin`]: dead-letter records, their reasons (from
 //!   `notification-failed`), listing and replay.
 //! * [`sink`]: one JSON line per entry on stdout for log shipping.
@@ -20,6 +23,9 @@ pub mod api;
 pub mod append;
 pub mod auth;
 pub mod canonical;
+pub mod chain_key;
+pub mod checkpoint;
+pub mod checkpoint_check;
 pub mod context;
 pub mod dead_letter_admin;
 pub mod dead_letters;

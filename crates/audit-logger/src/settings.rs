@@ -1,10 +1,15 @@
 //! Settings: built-in defaults, then the optional `CONFIG_FILE`, then environment variables
 //! (the upper-cased key, e.g. `TRAIL_CHUNK_SIZE`). Every key is documented in the crate README;
-//! the keys every service shares are `service_kit::CommonSettings`, flattened in.
+//! the keys every service shares are `service_kit::CommonSettings`, flattened in. Durations are
+//! humantime strings (`60s`, `5m`).
+
+use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use service_kit::{CommonSettings, LayeredSettings, ServiceSettings};
+
+use crate::chain_key::{ChainKey, MIN_CHAIN_KEY_LEN};
 
 /// Defaults, in TOML.
 pub const DEFAULTS_TOML: &str = r#"
@@ -16,6 +21,7 @@ append_max_attempts = 64
 page_limit_default = 50
 page_limit_max = 500
 audit_stdout = true
+checkpoint_interval = "60s"
 "#;
 
 /// The shortest admin token accepted: anything shorter is guessable.
@@ -41,6 +47,27 @@ pub struct Settings {
     pub page_limit_max: usize,
     /// `AUDIT_STDOUT`: also write every entry as one JSON line to stdout.
     pub audit_stdout: bool,
+    /// `AUDIT_CHAIN_KEY`: the HMAC key of the trail's hash chain and checkpoints; kept outside
+    /// the state store (a Kubernetes Secret in production).
+    #[serde(default)]
+    pub audit_chain_key: Option<SecretString>,
+    /// `CHECKPOINT_INTERVAL`: how often signed checkpoints of the trails appended to are
+    /// written to the audit log stream.
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+}
+
+impl Settings {
+    /// The chain key, checked (required, at least [`MIN_CHAIN_KEY_LEN`] bytes).
+    pub fn chain_key(&self) -> Result<ChainKey, SettingsError> {
+        let secret = self.audit_chain_key.as_ref().ok_or_else(|| {
+            SettingsError::Invalid(format!(
+                "AUDIT_CHAIN_KEY must be set (at least {MIN_CHAIN_KEY_LEN} random bytes, kept \
+                 outside the state store): it authenticates the audit trail"
+            ))
+        })?;
+        ChainKey::new(secret).map_err(|e| SettingsError::Invalid(e.to_string()))
+    }
 }
 
 /// A setting has a value the service cannot work with.
@@ -78,6 +105,13 @@ impl LayeredSettings for Settings {
             }
             Some(_) => {}
         }
+        self.chain_key()?;
+        if self.checkpoint_interval < Duration::from_millis(10) {
+            return invalid(format!(
+                "CHECKPOINT_INTERVAL must be at least 10ms, got {:?}",
+                self.checkpoint_interval
+            ));
+        }
         if !(1..=1000).contains(&self.trail_chunk_size) {
             return invalid(format!(
                 "TRAIL_CHUNK_SIZE must be between 1 and 1000, got {}",
@@ -109,10 +143,13 @@ mod tests {
             .collect()
     }
 
+    const KEY: &str = "test-chain-key-0123456789abcdef0123456789";
+
     #[test]
     fn defaults_and_environment() {
         let s = Settings::load_from(env(&[
             ("AUDIT_ADMIN_TOKEN", "0123456789abcdef0123"),
+            ("AUDIT_CHAIN_KEY", KEY),
             ("TRAIL_CHUNK_SIZE", "10"),
         ]))
         .unwrap();
@@ -120,6 +157,25 @@ mod tests {
         assert_eq!(s.common.max_body_size, 1024 * 1024);
         assert_eq!(s.trail_chunk_size, 10);
         assert!(s.audit_stdout);
+        assert_eq!(s.checkpoint_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_chain_key_is_required_and_long_enough() {
+        let token = ("AUDIT_ADMIN_TOKEN", "0123456789abcdef0123");
+        let err = Settings::load_from(env(&[token])).unwrap_err().to_string();
+        assert!(err.contains("AUDIT_CHAIN_KEY must be set"), "{err}");
+        let err = Settings::load_from(env(&[token, ("AUDIT_CHAIN_KEY", "too-short-key")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("AUDIT_CHAIN_KEY must be at least 32 bytes, got 13"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("too-short-key"),
+            "the key is never printed: {err}"
+        );
     }
 
     #[test]
@@ -136,6 +192,7 @@ mod tests {
     fn bad_chunk_size_is_named() {
         let err = Settings::load_from(env(&[
             ("AUDIT_ADMIN_TOKEN", "0123456789abcdef0123"),
+            ("AUDIT_CHAIN_KEY", KEY),
             ("TRAIL_CHUNK_SIZE", "0"),
         ]))
         .unwrap_err()

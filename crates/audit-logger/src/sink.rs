@@ -1,4 +1,5 @@
-//! One JSON line per recorded entry, for log shippers.
+//! One JSON line per recorded entry (`"log": "audit"`) and per signed checkpoint
+//! (`"log": "audit-checkpoint"`, [`crate::checkpoint`]), for log shippers.
 //!
 //! The lines go through their own writer, not through `tracing`: a shipper can take every line
 //! of stdout that parses as an object with `"log": "audit"` without knowing the tracing format
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 
+use crate::checkpoint::Checkpoint;
 use crate::entry::Entry;
 
 /// Lines buffered before the writer thread falls behind and lines are counted as dropped.
@@ -22,6 +24,25 @@ const QUEUE: usize = 65_536;
 /// Where entry lines go.
 pub trait EntrySink: Send + Sync + std::fmt::Debug {
     fn write(&self, trail: &str, entry: &Entry);
+    fn write_checkpoint(&self, checkpoint: &Checkpoint);
+}
+
+#[derive(Serialize)]
+struct CheckpointLine<'a> {
+    log: &'static str,
+    #[serde(flatten)]
+    checkpoint: &'a Checkpoint,
+}
+
+/// The line for `checkpoint`, newline included.
+pub fn checkpoint_line(checkpoint: &Checkpoint) -> Vec<u8> {
+    let mut bytes = serde_json::to_vec(&CheckpointLine {
+        log: "audit-checkpoint",
+        checkpoint,
+    })
+    .unwrap_or_default();
+    bytes.push(b'\n');
+    bytes
 }
 
 #[derive(Serialize)]
@@ -68,14 +89,24 @@ impl StdoutSink {
     }
 }
 
-impl EntrySink for StdoutSink {
-    fn write(&self, trail: &str, entry: &Entry) {
-        match self.tx.try_send(line(trail, entry)) {
+impl StdoutSink {
+    fn send(&self, line: Vec<u8>) {
+        match self.tx.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 metrics::counter!("audit_log_lines_dropped_total").increment(1);
             }
         }
+    }
+}
+
+impl EntrySink for StdoutSink {
+    fn write(&self, trail: &str, entry: &Entry) {
+        self.send(line(trail, entry));
+    }
+
+    fn write_checkpoint(&self, checkpoint: &Checkpoint) {
+        self.send(checkpoint_line(checkpoint));
     }
 }
 
@@ -102,14 +133,31 @@ impl EntrySink for MemorySink {
             .unwrap_or_else(PoisonError::into_inner)
             .push(text);
     }
+
+    fn write_checkpoint(&self, checkpoint: &Checkpoint) {
+        let text = String::from_utf8_lossy(&checkpoint_line(checkpoint)).into_owned();
+        self.lines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(text);
+    }
 }
 
-/// Discards lines (`AUDIT_STDOUT=false`).
+/// Discards entry lines (`AUDIT_STDOUT=false`). Checkpoints still leave the store: they go to
+/// the service's structured log, since a checkpoint kept nowhere proves nothing.
 #[derive(Debug, Default)]
 pub struct NullSink;
 
 impl EntrySink for NullSink {
     fn write(&self, _: &str, _: &Entry) {}
+
+    fn write_checkpoint(&self, c: &Checkpoint) {
+        tracing::info!(
+            target: "audit_checkpoint",
+            trail = %c.trail, length = c.length, last_hash = %c.last_hash, at = %c.at, mac = %c.mac,
+            "audit checkpoint"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +176,7 @@ mod tests {
             event_type: "task-created".into(),
             topic: "task-created".into(),
             source: "task-api".into(),
+            source_mismatch: None,
             task_id: None,
             user_id: None,
             task_version: None,
@@ -138,7 +187,12 @@ mod tests {
             detail: Some("line one\nline two".into()),
             payload: "{\"a\":\"b\\nc\"}".into(),
         }
-        .seal(0, GENESIS_HASH);
+        .seal(
+            &crate::entry::tests::test_key(),
+            "trail:task:1",
+            0,
+            GENESIS_HASH,
+        );
         let sink = MemorySink::default();
         sink.write("trail:task:1", &entry);
         let lines = sink.lines();

@@ -1,12 +1,14 @@
 //! Building and running the service.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use dapr_http::DaprClient;
 use service_kit::{LayeredSettings as _, Service, Shutdown};
 use tokio::net::TcpListener;
 
+use crate::checkpoint::PendingCheckpoints;
 use crate::context::{AppState, Context};
 use crate::error::Error;
 use crate::settings::Settings;
@@ -19,6 +21,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     ctx: AppState,
+    checkpoint_interval: Duration,
 }
 
 /// What an embedder may replace: where entries go besides the store (tests keep them in memory).
@@ -47,6 +50,7 @@ impl Service for Application {
         let admin_token = settings.audit_admin_token.clone().ok_or_else(|| {
             crate::settings::SettingsError::Invalid("AUDIT_ADMIN_TOKEN must be set".into())
         })?;
+        let key = settings.chain_key()?;
         let sink: Arc<dyn EntrySink> = match overrides.sink {
             Some(sink) => sink,
             None if settings.audit_stdout => Arc::new(StdoutSink::start().map_err(Error::Serve)?),
@@ -56,10 +60,12 @@ impl Service for Application {
             trails: TrailStore::new(
                 dapr,
                 common.state_store_name.clone(),
+                key,
                 settings.trail_chunk_size,
                 settings.append_max_attempts,
             ),
             sink,
+            checkpoints: PendingCheckpoints::default(),
             pubsub: common.pubsub_name.clone(),
             app_id: common.app_id.clone(),
             admin_token,
@@ -72,6 +78,7 @@ impl Service for Application {
             listener,
             router,
             ctx,
+            checkpoint_interval: settings.checkpoint_interval,
         })
     }
 
@@ -80,9 +87,28 @@ impl Service for Application {
     }
 
     async fn run_until(self, shutdown: Shutdown) -> Result<(), Error> {
-        service_kit::serve(self.listener, self.router, &shutdown)
-            .await
-            .map_err(Error::Serve)
+        let ctx = Arc::clone(&self.ctx);
+        let interval = self.checkpoint_interval;
+        let checkpoints = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                write_checkpoints(&ctx);
+            }
+        });
+        let served = service_kit::serve(self.listener, self.router, &shutdown).await;
+        checkpoints.abort();
+        // What was appended since the last round is signed before the process goes away.
+        write_checkpoints(&self.ctx);
+        served.map_err(Error::Serve)
+    }
+}
+
+/// Signs a checkpoint of every trail appended to since the last round and writes it out.
+fn write_checkpoints(ctx: &Context) {
+    for checkpoint in ctx.checkpoints.take(ctx.trails.key(), chrono::Utc::now()) {
+        ctx.sink.write_checkpoint(&checkpoint);
     }
 }
 

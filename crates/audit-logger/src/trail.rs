@@ -23,6 +23,7 @@
 use dapr_http::{DaprClient, DaprError, StateEntry};
 use serde::{Deserialize, Serialize};
 
+use crate::chain_key::ChainKey;
 use crate::entry::Entry;
 use crate::error::Error;
 use crate::locks::KeyedLocks;
@@ -132,6 +133,8 @@ pub struct Page {
 pub struct TrailStore {
     pub(crate) dapr: DaprClient,
     pub(crate) store: String,
+    /// Keys every entry's hash ([`crate::chain_key`]).
+    pub(crate) key: ChainKey,
     pub(crate) chunk_size: usize,
     pub(crate) max_attempts: u32,
     pub(crate) locks: KeyedLocks,
@@ -141,10 +144,17 @@ pub struct TrailStore {
 }
 
 impl TrailStore {
-    pub fn new(dapr: DaprClient, store: String, chunk_size: usize, max_attempts: u32) -> Self {
+    pub fn new(
+        dapr: DaprClient,
+        store: String,
+        key: ChainKey,
+        chunk_size: usize,
+        max_attempts: u32,
+    ) -> Self {
         Self {
             dapr,
             store,
+            key,
             chunk_size: chunk_size.max(1),
             max_attempts: max_attempts.max(1),
             locks: KeyedLocks::new(),
@@ -154,6 +164,10 @@ impl TrailStore {
 
     pub fn dapr(&self) -> &DaprClient {
         &self.dapr
+    }
+
+    pub fn key(&self) -> &ChainKey {
+        &self.key
     }
 
     pub fn store_name(&self) -> &str {

@@ -1,8 +1,17 @@
-//! Recomputing a trail's hash chain and naming its first broken link.
+//! Recomputing a trail's keyed hash chain and naming its first broken link.
+//!
+//! Three things are checked: every entry's keyed hash ([`crate::chain_key`]), every link to the
+//! entry before, and the stored head (its count and last hash must be a point of the chain).
+//! What the store alone cannot prove (a trail deleted with its head, or cut back together with
+//! a head rewritten to an earlier entry) is checked against signed checkpoints
+//! ([`crate::checkpoint`]) kept outside the store.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::canonical::GENESIS_HASH;
+use crate::chain_key::ChainKey;
 use crate::trail::{Chunk, Head};
 
 /// The result of a verification.
@@ -35,8 +44,12 @@ pub struct BrokenLink {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Problem {
-    /// The entry's content no longer matches its own `hash`.
+    /// The entry's content no longer matches its own `hash` (edited, or rehashed without the
+    /// right key).
     EntryHash,
+    /// The entry carries a plain, unkeyed SHA-256 hash: written before the chain was keyed, or
+    /// forged by someone without the key. Either way nothing proves who wrote it.
+    Unkeyed,
     /// The entry's `prev_hash` is not the previous entry's hash (an entry was removed, inserted,
     /// reordered, or the previous one was rewritten with a fresh hash).
     PreviousHash,
@@ -44,50 +57,58 @@ pub enum Problem {
     Sequence,
     /// The head hint counts more entries than the chunks hold: entries were removed at the end.
     Truncated,
+    /// The entry at the head's position does not carry the head's last hash: the tail was
+    /// rewritten after the head was written.
+    Head,
 }
 
 /// Checks a trail chunk by chunk (from chunk 0, in order), keeping only the last hash, so a
 /// trail of any length verifies in bounded memory.
 #[derive(Debug)]
-pub struct ChainCheck {
+pub struct ChainCheck<'k> {
     trail: String,
+    key: &'k ChainKey,
+    head: Option<Head>,
     expected_prev: String,
     index: u64,
     last_chunk: u64,
+    /// Positions whose hash a caller wants (checkpoints), filled as the walk passes them.
+    probes: BTreeMap<u64, Option<String>>,
 }
 
-impl ChainCheck {
-    pub fn new(trail: &str) -> Self {
+impl<'k> ChainCheck<'k> {
+    /// A check of `trail` under `key`, against the `head` read before the chunks.
+    pub fn new(trail: &str, key: &'k ChainKey, head: Option<Head>) -> Self {
         Self {
             trail: trail.to_owned(),
+            key,
+            head,
             expected_prev: GENESIS_HASH.to_owned(),
             index: 0,
             last_chunk: 0,
+            probes: BTreeMap::new(),
         }
+    }
+
+    /// Also records the hash of the entry at `index` (see [`Self::probed`]).
+    pub fn probe(&mut self, index: u64) {
+        self.probes.insert(index, None);
+    }
+
+    /// The hashes recorded at the probed positions (`None`: the walk did not get there).
+    pub fn probed(&self) -> &BTreeMap<u64, Option<String>> {
+        &self.probes
     }
 
     /// Checks the next chunk; `Some` is the verdict at the first broken link.
     pub fn feed(&mut self, chunk_no: u64, chunk: &Chunk) -> Option<Verification> {
         self.last_chunk = chunk_no;
         for entry in &chunk.entries {
-            let broken = if entry.seq != self.index {
-                Some((
-                    Problem::Sequence,
-                    self.index.to_string(),
-                    entry.seq.to_string(),
-                ))
-            } else if entry.prev_hash != self.expected_prev {
-                Some((
-                    Problem::PreviousHash,
-                    self.expected_prev.clone(),
-                    entry.prev_hash.clone(),
-                ))
-            } else {
-                let computed = entry.compute_hash();
-                (computed != entry.hash).then(|| (Problem::EntryHash, computed, entry.hash.clone()))
-            };
-            if let Some((problem, expected, found)) = broken {
+            if let Some((problem, expected, found)) = self.check(entry) {
                 return Some(self.broken(Some(entry), problem, expected, found));
+            }
+            if let Some(slot) = self.probes.get_mut(&self.index) {
+                *slot = Some(entry.hash.clone());
             }
             self.expected_prev = entry.hash.clone();
             self.index += 1;
@@ -95,10 +116,45 @@ impl ChainCheck {
         None
     }
 
-    /// The verdict once every chunk was fed, checked against the `head` hint.
-    pub fn finish(self, head: Option<&Head>) -> Verification {
+    fn check(&self, entry: &crate::entry::Entry) -> Option<(Problem, String, String)> {
+        if entry.seq != self.index {
+            return Some((
+                Problem::Sequence,
+                self.index.to_string(),
+                entry.seq.to_string(),
+            ));
+        }
+        if entry.prev_hash != self.expected_prev {
+            return Some((
+                Problem::PreviousHash,
+                self.expected_prev.clone(),
+                entry.prev_hash.clone(),
+            ));
+        }
+        let computed = entry.compute_hash(self.key, &self.trail);
+        if computed != entry.hash {
+            let problem = if entry.legacy_hash() == entry.hash {
+                Problem::Unkeyed
+            } else {
+                Problem::EntryHash
+            };
+            return Some((problem, computed, entry.hash.clone()));
+        }
+        // The head is a hint that may lag, but whatever position it names was once the last
+        // entry, whose hash never changes afterwards.
+        if let Some(head) = &self.head
+            && head.count == self.index + 1
+            && head.last_hash != entry.hash
+        {
+            return Some((Problem::Head, head.last_hash.clone(), entry.hash.clone()));
+        }
+        None
+    }
+
+    /// The verdict once every chunk was fed, checked against the head.
+    pub fn finish(self) -> Verification {
         // The head is written after the chunk, so it never counts more than was stored.
-        if let Some(head) = head
+        if let Some(head) = &self.head
             && head.count > self.index
         {
             let expected = format!("{} entries ending with {}", head.count, head.last_hash);
@@ -138,14 +194,19 @@ impl ChainCheck {
 }
 
 /// Checks `chunks` (in order from chunk 0) against each other and the `head` hint.
-pub fn verify(trail: &str, chunks: &[(u64, Chunk)], head: Option<&Head>) -> Verification {
-    let mut check = ChainCheck::new(trail);
+pub fn verify(
+    trail: &str,
+    key: &ChainKey,
+    chunks: &[(u64, Chunk)],
+    head: Option<&Head>,
+) -> Verification {
+    let mut check = ChainCheck::new(trail, key, head.cloned());
     for (n, chunk) in chunks {
         if let Some(verdict) = check.feed(*n, chunk) {
             return verdict;
         }
     }
-    check.finish(head)
+    check.finish()
 }
 
 #[cfg(test)]
@@ -153,6 +214,16 @@ pub fn verify(trail: &str, chunks: &[(u64, Chunk)], head: Option<&Head>) -> Veri
 mod tests {
     use super::*;
     use crate::entry::{EntryDraft, EntryKind};
+    use secrecy::SecretString;
+
+    const T: &str = "trail:task:t";
+
+    fn key() -> ChainKey {
+        ChainKey::new(&SecretString::from(
+            "unit-test-chain-key-0123456789abcdef".to_owned(),
+        ))
+        .unwrap()
+    }
 
     fn draft(i: u64) -> EntryDraft {
         EntryDraft {
@@ -162,6 +233,7 @@ mod tests {
             event_type: "task-updated".into(),
             topic: "task-updated".into(),
             source: "task-api".into(),
+            source_mismatch: None,
             task_id: Some("t".into()),
             user_id: Some("u".into()),
             task_version: Some(i + 1),
@@ -178,7 +250,7 @@ mod tests {
         let mut prev = GENESIS_HASH.to_owned();
         let mut chunks: Vec<(u64, Chunk)> = Vec::new();
         for i in 0..n {
-            let e = draft(i).seal(i, &prev);
+            let e = draft(i).seal(&key(), T, i, &prev);
             prev = e.hash.clone();
             match chunks.last_mut() {
                 Some((_, c)) if !c.is_full() => c.entries.push(e),
@@ -198,7 +270,7 @@ mod tests {
     fn an_intact_chain_verifies_across_chunks() {
         let chunks = chain(7, 3);
         assert_eq!(chunks.len(), 3);
-        let v = verify("t", &chunks, None);
+        let v = verify(T, &key(), &chunks, None);
         assert!(v.valid);
         assert_eq!(v.entries, 7);
     }
@@ -207,7 +279,7 @@ mod tests {
     fn an_edited_entry_is_named_by_index() {
         let mut chunks = chain(7, 3);
         chunks[1].1.entries[1].draft.detail = Some("forged".into());
-        let v = verify("t", &chunks, None);
+        let v = verify(T, &key(), &chunks, None);
         let b = v.first_broken.unwrap();
         assert_eq!((b.index, b.chunk, b.problem), (4, 1, Problem::EntryHash));
         assert_eq!(b.event_id.as_deref(), Some("e4"));
@@ -218,16 +290,68 @@ mod tests {
         let mut chunks = chain(5, 10);
         let e = &mut chunks[0].1.entries[2];
         e.draft.detail = Some("forged".into());
-        e.hash = e.compute_hash();
-        let b = verify("t", &chunks, None).first_broken.unwrap();
+        e.hash = e.compute_hash(&key(), T);
+        let b = verify(T, &key(), &chunks, None).first_broken.unwrap();
         assert_eq!((b.index, b.problem), (3, Problem::PreviousHash));
+    }
+
+    #[test]
+    fn a_last_entry_rehashed_without_the_key_is_found() {
+        // The last entry has no successor to betray it: only the key does.
+        let mut chunks = chain(5, 10);
+        let e = &mut chunks[0].1.entries[4];
+        e.draft.detail = Some("forged".into());
+        e.hash = e.legacy_hash();
+        let b = verify(T, &key(), &chunks, None).first_broken.unwrap();
+        assert_eq!((b.index, b.problem), (4, Problem::Unkeyed));
+
+        let other = ChainKey::new(&SecretString::from(
+            "another-key-0123456789abcdef01234".to_owned(),
+        ))
+        .unwrap();
+        let e = &mut chunks[0].1.entries[4];
+        e.hash = e.compute_hash(&other, T);
+        let b = verify(T, &key(), &chunks, None).first_broken.unwrap();
+        assert_eq!((b.index, b.problem), (4, Problem::EntryHash));
+    }
+
+    #[test]
+    fn a_chain_copied_into_another_trail_does_not_verify() {
+        let chunks = chain(3, 10);
+        let b = verify("trail:task:other", &key(), &chunks, None)
+            .first_broken
+            .unwrap();
+        assert_eq!((b.index, b.problem), (0, Problem::EntryHash));
+    }
+
+    #[test]
+    fn the_head_must_be_a_point_of_the_chain() {
+        let chunks = chain(5, 10);
+        let at = |i: usize| chunks[0].1.entries[i].hash.clone();
+        // A lagging head is fine.
+        let lagging = Head {
+            chunk: 0,
+            count: 3,
+            last_hash: at(2),
+        };
+        assert!(verify(T, &key(), &chunks, Some(&lagging)).valid);
+        // A head whose hash is not the chain's at its count: the tail was rewritten.
+        let wrong = Head {
+            chunk: 0,
+            count: 5,
+            last_hash: at(3),
+        };
+        let b = verify(T, &key(), &chunks, Some(&wrong))
+            .first_broken
+            .unwrap();
+        assert_eq!((b.index, b.problem), (4, Problem::Head));
     }
 
     #[test]
     fn a_removed_entry_and_a_truncated_tail_are_found() {
         let mut chunks = chain(5, 10);
         chunks[0].1.entries.remove(1);
-        let b = verify("t", &chunks, None).first_broken.unwrap();
+        let b = verify(T, &key(), &chunks, None).first_broken.unwrap();
         assert_eq!((b.index, b.problem), (1, Problem::Sequence));
 
         let mut chunks = chain(5, 10);
@@ -237,7 +361,9 @@ mod tests {
             count: 5,
             last_hash: last.hash,
         };
-        let b = verify("t", &chunks, Some(&head)).first_broken.unwrap();
+        let b = verify(T, &key(), &chunks, Some(&head))
+            .first_broken
+            .unwrap();
         assert_eq!((b.index, b.problem), (4, Problem::Truncated));
     }
 }

@@ -48,6 +48,8 @@ pub struct Subscriptions<S> {
     dead_letter_topic: Option<String>,
     app_api_token: Option<SecretString>,
     entries: Vec<Entry<S>>,
+    /// Also consume the table's own dead-letter topic (see [`Subscriptions::second_chance`]).
+    second_chance: bool,
 }
 
 impl<S> fmt::Debug for Subscriptions<S> {
@@ -59,6 +61,7 @@ impl<S> fmt::Debug for Subscriptions<S> {
                 "app_api_token",
                 &self.app_api_token.as_ref().map(|_| "[REDACTED]"),
             )
+            .field("second_chance", &self.second_chance)
             .field(
                 "topics",
                 &self
@@ -97,6 +100,7 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
             dead_letter_topic: None,
             app_api_token: None,
             entries: Vec::new(),
+            second_chance: false,
         }
     }
 
@@ -104,6 +108,27 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
     pub fn dead_letter_topic(mut self, topic: impl Into<String>) -> Self {
         self.dead_letter_topic = Some(topic.into());
         self
+    }
+
+    /// Gives every dead letter of this table a second chance: the app also subscribes to its own
+    /// dead-letter topic (at `/events/<dead-letter topic>`, with no dead-letter topic of its own)
+    /// and each message there goes to the handler of the topic it was published on (the
+    /// CloudEvent's `topic`, which dead-lettering keeps). Without a resiliency policy daprd
+    /// dead-letters a message at its first failed delivery (`pkg/runtime/subscription/
+    /// subscription.go`), e.g. while the app restarts; the second delivery processes it then.
+    /// Handlers must be idempotent by event id. A failure there returns the message to the
+    /// broker, which redelivers it by its own rules; a DROP there drops it for good (it was
+    /// already dead-lettered once, for whoever records dead letters). A topic with an entry of
+    /// its own (added with [`Subscriptions::on_raw`]) keeps that entry instead.
+    pub fn second_chance(mut self) -> Self {
+        self.second_chance = true;
+        self
+    }
+
+    /// The dead-letter topic the second-chance route consumes, when there is one to add.
+    fn second_chance_topic(&self) -> Option<&str> {
+        let dlq = self.dead_letter_topic.as_deref()?;
+        (self.second_chance && !self.entries.iter().any(|e| e.topic == dlq)).then_some(dlq)
     }
 
     /// Overrides the dead-letter topic of the entry already added for `topic`: `None` gives it no
@@ -234,6 +259,14 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
                     .filter(|dlq| *dlq != e.topic),
                 metadata: e.metadata.clone(),
             })
+            .chain(self.second_chance_topic().map(|dlq| SubscriptionSpec {
+                pubsubname: self.pubsub.clone(),
+                topic: dlq.to_owned(),
+                route: route_for(dlq),
+                // A failure here goes back to the broker: dead-lettering again would loop.
+                dead_letter_topic: None,
+                metadata: BTreeMap::new(),
+            }))
             .collect()
     }
 
@@ -254,13 +287,28 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
                 }
             }),
         );
-        for entry in self.entries {
+        let second_chance = self.second_chance_topic().map(|dlq| {
+            let handlers: BTreeMap<String, Handler<S>> = self
+                .entries
+                .iter()
+                .map(|e| (e.topic.clone(), Arc::clone(&e.handler)))
+                .collect();
+            (
+                dlq.to_owned(),
+                second_chance_handler(dlq.to_owned(), handlers),
+            )
+        });
+        let entries = self
+            .entries
+            .into_iter()
+            .map(|e| (e.topic, e.route, e.handler));
+        let extra = second_chance.map(|(dlq, handler)| (dlq.clone(), route_for(&dlq), handler));
+        for (topic, route, handler) in entries.chain(extra) {
             let state = state.clone();
             let token = token.clone();
-            let topic: Arc<str> = Arc::from(entry.topic.as_str());
-            let handler = entry.handler;
+            let topic: Arc<str> = Arc::from(topic.as_str());
             router = router.route(
-                &entry.route,
+                &route,
                 post(move |mut headers: HeaderMap, body: Bytes| async move {
                     if let Err(denied) = check_token(token.as_deref(), &headers) {
                         tracing::warn!(
@@ -286,6 +334,40 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
         // of 2 MiB would answer larger deliveries 413, which daprd retries forever.
         router.layer(DefaultBodyLimit::max(MAX_DELIVERY_BYTES))
     }
+}
+
+/// The handler of a second-chance route: each dead letter goes to the handler of its original
+/// topic; one whose topic this table does not consume is dropped (nothing here can process it).
+fn second_chance_handler<S: Send + 'static>(
+    dlq: String,
+    handlers: BTreeMap<String, Handler<S>>,
+) -> Handler<S> {
+    let handlers = Arc::new(handlers);
+    Arc::new(move |state: S, body: Bytes, headers: HeaderMap| {
+        let handlers = Arc::clone(&handlers);
+        let dlq = dlq.clone();
+        Box::pin(async move {
+            let original = match events::decode_any(&body) {
+                Ok((cloud_event, _)) => cloud_event.topic,
+                Err(error) => return (undecodable(&dlq, &error), String::new()),
+            };
+            match handlers.get(&original) {
+                Some(handler) => {
+                    tracing::info!(topic = %dlq, original_topic = %original, "second delivery of a dead letter");
+                    handler(state, body, headers).await
+                }
+                None => {
+                    tracing::warn!(topic = %dlq, original_topic = %original, "dead letter of a topic this app does not consume, answering DROP");
+                    (
+                        Outcome::Drop(format!(
+                            "dead letter of topic `{original}`, which this app does not consume"
+                        )),
+                        String::new(),
+                    )
+                }
+            }
+        })
+    })
 }
 
 fn undecodable(topic: &str, error: &events::DecodeError) -> Outcome {

@@ -19,6 +19,10 @@ pub struct Expected {
     pub topics: BTreeSet<String>,
     /// Per subscribing app, the topics it consumes.
     pub subscriptions: BTreeMap<String, BTreeSet<String>>,
+    /// Per app (every app), the topics its sidecar may publish: `publishingScopes`.
+    pub publishing: BTreeMap<String, BTreeSet<String>>,
+    /// Per app (every app), the topics it may subscribe to: `subscriptionScopes`.
+    pub subscribing: BTreeMap<String, BTreeSet<String>>,
     pub pubsub_name: String,
     pub state_store_name: String,
 }
@@ -39,14 +43,30 @@ impl Expected {
                     .insert(topic.as_str().into());
             }
         }
-        // The audit-logger records every dead letter.
-        subscriptions
-            .entry(apps::AUDIT_LOGGER.into())
-            .or_default()
-            .extend(events::dead_letter_topics());
+        // The audit-logger records every dead letter; every subscriber consumes its own dead
+        // letters again (the second chance).
+        for app in apps::SUBSCRIBERS {
+            for consumer in events::dead_letter_consumers(app) {
+                subscriptions
+                    .entry(consumer.into())
+                    .or_default()
+                    .insert(events::dead_letter_topic(app));
+            }
+        }
+
+        let publishing = apps::ALL
+            .iter()
+            .map(|app| ((*app).to_owned(), events::access::published_topics(app)))
+            .collect();
+        let subscribing = apps::ALL
+            .iter()
+            .map(|app| ((*app).to_owned(), events::access::subscribed_topics(app)))
+            .collect();
 
         Self {
             services,
+            publishing,
+            subscribing,
             topics,
             subscriptions,
             pubsub_name: events::PUBSUB_NAME.into(),

@@ -11,6 +11,8 @@ use crate::violation::{Rule, Violation};
 
 /// The run files at the repository root that the checks read.
 pub const RUN_FILES: [&str; 3] = ["dapr.yaml", "dapr.redis.yaml", "dapr.kafka.yaml"];
+/// The compose stack at the repository root.
+pub const COMPOSE_FILE: &str = "docker-compose.yml";
 
 /// Reading the repository failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +34,11 @@ pub struct Sources {
 }
 
 impl Sources {
-    /// Every `.yaml`/`.yml` file under `deploy/`, plus the run files.
+    /// Every `.yaml`/`.yml` file under `deploy/`, plus the run files and the compose file.
     pub fn load(root: &Path) -> Result<Self, LoadError> {
         let mut sources = Self::default();
         collect(root, &root.join("deploy"), &mut sources)?;
-        for name in RUN_FILES {
+        for name in RUN_FILES.into_iter().chain([COMPOSE_FILE]) {
             let path = root.join(name);
             if path.is_file() {
                 sources.files.insert(name.to_owned(), read(&path)?);

@@ -33,6 +33,20 @@ pub enum Rule {
     RunFileApps,
     /// The Kafka run file does not load the production pub/sub component as it is.
     ProductionPubSub,
+    /// `publishingScopes`/`subscriptionScopes` of the pub/sub differ from the `events` crate's.
+    PubsubScopes,
+    /// A docker-compose secret has a default or a literal value instead of `${VAR:?...}`.
+    ComposeSecrets,
+    /// A docker-compose port is published on an address other than 127.0.0.1.
+    ComposePorts,
+    /// An Ingress routes more than the REST API (`/api`).
+    IngressPaths,
+    /// An image is untagged or `:latest`.
+    ImageTags,
+    /// A Resiliency copy's `spec` differs from production's.
+    ResiliencyCopies,
+    /// A Resiliency target names a component circuit breaker, or retries state calls.
+    ResiliencyBreaker,
 }
 
 impl Rule {
@@ -53,6 +67,13 @@ impl Rule {
             Rule::SubscriptionRoute => "subscription-route",
             Rule::RunFileApps => "run-file-apps",
             Rule::ProductionPubSub => "production-pubsub",
+            Rule::PubsubScopes => "pubsub-scopes",
+            Rule::ComposeSecrets => "compose-secrets",
+            Rule::ComposePorts => "compose-ports",
+            Rule::IngressPaths => "ingress-paths",
+            Rule::ImageTags => "image-tags",
+            Rule::ResiliencyCopies => "resiliency-copies",
+            Rule::ResiliencyBreaker => "resiliency-breaker",
         }
     }
 }

@@ -24,8 +24,11 @@ fn services() -> Vec<Service> {
     let task_api = task_api::Settings::load_from(env(&[("JWT_SECRET", JWT_SECRET)])).unwrap();
     let email = email_worker::Settings::load_from(env(&[])).unwrap();
     let reminder = reminder_scheduler::Settings::load_from(env(&[])).unwrap();
-    let audit =
-        audit_logger::Settings::load_from(env(&[("AUDIT_ADMIN_TOKEN", ADMIN_TOKEN)])).unwrap();
+    let audit = audit_logger::Settings::load_from(env(&[
+        ("AUDIT_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("AUDIT_CHAIN_KEY", "drift-test-chain-key-0123456789abcdef"),
+    ]))
+    .unwrap();
     let services = vec![
         Service {
             app_id: task_api.common.app_id,
@@ -78,6 +81,31 @@ fn with_edit(file: &str, from: &str, to: &str) -> Vec<Violation> {
     check_all(&sources.parse(), &expected())
 }
 
+/// The repository's files with one exact text replaced inside the value of one component
+/// metadata item (`- name: <item>` and the `value:` line after it) of one file.
+fn with_metadata_edit(file: &str, item: &str, from: &str, to: &str) -> Vec<Violation> {
+    let mut sources = sources();
+    let text = sources
+        .files
+        .get_mut(file)
+        .unwrap_or_else(|| panic!("{file} is not among the manifests"));
+    let anchor = format!("- name: {item}\n");
+    let start = text
+        .find(&anchor)
+        .unwrap_or_else(|| panic!("{file} has no {item}"))
+        + anchor.len();
+    let end = start + text[start..].find('\n').unwrap();
+    let line = &text[start..end];
+    assert_eq!(
+        line.matches(from).count(),
+        1,
+        "{item} of {file} should contain {from:?} exactly once"
+    );
+    let edited = line.replacen(from, to, 1);
+    text.replace_range(start..end, &edited);
+    check_all(&sources.parse(), &expected())
+}
+
 fn without(file: &str) -> Vec<Violation> {
     let mut sources = sources();
     assert!(sources.files.remove(file).is_some(), "{file} missing");
@@ -109,6 +137,7 @@ fn the_repository_has_no_drift() {
         "dapr.redis.yaml",
         "dapr.kafka.yaml",
         "deploy/local/kafka/pubsub.yaml",
+        "docker-compose.yml",
     ] {
         assert!(sources.files.contains_key(must), "{must} not loaded");
     }
@@ -178,10 +207,15 @@ const PUBSUB_FILES: [&str; 5] = [
 #[test]
 fn a_topic_missing_from_allowed_topics_is_reported_in_every_component_copy() {
     for file in PUBSUB_FILES {
-        let found = with_edit(file, ",task-due-soon,", ",");
+        let found = with_metadata_edit(file, "allowedTopics", ",task-due-soon,", ",");
         assert_fires(&found, file, Rule::AllowedTopics);
         assert!(report(&found).contains("task-due-soon"));
-        let found = with_edit(file, ",reminder-scheduler-dead-letters,", ",");
+        let found = with_metadata_edit(
+            file,
+            "allowedTopics",
+            ",reminder-scheduler-dead-letters,",
+            ",",
+        );
         assert_fires(&found, file, Rule::AllowedTopics);
     }
 }
@@ -189,9 +223,61 @@ fn a_topic_missing_from_allowed_topics_is_reported_in_every_component_copy() {
 #[test]
 fn an_unknown_allowed_topic_is_reported() {
     for file in PUBSUB_FILES {
-        let found = with_edit(file, "task-created,", "task-created,task-archived,");
+        let found = with_metadata_edit(
+            file,
+            "allowedTopics",
+            "task-created,",
+            "task-created,task-archived,",
+        );
         assert_fires(&found, file, Rule::AllowedTopics);
         assert!(report(&found).contains("task-archived"));
+    }
+}
+
+#[test]
+fn a_pubsub_copy_without_scopes_is_reported() {
+    for file in PUBSUB_FILES {
+        for key in ["publishingScopes", "subscriptionScopes"] {
+            let mut sources = sources();
+            let text = sources.files.get_mut(file).unwrap();
+            let anchor = format!("    - name: {key}\n");
+            let start = text.find(&anchor).unwrap();
+            let value_end = start + anchor.len() + text[start + anchor.len()..].find('\n').unwrap();
+            text.replace_range(start..=value_end, "");
+            let found = check_all(&sources.parse(), &expected());
+            assert_fires(&found, file, Rule::PubsubScopes);
+            assert!(report(&found).contains(&format!("has no {key}")));
+        }
+    }
+}
+
+#[test]
+fn a_scope_granting_another_apps_topic_is_reported() {
+    for file in PUBSUB_FILES {
+        // reminder-scheduler could forge task-created (and so make email-worker mail anyone).
+        let found = with_metadata_edit(
+            file,
+            "publishingScopes",
+            "reminder-scheduler=",
+            "reminder-scheduler=task-created,",
+        );
+        assert_fires(&found, file, Rule::PubsubScopes);
+        assert!(
+            report(&found).contains("publishingScopes of reminder-scheduler grants task-created")
+        );
+        // A subscriber without publish rights on its dead-letter topic loses what it drops.
+        let found = with_metadata_edit(
+            file,
+            "publishingScopes",
+            "email-worker=email-worker-dead-letters,",
+            "email-worker=",
+        );
+        assert_fires(&found, file, Rule::PubsubScopes);
+        assert!(report(&found).contains("lacks email-worker-dead-letters"));
+        // An app missing from a scope list is unrestricted.
+        let found = with_metadata_edit(file, "subscriptionScopes", "task-api=;", "");
+        assert_fires(&found, file, Rule::PubsubScopes);
+        assert!(report(&found).contains("subscriptionScopes does not list task-api"));
     }
 }
 
@@ -333,4 +419,109 @@ fn a_file_that_does_not_parse_is_reported() {
     // The file's components are then missing from its set too; the syntax error is what names it.
     let text = report(&found);
     assert!(text.contains(&format!("{file}: [yaml-syntax]")), "{text}");
+}
+
+const COMPOSE: &str = "docker-compose.yml";
+
+#[test]
+fn a_compose_secret_with_a_default_or_a_literal_is_reported() {
+    let found = with_edit(
+        COMPOSE,
+        "JWT_SECRET: ${TODO_JWT_SECRET:?run scripts/compose-env.sh to create .env}",
+        "JWT_SECRET: ${TODO_JWT_SECRET:-compose-only-jwt-secret-at-least-32-bytes}",
+    );
+    assert_fires(&found, COMPOSE, Rule::ComposeSecrets);
+    assert!(report(&found).contains("TODO_JWT_SECRET"));
+    let found = with_edit(
+        COMPOSE,
+        "AUDIT_ADMIN_TOKEN: ${TODO_AUDIT_ADMIN_TOKEN:?run scripts/compose-env.sh to create .env}",
+        "AUDIT_ADMIN_TOKEN: compose-only-audit-admin-token",
+    );
+    assert_fires(&found, COMPOSE, Rule::ComposeSecrets);
+    assert!(report(&found).contains("audit-logger: AUDIT_ADMIN_TOKEN"));
+}
+
+#[test]
+fn a_compose_port_on_every_interface_is_reported() {
+    let found = with_edit(COMPOSE, r#"- "127.0.0.1:8080:8080""#, r#"- "8080:8080""#);
+    assert_fires(&found, COMPOSE, Rule::ComposePorts);
+    assert!(report(&found).contains("task-api: port 8080:8080"));
+    let found = with_edit(
+        COMPOSE,
+        r#"- "127.0.0.1:8025:8025""#,
+        r#"- "0.0.0.0:8025:8025""#,
+    );
+    assert_fires(&found, COMPOSE, Rule::ComposePorts);
+}
+
+#[test]
+fn an_ingress_routing_more_than_the_api_is_reported() {
+    let file = "deploy/k8s/overlays/prod/ingress.yaml";
+    let found = with_edit(file, "- path: /api\n", "- path: /\n");
+    assert_fires(&found, file, Rule::IngressPaths);
+    assert!(report(&found).contains(r#"routes "/""#));
+}
+
+#[test]
+fn an_unpinned_image_is_reported() {
+    let file = "deploy/k8s/base/task-api/deployment.yaml";
+    let found = with_edit(
+        file,
+        "image: todo/task-api:0.1.0",
+        "image: todo/task-api:latest",
+    );
+    assert_fires(&found, file, Rule::ImageTags);
+    let found = with_edit(file, "image: todo/task-api:0.1.0", "image: todo/task-api");
+    assert_fires(&found, file, Rule::ImageTags);
+    let found = with_edit(COMPOSE, "image: redis:7.4-alpine", "image: redis");
+    assert_fires(&found, COMPOSE, Rule::ImageTags);
+    let file = "deploy/k8s/overlays/dev/kustomization.yaml";
+    let found = with_edit(
+        file,
+        "  - name: todo/task-api\n    newTag: dev",
+        "  - name: todo/task-api\n    newTag: latest",
+    );
+    assert_fires(&found, file, Rule::ImageTags);
+}
+
+#[test]
+fn a_resiliency_copy_that_differs_from_production_is_reported() {
+    let found = with_edit(
+        "deploy/local/redis/resiliency.yaml",
+        "maxRetries: 16",
+        "maxRetries: 3",
+    );
+    assert_fires(
+        &found,
+        "deploy/local/redis/resiliency.yaml",
+        Rule::ResiliencyCopies,
+    );
+}
+
+#[test]
+fn a_component_breaker_or_state_retry_is_reported() {
+    let found = with_edit(
+        "deploy/dapr/resiliency.yaml",
+        "          retry: deliveryRetry\n",
+        "          retry: deliveryRetry\n          circuitBreaker: deliveryBreaker\n",
+    );
+    assert!(
+        found.iter().any(|v| v.rule == Rule::ResiliencyBreaker
+            && v.file == "deploy/dapr/resiliency.yaml"
+            && v.message.contains("todo-pubsub.inbound")),
+        "{}",
+        report(&found)
+    );
+    let found = with_edit(
+        "deploy/dapr/resiliency.yaml",
+        "          timeout: state\n",
+        "          timeout: state\n          retry: publishRetry\n",
+    );
+    assert!(
+        found
+            .iter()
+            .any(|v| v.rule == Rule::ResiliencyBreaker && v.message.contains("todo-state")),
+        "{}",
+        report(&found)
+    );
 }

@@ -11,6 +11,7 @@ pub mod kafka;
 pub mod poll;
 pub mod processes;
 pub mod redis;
+pub mod respawn;
 pub mod runfile;
 pub mod system;
 
@@ -18,6 +19,7 @@ pub use binaries::{Binaries, MissingBinary};
 pub use kafka::kafka_resources;
 pub use poll::poll_until;
 pub use redis::RedisServer;
+pub use respawn::LaunchSpec;
 pub use runfile::{AppPorts, RunFile};
 pub use service_testing::KafkaBroker;
 pub use smtp_sink::{Received, SmtpSink};

@@ -60,7 +60,15 @@ mod tests {
             .unwrap();
         let pid = i32::try_from(child.id()).unwrap();
         let me = i32::try_from(std::process::id()).unwrap();
-        let kids = children_of(me);
+        // Between fork and exec the child has no command line yet, so poll until it has one.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut kids = children_of(me);
+        while !kids.iter().any(|k| k.pid == pid && k.program == "sleep")
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            kids = children_of(me);
+        }
         assert!(
             kids.iter().any(|k| k.pid == pid && k.program == "sleep"),
             "{kids:?}"

@@ -53,6 +53,19 @@ impl RunFile {
         self
     }
 
+    /// Keeps only app `app_id`: the run file of a second pod of that app (same app id, its own
+    /// process and sidecar, ports assigned by [`RunFile::write`]), as a Kubernetes replica is.
+    pub fn only(mut self, app_id: &str) -> anyhow::Result<Self> {
+        let apps = self
+            .doc
+            .get_mut("apps")
+            .and_then(Value::as_sequence_mut)
+            .context("no apps")?;
+        apps.retain(|a| a.get("appID").and_then(Value::as_str) == Some(app_id));
+        anyhow::ensure!(!apps.is_empty(), "no app {app_id} in the run file");
+        Ok(self)
+    }
+
     /// Removes variable `name` from app `app_id`'s env in the file (`common.env` is untouched).
     pub fn remove_env(mut self, app_id: &str, name: &str) -> Self {
         self.env
@@ -186,7 +199,8 @@ impl RunFile {
     }
 }
 
-/// Makes `resourcesPaths` (and the deprecated `resourcesPath`) of a section absolute.
+/// Makes `resourcesPaths` (and the deprecated `resourcesPath`) and `configFilePath` of a
+/// section absolute.
 fn absolutize_paths(section: &mut Mapping, base: &Path) {
     let abs = |v: &Value| -> Value {
         match v.as_str() {
@@ -199,8 +213,10 @@ fn absolutize_paths(section: &mut Mapping, base: &Path) {
             *p = abs(p);
         }
     }
-    if let Some(p) = section.get_mut("resourcesPath") {
-        *p = abs(p);
+    for key in ["resourcesPath", "configFilePath"] {
+        if let Some(p) = section.get_mut(key) {
+            *p = abs(p);
+        }
     }
 }
 
@@ -213,6 +229,7 @@ mod tests {
 version: 1
 common:
   resourcesPaths: [./deploy/local/in-memory]
+  configFilePath: ./deploy/dapr/configuration.yaml
   env: { RUST_LOG: info, SHARED: "1" }
 apps:
   - appID: api
@@ -288,6 +305,12 @@ apps:
         let res = written["common"]["resourcesPaths"][0].as_str().unwrap();
         assert!(Path::new(res).is_absolute(), "{res}");
         assert!(res.ends_with("deploy/local/in-memory"), "{res}");
+        let config = written["common"]["configFilePath"].as_str().unwrap();
+        assert!(Path::new(config).is_absolute(), "{config}");
+        assert!(
+            config.ends_with("deploy/dapr/configuration.yaml"),
+            "{config}"
+        );
     }
 
     #[test]

@@ -66,6 +66,13 @@ impl Mailer {
                         target.credentials =
                             Some(Credentials::new(user, password.expose_secret().to_owned()));
                     }
+                    target.allow_plaintext_auth = s.smtp_allow_plaintext_auth;
+                    target
+                        .check_auth_security()
+                        .map_err(|reason| Error::Settings {
+                            name: "SMTP_URL",
+                            reason: format!("`{redacted}`: {reason}"),
+                        })?;
                     return Ok(Self {
                         description: format!("SMTP transport to {redacted}"),
                         transport: Transport::Pooled(Box::new(SmtpPool::new(
@@ -169,6 +176,7 @@ mod tests {
     async fn the_description_never_shows_the_password() {
         let mut s = Settings::load_from(std::iter::empty()).unwrap();
         s.smtp_url = Some(SecretString::from("smtp://bot:hunter2@127.0.0.1:2525"));
+        s.smtp_allow_plaintext_auth = true;
         let m = Mailer::from_settings(&s).unwrap();
         assert!(
             m.description()
@@ -184,6 +192,49 @@ mod tests {
         let err = Mailer::from_settings(&s).unwrap_err().to_string();
         assert!(
             err.contains("SMTP_URL") && !err.contains("hunter2"),
+            "{err}"
+        );
+    }
+
+    fn smtp(url: &str, allow_plaintext_auth: bool) -> Result<Mailer, Error> {
+        let mut s = Settings::load_from(std::iter::empty()).unwrap();
+        s.smtp_url = Some(SecretString::from(url.to_owned()));
+        s.smtp_allow_plaintext_auth = allow_plaintext_auth;
+        Mailer::from_settings(&s)
+    }
+
+    #[tokio::test]
+    async fn credentials_without_tls_are_refused_at_start() {
+        let err = smtp("smtp://bot:hunter2@mail.example:25", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SMTP_URL")
+                && err.contains("without TLS")
+                && err.contains("SMTP_ALLOW_PLAINTEXT_AUTH")
+                && !err.contains("hunter2"),
+            "{err}"
+        );
+        // Also on loopback, until it is explicitly allowed.
+        assert!(smtp("smtp://bot:hunter2@127.0.0.1:2525", false).is_err());
+        // Without credentials, or with TLS, there is nothing to protect or nothing in clear.
+        assert!(smtp("smtp://mail.example:25", false).is_ok());
+        assert!(smtp("smtp://bot:hunter2@mail.example?tls=required", false).is_ok());
+    }
+
+    #[tokio::test]
+    async fn plaintext_auth_is_allowed_for_loopback_relays_only() {
+        for host in ["127.0.0.1:2525", "[::1]:2525", "localhost:2525"] {
+            let url = format!("smtp://bot:hunter2@{host}");
+            assert!(smtp(&url, true).is_ok(), "{url}");
+        }
+        let err = smtp("smtp://bot:hunter2@mail.example:25", true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("SMTP_ALLOW_PLAINTEXT_AUTH=true is accepted only for a loopback relay")
+                && err.contains("mail.example")
+                && !err.contains("hunter2"),
             "{err}"
         );
     }

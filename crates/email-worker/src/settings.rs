@@ -25,6 +25,7 @@ claim_ttl = "1m"
 sent_ttl = "14days"
 max_event_age = "6h"
 subject_max_chars = 150
+smtp_allow_plaintext_auth = false
 "#;
 
 /// Where `MAIL_DIR` points when neither it nor `SMTP_URL` is set.
@@ -50,6 +51,9 @@ pub struct Settings {
     /// A mounted secret file holding the SMTP password (trailing newline ignored).
     #[serde(default)]
     pub smtp_password_file: Option<PathBuf>,
+    /// `SMTP_ALLOW_PLAINTEXT_AUTH`: send SMTP credentials on a session without TLS. Accepted for
+    /// loopback relays only (local development), where the credentials never leave the machine.
+    pub smtp_allow_plaintext_auth: bool,
     /// Per-operation SMTP timeout (connect, each command).
     #[serde(with = "humantime_serde")]
     pub smtp_timeout: Duration,

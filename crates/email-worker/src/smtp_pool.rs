@@ -63,6 +63,9 @@ pub struct SmtpTarget {
     pub security: Security,
     pub hello: ClientId,
     pub credentials: Option<Credentials>,
+    /// Whether credentials may be sent on a session that is not encrypted (loopback relays
+    /// only; [`SmtpTarget::check_auth_security`]).
+    pub allow_plaintext_auth: bool,
 }
 
 impl std::fmt::Debug for SmtpTarget {
@@ -74,6 +77,7 @@ impl std::fmt::Debug for SmtpTarget {
             .field("security", &self.security)
             .field("hello", &self.hello)
             .field("authenticated", &self.credentials.is_some())
+            .field("allow_plaintext_auth", &self.allow_plaintext_auth)
             .finish()
     }
 }
@@ -147,7 +151,41 @@ impl SmtpTarget {
             security,
             hello,
             credentials,
+            allow_plaintext_auth: false,
         }))
+    }
+
+    /// Whether the host is this machine (an IP loopback address or `localhost`).
+    pub fn is_loopback(&self) -> bool {
+        self.host.eq_ignore_ascii_case("localhost")
+            || self
+                .host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    }
+
+    /// Refuses, at start-up, a set-up that would send credentials in clear: credentials on a
+    /// plain `smtp://` session, unless plaintext AUTH is explicitly allowed for a loopback relay.
+    /// (`tls=opportunistic` is checked per session: without STARTTLS no AUTH is sent.)
+    pub fn check_auth_security(&self) -> Result<(), String> {
+        if self.allow_plaintext_auth && !self.is_loopback() {
+            return Err(format!(
+                "SMTP_ALLOW_PLAINTEXT_AUTH=true is accepted only for a loopback relay \
+                 (127.0.0.1, ::1, localhost), not {}: credentials sent to another host without \
+                 TLS can be read on the way; use tls=required or smtps://",
+                self.host
+            ));
+        }
+        let plain = matches!(self.security, Security::Plain);
+        if plain && self.credentials.is_some() && !self.allow_plaintext_auth {
+            return Err(
+                "SMTP credentials would be sent without TLS: use smtp://…?tls=required or \
+                 smtps://, or, for a loopback development relay only, set \
+                 SMTP_ALLOW_PLAINTEXT_AUTH=true"
+                    .to_owned(),
+            );
+        }
+        Ok(())
     }
 }
 
@@ -290,6 +328,16 @@ impl SmtpPool {
                 }
             }
             if let Some(credentials) = &target.credentials {
+                // The relay may not have offered STARTTLS (tls=opportunistic), or someone on the
+                // way removed the offer: the password stays with us then.
+                if !connection.is_encrypted() && !target.allow_plaintext_auth {
+                    connection.abort().await;
+                    return Err(SendError::Transient(format!(
+                        "refusing to send SMTP credentials to {} without TLS: the session was \
+                         not encrypted (no STARTTLS)",
+                        target.host
+                    )));
+                }
                 connection
                     .auth(&[Mechanism::Plain, Mechanism::Login], credentials)
                     .await

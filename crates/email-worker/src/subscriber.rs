@@ -1,9 +1,19 @@
 //! The subscription table: `task-created` and `task-due-soon` on the pub/sub component, in the
-//! worker's own consumer group, dead-lettering to `email-worker-dead-letters`.
+//! worker's own consumer group, dead-lettering to `email-worker-dead-letters`, which the worker
+//! also consumes with the same handlers: a second chance for an event dead-lettered only because
+//! the worker was down or slow (sends are claimed by event id, so a second delivery of a sent
+//! email sends nothing).
 //!
 //! Deliveries are taken raw and decoded here (not by the typed router) so that an undecodable
 //! event is still counted and, when its ids can be read, announced as `notification-failed`
 //! before it is dropped.
+//!
+//! A trigger whose CloudEvent `source` is not an app allowed to publish its topic
+//! ([`events::Topic::publishers`]: the producer, or the audit-logger replaying a dead letter) is
+//! dropped without an email or an announcement: its recipient and text cannot be trusted. The
+//! `source` is what the publisher's sidecar stamps with its app id; the pub/sub component's
+//! `publishingScopes` are what stop another app's sidecar from publishing the topic at all (see
+//! the README's threat model for what each guarantees).
 
 use std::sync::Arc;
 
@@ -38,7 +48,8 @@ pub fn routes(worker: Arc<Worker>, app_api_token: Option<secrecy::SecretString>)
                 handle::<TaskDueSoon>(&w, e, EmailKind::TaskDueSoon, Notification::task_due_soon)
                     .await
             },
-        );
+        )
+        .second_chance();
     subscriptions.router(worker)
 }
 
@@ -48,6 +59,17 @@ async fn handle<T: EventPayload>(
     kind: EmailKind,
     notification: fn(&events::Envelope<T>) -> Notification,
 ) -> Outcome {
+    let source = event.cloud_event.source.as_str();
+    if !T::TOPIC.accepts_publisher(source) {
+        let reason = format!(
+            "`{}` published by `{source}`, which may not publish it (allowed: {})",
+            T::TOPIC,
+            T::TOPIC.publishers().join(", ")
+        );
+        tracing::warn!(ce_id = %event.cloud_event.id, %reason, "dropping a trigger from an app not allowed to publish it; no email");
+        counters::failed(kind, "forbidden_publisher");
+        return Outcome::Drop(reason);
+    }
     let traceparent = event.traceparent().map(str::to_owned);
     match events::decode::<T>(&event.body) {
         Ok(delivery) => {

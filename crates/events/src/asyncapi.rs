@@ -15,7 +15,7 @@ use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value, json};
 
 use crate::schema::{all_definitions, envelope_schema_name, routing_sentence};
-use crate::{PUBSUB_NAME, Topic, apps, dead_letter_topic};
+use crate::{PUBSUB_NAME, Topic, apps, dead_letter_consumers, dead_letter_topic};
 
 /// The AsyncAPI version the document follows.
 pub const ASYNCAPI_VERSION: &str = "3.0.0";
@@ -101,7 +101,8 @@ fn dead_letter_channel(app: &str) -> Value {
         "description": format!(
             "Events {app} answered `DROP` to (or that failed all retries), republished by its \
              sidecar with the original CloudEvent, whose `topic` names where it came from. \
-             Recorded by {}.",
+             Recorded by {}; {app} consumes it too, a second chance for events that failed \
+             only because it was down or slow.",
             apps::AUDIT_LOGGER
         ),
         "messages": messages,
@@ -195,17 +196,29 @@ pub fn document() -> Value {
                 json!({}),
             ),
         );
-        let recorder = apps::AUDIT_LOGGER;
-        operations.insert(
-            operation_id(recorder, "receive", &channel),
-            operation(
-                "receive",
-                &channel,
-                &names,
-                format!("{recorder} records the dead letters of {app}."),
-                subscription(recorder, &channel, None),
-            ),
-        );
+        for consumer in dead_letter_consumers(app) {
+            let summary = match (consumer == apps::AUDIT_LOGGER, consumer == app) {
+                (true, true) => format!(
+                    "{consumer} records its own dead letters, and records the events in their \
+                     trails (its second chance)."
+                ),
+                (true, false) => format!("{consumer} records the dead letters of {app}."),
+                _ => format!(
+                    "{consumer} processes its own dead letters again (a second chance); a \
+                     failure there returns the message to the broker, a DROP ends it."
+                ),
+            };
+            operations.insert(
+                operation_id(consumer, "receive", &channel),
+                operation(
+                    "receive",
+                    &channel,
+                    &names,
+                    summary,
+                    subscription(consumer, &channel, None),
+                ),
+            );
+        }
     }
 
     // AsyncAPI's default schema format is a draft-07 superset; references must point into the

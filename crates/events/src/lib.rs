@@ -6,12 +6,14 @@
 //! readers are tolerant (unknown fields are ignored) so producers can add fields first.
 //!
 //! - [`topics`]: topic names, app ids, who produces and who consumes what, dead-letter topics.
+//! - [`access`]: who may publish and subscribe to each topic (the pub/sub scopes).
 //! - [`envelope`] and [`payloads`]: the typed events.
 //! - [`delivery`]: decoding what a Dapr sidecar delivers (CloudEvent or raw) into an envelope.
 //! - [`schema`] and [`asyncapi`]: a JSON Schema per topic and the AsyncAPI 3.0 document, both
 //!   generated from the types. The copies in `docs/` are checked by a test; regenerate them with
 //!   `UPDATE_SCHEMAS=1 cargo test -p events --test it generated_docs`.
 
+pub mod access;
 pub mod asyncapi;
 pub mod delivery;
 pub mod envelope;
@@ -19,6 +21,7 @@ pub mod payloads;
 pub mod schema;
 pub mod topics;
 
+pub use access::{REPLAYER, publishing_scopes, subscription_scopes};
 pub use delivery::{CloudEventAttributes, DecodeError, Delivery, decode, decode_any};
 pub use envelope::{Envelope, EventPayload};
 pub use payloads::{
@@ -26,5 +29,6 @@ pub use payloads::{
     TaskDeleted, TaskDueSoon, TaskSnapshot, TaskStatus, TaskUpdated,
 };
 pub use topics::{
-    PUBSUB_NAME, STATE_STORE_NAME, Topic, apps, dead_letter_topic, dead_letter_topics,
+    PUBSUB_NAME, STATE_STORE_NAME, Topic, apps, dead_letter_consumers, dead_letter_topic,
+    dead_letter_topics,
 };

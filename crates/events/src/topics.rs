@@ -129,6 +129,18 @@ pub fn dead_letter_topics() -> Vec<String> {
         .collect()
 }
 
+/// The apps that consume the dead-letter topic of `app`, each in its own consumer group: `app`
+/// itself (a second chance for what failed only because it was down or slow: without a
+/// resiliency policy daprd dead-letters at the first failed delivery) and the audit-logger,
+/// which records every dead letter (for its own topic, both roles are one subscription).
+pub fn dead_letter_consumers(app: &str) -> Vec<&str> {
+    let mut consumers = vec![app];
+    if app != apps::AUDIT_LOGGER {
+        consumers.push(apps::AUDIT_LOGGER);
+    }
+    consumers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +172,14 @@ mod tests {
                 "reminder-scheduler-dead-letters",
                 "audit-logger-dead-letters"
             ]
+        );
+        assert_eq!(
+            dead_letter_consumers(apps::EMAIL_WORKER),
+            [apps::EMAIL_WORKER, apps::AUDIT_LOGGER]
+        );
+        assert_eq!(
+            dead_letter_consumers(apps::AUDIT_LOGGER),
+            [apps::AUDIT_LOGGER]
         );
     }
 }

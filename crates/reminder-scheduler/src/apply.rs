@@ -136,7 +136,8 @@ async fn handle(ctx: AppState, topic: &'static str, event: TaskEvent) -> Outcome
     }
 }
 
-/// The subscription table: the four task topics, dead-lettered to this app's topic.
+/// The subscription table: the four task topics, dead-lettered to this app's topic, which it
+/// consumes too for a second chance (filing and unfiling are idempotent by task version).
 pub fn subscriptions(pubsub: &str, app_id: &str) -> Subscriptions<AppState> {
     Subscriptions::new(pubsub)
         .dead_letter_topic(events::dead_letter_topic(app_id))
@@ -160,4 +161,5 @@ pub fn subscriptions(pubsub: &str, app_id: &str) -> Subscriptions<AppState> {
                 TaskEvent::from_envelope(EventKind::Deleted, &e.envelope, &e.envelope.data.task);
             handle(ctx, "task-deleted", event)
         })
+        .second_chance()
 }

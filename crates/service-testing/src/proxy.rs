@@ -31,6 +31,8 @@ pub enum TxnFault {
 #[derive(Debug, Default)]
 struct Inner {
     faults: VecDeque<TxnFault>,
+    /// Plain saves (not transactions) of a key with this prefix to answer with 500, and how many.
+    failing_saves: Option<(&'static str, usize)>,
     requests: Vec<String>,
 }
 
@@ -75,6 +77,13 @@ impl Proxy {
     /// Applies `fault` to the next state transaction that has none yet.
     pub fn fault_next_transaction(&self, fault: TxnFault) {
         self.inner.lock().unwrap().faults.push_back(fault);
+    }
+
+    /// Answers the next `n` plain saves (`POST /v1.0/state/{store}`, not transactions) that
+    /// write a key starting with `prefix` with 500 `ERR_STATE_SAVE`, without forwarding them:
+    /// the store failing the write that follows a partial transaction.
+    pub fn fail_next_saves(&self, prefix: &'static str, n: usize) {
+        self.inner.lock().unwrap().failing_saves = Some((prefix, n));
     }
 
     /// Request lines seen so far (`METHOD /path?query`).
@@ -158,6 +167,36 @@ fn failed() -> Response {
         .into_response()
 }
 
+fn save_failed() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [("content-type", "application/json")],
+        json!({"errorCode": "ERR_STATE_SAVE",
+               "message": "failed saving state in state store todo-state: injected"})
+        .to_string(),
+    )
+        .into_response()
+}
+
+/// `POST /v1.0/state/{store}`: a save, not a bulk get or a transaction.
+fn is_plain_save(method: &reqwest::Method, path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or_default();
+    method == reqwest::Method::POST
+        && path
+            .strip_prefix("/v1.0/state/")
+            .is_some_and(|rest| !rest.contains('/'))
+}
+
+fn saves_key_with(body: &[u8], prefix: &str) -> bool {
+    serde_json::from_slice::<Value>(body).is_ok_and(|items| {
+        items.as_array().is_some_and(|items| {
+            items
+                .iter()
+                .any(|item| item["key"].as_str().is_some_and(|k| k.starts_with(prefix)))
+        })
+    })
+}
+
 async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let method = reqwest::Method::from_bytes(request.method().as_str().as_bytes()).unwrap();
     let path = request
@@ -175,6 +214,14 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
         if path.ends_with("/transaction") {
             inner.faults.pop_front()
         } else {
+            if is_plain_save(&method, &path)
+                && let Some((prefix, left)) = inner.failing_saves.as_mut()
+                && *left > 0
+                && saves_key_with(&body, prefix)
+            {
+                *left -= 1;
+                return save_failed();
+            }
             None
         }
     };

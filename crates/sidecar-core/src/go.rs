@@ -26,89 +26,19 @@ pub fn parse_truthy(s: &str) -> Option<bool> {
 }
 
 /// Go's `time.ParseDuration` (`300ms`, `5s`, `1m30s`, `1h`); a bare number is taken as seconds,
-/// as Dapr's resource files and `ttl` metadata allow.
+/// as Dapr's resource files and `ttl` metadata allow. Negative values are `None`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
     if let Ok(secs) = s.parse::<f64>() {
         return Duration::try_from_secs_f64(secs).ok();
     }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..num_len].parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let factor = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += number * factor;
-    }
-    Duration::try_from_secs_f64(total).ok()
+    let nanos = parse_go_duration(s)?;
+    u64::try_from(nanos).ok().map(Duration::from_nanos)
 }
 
-/// Go's `time.ParseDuration` exactly, in nanoseconds: an optional sign, then one or more
-/// `<number><unit>` (`ns us µs μs ms s m h`); a bare number is accepted only for `0`. Whitespace
-/// and values beyond `i64` nanoseconds are errors.
-pub fn parse_go_duration(s: &str) -> Option<i64> {
-    let (negative, mut rest) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number = &rest[..num_len];
-        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
-            return None;
-        }
-        let value: f64 = number.parse().ok()?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let nanos_per_unit = match &rest[..unit_len] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total += value * nanos_per_unit;
-    }
-    // i64::MAX nanoseconds, as f64; Go reports anything above it as an invalid duration.
-    if total > 9_223_372_036_854_775_807f64 {
-        return None;
-    }
-    let nanos = total.round() as i64;
-    Some(if negative { -nanos } else { nanos })
-}
+/// Go's `time.ParseDuration` exactly, in signed nanoseconds. One parser serves the sidecar and
+/// the resiliency engine, which reads Resiliency durations with it.
+pub use resiliency::duration::parse_go_duration;
 
 /// A duration as Go's `time.Duration.String` writes it, to millisecond precision: `0s`, `500ms`,
 /// `5s`, `1.5s`, `1m30s`, `2h0m0s`.
@@ -150,16 +80,5 @@ mod tests {
         assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
         assert_eq!(parse_duration("soon"), None);
         assert_eq!(parse_duration(""), None);
-    }
-
-    #[test]
-    fn strict_go_durations() {
-        assert_eq!(parse_go_duration("1m30s"), Some(90_000_000_000));
-        assert_eq!(parse_go_duration("1.5h"), Some(5_400_000_000_000));
-        assert_eq!(parse_go_duration("-2s"), Some(-2_000_000_000));
-        assert_eq!(parse_go_duration("0"), Some(0));
-        assert_eq!(parse_go_duration("5"), None, "a unit is required");
-        assert_eq!(parse_go_duration(" 5s"), None);
-        assert_eq!(parse_go_duration("99999999999999999999h"), None);
     }
 }

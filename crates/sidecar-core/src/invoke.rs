@@ -5,19 +5,28 @@
 //! status, headers and body come back unchanged. The caller's `dapr-api-token` was already
 //! removed by the token check; the target's app token is added when configured.
 //!
+//! The target's access control ([`crate::acl`]) is checked first, as the called app's sidecar
+//! does in daprd (`pkg/api/grpc/daprinternal.go` `callLocalValidateACL`): a denied call is 403
+//! `ERR_DIRECT_INVOKE` (`pkg/api/http/directmessaging.go` maps the callee's `PermissionDenied`
+//! to 403). Invoking one's own app is not checked.
+//!
 //! Limits, as daprd answers them (500 `ERR_DIRECT_INVOKE`, `failed to invoke, id: <app>, err:
 //! <cause>`):
 //! * The response body may be at most the caller's `--max-body-size`: daprd reads the app's
 //!   response through `streams.LimitReadCloser` with that size (pkg/channel/http/http_channel.go,
 //!   dapr/kit `streams`), failing with `stream too large`.
-//! * Each call has a deadline: the resiliency timeout of the target app
+//! * Each attempt has a deadline: the resiliency timeout of the target app
 //!   (`spec.targets.apps.<app-id>.timeout`, else a `DefaultAppTimeoutPolicy` or
 //!   `DefaultTimeoutPolicy` named timeout; <https://docs.dapr.io/operations/resiliency/policies/>),
 //!   failing with `context deadline exceeded`. Without one daprd waits indefinitely; this sidecar
 //!   stops after [`DEFAULT_INVOKE_TIMEOUT`], so a hung app cannot pin requests and their buffers.
+//!
+//! Resiliency is the calling sidecar's (`pkg/api/http/directmessaging.go`): the target app's
+//! policy retries answers outside 200-399 (subject to `matching`) and transport errors, and the
+//! caller finally gets the app's last answer; its breaker is one per target app and method, and
+//! while open the call fails with `ERR_DIRECT_INVOKE` `circuit breaker is open`.
 
 use crate::api::ApiError;
-use crate::resources::ResiliencySpec;
 use crate::sidecar::SidecarState;
 use crate::tokens::TOKEN_HEADER;
 use axum::body::Body;
@@ -25,24 +34,18 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
+use resiliency::{ErrorClass, Failure};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Deadline of an invocation no resiliency timeout covers (a local-sidecar limit).
 pub const DEFAULT_INVOKE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The deadline `caller` gives each invocation of `target`.
-pub fn invoke_timeout(resiliencies: &[ResiliencySpec], caller: &str, target: &str) -> Duration {
-    let scoped: Vec<&ResiliencySpec> = resiliencies.iter().filter(|r| r.in_scope(caller)).collect();
-    scoped
-        .iter()
-        .find_map(|r| r.app_timeout.get(target).copied())
-        .or_else(|| {
-            ["DefaultAppTimeoutPolicy", "DefaultTimeoutPolicy"]
-                .iter()
-                .find_map(|name| scoped.iter().find_map(|r| r.timeouts.get(*name).copied()))
-        })
-        .unwrap_or(DEFAULT_INVOKE_TIMEOUT)
+/// One attempt that did not succeed: the app's answer outside 200-399 (given back to the caller
+/// when the policy gives up), or no answer at all.
+enum Attempt {
+    Answer((StatusCode, HeaderMap, Bytes)),
+    Call(CallError),
 }
 
 /// Why a call failed once the app was reached.
@@ -118,6 +121,27 @@ pub async fn invoke(
             format!("couldn't find service: {app_id}"),
         ));
     };
+    if let Some(acl) = &target.access_control
+        && app_id != state.app_id()
+    {
+        let caller_domain = state
+            .opts
+            .access_control
+            .as_ref()
+            .map_or(crate::acl::DEFAULT_TRUST_DOMAIN, |a| a.trust_domain());
+        let namespace = crate::acl::DEFAULT_NAMESPACE;
+        let caller = state.app_id();
+        if !acl.allows(caller, caller_domain, namespace, verb.as_str(), &method) {
+            tracing::debug!(%caller, callee = %app_id, %method, %verb, "invocation denied by access control");
+            return Err(ApiError::legacy(
+                StatusCode::FORBIDDEN,
+                "ERR_DIRECT_INVOKE",
+                format!(
+                    "failed to invoke, id: {app_id}, err: rpc error: code = PermissionDenied desc = access control policy has denied access to id: spiffe://{caller_domain}/ns/{namespace}/{caller} operation: {method} verb: {verb}"
+                ),
+            ));
+        }
+    }
     // The target's sidecar answers for an app its health checks found unhealthy.
     if !*target.healthy.borrow() {
         return Err(invoke_error(&app_id, "app is not in a healthy state"));
@@ -152,34 +176,54 @@ pub async fn invoke(
     if let Some(v) = target.app_api_token.as_deref().and_then(|t| t.parse().ok()) {
         out_headers.insert(TOKEN_HEADER, v);
     }
-    let request = state
-        .client
-        .request(verb, &url)
-        .headers(out_headers)
-        .body(body);
     let limit = state.opts.max_body_size;
-    let call = async move {
-        let response = request.send().await.map_err(CallError::Http)?;
-        let status = response.status();
-        let mut resp_headers = HeaderMap::new();
-        for (name, value) in response.headers() {
-            if !hop_by_hop(name) {
-                resp_headers.append(name.clone(), value.clone());
+    let client = &state.client;
+    let attempt = || {
+        let request = client
+            .request(verb.clone(), &url)
+            .headers(out_headers.clone())
+            .body(body.clone());
+        async move {
+            let response = request
+                .send()
+                .await
+                .map_err(|e| Attempt::Call(CallError::Http(e)))?;
+            let status = response.status();
+            let mut resp_headers = HeaderMap::new();
+            for (name, value) in response.headers() {
+                if !hop_by_hop(name) {
+                    resp_headers.append(name.clone(), value.clone());
+                }
+            }
+            let bytes = read_limited(response, limit).await.map_err(Attempt::Call)?;
+            let answer = (status, resp_headers, bytes);
+            // daprd's direct messaging turns an answer outside 200-399 into a `CodeError`, which
+            // the app's retry policy retries subject to `matching`.
+            if (200..400).contains(&status.as_u16()) {
+                Ok(answer)
+            } else {
+                Err(Attempt::Answer(answer))
             }
         }
-        let bytes = read_limited(response, limit).await?;
-        Ok::<_, CallError>((status, resp_headers, bytes))
     };
-    let timeout = invoke_timeout(
-        &state.runtime.resources().resiliencies,
-        state.app_id(),
-        &app_id,
-    );
-    let (status, mut resp_headers, bytes) = tokio::time::timeout(timeout, call)
-        .await
-        // The text of Go's context.DeadlineExceeded, as daprd reports it.
-        .map_err(|_| invoke_error(&app_id, "context deadline exceeded"))?
-        .map_err(|e| invoke_error(&app_id, e))?;
+    let mut runner = state.policies.invoke(&app_id, &method);
+    if runner.timeout.is_none() {
+        runner.timeout = Some(DEFAULT_INVOKE_TIMEOUT);
+    }
+    let classify = |e: &Attempt| match e {
+        Attempt::Answer((status, _, _)) => ErrorClass::Status(status.as_u16()),
+        Attempt::Call(_) => ErrorClass::Retriable,
+    };
+    let (status, mut resp_headers, bytes) =
+        match runner.run(attempt, classify, Some(&state.shutdown)).await {
+            Ok(answer) | Err(Failure::Op(Attempt::Answer(answer))) => answer,
+            Err(Failure::Op(Attempt::Call(e))) => return Err(invoke_error(&app_id, e)),
+            // The text of Go's context.DeadlineExceeded, as daprd reports it.
+            Err(Failure::Timeout(_)) => {
+                return Err(invoke_error(&app_id, "context deadline exceeded"));
+            }
+            Err(Failure::Rejected(r)) => return Err(invoke_error(&app_id, r)),
+        };
     tracing::debug!(caller = %state.app_id(), callee = %app_id, %method, %status, "invoked");
     if !resp_headers.contains_key(header::CONTENT_TYPE) && !bytes.is_empty() {
         resp_headers.insert(

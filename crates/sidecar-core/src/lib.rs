@@ -17,15 +17,18 @@
 //!
 //! A module uses only modules of its own layer listed before it, or of earlier layers:
 //!
-//! 1. [`go`] (Go-compatible parsing), [`scopes`] (topic access rules);
+//! 1. [`go`] (Go-compatible parsing), [`scopes`] (topic access rules), [`acl`] (invocation
+//!    access control);
 //! 2. [`resources`] (resource files), [`metadata`] (request metadata, state keys),
 //!    [`cloudevent`] (envelopes);
 //! 3. [`components`]: component traits, the built-in components and the [`Registry`];
 //! 4. [`secretstores`] (`secretKeyRef` resolution), [`runtime`] (components of a run, app
 //!    channels);
-//! 5. [`options`], [`subscriptions`], [`sidecar`] (the state one sidecar shares);
+//! 5. [`options`], [`subscriptions`], [`policies`] (resiliency of one sidecar), [`sidecar`] (the
+//!    state one sidecar shares);
 //! 6. [`tokens`], [`app_health`], [`api`], [`invoke`], [`delivery`]: what a running sidecar does;
-//! 7. `lifecycle` (start and stop sequences) and [`server`] (binding, routing, handles).
+//! 7. `lifecycle` (start and stop sequences), `app_subscriptions` (stopping and restarting all of
+//!    an app's subscriptions with its health) and [`server`] (binding, routing, handles).
 //!
 //! # Behaviour worth knowing
 //!
@@ -37,9 +40,11 @@
 //!   delivery goes straight to the dead-letter topic when there is one. Otherwise it goes back to
 //!   the broker, and `pubsub.in-memory` redelivers it after 100 ms, doubling up to 5 s, until it
 //!   succeeds or the run stops (there is no broker process to reclaim it, unlike Redis'
-//!   `processingTimeout`). Inbound retry policies come from Resiliency YAML
-//!   (`targets.components.<pubsub>.inbound`, or the `Default*RetryPolicy` names), as do
-//!   per-attempt inbound timeouts.
+//!   `processingTimeout`).
+//! * Resiliency as daprd applies it ([`policies`], the `resiliency` crate): timeouts, retries
+//!   and circuit breakers for deliveries (inbound), publishes, dead-letter publishes and state
+//!   calls (outbound) and service invocations (per target app and method); breaker states on
+//!   `GET /metrics`.
 //! * `pubsub.in-memory` consumer groups: group = app id (or the `consumerID` metadata, with
 //!   `{appID}`/`{uuid}`/`{namespace}` resolved per sidecar). Different groups fan out; sidecars of
 //!   one group compete. A new group does not see earlier messages; there is no ordering. A group
@@ -49,16 +54,25 @@
 //!   extended metadata of `PUT /v1.0/metadata/{key}` is capped (`api/meta.rs`), and
 //!   service invocation has a response size cap and a per-call deadline ([`invoke`]).
 //! * A sidecar reports ready on `/v1.0/healthz` only after the app port accepts connections and
-//!   its subscriptions are registered, so nothing is delivered before routes are known.
+//!   its subscriptions are registered, so nothing is delivered before routes are known; with
+//!   app health checks on and an app that fails its first probe, it reports ready at once, as
+//!   daprd does, and subscribes at the first successful probe.
 //! * App health checks (`--enable-app-health-check`, run-file `enableAppHealthCheck`) as daprd:
-//!   the app is unhealthy until its first successful probe and after `threshold` failed ones in
-//!   a row; meanwhile messages wait undelivered and invocations of it fail with
-//!   `ERR_DIRECT_INVOKE` (see [`app_health`]).
-//! * Not implemented: bulk subscribe, outbound (publish/state) resiliency, the outbox, actors,
-//!   gRPC.
+//!   the app is unhealthy until its first successful probe (only then is `/dapr/subscribe` read)
+//!   and after `threshold` failed probes counted since it last turned healthy; while it is
+//!   unhealthy all its subscriptions are stopped (messages wait in its consumer group),
+//!   deliveries still in flight fail fast and go back to the broker, and invocations of it fail
+//!   with `ERR_DIRECT_INVOKE` (see [`app_health`]). Healthy again, the subscriptions loaded the
+//!   first time are registered anew.
+//! * Service invocation access control (`spec.accessControl` of the Configuration given with
+//!   `--config`) is applied by the called app's sidecar, with the caller's identity known for
+//!   certain (as daprd with mTLS); see [`acl`].
+//! * Not implemented: bulk subscribe, the outbox, actors, gRPC.
 
+pub mod acl;
 pub mod api;
 pub mod app_health;
+mod app_subscriptions;
 pub mod cloudevent;
 pub mod components;
 pub mod delivery;
@@ -67,6 +81,7 @@ pub mod invoke;
 mod lifecycle;
 pub mod metadata;
 pub mod options;
+pub mod policies;
 pub mod resources;
 pub mod runtime;
 pub mod scopes;

@@ -1,18 +1,18 @@
 //! The life of one sidecar, in daprd's order (`DaprRuntime.blockUntilAppIsReady` and
 //! `initRuntime` in daprd's `pkg/runtime/runtime.go`): wait until the app port accepts a TCP
 //! connection (every 100 ms, no timeout), make the app reachable for service invocation, start
-//! the app health probes if they are on, call `GET /dapr/config` (answer ignored), read
+//! the app health probes if they are on (and then wait for the app's first successful probe,
+//! as daprd's `appHealthChanged` does), call `GET /dapr/config` (answer ignored), read
 //! `GET /dapr/subscribe` (`GetSubscriptionsHTTP` in `pkg/runtime/pubsub/subscriptions.go`), merge
 //! with the declarative subscriptions scoped to this app, register them with the brokers, and
 //! only then report ready on `/v1.0/healthz`. [`stop`] is the way back.
 
 use crate::app_health;
-use crate::delivery;
+use crate::app_subscriptions;
 use crate::runtime::AppEndpoint;
 use crate::sidecar::SidecarState;
-use crate::subscriptions::{self, ActiveSubscription, SubscriptionDef, programmatic};
+use crate::subscriptions::{self, SubscriptionDef, programmatic};
 use crate::tokens::TOKEN_HEADER;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -38,13 +38,32 @@ pub(crate) async fn start(state: Arc<SidecarState>) {
                 addr: sock,
                 app_api_token: state.opts.app_api_token.clone(),
                 healthy: state.app_healthy.subscribe(),
+                access_control: state.opts.access_control.clone(),
             },
         );
     }
-    if let Some(health) = state.opts.app_health.clone() {
-        state
-            .tasks
-            .spawn(app_health::run_probes(state.clone(), health, base.clone()));
+    let health_checked = state.opts.app_health.clone();
+    if let Some(health) = health_checked.clone() {
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+        state.tasks.spawn(app_health::run_probes(
+            state.clone(),
+            health,
+            base.clone(),
+            first_tx,
+        ));
+        tokio::select! {
+            _ = first_rx => {}
+            () = state.shutdown.cancelled() => return,
+        }
+        if !*state.app_healthy.borrow() {
+            // daprd reports itself healthy without waiting for the app's health; subscriptions
+            // (and the one `/dapr/subscribe` call) wait for the first successful probe.
+            state.ready.send_replace(true);
+            tracing::info!(app_id = %state.app_id(), "sidecar ready; subscriptions start at the app's first successful health probe");
+            if !state.wait_app_healthy().await {
+                return;
+            }
+        }
     }
     let mut config = state
         .client
@@ -59,18 +78,14 @@ pub(crate) async fn start(state: Arc<SidecarState>) {
     let programmatic = fetch_programmatic(&state, &base).await;
     let declarative = subscriptions::declarative(state.runtime.resources(), state.app_id());
     let defs = subscriptions::merge(declarative, programmatic);
-    let mut semaphores: HashMap<String, Arc<tokio::sync::Semaphore>> = HashMap::new();
-    for def in defs {
-        if state.shutdown.is_cancelled() {
-            return;
-        }
-        if let Some(active) = delivery::subscribe(&state, def, &mut semaphores).await {
-            state
-                .subscriptions
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(active);
-        }
+    app_subscriptions::start_all(&state, &defs).await;
+    if state.shutdown.is_cancelled() {
+        return;
+    }
+    if health_checked.is_some() {
+        state
+            .tasks
+            .spawn(app_subscriptions::follow_health(state.clone(), defs, true));
     }
     state.ready.send_replace(true);
     tracing::info!(app_id = %state.app_id(), "sidecar ready");
@@ -139,15 +154,7 @@ async fn fetch_programmatic(state: &SidecarState, base: &str) -> Vec<Subscriptio
 pub(crate) async fn stop(state: &SidecarState, servers: &TaskTracker) {
     state.shutdown.cancel();
     state.runtime.unregister_app(state.app_id(), state.id);
-    let subs: Vec<ActiveSubscription> = std::mem::take(
-        &mut *state
-            .subscriptions
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
-    for sub in subs {
-        sub.close().await;
-    }
+    app_subscriptions::stop_all(state).await;
     state.tasks.close();
     servers.close();
     let grace = Duration::from_secs(5);

@@ -1,6 +1,7 @@
 //! How one sidecar runs: [`SidecarOptions`], and the app health check settings of daprd's
 //! `--enable-app-health-check` ([`AppHealthOptions`]), with their defaults and validation.
 
+use crate::acl::AccessControl;
 use crate::go;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
@@ -28,6 +29,9 @@ pub struct SidecarOptions {
     pub max_body_size: usize,
     /// App health checks (`--enable-app-health-check`); `None` = off, the app counts as healthy.
     pub app_health: Option<AppHealthOptions>,
+    /// `spec.accessControl` of the sidecar's Configuration (`--config`): who may invoke this
+    /// app. `None` = every app may.
+    pub access_control: Option<AccessControl>,
 }
 
 impl SidecarOptions {
@@ -43,6 +47,7 @@ impl SidecarOptions {
             app_api_token: None,
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             app_health: None,
+            access_control: None,
         }
     }
 }

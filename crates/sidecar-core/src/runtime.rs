@@ -33,6 +33,8 @@ pub(crate) struct AppEndpoint {
     pub(crate) app_api_token: Option<String>,
     /// The app's health as its sidecar sees it (always `true` without health checks).
     pub(crate) healthy: tokio::sync::watch::Receiver<bool>,
+    /// Who may invoke the app, as its sidecar's Configuration says.
+    pub(crate) access_control: Option<crate::acl::AccessControl>,
 }
 
 /// Shared state of a (multi-app) run.

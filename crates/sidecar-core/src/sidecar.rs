@@ -1,7 +1,9 @@
 //! The state one sidecar shares between its API handlers, its deliveries, its health probes and
-//! its lifecycle: options, runtime, readiness, app health, subscriptions and the app channel.
+//! its lifecycle: options, runtime, resiliency policies, readiness, app health, subscriptions
+//! and the app channel.
 
 use crate::options::SidecarOptions;
+use crate::policies::Policies;
 use crate::runtime::Runtime;
 use crate::subscriptions::ActiveSubscription;
 use std::collections::BTreeMap;
@@ -17,6 +19,8 @@ static NEXT_SIDECAR_ID: AtomicU64 = AtomicU64::new(1);
 pub struct SidecarState {
     pub runtime: Arc<Runtime>,
     pub opts: SidecarOptions,
+    /// Resiliency policies and breakers of this sidecar (breaker state is per sidecar).
+    pub policies: Policies,
     pub(crate) id: u64,
     /// The app port accepted a connection (the app channel exists).
     pub(crate) app_channel_up: AtomicBool,
@@ -42,8 +46,10 @@ impl SidecarState {
     ) -> Self {
         let (ready, _) = tokio::sync::watch::channel(false);
         let (app_healthy, _) = tokio::sync::watch::channel(opts.app_health.is_none());
+        let policies = Policies::new(&runtime, &opts.app_id);
         Self {
             runtime,
+            policies,
             opts,
             id: NEXT_SIDECAR_ID.fetch_add(1, Ordering::Relaxed),
             app_channel_up: AtomicBool::new(false),
@@ -70,6 +76,11 @@ impl SidecarState {
 
     pub(crate) fn is_ready(&self) -> bool {
         *self.ready.borrow()
+    }
+
+    /// Whether the app may be given work now (the app channel's health gate).
+    pub(crate) fn app_is_healthy(&self) -> bool {
+        *self.app_healthy.borrow()
     }
 
     /// Waits until the app may be given work; `false` when the sidecar shuts down first.

@@ -96,6 +96,12 @@ impl<'a> SidecarBuilder<'a> {
         self
     }
 
+    /// Who may invoke this app (`spec.accessControl` of a Configuration).
+    pub fn access_control(mut self, acl: sidecar_core::acl::AccessControl) -> Self {
+        self.opts.access_control = Some(acl);
+        self
+    }
+
     /// Largest request body accepted.
     pub fn max_body_size(mut self, bytes: usize) -> Self {
         self.opts.max_body_size = bytes;

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use sidecar_core::acl::AccessControl;
 use sidecar_core::options::{AppHealthOptions, AppHealthSetting};
 
 mod unsupported;
@@ -153,6 +154,10 @@ pub struct DaprdArgs {
     /// Failed probes in a row that make the app unhealthy (default 3).
     #[arg(long, value_name = "N")]
     pub app_health_threshold: Option<String>,
+    /// A Dapr Configuration file; its `spec.accessControl` decides which apps may invoke this
+    /// one (the rest of it is not used).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     // Flags with no observable effect here: accepted whatever the value.
     #[arg(long, hide = true)]
@@ -193,8 +198,6 @@ pub struct DaprdArgs {
     pub dapr_grpc_port: Option<String>,
     #[arg(long, hide = true)]
     pub app_protocol: Option<String>,
-    #[arg(long, hide = true)]
-    pub config: Vec<String>,
     #[arg(long, hide = true)]
     pub dapr_public_port: Option<String>,
     #[arg(long, hide = true)]
@@ -244,6 +247,8 @@ pub struct DaprdConfig {
     pub log_as_json: bool,
     /// `--enable-app-health-check` with its settings.
     pub app_health: Option<AppHealthOptions>,
+    /// `spec.accessControl` of `--config`.
+    pub access_control: Option<AccessControl>,
     /// Accepted-but-ignored flags, to be logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -277,6 +282,17 @@ impl DaprdArgs {
             None => Vec::new(),
         };
 
+        let access_control = match &self.config {
+            Some(path) if !path.as_os_str().is_empty() => {
+                warnings.push(format!(
+                    "--config {}: only spec.accessControl is applied (tracing, metrics and features are not)",
+                    path.display()
+                ));
+                read_access_control(path)?
+            }
+            _ => None,
+        };
+
         let app_health = if self.enable_app_health_check == Some(true) {
             Some(self.app_health_options()?)
         } else {
@@ -296,9 +312,22 @@ impl DaprdArgs {
             log_level: self.log_level,
             log_as_json: self.log_as_json.unwrap_or(false),
             app_health,
+            access_control,
             warnings,
         })
     }
+}
+
+/// The access control of a Configuration file (`--config`, run-file `configFilePath`).
+pub fn read_access_control(path: &std::path::Path) -> Result<Option<AccessControl>, CliError> {
+    let invalid = |why: String| CliError::Invalid {
+        flag: "config",
+        value: path.display().to_string(),
+        why,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(format!("cannot read the Configuration: {e}")))?;
+    AccessControl::from_configuration(&text).map_err(|e| invalid(e.to_string()))
 }
 
 impl DaprdArgs {

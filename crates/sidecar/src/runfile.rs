@@ -15,13 +15,16 @@
 //!   `appHealthProbeTimeout` (milliseconds) and `appHealthThreshold` turns on app health checks.
 //! * Keys that would change behaviour this sidecar does not implement (`appProtocol` other than
 //!   `http`, `appSSL`, `unixDomainSocket`) are errors; keys that only concern
-//!   `daprd` processes or files (`configFilePath`, `runtimePath`, log destinations, …) are warnings.
+//!   `daprd` processes or files (`runtimePath`, log destinations, …) are warnings.
+//! * `configFilePath` names a Dapr Configuration; its `spec.accessControl` decides which apps may
+//!   invoke the app (the rest of the Configuration is not used).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::cli::{DEFAULT_MAX_BODY_SIZE, LogLevel, parse_listen_addresses, parse_quantity};
+use sidecar_core::acl::AccessControl;
 use sidecar_core::options::AppHealthOptions;
 
 mod raw;
@@ -66,6 +69,8 @@ pub struct AppPlan {
     pub max_body_size: usize,
     /// `enableAppHealthCheck` with the `appHealth*` settings.
     pub app_health: Option<AppHealthOptions>,
+    /// `spec.accessControl` of the Configuration named by `configFilePath`.
+    pub access_control: Option<AccessControl>,
 }
 
 /// The whole run file after resolution.
@@ -267,6 +272,22 @@ fn resolve_app(
         ));
     }
 
+    // Like every path: an app's relative to its directory, common's relative to the file.
+    let given = |raw: &RawApp| {
+        raw.config_file_path
+            .as_ref()
+            .map(|s| s.0.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let config_file = given(app)
+        .map(|p| app_dir.join(p))
+        .or_else(|| given(common).map(|p| base.join(p)));
+    let access_control = match config_file {
+        None => None,
+        Some(path) => crate::cli::read_access_control(&path)
+            .map_err(|e| invalid(&key("configFilePath"), e.to_string()))?,
+    };
+
     let log_level = match pick(&app.log_level, &common.log_level) {
         None => None,
         Some(l) => Some(LogLevel::parse(&l).ok_or_else(|| {
@@ -343,6 +364,7 @@ fn resolve_app(
         listen_addresses,
         max_body_size,
         app_health,
+        access_control,
     })
 }
 

@@ -88,6 +88,7 @@ pub async fn run_single(cfg: DaprdConfig) -> Result<(), RunnerError> {
         app_api_token: cfg.app_api_token.clone(),
         max_body_size: cfg.max_body_size,
         app_health: cfg.app_health.clone(),
+        access_control: cfg.access_control.clone(),
     };
     let handle = start(&runtime, opts).await?;
     tracing::info!(app_id = %cfg.app_id, http_port = handle.local_addr().port(), "sidecar running");
@@ -167,6 +168,7 @@ impl Running {
             app_api_token: token("APP_API_TOKEN"),
             max_body_size: app.max_body_size,
             app_health: app.app_health.clone(),
+            access_control: app.access_control.clone(),
         };
         let handle = start(runtime, opts).await?;
         let http_port = handle.local_addr().port();

@@ -4,7 +4,8 @@
 //! It can also misbehave on purpose: refuse a recipient for good (550) or for the next few
 //! attempts (451), or take its time over every message like a slow relay, and it tracks how many
 //! mail transactions were open at once, so a test can check the worker's concurrency cap from the
-//! server's side.
+//! server's side. [`PlaintextAuthFront`] puts a front before it that offers AUTH without TLS,
+//! to check that a client does not hand its credentials over in clear.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
@@ -12,6 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use mailin_embedded::{Handler, Response, Server, SslConfig, response};
+
+mod auth_front;
+pub use auth_front::PlaintextAuthFront;
 
 /// Worker threads of the server. mailin-embedded gives each connection a thread for as long as
 /// it is open, and the email-worker keeps a pool of idle connections, so this must exceed the

@@ -1,7 +1,9 @@
 //! Bearer-token authentication. A JWT (HS256 with a shared secret, or RS256/ES256 with a public
 //! key) names the caller: `sub` is the user id (a UUID) and `email` is where their notifications
-//! go. `exp` is always required; `iss`/`aud` are checked when configured. Any failure is a 401
-//! problem and never says which check failed beyond a short reason.
+//! go. `exp` is always required and `nbf` is checked when present (both with `JWT_LEEWAY`, at
+//! most 5 minutes); a token valid for longer than `JWT_MAX_LIFETIME` (`exp - iat`, or
+//! `exp - now` without `iat`) is refused; `iss`/`aud` are checked when configured. Any failure
+//! is a 401 problem and never says which check failed beyond a short reason.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +34,8 @@ struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     iat: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     iss: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     aud: Option<String>,
@@ -56,6 +60,8 @@ pub enum AuthSetupError {
     Sign(jsonwebtoken::errors::Error),
     #[error("`{0}` is not a valid email address")]
     Email(String),
+    #[error("a token valid for {}s exceeds JWT_MAX_LIFETIME ({}s)", .ttl.as_secs(), .max.as_secs())]
+    Lifetime { ttl: Duration, max: Duration },
 }
 
 /// Verifies tokens; built once at start-up and shared.
@@ -63,6 +69,7 @@ pub enum AuthSetupError {
 pub struct Authenticator {
     key: Arc<DecodingKey>,
     validation: Arc<Validation>,
+    max_lifetime: Duration,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -112,6 +119,7 @@ impl Authenticator {
         };
         let mut validation = Validation::new(alg);
         validation.leeway = settings.jwt_leeway.as_secs();
+        validation.validate_nbf = true;
         let mut required = vec!["exp", "sub"];
         match &settings.jwt_issuer {
             Some(issuer) => {
@@ -131,6 +139,7 @@ impl Authenticator {
         Ok(Self {
             key: Arc::new(key),
             validation: Arc::new(validation),
+            max_lifetime: settings.jwt_max_lifetime,
         })
     }
 
@@ -141,6 +150,7 @@ impl Authenticator {
                 use jsonwebtoken::errors::ErrorKind;
                 let reason = match error.kind() {
                     ErrorKind::ExpiredSignature => "the token has expired",
+                    ErrorKind::ImmatureSignature => "the token is not valid yet (nbf)",
                     ErrorKind::InvalidSignature => "the token signature is invalid",
                     ErrorKind::InvalidIssuer => "the token issuer is not accepted",
                     ErrorKind::InvalidAudience => "the token audience is not accepted",
@@ -151,6 +161,16 @@ impl Authenticator {
                 ApiError::Unauthorized(reason.to_owned())
             },
         )?;
+        let claims = &data.claims;
+        let start = claims
+            .iat
+            .unwrap_or_else(|| chrono::Utc::now().timestamp().max(0).unsigned_abs());
+        if claims.exp.saturating_sub(start) > self.max_lifetime.as_secs() {
+            return Err(ApiError::Unauthorized(format!(
+                "the token is valid for longer than the {}s this API accepts (exp - iat)",
+                self.max_lifetime.as_secs()
+            )));
+        }
         let user_id = Uuid::parse_str(&data.claims.sub)
             .map_err(|_| ApiError::Unauthorized("the token subject is not a UUID".into()))?;
         if !is_valid_email(&data.claims.email) {
@@ -204,12 +224,19 @@ pub fn issue_token(
     if !is_valid_email(email) {
         return Err(AuthSetupError::Email(email.to_owned()));
     }
+    if ttl > settings.jwt_max_lifetime {
+        return Err(AuthSetupError::Lifetime {
+            ttl,
+            max: settings.jwt_max_lifetime,
+        });
+    }
     let now = chrono::Utc::now().timestamp().max(0).unsigned_abs();
     let claims = Claims {
         sub: user_id.to_string(),
         email: email.to_owned(),
         exp: now + ttl.as_secs(),
         iat: Some(now),
+        nbf: None,
         iss: settings.jwt_issuer.clone(),
         aud: settings.jwt_audience.clone(),
     };
@@ -314,6 +341,29 @@ mod tests {
         )
         .unwrap();
         assert!(auth.verify(&good).is_ok());
+    }
+
+    #[test]
+    fn the_token_command_stays_within_the_maximum_lifetime() {
+        let s = settings(&[("JWT_MAX_LIFETIME", "1h")]);
+        let err = issue_token(
+            &s,
+            Uuid::new_v4(),
+            "a@example.com",
+            Duration::from_secs(7200),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("JWT_MAX_LIFETIME"), "{err}");
+        assert!(
+            issue_token(
+                &s,
+                Uuid::new_v4(),
+                "a@example.com",
+                Duration::from_secs(3600)
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub enum ApiError {
     Contention,
     #[error("state store or sidecar failure: {0}")]
     Dapr(#[from] DaprError),
+    /// The service cannot take the change now, for the reason given (no store failure).
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -90,6 +93,7 @@ impl ApiError {
             ApiError::Dapr(error) if error.is_transient() => {
                 Problem::unavailable("the state store or the Dapr sidecar is not available")
             }
+            ApiError::Unavailable(detail) => Problem::unavailable(detail.clone()),
             ApiError::Dapr(_) | ApiError::Internal(_) => Problem::internal(),
         }
     }
@@ -136,6 +140,7 @@ mod tests {
                 "precondition-failed",
             ),
             (ApiError::Contention, 503, "contention"),
+            (ApiError::Unavailable("x".into()), 503, "unavailable"),
             (ApiError::Internal("x".into()), 500, "internal-error"),
         ];
         for (error, status, slug) in cases {

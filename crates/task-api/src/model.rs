@@ -80,14 +80,26 @@ pub enum StatusDoc {
     Completed,
 }
 
+/// Schema of the statuses a `PATCH` may set (completing has its own operation).
+#[derive(Debug, ToSchema)]
+#[schema(as = UpdatableStatus)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum UpdatableStatusDoc {
+    Open,
+    InProgress,
+}
+
 /// `POST /api/tasks` body.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTask {
-    /// 1–200 characters after trimming.
+    /// 1–200 characters after trimming (so at least one that is not white space).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub title: String,
     /// At most 10,000 characters.
     #[serde(default)]
+    #[schema(max_length = 10000)]
     pub description: Option<String>,
     /// Default `medium`.
     #[serde(default)]
@@ -95,27 +107,34 @@ pub struct CreateTask {
     pub priority: Option<Priority>,
     /// RFC 3339 with an offset, e.g. `2030-01-01T09:00:00+01:00`.
     #[serde(default)]
-    #[schema(example = "2030-01-01T09:00:00Z")]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2030-01-01T09:00:00Z")]
     pub due_date: Option<String>,
 }
 
-/// `PATCH /api/tasks/{id}` body: only the fields present change; `due_date: null` clears it.
+/// `PATCH /api/tasks/{id}` body: only the fields present change (at least one must be);
+/// `due_date: null` clears it. (The document requires at least one property; see
+/// `openapi::PatchNeedsAField`.)
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTask {
+    /// 1–200 characters after trimming.
     #[serde(default)]
+    #[schema(nullable = false, min_length = 1, max_length = 200, pattern = r"\S")]
     pub title: Option<String>,
+    /// At most 10,000 characters.
     #[serde(default)]
+    #[schema(nullable = false, max_length = 10000)]
     pub description: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Option<PriorityDoc>)]
+    #[schema(value_type = PriorityDoc)]
     pub priority: Option<Priority>,
+    /// RFC 3339 with an offset, or `null` to clear the due date.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = DateTime)]
     pub due_date: Option<Option<String>>,
     /// `open` or `in_progress`; completing goes through `POST /api/tasks/{id}/complete`.
     #[serde(default)]
-    #[schema(value_type = Option<StatusDoc>)]
+    #[schema(value_type = UpdatableStatusDoc)]
     pub status: Option<TaskStatus>,
 }
 

@@ -14,10 +14,13 @@ pub struct ProblemDoc {
     pub problem_type: String,
     pub title: String,
     pub status: u16,
+    #[schema(nullable = false)]
     pub detail: Option<String>,
+    #[schema(nullable = false)]
     pub instance: Option<String>,
-    /// The offending fields.
-    pub errors: Vec<FieldErrorDoc>,
+    /// The offending fields: only on validation problems (400), absent otherwise.
+    #[schema(nullable = false)]
+    pub errors: Option<Vec<FieldErrorDoc>>,
 }
 
 /// One invalid input.

@@ -93,10 +93,10 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     responses(
         (status = 201, description = "Created", body = TaskView,
             headers(("Location" = String), ("ETag" = String))),
-        (status = 400, description = "Invalid body", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON or an invalid field (named in `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token (no `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the size limit", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not JSON", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn create_task(
     State(state): State<AppState>,
@@ -118,14 +118,14 @@ pub async fn create_task(
     params(
         ("status" = Option<crate::model::StatusDoc>, Query, description = "Only tasks in this status"),
         ("priority" = Option<crate::model::PriorityDoc>, Query, description = "Only tasks of this priority"),
-        ("due_before" = Option<String>, Query, description = "Only tasks due before this RFC 3339 time"),
+        ("due_before" = Option<String>, Query, format = DateTime, description = "Only tasks due before this RFC 3339 time"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-        ("limit" = Option<u32>, Query, description = "Page size, 1 to 200, default 50"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1 to 200, default 50"),
     ),
     responses(
         (status = 200, description = "A page of tasks", body = TaskPage),
-        (status = 400, description = "Invalid parameter", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or invalid token", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "An invalid or unknown query parameter (named in `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token (no `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn list_tasks(
     State(state): State<AppState>,
@@ -142,8 +142,8 @@ pub async fn list_tasks(
     params(("id" = Uuid, Path, description = "Task id")),
     responses(
         (status = 200, description = "The task", body = TaskView, headers(("ETag" = String))),
-        (status = 401, description = "Missing or invalid token", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such task (or not yours)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token (no `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such task, or not yours (no `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn get_task(
     State(state): State<AppState>,
@@ -158,12 +158,16 @@ pub async fn get_task(
 #[utoipa::path(patch, path = "/api/tasks/{id}", tag = "tasks", request_body = UpdateTask,
     security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Task id"),
-        ("If-Match" = Option<String>, Header, description = "The ETag last seen; 412 if stale")),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[0-9]{1,19}"|[0-9]{1,19}))$"#,
+            description = "The ETag last seen (`\"3\"`, `W/\"3\"` or `3`), or `*`; 412 if stale, 400 if not of that form")),
     responses(
         (status = 200, description = "The updated task", body = TaskView, headers(("ETag" = String))),
-        (status = 400, description = "Invalid body", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 404, description = "No such task (or not yours)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, an invalid field, no field at all, or a malformed If-Match", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token (no `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such task, or not yours (no `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the size limit", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "Content-Type is not JSON", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn update_task(
     State(state): State<AppState>,
@@ -186,10 +190,13 @@ pub async fn update_task(
 /// Mark a task completed.
 #[utoipa::path(post, path = "/api/tasks/{id}/complete", tag = "tasks", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Task id"),
-        ("If-Match" = Option<String>, Header, description = "The ETag last seen; 412 if stale")),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[0-9]{1,19}"|[0-9]{1,19}))$"#,
+            description = "The ETag last seen (`\"3\"`, `W/\"3\"` or `3`), or `*`; 412 if stale, 400 if not of that form")),
     responses(
         (status = 200, description = "The completed task", body = TaskView, headers(("ETag" = String))),
-        (status = 404, description = "No such task (or not yours)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "A malformed If-Match", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token (no `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such task, or not yours (no `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn complete_task(
@@ -210,10 +217,13 @@ pub async fn complete_task(
 /// Delete a task.
 #[utoipa::path(delete, path = "/api/tasks/{id}", tag = "tasks", security(("bearer" = [])),
     params(("id" = Uuid, Path, description = "Task id"),
-        ("If-Match" = Option<String>, Header, description = "The ETag last seen; 412 if stale")),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(\*|(W/)?("[0-9]{1,19}"|[0-9]{1,19}))$"#,
+            description = "The ETag last seen (`\"3\"`, `W/\"3\"` or `3`), or `*`; 412 if stale, 400 if not of that form")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such task (or not yours)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "A malformed If-Match", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid token (no `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such task, or not yours (no `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
 pub async fn delete_task(

@@ -18,12 +18,18 @@ app_id = "task-api"
 max_body_size = 65536
 jwt_algorithm = "HS256"
 jwt_leeway = "30s"
+jwt_max_lifetime = "24h"
 outbox_shards = 16
 outbox_relay_interval = "5s"
 outbox_grace_period = "15s"
+outbox_lease_ttl = "15s"
 conflict_retries = 25
 tombstone_ttl = "7days"
 "#;
+
+/// The most clock skew `JWT_LEEWAY` may tolerate: beyond a few minutes, an expired token stays
+/// usable long enough to matter.
+pub const MAX_LEEWAY: Duration = Duration::from_secs(300);
 
 /// Minimum HS256 secret length: shorter secrets can be brute-forced offline from one token.
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -49,9 +55,13 @@ pub struct Settings {
     /// Required `aud`, when set.
     #[serde(default)]
     pub jwt_audience: Option<String>,
-    /// Clock skew tolerated on `exp`.
+    /// Clock skew tolerated on `exp` and `nbf` (at most [`MAX_LEEWAY`]).
     #[serde(with = "humantime_serde")]
     pub jwt_leeway: Duration,
+    /// `JWT_MAX_LIFETIME`: tokens valid for longer (`exp - iat`, or `exp - now` without `iat`)
+    /// are refused, so a leaked long-lived token cannot be used for months.
+    #[serde(with = "humantime_serde")]
+    pub jwt_max_lifetime: Duration,
     /// Number of outbox shard keys (`outbox:{n}`).
     pub outbox_shards: u32,
     /// How often the relay looks for unpublished outbox entries.
@@ -60,6 +70,10 @@ pub struct Settings {
     /// An outbox entry younger than this belongs to a request still in flight; the relay leaves it.
     #[serde(with = "humantime_serde")]
     pub outbox_grace_period: Duration,
+    /// TTL of this process's outbox writer lease: how long after the process dies other
+    /// replicas take over its outbox shards. At least one second (the store's TTL unit).
+    #[serde(with = "humantime_serde")]
+    pub outbox_lease_ttl: Duration,
     /// Attempts of a read-modify-write before answering 503 under contention.
     pub conflict_retries: u32,
     /// How long a deleted task's tombstone stays (it proves a delete event committed).
@@ -82,6 +96,10 @@ pub enum SettingsError {
     MissingPublicKey(String),
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    #[error("JWT_LEEWAY must be at most {}s, got {}s", MAX_LEEWAY.as_secs(), .0.as_secs())]
+    Leeway(Duration),
+    #[error("OUTBOX_LEASE_TTL is {0:?}; it must be at least 1s (the state store's TTL unit)")]
+    ShortLease(Duration),
 }
 
 impl ServiceSettings for Settings {
@@ -115,11 +133,20 @@ impl LayeredSettings for Settings {
             }
             other => return Err(SettingsError::Algorithm(other.to_owned())),
         }
+        if self.jwt_leeway > MAX_LEEWAY {
+            return Err(SettingsError::Leeway(self.jwt_leeway));
+        }
+        if self.jwt_max_lifetime.as_secs() == 0 {
+            return Err(SettingsError::Zero("JWT_MAX_LIFETIME"));
+        }
         if self.outbox_shards == 0 {
             return Err(SettingsError::Zero("OUTBOX_SHARDS"));
         }
         if self.conflict_retries == 0 {
             return Err(SettingsError::Zero("CONFLICT_RETRIES"));
+        }
+        if self.outbox_lease_ttl < Duration::from_secs(1) {
+            return Err(SettingsError::ShortLease(self.outbox_lease_ttl));
         }
         Ok(())
     }
@@ -178,5 +205,23 @@ mod tests {
         assert!(matches!(err, SettingsError::MissingPublicKey(_)), "{err}");
         let err = Settings::load_from(env(&[("JWT_ALGORITHM", "none")])).unwrap_err();
         assert!(matches!(err, SettingsError::Algorithm(_)), "{err}");
+    }
+
+    #[test]
+    fn the_leeway_is_bounded_and_the_lifetime_positive() {
+        let err = Settings::load_from(env(&[("JWT_SECRET", SECRET), ("JWT_LEEWAY", "301s")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("JWT_LEEWAY must be at most 300s, got 301s"),
+            "{err}"
+        );
+        assert!(Settings::load_from(env(&[("JWT_SECRET", SECRET), ("JWT_LEEWAY", "5m")])).is_ok());
+        let err = Settings::load_from(env(&[("JWT_SECRET", SECRET), ("JWT_MAX_LIFETIME", "0s")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("JWT_MAX_LIFETIME"), "{err}");
+        let s = Settings::load_from(env(&[("JWT_SECRET", SECRET)])).unwrap();
+        assert_eq!(s.jwt_max_lifetime, Duration::from_secs(86_400));
     }
 }

@@ -1,5 +1,5 @@
-//! Building the router and running the service: the HTTP server, the outbox relay and the
-//! outbox cleaner, all stopped together by one `service_kit::Shutdown`.
+//! Building the router and running the service: the HTTP server, the outbox relay, the outbox
+//! cleaner and the outbox lease keeper, all stopped together by one `service_kit::Shutdown`.
 
 use axum::middleware;
 use axum::routing::get;
@@ -78,11 +78,12 @@ impl Service for Application {
             settings.tombstone_ttl,
             settings.conflict_retries,
         );
-        let outbox = Outbox::new(
+        let outbox = Outbox::with_lease_ttl(
             repository.clone(),
             dapr.clone(),
             settings.common.pubsub_name.clone(),
             settings.outbox_shards,
+            settings.outbox_lease_ttl,
         );
         let tasks = TaskService::new(repository, outbox.clone(), settings.common.app_id.clone());
         let router = app(AppState { tasks, auth }, dapr, &settings.common)?;
@@ -102,6 +103,7 @@ impl Service for Application {
         // The outbox loops stop on a watch channel; it follows the shutdown once serving ends.
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stop_rx_cleaner = stop_rx.clone();
+        let lease = self.outbox.clone().run_lease(stop_rx.clone());
         let relay = self.outbox.clone().run_relay(
             self.settings.outbox_relay_interval,
             self.settings.outbox_grace_period,
@@ -116,7 +118,7 @@ impl Service for Application {
             let _ = stop_tx.send(true);
             served
         };
-        let (served, (), ()) = tokio::join!(server, relay, cleaner);
+        let (served, (), (), ()) = tokio::join!(server, relay, cleaner, lease);
         served.map_err(StartError::Serve)
     }
 }

@@ -54,6 +54,7 @@ impl TaskService {
             envelope: json,
             traceparent: ctx.traceparent.clone(),
             recorded_at: envelope.timestamp,
+            committed: false,
         })
     }
 

@@ -29,7 +29,12 @@ CONSUMERS = {
     "task-due-soon": ["email-worker", "audit-logger"],
     "notification-sent": ["audit-logger"],
     "notification-failed": ["audit-logger"],
-    **{dlq: ["audit-logger"] for dlq in DEAD_LETTER_TOPICS},
+    # audit-logger records every dead letter; each subscriber consumes its own again (the
+    # second chance for what failed only because it was down or slow).
+    **{
+        dlq: sorted({"audit-logger", dlq.removesuffix("-dead-letters")})
+        for dlq in DEAD_LETTER_TOPICS
+    },
 }
 CUSTOM_GROUPS = ("dapr.io/", "keda.sh/")
 REQUIRED_ANNOTATIONS = [

@@ -68,6 +68,20 @@ def cmd_compose(compose_config, components_dir, base_dapr_dir):
         for var in ("DAPR_API_TOKEN", "APP_API_TOKEN"):
             if denv.get(var) != env.get(var):
                 problem(compose_config, f"{app}: {var} differs between the app and its daprd")
+    tokens = {}
+    for app in APPS:
+        env = (services.get(app) or {}).get("environment") or {}
+        for var in ("DAPR_API_TOKEN", "APP_API_TOKEN"):
+            value = env.get(var)
+            if value in tokens:
+                problem(compose_config, f"{app}: {var} is the same as {tokens[value]}'s; each service needs its own")
+            elif value:
+                tokens[value] = f"{app} {var}"
+    for name, svc in services.items():
+        for port in svc.get("ports") or []:
+            host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
+            if host_ip != "127.0.0.1":
+                problem(compose_config, f"{name}: port {port} is published beyond 127.0.0.1")
     for infra in ("redpanda", "redis", "mailpit", "topic-init"):
         if infra not in services:
             problem(compose_config, f"service `{infra}` is missing")

@@ -67,11 +67,20 @@ def cmd_render(render, secrets_file=None):
                 for kind_, policy in (refs or {}).items():
                     if policy not in defined.get(kind_, set()):
                         problem(where, f"{comp_name}.{direction}.{kind_} names undefined policy `{policy}`")
-        for comp_name, needed in (("todo-pubsub", ("inbound", "outbound")), ("todo-state", ("outbound",))):
-            for direction in needed:
-                refs = (comps.get(comp_name) or {}).get(direction) or {}
-                if not refs.get("retry") or not refs.get("circuitBreaker"):
-                    problem(where, f"{comp_name} {direction} needs a retry and a circuit breaker")
+        # Deliveries and publishes are retried; state calls are not (daprd would retry the ETag
+        # conflicts of deletes and transactions, which the services resolve themselves). No
+        # component gets a circuit breaker: daprd shares one per component across deliveries,
+        # publishes, dead-letter publishes and state calls, and an open one fails them all.
+        for comp_name, direction in (("todo-pubsub", "inbound"), ("todo-pubsub", "outbound")):
+            refs = (comps.get(comp_name) or {}).get(direction) or {}
+            if not refs.get("retry") or not refs.get("timeout"):
+                problem(where, f"{comp_name} {direction} needs a retry and a timeout")
+        if ((comps.get("todo-state") or {}).get("outbound") or {}).get("retry"):
+            problem(where, "todo-state outbound must not retry")
+        for comp_name, dirs in comps.items():
+            for direction, refs in (dirs or {}).items():
+                if (refs or {}).get("circuitBreaker"):
+                    problem(where, f"{comp_name}.{direction} must not name a circuit breaker")
         for name_, r in (policies.get("retries") or {}).items():
             if r.get("policy") != "exponential":
                 problem(where, f"retry `{name_}` should be exponential")

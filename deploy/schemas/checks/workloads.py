@@ -75,7 +75,7 @@ def check_deployment(src, dep, by_key, docs, secrets):
         ref = (e.get("valueFrom") or {}).get("secretKeyRef")
         if ref:
             check_secret_ref(f"{cwhere}: env {e['name']}", secrets, ref.get("name"), ref.get("key"))
-        elif e["name"] in ("DAPR_API_TOKEN", "APP_API_TOKEN", "JWT_SECRET", "SMTP_URL", "AUDIT_ADMIN_TOKEN") and "value" in e:
+        elif e["name"] in ("DAPR_API_TOKEN", "APP_API_TOKEN", "JWT_SECRET", "SMTP_URL", "AUDIT_ADMIN_TOKEN", "AUDIT_CHAIN_KEY") and "value" in e:
             problem(cwhere, f"{e['name']} is a secret and must not be a literal value")
 
     cm_env = {}

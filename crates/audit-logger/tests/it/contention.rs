@@ -22,6 +22,7 @@ fn replicas(app: &TestApp, chunk_size: usize) -> Vec<TrailStore> {
             TrailStore::new(
                 app.dapr(),
                 events::STATE_STORE_NAME.into(),
+                chain_key(),
                 chunk_size,
                 10_000,
             )

@@ -5,6 +5,7 @@
 mod support;
 
 mod api;
+mod authenticity;
 mod contention;
 mod dead_letters;
 mod recovery;

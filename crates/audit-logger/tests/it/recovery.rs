@@ -52,7 +52,7 @@ async fn lost_or_stale_heads_and_orphan_markers_are_harmless() {
         .await
         .unwrap();
     // A replica that has not appended to this trail yet starts from the stale head.
-    let other_replica = TrailStore::new(app.dapr(), store.into(), 2, 64);
+    let other_replica = TrailStore::new(app.dapr(), store.into(), chain_key(), 2, 64);
     let after_stale = draft(&mut life);
     match other_replica
         .append(&trail, after_stale.clone())

@@ -8,7 +8,7 @@ use serde_json::Value;
 use support::*;
 
 /// A task with `n` recorded events, in chunks of `chunk_size`.
-async fn task_with_entries(n: usize, chunk_size: usize) -> (TestApp, TaskFixture) {
+pub(crate) async fn task_with_entries(n: usize, chunk_size: usize) -> (TestApp, TaskFixture) {
     let mut settings = settings();
     settings.trail_chunk_size = chunk_size;
     let app = spawn_with(settings).await;
@@ -26,7 +26,7 @@ async fn task_with_entries(n: usize, chunk_size: usize) -> (TestApp, TaskFixture
 
 /// Rewrites chunk `chunk` of the task's trail through the audit-logger's own sidecar (as
 /// someone with access to the state store could), applying `edit` to its entries.
-async fn rewrite_chunk(
+pub(crate) async fn rewrite_chunk(
     app: &TestApp,
     life: &TaskFixture,
     chunk: u64,
@@ -74,12 +74,13 @@ async fn an_altered_entry_is_reported_with_its_index() {
 async fn a_rehashed_edit_breaks_the_next_link() {
     let (app, life) = task_with_entries(7, 3).await;
     let verify = format!("/audit/tasks/{}/verify", life.id());
-    // Recomputing the edited entry's own hash does not help: the next entry points at the old one.
+    // Recomputing the edited entry's own hash does not help, even with the key: the next entry
+    // points at the old one.
     let entries = app.trail(&format!("/audit/tasks/{}", life.id())).await;
     let edited: audit_logger::entry::Entry = {
         let mut e: audit_logger::entry::Entry = serde_json::from_value(entries[2].clone()).unwrap();
         e.draft.detail = Some("nothing happened".into());
-        e.hash = e.compute_hash();
+        e.hash = e.compute_hash(&chain_key(), &format!("trail:task:{}", life.id()));
         e
     };
     rewrite_chunk(&app, &life, 0, |entries| {

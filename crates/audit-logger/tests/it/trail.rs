@@ -171,3 +171,34 @@ async fn an_event_without_task_or_user_is_dropped_not_retried() {
         .unwrap();
     assert_eq!(response.json::<Value>().await.unwrap()["status"], "DROP");
 }
+
+#[tokio::test]
+async fn the_publisher_is_recorded_as_dapr_reports_it_and_a_forgery_is_marked() {
+    let app = spawn_app().await;
+    let task_api = app.producer("task-api").await;
+    let scheduler = app.producer("reminder-scheduler").await;
+    let life = TaskFixture::new();
+    let task_path = format!("/audit/tasks/{}", life.id());
+    // The envelope says `"source": "task-api"`; the sidecar that published it is
+    // reminder-scheduler's.
+    publish(&scheduler, &life.created()).await;
+    let entries = app.wait_for_entries(&task_path, 1).await;
+    assert_eq!(entries[0]["source"], "reminder-scheduler");
+    let why = entries[0]["source_mismatch"].as_str().unwrap();
+    assert!(
+        why.contains("only task-api, audit-logger may publish task-created")
+            && why.contains("the envelope claims source `task-api`"),
+        "{why}"
+    );
+
+    let honest = TaskFixture::new();
+    publish(&task_api, &honest.created()).await;
+    let path = format!("/audit/tasks/{}", honest.id());
+    let entries = app.wait_for_entries(&path, 1).await;
+    assert_eq!(entries[0]["source"], "task-api");
+    assert!(
+        entries[0].get("source_mismatch").is_none(),
+        "{}",
+        entries[0]
+    );
+}

@@ -1,7 +1,10 @@
 //! The drift rules. Each function reads parsed manifests and returns what it found broken.
 
 pub mod apps;
+pub mod exposure;
 pub mod pubsub;
+pub mod resiliency;
+pub mod scopes;
 pub mod subscriptions;
 
 use crate::expected::Expected;
@@ -17,7 +20,13 @@ pub fn check_all(manifests: &Manifests, expected: &Expected) -> Vec<Violation> {
     found.extend(pubsub::component_names(manifests, expected));
     found.extend(pubsub::consumer_groups(manifests));
     found.extend(pubsub::kafka_run_file(manifests, expected));
+    found.extend(scopes::pubsub_scopes(manifests, expected));
+    found.extend(exposure::compose(manifests));
+    found.extend(exposure::ingress_paths(manifests));
+    found.extend(exposure::image_tags(manifests));
     found.extend(subscriptions::declarative(manifests, expected));
+    found.extend(resiliency::copies_agree(manifests));
+    found.extend(resiliency::safe_policies(manifests));
     found.sort();
     found
 }

@@ -15,6 +15,7 @@
 use crate::durability_support;
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -116,6 +117,19 @@ async fn create_stream(
 // often enough to hit that path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_and_doubles_nothing() {
+    sigkill_run(1).await;
+}
+
+// Two task-api replicas sharing one state store (the same app id, so the same keys), each taking
+// half of the stream: a change committed by one while the other writes too, and the shards of
+// both killed replicas, still give every acknowledged task exactly one email and one audit entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_with_two_task_api_replicas_loses_and_doubles_nothing() {
+    sigkill_run(2).await;
+}
+
+/// The durability run on `dapr.redis.yaml` with `replicas` task-api processes.
+async fn sigkill_run(replicas: usize) {
     let t0 = Instant::now();
     let bins = Binaries::locate().unwrap_or_else(|e| panic!("{e}"));
     let dir = tempfile::tempdir().unwrap();
@@ -126,10 +140,15 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing() {
         .unwrap();
     // A consumer killed mid-delivery leaves its entry pending; claim it again after 3 s.
     shorten_redelivery(&resources, "3s", "1s").unwrap();
-    let run_file = RunFile::from_file(&bins.workspace().join("dapr.redis.yaml"))
-        .unwrap()
-        .common_resources(&resources);
-    sigkill_mid_stream(t0, &bins, dir.path(), &redis, run_file).await;
+    let run = Run {
+        t0,
+        bins: &bins,
+        dir: dir.path(),
+        redis: &redis,
+        run_file: "dapr.redis.yaml",
+        resources: &resources,
+    };
+    sigkill_mid_stream(run, replicas).await;
 }
 
 /// The same on `dapr.kafka.yaml`: production's Kafka component on a tansu broker that outlives
@@ -144,32 +163,75 @@ async fn on_kafka_sigkill_mid_stream_loses_and_doubles_nothing() {
     let broker = KafkaBroker::start();
     let resources = dir.path().join("resources");
     kafka_resources(bins.workspace(), &redis, &broker, &resources).unwrap();
-    let run_file = RunFile::from_file(&bins.workspace().join("dapr.kafka.yaml"))
-        .unwrap()
-        .common_resources(&resources);
-    sigkill_mid_stream(t0, &bins, dir.path(), &redis, run_file).await;
+    let run = Run {
+        t0,
+        bins: &bins,
+        dir: dir.path(),
+        redis: &redis,
+        run_file: "dapr.kafka.yaml",
+        resources: &resources,
+    };
+    sigkill_mid_stream(run, 1).await;
 }
 
-/// Runs `run_file`, creates tasks in a stream, kills everything with SIGKILL after
-/// [`BEFORE_KILL`] acknowledged creations, starts the run again and checks every task's email
-/// and audit entry.
-async fn sigkill_mid_stream(
+/// What a durability run starts from: the test's clock, binaries, directory, Redis, the run file
+/// at the workspace root and its prepared resources.
+struct Run<'a> {
     t0: Instant,
-    bins: &Binaries,
-    dir: &std::path::Path,
-    redis: &RedisServer,
-    run_file: RunFile,
-) {
+    bins: &'a Binaries,
+    dir: &'a Path,
+    redis: &'a RedisServer,
+    run_file: &'a str,
+    resources: &'a Path,
+}
+
+/// Runs the run file with `replicas` task-api processes (the first in the run of the whole
+/// system, each other one in a run of its own with the same app id, as a second pod is), creates
+/// tasks in a stream, kills everything with SIGKILL after [`BEFORE_KILL`] acknowledged creations,
+/// starts it all again and checks every task's email and audit entry.
+async fn sigkill_mid_stream(run: Run<'_>, replicas: usize) {
+    let Run {
+        t0,
+        bins,
+        dir,
+        redis,
+        run_file: run_file_name,
+        resources,
+    } = run;
     let bins = bins.clone();
+    let resources = resources.to_path_buf();
     let smtp = SmtpSink::start().unwrap();
+    let mut run_file = RunFile::from_file(&bins.workspace().join(run_file_name))
+        .unwrap()
+        .common_resources(&resources);
     let secret = run_file.setting(TASK_API, "JWT_SECRET").unwrap();
     let admin = run_file.setting(AUDIT_LOGGER, "AUDIT_ADMIN_TOKEN").unwrap();
+    let task_api_env = |run_file: RunFile| {
+        run_file
+            // Outbox entries whose publish the kill cut off are relayed within seconds, and the
+            // restarted processes take over the killed ones' shards once their leases expire.
+            .env(TASK_API, "OUTBOX_RELAY_INTERVAL", "1s")
+            .env(TASK_API, "OUTBOX_GRACE_PERIOD", "2s")
+            .env(TASK_API, "OUTBOX_LEASE_TTL", "3s")
+    };
+    let replica_files: Vec<(PathBuf, Vec<e2e::AppPorts>)> = (1..replicas)
+        .map(|n| {
+            let replica_dir = dir.join(format!("replica-{n}"));
+            std::fs::create_dir_all(&replica_dir).unwrap();
+            let file = RunFile::from_file(&bins.workspace().join(run_file_name))
+                .unwrap()
+                .common_resources(&resources)
+                .only(TASK_API)
+                .unwrap();
+            task_api_env(file)
+                .write(&replica_dir, bins.workspace(), &bins)
+                .unwrap()
+        })
+        .collect();
+    run_file = task_api_env(run_file);
     let (file, apps) = run_file
         .remove_env(EMAIL_WORKER, "MAIL_DIR")
         .env(EMAIL_WORKER, "SMTP_URL", smtp.url())
-        // Outbox entries whose publish the kill cut off are relayed within seconds.
-        .env(TASK_API, "OUTBOX_RELAY_INTERVAL", "1s")
-        .env(TASK_API, "OUTBOX_GRACE_PERIOD", "2s")
         // A send the kill interrupted leaves its claim; another attempt may send once the claim
         // expires. The default (10 min) outlasts the delivery retries of deploy/local/redis, so
         // the event would be dead-lettered and its email never sent.
@@ -178,13 +240,24 @@ async fn sigkill_mid_stream(
         .unwrap();
     let log = dir.join("run.log");
 
+    let start_replicas = || -> Vec<System> {
+        replica_files
+            .iter()
+            .map(|(file, apps)| System::start(&bins, file, apps.clone(), log.clone()).unwrap())
+            .collect()
+    };
     let mut run = System::start(&bins, &file, apps.clone(), log.clone()).unwrap();
+    let mut replica_runs = start_replicas();
     run.wait_ready(Duration::from_secs(60)).await.unwrap();
+    for replica in &mut replica_runs {
+        replica.wait_ready(Duration::from_secs(60)).await.unwrap();
+    }
     let first_ready = t0.elapsed();
     let api = format!("http://127.0.0.1:{}", run.app(TASK_API).unwrap().app_port);
+    // Through audit-logger's own sidecar, as the shipped access control requires.
     let dapr = format!(
         "http://127.0.0.1:{}",
-        run.app(TASK_API).unwrap().dapr_http_port
+        run.app(AUDIT_LOGGER).unwrap().dapr_http_port
     );
 
     let user = uuid::Uuid::new_v4().to_string();
@@ -192,12 +265,21 @@ async fn sigkill_mid_stream(
     let bearer = format!("Bearer {}", token(&bins, &secret, &user, &email).unwrap());
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let creator = tokio::spawn(create_stream(
-        api.clone(),
-        bearer.clone(),
-        Arc::clone(&outcomes),
-        Arc::clone(&stop),
-    ));
+    let task_api_ports: Vec<u16> = std::iter::once(&run)
+        .chain(&replica_runs)
+        .map(|r| r.app(TASK_API).unwrap().app_port)
+        .collect();
+    let creators: Vec<_> = task_api_ports
+        .iter()
+        .map(|port| {
+            tokio::spawn(create_stream(
+                format!("http://127.0.0.1:{port}"),
+                bearer.clone(),
+                Arc::clone(&outcomes),
+                Arc::clone(&stop),
+            ))
+        })
+        .collect();
 
     poll_until("tasks before the kill", Duration::from_secs(60), || {
         let n = created(&outcomes.lock().unwrap());
@@ -206,12 +288,25 @@ async fn sigkill_mid_stream(
     .await
     .unwrap();
     let killed_at = Instant::now();
-    let pids = run.kill9().unwrap();
+    let mut pids = run.kill9().unwrap();
     assert_eq!(pids.len(), apps.len() + 1, "runner and every app: {pids:?}");
+    for replica in &mut replica_runs {
+        let replica_pids = replica.kill9().unwrap();
+        assert_eq!(
+            replica_pids.len(),
+            2,
+            "runner and task-api: {replica_pids:?}"
+        );
+        pids.extend(replica_pids);
+    }
     let created_at_kill = created(&outcomes.lock().unwrap());
 
-    let mut run = System::start(&bins, &file, apps.clone(), log).unwrap();
+    let mut run = System::start(&bins, &file, apps.clone(), log.clone()).unwrap();
+    let mut replica_runs = start_replicas();
     run.wait_ready(Duration::from_secs(60)).await.unwrap();
+    for replica in &mut replica_runs {
+        replica.wait_ready(Duration::from_secs(60)).await.unwrap();
+    }
     let downtime = killed_at.elapsed();
     // Everything the killed run sent is recorded by now (its connections closed long ago), and
     // nothing the new run sends can be a resend yet: that waits for a claim to expire.
@@ -224,7 +319,9 @@ async fn sigkill_mid_stream(
     .await
     .unwrap();
     stop.store(true, Ordering::SeqCst);
-    creator.await.unwrap();
+    for creator in creators {
+        creator.await.unwrap();
+    }
     let outcomes = outcomes.lock().unwrap().clone();
     let stream_done = Instant::now();
 
@@ -398,11 +495,12 @@ async fn sigkill_mid_stream(
     );
 
     eprintln!(
-        "durability: ready in {first_ready:?}; {created_at_kill} tasks acknowledged at the \
+        "durability ({} task-api): ready in {first_ready:?}; {created_at_kill} tasks acknowledged at the \
          SIGKILL of {} processes; back up after {downtime:?} ({emails_at_restart} emails by \
          then); {} acknowledged, {} refused, {} unknown (of which {} exist); every email and \
          audit entry {all_delivered:?} after the last creation; {} resent from the crash \
          window; total {:?}",
+        replicas,
         pids.len(),
         created(&outcomes),
         refused.len(),
@@ -413,4 +511,7 @@ async fn sigkill_mid_stream(
     );
     let pids = run.kill9().unwrap();
     assert_eq!(pids.len(), apps.len() + 1);
+    for replica in &mut replica_runs {
+        assert_eq!(replica.kill9().unwrap().len(), 2);
+    }
 }

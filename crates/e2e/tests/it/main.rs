@@ -5,4 +5,5 @@
 mod durability_support;
 
 mod durability;
+mod subscriber_crash;
 mod task_flow;

@@ -160,9 +160,11 @@ async fn task_flow(bins: &Binaries, run_file: RunFile, dir: &Path, component_typ
         "http://127.0.0.1:{}",
         system.app(TASK_API).unwrap().app_port
     );
+    // The audit trail is read through audit-logger's own sidecar: the shipped access control
+    // denies every other app's sidecar (deploy/dapr/configuration.yaml).
     let dapr = format!(
         "http://127.0.0.1:{}",
-        system.app(TASK_API).unwrap().dapr_http_port
+        system.app(AUDIT_LOGGER).unwrap().dapr_http_port
     );
 
     // Each sidecar runs the components of the run file's resources.

@@ -265,11 +265,18 @@ async fn health_and_metrics_endpoints_answer() {
         .iter()
         .map(|s| s["topic"].as_str().unwrap())
         .collect();
-    assert_eq!(topics, ["task-created", "task-due-soon"]);
-    for s in subscribe.as_array().unwrap() {
+    assert_eq!(
+        topics,
+        ["task-created", "task-due-soon", "email-worker-dead-letters"]
+    );
+    for s in &subscribe.as_array().unwrap()[..2] {
         assert_eq!(s["pubsubname"], "todo-pubsub");
         assert_eq!(s["deadLetterTopic"], "email-worker-dead-letters");
     }
+    // The second chance: its own dead letters, with no dead-letter topic (no loop).
+    let second = &subscribe[2];
+    assert_eq!(second["route"], "/events/email-worker-dead-letters");
+    assert!(second.get("deadLetterTopic").is_none(), "{second}");
     let metrics = app.metrics().await;
     assert!(metrics.contains("emails_sent_total"), "{metrics}");
     app.stop().await;

@@ -7,4 +7,6 @@ mod support;
 mod backlog;
 mod emails;
 mod failures;
+mod publishers;
 mod replay;
+mod smtp_auth;

@@ -136,7 +136,7 @@ pub(super) async fn bulk_publish(
     allowed(&state, pubsub, &topic)?;
     let mut failed = Vec::new();
     for (entry_id, data, metadata) in prepared {
-        if let Err(cause) = send(pubsub, &topic, data, metadata).await {
+        if let Err(cause) = send(&state, pubsub, &topic, data, metadata).await {
             failed.push(serde_json::json!({"entryId": entry_id, "error": cause}));
         }
     }

@@ -1,4 +1,5 @@
-//! The Dapr HTTP API served by each sidecar: health, metadata, publish, state and secrets, with
+//! The Dapr HTTP API served by each sidecar: health, metadata, publish, state, secrets and
+//! Prometheus metrics, with
 //! daprd's statuses and error bodies. Service invocation is [`crate::invoke`]; the server
 //! ([`crate::server`]) puts both behind the token check and the body limit.
 
@@ -6,6 +7,7 @@ mod bulk_publish;
 mod errors;
 mod health;
 mod meta;
+mod metrics;
 mod publish;
 mod secrets;
 mod state;
@@ -23,6 +25,7 @@ pub(crate) fn routes() -> Router<Arc<SidecarState>> {
         .route("/v1.0/healthz", get(health::healthz))
         .route("/v1.0/healthz/outbound", get(health::outbound))
         .route("/v1.0/metadata", get(meta::get_metadata))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1.0/metadata/{attr}", put(meta::put_metadata))
         .route(
             "/v1.0/publish/{pubsub}/{*topic}",

@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
+use resiliency::ErrorClass;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -143,7 +144,11 @@ pub(super) fn envelope(
     Ok(Bytes::from(ce.to_go_json()))
 }
 
+/// Publishes one message under the pub/sub's outbound resiliency policy (daprd's publisher runs
+/// every publish and bulk publish through it: `pkg/runtime/pubsub/publisher/publisher.go`).
+/// A breaker rejection reads `circuit breaker is open`.
 pub(super) async fn send(
+    state: &SidecarState,
     pubsub: &PubSubComponent,
     topic: &str,
     data: Bytes,
@@ -154,7 +159,18 @@ pub(super) async fn send(
         data,
         metadata,
     };
-    pubsub.broker.publish(msg).await.map_err(|e| e.to_string())
+    let runner = state.policies.publish(&pubsub.spec.name);
+    if runner.is_none() {
+        return pubsub.broker.publish(msg).await.map_err(|e| e.to_string());
+    }
+    runner
+        .run(
+            || pubsub.broker.publish(msg.clone()),
+            |_| ErrorClass::Retriable,
+            Some(&state.shutdown),
+        )
+        .await
+        .map_err(|e| e.to_string())
 }
 
 pub(super) fn trace_of(headers: &HeaderMap) -> TraceContext {
@@ -187,7 +203,7 @@ pub(super) async fn publish(
         &trace,
     )?;
     allowed(&state, pubsub, &topic)?;
-    match send(pubsub, &topic, data, metadata).await {
+    match send(&state, pubsub, &topic, data, metadata).await {
         Ok(()) => {
             tracing::debug!(app_id = %state.app_id(), pubsub = %name, %topic, raw, "published");
             Ok(no_content())

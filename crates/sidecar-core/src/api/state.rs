@@ -1,18 +1,21 @@
 //! State API: get, save, delete, bulk get, transaction, with the statuses and error codes of
 //! daprd's handlers over `state.redis` (`onGetState`, `onPostState`, `onDeleteState`,
-//! `onBulkGetState`, `onPostStateTransaction` in `pkg/api/http/http.go`).
+//! `onBulkGetState`, `onPostStateTransaction` in `pkg/api/http/http.go`). Every store call runs
+//! under the store's outbound resiliency policy ([`crate::policies::Policies::state_call`]).
 
 use super::errors::{ApiError, info_metadata, no_content};
 use crate::components::{
     Concurrency, DeleteRequest, SetRequest, StateError, StateItem, TransactionOp,
 };
 use crate::metadata::{KEY_SEPARATOR, key_prefix, prefixed_key, query_metadata, query_param};
+use crate::policies::state_error;
 use crate::runtime::StateComponent;
 use crate::sidecar::SidecarState;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use resiliency::Failure;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -99,7 +102,12 @@ pub(super) async fn get_state(
 ) -> Result<Response, ApiError> {
     let store = store(&state, &name)?;
     let full = full_key(&state, store, &key)?;
-    match store.store.get(&full).await {
+    let got = state
+        .policies
+        .state_call(&name, false, || store.store.get(&full))
+        .await
+        .map_err(state_error);
+    match got {
         Ok(Some(item)) => Ok(item_response(item)),
         Ok(None) => Ok(no_content()),
         Err(e) => Err(ApiError::legacy(
@@ -210,9 +218,19 @@ pub(super) async fn save_state(
             Err(SaveFailure::Store(e)) => errors.push(e),
         }
     }
+    let policies = &state.policies;
     let writes = requests.into_iter().map(|r| {
         let store = store.store.clone();
-        async move { store.set(r).await }
+        let name = &name;
+        async move {
+            if policies.state(name).is_none() {
+                return store.set(r).await;
+            }
+            policies
+                .state_call(name, true, || store.set(r.clone()))
+                .await
+                .map_err(state_error)
+        }
     });
     errors.extend(
         futures::future::join_all(writes)
@@ -268,15 +286,28 @@ pub(super) async fn delete_state(
         .and_then(|v| v.to_str().ok())
         .filter(|e| !e.is_empty())
         .map(str::to_string);
-    store
-        .store
-        .delete(DeleteRequest {
-            key: full,
-            etag,
-            concurrency,
-        })
-        .await
-        .map_err(|e| delete_error(e.to_string()))?;
+    let request = DeleteRequest {
+        key: full,
+        etag,
+        concurrency,
+    };
+    let deleted = if state.policies.state(&name).is_none() {
+        store.store.delete(request).await.map_err(Failure::Op)
+    } else {
+        state
+            .policies
+            .state_call(&name, false, || store.store.delete(request.clone()))
+            .await
+    };
+    deleted.map_err(|f| match f {
+        Failure::Op(e) => delete_error(e.to_string()),
+        // A breaker rejection or timeout is not a store error: daprd's plain 500.
+        other => ApiError::legacy(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ERR_STATE_DELETE",
+            format!("failed deleting state with key {key}: {other}"),
+        ),
+    })?;
     Ok(no_content())
 }
 
@@ -293,26 +324,49 @@ pub(super) async fn bulk_get(
 ) -> Result<Response, ApiError> {
     let store = store(&state, &name)?;
     let req: BulkRequest = serde_json::from_slice(&body).map_err(ApiError::malformed)?;
-    let mut out = Vec::with_capacity(req.keys.len());
-    for key in &req.keys {
-        let full = full_key(&state, store, key)?;
-        let result = store.store.get(&full).await;
-        let mut item = BulkItem {
-            key: crate::metadata::strip_key_prefix(&full).to_owned(),
-            data: None,
-            etag: None,
-            error: None,
-        };
-        match result {
-            Ok(Some(found)) => {
-                item.data = Some(BulkData::of(&found.data));
-                item.etag = found.etag;
+    let keys = req
+        .keys
+        .iter()
+        .map(|key| full_key(&state, store, key))
+        .collect::<Result<Vec<String>, ApiError>>()?;
+    // daprd runs the whole bulk get as one call under the policy; per-key errors are entries of
+    // the answer, not failures of the call.
+    let gets = || async {
+        let mut out = Vec::with_capacity(keys.len());
+        for full in &keys {
+            let result = store.store.get(full).await;
+            let mut item = BulkItem {
+                key: crate::metadata::strip_key_prefix(full).to_owned(),
+                data: None,
+                etag: None,
+                error: None,
+            };
+            match result {
+                Ok(Some(found)) => {
+                    item.data = Some(BulkData::of(&found.data));
+                    item.etag = found.etag;
+                }
+                Ok(None) => {}
+                Err(e) => item.error = Some(e.to_string()),
             }
-            Ok(None) => {}
-            Err(e) => item.error = Some(e.to_string()),
+            out.push(item);
         }
-        out.push(item);
-    }
+        Ok::<_, StateError>(out)
+    };
+    let out = state
+        .policies
+        .state_call(&name, false, gets)
+        .await
+        .map_err(|f| {
+            ApiError::legacy(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ERR_STATE_BULK_GET",
+                format!(
+                    "failed getting state in bulk from state store {name}: {}",
+                    state_error(f)
+                ),
+            )
+        })?;
     Ok((StatusCode::OK, axum::Json(out)).into_response())
 }
 
@@ -439,6 +493,14 @@ pub(super) async fn transaction(
     if ops.is_empty() {
         return Ok(no_content());
     }
-    store.store.transact(ops).await.map_err(tx_error)?;
+    let done = if state.policies.state(&name).is_none() {
+        store.store.transact(ops).await.map_err(Failure::Op)
+    } else {
+        state
+            .policies
+            .state_call(&name, false, || store.store.transact(ops.clone()))
+            .await
+    };
+    done.map_err(|f| tx_error(state_error(f)))?;
     Ok(no_content())
 }

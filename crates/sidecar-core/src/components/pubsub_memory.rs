@@ -4,8 +4,8 @@
 //! created (fan-out across groups), and the members of one group compete for its messages (one
 //! queue, several subscribers). A group outlives its members for a grace period
 //! ([`DEFAULT_IDLE_GROUP_TIMEOUT`]), so a restarted sidecar picks up what was queued meanwhile,
-//! like a Redis Streams group; an app whose health checks fail keeps its subscription, so its
-//! group is never idle.
+//! like a Redis Streams group, and an app whose health checks fail (its sidecar unsubscribes
+//! until it is healthy again) finds what was published meanwhile.
 //!
 //! Idle groups: once a group has had no subscriber for the whole grace period it is dropped with
 //! its queue, and messages published afterwards are not kept for it (a subscriber that comes back

@@ -5,32 +5,38 @@
 //! 1. Decode the stored CloudEvent (or wrap the bytes for raw-payload subscriptions), drop it if
 //!    expired, pick the route with the CEL rules (no match = drop).
 //! 2. POST the stored bytes to the app and interpret the answer (see [`super::outcome`]).
-//! 3. Retriable failures are retried under the inbound resiliency policy, if any.
-//! 4. Still failing: publish the original bytes and metadata to the dead-letter topic (then ack),
-//!    or hand the error back to the component, which redelivers. Drops (DROP, expired, no route)
+//! 3. Each POST is one attempt under the pub/sub's inbound resiliency policy, if any:
+//!    `retry { breaker { timeout { POST } } }`. An app status is a status-code error, retried
+//!    only if the policy's `matching` allows it; `RETRY` answers and transport errors are always
+//!    retried; an open breaker fails the message at once, without calling the app.
+//! 4. Still failing: publish the original bytes and metadata to the dead-letter topic under the
+//!    pub/sub's outbound policy (then ack), or hand the error back to the component, which
+//!    redelivers (`pkg/runtime/subscription/subscription.go New`). Drops (DROP, expired, no route)
 //!    go to the dead-letter topic when there is one; HTTP 404 is dropped without it.
-//!    During shutdown nothing is dead-lettered.
+//!    During shutdown, and while the app is unhealthy (its subscriptions are being stopped),
+//!    nothing is dead-lettered: the message goes back to the broker.
 
 use super::outcome::{AppOutcome, interpret};
-use super::retry::Backoff;
 use crate::cloudevent;
 use crate::components::{HandlerResult, Message, MessageHandler};
-use crate::resources::RetryPolicySpec;
 use crate::runtime::PubSubComponent;
 use crate::sidecar::SidecarState;
 use crate::subscriptions::{SubscriptionDef, routes};
 use bytes::Bytes;
+use resiliency::{ErrorClass, Runner};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
+
+/// Why a delivery to an unhealthy app is refused (daprd's wording).
+const APP_UNHEALTHY: &str = "app is not in a healthy state";
 
 #[derive(Debug)]
 struct Deliverer {
     state: Arc<SidecarState>,
     pubsub: PubSubComponent,
     def: SubscriptionDef,
-    policy: Option<RetryPolicySpec>,
-    /// Timeout of each attempt (inbound resiliency), none by default like daprd.
-    timeout: Option<std::time::Duration>,
+    /// The inbound policy; none by default, like daprd (one attempt, no timeout).
+    runner: Runner,
     semaphore: Arc<Semaphore>,
     raw: bool,
 }
@@ -40,21 +46,15 @@ pub(super) fn handler(
     state: Arc<SidecarState>,
     pubsub: PubSubComponent,
     def: SubscriptionDef,
-    policy: Option<RetryPolicySpec>,
+    runner: Runner,
     semaphore: Arc<Semaphore>,
 ) -> MessageHandler {
     let raw = def.raw_payload();
-    let timeout = super::retry::inbound_timeout(
-        &state.runtime.resources().resiliencies,
-        state.app_id(),
-        &def.pubsubname,
-    );
     let d = Arc::new(Deliverer {
         state,
         pubsub,
         def,
-        policy,
-        timeout,
+        runner,
         semaphore,
         raw,
     });
@@ -74,6 +74,32 @@ struct Prepared {
     tracestate: Option<String>,
 }
 
+/// A delivery attempt that failed: the app's HTTP status if it answered, and why.
+#[derive(Debug)]
+struct FailedAttempt {
+    status: Option<u16>,
+    reason: String,
+}
+
+impl std::fmt::Display for FailedAttempt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+impl FailedAttempt {
+    /// Only a non-2xx answer is a status-code error subject to `matching`; a `RETRY` body on a
+    /// 2xx answer, like a transport error, carries no code and is always retried
+    /// (`pkg/runtime/subscription/postman/http/http.go Deliver` returns a `CodeError` only for
+    /// error statuses).
+    fn class(&self) -> ErrorClass {
+        match self.status {
+            Some(s) if !(200..300).contains(&s) => ErrorClass::Status(s),
+            _ => ErrorClass::Retriable,
+        }
+    }
+}
+
 /// What to do with a message that will not be delivered.
 enum Disposal {
     /// Dead-letter if configured, then ack.
@@ -88,10 +114,10 @@ impl Deliverer {
     }
 
     async fn handle(&self, msg: Message) -> HandlerResult {
-        // An unhealthy app gets no new work; the message waits, as it would in the broker while
-        // daprd is unsubscribed.
-        if !self.state.wait_app_healthy().await {
-            return Err("sidecar shutting down".into());
+        // Handed over in the moment between the app turning unhealthy and its subscriptions
+        // stopping: back to the broker unacknowledged, neither delivered nor dead-lettered.
+        if !self.state.app_is_healthy() {
+            return Err(APP_UNHEALTHY.into());
         }
         let result = match self.prepare(&msg) {
             Ok(prepared) => self.deliver_with_retries(&prepared, &msg).await,
@@ -110,6 +136,11 @@ impl Deliverer {
             Err(Disposal::Fail(reason)) => {
                 if self.state.shutdown.is_cancelled() {
                     return Err(format!("sidecar shutting down: {reason}"));
+                }
+                if !self.state.app_is_healthy() {
+                    // The subscription is being stopped; the broker keeps the message for the
+                    // app's return.
+                    return Err(format!("{APP_UNHEALTHY}: {reason}"));
                 }
                 self.dead_letter(&msg, &reason).await
             }
@@ -160,38 +191,43 @@ impl Deliverer {
 
     async fn deliver_with_retries(&self, p: &Prepared, msg: &Message) -> Result<(), Disposal> {
         let path = &p.path;
-        let mut backoff = self.policy.clone().map(Backoff::new);
-        loop {
+        let attempt = || async {
             match self.attempt(p, msg).await {
-                AppOutcome::Success => {
-                    tracing::debug!(app_id = %self.app_id(), topic = %msg.topic, %path, "delivered");
-                    return Ok(());
-                }
-                AppOutcome::NotFound => {
-                    tracing::error!(app_id = %self.app_id(), topic = %msg.topic, %path, "app answered 404: message dropped without dead-lettering");
-                    return Ok(());
-                }
-                AppOutcome::Drop => return Err(Disposal::Drop("app answered DROP".into())),
                 AppOutcome::Retry { status, reason } => {
                     tracing::debug!(app_id = %self.app_id(), topic = %msg.topic, %path, ?status, %reason, "delivery failed");
-                    let delay = backoff
-                        .as_mut()
-                        .filter(|b| b.retriable(status))
-                        .and_then(Backoff::next_delay);
-                    let Some(delay) = delay else {
-                        return Err(Disposal::Fail(reason));
-                    };
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.state.shutdown.cancelled() => return Err(Disposal::Fail(reason)),
-                    }
+                    Err(FailedAttempt { status, reason })
                 }
+                done => Ok(done),
             }
+        };
+        let outcome = self
+            .runner
+            .run(attempt, FailedAttempt::class, Some(&self.state.shutdown))
+            .await;
+        match outcome {
+            Ok(AppOutcome::NotFound) => {
+                tracing::error!(app_id = %self.app_id(), topic = %msg.topic, %path, "app answered 404: message dropped without dead-lettering");
+                Ok(())
+            }
+            Ok(AppOutcome::Drop) => Err(Disposal::Drop("app answered DROP".into())),
+            Ok(_) => {
+                tracing::debug!(app_id = %self.app_id(), topic = %msg.topic, %path, "delivered");
+                Ok(())
+            }
+            Err(failure) => Err(Disposal::Fail(failure.to_string())),
         }
     }
 
     /// One HTTP POST to the app.
     async fn attempt(&self, p: &Prepared, msg: &Message) -> AppOutcome {
+        // The app channel refuses calls to an unhealthy app (daprd's `app is not in a healthy
+        // state`, `pkg/channel/http/http_channel.go`), so in-flight retries end at once.
+        if !self.state.app_is_healthy() {
+            return AppOutcome::Retry {
+                status: None,
+                reason: APP_UNHEALTHY.into(),
+            };
+        }
         let Some(base) = self.state.app_base_url() else {
             return AppOutcome::Retry {
                 status: None,
@@ -228,16 +264,7 @@ impl Deliverer {
             req = req.header(crate::tokens::TOKEN_HEADER, token);
         }
         let response = tokio::select! {
-            r = async {
-                let send = req.body(p.body.clone()).send();
-                match self.timeout {
-                    Some(t) => match tokio::time::timeout(t, send).await {
-                        Ok(r) => r.map_err(|e| e.to_string()),
-                        Err(_) => Err(format!("timed out after {t:?}")),
-                    },
-                    None => send.await.map_err(|e| e.to_string()),
-                }
-            } => r,
+            r = req.body(p.body.clone()).send() => r.map_err(|e| e.to_string()),
             _ = self.state.shutdown.cancelled() => {
                 return AppOutcome::Retry { status: None, reason: "sidecar shutting down".into() };
             }
@@ -270,7 +297,20 @@ impl Deliverer {
             data: msg.data.clone(),
             metadata: msg.metadata.clone(),
         };
-        match self.pubsub.broker.publish(copy).await {
+        // The dead-letter publish goes through the pub/sub's outbound policy, like any publish
+        // (`sendToDeadLetter` publishes through daprd's publisher).
+        let publish = || self.pubsub.broker.publish(copy.clone());
+        let published = self
+            .state
+            .policies
+            .publish(&self.def.pubsubname)
+            .run(
+                publish,
+                |_| ErrorClass::Retriable,
+                Some(&self.state.shutdown),
+            )
+            .await;
+        match published {
             Ok(()) => {
                 tracing::warn!(app_id = %self.app_id(), topic = %msg.topic, dead_letter_topic = %dlq, %reason, "message sent to the dead-letter topic");
                 Ok(())

@@ -1,11 +1,10 @@
 //! Delivery of messages to the app: one broker subscription per subscription of the app
 //! (`subscribe`), whose handler decodes, routes and POSTs each message (the `deliver` module),
-//! reads the app's answer ([`outcome`]) and retries under the inbound resiliency policy
-//! ([`retry`]).
+//! reads the app's answer ([`outcome`]) and runs each attempt under the inbound resiliency
+//! policy of the pub/sub (see [`crate::policies`]).
 
 mod deliver;
 pub mod outcome;
-pub mod retry;
 
 use crate::components::SubscribeRequest;
 use crate::sidecar::SidecarState;
@@ -55,16 +54,12 @@ pub(crate) async fn subscribe(
         .entry(def.pubsubname.clone())
         .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(concurrency)))
         .clone();
-    let policy = retry::inbound_policy(
-        &state.runtime.resources().resiliencies,
-        app_id,
-        &def.pubsubname,
-    );
+    let runner = state.policies.delivery(&def.pubsubname);
     let handler = deliver::handler(
         state.clone(),
         pubsub.clone(),
         def.clone(),
-        policy,
+        runner,
         semaphore,
     );
     let request = SubscribeRequest {

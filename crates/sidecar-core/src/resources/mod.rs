@@ -11,7 +11,7 @@ mod resiliency;
 mod subscription;
 
 pub use component::{ComponentSpec, SecretKeyRef};
-pub use resiliency::{ResiliencySpec, RetryKind, RetryPolicySpec};
+pub use resiliency::ResiliencySpec;
 pub use subscription::{RouteRule, SubscriptionSpec};
 
 use std::path::{Path, PathBuf};
@@ -258,19 +258,22 @@ spec: { pubsubname: todo-pubsub, topic: task-updated, route: /events/task-update
             err.contains("c.yaml") && err.contains("spec") && err.contains("type"),
             "{err}"
         );
-        let yaml = "kind: Resiliency\nmetadata: {name: r}\nspec:\n  policies: {retries: {a: {duration: soon}}}\n";
-        let err = Resources::from_yaml(Path::new("r.yaml"), yaml)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("spec.policies.retries.a.duration"), "{err}");
-        let yaml = "kind: Resiliency\nmetadata: {name: r}\nspec:\n  targets: {components: {p: {inbound: {retry: missing}}}}\n";
-        let err = Resources::from_yaml(Path::new("r.yaml"), yaml)
-            .unwrap_err()
-            .to_string();
+        // A bad Resiliency field is logged, not fatal (daprd's `DecodeConfiguration`): the
+        // resource loads with the error recorded, its earlier policies kept, its targets dropped.
+        let yaml = "kind: Resiliency\nmetadata: {name: r}\nspec:\n  policies: {timeouts: {t: 1s}, retries: {a: {duration: soon}}}\n  targets: {components: {p: {inbound: {timeout: t}}}}\n";
+        let res = Resources::from_yaml(Path::new("r.yaml"), yaml).unwrap();
+        let r = &res.resiliencies[0];
+        let err = r.error.as_ref().unwrap().to_string();
         assert!(
-            err.contains("spec.targets.components.p.inbound.retry"),
+            err.contains("r.yaml") && err.contains("spec.policies.retries.a.duration"),
             "{err}"
         );
+        assert!(r.timeouts.contains_key("t") && r.components.is_empty());
+        let yaml = "kind: Resiliency\nspec:\n  policies: {}\n";
+        let err = Resources::from_yaml(Path::new("r.yaml"), yaml)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("metadata.name"), "{err}");
         let err = load_resources(&[PathBuf::from("/definitely/not/here")]).unwrap_err();
         assert!(err.to_string().contains("/definitely/not/here"));
     }

@@ -155,7 +155,7 @@ fn unsupported_flags_that_change_behaviour_fail_naming_the_flag() {
     for (args, flag) in [
         (&["--dapr-grpc-port", "50002"][..], "--dapr-grpc-port"),
         (&["--app-protocol", "grpc"][..], "--app-protocol"),
-        (&["--config", "./config.yaml"][..], "--config"),
+        (&["--dapr-public-port", "3501"][..], "--dapr-public-port"),
         (&["--mode", "kubernetes"][..], "--mode"),
         (
             &["--unix-domain-socket", "/tmp"][..],
@@ -232,4 +232,37 @@ fn app_health_values_daprd_refuses_are_errors_and_stray_settings_warn() {
 fn unknown_flags_are_rejected_by_clap() {
     let err = parse(&["--app-id", "a", "--no-such-flag"]).unwrap_err();
     assert!(err.to_string().contains("--no-such-flag"));
+}
+
+#[test]
+fn config_gives_the_access_control_and_a_bad_file_fails_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(
+        &path,
+        "kind: Configuration\nspec:\n  accessControl:\n    defaultAction: deny\n",
+    )
+    .unwrap();
+    let cfg = resolve(&["--app-id", "a", "--config", path.to_str().unwrap()]).unwrap();
+    let acl = cfg.access_control.unwrap();
+    assert!(!acl.allows("b", "public", "default", "GET", "/x"));
+    assert!(
+        cfg.warnings
+            .iter()
+            .any(|w| w.contains("only spec.accessControl"))
+    );
+
+    let missing = dir.path().join("absent.yaml");
+    let err = resolve(&["--app-id", "a", "--config", missing.to_str().unwrap()]).unwrap_err();
+    assert!(
+        err.to_string().contains("--config") && err.to_string().contains("cannot read"),
+        "{err}"
+    );
+    std::fs::write(
+        &path,
+        "spec:\n  accessControl:\n    policies:\n      - {appId: b}\n",
+    )
+    .unwrap();
+    let err = resolve(&["--app-id", "a", "--config", path.to_str().unwrap()]).unwrap_err();
+    assert!(err.to_string().contains("missing trustDomain"), "{err}");
 }

@@ -89,14 +89,6 @@ impl DaprdArgs {
             &["http"],
             "only plain HTTP apps are supported",
         )?;
-        for config in &self.config {
-            only_default(
-                "config",
-                Some(config.as_str()),
-                &[""],
-                "Configuration resources (tracing, features, access control) are not supported",
-            )?;
-        }
         only_default(
             "dapr-public-port",
             self.dapr_public_port.as_deref(),

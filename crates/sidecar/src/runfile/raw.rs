@@ -68,6 +68,7 @@ pub(super) struct RawApp {
     pub(super) app_channel_address: Option<Scalar>,
     pub(super) unix_domain_socket: Option<Scalar>,
     // shared keys
+    pub(super) config_file_path: Option<Scalar>,
     pub(super) resources_paths: Option<Vec<Scalar>>,
     pub(super) resources_path: Option<Scalar>,
     pub(super) env: Option<BTreeMap<String, Scalar>>,
@@ -128,7 +129,6 @@ const SHARED_KEYS: &[&str] = &[
 ];
 /// Known keys that only concern daprd processes, ports or log files this runner does not create.
 const IGNORED_KEYS: &[&str] = &[
-    "configFilePath",
     "runtimePath",
     "enableApiLogging",
     "enableProfiling",

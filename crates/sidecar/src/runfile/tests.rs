@@ -210,7 +210,7 @@ fn malformed_yaml_names_the_file() {
 fn unknown_keys_are_tolerated_with_a_warning() {
     let fx = Fixture::new(&["a"]);
     let plan = fx
-        .parse("version: 1\nextra: 1\ncommon: {appPort: 9, bogus: 2}\napps: [{appDirPath: a, appPorts: 8080, configFilePath: a}]\n")
+        .parse("version: 1\nextra: 1\ncommon: {appPort: 9, bogus: 2}\napps: [{appDirPath: a, appPorts: 8080, runtimePath: a}]\n")
         .unwrap();
     let w = plan.warnings.join("\n");
     assert!(w.contains("`extra`"), "{w}");
@@ -218,7 +218,7 @@ fn unknown_keys_are_tolerated_with_a_warning() {
     assert!(w.contains("common.appPort") && w.contains("per-app"), "{w}");
     assert!(w.contains("apps[0].appPorts"), "{w}");
     assert!(
-        w.contains("apps[0].configFilePath") && w.contains("no effect"),
+        w.contains("apps[0].runtimePath") && w.contains("no effect"),
         "{w}"
     );
     assert_eq!(plan.apps[0].app_port, None);
@@ -305,5 +305,50 @@ fn app_health_checks_come_from_the_app_or_common() {
         plan.warnings.iter().all(|w| !w.contains("appHealth")),
         "{:?}",
         plan.warnings
+    );
+}
+
+#[test]
+fn config_file_path_gives_each_app_its_access_control() {
+    let fx = Fixture::new(&["a", "b"]);
+    std::fs::write(
+        fx.dir.path().join("a/config.yaml"),
+        "kind: Configuration\nspec:\n  accessControl:\n    defaultAction: deny\n",
+    )
+    .unwrap();
+    let plan = fx
+        .parse(
+            "version: 1\napps: [{appDirPath: a, configFilePath: config.yaml}, {appDirPath: b}]\n",
+        )
+        .unwrap();
+    let acl = plan.apps[0].access_control.as_ref().unwrap();
+    assert!(!acl.allows("b", "public", "default", "GET", "/x"));
+    assert_eq!(plan.apps[1].access_control, None);
+    assert!(!plan.warnings.join("\n").contains("configFilePath"));
+
+    // In common, relative to the run file.
+    std::fs::write(
+        fx.dir.path().join("shared.yaml"),
+        "kind: Configuration\nspec:\n  accessControl:\n    defaultAction: allow\n",
+    )
+    .unwrap();
+    let plan = fx
+        .parse("version: 1\ncommon: {configFilePath: shared.yaml}\napps: [{appDirPath: b}]\n")
+        .unwrap();
+    assert!(
+        plan.apps[0]
+            .access_control
+            .as_ref()
+            .unwrap()
+            .allows("x", "public", "default", "GET", "/y")
+    );
+
+    let e = err(
+        &fx,
+        "version: 1\napps: [{appDirPath: b, configFilePath: missing.yaml}]\n",
+    );
+    assert!(
+        e.contains("apps[0].configFilePath") && e.contains("cannot read"),
+        "{e}"
     );
 }

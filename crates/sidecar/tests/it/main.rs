@@ -5,6 +5,7 @@
 mod support;
 mod support_redis;
 
+mod access_control;
 mod app_health;
 mod conformance_api;
 mod conformance_delivery;
@@ -12,6 +13,7 @@ mod conformance_kafka;
 mod conformance_publish;
 mod conformance_redis;
 mod conformance_state;
+mod deploy_scopes;
 mod kafka_pubsub;
 mod multi_app;
 mod redis_deploy;
@@ -21,3 +23,6 @@ mod redis_restart;
 mod redis_secrets;
 mod redis_state;
 mod redis_vs_memory;
+mod resiliency_outbound;
+mod resiliency_rules;
+mod resiliency_shipped;

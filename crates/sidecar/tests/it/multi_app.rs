@@ -14,7 +14,7 @@ use support::*;
 const TEST_APP: &str = env!("CARGO_BIN_EXE_dapr-test-app");
 
 /// A temp dir with `resources/` (in-memory components) and one directory per app.
-fn workspace(apps: &[&str]) -> tempfile::TempDir {
+pub(crate) fn workspace(apps: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("resources")).unwrap();
     std::fs::write(dir.path().join("resources/components.yaml"), COMPONENTS).unwrap();
@@ -24,7 +24,7 @@ fn workspace(apps: &[&str]) -> tempfile::TempDir {
     dir
 }
 
-fn run(file: &Path) -> Proc {
+pub(crate) fn run(file: &Path) -> Proc {
     Proc::spawn(
         &[
             "run".into(),
@@ -54,7 +54,7 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-async fn healthz(port: u16) -> Option<u16> {
+pub(crate) async fn healthz(port: u16) -> Option<u16> {
     let r = http()
         .get(format!("http://127.0.0.1:{port}/v1.0/healthz/outbound"))
         .send()

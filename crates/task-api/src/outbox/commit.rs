@@ -4,9 +4,10 @@
 use dapr_http::DaprError;
 use uuid::Uuid;
 
-use super::{Outbox, OutboxEntry};
+use super::{Outbox, OutboxEntry, SHARD_BUDGET_BYTES, ShardId};
 use crate::error::ApiError;
 use crate::model::TaskRecord;
+use crate::repository::OutboxShard;
 
 /// What a change makes of the task's current record.
 #[derive(Debug)]
@@ -31,70 +32,116 @@ pub enum Commit {
 #[derive(Debug)]
 #[must_use = "publish it with `Outbox::publish`, or the event waits for the relay"]
 pub struct Committed {
+    shard: ShardId,
     record: TaskRecord,
     entry: OutboxEntry,
 }
 
 impl Committed {
-    fn new(record: TaskRecord, entry: OutboxEntry) -> Self {
+    fn new(shard: ShardId, record: TaskRecord, entry: OutboxEntry) -> Self {
         metrics::counter!("task_api_changes_committed_total", "topic" => entry.topic.clone())
             .increment(1);
-        Self { record, entry }
+        Self {
+            shard,
+            record,
+            entry,
+        }
     }
 }
 
 impl Outbox {
     /// Applies one change of task `task_id` (owned by `user_id`): reads the task, its index
-    /// bucket and its outbox shard, lets `plan` decide, and writes the new record with its event
-    /// appended to the shard in one etag-checked transaction, pruning the shard's published
-    /// entries in the same write. Retried on a fresh read (up to `CONFLICT_RETRIES` attempts,
-    /// with jittered backoff) when another writer got there first; see the module doc for what
-    /// a failed transaction may have left and how it is judged.
+    /// bucket and this process's outbox shard for it, lets `plan` decide, and writes the new
+    /// record with its event appended to the shard in one etag-checked transaction, applying the
+    /// shard's pending marks (published entries removed, committed ones marked) in the same
+    /// write. Retried on a fresh read (up to `CONFLICT_RETRIES` attempts, with jittered backoff)
+    /// when another writer got there first; see the module doc for what a failed transaction
+    /// may have left and how it is judged.
     pub async fn commit(
         &self,
         task_id: Uuid,
         user_id: Uuid,
         mut plan: impl FnMut(Option<&TaskRecord>) -> Result<Plan, ApiError>,
     ) -> Result<Commit, ApiError> {
-        let shard = self.shard_of(task_id);
+        let number = self.shard_of(task_id);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let turn = self.lock_shard(shard).await;
-            let state = self.repository.read_change(task_id, user_id, shard).await?;
-            let (mut record, entry) = match plan(state.record())? {
+            let turn = self.lock_shard(number).await;
+            // Checked under the turn, so every write of the attempt is made while the lease holds.
+            let shard = (self.lease.id().await?, number);
+            let key = Self::key_of(shard);
+            let state = self.repository.read_change(task_id, user_id, &key).await?;
+            let (mut record, mut entry) = match plan(state.record())? {
                 Plan::Unchanged(record) => return Ok(Commit::Unchanged(record)),
                 Plan::Change(record, entry) => (record, entry),
             };
+            if !state.index_exists() {
+                // Created on its own first, so the transaction checks it against an etag.
+                self.repository
+                    .create_index_bucket(user_id, task_id)
+                    .await?;
+                continue;
+            }
+            if state.outbox_bytes() > SHARD_BUDGET_BYTES {
+                metrics::counter!("task_api_outbox_full_total").increment(1);
+                return Err(ApiError::Unavailable(format!(
+                    "outbox shard `{key}` holds {} bytes of unpublished events (limit {SHARD_BUDGET_BYTES}); \
+                     the broker is not taking them",
+                    state.outbox_bytes()
+                )));
+            }
             record.push_event(entry.event_id);
-            let swept = self.published_in(shard);
-            let mut pending = state.outbox().clone();
-            pending.entries.retain(|e| !swept.contains(&e.event_id));
-            pending.entries.push(entry.clone());
+            let mut pending = state.outbox().entries.clone();
+            let applied = self.apply_marks(shard, &mut pending);
+            pending.push(entry.clone());
             let error = match self
                 .repository
-                .write_change(&state, &record, &pending)
+                .write_change(&state, &record, &OutboxShard { entries: pending })
                 .await
             {
                 Ok(()) => {
-                    self.forget(shard, &swept);
-                    return Ok(Commit::Committed(Committed::new(record, entry)));
+                    self.forget(shard, &applied);
+                    return Ok(Commit::Committed(Committed::new(shard, record, entry)));
                 }
                 Err(error) => error,
             };
-            let after = self.repository.read_change(task_id, user_id, shard).await?;
-            // The repair below writes the shard itself, under its own turn.
-            drop(turn);
+            let after = self.repository.read_change(task_id, user_id, &key).await?;
             if after
                 .record()
                 .is_some_and(|r| r.has_committed(entry.event_ref()))
             {
+                // The task write applied and something else did not. The shard is this
+                // process's alone and we hold its turn, so the append below (made, unlike the
+                // transaction's, knowing the change committed) has no competitor.
                 tracing::warn!(%error, event_id = %entry.event_id,
                     "transaction reported failure but the task change committed; recording the event");
-                self.append(&entry).await?;
+                entry.committed = true;
+                let recorded = entry.clone();
+                self.repository
+                    .rewrite_outbox_shard(&key, false, |s| {
+                        match s
+                            .entries
+                            .iter_mut()
+                            .find(|e| e.event_id == recorded.event_id)
+                        {
+                            Some(existing) if existing.committed => false,
+                            Some(existing) => {
+                                existing.committed = true;
+                                true
+                            }
+                            None => {
+                                s.entries.push(recorded.clone());
+                                true
+                            }
+                        }
+                    })
+                    .await?;
+                drop(turn);
                 self.repository.repair_index(&record).await?;
-                return Ok(Commit::Committed(Committed::new(record, entry)));
+                return Ok(Commit::Committed(Committed::new(shard, record, entry)));
             }
+            drop(turn);
             if !after.moved_since(&state) {
                 // Nothing changed under us, so this was not a conflict: a store failure.
                 if !error.is_etag_conflict() {
@@ -114,19 +161,21 @@ impl Outbox {
     /// Publishes the event of a committed change and gives back its record. A failed publish is
     /// logged and left to the relay: the change is committed either way.
     pub async fn publish(&self, committed: Committed) -> TaskRecord {
-        let Committed { record, entry } = committed;
+        let Committed {
+            shard,
+            record,
+            entry,
+        } = committed;
         match self.send(&entry).await {
             Ok(()) => {
                 metrics::counter!("task_api_events_published_total", "path" => "direct", "topic" => entry.topic.clone()).increment(1);
-                self.published_map()
-                    .entry(self.shard_of(entry.task_id))
-                    .or_default()
-                    .insert(entry.event_id);
+                self.mark(shard, entry.event_id, true);
             }
             Err(error) => {
                 metrics::counter!("task_api_publish_failures_total").increment(1);
                 tracing::warn!(%error, event_id = %entry.event_id, topic = %entry.topic,
                     "publish after commit failed; the outbox relay will retry");
+                self.mark(shard, entry.event_id, false);
             }
         }
         record

@@ -1,114 +1,229 @@
-//! The background work of the outbox: the relay, which publishes what requests left behind (a
-//! crash, a failed publish) and discards what never committed, and the cleaner, which removes
-//! published entries that no transaction swept.
+//! The relay: publishes what requests left behind (a crash, a failed publish) and discards what
+//! never committed, in this process's shards, in the shards of the layout before writers owned
+//! them, and in the shards of writers whose lease ended (a process that died).
+//!
+//! A pass never stops at a failure: an entry that cannot be checked or published is counted in
+//! [`RelayReport::failed`], stays where it is for the next pass, and the pass goes on with the
+//! next entry and the next shard, so one bad entry or shard holds nothing else back.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::{Outbox, OutboxEntry};
-use crate::repository::StoreError;
+use crate::repository::{OutboxShard, StoreError, legacy_outbox_key, outbox_key};
 
 /// What one relay pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RelayReport {
     pub published: usize,
     pub discarded: usize,
+    /// Younger than the grace period: left to the request that wrote them.
     pub kept: usize,
+    /// Neither provably committed nor provably not: kept, never published (see
+    /// [`Outbox::verdict`]).
+    pub unproven: usize,
+    /// Reads, publishes or writes that failed; retried by the next pass.
+    pub failed: usize,
+}
+
+/// Whether an entry's change committed.
+enum Verdict {
+    Committed,
+    NotCommitted,
+    Unproven,
 }
 
 impl Outbox {
-    /// Every `interval`, removes the published entries no transaction has removed yet, until
-    /// `stop` turns true (a last sweep runs then). Whatever is missed, the relay cleans up.
-    pub async fn run_cleaner(
-        self,
-        interval: Duration,
-        mut stop: tokio::sync::watch::Receiver<bool>,
-    ) {
-        let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(10)));
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            let stopping = tokio::select! {
-                _ = ticker.tick() => false,
-                _ = stop.changed() => true,
-            };
-            let pending: Vec<(u32, HashSet<Uuid>)> = self
-                .published_map()
-                .iter()
-                .map(|(shard, ids)| (*shard, ids.clone()))
-                .collect();
-            for (shard, ids) in pending {
-                match self.remove(shard, &ids).await {
-                    Ok(()) => self.forget(shard, &ids),
-                    Err(error) => tracing::warn!(%error, shard, count = ids.len(),
-                        "could not remove published outbox entries; will retry"),
-                }
-            }
-            if stopping {
-                return;
-            }
-        }
-    }
-
-    /// One relay pass over every shard: entries older than `grace` are published when their
-    /// change committed and discarded when it did not, then removed.
+    /// One relay pass: entries older than `grace` are published when their change committed and
+    /// discarded when it did not, then removed from their shard. Failures are counted in the
+    /// report and left for the next pass; the pass itself does not fail.
     pub async fn relay_once(&self, grace: Duration) -> Result<RelayReport, StoreError> {
         let mut report = RelayReport::default();
         let cutoff =
             Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        let me = self.lease.valid_id();
+        if let Some(me) = me {
+            for shard in 0..self.shards {
+                self.relay_shard(&outbox_key(me, shard), Some(shard), cutoff, &mut report)
+                    .await;
+            }
+        }
         for shard in 0..self.shards {
-            let Some(current) = self.repository.outbox_shard(shard).await? else {
+            self.relay_shard(&legacy_outbox_key(shard), None, cutoff, &mut report)
+                .await;
+        }
+        if let Err(error) = self.relay_departed(me, cutoff, &mut report).await {
+            report.failed += 1;
+            tracing::warn!(%error, "could not look for the outboxes of departed writers");
+        }
+        Ok(report)
+    }
+
+    /// Drains the shards of every registered writer other than `me` whose lease is gone, and
+    /// unregisters each once its shards are empty.
+    async fn relay_departed(
+        &self,
+        me: Option<Uuid>,
+        cutoff: DateTime<Utc>,
+        report: &mut RelayReport,
+    ) -> Result<(), StoreError> {
+        let others: Vec<_> = self
+            .repository
+            .instances()
+            .await?
+            .into_iter()
+            .filter(|instance| Some(instance.id) != me)
+            .collect();
+        if others.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<Uuid> = others.iter().map(|instance| instance.id).collect();
+        let alive = self.repository.leased(&ids).await?;
+        for instance in others.iter().filter(|i| !alive.contains(&i.id)) {
+            let mut left = false;
+            for shard in 0..instance.shards {
+                let key = outbox_key(instance.id, shard);
+                left |= self.relay_shard(&key, None, cutoff, report).await;
+            }
+            if !left {
+                self.repository.unregister(instance.id).await?;
+                tracing::info!(instance = %instance.id, "outbox of a departed writer drained");
+            }
+        }
+        Ok(())
+    }
+
+    /// Relays one shard. `own` is the number of this process's shard (its writers take turns
+    /// with the rewrite); other shards are deleted once empty. Returns whether the shard still
+    /// exists afterwards (or could not be read).
+    async fn relay_shard(
+        &self,
+        key: &str,
+        own: Option<u32>,
+        cutoff: DateTime<Utc>,
+        report: &mut RelayReport,
+    ) -> bool {
+        let current = match self.repository.outbox_shard(key).await {
+            Ok(None) => return false,
+            Ok(Some(current)) => current,
+            Err(error) => {
+                report.failed += 1;
+                tracing::warn!(%error, key, "outbox relay could not read a shard; will retry");
+                return true;
+            }
+        };
+        let mut done = HashSet::new();
+        let mut verified = HashSet::new();
+        for entry in &current.entries {
+            if entry.recorded_at > cutoff {
+                report.kept += 1;
                 continue;
-            };
-            let mut done = HashSet::new();
-            for entry in &current.entries {
-                if entry.recorded_at > cutoff {
-                    report.kept += 1;
-                    continue;
+            }
+            let verdict = if entry.committed {
+                Verdict::Committed
+            } else {
+                match self.verdict(entry).await {
+                    Ok(verdict) => verdict,
+                    Err(error) => {
+                        report.failed += 1;
+                        tracing::warn!(%error, event_id = %entry.event_id,
+                            "outbox relay could not read the task of an entry; will retry");
+                        continue;
+                    }
                 }
-                if self.committed(entry).await? {
-                    self.send(entry).await?;
-                    metrics::counter!("task_api_events_published_total", "path" => "relay", "topic" => entry.topic.clone()).increment(1);
-                    tracing::info!(event_id = %entry.event_id, topic = %entry.topic,
-                        task_id = %entry.task_id, version = entry.version, "outbox relay published an event");
-                    report.published += 1;
-                } else {
+            };
+            match verdict {
+                Verdict::Committed => match self.send(entry).await {
+                    Ok(()) => {
+                        metrics::counter!("task_api_events_published_total", "path" => "relay", "topic" => entry.topic.clone()).increment(1);
+                        tracing::info!(event_id = %entry.event_id, topic = %entry.topic,
+                            task_id = %entry.task_id, version = entry.version, "outbox relay published an event");
+                        report.published += 1;
+                        done.insert(entry.event_id);
+                    }
+                    Err(error) => {
+                        report.failed += 1;
+                        tracing::warn!(%error, event_id = %entry.event_id,
+                            "outbox relay could not publish; will retry");
+                        if !entry.committed {
+                            verified.insert(entry.event_id);
+                        }
+                    }
+                },
+                Verdict::NotCommitted => {
                     metrics::counter!("task_api_outbox_discarded_total").increment(1);
                     tracing::warn!(event_id = %entry.event_id, topic = %entry.topic,
                         task_id = %entry.task_id, version = entry.version,
                         "outbox entry of a change that never committed; discarded");
                     report.discarded += 1;
+                    done.insert(entry.event_id);
                 }
-                done.insert(entry.event_id);
-            }
-            if !done.is_empty() {
-                self.remove(shard, &done).await?;
+                Verdict::Unproven => {
+                    metrics::counter!("task_api_outbox_unproven_total").increment(1);
+                    tracing::error!(event_id = %entry.event_id, task_id = %entry.task_id,
+                        version = entry.version,
+                        "outbox entry older than its task's recorded history and never confirmed \
+                         by its writer; kept unpublished");
+                    report.unproven += 1;
+                }
             }
         }
-        Ok(report)
-    }
-
-    /// Whether the change behind `entry` is in its task's record.
-    async fn committed(&self, entry: &OutboxEntry) -> Result<bool, StoreError> {
-        Ok(match self.repository.get(entry.task_id).await? {
-            Some(record) => {
-                if record.has_committed(entry.event_ref()) {
-                    true
-                } else {
-                    if record
-                        .oldest_recorded_version()
-                        .is_some_and(|oldest| entry.version < oldest)
-                    {
-                        tracing::error!(event_id = %entry.event_id, version = entry.version,
-                            "outbox entry older than the task's recorded history; cannot prove it committed");
-                    }
-                    false
+        let delete_empty = own.is_none();
+        if done.is_empty() && verified.is_empty() && !(delete_empty && current.entries.is_empty()) {
+            return true;
+        }
+        let _turn = match own {
+            Some(shard) => Some(self.lock_shard(shard).await),
+            None => None,
+        };
+        let edit = |shard: &mut OutboxShard| {
+            let before = shard.entries.len();
+            shard.entries.retain(|e| !done.contains(&e.event_id));
+            let mut changed = shard.entries.len() != before;
+            for entry in &mut shard.entries {
+                if verified.contains(&entry.event_id) && !entry.committed {
+                    entry.committed = true;
+                    changed = true;
                 }
             }
+            changed || (delete_empty && shard.entries.is_empty())
+        };
+        match self
+            .repository
+            .rewrite_outbox_shard(key, delete_empty, edit)
+            .await
+        {
+            Ok(exists) => exists,
+            Err(error) => {
+                report.failed += 1;
+                tracing::warn!(%error, key, "outbox relay could not rewrite a shard; will retry");
+                true
+            }
+        }
+    }
+
+    /// Whether the change behind an entry its writer never confirmed is in its task's record.
+    /// The record lists its last `RECENT_EVENTS` events: an entry older than that window, of a
+    /// task changed that often since, cannot be told from a phantom whose transaction lost its
+    /// etag check. Such an entry is [`Verdict::Unproven`]: kept, and never published. Writers
+    /// confirm their entries within a cleaner interval, so this needs a writer that died right
+    /// after its commit and a task changed `RECENT_EVENTS` times before its lease ran out.
+    async fn verdict(&self, entry: &OutboxEntry) -> Result<Verdict, StoreError> {
+        Ok(match self.repository.get(entry.task_id).await? {
+            Some(record) if record.has_committed(entry.event_ref()) => Verdict::Committed,
+            Some(record)
+                if record
+                    .oldest_recorded_version()
+                    .is_some_and(|oldest| entry.version < oldest) =>
+            {
+                Verdict::Unproven
+            }
+            Some(_) => Verdict::NotCommitted,
             // The task never existed (its creation did not commit) or its tombstone expired.
-            None => false,
+            None => Verdict::NotCommitted,
         })
     }
 
@@ -127,7 +242,7 @@ impl Outbox {
                 _ = stop.changed() => return,
             }
             match self.relay_once(grace).await {
-                Ok(report) if report.published + report.discarded > 0 => {
+                Ok(report) if report.published + report.discarded + report.failed > 0 => {
                     tracing::info!(?report, "outbox relay pass");
                 }
                 Ok(_) => {}

@@ -6,7 +6,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::index::UserIndex;
-use super::keys::{index_key, outbox_key, task_key};
+use super::keys::{index_key, task_key};
 use super::outbox_shard::OutboxShard;
 use super::{StoreError, TaskRepository, Versioned};
 use crate::model::TaskRecord;
@@ -20,6 +20,8 @@ pub struct ChangeState {
     task: Option<Versioned<TaskRecord>>,
     index: Versioned<UserIndex>,
     outbox: Versioned<OutboxShard>,
+    /// The length of the shard's JSON text as read.
+    outbox_bytes: usize,
 }
 
 impl ChangeState {
@@ -31,6 +33,16 @@ impl ChangeState {
     /// The outbox shard as read.
     pub fn outbox(&self) -> &OutboxShard {
         &self.outbox.value
+    }
+
+    /// The size of the outbox shard's stored JSON, which every write of the shard sends again.
+    pub fn outbox_bytes(&self) -> usize {
+        self.outbox_bytes
+    }
+
+    /// Whether the index bucket existed when read.
+    pub fn index_exists(&self) -> bool {
+        self.index.etag.is_some()
     }
 
     /// Whether any of the keys was written between the read of `earlier` and this one.
@@ -64,18 +76,18 @@ fn decode_or_default<T: DeserializeOwned + Default>(
 }
 
 impl TaskRepository {
-    /// Reads what a change of `task_id` (owned by `user_id`) is checked against, with outbox
-    /// shard `shard`.
+    /// Reads what a change of `task_id` (owned by `user_id`) is checked against, with the outbox
+    /// shard `shard_key`.
     pub async fn read_change(
         &self,
         task_id: Uuid,
         user_id: Uuid,
-        shard: u32,
+        shard_key: &str,
     ) -> Result<ChangeState, StoreError> {
         let keys = [
             task_key(task_id),
             index_key(user_id, task_id),
-            outbox_key(shard),
+            shard_key.to_owned(),
         ];
         let mut items = self
             .dapr
@@ -104,12 +116,14 @@ impl TaskRepository {
             }),
         };
         let index = decode_or_default(index, &keys[1])?;
+        let outbox_bytes = outbox.0.as_ref().map_or(0, |raw| raw.get().len());
         let outbox = decode_or_default(outbox, &keys[2])?;
         Ok(ChangeState {
             keys,
             task,
             index,
             outbox,
+            outbox_bytes,
         })
     }
 
@@ -142,6 +156,25 @@ impl TaskRepository {
             state.outbox.write(state.keys[2].clone(), outbox)?,
         ));
         self.dapr.transact_state(&self.store, &ops).await
+    }
+
+    /// Creates the (empty) index bucket `task_id` falls in, unless it exists, with a save of its
+    /// own. A transaction cannot do this safely: on Redis a `first-write` upsert inside a
+    /// transaction does not mark the key, so it overwrites a bucket another replica created since
+    /// the read (components-contrib `state/redis/redis.go`, `StateStore.Multi`). A plain
+    /// `first-write` save marks it, and a second one fails, so the change that follows always
+    /// writes the bucket against an etag.
+    pub async fn create_index_bucket(
+        &self,
+        user_id: Uuid,
+        task_id: Uuid,
+    ) -> Result<(), StoreError> {
+        let item = SaveItem::new(index_key(user_id, task_id), &UserIndex::default())?.first_write();
+        match self.dapr.save_state(&self.store, &[item]).await {
+            Ok(()) => Ok(()),
+            Err(error) if error.is_write_conflict() => Ok(()),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Makes the owner's index agree with a committed record: after a failed transaction whose

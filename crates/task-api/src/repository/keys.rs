@@ -28,9 +28,23 @@ fn index_bucket_key(user_id: Uuid, bucket: u32) -> String {
     format!("user:{user_id}:tasks:{bucket}")
 }
 
-/// An outbox shard.
-pub fn outbox_key(shard: u32) -> String {
+/// Shard `shard` of the outbox of writer `instance` (one per running process, see
+/// [`crate::outbox`]): only that process writes it while its lease holds.
+pub fn outbox_key(instance: Uuid, shard: u32) -> String {
+    format!("outbox:{instance}:{shard}")
+}
+
+/// A shard of the layout before outboxes had owners; no longer written, only drained.
+pub fn legacy_outbox_key(shard: u32) -> String {
     format!("outbox:{shard}")
+}
+
+/// The registry of outbox writers: which instances may have shards.
+pub const INSTANCES_KEY: &str = "outbox-instances";
+
+/// The lease of an outbox writer: present (with a TTL) while the process renews it.
+pub fn lease_key(instance: Uuid) -> String {
+    format!("outbox-lease:{instance}")
 }
 
 /// The bucket (of `buckets`) a task falls in: FNV-1a of the id's bytes, stable across builds and

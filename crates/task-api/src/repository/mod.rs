@@ -6,7 +6,9 @@
 //!   for `TOMBSTONE_TTL`, so the outbox relay can still prove that its `task-deleted` event
 //!   committed;
 //! * `user:{user_id}:tasks:{b}`: the buckets of the user's [`UserIndex`] ([`index`]);
-//! * `outbox:{n}`: the [`OutboxShard`]s ([`outbox_shard`]).
+//! * `outbox:{instance}:{n}`: the [`OutboxShard`]s of each outbox writer ([`outbox_shard`]), and
+//!   `outbox:{n}`, the shards of the layout before writers had their own, only ever drained;
+//! * `outbox-instances` and `outbox-lease:{instance}`: the outbox writers ([`instances`]).
 //!
 //! Reads come in the shapes callers need, each one request: a task; a user's summaries (a bulk
 //! read of the index buckets); a page of records (a bulk read); and everything a change is
@@ -19,10 +21,11 @@
 //! so when one operation's etag check fails the others still apply and daprd answers 500. The
 //! local sidecar's in-memory store copies that behaviour. After a failed transaction any subset
 //! of its writes may be in the store; callers find out by reading again (how the outbox copes is
-//! explained in [`crate::outbox`]).
+//! explained in [`crate::outbox`]). Nothing in this crate assumes a transaction is atomic.
 
 mod change;
 pub mod index;
+pub mod instances;
 mod keys;
 pub mod outbox_shard;
 
@@ -37,7 +40,8 @@ use crate::model::TaskRecord;
 
 pub use change::ChangeState;
 pub use index::{TaskSummary, UserIndex};
-pub use keys::bucket_of;
+pub use instances::Instance;
+pub use keys::{bucket_of, legacy_outbox_key, outbox_key};
 pub use outbox_shard::{OutboxEntry, OutboxShard};
 
 /// What a read or write of the store can fail with.
@@ -95,9 +99,6 @@ pub fn backoff(attempt: u32) -> Duration {
     let cap = 2u64 << attempt.min(6);
     Duration::from_micros(rand::rng().random_range(200..=cap * 1000))
 }
-
-/// How often an outbox shard rewrite is attempted before the work is left to the next relay pass.
-const SHARD_WRITE_ATTEMPTS: u32 = 10;
 
 /// Reads and writes of task-api's state; cheap to clone.
 #[derive(Debug, Clone)]
@@ -174,47 +175,66 @@ impl TaskRepository {
         Ok(records.into_iter().filter_map(|item| item.value).collect())
     }
 
-    /// The entries of an outbox shard (`None`: the key does not exist).
-    pub async fn outbox_shard(&self, shard: u32) -> Result<Option<OutboxShard>, StoreError> {
-        let entry = self
-            .dapr
-            .get_state::<OutboxShard>(&self.store, &keys::outbox_key(shard))
-            .await?;
+    /// The entries of the outbox shard `key` (`None`: the key does not exist).
+    pub async fn outbox_shard(&self, key: &str) -> Result<Option<OutboxShard>, StoreError> {
+        let entry = self.dapr.get_state::<OutboxShard>(&self.store, key).await?;
         Ok(entry.map(|entry| entry.value))
     }
 
-    /// Etag-checked read-modify-write of one outbox shard, retried on conflict. `edit` returns
-    /// whether it changed anything; nothing is written when it did not.
+    /// Etag-checked read-modify-write of the outbox shard `key`, retried on conflict up to
+    /// `CONFLICT_RETRIES` times. `edit` returns whether it changed anything; nothing is written
+    /// when it did not. With `delete_empty`, a shard left without entries is deleted (etag-checked)
+    /// instead of written. Returns whether the key exists afterwards.
     pub async fn rewrite_outbox_shard(
         &self,
-        shard: u32,
+        key: &str,
+        delete_empty: bool,
         mut edit: impl FnMut(&mut OutboxShard) -> bool,
-    ) -> Result<(), DaprError> {
-        let key = keys::outbox_key(shard);
+    ) -> Result<bool, StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut current = match self
-                .dapr
-                .get_state::<OutboxShard>(&self.store, &key)
-                .await?
-            {
-                Some(entry) => Versioned {
-                    value: entry.value,
-                    etag: entry.etag,
-                },
-                None => Versioned::default(),
+            let Some(entry) = self.dapr.get_state::<OutboxShard>(&self.store, key).await? else {
+                let mut empty = OutboxShard::default();
+                if !edit(&mut empty) || (delete_empty && empty.entries.is_empty()) {
+                    return Ok(false);
+                }
+                // Only an append reaches here; it creates the key.
+                let item = Versioned::<OutboxShard>::default().write(key.to_owned(), &empty)?;
+                match self.dapr.save_state(&self.store, &[item]).await {
+                    Ok(()) => return Ok(true),
+                    Err(error) if error.is_write_conflict() || error.is_transient() => {
+                        self.back_off(attempt).await?;
+                        continue;
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            };
+            let mut current = Versioned {
+                value: entry.value,
+                etag: entry.etag,
             };
             if !edit(&mut current.value) {
-                return Ok(());
+                return Ok(true);
             }
-            let item = current.write(key.clone(), &current.value)?;
-            match self.dapr.save_state(&self.store, &[item]).await {
-                Ok(()) => return Ok(()),
-                Err(error) if error.is_etag_conflict() && attempt < SHARD_WRITE_ATTEMPTS => {
-                    tokio::time::sleep(backoff(attempt)).await;
+            let written = if delete_empty && current.value.entries.is_empty() {
+                self.dapr
+                    .delete_state(&self.store, key, current.etag.as_deref())
+                    .await
+                    .map(|()| false)
+            } else {
+                let item = current.write(key.to_owned(), &current.value)?;
+                self.dapr
+                    .save_state(&self.store, &[item])
+                    .await
+                    .map(|()| true)
+            };
+            match written {
+                Ok(exists) => return Ok(exists),
+                Err(error) if error.is_write_conflict() || error.is_transient() => {
+                    self.back_off(attempt).await?;
                 }
-                Err(error) => return Err(error),
+                Err(error) => return Err(error.into()),
             }
         }
     }

@@ -1,5 +1,5 @@
-//! The stored form of the outbox: an `outbox:{n}` key holds the events recorded but not yet
-//! known to be published of the tasks that hash to shard `n`. What the entries are for, and in
+//! The stored form of the outbox: an `outbox:{instance}:{n}` key holds the events recorded but
+//! not yet known to be published by writer `instance` for the tasks that hash to shard `n`. What the entries are for, and in
 //! which order they are written, published and removed, is [`crate::outbox`]'s business.
 
 use chrono::{DateTime, Utc};
@@ -22,6 +22,11 @@ pub struct OutboxEntry {
     #[serde(default)]
     pub traceparent: Option<String>,
     pub recorded_at: DateTime<Utc>,
+    /// Set by the writer once it knows the change committed (its transaction succeeded, or a
+    /// read after a failed one found the event in the record), so the relay publishes the entry
+    /// without having to prove it from the task record's bounded history.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub committed: bool,
 }
 
 impl OutboxEntry {
@@ -34,7 +39,7 @@ impl OutboxEntry {
     }
 }
 
-/// The value of an `outbox:{n}` key.
+/// The value of an outbox shard key.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct OutboxShard {
     #[serde(default)]

@@ -462,6 +462,63 @@ async fn missing_expired_and_forged_tokens_are_401() {
     app.stop().await;
 }
 
+/// A token signed with the right key carrying `claims` (plus `sub` and `email`).
+fn signed(claims: Value) -> String {
+    let mut all = json!({"sub": uuid::Uuid::new_v4().to_string(), "email": "a@example.com"});
+    all.as_object_mut()
+        .unwrap()
+        .extend(claims.as_object().unwrap().clone());
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &all,
+        &jsonwebtoken::EncodingKey::from_secret(support::SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn tokens_not_yet_valid_or_living_too_long_are_401() {
+    let app = spawn_app().await;
+    let now = chrono::Utc::now().timestamp();
+    let cases = [
+        // Not valid for another 10 minutes (beyond the 30 s leeway).
+        (
+            json!({"nbf": now + 600, "iat": now, "exp": now + 3600}),
+            "not valid yet",
+        ),
+        // 30 days between issue and expiry: above the 24 h maximum.
+        (
+            json!({"iat": now, "exp": now + 30 * 86_400}),
+            "longer than the 86400s",
+        ),
+        // No `iat`: the remaining lifetime counts.
+        (json!({"exp": now + 30 * 86_400}), "longer than the 86400s"),
+    ];
+    for (claims, reason) in cases {
+        let response = app
+            .client
+            .get(app.url("/api/tasks"))
+            .bearer_auth(signed(claims.clone()))
+            .send()
+            .await
+            .unwrap();
+        let body = problem(response, 401, "unauthorized").await;
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(reason), "{claims}: {detail}");
+    }
+    // The same shapes within the limits are accepted.
+    let fine = signed(json!({"nbf": now - 10, "iat": now, "exp": now + 3600}));
+    let response = app
+        .client
+        .get(app.url("/api/tasks"))
+        .bearer_auth(fine)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn operational_endpoints() {
     let app = spawn_app().await;

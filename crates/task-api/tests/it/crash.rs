@@ -25,6 +25,9 @@ fn start(port: u16, dapr: &str) -> Child {
         .env("JWT_SECRET", SECRET)
         .env("OUTBOX_GRACE_PERIOD", "500ms")
         .env("OUTBOX_RELAY_INTERVAL", "200ms")
+        // The restarted process is a new outbox writer: it drains the killed one's shards once
+        // that one's lease has expired.
+        .env("OUTBOX_LEASE_TTL", "1s")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

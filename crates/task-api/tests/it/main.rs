@@ -8,5 +8,8 @@ mod api;
 mod asymmetric_tokens;
 mod cli;
 mod concurrency;
+mod conformance;
 mod crash;
 mod outbox;
+mod outbox_windows;
+mod shipped_resiliency;

@@ -18,10 +18,21 @@ pub use service_testing::{Cluster, DEADLINE, TaskFixture, free_port};
 
 pub const APP: &str = events::apps::AUDIT_LOGGER;
 pub const TOKEN: &str = "test-admin-token-0123456789";
+pub const CHAIN_KEY: &str = "test-chain-key-0123456789abcdef0123456789";
 
-/// The settings the tests start from: the defaults with an admin token and no stdout lines.
+/// The settings the tests start from: the defaults with an admin token, a chain key and no
+/// stdout lines.
 pub fn settings() -> Settings {
-    service_testing::settings(&[("AUDIT_ADMIN_TOKEN", TOKEN), ("AUDIT_STDOUT", "false")])
+    service_testing::settings(&[
+        ("AUDIT_ADMIN_TOKEN", TOKEN),
+        ("AUDIT_CHAIN_KEY", CHAIN_KEY),
+        ("AUDIT_STDOUT", "false"),
+    ])
+}
+
+/// The chain key of [`settings`].
+pub fn chain_key() -> audit_logger::chain_key::ChainKey {
+    audit_logger::chain_key::ChainKey::new(&CHAIN_KEY.to_owned().into()).unwrap()
 }
 
 /// The running audit-logger and the entry lines it wrote.
