@@ -158,8 +158,12 @@ async fn a_hundred_updates_of_one_key_arrive_in_order() {
 /// With finite `backOff*` retries a message the app keeps refusing is skipped once they run
 /// out, and the group commits past it: after a restart it does not come back, while a handled
 /// message is not delivered again either.
+///
+/// The last message before the restart (`last`) only tells the test that the partition's worker
+/// is done with the two before it: it is delivered after they were skipped or handled and their
+/// offsets stored. `last` itself may still be in flight when the sidecar stops; a delivery the
+/// stop cuts off is not committed and comes again, so the test does not count it.
 #[tokio::test]
-#[ignore = "after the restart one more delivery without a case arrives on /skips; not explained yet"]
 async fn finite_retries_skip_the_message_and_commit_past_it() {
     let broker = KafkaBroker::start();
     broker.create_topic("skips", 1);
@@ -183,31 +187,37 @@ async fn finite_retries_skip_the_message_and_commit_past_it() {
     p.app.respond_with(refuse_bad);
     publish_keyed(&p.sidecar, "skips", "k", json!({"case": "bad"})).await;
     publish_keyed(&p.sidecar, "skips", "k", json!({"case": "good"})).await;
-    let got = p
-        .app
-        .wait_until("the message after the skipped one", |all| {
-            all.iter()
-                .any(|r| case_of(r) == "good")
-                .then(|| all.to_vec())
+    publish_keyed(&p.sidecar, "skips", "k", json!({"case": "last"})).await;
+    p.app
+        .wait_until("the message after the skipped and the handled one", |all| {
+            all.iter().any(|r| case_of(r) == "last").then_some(())
         })
         .await;
-    let bad = got.iter().filter(|r| case_of(r) == "bad").count();
-    assert_eq!(bad, 3, "one attempt and two retries");
+    let cases: Vec<String> = p.app.received_on("/skips").iter().map(case_of).collect();
+    assert_eq!(
+        cases,
+        ["bad", "bad", "bad", "good", "last"],
+        "one attempt and two retries of the refused message, then the others in order"
+    );
     p.sidecar.proc.signal(nix::sys::signal::Signal::SIGTERM);
     assert!(p.sidecar.proc.wait_exit().await.success());
 
     let again = Pair::start("skipper-app", json!([sub("skips", "/skips")]), &files).await;
     again.app.respond_with(refuse_bad);
     publish_keyed(&again.sidecar, "skips", "k", json!({"case": "sentinel"})).await;
-    let after = again
+    again
         .app
         .wait_until("the sentinel", |all| {
-            all.iter()
-                .any(|r| case_of(r) == "sentinel")
-                .then(|| all.to_vec())
+            all.iter().any(|r| case_of(r) == "sentinel").then_some(())
         })
         .await;
-    let cases: Vec<String> = after.iter().map(case_of).collect();
+    let cases: Vec<String> = again
+        .app
+        .received_on("/skips")
+        .iter()
+        .map(case_of)
+        .filter(|case| case != "last")
+        .collect();
     assert_eq!(
         cases,
         ["sentinel"],
