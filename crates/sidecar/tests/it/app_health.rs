@@ -5,8 +5,8 @@
 //! the same subscriptions are registered anew and the waiting events arrive. Probes carry no
 //! `dapr-api-token` and no `dapr-app-id`; the threshold counts failures since the app last turned
 //! healthy. The app's probe log is the clock: "nothing was delivered" is checked across probes
-//! the sidecar made, not across a sleep. The same scenario runs on the in-memory and the Redis
-//! pub/sub.
+//! the sidecar made, not across a sleep. The same scenario runs on the in-memory, the Redis and
+//! the Kafka pub/sub.
 
 use crate::support;
 use crate::support_redis::RedisServer;
@@ -16,7 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::http::StatusCode;
-use support::backend::Backend;
+use sidecar_testing::KafkaBroker;
+use support::backend::{Backend, KAFKA_PARTITIONS};
 use support::*;
 
 const PROBE: &str = "/app-health";
@@ -352,4 +353,14 @@ async fn unsubscribed_while_unhealthy_then_every_event_arrives_in_memory() {
 async fn unsubscribed_while_unhealthy_then_every_event_arrives_on_redis() {
     let redis = RedisServer::start();
     unsubscribed_while_unhealthy_and_nothing_lost(Backend::redis(redis.port()).components()).await;
+}
+
+/// On Kafka the stopped subscription leaves its consumer group after committing what it handled;
+/// the resumed one joins again and starts at the committed offsets, so the events published
+/// meanwhile arrive once each and nothing handled comes back.
+#[tokio::test]
+async fn unsubscribed_while_unhealthy_then_every_event_arrives_on_kafka() {
+    let broker = KafkaBroker::start();
+    broker.create_topics(&["orders", "orders-dlq"], KAFKA_PARTITIONS);
+    unsubscribed_while_unhealthy_and_nothing_lost(Backend::kafka(broker.port()).components()).await;
 }

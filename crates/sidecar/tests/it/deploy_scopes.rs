@@ -1,10 +1,12 @@
 //! The shipped local component files (`deploy/local/in-memory`) give each app's sidecar only the
 //! topics the `events` crate lets it publish: from reminder-scheduler's sidecar, a forged
 //! `task-created` is refused with 403 `ERR_PUBSUB_FORBIDDEN` while its own `task-due-soon` and
-//! its dead-letter topic go through.
+//! its dead-letter topic go through. The production Kafka component (`deploy/dapr/pubsub.yaml`,
+//! on a tansu broker of the test's own) carries the same scopes and is judged the same way.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use crate::support::{Sidecar, SidecarSpec, assert_error, assert_no_content};
+use crate::support::{Sidecar, SidecarSpec, assert_error, assert_no_content, resources_dir};
+use sidecar_testing::KafkaBroker;
 use std::path::PathBuf;
 
 fn in_memory_components() -> PathBuf {
@@ -19,6 +21,45 @@ async fn reminder_scheduler_cannot_publish_task_created_with_the_shipped_compone
         ..SidecarSpec::default()
     })
     .await;
+    reminder_scheduler_publishes_only_its_own_topics(&sidecar).await;
+}
+
+/// The production component file as it is, its broker list read from a `kubernetes` secret
+/// store (here a file store naming the test's broker), as `deploy/local/kafka` provides it.
+#[tokio::test]
+async fn reminder_scheduler_cannot_publish_task_created_with_the_production_kafka_component() {
+    let broker = KafkaBroker::start();
+    broker.create_topics_from(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/redpanda/topics.conf"),
+    );
+    let production = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy/dapr/pubsub.yaml"),
+    )
+    .unwrap();
+    let secrets_dir = tempfile::tempdir().unwrap();
+    let secrets = secrets_dir.path().join("secrets.json");
+    std::fs::write(
+        &secrets,
+        serde_json::json!({"todo-kafka": {"brokers": broker.brokers()}}).to_string(),
+    )
+    .unwrap();
+    let store = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: kubernetes\nspec:\n  \
+         type: secretstores.local.file\n  version: v1\n  metadata:\n    - name: secretsFile\n      \
+         value: \"{}\"\n    - name: multiValued\n      value: \"true\"\n",
+        secrets.display()
+    );
+    let resources = resources_dir(&[("pubsub.yaml", &production), ("secrets.yaml", &store)]);
+    let sidecar = Sidecar::start(SidecarSpec {
+        app_id: "reminder-scheduler".into(),
+        resources: vec![resources.path().to_path_buf()],
+        ..SidecarSpec::default()
+    })
+    .await;
+    reminder_scheduler_publishes_only_its_own_topics(&sidecar).await;
+}
+
+async fn reminder_scheduler_publishes_only_its_own_topics(sidecar: &Sidecar) {
     let forged = r#"{"event_type": "task-created", "source": "task-api"}"#;
     let refused = sidecar
         .publish(
