@@ -15,7 +15,8 @@
 //! * [`Proxy`]: a recording, fault-injecting proxy between an app and its sidecar.
 //! * [`Cluster`] and [`TestSidecar`], the sidecar's own harness, and [`KafkaBroker`] (a tansu
 //!   broker owned by one test), re-exported: this crate is the one place that names where they
-//!   come from.
+//!   come from; [`kafka_broker`] starts one holding production's topics, and
+//!   [`RedisServer::kafka`] puts the pub/sub on it.
 //!
 //! A harness fails loudly: set-up errors panic with what went wrong, as a test would.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -38,6 +39,18 @@ pub use proxy::{Proxy, TxnFault};
 pub use redis::RedisServer;
 pub use sidecar_testing::{Cluster, KafkaBroker, TestSidecar, free_port};
 pub use spawn::{AppBuilder, TestApp, settings, spawn_app};
+
+/// `deploy/redpanda/topics.conf`: the topics production creates, with their partitions.
+pub fn production_topics() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/redpanda/topics.conf")
+}
+
+/// A tansu broker of the test's own holding production's topics ([`production_topics`]).
+pub fn kafka_broker() -> KafkaBroker {
+    let broker = KafkaBroker::start();
+    broker.create_topics_from(&production_topics());
+    broker
+}
 
 /// Upper bound of any wait in the harness; every wait ends as soon as its condition holds.
 pub const DEADLINE: Duration = Duration::from_secs(20);

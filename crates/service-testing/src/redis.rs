@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::free_port;
+use crate::{KafkaBroker, free_port};
 
 const MISSING: &str = "redis-server not found; run scripts/test.sh or apt-get install redis-server";
 /// How many free ports to try when another process takes the one just reserved.
@@ -78,6 +78,28 @@ impl RedisServer {
         self.folder(&[
             self.on_redis(events::STATE_STORE_NAME, "state.redis", &[]),
             self.on_redis(events::PUBSUB_NAME, "pubsub.redis", pubsub_meta),
+        ])
+    }
+
+    /// A new resources folder as `dapr.kafka.yaml` has it: `todo-state` (`state.redis`) on this
+    /// server and `todo-pubsub` (`pubsub.kafka`) on `broker` with production's
+    /// `initialOffset: oldest`, so a consumer group created after the first publishes reads the
+    /// topics from their start. `broker` needs the production topics
+    /// ([`KafkaBroker::create_topics_from`] with `deploy/redpanda/topics.conf`, see
+    /// [`crate::production_topics`]).
+    pub fn kafka(&self, broker: &KafkaBroker, pubsub_meta: &[(&str, &str)]) -> PathBuf {
+        let brokers = broker.brokers();
+        let metadata: Vec<(&str, &str)> = [
+            ("brokers", brokers.as_str()),
+            ("authType", "none"),
+            ("initialOffset", "oldest"),
+        ]
+        .into_iter()
+        .chain(pubsub_meta.iter().copied())
+        .collect();
+        self.folder(&[
+            self.on_redis(events::STATE_STORE_NAME, "state.redis", &[]),
+            component(events::PUBSUB_NAME, "pubsub.kafka", &metadata),
         ])
     }
 

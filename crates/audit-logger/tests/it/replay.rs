@@ -1,17 +1,18 @@
 //! A first deployment: the audit-logger's consumer group is created after the topics already hold
 //! days of events (a new Redis Streams group reads the stream from its start, as a new Kafka
 //! group does with `initialOffset: oldest`). Old events are history too: every one is recorded,
-//! with the time it happened.
+//! with the time it happened. The same on Kafka.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use chrono::{Duration, Utc};
 use events::{Envelope, EventPayload};
 use serde_json::Value;
-use service_testing::{Cluster, Producers, RedisServer};
+use service_testing::{Cluster, Producers, RedisServer, kafka_broker};
 use support::{TaskFixture, settings, spawn_on};
 
 /// `envelope`, stamped `days` days ago.
@@ -28,9 +29,20 @@ fn stamp<T: EventPayload>(envelope: &Envelope<T>) -> (String, Value) {
 #[tokio::test]
 async fn a_first_deployment_records_the_retained_history() {
     let redis = RedisServer::start();
-    let cluster = Cluster::from_resources(&[redis.streams(&[])])
-        .await
-        .unwrap();
+    records_the_retained_history(redis.streams(&[])).await;
+}
+
+/// The same on production's Kafka component, whose new consumer group starts at the oldest
+/// retained record (`initialOffset: oldest`).
+#[tokio::test]
+async fn on_kafka_a_first_deployment_records_the_retained_history() {
+    let redis = RedisServer::start();
+    let broker = kafka_broker();
+    records_the_retained_history(redis.kafka(&broker, &[])).await;
+}
+
+async fn records_the_retained_history(resources: PathBuf) {
+    let cluster = Cluster::from_resources(&[resources]).await.unwrap();
     // Each event through a sidecar of its producer (task-api, reminder-scheduler, email-worker).
     let producers = Producers::on(&cluster);
 
@@ -58,7 +70,8 @@ async fn a_first_deployment_records_the_retained_history() {
         format!("/audit/tasks/{}", life.id()),
         format!("/audit/users/{}", life.user()),
     ] {
-        // Redis Streams keeps no order across topics, so the trail's order is not checked.
+        // Neither Redis Streams nor Kafka keeps an order across topics: the trail's order is
+        // not checked.
         let entries = app.wait_for_entries(&trail, expected.len()).await;
         let recorded: BTreeMap<String, Value> = entries
             .iter()

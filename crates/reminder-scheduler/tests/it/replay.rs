@@ -2,17 +2,18 @@
 //! topics already hold days of events (a new Redis Streams group reads the stream from its
 //! start, as a new Kafka group does with `initialOffset: oldest`). Due dates are judged against
 //! the clock, not the event's age: a replayed task due in the future is reminded as usual, one
-//! whose due date is long past only when `REMIND_OVERDUE` says so.
+//! whose due date is long past only when `REMIND_OVERDUE` says so. The same on Kafka.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support;
 
 use std::collections::BTreeSet;
+use std::path::PathBuf;
 
 use chrono::Utc;
 use events::{Envelope, EventPayload};
 use reminder_scheduler::Settings;
-use support::redis::RedisServer;
+use support::redis::{RedisServer, kafka_broker};
 use support::{ReplicaExt as _, Task, World, hours, minutes, settings};
 
 /// `envelope`, stamped `days` days ago.
@@ -24,7 +25,20 @@ fn days_ago<T: EventPayload>(mut envelope: Envelope<T>, days: i64) -> Envelope<T
 #[tokio::test]
 async fn a_first_deployment_reminds_future_tasks_and_no_past_one() {
     let redis = RedisServer::start();
-    let world = World::from_resources(redis.streams(&[])).await;
+    reminds_future_tasks_and_no_past_one(redis.streams(&[])).await;
+}
+
+/// The same on production's Kafka component, whose new consumer group starts at the oldest
+/// retained record (`initialOffset: oldest`).
+#[tokio::test]
+async fn on_kafka_a_first_deployment_reminds_future_tasks_and_no_past_one() {
+    let redis = RedisServer::start();
+    let broker = kafka_broker();
+    reminds_future_tasks_and_no_past_one(redis.kafka(&broker, &[])).await;
+}
+
+async fn reminds_future_tasks_and_no_past_one(resources: PathBuf) {
+    let world = World::from_resources(resources).await;
 
     // The history, published before the scheduler (and its group) exists.
     let long_past = Task::new().due(Some(world.t0 - hours(5 * 24)));
