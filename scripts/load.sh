@@ -6,22 +6,37 @@
 #   scripts/load.sh                                 30 s at 16 requests in flight
 #   scripts/load.sh --duration 20s --concurrency 16
 #   scripts/load.sh --duration 20s --rate 200       fixed rate (at most --concurrency in flight)
+#   scripts/load.sh --kafka --duration 20s          on dapr.kafka.yaml: production's Kafka pub/sub
+#                                                   component and Redis state (brokers started as
+#                                                   scripts/run-local.sh --kafka starts them)
 #
-# Arguments go to loadgen (target/release/loadgen --help). Writes docs/load/result.json and
-# docs/load/latency.svg. Environment: SMTP_PORT (sink port, default 2525), USERS (tasks are
-# spread over this many users, default 16), OUT_DIR (default docs/load). Traffic stays on
-# 127.0.0.1. Needs only the Rust toolchain.
+# Arguments after --kafka go to loadgen (target/release/loadgen --help). Writes
+# docs/load/result.json and docs/load/latency.svg (docs/load/kafka/ with --kafka). Environment:
+# SMTP_PORT (sink port, default 2525), USERS (tasks are spread over this many users, default 16),
+# OUT_DIR. Traffic stays on 127.0.0.1. Needs the Rust toolchain (and, with --kafka, what
+# scripts/lib/require.sh installs: redis-server, tansu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/local-brokers.sh
 
-case "${1:-}" in -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+kafka=false
+if [ "${1:-}" = --kafka ]; then
+  kafka=true
+  shift
+fi
 
 SMTP_PORT=${SMTP_PORT:-2525}
 USERS=${USERS:-16}
-OUT_DIR=${OUT_DIR:-docs/load}
+if $kafka; then
+  OUT_DIR=${OUT_DIR:-docs/load/kafka}
+else
+  OUT_DIR=${OUT_DIR:-docs/load}
+fi
 case "$USERS" in ''|*[!0-9]*) echo "error: USERS must be a number" >&2; exit 2 ;; esac
 [ "$USERS" -ge 1 ] && [ "$USERS" -le 1000 ] || { echo "error: USERS must be 1..1000" >&2; exit 2; }
 BASE_RUN_FILE=dapr.yaml
+$kafka && BASE_RUN_FILE=dapr.kafka.yaml
 RUN_FILE=.load-run.yaml # beside dapr.yaml: its relative paths stay valid
 
 port_open() { { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null && exec 3<&-; }
@@ -74,10 +89,16 @@ cleanup() {
     wait "$runner" 2>/dev/null || true
   fi
   rm -f "$RUN_FILE"
+  stop_local_brokers
   exit "$status"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+if $kafka; then
+  start_local_redis
+  start_local_kafka
+fi
 
 mkdir -p .local/load
 echo "==> Starting the system (log: .local/load/system.log)"

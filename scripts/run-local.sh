@@ -40,17 +40,6 @@ http_status() {
 
 port_open() { { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null && exec 3<&-; }
 
-# True if a Redis answers PING on localhost:6379 (NOAUTH counts: it is a Redis wanting a password).
-redis_answers() {
-  local reply
-  { exec 4<>/dev/tcp/127.0.0.1/6379; } 2>/dev/null || return 1
-  printf 'PING\r\n' >&4
-  IFS= read -r -t 2 reply <&4 || reply=
-  exec 4<&-
-  reply=${reply%$'\r'}
-  [ "$reply" = +PONG ] || [[ $reply == -NOAUTH* ]]
-}
-
 # "app-id app-port dapr-http-port" per app of the run file, in file order.
 apps_of() {
   awk '
@@ -80,77 +69,12 @@ done
 echo "==> Building every binary of the workspace (cargo build --workspace --bins)..."
 cargo build --workspace --bins
 
-redis_pid=
+source scripts/lib/local-brokers.sh
 if $redis; then
-  if redis_answers; then
-    echo "==> Using the Redis already answering on localhost:6379"
-  elif port_open 6379; then
-    echo "error: something that does not answer Redis PING listens on localhost:6379" >&2
-    exit 1
-  else
-    source scripts/lib/require.sh
-    require_redis_server
-    mkdir -p .local/redis
-    echo "==> Starting redis-server on localhost:6379 (data in .local/redis, stopped with the run)"
-    # Own process group, like the runner: a Ctrl-C must not stop Redis under the apps' shutdown.
-    set -m
-    redis-server --port 6379 --bind 127.0.0.1 --dir "$PWD/.local/redis" --appendonly yes \
-      --daemonize no --logfile "$PWD/.local/redis/redis.log" &
-    redis_pid=$!
-    set +m
-    for _ in $(seq 100); do
-      redis_answers && break
-      kill -0 "$redis_pid" 2>/dev/null || {
-        echo "error: redis-server did not start; see .local/redis/redis.log" >&2
-        exit 1
-      }
-      sleep 0.1
-    done
-  fi
+  start_local_redis
 fi
-
-tansu_pid=
 if $kafka; then
-  source scripts/lib/require.sh
-  # The topics are created with tansu's admin client, whichever broker runs them.
-  require_tansu
-  brokers="${KAFKA_BROKERS:-}"
-  if [ -z "$brokers" ]; then
-    brokers=127.0.0.1:9092
-    if port_open 9092; then
-      echo "error: something listens on 127.0.0.1:9092; set KAFKA_BROKERS if it is a Kafka broker" >&2
-      exit 1
-    fi
-    mkdir -p .local/kafka
-    echo "==> Starting tansu on $brokers (in-memory storage, stopped with the run)"
-    set -m
-    "$TANSU_BIN" broker --listener-url "tcp://$brokers" --advertised-listener-url "tcp://$brokers" \
-      --storage-engine memory://tansu/ >.local/kafka/tansu.log 2>&1 &
-    tansu_pid=$!
-    set +m
-    for _ in $(seq 100); do
-      port_open 9092 && break
-      kill -0 "$tansu_pid" 2>/dev/null || {
-        echo "error: tansu did not start; see .local/kafka/tansu.log" >&2
-        exit 1
-      }
-      sleep 0.1
-    done
-  else
-    echo "==> Using the Kafka broker(s) at $brokers"
-  fi
-  echo "==> Creating the topics of deploy/redpanda/topics.conf"
-  first="${brokers%%,*}"
-  grep -v '^[[:space:]]*#' deploy/redpanda/topics.conf | grep -v '^[[:space:]]*$' |
-    while read -r name partitions _retention; do
-      if ! out=$("$TANSU_BIN" topic create "$name" --partitions "$partitions" --broker "tcp://$first" 2>&1); then
-        echo "    $name: not created (it may exist already): ${out##*$'\n'}" >&2
-      fi
-    done
-  # The production component reads its broker list from Secret todo-kafka (key brokers) in the
-  # store `kubernetes`: deploy/local/kafka/kubernetes-secrets.yaml reads this file.
-  mkdir -p .local/kafka
-  printf '{"todo-kafka": {"brokers": "%s"}}\n' "$brokers" >.local/kafka/secrets.json
+  start_local_kafka
 fi
 
 mkdir -p .local/mail
@@ -211,14 +135,5 @@ while :; do
   wait "$runner" || status=$?
   kill -0 "$runner" 2>/dev/null || break
 done
-if [ -n "$tansu_pid" ]; then
-  echo "==> Stopping the tansu broker this script started (its topics and events are gone)"
-  kill -TERM "$tansu_pid" 2>/dev/null || true
-  wait "$tansu_pid" 2>/dev/null || true
-fi
-if [ -n "$redis_pid" ]; then
-  echo "==> Stopping the redis-server this script started (data kept in .local/redis)"
-  kill -TERM "$redis_pid" 2>/dev/null || true
-  wait "$redis_pid" 2>/dev/null || true
-fi
+stop_local_brokers
 exit "$status"
