@@ -62,9 +62,10 @@ pub fn init_tracing(service: &str) -> Result<(), TelemetryError> {
         tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
-            // The current span carries `trace_id` and `span_id` once traces are exported.
-            .with_current_span(exporting)
-            .with_span_list(false)
+            // Once traces are exported the spans in scope are listed: the request, delivery and
+            // client spans among them carry `trace_id` and `span_id`, whichever span is current.
+            .with_current_span(false)
+            .with_span_list(exporting)
             .with_filter(filter)
             .boxed()
     } else {
