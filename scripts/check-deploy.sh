@@ -167,7 +167,7 @@ done
 for f in deploy/dapr/subscriptions-declarative/*--*.yaml; do BY_KIND[Subscription]+="$f "; done
 for f in deploy/compose/components/*.yaml; do BY_KIND[Component]+="$f "; done
 BY_KIND[Resiliency]+="deploy/dapr/resiliency.yaml "
-BY_KIND[Configuration]+="deploy/dapr/configuration.yaml "
+BY_KIND[Configuration]+="deploy/dapr/configuration.yaml deploy/compose/configuration.yaml "
 for kind in "${!BY_KIND[@]}"; do
   schema=$(schema_for "$kind")
   if [ -z "$schema" ]; then

@@ -9,24 +9,38 @@
 #   scripts/run-local.sh --kafka    dapr.kafka.yaml: production's Kafka pub/sub component + Redis
 #                                   state; the broker is KAFKA_BROKERS, else a tansu started on
 #                                   127.0.0.1:9092 (in memory); topics from deploy/redpanda/topics.conf
+#   scripts/run-local.sh --otlp http://127.0.0.1:4318
+#                                   also exports every trace (services and sidecars, all sampled)
+#                                   to that OTLP/HTTP receiver, e.g. Jaeger all-in-one; combines
+#                                   with --redis or --kafka
 #
 # Then, in another terminal: scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
 run_file=dapr.yaml
 redis=false
 kafka=false
-for arg in "$@"; do
-  case "$arg" in
+otlp=
+while [ $# -gt 0 ]; do
+  case "$1" in
     --redis) redis=true; run_file=dapr.redis.yaml ;;
     --kafka) redis=true; kafka=true; run_file=dapr.kafka.yaml ;;
+    --otlp)
+      [ $# -ge 2 ] || { echo "error: --otlp needs a URL (http://host:port)" >&2; exit 2; }
+      otlp=$2; shift ;;
+    --otlp=*) otlp=${1#--otlp=} ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "error: unknown argument $arg" >&2; usage >&2; exit 2 ;;
+    *) echo "error: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
+  shift
 done
+if [ -n "$otlp" ] && ! [[ $otlp =~ ^https?://[^/[:space:]]+:[0-9]+/?$ ]]; then
+  echo "error: --otlp $otlp is not an http(s)://host:port URL (the OTLP/HTTP receiver's base URL)" >&2
+  exit 2
+fi
 
 # HTTP status of GET http://127.0.0.1:$1$2, using bash's /dev/tcp so curl is not required.
 http_status() {
@@ -78,6 +92,30 @@ if $kafka; then
 fi
 
 mkdir -p .local/mail
+
+if [ -n "$otlp" ]; then
+  # The services read the standard OpenTelemetry variables (the runner passes its environment on
+  # to the apps); the sidecars read spec.tracing of their Configuration, so the run uses a copy
+  # of the shipped one with its tracing pointed at the receiver, and a copy of the run file
+  # (in .local/, its relative paths one level up) naming that copy.
+  address=${otlp#*://}; address=${address%/}
+  secure=false; [[ $otlp == https://* ]] && secure=true
+  export OTEL_EXPORTER_OTLP_ENDPOINT=${otlp%/}
+  export OTEL_TRACES_SAMPLER=parentbased_always_on
+  awk -v address="$address" -v secure="$secure" '
+    /^  tracing:/ { print; print "    samplingRate: \"1\""; print "    otel:";
+                    print "      endpointAddress: \"" address "\"";
+                    print "      isSecure: " secure; print "      protocol: http";
+                    skip = 1; next }
+    skip && /^    / { next }
+    { skip = 0; print }
+  ' deploy/dapr/configuration.yaml >.local/configuration.otlp.yaml
+  sed -e 's#appDirPath: \.$#appDirPath: ..#' -e 's#\./deploy/#../deploy/#g' \
+    -e 's#configFilePath: .*#configFilePath: ./configuration.otlp.yaml#' \
+    "$run_file" >".local/${run_file%.yaml}.otlp.yaml"
+  run_file=".local/${run_file%.yaml}.otlp.yaml"
+  echo "==> Exporting traces to $otlp (services: OTEL_EXPORTER_OTLP_ENDPOINT; sidecars: $run_file)"
+fi
 
 # The runner gets its own process group (job control on), so a Ctrl-C in the terminal reaches only
 # this script, which passes exactly one SIGINT on: a second one would make the runner kill the apps

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use dapr_http::{SaveItem, StateEntry};
 use rand::Rng as _;
+use tracing::Instrument as _;
 
 use crate::canonical::GENESIS_HASH;
 use crate::entry::{Entry, EntryDraft};
@@ -14,8 +15,39 @@ use crate::error::Error;
 use crate::trail::{Appended, Chunk, Head, Marker, TrailId, TrailStore};
 
 impl TrailStore {
-    /// Appends `draft` to `trail` unless an entry with its `entry_id` is already there.
+    /// Appends `draft` to `trail` unless an entry with its `entry_id` is already there. When
+    /// traces are exported the append is a span of its own (its state calls are its children).
     pub async fn append(&self, trail: &TrailId, draft: EntryDraft) -> Result<Appended, Error> {
+        if !dapr_http::spans::exporting() {
+            return self.append_untraced(trail, draft).await;
+        }
+        let span = tracing::info_span!(
+            "append",
+            otel.name = "audit append",
+            audit.trail = %trail.name(),
+            audit.entry_id = %draft.entry_id,
+            audit.seq = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        dapr_http::spans::record_ids(&span);
+        let appended = self
+            .append_untraced(trail, draft)
+            .instrument(span.clone())
+            .await;
+        match &appended {
+            Ok(Appended::New(entry)) => {
+                span.record("audit.seq", entry.seq);
+            }
+            Ok(Appended::Duplicate { seq }) => {
+                span.record("audit.seq", seq);
+            }
+            Err(error) => dapr_http::spans::fail(&span, error),
+        }
+        appended
+    }
+
+    async fn append_untraced(&self, trail: &TrailId, draft: EntryDraft) -> Result<Appended, Error> {
         let name = trail.name();
         let _local = self.locks.lock(&name).await;
         let started = std::time::Instant::now();

@@ -144,6 +144,7 @@ mod tests {
             causation_id: None,
             detail: None,
             source_mismatch: None,
+            trace_id: None,
             payload: "{}".into(),
         }
         .seal(key, "trail:task:t", seq, GENESIS_HASH)

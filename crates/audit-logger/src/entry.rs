@@ -47,6 +47,12 @@ pub struct EntryDraft {
     /// entries written before this field existed keep their hashes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_mismatch: Option<String>,
+    /// The W3C trace id of the delivery that brought the event (its `traceparent`), to open the
+    /// event's trace from the trail. Inside the hash like every other field when present; absent
+    /// (and not hashed) when the delivery had none, so entries written before this field
+    /// existed keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     pub task_id: Option<String>,
     pub user_id: Option<String>,
     pub task_version: Option<u64>,
@@ -108,6 +114,7 @@ impl EntryDraft {
             topic: topic.to_owned(),
             source: ce_source.to_owned(),
             source_mismatch: source_mismatch(topic, ce_source, text(envelope.get("source"))),
+            trace_id: None,
             task_id,
             user_id,
             task_version,
@@ -118,6 +125,14 @@ impl EntryDraft {
             detail: None,
             payload: crate::canonical::canonical_json(data),
         })
+    }
+
+    /// Records the trace of the delivery that brought the event, when its `traceparent` is valid.
+    pub fn traced(mut self, traceparent: Option<&str>) -> Self {
+        self.trace_id = traceparent
+            .and_then(dapr_http::spans::parse_traceparent)
+            .map(|context| context.trace_id().to_string());
+        self
     }
 
     /// Places the draft at `seq` of `trail`, after the entry hashed `prev_hash`.
@@ -303,5 +318,38 @@ pub(crate) mod tests {
         // Keyed: neither the plain SHA-256 nor the same entry in another trail matches.
         assert_ne!(back.legacy_hash(), e.hash);
         assert_ne!(back.compute_hash(&key, "trail:user:u1"), e.hash);
+    }
+
+    #[test]
+    fn the_trace_id_is_hashed_when_present_and_absent_otherwise() {
+        let now = Utc::now();
+        let untraced =
+            EntryDraft::from_envelope("task-updated", "ce", "task-api", &envelope(), now).unwrap();
+        let key = test_key();
+        let plain = untraced
+            .clone()
+            .seal(&key, "trail:task:t1", 0, GENESIS_HASH);
+        // No trace: the field is not written, so an entry from before the field hashes alike.
+        assert!(
+            serde_json::to_value(&plain)
+                .unwrap()
+                .get("trace_id")
+                .is_none()
+        );
+        let traced = untraced.clone().traced(Some(
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ));
+        assert_eq!(
+            traced.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        let sealed = traced.seal(&key, "trail:task:t1", 0, GENESIS_HASH);
+        assert_ne!(sealed.hash, plain.hash);
+        // Inside the chain: rewriting the trace id breaks the entry's hash.
+        let mut altered = sealed.clone();
+        altered.draft.trace_id = Some("0af7651916cd43dd8448eb211c80319c".into());
+        assert_ne!(altered.compute_hash(&key, "trail:task:t1"), sealed.hash);
+        // A malformed traceparent records nothing.
+        assert_eq!(untraced.traced(Some("garbage")).trace_id, None);
     }
 }

@@ -19,7 +19,8 @@ pub async fn on_event(ctx: &Context, topic: &str, event: RawEvent) -> Outcome {
         &event.cloud_event.source,
         &event.data,
         Utc::now(),
-    ) else {
+    )
+    .map(|draft| draft.traced(event.traceparent())) else {
         tracing::warn!(topic, "event without an id, answering DROP");
         return Outcome::Drop("the event has no event_id and no CloudEvent id".into());
     };

@@ -177,6 +177,7 @@ mod tests {
             topic: "task-created".into(),
             source: "task-api".into(),
             source_mismatch: None,
+            trace_id: None,
             task_id: None,
             user_id: None,
             task_version: None,

@@ -234,6 +234,7 @@ mod tests {
             topic: "task-updated".into(),
             source: "task-api".into(),
             source_mismatch: None,
+            trace_id: None,
             task_id: Some("t".into()),
             user_id: Some("u".into()),
             task_version: Some(i + 1),

@@ -7,10 +7,11 @@ use std::time::Duration;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use secrecy::{ExposeSecret as _, SecretString};
 use tokio::time::Instant;
+use tracing::Instrument as _;
 
-use crate::DaprError;
 use crate::error::{Target, from_response};
 use crate::settings::{DaprSettings, RetryPolicy, parse_endpoint};
+use crate::{DaprError, spans};
 
 /// How often `wait_for_sidecar` probes: short, because services block their start on it.
 const HEALTH_POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -150,8 +151,65 @@ impl DaprClient {
     }
 
     /// Sends a request; transport failures become [`DaprError::SidecarUnavailable`] and non-2xx
-    /// statuses typed errors.
+    /// statuses typed errors. `operation` names the call's span (see [`DaprClient::send_traced`]).
     pub(crate) async fn send(
+        &self,
+        builder: RequestBuilder,
+        target: Target<'_>,
+        operation: &'static str,
+    ) -> Result<Response, DaprError> {
+        self.send_traced(builder, target, operation, None).await
+    }
+
+    /// [`DaprClient::send`] in a client span when the process exports traces: the span is a
+    /// child of the current span, or of `traceparent` when there is no current trace (work
+    /// started for an earlier request, like the outbox relay), and the request carries the
+    /// span's own `traceparent` so the sidecar continues the trace under it. When nothing is
+    /// exported, `traceparent` is sent as it came and no span is made.
+    pub(crate) async fn send_traced(
+        &self,
+        builder: RequestBuilder,
+        target: Target<'_>,
+        operation: &'static str,
+        traceparent: Option<&str>,
+    ) -> Result<Response, DaprError> {
+        if !spans::exporting() {
+            let builder = match traceparent {
+                Some(traceparent) => builder.header("traceparent", traceparent),
+                None => builder,
+            };
+            return self.exchange(builder, target).await;
+        }
+        let component = match target {
+            Target::Store(name) | Target::Pubsub(name) => name,
+        };
+        let span = tracing::info_span!(
+            "dapr",
+            otel.name = format!("{operation} {component}"),
+            otel.kind = "client",
+            dapr.component = component,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        if !spans::span_context(&tracing::Span::current()).is_valid() {
+            spans::continue_trace(&span, traceparent);
+        }
+        spans::record_ids(&span);
+        let builder = match spans::traceparent_of(&span).as_deref().or(traceparent) {
+            Some(traceparent) => builder.header("traceparent", traceparent),
+            None => builder,
+        };
+        let result = self
+            .exchange(builder, target)
+            .instrument(span.clone())
+            .await;
+        if let Err(error) = &result {
+            spans::fail(&span, error);
+        }
+        result
+    }
+
+    async fn exchange(
         &self,
         builder: RequestBuilder,
         target: Target<'_>,

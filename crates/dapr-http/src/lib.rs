@@ -7,6 +7,9 @@
 //! * [`Subscriptions`]: the table of topics an app consumes, served as `GET /dapr/subscribe` plus
 //!   one POST route per topic, with typed [`Event`]s in and [`Outcome`]s out.
 //!
+//! * [`spans`]: W3C trace context in and out of `tracing` spans, and the client span of every
+//!   sidecar call when the process exports traces.
+//!
 //! Settings come from the variables daprd's tooling gives an app ([`DaprSettings::from_env`]).
 //! The API token is a [`secrecy::SecretString`] and is never logged.
 
@@ -15,6 +18,7 @@ mod delivery;
 mod error;
 mod publish;
 mod settings;
+pub mod spans;
 mod state;
 mod state_write;
 mod subscribe;

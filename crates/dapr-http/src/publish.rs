@@ -133,14 +133,19 @@ impl DaprClient {
         let max_attempts = policy.max_attempts.max(1);
         let mut attempt = 1;
         loop {
-            let mut request = self
+            let request = self
                 .request(Method::POST, url.clone())
                 .header(CONTENT_TYPE, content_type)
                 .body(body.clone());
-            if let Some(traceparent) = &opts.traceparent {
-                request = request.header("traceparent", traceparent);
-            }
-            match self.send(request, Target::Pubsub(pubsub)).await {
+            let sent = self
+                .send_traced(
+                    request,
+                    Target::Pubsub(pubsub),
+                    "publish",
+                    opts.traceparent.as_deref(),
+                )
+                .await;
+            match sent {
                 Ok(_) => return Ok(()),
                 Err(error) if attempt < max_attempts && retryable(&error, idempotent) => {
                     let delay = policy.delay(attempt);

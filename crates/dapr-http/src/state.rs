@@ -54,7 +54,11 @@ impl DaprClient {
     ) -> Result<Option<StateEntry<T>>, DaprError> {
         let url = self.url(&["v1.0", "state", store, key]);
         let response = self
-            .send(self.request(Method::GET, url), Target::Store(store))
+            .send(
+                self.request(Method::GET, url),
+                Target::Store(store),
+                "get state",
+            )
             .await?;
         if Self::is_no_content(&response) {
             return Ok(None);
@@ -86,6 +90,7 @@ impl DaprClient {
         self.send(
             self.request(Method::POST, url).json(&body),
             Target::Store(store),
+            "save state",
         )
         .await?;
         Ok(())
@@ -103,7 +108,8 @@ impl DaprClient {
         if let Some(etag) = etag.filter(|e| !e.is_empty()) {
             request = request.header(IF_MATCH, etag);
         }
-        self.send(request, Target::Store(store)).await?;
+        self.send(request, Target::Store(store), "delete state")
+            .await?;
         Ok(())
     }
 
@@ -120,7 +126,9 @@ impl DaprClient {
         let request = self
             .request(Method::POST, url)
             .json(&serde_json::json!({ "keys": keys }));
-        let response = self.send(request, Target::Store(store)).await?;
+        let response = self
+            .send(request, Target::Store(store), "get bulk state")
+            .await?;
         let body = self.body(response).await?;
         let items: Vec<WireBulkItem> =
             serde_json::from_slice(&body).map_err(|source| DaprError::Decode {
@@ -173,7 +181,8 @@ impl DaprClient {
         };
         let url = self.url(&["v1.0", "state", store, "transaction"]);
         let request = self.request(Method::POST, url).json(&body);
-        self.send(request, Target::Store(store)).await?;
+        self.send(request, Target::Store(store), "transact state")
+            .await?;
         Ok(())
     }
 }

@@ -20,10 +20,11 @@ use bytes::Bytes;
 use events::EventPayload;
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::token::{TOKEN_HEADER, check_token};
 use serde::Serialize;
+use tracing::Instrument as _;
 
-use crate::{Event, Outcome, RawEvent};
+use crate::token::{TOKEN_HEADER, check_token};
+use crate::{Event, Outcome, RawEvent, spans};
 
 /// Largest delivery body accepted (daprd's default `--max-body-size` plus CloudEvent overhead).
 const MAX_DELIVERY_BYTES: usize = 5 * 1024 * 1024;
@@ -318,7 +319,16 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
                         return denied;
                     }
                     headers.remove(TOKEN_HEADER);
-                    let (outcome, id) = handler(state, body, headers).await;
+                    let (outcome, id) = if spans::exporting() {
+                        let span = delivery_span(&topic, &headers);
+                        let handled = handler(state, body, headers).instrument(span.clone()).await;
+                        if let Some(reason) = handled.0.reason() {
+                            spans::fail(&span, &format_args!("{}: {reason}", handled.0.status()));
+                        }
+                        handled
+                    } else {
+                        handler(state, body, headers).await
+                    };
                     tracing::debug!(
                         topic = %topic,
                         event_id = %id,
@@ -334,6 +344,26 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
         // of 2 MiB would answer larger deliveries 413, which daprd retries forever.
         router.layer(DefaultBodyLimit::max(MAX_DELIVERY_BYTES))
     }
+}
+
+/// The span of one delivery handled: a consumer span under the request's server span, or, when
+/// the router runs without one, continuing the delivery's `traceparent` (daprd sends one on every
+/// delivery: <https://docs.dapr.io/operations/observability/tracing/w3c-tracing-overview/>).
+fn delivery_span(topic: &str, headers: &HeaderMap) -> tracing::Span {
+    let span = tracing::info_span!(
+        "delivery",
+        otel.name = format!("deliver {topic}"),
+        otel.kind = "consumer",
+        messaging.destination.name = topic,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    if !spans::span_context(&tracing::Span::current()).is_valid() {
+        let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
+        spans::continue_trace(&span, traceparent);
+    }
+    spans::record_ids(&span);
+    span
 }
 
 /// The handler of a second-chance route: each dead letter goes to the handler of its original

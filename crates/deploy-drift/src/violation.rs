@@ -47,6 +47,9 @@ pub enum Rule {
     ResiliencyCopies,
     /// A Resiliency target names a component circuit breaker, or retries state calls.
     ResiliencyBreaker,
+    /// The services' and the sidecars' trace settings disagree (collector, sampling rate), a
+    /// service does not load them, or a Configuration copy differs outside `spec.tracing`.
+    TracingSettings,
 }
 
 impl Rule {
@@ -74,6 +77,7 @@ impl Rule {
             Rule::ImageTags => "image-tags",
             Rule::ResiliencyCopies => "resiliency-copies",
             Rule::ResiliencyBreaker => "resiliency-breaker",
+            Rule::TracingSettings => "tracing-settings",
         }
     }
 }

@@ -525,3 +525,58 @@ fn a_component_breaker_or_state_retry_is_reported() {
         report(&found)
     );
 }
+
+#[test]
+fn trace_settings_that_disagree_are_reported() {
+    let component = "deploy/k8s/base/tracing/kustomization.yaml";
+    // The sidecars' collector is not the services'.
+    let found = with_edit(
+        "deploy/k8s/base/tracing/configuration-otel.yaml",
+        "otel-collector.observability.svc.cluster.local:4318",
+        "otel-collector.monitoring.svc.cluster.local:4318",
+    );
+    assert_fires(
+        &found,
+        "deploy/k8s/base/tracing/configuration-otel.yaml",
+        Rule::TracingSettings,
+    );
+    // The services sample another share of new traces than the sidecars.
+    let found = with_edit(
+        component,
+        "OTEL_TRACES_SAMPLER_ARG=0.1",
+        "OTEL_TRACES_SAMPLER_ARG=0.5",
+    );
+    assert_fires(&found, component, Rule::TracingSettings);
+    let found = with_edit(
+        "deploy/k8s/overlays/dev/kustomization.yaml",
+        "OTEL_TRACES_SAMPLER_ARG=1",
+        "OTEL_TRACES_SAMPLER_ARG=0.1",
+    );
+    assert_fires(
+        &found,
+        "deploy/k8s/overlays/dev/kustomization.yaml",
+        Rule::TracingSettings,
+    );
+    // A service that does not load the settings.
+    let found = with_edit(
+        "deploy/k8s/base/email-worker/deployment.yaml",
+        "                name: otel-exporter\n",
+        "                name: email-worker-env\n",
+    );
+    assert_fires(
+        &found,
+        "deploy/k8s/base/email-worker/deployment.yaml",
+        Rule::TracingSettings,
+    );
+    // docker-compose's Configuration may differ in spec.tracing only.
+    let found = with_edit(
+        "deploy/compose/configuration.yaml",
+        "defaultAction: deny",
+        "defaultAction: allow",
+    );
+    assert_fires(
+        &found,
+        "deploy/compose/configuration.yaml",
+        Rule::TracingSettings,
+    );
+}

@@ -86,6 +86,24 @@ impl RunFile {
         self
     }
 
+    /// Replaces `common.configFilePath` (every sidecar's Configuration) with `path`.
+    pub fn common_config(mut self, path: &Path) -> Self {
+        if let Some(common) = self.doc.get_mut("common").and_then(Value::as_mapping_mut) {
+            common.insert(
+                "configFilePath".into(),
+                Value::String(path.display().to_string()),
+            );
+        }
+        self
+    }
+
+    /// The app ids of the file, in order.
+    pub fn app_ids(&self) -> Vec<String> {
+        self.apps()
+            .filter_map(|a| a.get("appID").and_then(Value::as_str).map(str::to_owned))
+            .collect()
+    }
+
     /// The value the file gives variable `name` of app `app_id` (its own env, then `common.env`),
     /// before any override.
     pub fn setting(&self, app_id: &str, name: &str) -> Option<String> {

@@ -28,6 +28,9 @@ const SCRUBBED_ENV: &[&str] = &[
     "CONFIG_FILE",
     // The password of the Redis components' secret (deploy/local/redis); test servers have none.
     "TODO_REDIS_PASSWORD",
+    // A collector of the test's environment: traces are exported only where a test asks.
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
 ];
 
 /// A running multi-app run.

@@ -8,6 +8,7 @@ use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::ExposeSecret;
+use tracing::Instrument as _;
 
 use crate::Error;
 pub use crate::error::SendError;
@@ -21,6 +22,17 @@ enum Transport {
     /// `smtps://`: lettre's own pooled transport (implicit TLS).
     Smtp(AsyncSmtpTransport<Tokio1Executor>),
     File(AsyncFileTransport<Tokio1Executor>),
+}
+
+impl Transport {
+    /// The transport's kind, for the send span.
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Pooled(_) => "smtp",
+            Self::Smtp(_) => "smtps",
+            Self::File(_) => "file",
+        }
+    }
 }
 
 /// Sends composed messages.
@@ -111,8 +123,29 @@ impl Mailer {
         &self.description
     }
 
-    /// Sends one message; returns the transport's id or reply for the log.
+    /// Sends one message; returns the transport's id or reply for the log. When traces are
+    /// exported the send is a client span of its own, failed when the send fails.
     pub async fn send(&self, message: &Message) -> Result<String, SendError> {
+        if !dapr_http::spans::exporting() {
+            return self.transmit(message).await;
+        }
+        let span = tracing::info_span!(
+            "smtp",
+            otel.name = "smtp send",
+            otel.kind = "client",
+            mail.transport = self.transport.kind(),
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        dapr_http::spans::record_ids(&span);
+        let sent = self.transmit(message).instrument(span.clone()).await;
+        if let Err(SendError::Transient(reason) | SendError::Permanent(reason)) = &sent {
+            dapr_http::spans::fail(&span, reason);
+        }
+        sent
+    }
+
+    async fn transmit(&self, message: &Message) -> Result<String, SendError> {
         match &self.transport {
             Transport::Pooled(pool) => pool
                 .send(message.envelope(), &message.formatted())

@@ -96,6 +96,7 @@ fn record(id: Uuid, due: DateTime<Utc>, bucket: i64) -> TaskRecord {
         reminded_for: None,
         scheduled_by: Uuid::now_v7(),
         correlation_id: "bench".into(),
+        traceparent: None,
     }
 }
 

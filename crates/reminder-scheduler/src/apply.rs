@@ -143,22 +143,26 @@ pub fn subscriptions(pubsub: &str, app_id: &str) -> Subscriptions<AppState> {
         .dead_letter_topic(events::dead_letter_topic(app_id))
         .on::<TaskCreated, _, _>(|ctx: AppState, e: Event<TaskCreated>| {
             let event =
-                TaskEvent::from_envelope(EventKind::Created, &e.envelope, &e.envelope.data.task);
+                TaskEvent::from_envelope(EventKind::Created, &e.envelope, &e.envelope.data.task)
+                    .traced(e.traceparent());
             handle(ctx, "task-created", event)
         })
         .on::<TaskUpdated, _, _>(|ctx: AppState, e: Event<TaskUpdated>| {
             let event =
-                TaskEvent::from_envelope(EventKind::Updated, &e.envelope, &e.envelope.data.task);
+                TaskEvent::from_envelope(EventKind::Updated, &e.envelope, &e.envelope.data.task)
+                    .traced(e.traceparent());
             handle(ctx, "task-updated", event)
         })
         .on::<TaskCompleted, _, _>(|ctx: AppState, e: Event<TaskCompleted>| {
             let event =
-                TaskEvent::from_envelope(EventKind::Completed, &e.envelope, &e.envelope.data.task);
+                TaskEvent::from_envelope(EventKind::Completed, &e.envelope, &e.envelope.data.task)
+                    .traced(e.traceparent());
             handle(ctx, "task-completed", event)
         })
         .on::<TaskDeleted, _, _>(|ctx: AppState, e: Event<TaskDeleted>| {
             let event =
-                TaskEvent::from_envelope(EventKind::Deleted, &e.envelope, &e.envelope.data.task);
+                TaskEvent::from_envelope(EventKind::Deleted, &e.envelope, &e.envelope.data.task)
+                    .traced(e.traceparent());
             handle(ctx, "task-deleted", event)
         })
         .second_chance()

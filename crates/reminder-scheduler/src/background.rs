@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::Utc;
 use service_kit::Shutdown;
 use tokio::time::{Instant, MissedTickBehavior};
+use tracing::Instrument as _;
 
 use crate::context::Context;
 use crate::error::Error;
@@ -90,7 +91,7 @@ async fn scan_loop(ctx: &Context, stop: &Shutdown) {
         if !ctx.lease.is_held() {
             continue;
         }
-        match scanner::scan(ctx).await {
+        match traced_scan(ctx).await {
             Ok(report) => {
                 if report.published > 0 || report.dropped > 0 {
                     tracing::info!(?report, "scan finished");
@@ -106,4 +107,29 @@ async fn scan_loop(ctx: &Context, stop: &Shutdown) {
             Err(error) => tracing::warn!(%error, "scan failed; retrying at the next tick"),
         }
     }
+}
+
+/// One scan, in a root span of its own when traces are exported (each reminder it publishes is
+/// a span of its task's trace, linked to this one).
+async fn traced_scan(ctx: &Context) -> Result<scanner::ScanReport, Error> {
+    if !dapr_http::spans::exporting() {
+        return scanner::scan(ctx).await;
+    }
+    let span = tracing::info_span!(
+        parent: None,
+        "scan",
+        otel.name = "reminder scan",
+        reminders.published = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    dapr_http::spans::record_ids(&span);
+    let scanned = scanner::scan(ctx).instrument(span.clone()).await;
+    match &scanned {
+        Ok(report) => {
+            span.record("reminders.published", report.published);
+        }
+        Err(error) => dapr_http::spans::fail(&span, error),
+    }
+    scanned
 }

@@ -27,6 +27,8 @@ pub struct TaskEvent {
     pub kind: EventKind,
     pub event_id: Uuid,
     pub correlation_id: String,
+    /// The trace the event is handled in (see [`TaskRecord::traceparent`]).
+    pub traceparent: Option<String>,
     pub task: TaskSnapshot,
 }
 
@@ -36,8 +38,17 @@ impl TaskEvent {
             kind,
             event_id: envelope.event_id,
             correlation_id: envelope.correlation_id.clone(),
+            traceparent: None,
             task: task.clone(),
         }
+    }
+
+    /// Records the trace the event is handled in: the current span's when traces are exported,
+    /// else the delivery's `traceparent`.
+    pub fn traced(mut self, delivery: Option<&str>) -> Self {
+        self.traceparent = dapr_http::spans::traceparent_of(&tracing::Span::current())
+            .or_else(|| delivery.map(str::to_owned));
+        self
     }
 }
 
@@ -84,9 +95,17 @@ pub fn decide(
         && task.status != TaskStatus::Completed;
     let due_date = task.due_date.filter(|_| open);
     let same_schedule = current.is_some_and(|c| c.open && c.due_date == due_date);
-    let (scheduled_by, correlation_id) = match current {
-        Some(c) if same_schedule => (c.scheduled_by, c.correlation_id.clone()),
-        _ => (event.event_id, event.correlation_id.clone()),
+    let (scheduled_by, correlation_id, traceparent) = match current {
+        Some(c) if same_schedule => (
+            c.scheduled_by,
+            c.correlation_id.clone(),
+            c.traceparent.clone(),
+        ),
+        _ => (
+            event.event_id,
+            event.correlation_id.clone(),
+            event.traceparent.clone(),
+        ),
     };
     let reminded_for = current.and_then(|c| c.reminded_for);
     let filed_in = match (due_date, current) {
@@ -115,6 +134,7 @@ pub fn decide(
             reminded_for,
             scheduled_by,
             correlation_id,
+            traceparent,
         },
         file_in,
         unfile_from,
@@ -144,6 +164,9 @@ mod tests {
             kind,
             event_id: Uuid::from_u128(100 + u128::from(version)),
             correlation_id: format!("corr-{version}"),
+            traceparent: Some(format!(
+                "00-4bf92f3577b34da6a3ce929d0e0e47{version:02x}-00f067aa0ba902b7-01"
+            )),
             task: TaskSnapshot {
                 task_id: Uuid::from_u128(1),
                 user_id: Uuid::from_u128(2),
@@ -213,6 +236,11 @@ mod tests {
             Uuid::from_u128(102),
             "new causation"
         );
+        // The reminder of the new due date belongs to the trace of the event that set it.
+        assert_eq!(
+            plan.record.traceparent,
+            event(EventKind::Updated, 2, Some(new_due)).traceparent
+        );
     }
 
     #[test]
@@ -226,6 +254,7 @@ mod tests {
         assert_eq!((plan.file_in, plan.unfile_from), (None, None));
         assert_eq!(plan.record.filed_in, current.filed_in);
         assert_eq!(plan.record.scheduled_by, current.scheduled_by);
+        assert_eq!(plan.record.traceparent, current.traceparent, "same trace");
         assert_eq!(plan.record.title, "new title");
     }
 

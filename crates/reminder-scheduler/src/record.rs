@@ -34,6 +34,11 @@ pub struct TaskRecord {
     pub scheduled_by: Uuid,
     /// The correlation id of that event, carried into the reminder.
     pub correlation_id: String,
+    /// The W3C `traceparent` under which that event was handled: the reminder's publish is a
+    /// child of it, so the reminder shows up in the task's trace. Absent in records written
+    /// before traces were kept, and when the delivery had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 #[cfg(test)]
@@ -58,6 +63,7 @@ pub(crate) mod tests {
             reminded_for: None,
             scheduled_by: Uuid::from_u128(3),
             correlation_id: "corr-1".into(),
+            traceparent: None,
         }
     }
 }

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt as _;
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::buckets::{Bucket, Buckets};
@@ -235,7 +236,7 @@ async fn remind(
     if !ctx.lease.is_held() {
         return Err(Error::LeaseLost);
     }
-    ctx.dapr.publish(&ctx.pubsub, &envelope).await?;
+    publish_reminder(ctx, record, &envelope).await?;
     metrics::published();
     tracing::info!(task_id = %record.task_id, due_date = %envelope.data.due_date,
         event_id = %envelope.event_id, "reminder published");
@@ -254,6 +255,40 @@ async fn remind(
         record.task_id,
         marked.map_or(record.version, |r| r.version),
     )))
+}
+
+/// Publishes a reminder. When traces are exported the publish is a span in the trace of the
+/// event that set the due date (kept with the record), linked to the scan that found it due.
+async fn publish_reminder(
+    ctx: &Context,
+    record: &TaskRecord,
+    envelope: &events::Envelope<events::TaskDueSoon>,
+) -> Result<(), Error> {
+    if !dapr_http::spans::exporting() {
+        return Ok(ctx.dapr.publish(&ctx.pubsub, envelope).await?);
+    }
+    let scan = dapr_http::spans::span_context(&tracing::Span::current());
+    let span = tracing::info_span!(
+        "reminder",
+        otel.name = "reminder publish",
+        otel.kind = "producer",
+        task_id = %record.task_id,
+        event_id = %envelope.event_id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    dapr_http::spans::continue_trace(&span, record.traceparent.as_deref());
+    dapr_http::spans::link(&span, scan);
+    dapr_http::spans::record_ids(&span);
+    let published = ctx
+        .dapr
+        .publish(&ctx.pubsub, envelope)
+        .instrument(span.clone())
+        .await;
+    if let Err(error) = &published {
+        dapr_http::spans::fail(&span, error);
+    }
+    Ok(published?)
 }
 
 async fn write_watermark(ctx: &Context, next: &Watermark, etag: Option<&str>) -> Result<(), Error> {

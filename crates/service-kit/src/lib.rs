@@ -9,7 +9,8 @@
 //! * [`service_router`]: health, readiness, metrics, request id, trace context, body limit and
 //!   problem+json fallbacks around a service's own routes.
 //! * [`Shutdown`]: the one stop signal the server and the background tasks share.
-//! * Tracing and Prometheus set-up ([`init_tracing`], [`prometheus`]) and RFC 9457 problem
+//! * Logging, OTLP trace export and Prometheus set-up ([`init_tracing`], [`traces`],
+//!   [`flush_traces`], [`prometheus`]) and RFC 9457 problem
 //!   responses ([`Problem`]).
 //!
 //! A new service copies one of the four: a `settings.rs` flattening [`CommonSettings`], a
@@ -24,6 +25,7 @@ pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
 pub mod trace_context;
+pub mod traces;
 
 pub use common_settings::{CommonSettings, CommonSettingsError, DEFAULT_APP_HOST};
 pub use health::health_routes;
@@ -34,5 +36,6 @@ pub use settings::{
     CONFIG_FILE_VAR, LayeredSettings, SettingsError, load_settings, load_settings_from,
 };
 pub use shutdown::Shutdown;
-pub use telemetry::{TelemetryError, init_tracing, metrics_routes, prometheus};
+pub use telemetry::{TelemetryError, flush_traces, init_tracing, metrics_routes, prometheus};
 pub use trace_context::{REQUEST_ID, TRACEPARENT, traceparent};
+pub use traces::{TraceExport, TraceExportError};

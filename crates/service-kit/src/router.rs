@@ -2,6 +2,8 @@
 //! `/healthz`, `/readyz`, `/metrics`, problem+json answers for unknown routes and methods, the
 //! body limit, a request id, and a request span that records the caller's W3C `traceparent`.
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -11,7 +13,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use dapr_http::DaprClient;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, OnResponse as _, TraceLayer};
 
 use crate::trace_context::{REQUEST_ID, traceparent};
 use crate::{CommonSettings, Problem, TelemetryError, health_routes, metrics_routes, prometheus};
@@ -32,7 +34,11 @@ pub fn service_router(
         // Extractors read the limit from here; without it axum would apply its own 2 MiB.
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn_with_state(limit, limit_body))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(record_response),
+        )
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid)))
 }
@@ -63,24 +69,59 @@ async fn limit_body(State(limit): State<usize>, request: Request, next: Next) ->
 }
 
 /// The span every request runs in: method, path, request id and, when the caller sent a valid
-/// one, its `traceparent`, so a service's log lines join the caller's trace.
+/// one, its `traceparent`, so a service's log lines join the caller's trace. When traces are
+/// exported it is also the request's server span, continuing that `traceparent`.
 fn request_span(request: &Request) -> tracing::Span {
     let request_id = request
         .headers()
         .get(&REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
+    let incoming = traceparent(request.headers());
+    let (method, path) = (request.method().as_str(), request.uri().path());
+    // Probes and scrapes would each be a trace of their own, every few seconds; daprd leaves
+    // its health checks out of its traces too (`pkg/diagnostics/http_tracing.go`).
+    let probe = matches!(path, "/healthz" | "/readyz" | "/metrics");
+    if !dapr_http::spans::exporting() || probe {
+        let span = tracing::info_span!(
+            "http",
+            method,
+            path,
+            request_id,
+            traceparent = tracing::field::Empty,
+        );
+        if let Some(traceparent) = incoming {
+            span.record("traceparent", traceparent);
+        }
+        return span;
+    }
     let span = tracing::info_span!(
         "http",
-        method = %request.method(),
-        path = request.uri().path(),
+        otel.name = format!("{method} {path}"),
+        otel.kind = "server",
+        http.request.method = method,
+        url.path = path,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
         request_id,
-        traceparent = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
     );
-    if let Some(traceparent) = traceparent(request.headers()) {
-        span.record("traceparent", traceparent);
-    }
+    dapr_http::spans::continue_trace(&span, incoming);
+    dapr_http::spans::record_ids(&span);
     span
+}
+
+/// Records the status on the request's server span (a 5xx marks it failed), then logs as the
+/// default does.
+fn record_response(response: &Response, latency: Duration, span: &tracing::Span) {
+    if dapr_http::spans::exporting() {
+        span.record("http.response.status_code", response.status().as_u16());
+        if response.status().is_server_error() {
+            span.record("otel.status_code", "error");
+        }
+    }
+    DefaultOnResponse::default().on_response(response, latency, span);
 }
 
 #[cfg(test)]

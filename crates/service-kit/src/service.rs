@@ -61,7 +61,8 @@ pub enum RunError<E: std::error::Error + 'static> {
     Service(E),
 }
 
-/// Binds `APP_HOST:APP_PORT`, builds `S`, and runs it until SIGTERM or Ctrl-C.
+/// Binds `APP_HOST:APP_PORT`, builds `S`, and runs it until SIGTERM or Ctrl-C; then exports the
+/// spans still queued.
 pub async fn run<S: Service>(settings: S::Settings) -> Result<(), RunError<S::Error>> {
     let common = settings.common();
     let address = common.address();
@@ -79,7 +80,10 @@ pub async fn run<S: Service>(settings: S::Settings) -> Result<(), RunError<S::Er
         .await
         .map_err(RunError::Service)?;
     tracing::info!(%app_id, %address, "listening");
-    service.run_until(shutdown).await.map_err(RunError::Service)
+    let ran = service.run_until(shutdown).await.map_err(RunError::Service);
+    // After the requests in flight and the background tasks: their spans are the last queued.
+    crate::flush_traces().await;
+    ran
 }
 
 /// Serves `router` on `listener` until `shutdown` is triggered, then lets the requests in flight

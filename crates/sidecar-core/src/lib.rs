@@ -24,7 +24,8 @@
 //! 3. [`components`]: component traits, the built-in components and the [`Registry`];
 //! 4. [`secretstores`] (`secretKeyRef` resolution), [`runtime`] (components of a run, app
 //!    channels);
-//! 5. [`options`], [`subscriptions`], [`policies`] (resiliency of one sidecar), [`sidecar`] (the
+//! 5. [`otel`] (the sidecar's own spans, when its Configuration enables tracing), [`options`],
+//!    [`subscriptions`], [`policies`] (resiliency of one sidecar), [`sidecar`] (the
 //!    state one sidecar shares);
 //! 6. [`tokens`], [`app_health`], [`api`], [`invoke`], [`delivery`]: what a running sidecar does;
 //! 7. `lifecycle` (start and stop sequences), `app_subscriptions` (stopping and restarting all of
@@ -67,6 +68,9 @@
 //! * Service invocation access control (`spec.accessControl` of the Configuration given with
 //!   `--config`) is applied by the called app's sidecar, with the caller's identity known for
 //!   certain (as daprd with mTLS); see [`acl`].
+//! * Tracing (`spec.tracing` of the Configuration): with an OTLP/HTTP endpoint and a sampling
+//!   rate other than `"0"`, each sidecar exports daprd's spans of its API calls and deliveries
+//!   under its app id ([`otel`]); a bulk publish's per-entry spans and Zipkin export are left out.
 //! * Not implemented: bulk subscribe, the outbox, actors, gRPC.
 
 pub mod acl;
@@ -81,6 +85,7 @@ pub mod invoke;
 mod lifecycle;
 pub mod metadata;
 pub mod options;
+pub mod otel;
 pub mod policies;
 pub mod resources;
 pub mod runtime;

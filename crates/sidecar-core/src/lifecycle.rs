@@ -163,4 +163,8 @@ pub(crate) async fn stop(state: &SidecarState, servers: &TaskTracker) {
         servers.wait().await;
     })
     .await;
+    // Last: the spans of the deliveries and calls that just ended are queued.
+    if let Some(tracer) = state.tracer.clone() {
+        let _ = tokio::task::spawn_blocking(move || tracer.shutdown()).await;
+    }
 }

@@ -3,6 +3,7 @@
 
 use crate::acl::AccessControl;
 use crate::go;
+use crate::otel::TracingOptions;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ pub struct SidecarOptions {
     /// `spec.accessControl` of the sidecar's Configuration (`--config`): who may invoke this
     /// app. `None` = every app may.
     pub access_control: Option<AccessControl>,
+    /// `spec.tracing` of the Configuration, when it exports spans; `None` = no tracing.
+    pub tracing: Option<TracingOptions>,
 }
 
 impl SidecarOptions {
@@ -48,6 +51,7 @@ impl SidecarOptions {
             max_body_size: DEFAULT_MAX_BODY_SIZE,
             app_health: None,
             access_control: None,
+            tracing: None,
         }
     }
 }

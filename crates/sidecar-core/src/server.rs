@@ -8,6 +8,7 @@ use crate::api;
 use crate::invoke;
 use crate::lifecycle;
 use crate::options::SidecarOptions;
+use crate::otel::{self, SidecarTracer};
 use crate::runtime::Runtime;
 use crate::sidecar::SidecarState;
 use crate::tokens;
@@ -115,7 +116,13 @@ pub async fn start_sidecar(
     let Some(local_addr) = listeners.first().map(|(a, _)| *a) else {
         return Err(StartError::Options("no listen address".into()));
     };
-    let state = Arc::new(SidecarState::new(runtime, opts, client));
+    let tracer = opts
+        .tracing
+        .as_ref()
+        .map(|tracing| SidecarTracer::new(&opts.app_id, tracing))
+        .transpose()
+        .map_err(StartError::Options)?;
+    let state = Arc::new(SidecarState::new(runtime, opts, client, tracer));
     let servers = TaskTracker::new();
     for (addr, listener) in listeners {
         let app = router(state.clone());
@@ -151,8 +158,16 @@ fn router(state: Arc<SidecarState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             tokens::check_api_token,
-        ))
-        .with_state(state);
+        ));
+    // Only a tracing sidecar has the layer: without it, calls cost what they did before.
+    let api = match state.tracer.clone() {
+        Some(tracer) => api.layer(axum::middleware::from_fn_with_state(
+            tracer,
+            otel::trace_api_call,
+        )),
+        None => api,
+    }
+    .with_state(state);
     Router::new()
         .fallback_service(api)
         .layer(axum::middleware::map_request(normalize_path))

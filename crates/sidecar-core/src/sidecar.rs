@@ -3,6 +3,7 @@
 //! and the app channel.
 
 use crate::options::SidecarOptions;
+use crate::otel::SidecarTracer;
 use crate::policies::Policies;
 use crate::runtime::Runtime;
 use crate::subscriptions::ActiveSubscription;
@@ -35,6 +36,8 @@ pub struct SidecarState {
     pub(crate) client: reqwest::Client,
     pub(crate) shutdown: CancellationToken,
     pub(crate) tasks: TaskTracker,
+    /// This sidecar's span exporter, when its Configuration enables tracing.
+    pub(crate) tracer: Option<SidecarTracer>,
 }
 
 impl SidecarState {
@@ -43,6 +46,7 @@ impl SidecarState {
         runtime: Arc<Runtime>,
         opts: SidecarOptions,
         client: reqwest::Client,
+        tracer: Option<SidecarTracer>,
     ) -> Self {
         let (ready, _) = tokio::sync::watch::channel(false);
         let (app_healthy, _) = tokio::sync::watch::channel(opts.app_health.is_none());
@@ -60,6 +64,7 @@ impl SidecarState {
             client,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            tracer,
         }
     }
 

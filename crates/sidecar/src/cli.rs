@@ -18,6 +18,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use sidecar_core::acl::AccessControl;
 use sidecar_core::options::{AppHealthOptions, AppHealthSetting};
+use sidecar_core::otel::{TracingOptions, TracingSection};
 
 mod unsupported;
 mod values;
@@ -249,6 +250,8 @@ pub struct DaprdConfig {
     pub app_health: Option<AppHealthOptions>,
     /// `spec.accessControl` of `--config`.
     pub access_control: Option<AccessControl>,
+    /// `spec.tracing` of `--config`, when it exports spans.
+    pub tracing: Option<TracingOptions>,
     /// Accepted-but-ignored flags, to be logged once tracing is up.
     pub warnings: Vec<String>,
 }
@@ -282,15 +285,22 @@ impl DaprdArgs {
             None => Vec::new(),
         };
 
-        let access_control = match &self.config {
+        let (access_control, tracing) = match &self.config {
             Some(path) if !path.as_os_str().is_empty() => {
                 warnings.push(format!(
-                    "--config {}: only spec.accessControl is applied (tracing, metrics and features are not)",
+                    "--config {}: only spec.accessControl and spec.tracing are applied (metrics and features are not)",
                     path.display()
                 ));
-                read_access_control(path)?
+                let tracing = read_tracing(path)?;
+                warnings.extend(
+                    tracing
+                        .ignored
+                        .iter()
+                        .map(|what| format!("--config {}: {what}", path.display())),
+                );
+                (read_access_control(path)?, tracing.options)
             }
-            _ => None,
+            _ => (None, None),
         };
 
         let app_health = if self.enable_app_health_check == Some(true) {
@@ -313,6 +323,7 @@ impl DaprdArgs {
             log_as_json: self.log_as_json.unwrap_or(false),
             app_health,
             access_control,
+            tracing,
             warnings,
         })
     }
@@ -328,6 +339,18 @@ pub fn read_access_control(path: &std::path::Path) -> Result<Option<AccessContro
     let text = std::fs::read_to_string(path)
         .map_err(|e| invalid(format!("cannot read the Configuration: {e}")))?;
     AccessControl::from_configuration(&text).map_err(|e| invalid(e.to_string()))
+}
+
+/// The tracing section of a Configuration file (`--config`, run-file `configFilePath`).
+pub fn read_tracing(path: &std::path::Path) -> Result<TracingSection, CliError> {
+    let invalid = |why: String| CliError::Invalid {
+        flag: "config",
+        value: path.display().to_string(),
+        why,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| invalid(format!("cannot read the Configuration: {e}")))?;
+    TracingOptions::from_configuration(&text).map_err(|e| invalid(e.to_string()))
 }
 
 impl DaprdArgs {

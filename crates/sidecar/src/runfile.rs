@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use crate::cli::{DEFAULT_MAX_BODY_SIZE, LogLevel, parse_listen_addresses, parse_quantity};
 use sidecar_core::acl::AccessControl;
 use sidecar_core::options::AppHealthOptions;
+use sidecar_core::otel::TracingOptions;
 
 mod raw;
 use raw::{RawApp, RawFile, Scalar, unknown_key_warnings};
@@ -71,6 +72,8 @@ pub struct AppPlan {
     pub app_health: Option<AppHealthOptions>,
     /// `spec.accessControl` of the Configuration named by `configFilePath`.
     pub access_control: Option<AccessControl>,
+    /// `spec.tracing` of that Configuration, when it exports spans.
+    pub tracing: Option<TracingOptions>,
 }
 
 /// The whole run file after resolution.
@@ -282,10 +285,21 @@ fn resolve_app(
     let config_file = given(app)
         .map(|p| app_dir.join(p))
         .or_else(|| given(common).map(|p| base.join(p)));
-    let access_control = match config_file {
-        None => None,
-        Some(path) => crate::cli::read_access_control(&path)
-            .map_err(|e| invalid(&key("configFilePath"), e.to_string()))?,
+    let (access_control, tracing) = match config_file {
+        None => (None, None),
+        Some(path) => {
+            let tracing = crate::cli::read_tracing(&path)
+                .map_err(|e| invalid(&key("configFilePath"), e.to_string()))?;
+            warnings.extend(
+                tracing
+                    .ignored
+                    .iter()
+                    .map(|what| format!("{}: {what}", key("configFilePath"))),
+            );
+            let access_control = crate::cli::read_access_control(&path)
+                .map_err(|e| invalid(&key("configFilePath"), e.to_string()))?;
+            (access_control, tracing.options)
+        }
     };
 
     let log_level = match pick(&app.log_level, &common.log_level) {
@@ -365,6 +379,7 @@ fn resolve_app(
         max_body_size,
         app_health,
         access_control,
+        tracing,
     })
 }
 

@@ -89,6 +89,7 @@ pub async fn run_single(cfg: DaprdConfig) -> Result<(), RunnerError> {
         max_body_size: cfg.max_body_size,
         app_health: cfg.app_health.clone(),
         access_control: cfg.access_control.clone(),
+        tracing: cfg.tracing.clone(),
     };
     let handle = start(&runtime, opts).await?;
     tracing::info!(app_id = %cfg.app_id, http_port = handle.local_addr().port(), "sidecar running");
@@ -169,6 +170,7 @@ impl Running {
             max_body_size: app.max_body_size,
             app_health: app.app_health.clone(),
             access_control: app.access_control.clone(),
+            tracing: app.tracing.clone(),
         };
         let handle = start(runtime, opts).await?;
         let http_port = handle.local_addr().port();

@@ -6,7 +6,11 @@
 //! under a load it can carry (concurrency 0 in that line: the rate decides, not the workers).
 //!
 //! `cargo bench -p task-api --bench create_task` (env `BENCH_REQUESTS`, `BENCH_CONCURRENCY`,
-//! `BENCH_OUTBOX_SHARDS`). With `BENCH_FASTAPI_PYTHON` naming a Python that has
+//! `BENCH_OUTBOX_SHARDS`). Logging and trace export are set up as the binary sets them up
+//! (`service_kit::init_tracing`, so `RUST_LOG` and the `OTEL_*` variables apply): with
+//! `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:<port>` the bench also serves an OTLP sink on
+//! that port, which accepts every export and counts it, to measure the cost of tracing
+//! (`OTEL_TRACES_SAMPLER=traceidratio`, `OTEL_TRACES_SAMPLER_ARG=0.1` or `1`). With `BENCH_FASTAPI_PYTHON` naming a Python that has
 //! `benches/fastapi/requirements.txt` installed, the same load also goes to the FastAPI baseline
 //! in `benches/fastapi/app.py` on a sidecar of its own (`scripts/bench-fastapi.sh` sets this up).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -190,6 +194,38 @@ async fn bare_create(State(bare): State<Bare>, Json(body): Json<Value>) -> Statu
     }
 }
 
+/// Export requests and bytes the sink received.
+type Exports = std::sync::Arc<std::sync::Mutex<(usize, usize)>>;
+
+/// An OTLP/HTTP sink on the loopback port of `OTEL_EXPORTER_OTLP_ENDPOINT`, when it names one.
+async fn otlp_sink() -> Option<Exports> {
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok()?;
+    let port: u16 = endpoint
+        .strip_prefix("http://127.0.0.1:")?
+        .trim_end_matches('/')
+        .parse()
+        .ok()?;
+    let exports = Exports::default();
+    let counter = exports.clone();
+    let sink = axum::Router::new().route(
+        "/v1/traces",
+        post(move |body: axum::body::Bytes| {
+            let counter = counter.clone();
+            async move {
+                let mut seen = counter.lock().unwrap();
+                seen.0 += 1;
+                seen.1 += body.len();
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move { axum::serve(listener, sink).await });
+    Some(exports)
+}
+
 fn main() {
     let total = env_usize("BENCH_REQUESTS", 4000);
     let concurrency = env_usize("BENCH_CONCURRENCY", 32);
@@ -198,6 +234,8 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async move {
+        let exports = otlp_sink().await;
+        service_kit::init_tracing("task-api").unwrap();
         // task-api
         let shards = env_usize("BENCH_OUTBOX_SHARDS", 16).to_string();
         let settings: Settings = service_testing::settings(&[
@@ -231,6 +269,11 @@ fn main() {
         at_half.print(&format!("task-api at {half:.0} req/s"), 0);
         let published = cluster.published("task-created").len();
         println!("  events published: {published}");
+        if let Some(exports) = &exports {
+            service_kit::flush_traces().await;
+            let (requests, bytes) = *exports.lock().unwrap();
+            println!("  OTLP exports received: {requests} ({bytes} bytes)");
+        }
 
         // Bare reference on its own cluster.
         let cluster = Cluster::in_memory().await.unwrap();

@@ -1,7 +1,8 @@
 //! Request correlation: every request gets a correlation id (the caller's `X-Correlation-Id`
 //! when it is sane, a fresh UUID otherwise) that is echoed in the response and carried into
 //! the `correlation_id` of every event the request causes. An incoming W3C `traceparent` is
-//! kept and passed on to the publish call, so the sidecar continues the caller's trace.
+//! kept and passed on to the publish call, so the sidecar continues the caller's trace (under
+//! the request's own server span when traces are exported).
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -84,12 +85,20 @@ pub async fn correlate(mut request: Request, next: Next) -> Response {
 impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
     type Rejection = ApiError;
 
+    /// When traces are exported, the handler's own span (the request's server span) replaces
+    /// the caller's `traceparent`, so the events the request causes are published under it.
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
+        let mut context = parts
             .extensions
             .get::<RequestContext>()
             .cloned()
-            .unwrap_or_else(|| RequestContext::from_headers(&parts.headers)))
+            .unwrap_or_else(|| RequestContext::from_headers(&parts.headers));
+        if dapr_http::spans::exporting()
+            && let Some(own) = dapr_http::spans::traceparent_of(&tracing::Span::current())
+        {
+            context.traceparent = Some(own);
+        }
+        Ok(context)
     }
 }
 

@@ -6,6 +6,7 @@ pub mod pubsub;
 pub mod resiliency;
 pub mod scopes;
 pub mod subscriptions;
+pub mod tracing;
 
 use crate::expected::Expected;
 use crate::manifests::Manifests;
@@ -27,6 +28,7 @@ pub fn check_all(manifests: &Manifests, expected: &Expected) -> Vec<Violation> {
     found.extend(subscriptions::declarative(manifests, expected));
     found.extend(resiliency::copies_agree(manifests));
     found.extend(resiliency::safe_policies(manifests));
+    found.extend(tracing::settings_agree(manifests, expected));
     found.sort();
     found
 }

@@ -3,9 +3,10 @@
 use super::errors::{ApiError, info_metadata, no_content};
 use crate::cloudevent::{self, Publication, TraceContext};
 use crate::components::Message;
+use crate::otel::ApiSpan;
 use crate::runtime::PubSubComponent;
 use crate::sidecar::SidecarState;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
@@ -174,14 +175,24 @@ pub(super) async fn send(
 }
 
 pub(super) fn trace_of(headers: &HeaderMap) -> TraceContext {
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
-    TraceContext::child_of(h("traceparent"), h("tracestate"))
+    TraceContext::child_of(
+        header_text(headers, "traceparent").as_deref(),
+        header_text(headers, "tracestate").as_deref(),
+    )
+}
+
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 pub(super) async fn publish(
     State(state): State<Arc<SidecarState>>,
     Path((name, topic)): Path<(String, String)>,
     Query(params): Params,
+    api_span: Option<Extension<ApiSpan>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -191,7 +202,15 @@ pub(super) async fn publish(
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let trace = trace_of(&headers);
+    // A tracing sidecar stamps the event with its own span of this call (daprd's `onPublish`
+    // writes the request span's context into the CloudEvent); otherwise a child of the caller's.
+    let trace = match api_span {
+        Some(Extension(span)) => TraceContext {
+            traceparent: span.traceparent,
+            tracestate: header_text(&headers, "tracestate").unwrap_or_default(),
+        },
+        None => trace_of(&headers),
+    };
     let data = envelope(
         &state,
         &name,

@@ -254,8 +254,25 @@ impl Deliverer {
                 req = req.header(name, value);
             }
         }
-        let trace =
-            cloudevent::TraceContext::child_of(p.traceparent.as_deref(), p.tracestate.as_deref());
+        // With tracing on, each attempt is a span of its own, child of the event's trace
+        // (daprd's postman starts one per `Deliver` call).
+        let span = self.state.tracer.as_ref().map(|tracer| {
+            tracer.start(
+                format!("pubsub/{}", msg.topic),
+                p.traceparent.as_deref(),
+                crate::otel::delivery_attributes(&msg.topic),
+            )
+        });
+        let trace = match &span {
+            Some(span) => cloudevent::TraceContext {
+                traceparent: span.traceparent(),
+                tracestate: p.tracestate.clone().unwrap_or_default(),
+            },
+            None => cloudevent::TraceContext::child_of(
+                p.traceparent.as_deref(),
+                p.tracestate.as_deref(),
+            ),
+        };
         req = req.header("traceparent", trace.traceparent);
         if !trace.tracestate.is_empty() {
             req = req.header("tracestate", trace.tracestate);
@@ -273,12 +290,21 @@ impl Deliverer {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let bytes = resp.bytes().await.unwrap_or_default();
+                if let Some(span) = span {
+                    span.end_with_http_status(status);
+                }
                 interpret(status, &bytes)
             }
-            Err(e) => AppOutcome::Retry {
-                status: None,
-                reason: format!("error sending message to the app: {e}"),
-            },
+            Err(e) => {
+                let reason = format!("error sending message to the app: {e}");
+                if let Some(span) = span {
+                    span.end_with_error(reason.clone());
+                }
+                AppOutcome::Retry {
+                    status: None,
+                    reason,
+                }
+            }
         }
     }
 

@@ -249,7 +249,7 @@ fn config_gives_the_access_control_and_a_bad_file_fails_naming_it() {
     assert!(
         cfg.warnings
             .iter()
-            .any(|w| w.contains("only spec.accessControl"))
+            .any(|w| w.contains("only spec.accessControl and spec.tracing are applied"))
     );
 
     let missing = dir.path().join("absent.yaml");
