@@ -60,6 +60,10 @@ pub struct RunArgs {
     /// Log level of the sidecars; the most verbose of this and the apps' `logLevel` applies.
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
+    /// Runs N instances of app APP, each with its own sidecar and ports and the same app id
+    /// (competing consumers, as replicas under Kubernetes); repeat for several apps.
+    #[arg(long = "scale", value_name = "APP=N")]
+    pub scale: Vec<crate::scale::Scale>,
 }
 
 /// Ordered from most to least verbose.

@@ -71,6 +71,8 @@ pub struct AppPlan {
     pub app_health: Option<AppHealthOptions>,
     /// `spec.accessControl` of the Configuration named by `configFilePath`.
     pub access_control: Option<AccessControl>,
+    /// How many instances to run: 1 unless `--scale` says otherwise (see [`crate::scale`]).
+    pub replicas: usize,
 }
 
 /// The whole run file after resolution.
@@ -365,6 +367,7 @@ fn resolve_app(
         max_body_size,
         app_health,
         access_control,
+        replicas: 1,
     })
 }
 

@@ -14,6 +14,7 @@ mod conformance_redis;
 mod conformance_state;
 mod deploy_scopes;
 mod multi_app;
+mod multi_app_scale;
 mod redis_deploy;
 mod redis_durability;
 mod redis_pubsub;
