@@ -19,8 +19,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use sidecar_core::acl::AccessControl;
 use sidecar_core::options::{AppHealthOptions, AppHealthSetting};
 
+mod scale_flag;
 mod unsupported;
 mod values;
+pub use scale_flag::{MAX_REPLICAS, Scale, ScaleFlagError};
 pub use values::{normalize_args, parse_listen_addresses, parse_quantity};
 
 /// Default `--max-body-size` of daprd: 4 MiB.
@@ -63,7 +65,7 @@ pub struct RunArgs {
     /// Runs N instances of app APP, each with its own sidecar and ports and the same app id
     /// (competing consumers, as replicas under Kubernetes); repeat for several apps.
     #[arg(long = "scale", value_name = "APP=N")]
-    pub scale: Vec<crate::scale::Scale>,
+    pub scale: Vec<Scale>,
 }
 
 /// Ordered from most to least verbose.

@@ -8,62 +8,17 @@
 //! values of the app's `env` that carry one of the file's ports get the instance's port instead.
 
 use std::collections::BTreeMap;
-use std::str::FromStr;
 
+pub use crate::cli::{MAX_REPLICAS, Scale, ScaleFlagError};
 use crate::runfile::{AppPlan, RunPlan};
 
-/// Most instances of one app: far beyond what one machine runs usefully, low enough that a typo
-/// (`=300`) is an error rather than hundreds of processes.
-pub const MAX_REPLICAS: usize = 64;
-
-/// One `--scale APP=N` flag.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scale {
-    pub app_id: String,
-    pub replicas: usize,
-}
-
-/// A `--scale` value that cannot be applied; the message names the value and what is wrong.
+/// A `--scale` flag that does not fit the run file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ScaleError {
-    #[error("--scale {value:?}: expected APP=N, e.g. email-worker=3")]
-    Syntax { value: String },
-    #[error(
-        "--scale {value:?}: the instance count {count:?} is not a whole number from 1 to {MAX_REPLICAS}"
-    )]
-    Count { value: String, count: String },
     #[error("--scale {app_id}: no app {app_id:?} in the run file (its apps: {known})")]
     UnknownApp { app_id: String, known: String },
     #[error("--scale {app_id}: given more than once")]
     Repeated { app_id: String },
-}
-
-impl FromStr for Scale {
-    type Err = ScaleError;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        let syntax = || ScaleError::Syntax {
-            value: value.to_owned(),
-        };
-        let (app_id, count) = value.split_once('=').ok_or_else(syntax)?;
-        let app_id = app_id.trim();
-        if app_id.is_empty() {
-            return Err(syntax());
-        }
-        let replicas = count
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_REPLICAS).contains(n))
-            .ok_or_else(|| ScaleError::Count {
-                value: value.to_owned(),
-                count: count.to_owned(),
-            })?;
-        Ok(Scale {
-            app_id: app_id.to_owned(),
-            replicas,
-        })
-    }
 }
 
 /// Sets the instance count of each app named by `scales`; apps not named keep one instance.

@@ -27,12 +27,15 @@ fn a_flag_parses_and_bad_ones_say_what_is_wrong() {
     );
     for bad in ["email-worker", "=2", " =2"] {
         let err = bad.parse::<Scale>().unwrap_err();
-        assert_eq!(err, ScaleError::Syntax { value: bad.into() });
+        assert_eq!(err, ScaleFlagError::Syntax { value: bad.into() });
         assert!(err.to_string().contains("expected APP=N"), "{err}");
     }
     for bad in ["w=0", "w=-1", "w=two", "w=", "w=65"] {
         let err = bad.parse::<Scale>().unwrap_err();
-        assert!(matches!(err, ScaleError::Count { .. }), "{bad}: {err:?}");
+        assert!(
+            matches!(err, ScaleFlagError::Count { .. }),
+            "{bad}: {err:?}"
+        );
         assert!(err.to_string().contains("from 1 to 64"), "{err}");
     }
 }

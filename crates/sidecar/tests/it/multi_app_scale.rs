@@ -98,10 +98,9 @@ apps:
         ),
     );
     let mut runner = run_scaled(&file, &["subscriber=3"]);
-    // The publisher sends one message every 200 ms; 15 are enough to see them spread.
     let out = runner
         .stdout
-        .wait_for("== APP - auditor == received n=15")
+        .wait_for("== APP - auditor == received n=")
         .await;
 
     let rows = table(&out);
@@ -151,29 +150,41 @@ apps:
     assert_eq!(dapr_ports.len(), 3, "{dapr_ports:?}");
 
     // Competing consumers: each message once to one of the subscriber's instances; fan-out:
-    // each message to the auditor as well.
-    let got = received(&out);
+    // each message to the auditor as well. Messages published before both apps had subscribed
+    // are nobody's (the publisher starts at once), so the window starts at the first message both
+    // received, and ends 15 messages later, which the auditor receiving 3 more proves published.
+    const WINDOW: u64 = 15;
+    let first = |got: &[(String, u64)], app: &str| {
+        got.iter()
+            .filter(|(l, _)| l.split('#').next() == Some(app))
+            .map(|(_, n)| *n)
+            .min()
+    };
+    let (got, start) = eventually("a window of messages both apps received", || {
+        let got = received(&runner.stdout.text());
+        async move {
+            let start = first(&got, "auditor")?.max(first(&got, "subscriber")?);
+            got.iter()
+                .any(|(l, n)| l == "auditor" && *n >= start + WINDOW + 3)
+                .then_some((got, start))
+        }
+    })
+    .await;
+    let out = runner.stdout.text();
+    let window = start..=start + WINDOW;
     let audited: BTreeSet<u64> = got
         .iter()
         .filter(|(l, _)| l == "auditor")
         .map(|(_, n)| *n)
         .collect();
-    for n in 0..=15 {
-        assert!(audited.contains(&n), "auditor missed n={n}\n{out}");
-    }
-    // Delivered to the auditor means published; give the subscriber's instances the same time.
-    let out = runner
-        .stdout
-        .wait_for("== APP - auditor == received n=17")
-        .await;
-    let got = received(&out);
     let mut by_n: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for (label, n) in got {
-        if label.starts_with("subscriber") && n <= 15 {
-            by_n.entry(n).or_default().push(label);
+    for (label, n) in &got {
+        if label.starts_with("subscriber#") && window.contains(n) {
+            by_n.entry(*n).or_default().push(label.clone());
         }
     }
-    for n in 0..=15 {
+    for n in window {
+        assert!(audited.contains(&n), "auditor missed n={n}\n{out}");
         let who = by_n.get(&n).cloned().unwrap_or_default();
         assert_eq!(
             who.len(),
