@@ -5,5 +5,6 @@
 mod durability_support;
 
 mod durability;
+mod scaled;
 mod subscriber_crash;
 mod task_flow;
