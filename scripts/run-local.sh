@@ -6,21 +6,31 @@
 #   scripts/run-local.sh            dapr.yaml: in-memory components, nothing kept between runs
 #   scripts/run-local.sh --redis    dapr.redis.yaml: Redis Streams + Redis state on localhost:6379;
 #                                   starts a redis-server there (data in .local/redis) if none answers
+#   scripts/run-local.sh --scale email-worker=3 --scale task-api=2
+#                                   that many instances of an app (repeatable; with either file):
+#                                   each with its own sidecar and ports, the same app id; the
+#                                   runner's table lists every instance and its ports
 #
 # Then, in another terminal: scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
 
 run_file=dapr.yaml
 redis=false
-for arg in "$@"; do
-  case "$arg" in
+scale=() # passed on to the runner, which checks the app names and counts
+while [ $# -gt 0 ]; do
+  case "$1" in
     --redis) redis=true; run_file=dapr.redis.yaml ;;
+    --scale)
+      [ $# -ge 2 ] || { echo "error: --scale needs APP=N" >&2; usage >&2; exit 2; }
+      scale+=(--scale "$2"); shift ;;
+    --scale=*) scale+=(--scale "${1#--scale=}") ;;
     -h|--help) usage; exit 0 ;;
-    *) echo "error: unknown argument $arg" >&2; usage >&2; exit 2 ;;
+    *) echo "error: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
+  shift
 done
 
 # HTTP status of GET http://127.0.0.1:$1$2, using bash's /dev/tcp so curl is not required.
@@ -110,7 +120,7 @@ mkdir -p .local/mail
 # this script, which passes exactly one SIGINT on: a second one would make the runner kill the apps
 # without their graceful shutdown.
 set -m
-target/debug/sidecar run -f "$run_file" &
+target/debug/sidecar run -f "$run_file" "${scale[@]}" &
 runner=$!
 set +m
 
@@ -149,6 +159,7 @@ elif $ready; then
       read -r id app_port dapr_port <<<"$line"
       printf '    %-20s %-24s %s\n' "$id" "http://127.0.0.1:$app_port" "http://127.0.0.1:$dapr_port"
     done
+    [ ${#scale[@]} -eq 0 ] || echo "    (first instances; the runner's table above lists every instance)"
     echo "    REST API:  http://127.0.0.1:8080/api/tasks  (OpenAPI at /openapi.json)"
     echo "    Emails:    $PWD/.local/mail (one .eml file per email)"
     echo "    Try it:    scripts/demo.sh"
