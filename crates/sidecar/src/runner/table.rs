@@ -75,6 +75,7 @@ pub fn print(rows: &[Row]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
