@@ -6,25 +6,40 @@
 #   scripts/load.sh                                 30 s at 16 requests in flight
 #   scripts/load.sh --duration 20s --concurrency 16
 #   scripts/load.sh --duration 20s --rate 200       fixed rate (at most --concurrency in flight)
+#   scripts/load.sh --scale email-worker=2 --scale audit-logger=2
+#                                                   instances per app (sidecar run --scale); the
+#                                                   result adds each instance's share of the work
 #   scripts/load.sh --kafka --duration 20s          on dapr.kafka.yaml: production's Kafka pub/sub
 #                                                   component and Redis state (brokers started as
 #                                                   scripts/run-local.sh --kafka starts them)
 #
-# Arguments after --kafka go to loadgen (target/release/loadgen --help). Writes
-# docs/load/result.json and docs/load/latency.svg (docs/load/kafka/ with --kafka). Environment:
-# SMTP_PORT (sink port, default 2525), USERS (tasks are spread over this many users, default 16),
-# OUT_DIR. Traffic stays on 127.0.0.1. Needs the Rust toolchain (and, with --kafka, what
-# scripts/lib/require.sh installs: redis-server, tansu).
+# --scale goes to the runner, --kafka picks the run file, every other argument goes to loadgen
+# (target/release/loadgen --help). Writes docs/load/result.json and docs/load/latency.svg
+# (docs/load/kafka/ with --kafka). Environment: SMTP_PORT (sink port, default 2525), USERS (tasks
+# are spread over this many users, default 16), OUT_DIR, PROFILE (release or debug binaries,
+# default release), NO_BUILD=1 (run the binaries already built). Traffic stays on 127.0.0.1.
+# Needs the Rust toolchain (and, with --kafka, what scripts/lib/require.sh installs:
+# redis-server, tansu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/local-brokers.sh
 
-case "${1:-}" in -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+
 kafka=false
-if [ "${1:-}" = --kafka ]; then
-  kafka=true
+scale=()   # for the runner, which checks the app names and counts
+loadgen=() # everything else
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --kafka) kafka=true ;;
+    --scale)
+      [ $# -ge 2 ] || { echo "error: --scale needs APP=N" >&2; exit 2; }
+      scale+=(--scale "$2"); shift ;;
+    --scale=*) scale+=(--scale "${1#--scale=}") ;;
+    *) loadgen+=("$1") ;;
+  esac
   shift
-fi
+done
 
 SMTP_PORT=${SMTP_PORT:-2525}
 USERS=${USERS:-16}
@@ -33,6 +48,9 @@ if $kafka; then
 else
   OUT_DIR=${OUT_DIR:-docs/load}
 fi
+PROFILE=${PROFILE:-release}
+case "$PROFILE" in release|debug) ;; *) echo "error: PROFILE must be release or debug" >&2; exit 2 ;; esac
+BIN=target/$PROFILE
 case "$USERS" in ''|*[!0-9]*) echo "error: USERS must be a number" >&2; exit 2 ;; esac
 [ "$USERS" -ge 1 ] && [ "$USERS" -le 1000 ] || { echo "error: USERS must be 1..1000" >&2; exit 2; }
 BASE_RUN_FILE=dapr.yaml
@@ -61,12 +79,19 @@ for port in "${app_ports[@]}" "${dapr_ports[@]}" "$SMTP_PORT"; do
   fi
 done
 
-echo "==> Building release binaries (cargo build --release --bins)..."
-cargo build --release --bins
+if [ "${NO_BUILD:-0}" = 1 ]; then
+  echo "==> Using the $PROFILE binaries as they are (NO_BUILD=1)"
+elif [ "$PROFILE" = release ]; then
+  echo "==> Building release binaries (cargo build --release --bins)..."
+  cargo build --release --bins
+else
+  echo "==> Building debug binaries (cargo build --bins): figures are not comparable with release"
+  cargo build --bins
+fi
 
-# The run file: dapr.yaml with release binaries, warn-level logs (a log line per request would
+# The run file: dapr.yaml with $PROFILE binaries, warn-level logs (a log line per request would
 # be measured too), and SMTP to the sink instead of .eml files.
-sed -e 's#target/debug/#target/release/#' \
+sed -e "s#target/debug/#$BIN/#" \
     -e 's#^\([[:space:]]*\)RUST_LOG: .*#\1RUST_LOG: warn#' \
     -e "s#^\([[:space:]]*\)MAIL_DIR: .*#\1SMTP_URL: smtp://127.0.0.1:${SMTP_PORT}#" \
     "$BASE_RUN_FILE" >"$RUN_FILE"
@@ -103,7 +128,7 @@ fi
 mkdir -p .local/load
 echo "==> Starting the system (log: .local/load/system.log)"
 set -m # own process group, so the whole run can be stopped together
-target/release/sidecar run -f "$RUN_FILE" >.local/load/system.log 2>&1 &
+"$BIN/sidecar" run -f "$RUN_FILE" "${scale[@]}" >.local/load/system.log 2>&1 &
 runner=$!
 set +m
 
@@ -122,18 +147,51 @@ for _ in $(seq 600); do
 done
 $ready || { echo "error: the system did not become ready in 60 s; see .local/load/system.log" >&2; exit 1; }
 
+# Every instance, from the runner's table ("APP  APP PORT  DAPR HTTP PORT ...", printed once all
+# have started): "label app-port" per line.
+instances() {
+  awk '/^APP .*DAPR HTTP PORT/ { table = 1; next }
+       table && NF == 6 && $3 ~ /^[0-9]+$/ { print $1, $2; next }
+       table { exit }' .local/load/system.log
+}
+task_api_urls=()
+if [ ${#scale[@]} -gt 0 ]; then
+  ready=false
+  for _ in $(seq 600); do
+    kill -0 "$runner" 2>/dev/null || break
+    mapfile -t rows < <(instances)
+    all=$([ ${#rows[@]} -gt 0 ] && echo true || echo false)
+    for row in "${rows[@]}"; do
+      read -r label port <<<"$row"
+      [ "$port" = - ] && continue
+      case "$(http_status "$port" /readyz)" in 200|204) ;; *) all=false ;; esac
+    done
+    if $all; then ready=true; break; fi
+    sleep 0.1
+  done
+  $ready || { echo "error: not every instance became ready in 60 s; see .local/load/system.log" >&2; exit 1; }
+  for row in "${rows[@]}"; do
+    read -r label port <<<"$row"
+    case "$label" in task-api|task-api\#*) task_api_urls+=("http://127.0.0.1:$port") ;; esac
+  done
+  echo "==> Instances: ${rows[*]}"
+else
+  task_api_urls=("http://127.0.0.1:${app_ports[0]}")
+fi
+
 tokens=()
 for _ in $(seq "$USERS"); do
   user_id=$(cat /proc/sys/kernel/random/uuid)
-  tokens+=("$(JWT_SECRET=$(setting JWT_SECRET) target/release/task-api token \
+  tokens+=("$(JWT_SECRET=$(setting JWT_SECRET) "$BIN/task-api" token \
     --user-id "$user_id" --email "load-${user_id:0:8}@example.com" --ttl 1h)")
 done
 token=$(IFS=,; echo "${tokens[*]}")
 
-echo "==> Running loadgen $*"
-LOADGEN_TOKEN=$token target/release/loadgen \
-  --url "http://127.0.0.1:${app_ports[0]}" \
+echo "==> Running loadgen ${loadgen[*]}"
+LOADGEN_TOKEN=$token "$BIN/loadgen" \
+  --url "$(IFS=,; echo "${task_api_urls[*]}")" \
   --smtp-listen "127.0.0.1:${SMTP_PORT}" \
-  --process-dir target/release \
+  --process-dir "$BIN" \
+  --run-log .local/load/system.log \
   --out "$OUT_DIR/result.json" --plot "$OUT_DIR/latency.svg" \
-  "$@"
+  "${loadgen[@]}"

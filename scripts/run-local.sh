@@ -13,17 +13,22 @@
 #                                   also exports every trace (services and sidecars, all sampled)
 #                                   to that OTLP/HTTP receiver, e.g. Jaeger all-in-one; combines
 #                                   with --redis or --kafka
+#   scripts/run-local.sh --scale email-worker=3 --scale task-api=2
+#                                   that many instances of an app (repeatable; with any file):
+#                                   each with its own sidecar and ports, the same app id; the
+#                                   runner's table lists every instance and its ports
 #
 # Then, in another terminal: scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
 
 run_file=dapr.yaml
 redis=false
 kafka=false
 otlp=
+scale=() # passed on to the runner, which checks the app names and counts
 while [ $# -gt 0 ]; do
   case "$1" in
     --redis) redis=true; run_file=dapr.redis.yaml ;;
@@ -32,6 +37,10 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] || { echo "error: --otlp needs a URL (http://host:port)" >&2; exit 2; }
       otlp=$2; shift ;;
     --otlp=*) otlp=${1#--otlp=} ;;
+    --scale)
+      [ $# -ge 2 ] || { echo "error: --scale needs APP=N" >&2; usage >&2; exit 2; }
+      scale+=(--scale "$2"); shift ;;
+    --scale=*) scale+=(--scale "${1#--scale=}") ;;
     -h|--help) usage; exit 0 ;;
     *) echo "error: unknown argument $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -121,7 +130,7 @@ fi
 # this script, which passes exactly one SIGINT on: a second one would make the runner kill the apps
 # without their graceful shutdown.
 set -m
-target/debug/sidecar run -f "$run_file" &
+target/debug/sidecar run -f "$run_file" "${scale[@]}" &
 runner=$!
 set +m
 
@@ -160,6 +169,7 @@ elif $ready; then
       read -r id app_port dapr_port <<<"$line"
       printf '    %-20s %-24s %s\n' "$id" "http://127.0.0.1:$app_port" "http://127.0.0.1:$dapr_port"
     done
+    [ ${#scale[@]} -eq 0 ] || echo "    (first instances; the runner's table above lists every instance)"
     echo "    REST API:  http://127.0.0.1:8080/api/tasks  (OpenAPI at /openapi.json)"
     echo "    Emails:    $PWD/.local/mail (one .eml file per email)"
     echo "    Try it:    scripts/demo.sh"

@@ -12,12 +12,16 @@ use yaml_serde::{Mapping, Value};
 
 use crate::Binaries;
 
-/// The ports one app of the run got.
+/// The ports one app of the run got (one instance of it, when the run scales the app).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppPorts {
     pub app_id: String,
     pub app_port: u16,
     pub dapr_http_port: u16,
+    /// 1-based index among the app's instances (`--scale`); 1 for an app run once.
+    pub instance: usize,
+    /// Process id of the instance, once the runner's table of instances has been read.
+    pub pid: Option<u32>,
 }
 
 /// A run file being prepared, then written.
@@ -205,6 +209,8 @@ impl RunFile {
                 app_id,
                 app_port,
                 dapr_http_port,
+                instance: 1,
+                pid: None,
             });
         }
         if let Some(app_id) = self.env.keys().next() {

@@ -1,7 +1,8 @@
 //! The whole system as one child process: `sidecar run -f <file>` (which starts every app with its
 //! sidecar), its output kept in a file, readiness checks, and a clean stop that verifies no app
-//! process survives. Dropping a [`System`] that was not stopped kills everything, and prints the
-//! run's output when the test is failing.
+//! process survives. A run with `--scale APP=N` learns where each instance listens from the table
+//! of instances the runner prints once everything has started. Dropping a [`System`] that was not
+//! stopped kills everything, and prints the run's output when the test is failing.
 
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -42,6 +43,10 @@ pub struct System {
     /// The app processes, recorded once the run is ready.
     app_processes: Vec<ProcessInfo>,
     stopped: bool,
+    /// `--scale` flags given to the runner.
+    scales: Vec<String>,
+    /// Length of the log when this run started: its table of instances comes after.
+    log_start: usize,
 }
 
 impl System {
@@ -53,6 +58,21 @@ impl System {
         apps: Vec<AppPorts>,
         log: PathBuf,
     ) -> anyhow::Result<Self> {
+        Self::start_scaled(bins, run_file, apps, log, &[])
+    }
+
+    /// As [`System::start`], with `(app id, instances)` passed as `--scale APP=N`. The ports of
+    /// the instances are known once [`System::wait_ready`] has returned.
+    pub fn start_scaled(
+        bins: &Binaries,
+        run_file: &Path,
+        apps: Vec<AppPorts>,
+        log: PathBuf,
+        scales: &[(&str, usize)],
+    ) -> anyhow::Result<Self> {
+        let scales: Vec<String> = scales.iter().map(|(a, n)| format!("{a}={n}")).collect();
+        let log_start =
+            std::fs::metadata(&log).map_or(0, |m| usize::try_from(m.len()).unwrap_or(usize::MAX));
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -63,6 +83,7 @@ impl System {
             .arg("-f")
             .arg(run_file)
             .args(["--shutdown-grace-seconds", "5"])
+            .args(scales.iter().flat_map(|s| ["--scale", s.as_str()]))
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
@@ -78,6 +99,8 @@ impl System {
             apps,
             app_processes: Vec::new(),
             stopped: false,
+            scales,
+            log_start,
         })
     }
 
@@ -86,7 +109,12 @@ impl System {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The ports of app `app_id`.
+    /// Every instance of app `app_id`, in index order.
+    pub fn instances(&self, app_id: &str) -> Vec<&AppPorts> {
+        self.apps.iter().filter(|a| a.app_id == app_id).collect()
+    }
+
+    /// The ports of app `app_id` (its first instance).
     pub fn app(&self, app_id: &str) -> anyhow::Result<&AppPorts> {
         self.apps
             .iter()
@@ -122,6 +150,19 @@ impl System {
             {
                 bail!("an app exited during start-up: {line}");
             }
+            if !self.scales.is_empty() && self.apps.iter().all(|a| a.pid.is_none()) {
+                let output = self.output();
+                match instances_table(output.get(self.log_start..).unwrap_or_default()) {
+                    Some(instances) => self.apps = instances,
+                    None => {
+                        if Instant::now() >= deadline {
+                            bail!("no table of instances after {timeout:?}");
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                }
+            }
             let mut pending = Vec::new();
             for app in &self.apps {
                 let probes = [
@@ -138,7 +179,7 @@ impl System {
                         .await
                         .is_ok_and(|r| r.status().is_success());
                     if !ok {
-                        pending.push(format!("{} {what}", app.app_id));
+                        pending.push(format!("{}#{} {what}", app.app_id, app.instance));
                     }
                 }
             }
@@ -228,6 +269,38 @@ impl System {
     }
 }
 
+/// The instances in the runner's table (`APP  APP PORT  DAPR HTTP PORT  DAPR GRPC PORT
+/// METRICS PORT  PID`, `-` for nothing), or `None` while it is not complete in `output`.
+pub fn instances_table(output: &str) -> Option<Vec<AppPorts>> {
+    let mut lines = output
+        .lines()
+        .skip_while(|l| !(l.starts_with("APP ") && l.contains("DAPR HTTP PORT")));
+    lines.next()?;
+    let mut apps = Vec::new();
+    for line in lines {
+        let cells: Vec<&str> = line.split_whitespace().collect();
+        let [label, app_port, dapr_http_port, _grpc, _metrics, pid] = cells[..] else {
+            break;
+        };
+        let Ok(dapr_http_port) = dapr_http_port.parse() else {
+            break;
+        };
+        let (app_id, instance) = match label.rsplit_once('#') {
+            Some((id, n)) => (id, n.parse().ok()?),
+            None => (label, 1),
+        };
+        apps.push(AppPorts {
+            app_id: app_id.to_owned(),
+            app_port: app_port.parse().unwrap_or(0),
+            dapr_http_port,
+            instance,
+            pid: pid.parse().ok(),
+        });
+    }
+    // The table goes out in one write, but the log is read while it is being written.
+    (!apps.is_empty() && output.contains("all apps started")).then_some(apps)
+}
+
 impl Drop for System {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -240,5 +313,41 @@ impl Drop for System {
         if !self.stopped && self.stop(Duration::from_secs(15)).is_err() {
             let _ = self.kill9();
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_gives_every_instance_once_the_run_has_started() {
+        let table = "\
+== APP - task-api#1 == started
+APP           APP PORT  DAPR HTTP PORT  DAPR GRPC PORT  METRICS PORT  PID
+task-api#1    8080      3500            40001           40002         11
+task-api#2    40003     40004           40005           40006         12
+email-worker  8081      3501            40007           40008         13
+== APP - task-api#2 == ready
+";
+        assert_eq!(instances_table(table), None, "not started yet");
+        let started = format!("{table}INFO all apps started; Ctrl-C stops the run\n");
+        let apps = instances_table(&started).unwrap();
+        assert_eq!(apps.len(), 3);
+        assert_eq!(
+            apps[1],
+            AppPorts {
+                app_id: "task-api".into(),
+                app_port: 40003,
+                dapr_http_port: 40004,
+                instance: 2,
+                pid: Some(12),
+            }
+        );
+        assert_eq!(
+            (apps[2].app_id.as_str(), apps[2].instance),
+            ("email-worker", 1)
+        );
     }
 }

@@ -12,9 +12,10 @@ use clap::Parser;
 #[derive(Debug, Parser)]
 #[command(version)]
 pub struct Args {
-    /// task-api base URL (loopback only: this is a load tool for the local system).
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
+    /// task-api base URL (loopback only: this is a load tool for the local system);
+    /// comma-separated for several task-api instances, which requests take in turn.
+    #[arg(long, default_value = "http://127.0.0.1:8080", value_delimiter = ',')]
+    pub url: Vec<String>,
     /// Bearer tokens for task-api (`task-api token ...`), comma-separated; requests take them in
     /// turn, so several tokens spread the tasks over several users.
     #[arg(
@@ -56,6 +57,10 @@ pub struct Args {
     /// JSON result file.
     #[arg(long, default_value = "docs/load/result.json")]
     pub out: PathBuf,
+    /// Output of the `sidecar run` that hosts the system: its table of instances gives each
+    /// instance of a scaled app, whose share of the work is read from its /metrics and reported.
+    #[arg(long, value_name = "FILE")]
+    pub run_log: Option<PathBuf>,
     /// SVG latency plot.
     #[arg(long, default_value = "docs/load/latency.svg")]
     pub plot: PathBuf,

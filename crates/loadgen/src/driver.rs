@@ -52,7 +52,8 @@ impl Run {
 
 struct Shared {
     client: reqwest::Client,
-    endpoint: Url,
+    /// `/api/tasks` of each task-api instance; requests take them in turn.
+    endpoints: Vec<Url>,
     tokens: Vec<String>,
     sink: SmtpSink,
     start: Instant,
@@ -61,7 +62,12 @@ struct Shared {
 }
 
 pub async fn run(args: &Args, sink: &SmtpSink) -> anyhow::Result<Run> {
-    let endpoint = endpoint(&args.url)?;
+    let endpoints = args
+        .url
+        .iter()
+        .map(|u| endpoint(u.as_str()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(!endpoints.is_empty(), "--url: no URL given");
     let client = reqwest::Client::builder()
         .timeout(args.timeout)
         .pool_max_idle_per_host(args.concurrency as usize)
@@ -69,7 +75,7 @@ pub async fn run(args: &Args, sink: &SmtpSink) -> anyhow::Result<Run> {
     let start = Instant::now();
     let shared = Arc::new(Shared {
         client,
-        endpoint,
+        endpoints,
         tokens: args.token.clone(),
         sink: sink.clone(),
         start,
@@ -178,7 +184,7 @@ async fn one(shared: &Shared) {
     let sent = Instant::now();
     let result = shared
         .client
-        .post(shared.endpoint.clone())
+        .post(shared.endpoints[(seq % shared.endpoints.len() as u64) as usize].clone())
         .bearer_auth(&shared.tokens[(seq % shared.tokens.len() as u64) as usize])
         .json(&serde_json::json!({ "title": title }))
         .send()

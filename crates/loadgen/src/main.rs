@@ -1,11 +1,13 @@
 //! `loadgen`: drives `POST /api/tasks` for a bounded time and measures the latency from each
-//! request to its email arriving at the SMTP sink this process runs. See `loadgen --help`.
+//! request to its email arriving at the SMTP sink this process runs, and, for scaled apps, each
+//! instance's share of the work. See `loadgen --help`.
 
 mod cli;
 mod driver;
 mod memory;
 mod plot;
 mod report;
+mod shares;
 mod sink;
 mod stats;
 
@@ -32,7 +34,11 @@ async fn run() -> anyhow::Result<bool> {
     eprintln!("SMTP sink listening on {}", sink.addr());
     let run = driver::run(&args, &sink).await?;
     let memory = memory::peak_memory(&args.processes, args.process_dir.as_deref());
-    let result = report::Result::new(&args, &run, memory);
+    let shares = match &args.run_log {
+        Some(log) => shares::measure(&reqwest::Client::new(), log).await?,
+        None => Vec::new(),
+    };
+    let result = report::Result::new(&args, &run, memory, shares);
     report::write(&result, &args.out)?;
     plot::write(&run, &args.plot)?;
     println!("{}", result.summary());

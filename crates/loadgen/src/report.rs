@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::cli::Args;
 use crate::driver::Run;
 use crate::memory::ProcessMemory;
+use crate::shares::Share;
 use crate::stats::Percentiles;
 
 /// Everything a run measured, as written to the result file.
@@ -34,10 +35,18 @@ pub struct Result {
     pub http_latency: Option<Percentiles>,
     pub e2e_latency: Option<Percentiles>,
     pub peak_memory: Vec<ProcessMemory>,
+    /// Per instance of each scaled app: its work and its share of the app's (`--run-log`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub instance_shares: Vec<Share>,
 }
 
 impl Result {
-    pub fn new(args: &Args, run: &Run, peak_memory: Vec<ProcessMemory>) -> Self {
+    pub fn new(
+        args: &Args,
+        run: &Run,
+        peak_memory: Vec<ProcessMemory>,
+        instance_shares: Vec<Share>,
+    ) -> Self {
         let ok: Vec<_> = run.samples.iter().filter(|s| s.error.is_none()).collect();
         let http: Vec<Duration> = ok.iter().map(|s| s.http).collect();
         let e2e: Vec<Duration> = ok.iter().filter_map(|s| s.e2e).collect();
@@ -65,6 +74,7 @@ impl Result {
             http_latency: Percentiles::of(&http),
             e2e_latency: Percentiles::of(&e2e),
             peak_memory,
+            instance_shares,
         }
     }
 
@@ -82,8 +92,26 @@ impl Result {
             .iter()
             .map(|p| format!("{} {:.1} MiB", p.name, p.vm_hwm_kib as f64 / 1024.0))
             .collect();
+        let shares: String = self
+            .instance_shares
+            .iter()
+            .map(|s| {
+                format!(
+                    "\n  {}: {} {} ({:.0}%)",
+                    s.instance,
+                    s.count,
+                    s.work,
+                    s.share * 100.0
+                )
+            })
+            .collect();
+        let shares = if shares.is_empty() {
+            shares
+        } else {
+            format!("\nwork per instance:{shares}")
+        };
         format!(
-            "requests {} ({:.1}/s), errors {}, emails {} ({:.1}/s), missing {}\n{}\n{}\npeak memory (VmHWM): {}",
+            "requests {} ({:.1}/s), errors {}, emails {} ({:.1}/s), missing {}\n{}\n{}\npeak memory (VmHWM): {}{}",
             self.requests,
             self.requests_per_s,
             self.errors,
@@ -95,7 +123,8 @@ impl Result {
                 "end-to-end latency (request -> email accepted)",
                 &self.e2e_latency
             ),
-            memory.join(", ")
+            memory.join(", "),
+            shares
         )
     }
 }

@@ -170,7 +170,9 @@ impl Runtime {
         }
     }
 
-    /// One app channel of `app_id` (round robin across its sidecars).
+    /// One app channel of `app_id`, round robin across its sidecars, as daprd's mDNS name
+    /// resolution hands out an app id's addresses (components-contrib
+    /// `nameresolution/mdns/mdns.go` `addressList.next`).
     pub(crate) fn resolve_app(&self, app_id: &str) -> Option<AppEndpoint> {
         let apps = self
             .apps

@@ -20,8 +20,10 @@ use sidecar_core::acl::AccessControl;
 use sidecar_core::options::{AppHealthOptions, AppHealthSetting};
 use sidecar_core::otel::{TracingOptions, TracingSection};
 
+mod scale_flag;
 mod unsupported;
 mod values;
+pub use scale_flag::{MAX_REPLICAS, Scale, ScaleFlagError};
 pub use values::{normalize_args, parse_listen_addresses, parse_quantity};
 
 /// Default `--max-body-size` of daprd: 4 MiB.
@@ -61,6 +63,10 @@ pub struct RunArgs {
     /// Log level of the sidecars; the most verbose of this and the apps' `logLevel` applies.
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
+    /// Runs N instances of app APP, each with its own sidecar and ports and the same app id
+    /// (competing consumers, as replicas under Kubernetes); repeat for several apps.
+    #[arg(long = "scale", value_name = "APP=N")]
+    pub scale: Vec<Scale>,
 }
 
 /// Ordered from most to least verbose.

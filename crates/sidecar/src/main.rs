@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use clap::Parser;
 use sidecar::cli::{Cli, Command, normalize_args};
-use sidecar::{runfile, runner};
+use sidecar::{runfile, runner, scale};
 
 async fn run(cli: Cli) -> Result<ExitCode, String> {
     match cli.command {
         Some(Command::Run(args)) => {
-            let plan = runfile::load(&args.file).map_err(|e| e.to_string())?;
+            let mut plan = runfile::load(&args.file).map_err(|e| e.to_string())?;
+            scale::apply(&mut plan, &args.scale).map_err(|e| e.to_string())?;
             let verbosest = plan.apps.iter().filter_map(|a| a.log_level).min();
             sidecar::cli::init_tracing(
                 verbosest.map_or(args.log_level, |l| l.min(args.log_level)),

@@ -74,6 +74,8 @@ pub struct AppPlan {
     pub access_control: Option<AccessControl>,
     /// `spec.tracing` of that Configuration, when it exports spans.
     pub tracing: Option<TracingOptions>,
+    /// How many instances to run: 1 unless `--scale` says otherwise (see [`crate::scale`]).
+    pub replicas: usize,
 }
 
 /// The whole run file after resolution.
@@ -380,6 +382,7 @@ fn resolve_app(
         app_health,
         access_control,
         tracing,
+        replicas: 1,
     })
 }
 

@@ -11,6 +11,11 @@
 //! No gRPC API or metrics endpoint is served; their ports are reserved only so apps that read the
 //! variables get a valid number.
 //!
+//! An app scaled with `--scale APP=N` starts as N instances right after one another, each as
+//! above with ports of its own ([`crate::scale`]); its output and log lines name the instance
+//! (`email-worker#2`). Once everything has started, a table of every instance with its ports and
+//! process id goes to stdout ([`table`]).
+//!
 //! An app that exits on its own is reported with its exit status and the run goes on, as with the
 //! Dapr CLI: its sidecar and the other apps keep running until Ctrl-C/SIGTERM. Then every app's
 //! process group gets SIGTERM, a grace period, then SIGKILL (at once on a second Ctrl-C); then the
@@ -18,6 +23,7 @@
 
 pub mod process;
 pub mod resources;
+pub mod table;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -28,6 +34,7 @@ use tokio::sync::mpsc;
 
 use crate::cli::DaprdConfig;
 use crate::runfile::{AppPlan, RunPlan};
+use crate::scale::{self, Instance};
 use process::{AppCommand, AppProcess, Exited, describe};
 use sidecar_core::{
     ResourceError, Runtime, SidecarHandle, SidecarOptions, StartError, start_sidecar,
@@ -91,7 +98,7 @@ pub async fn run_single(cfg: DaprdConfig) -> Result<(), RunnerError> {
         access_control: cfg.access_control.clone(),
         tracing: cfg.tracing.clone(),
     };
-    let handle = start(&runtime, opts).await?;
+    let handle = start(&runtime, opts, &cfg.app_id).await?;
     tracing::info!(app_id = %cfg.app_id, http_port = handle.local_addr().port(), "sidecar running");
     let signal = stop.recv().await;
     tracing::info!(signal, "stopping sidecar");
@@ -122,7 +129,8 @@ pub async fn run_plan(plan: RunPlan, grace: Duration) -> Result<RunReport, Runne
             return Err(e);
         }
     }
-    tracing::info!(apps = plan.apps.len(), file = %plan.file.display(), "all apps started; Ctrl-C stops the run");
+    table::print(&running.table);
+    tracing::info!(apps = plan.apps.len(), instances = running.table.len(), file = %plan.file.display(), "all apps started; Ctrl-C stops the run");
 
     let mut report = RunReport::default();
     let signal = loop {
@@ -149,21 +157,40 @@ pub async fn run_plan(plan: RunPlan, grace: Duration) -> Result<RunReport, Runne
 struct Running {
     processes: Vec<AppProcess>,
     sidecars: Vec<SidecarHandle>,
+    /// One row per instance, printed once all have started.
+    table: Vec<table::Row>,
 }
 
 impl Running {
+    /// Starts every instance of `app` (one unless `--scale` said more), in index order.
     async fn start_app(
         &mut self,
         runtime: &Arc<Runtime>,
         app: &AppPlan,
         exits: mpsc::UnboundedSender<Exited>,
     ) -> Result<(), RunnerError> {
+        for instance in scale::instances(app) {
+            self.start_instance(runtime, app, &instance, exits.clone())
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn start_instance(
+        &mut self,
+        runtime: &Arc<Runtime>,
+        app: &AppPlan,
+        instance: &Instance,
+        exits: mpsc::UnboundedSender<Exited>,
+    ) -> Result<(), RunnerError> {
         let token = |name: &str| std::env::var(name).ok().filter(|t| !t.is_empty());
+        let ports = scale::ports(app, instance.index, free_port);
+        let label = &instance.label;
         let opts = SidecarOptions {
             app_id: app.app_id.clone(),
-            app_port: app.app_port,
+            app_port: ports.app_port,
             app_channel_address: app.app_channel_address.clone(),
-            dapr_http_port: app.dapr_http_port.unwrap_or(0),
+            dapr_http_port: ports.dapr_http_port,
             listen_addresses: app.listen_addresses.clone(),
             api_token: token("DAPR_API_TOKEN"),
             app_api_token: token("APP_API_TOKEN"),
@@ -172,15 +199,23 @@ impl Running {
             access_control: app.access_control.clone(),
             tracing: app.tracing.clone(),
         };
-        let handle = start(runtime, opts).await?;
+        let handle = start(runtime, opts, label).await?;
         let http_port = handle.local_addr().port();
         self.sidecars.push(handle);
-        let grpc_port = app.dapr_grpc_port.unwrap_or_else(free_port);
-        let metrics_port = app.metrics_port.unwrap_or_else(free_port);
-        tracing::info!(app_id = %app.app_id, http_port, grpc_port, "started sidecar");
+        let (grpc_port, metrics_port) = (ports.dapr_grpc_port, ports.metrics_port);
+        tracing::info!(app_id = %label, http_port, grpc_port, "started sidecar");
+        let mut row = table::Row {
+            instance: label.clone(),
+            app_port: ports.app_port,
+            dapr_http_port: http_port,
+            dapr_grpc_port: grpc_port,
+            metrics_port,
+            pid: None,
+        };
 
         if app.command.is_empty() {
-            tracing::warn!(app_id = %app.app_id, "no application command; only the sidecar runs");
+            tracing::warn!(app_id = %label, "no application command; only the sidecar runs");
+            self.table.push(row);
             return Ok(());
         }
         let mut env = BTreeMap::from([
@@ -190,7 +225,7 @@ impl Running {
             ("DAPR_METRICS_PORT".to_owned(), metrics_port.to_string()),
             ("APP_PROTOCOL".to_owned(), "http".to_owned()),
         ]);
-        if let Some(port) = app.app_port {
+        if let Some(port) = ports.app_port {
             env.insert("APP_PORT".into(), port.to_string());
         }
         if app.app_channel_address != "127.0.0.1" {
@@ -199,20 +234,22 @@ impl Running {
                 app.app_channel_address.clone(),
             );
         }
-        env.extend(app.env.clone());
+        env.extend(scale::instance_env(app, instance.index, &ports, http_port));
         let spec = AppCommand {
-            app_id: app.app_id.clone(),
+            app_id: label.clone(),
             command: app.command.clone(),
             cwd: app.app_dir.clone(),
             env,
         };
         let process = AppProcess::spawn(&spec, exits).map_err(|source| RunnerError::Spawn {
-            app_id: app.app_id.clone(),
+            app_id: label.clone(),
             program: app.command.first().cloned().unwrap_or_default(),
             dir: app.app_dir.display().to_string(),
             source,
         })?;
-        tracing::info!(app_id = %app.app_id, pid = process.pid(), "started app");
+        tracing::info!(app_id = %label, pid = process.pid(), "started app");
+        row.pid = Some(process.pid());
+        self.table.push(row);
         self.processes.push(process);
         Ok(())
     }
@@ -253,8 +290,12 @@ impl Running {
     }
 }
 
-async fn start(runtime: &Arc<Runtime>, opts: SidecarOptions) -> Result<SidecarHandle, RunnerError> {
-    let app_id = opts.app_id.clone();
+async fn start(
+    runtime: &Arc<Runtime>,
+    opts: SidecarOptions,
+    label: &str,
+) -> Result<SidecarHandle, RunnerError> {
+    let app_id = label.to_owned();
     let port = opts.dapr_http_port;
     start_sidecar(runtime.clone(), opts)
         .await

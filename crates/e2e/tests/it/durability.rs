@@ -15,7 +15,7 @@
 use crate::durability_support;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,9 +59,18 @@ fn created(outcomes: &[Outcome]) -> usize {
         .count()
 }
 
-/// Creates tasks one after another until `stop`, recording each outcome.
+/// The base URL of each task-api instance of `run`.
+fn task_api_urls(run: &System) -> Vec<String> {
+    run.instances(TASK_API)
+        .iter()
+        .map(|a| format!("http://127.0.0.1:{}", a.app_port))
+        .collect()
+}
+
+/// Creates tasks one after another until `stop`, recording each outcome; `api` is read before
+/// each request, as it changes when the instance restarts on another port.
 async fn create_stream(
-    api: String,
+    api: Arc<Mutex<String>>,
     bearer: String,
     outcomes: Arc<Mutex<Vec<Outcome>>>,
     stop: Arc<AtomicBool>,
@@ -75,6 +84,7 @@ async fn create_stream(
     while !stop.load(Ordering::SeqCst) {
         n += 1;
         let title = format!("durable {run} #{n}");
+        let api = api.lock().unwrap().clone();
         let result = http
             .post(format!("{api}/api/tasks"))
             .header("authorization", &bearer)
@@ -121,14 +131,17 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing() {
 }
 
 // Two task-api replicas sharing one state store (the same app id, so the same keys), each taking
-// half of the stream: a change committed by one while the other writes too, and the shards of
-// both killed replicas, still give every acknowledged task exactly one email and one audit entry.
+// half of the stream, and two email-worker replicas competing in one consumer group: a change
+// committed by one while the other writes too, the shards of both killed task-api replicas, and a
+// send claimed by one killed worker and retried by either, still give every acknowledged task
+// exactly one email and one audit entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_with_two_task_api_replicas_loses_and_doubles_nothing() {
+async fn sigkill_with_two_task_api_and_two_email_worker_replicas_loses_and_doubles_nothing() {
     sigkill_run(2).await;
 }
 
-/// The durability run on `dapr.redis.yaml` with `replicas` task-api processes.
+/// The durability run on `dapr.redis.yaml` with `replicas` instances of task-api and of
+/// email-worker, all in one run (`--scale`), as replicas of one Deployment.
 async fn sigkill_run(replicas: usize) {
     let t0 = Instant::now();
     let bins = Binaries::locate().unwrap_or_else(|e| panic!("{e}"));
@@ -185,9 +198,8 @@ struct Run<'a> {
     resources: &'a Path,
 }
 
-/// Runs the run file with `replicas` task-api processes (the first in the run of the whole
-/// system, each other one in a run of its own with the same app id, as a second pod is), creates
-/// tasks in a stream, kills everything with SIGKILL after [`BEFORE_KILL`] acknowledged creations,
+/// Runs the run file with `replicas` instances of task-api and of email-worker (`--scale`),
+/// creates tasks in a stream, kills everything with SIGKILL after [`BEFORE_KILL`] acknowledged creations,
 /// starts it all again and checks every task's email and audit entry.
 async fn sigkill_mid_stream(run: Run<'_>, replicas: usize) {
     let Run {
@@ -201,35 +213,17 @@ async fn sigkill_mid_stream(run: Run<'_>, replicas: usize) {
     let bins = bins.clone();
     let resources = resources.to_path_buf();
     let smtp = SmtpSink::start().unwrap();
-    let mut run_file = RunFile::from_file(&bins.workspace().join(run_file_name))
+    let run_file = RunFile::from_file(&bins.workspace().join(run_file_name))
         .unwrap()
         .common_resources(&resources);
     let secret = run_file.setting(TASK_API, "JWT_SECRET").unwrap();
     let admin = run_file.setting(AUDIT_LOGGER, "AUDIT_ADMIN_TOKEN").unwrap();
-    let task_api_env = |run_file: RunFile| {
-        run_file
-            // Outbox entries whose publish the kill cut off are relayed within seconds, and the
-            // restarted processes take over the killed ones' shards once their leases expire.
-            .env(TASK_API, "OUTBOX_RELAY_INTERVAL", "1s")
-            .env(TASK_API, "OUTBOX_GRACE_PERIOD", "2s")
-            .env(TASK_API, "OUTBOX_LEASE_TTL", "3s")
-    };
-    let replica_files: Vec<(PathBuf, Vec<e2e::AppPorts>)> = (1..replicas)
-        .map(|n| {
-            let replica_dir = dir.join(format!("replica-{n}"));
-            std::fs::create_dir_all(&replica_dir).unwrap();
-            let file = RunFile::from_file(&bins.workspace().join(run_file_name))
-                .unwrap()
-                .common_resources(&resources)
-                .only(TASK_API)
-                .unwrap();
-            task_api_env(file)
-                .write(&replica_dir, bins.workspace(), &bins)
-                .unwrap()
-        })
-        .collect();
-    run_file = task_api_env(run_file);
     let (file, apps) = run_file
+        // Outbox entries whose publish the kill cut off are relayed within seconds, and the
+        // restarted processes take over the killed ones' shards once their leases expire.
+        .env(TASK_API, "OUTBOX_RELAY_INTERVAL", "1s")
+        .env(TASK_API, "OUTBOX_GRACE_PERIOD", "2s")
+        .env(TASK_API, "OUTBOX_LEASE_TTL", "3s")
         .remove_env(EMAIL_WORKER, "MAIL_DIR")
         .env(EMAIL_WORKER, "SMTP_URL", smtp.url())
         // A send the kill interrupted leaves its claim; another attempt may send once the claim
@@ -240,18 +234,17 @@ async fn sigkill_mid_stream(run: Run<'_>, replicas: usize) {
         .unwrap();
     let log = dir.join("run.log");
 
-    let start_replicas = || -> Vec<System> {
-        replica_files
-            .iter()
-            .map(|(file, apps)| System::start(&bins, file, apps.clone(), log.clone()).unwrap())
-            .collect()
+    let scales: Vec<(&str, usize)> = if replicas > 1 {
+        vec![(TASK_API, replicas), (EMAIL_WORKER, replicas)]
+    } else {
+        Vec::new()
     };
-    let mut run = System::start(&bins, &file, apps.clone(), log.clone()).unwrap();
-    let mut replica_runs = start_replicas();
-    run.wait_ready(Duration::from_secs(60)).await.unwrap();
-    for replica in &mut replica_runs {
-        replica.wait_ready(Duration::from_secs(60)).await.unwrap();
-    }
+    // Every app process: four services, plus the extra instances of the two scaled ones.
+    let processes = apps.len() + scales.iter().map(|(_, n)| n - 1).sum::<usize>();
+    let start = || System::start_scaled(&bins, &file, apps.clone(), log.clone(), &scales).unwrap();
+    let mut run = start();
+    run.wait_ready(Duration::from_secs(90)).await.unwrap();
+    assert_eq!(run.app_processes().len(), processes);
     let first_ready = t0.elapsed();
     let api = format!("http://127.0.0.1:{}", run.app(TASK_API).unwrap().app_port);
     // Through audit-logger's own sidecar, as the shipped access control requires.
@@ -265,15 +258,17 @@ async fn sigkill_mid_stream(run: Run<'_>, replicas: usize) {
     let bearer = format!("Bearer {}", token(&bins, &secret, &user, &email).unwrap());
     let outcomes = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
-    let task_api_ports: Vec<u16> = std::iter::once(&run)
-        .chain(&replica_runs)
-        .map(|r| r.app(TASK_API).unwrap().app_port)
+    // One stream per task-api instance; a restarted instance other than the first listens on a
+    // new port, which its stream is told.
+    let targets: Vec<Arc<Mutex<String>>> = task_api_urls(&run)
+        .into_iter()
+        .map(|u| Arc::new(Mutex::new(u)))
         .collect();
-    let creators: Vec<_> = task_api_ports
+    let creators: Vec<_> = targets
         .iter()
-        .map(|port| {
+        .map(|target| {
             tokio::spawn(create_stream(
-                format!("http://127.0.0.1:{port}"),
+                Arc::clone(target),
                 bearer.clone(),
                 Arc::clone(&outcomes),
                 Arc::clone(&stop),
@@ -288,24 +283,14 @@ async fn sigkill_mid_stream(run: Run<'_>, replicas: usize) {
     .await
     .unwrap();
     let killed_at = Instant::now();
-    let mut pids = run.kill9().unwrap();
-    assert_eq!(pids.len(), apps.len() + 1, "runner and every app: {pids:?}");
-    for replica in &mut replica_runs {
-        let replica_pids = replica.kill9().unwrap();
-        assert_eq!(
-            replica_pids.len(),
-            2,
-            "runner and task-api: {replica_pids:?}"
-        );
-        pids.extend(replica_pids);
-    }
+    let pids = run.kill9().unwrap();
+    assert_eq!(pids.len(), processes + 1, "runner and every app: {pids:?}");
     let created_at_kill = created(&outcomes.lock().unwrap());
 
-    let mut run = System::start(&bins, &file, apps.clone(), log.clone()).unwrap();
-    let mut replica_runs = start_replicas();
-    run.wait_ready(Duration::from_secs(60)).await.unwrap();
-    for replica in &mut replica_runs {
-        replica.wait_ready(Duration::from_secs(60)).await.unwrap();
+    let mut run = start();
+    run.wait_ready(Duration::from_secs(90)).await.unwrap();
+    for (target, url) in targets.iter().zip(task_api_urls(&run)) {
+        *target.lock().unwrap() = url;
     }
     let downtime = killed_at.elapsed();
     // Everything the killed run sent is recorded by now (its connections closed long ago), and
@@ -495,7 +480,7 @@ async fn sigkill_mid_stream(run: Run<'_>, replicas: usize) {
     );
 
     eprintln!(
-        "durability ({} task-api): ready in {first_ready:?}; {created_at_kill} tasks acknowledged at the \
+        "durability ({} task-api and email-worker instances): ready in {first_ready:?}; {created_at_kill} tasks acknowledged at the \
          SIGKILL of {} processes; back up after {downtime:?} ({emails_at_restart} emails by \
          then); {} acknowledged, {} refused, {} unknown (of which {} exist); every email and \
          audit entry {all_delivered:?} after the last creation; {} resent from the crash \
@@ -510,8 +495,5 @@ async fn sigkill_mid_stream(run: Run<'_>, replicas: usize) {
         t0.elapsed()
     );
     let pids = run.kill9().unwrap();
-    assert_eq!(pids.len(), apps.len() + 1);
-    for replica in &mut replica_runs {
-        assert_eq!(replica.kill9().unwrap().len(), 2);
-    }
+    assert_eq!(pids.len(), processes + 1);
 }

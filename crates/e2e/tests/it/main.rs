@@ -5,6 +5,7 @@
 mod durability_support;
 
 mod durability;
+mod scaled;
 mod subscriber_crash;
 mod task_flow;
 mod traces;

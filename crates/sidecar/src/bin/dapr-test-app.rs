@@ -3,7 +3,7 @@
 //! Environment: `APP_PORT`, `DAPR_HTTP_PORT` (as `dapr run` sets them), `ROLE` = `publisher` |
 //! `subscriber`, `TOPIC`, `PUBSUB_NAME` (default `todo-pubsub`), `EXIT_AFTER_MS` + `EXIT_CODE` to
 //! exit on its own. It prints one line per thing it does, for the test to read through the runner's
-//! `== APP - <id> ==` prefixed output.
+//! `== APP - <id> ==` prefixed output. A subscriber answers `GET /whoami` with its process id.
 
 use std::time::Duration;
 
@@ -66,6 +66,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route(
             "/dapr/subscribe",
             get(move || async move { Json(subscriptions) }),
+        )
+        // Which process answered: the tests of scaled apps see invocations spread over instances.
+        .route(
+            "/whoami",
+            get(|| async { Json(json!({"pid": std::process::id()})) }),
         )
         .route(
             "/inbox",

@@ -16,6 +16,7 @@ mod conformance_state;
 mod deploy_scopes;
 mod kafka_pubsub;
 mod multi_app;
+mod multi_app_scale;
 mod redis_deploy;
 mod redis_durability;
 mod redis_pubsub;
