@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cli::Args;
 use crate::driver::Run;
-use crate::memory::ProcessMemory;
+use crate::memory::{ProcessMemory, RetainedMemory};
 use crate::stats::Percentiles;
 
 /// Everything a run measured, as written to the result file.
@@ -34,6 +34,9 @@ pub struct Result {
     pub http_latency: Option<Percentiles>,
     pub e2e_latency: Option<Percentiles>,
     pub peak_memory: Vec<ProcessMemory>,
+    /// With `--settle`: resident memory before the run and after it settled, per process.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retained_memory: Vec<RetainedMemory>,
 }
 
 impl Result {
@@ -65,7 +68,13 @@ impl Result {
             http_latency: Percentiles::of(&http),
             e2e_latency: Percentiles::of(&e2e),
             peak_memory,
+            retained_memory: Vec::new(),
         }
+    }
+
+    /// Tasks the system acknowledged, so keeps.
+    pub fn tasks_created(&self) -> usize {
+        self.requests - self.errors
     }
 
     /// A few human-readable lines.
@@ -82,8 +91,21 @@ impl Result {
             .iter()
             .map(|p| format!("{} {:.1} MiB", p.name, p.vm_hwm_kib as f64 / 1024.0))
             .collect();
+        let retained: String = self
+            .retained_memory
+            .iter()
+            .map(|r| {
+                format!(
+                    "\nafter settling: {} {:.1} -> {:.1} MiB, {:.0} bytes per task",
+                    r.name,
+                    r.rss_before_kib as f64 / 1024.0,
+                    r.rss_after_kib as f64 / 1024.0,
+                    r.bytes_per_task
+                )
+            })
+            .collect();
         format!(
-            "requests {} ({:.1}/s), errors {}, emails {} ({:.1}/s), missing {}\n{}\n{}\npeak memory (VmHWM): {}",
+            "requests {} ({:.1}/s), errors {}, emails {} ({:.1}/s), missing {}\n{}\n{}\npeak memory (VmHWM): {}{}",
             self.requests,
             self.requests_per_s,
             self.errors,
@@ -95,7 +117,8 @@ impl Result {
                 "end-to-end latency (request -> email accepted)",
                 &self.e2e_latency
             ),
-            memory.join(", ")
+            memory.join(", "),
+            retained
         )
     }
 }
