@@ -123,16 +123,18 @@ pub(super) async fn sweep(entries: Weak<Mutex<Entries>>, every: Duration) {
             let Some(entries) = entries.upgrade() else {
                 return;
             };
-            let mut held = lock_entries(&entries);
-            let batch = held.evict_expired(Instant::now(), SWEEP_BATCH);
-            evicted += batch;
-            if batch < SWEEP_BATCH {
-                if evicted > 0 {
+            let batch = {
+                let mut held = lock_entries(&entries);
+                let batch = held.evict_expired(Instant::now(), SWEEP_BATCH);
+                evicted += batch;
+                if batch < SWEEP_BATCH && evicted > 0 {
                     held.shrink_if_sparse();
                 }
+                batch
+            };
+            if batch < SWEEP_BATCH {
                 break;
             }
-            drop(held);
             // More to do: let requests have the lock between batches.
             tokio::task::yield_now().await;
         }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use std::cell::RefCell;
 
 /// Values shorter than this are kept uncompressed.
-pub(super) const COMPRESS_FROM: usize = 256;
+pub const COMPRESS_FROM: usize = 256;
 /// zstd's fastest level: long values are rewritten on every append, so speed matters more
 /// than the last few percent.
 const LEVEL: i32 = 1;
