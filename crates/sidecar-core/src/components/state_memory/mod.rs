@@ -20,7 +20,7 @@
 //!   does not pass it to the script).
 //!
 //! Memory: a key's text is held once, a value in an allocation of its exact length, and a value
-//! of [`COMPRESS_FROM`] bytes or more zstd-compressed when that saves at least an eighth
+//! of [`value::COMPRESS_FROM`] bytes or more zstd-compressed when that saves at least an eighth
 //! ([`value`]). The compression runs before the store's lock is taken and the decompression
 //! after it is released, so neither holds up other requests.
 
@@ -38,7 +38,6 @@ mod entries;
 mod value;
 
 pub use entries::DEFAULT_SWEEP_INTERVAL;
-pub use value::COMPRESS_FROM;
 
 /// In-memory state store with Redis semantics.
 #[derive(Debug)]
