@@ -129,8 +129,16 @@ mod tests {
             StoredValue::Plain(short.as_slice().into())
         );
         // Bytes with no repetition: a frame would be longer than the value.
-        let noise: Vec<u8> = (0..4096u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        let mut state = 7u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                // SplitMix64: no structure a compressor could use.
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                (z ^ (z >> 31)) as u8
+            })
             .collect();
         let stored = StoredValue::encode(&noise);
         assert!(matches!(stored, StoredValue::Plain(_)));
