@@ -121,8 +121,16 @@ mod tests {
             vm_hwm_kib: 0,
             vm_rss_kib: rss,
         };
-        let kept = retained(&[at(1, 1000), at(2, 500)], &[at(1, 3000), at(3, 9000)], 1024);
-        assert_eq!(kept.len(), 1, "a process restarted in between is not compared");
+        let kept = retained(
+            &[at(1, 1000), at(2, 500)],
+            &[at(1, 3000), at(3, 9000)],
+            1024,
+        );
+        assert_eq!(
+            kept.len(),
+            1,
+            "a process restarted in between is not compared"
+        );
         assert_eq!(kept[0].rss_before_kib, 1000);
         assert_eq!(kept[0].rss_after_kib, 3000);
         assert_eq!(kept[0].bytes_per_task, 2000.0);

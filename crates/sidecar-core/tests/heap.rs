@@ -72,7 +72,9 @@ fn save(key: String, value: Vec<u8>, ttl_seconds: Option<i64>) -> SetRequest {
 
 #[tokio::test]
 async fn a_stored_document_costs_less_memory_than_its_length() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let _profiler = dhat::Profiler::builder().testing().build();
     let store = InMemoryStateStore::new(None);
     let mut seed = 7;
@@ -100,12 +102,17 @@ async fn a_stored_document_costs_less_memory_than_its_length() {
     let mut seed = 7;
     let first = trail_chunk(&mut seed);
     let key = format!("audit-logger||trail:task:{}:0", hex(&mut seed, 32));
-    assert_eq!(store.get(&key).await.unwrap().unwrap().data, Bytes::from(first));
+    assert_eq!(
+        store.get(&key).await.unwrap().unwrap().data,
+        Bytes::from(first)
+    );
 }
 
 #[tokio::test]
 async fn memory_of_expired_keys_is_given_back_without_any_read() {
-    let _serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let _profiler = dhat::Profiler::builder().testing().build();
     let store = InMemoryStateStore::new(None).with_sweep_interval(Duration::from_millis(50));
     store
@@ -120,7 +127,10 @@ async fn memory_of_expired_keys_is_given_back_without_any_read() {
         store.set(save(key, claim, Some(1))).await.unwrap();
     }
     let peak = heap_now();
-    assert!(peak > before + 2_000_000, "the claims were stored: {before} -> {peak}");
+    assert!(
+        peak > before + 2_000_000,
+        "the claims were stored: {before} -> {peak}"
+    );
     // Poll with a deadline: the sweeper runs every 50 ms once the claims' second has passed.
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut left = heap_now();

@@ -27,12 +27,12 @@
 use super::{DeleteRequest, SetRequest, StateError, StateItem, StateStore, TransactionOp};
 use crate::resources::{ComponentSpec, ResourceError};
 use entries::{EVICT_PER_WRITE, Entries, Entry, lock_entries, sweep};
-use value::StoredValue;
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use value::StoredValue;
 
 mod entries;
 mod value;

@@ -31,7 +31,10 @@ thread_local! {
 pub(super) enum StoredValue {
     Plain(Box<[u8]>),
     /// A zstd frame of a value `len` bytes long.
-    Compressed { frame: Box<[u8]>, len: u32 },
+    Compressed {
+        frame: Box<[u8]>,
+        len: u32,
+    },
 }
 
 impl StoredValue {
@@ -145,5 +148,4 @@ mod tests {
         assert_eq!(stored.into_bytes(), Some(Bytes::from(noise)));
         assert_eq!(StoredValue::encode(b"").into_bytes(), Some(Bytes::new()));
     }
-
 }
