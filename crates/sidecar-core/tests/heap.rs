@@ -7,14 +7,13 @@
 
 use bytes::Bytes;
 use sidecar_core::components::{Concurrency, InMemoryStateStore, SetRequest, StateStore};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
 /// One test at a time: a dhat profiler is process-wide.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn heap_now() -> u64 {
     dhat::HeapStats::get().curr_bytes as u64
@@ -72,9 +71,7 @@ fn save(key: String, value: Vec<u8>, ttl_seconds: Option<i64>) -> SetRequest {
 
 #[tokio::test]
 async fn a_stored_document_costs_less_memory_than_its_length() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL.lock().await;
     let _profiler = dhat::Profiler::builder().testing().build();
     let store = InMemoryStateStore::new(None);
     let mut seed = 7;
@@ -110,9 +107,7 @@ async fn a_stored_document_costs_less_memory_than_its_length() {
 
 #[tokio::test]
 async fn memory_of_expired_keys_is_given_back_without_any_read() {
-    let _serial = SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _serial = SERIAL.lock().await;
     let _profiler = dhat::Profiler::builder().testing().build();
     let store = InMemoryStateStore::new(None).with_sweep_interval(Duration::from_millis(50));
     store
