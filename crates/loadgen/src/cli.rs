@@ -38,6 +38,11 @@ pub struct Args {
     /// After the last request, how long to wait for the remaining emails.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub drain: Duration,
+    /// After the drain, how long to wait before reading each process's resident memory again
+    /// (e.g. until the state store's TTLs have passed), to report what the run left behind per
+    /// task. 0 skips it.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
     /// Per-request HTTP timeout.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,

@@ -32,13 +32,23 @@ async fn run() -> anyhow::Result<bool> {
     let args = cli::Args::parse();
     let sink = sink::SmtpSink::start(&args.smtp_listen)?;
     eprintln!("SMTP sink listening on {}", sink.addr());
+    let before = memory::peak_memory(&args.processes, args.process_dir.as_deref());
     let run = driver::run(&args, &sink).await?;
     let memory = memory::peak_memory(&args.processes, args.process_dir.as_deref());
     let shares = match &args.run_log {
         Some(log) => shares::measure(&reqwest::Client::new(), log).await?,
         None => Vec::new(),
     };
-    let result = report::Result::new(&args, &run, memory, shares);
+    let mut result = report::Result::new(&args, &run, memory, shares);
+    if !args.settle.is_zero() {
+        eprintln!(
+            "waiting {} before reading resident memory again",
+            humantime::format_duration(args.settle)
+        );
+        tokio::time::sleep(args.settle).await;
+        let after = memory::peak_memory(&args.processes, args.process_dir.as_deref());
+        result.retained_memory = memory::retained(&before, &after, result.tasks_created());
+    }
     report::write(&result, &args.out)?;
     plot::write(&run, &args.plot)?;
     println!("{}", result.summary());

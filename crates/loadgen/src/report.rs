@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::cli::Args;
 use crate::driver::Run;
-use crate::memory::ProcessMemory;
+use crate::memory::{ProcessMemory, RetainedMemory};
 use crate::shares::Share;
 use crate::stats::Percentiles;
 
@@ -38,6 +38,9 @@ pub struct Result {
     /// Per instance of each scaled app: its work and its share of the app's (`--run-log`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub instance_shares: Vec<Share>,
+    /// With `--settle`: resident memory before the run and after it settled, per process.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retained_memory: Vec<RetainedMemory>,
 }
 
 impl Result {
@@ -75,7 +78,13 @@ impl Result {
             e2e_latency: Percentiles::of(&e2e),
             peak_memory,
             instance_shares,
+            retained_memory: Vec::new(),
         }
+    }
+
+    /// Tasks the system acknowledged, so keeps.
+    pub fn tasks_created(&self) -> usize {
+        self.requests - self.errors
     }
 
     /// A few human-readable lines.
@@ -110,8 +119,21 @@ impl Result {
         } else {
             format!("\nwork per instance:{shares}")
         };
+        let retained: String = self
+            .retained_memory
+            .iter()
+            .map(|r| {
+                format!(
+                    "\nafter settling: {} {:.1} -> {:.1} MiB, {:.0} bytes per task",
+                    r.name,
+                    r.rss_before_kib as f64 / 1024.0,
+                    r.rss_after_kib as f64 / 1024.0,
+                    r.bytes_per_task
+                )
+            })
+            .collect();
         format!(
-            "requests {} ({:.1}/s), errors {}, emails {} ({:.1}/s), missing {}\n{}\n{}\npeak memory (VmHWM): {}{}",
+            "requests {} ({:.1}/s), errors {}, emails {} ({:.1}/s), missing {}\n{}\n{}\npeak memory (VmHWM): {}{}{}",
             self.requests,
             self.requests_per_s,
             self.errors,
@@ -124,7 +146,8 @@ impl Result {
                 &self.e2e_latency
             ),
             memory.join(", "),
-            shares
+            shares,
+            retained
         )
     }
 }
