@@ -192,7 +192,10 @@ impl TrailStore {
         keys: &[String],
         lowest: &mut Option<u64>,
     ) -> Result<Vec<String>, Error> {
-        let items = self.dapr.get_bulk_state::<Marker>(&self.store, keys).await?;
+        let items = self
+            .dapr
+            .get_bulk_state::<Marker>(&self.store, keys)
+            .await?;
         let mut seen: HashSet<String> = HashSet::with_capacity(items.len());
         for item in items {
             if let Some(reason) = item.error {
@@ -206,6 +209,10 @@ impl TrailStore {
                 seen.insert(item.key);
             }
         }
-        Ok(keys.iter().filter(|k| !seen.contains(*k)).cloned().collect())
+        Ok(keys
+            .iter()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect())
     }
 }

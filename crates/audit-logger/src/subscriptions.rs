@@ -32,9 +32,13 @@ pub fn subscriptions(pubsub: &str, app_id: &str) -> Subscriptions<AppState> {
     for topic in events::Topic::ALL {
         let name = topic.as_str();
         let bulk = BulkSubscribe::new(BATCH_MAX_EVENTS, BATCH_MAX_WAIT);
-        subs = subs.on_raw_batch(name, bulk, move |ctx: AppState, events: Vec<RawEvent>| async move {
-            record::on_batch(&ctx, name, events).await
-        });
+        subs = subs.on_raw_batch(
+            name,
+            bulk,
+            move |ctx: AppState, events: Vec<RawEvent>| async move {
+                record::on_batch(&ctx, name, events).await
+            },
+        );
     }
     for dlq in dead_letter_topics(app_id) {
         let name: Arc<str> = Arc::from(dlq.as_str());
@@ -64,7 +68,10 @@ mod tests {
                 Some("audit-logger-dead-letters")
             );
             assert_eq!(spec.route, format!("/events/{topic}"));
-            assert!(spec.bulk_subscribe.is_some_and(|b| b.enabled), "{topic} is consumed in batches");
+            assert!(
+                spec.bulk_subscribe.is_some_and(|b| b.enabled),
+                "{topic} is consumed in batches"
+            );
         }
         for dlq in events::dead_letter_topics() {
             let spec = specs.iter().find(|s| s.topic == dlq).unwrap();

@@ -138,10 +138,12 @@ fn is_batch(body: &[u8]) -> bool {
 /// An entry's event as bytes: the CloudEvent re-encoded, or a raw payload decoded from base64.
 fn event_bytes(entry: &WireEntry) -> Result<Bytes, String> {
     match &entry.event {
-        Value::String(b64) if !entry.content_type.contains("json") => base64::engine::general_purpose::STANDARD
-            .decode(b64)
-            .map(Bytes::from)
-            .map_err(|e| format!("raw payload is not base64: {e}")),
+        Value::String(b64) if !entry.content_type.contains("json") => {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map(Bytes::from)
+                .map_err(|e| format!("raw payload is not base64: {e}"))
+        }
         event => serde_json::to_vec(event)
             .map(Bytes::from)
             .map_err(|e| e.to_string()),
@@ -180,9 +182,10 @@ pub(crate) async fn answer<S>(
             Ok(body) => {
                 let mut entry_headers = headers.clone();
                 for (k, v) in entry.metadata.iter().flatten() {
-                    if let (Ok(name), Ok(value)) =
-                        (HeaderName::from_bytes(k.as_bytes()), HeaderValue::from_str(v))
-                    {
+                    if let (Ok(name), Ok(value)) = (
+                        HeaderName::from_bytes(k.as_bytes()),
+                        HeaderValue::from_str(v),
+                    ) {
                         entry_headers.insert(name, value);
                     }
                 }
@@ -206,7 +209,12 @@ pub(crate) async fn answer<S>(
     };
     let mut statuses: Vec<EntryStatus> = ids
         .into_iter()
-        .zip(outcomes.into_iter().map(Some).chain(std::iter::repeat(None)))
+        .zip(
+            outcomes
+                .into_iter()
+                .map(Some)
+                .chain(std::iter::repeat(None)),
+        )
         .take(count)
         .map(|(entry_id, outcome)| EntryStatus {
             entry_id,

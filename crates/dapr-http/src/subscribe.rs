@@ -261,7 +261,12 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
 
     /// [`Subscriptions::on_batch`] for any `topic`, without a type check (see
     /// [`Subscriptions::on_raw`]).
-    pub fn on_raw_batch<H, Fut>(self, topic: impl fmt::Display, bulk: BulkSubscribe, handler: H) -> Self
+    pub fn on_raw_batch<H, Fut>(
+        self,
+        topic: impl fmt::Display,
+        bulk: BulkSubscribe,
+        handler: H,
+    ) -> Self
     where
         H: Fn(S, Vec<RawEvent>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Vec<Outcome>> + Send + 'static,
@@ -377,7 +382,8 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
             .entries
             .into_iter()
             .map(|e| (e.topic, e.route, e.handler, e.batch.map(|(_, b)| b)));
-        let extra = second_chance.map(|(dlq, handler)| (dlq.clone(), route_for(&dlq), handler, None));
+        let extra =
+            second_chance.map(|(dlq, handler)| (dlq.clone(), route_for(&dlq), handler, None));
         for (topic, route, handler, batch) in entries.chain(extra) {
             let state = state.clone();
             let token = token.clone();

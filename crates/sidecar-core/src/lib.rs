@@ -66,7 +66,13 @@
 //! * Service invocation access control (`spec.accessControl` of the Configuration given with
 //!   `--config`) is applied by the called app's sidecar, with the caller's identity known for
 //!   certain (as daprd with mTLS); see [`acl`].
-//! * Not implemented: bulk subscribe, the outbox, actors, gRPC.
+//! * Bulk subscribe (`bulkSubscribe`, programmatic and declarative) on every component, batched
+//!   in the delivery layer as daprd's default bulk subscriber does (see `delivery::bulk`), with
+//!   per-entry statuses, retries of the failed entries only, and per-entry dead letters. The
+//!   batch waits from its first entry rather than on a fixed ticker, and a bulk subscription
+//!   lets up to `maxMessagesCount` messages wait at once (so batches can fill), while the app
+//!   still gets at most `concurrency` POSTs at a time.
+//! * Not implemented: the outbox, actors, gRPC.
 
 pub mod acl;
 pub mod api;

@@ -46,8 +46,15 @@ async fn a_batch_with_duplicates_spanning_chunks_appends_each_entry_once() {
         )
         .await
         .unwrap();
-    assert!(is_new(&first[0]) && is_new(&first[1]) && is_new(&first[3]), "{first:?}");
-    assert_eq!(first[2], Appended::Duplicate { seq: 0 }, "the copy in the batch");
+    assert!(
+        is_new(&first[0]) && is_new(&first[1]) && is_new(&first[3]),
+        "{first:?}"
+    );
+    assert_eq!(
+        first[2],
+        Appended::Duplicate { seq: 0 },
+        "the copy in the batch"
+    );
     let seqs: Vec<u64> = [&first[0], &first[1], &first[3]]
         .iter()
         .map(|a| match a {
@@ -77,7 +84,13 @@ async fn a_batch_with_duplicates_spanning_chunks_appends_each_entry_once() {
     let result = app.get(&format!("/audit/tasks/{}/verify", life.id())).await;
     assert_eq!(result["valid"], true, "{result}");
     assert_eq!(result["entries"], 5);
-    assert!(app.cluster.state_of(APP, &trail.chunk_key(2)).await.is_some(), "5 entries in chunks of 2");
+    assert!(
+        app.cluster
+            .state_of(APP, &trail.chunk_key(2))
+            .await
+            .is_some(),
+        "5 entries in chunks of 2"
+    );
 }
 
 /// Replicas appending overlapping batches to the same trail: every entry once, one chain.
@@ -133,7 +146,9 @@ async fn a_batch_spanning_two_trails_is_recorded_once_per_trail() {
     let user_path = format!("/audit/users/{}", a.user());
     app.wait_for_entries(&user_path, 6).await;
     for task in [&a, &b] {
-        let entries = app.wait_for_entries(&format!("/audit/tasks/{}", task.id()), 3).await;
+        let entries = app
+            .wait_for_entries(&format!("/audit/tasks/{}", task.id()), 3)
+            .await;
         assert_eq!(entries.len(), 3, "no doubled entry");
         let result = app.get(&format!("/audit/tasks/{}/verify", task.id())).await;
         assert_eq!(result["valid"], true, "{result}");

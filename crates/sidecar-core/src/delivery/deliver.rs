@@ -137,7 +137,11 @@ impl Deliverer {
 
     /// Settles one message after its delivery: acks it, dead-letters it, or hands it back to
     /// the component for redelivery.
-    pub(super) async fn dispose(&self, msg: &Message, result: Result<(), Disposal>) -> HandlerResult {
+    pub(super) async fn dispose(
+        &self,
+        msg: &Message,
+        result: Result<(), Disposal>,
+    ) -> HandlerResult {
         match result {
             Ok(()) => Ok(()),
             Err(Disposal::Drop(reason)) => {

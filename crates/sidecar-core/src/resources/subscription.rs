@@ -1,7 +1,7 @@
 //! `kind: Subscription` documents (`dapr.io/v2alpha1` with `routes`, `dapr.io/v1alpha1` with `route`).
 
+use super::bulk_subscribe::{BulkSettings, BulkSubscribeSpec};
 use super::{ResourceError, typed};
-use crate::subscriptions::bulk::{BulkSettings, BulkSubscribeSpec};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,8 @@
 //! and its programmatic ones (`GET /dapr/subscribe`), merged with daprd's precedence, each with
 //! its routing rules resolved ([`routes`]).
 
-pub mod bulk;
+/// `bulkSubscribe` settings; parsed with the resources, shared by both subscription forms.
+pub use crate::resources::bulk_subscribe as bulk;
 pub mod programmatic;
 pub mod routes;
 

@@ -125,7 +125,10 @@ mod tests {
             (429, ""),
         ] {
             assert!(
-                matches!(interpret(status, body.as_bytes()), BulkAnswer::AllFailed { .. }),
+                matches!(
+                    interpret(status, body.as_bytes()),
+                    BulkAnswer::AllFailed { .. }
+                ),
                 "{status} {body:?}"
             );
         }

@@ -108,7 +108,8 @@ async fn send_with_retries(
     // once it has the full answer, so an attempt cut off by a timeout changes nothing.
     let pending = Mutex::new(entries);
     let ended: Mutex<Vec<(usize, Ended)>> = Mutex::new(Vec::with_capacity(count));
-    let (pending_ref, ended_ref, path_ref, id_ref) = (&pending, &ended, path.as_str(), batch_id.as_str());
+    let (pending_ref, ended_ref, path_ref, id_ref) =
+        (&pending, &ended, path.as_str(), batch_id.as_str());
     let attempt = move || async move {
         let body = envelope(d, id_ref, &lock(pending_ref));
         let answer = post(d, path_ref, body).await;
@@ -136,7 +137,8 @@ async fn send_with_retries(
                         true
                     }
                     None => {
-                        reason.get_or_insert_with(|| "entry missing from the app's statuses".into());
+                        reason
+                            .get_or_insert_with(|| "entry missing from the app's statuses".into());
                         true
                     }
                 });
@@ -145,7 +147,10 @@ async fn send_with_retries(
                     // A 2xx answer carries no error code: always retriable, like a RETRY body.
                     Some(reason) => Err(FailedAttempt {
                         status: None,
-                        reason: format!("{} of the batch's entries failed: {reason}", pending.len()),
+                        reason: format!(
+                            "{} of the batch's entries failed: {reason}",
+                            pending.len()
+                        ),
                     }),
                 }
             }

@@ -43,7 +43,11 @@ pub(super) fn handler(d: Arc<Deliverer>, settings: BulkSettings) -> MessageHandl
 }
 
 /// Gathers batches and sends each off on its own task, so the next batch fills meanwhile.
-async fn collect(d: Arc<Deliverer>, settings: BulkSettings, mut rx: mpsc::UnboundedReceiver<Waiting>) {
+async fn collect(
+    d: Arc<Deliverer>,
+    settings: BulkSettings,
+    mut rx: mpsc::UnboundedReceiver<Waiting>,
+) {
     loop {
         let Some(first) = rx.recv().await else { return };
         let deadline = tokio::time::Instant::now() + settings.max_await;

@@ -45,7 +45,10 @@ fn batches(all: &[Received], path: &str) -> Vec<Vec<(String, String)>> {
                 .map(|e| {
                     (
                         e["entryId"].as_str().unwrap_or_default().to_owned(),
-                        e["event"]["data"]["case"].as_str().unwrap_or_default().to_owned(),
+                        e["event"]["data"]["case"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
                     )
                 })
                 .collect()
@@ -54,7 +57,10 @@ fn batches(all: &[Received], path: &str) -> Vec<Vec<(String, String)>> {
 }
 
 fn single_case(r: &Received) -> String {
-    r.json()["data"]["case"].as_str().unwrap_or_default().to_owned()
+    r.json()["data"]["case"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Answers each entry of a batch by its case: `ok` SUCCESS, `drop` DROP, `retry` RETRY,
@@ -128,7 +134,10 @@ pub async fn batches_flush_at_max_messages_or_after_max_await(backend: &Backend)
     );
 
     let request = &p.app.received_on("/counted")[0];
-    assert_eq!(request.header("content-type").as_deref(), Some("application/json"));
+    assert_eq!(
+        request.header("content-type").as_deref(),
+        Some("application/json")
+    );
     let body = request.json();
     assert_eq!(body["type"], "com.dapr.event.sent.bulk");
     assert_eq!(body["topic"], "counted");
@@ -136,7 +145,10 @@ pub async fn batches_flush_at_max_messages_or_after_max_await(backend: &Backend)
     assert!(body["id"].as_str().is_some_and(|id| !id.is_empty()));
     let entry = &body["entries"][0];
     assert_eq!(entry["contentType"], "application/cloudevents+json");
-    assert_eq!(entry["event"]["topic"], "counted", "the event is the CloudEvent, parsed");
+    assert_eq!(
+        entry["event"]["topic"], "counted",
+        "the event is the CloudEvent, parsed"
+    );
     assert!(entry["entryId"].as_str().is_some_and(|id| !id.is_empty()));
 }
 
@@ -201,14 +213,20 @@ pub async fn partial_failures_retry_only_failed_entries_and_dead_letter_each(bac
     for case in ["retry", "missing", "lower"] {
         let ids = &sent[case];
         assert_eq!(ids.len(), 3, "{case}: sent 1 + 2 times");
-        assert!(ids.iter().all(|id| *id == ids[0]), "{case}: same entry id on every retry");
+        assert!(
+            ids.iter().all(|id| *id == ids[0]),
+            "{case}: same entry id on every retry"
+        );
     }
     let dead_drop = all
         .iter()
         .find(|r| r.path == "/dlq" && single_case(r) == "drop")
         .unwrap()
         .json();
-    assert_eq!(dead_drop["topic"], "mixed", "the original message is dead-lettered");
+    assert_eq!(
+        dead_drop["topic"], "mixed",
+        "the original message is dead-lettered"
+    );
 }
 
 /// Inbound policy with a timeout shorter than the app takes, and one retry.
@@ -288,7 +306,11 @@ pub async fn a_batch_answered_too_slowly_or_badly_fails_every_entry(backend: &Ba
         })
         .await;
     let all = p.app.received();
-    let slow: Vec<String> = batches(&all, "/slow").into_iter().flatten().map(|(_, c)| c).collect();
+    let slow: Vec<String> = batches(&all, "/slow")
+        .into_iter()
+        .flatten()
+        .map(|(_, c)| c)
+        .collect();
     for case in ["ok-slow-1", "ok-slow-2"] {
         assert_eq!(
             slow.iter().filter(|c| *c == case).count(),
@@ -296,16 +318,29 @@ pub async fn a_batch_answered_too_slowly_or_badly_fails_every_entry(backend: &Ba
             "{case}: timed out, sent again with the whole batch"
         );
     }
-    let broken: Vec<String> = batches(&all, "/broken").into_iter().flatten().map(|(_, c)| c).collect();
+    let broken: Vec<String> = batches(&all, "/broken")
+        .into_iter()
+        .flatten()
+        .map(|(_, c)| c)
+        .collect();
     for case in ["500", "text"] {
-        assert_eq!(broken.iter().filter(|c| *c == case).count(), 2, "{case}: 1 + 1 attempts");
+        assert_eq!(
+            broken.iter().filter(|c| *c == case).count(),
+            2,
+            "{case}: 1 + 1 attempts"
+        );
     }
     assert!(
-        !all.iter().any(|r| r.path == "/dlq" && single_case(r).starts_with("404")),
+        !all.iter()
+            .any(|r| r.path == "/dlq" && single_case(r).starts_with("404")),
         "404 drops the batch without dead letters"
     );
     assert_eq!(
-        batches(&all, "/gone").iter().flatten().filter(|(_, c)| c == "404").count(),
+        batches(&all, "/gone")
+            .iter()
+            .flatten()
+            .filter(|(_, c)| c == "404")
+            .count(),
         1,
         "404 is not retried"
     );

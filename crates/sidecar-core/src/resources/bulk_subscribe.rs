@@ -72,12 +72,14 @@ pub fn from_json(value: &serde_json::Value) -> Result<Option<BulkSettings>, Stri
         let int = |name: &str| -> Result<i32, String> {
             v.as_i64()
                 .and_then(|n| i32::try_from(n).ok())
-                .ok_or_else(|| format!("field bulkSubscribe.{name}: expected a 32-bit integer, got {v}"))
+                .ok_or_else(|| {
+                    format!("field bulkSubscribe.{name}: expected a 32-bit integer, got {v}")
+                })
         };
         if key.eq_ignore_ascii_case("enabled") {
-            spec.enabled = v
-                .as_bool()
-                .ok_or_else(|| format!("field bulkSubscribe.enabled: expected a boolean, got {v}"))?;
+            spec.enabled = v.as_bool().ok_or_else(|| {
+                format!("field bulkSubscribe.enabled: expected a boolean, got {v}")
+            })?;
         } else if key.eq_ignore_ascii_case("maxMessagesCount") {
             spec.max_messages_count = int("maxMessagesCount")?;
         } else if key.eq_ignore_ascii_case("maxAwaitDurationMs") {
