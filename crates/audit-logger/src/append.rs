@@ -152,12 +152,12 @@ impl TrailStore {
         }
     }
 
-    fn known_tail(&self, name: &str) -> Option<u64> {
+    pub(crate) fn known_tail(&self, name: &str) -> Option<u64> {
         let tails = self.tails.lock().unwrap_or_else(PoisonError::into_inner);
         tails.get(name).copied()
     }
 
-    fn remember_tail(&self, name: &str, chunk: u64) {
+    pub(crate) fn remember_tail(&self, name: &str, chunk: u64) {
         /// Trails remembered at most; forgetting only costs a head read.
         const MAX_REMEMBERED: usize = 10_000;
         let mut tails = self.tails.lock().unwrap_or_else(PoisonError::into_inner);
@@ -169,7 +169,7 @@ impl TrailStore {
     }
 
     /// Sequence number and hash the first entry of chunk `chunk_no` follows.
-    async fn tail_of_previous(
+    pub(crate) async fn tail_of_previous(
         &self,
         trail: &TrailId,
         chunk_no: u64,
@@ -193,7 +193,7 @@ impl TrailStore {
     }
 
     /// Best effort: the head is only a hint (see the module docs).
-    async fn write_head(&self, trail: &TrailId, chunk: u64, entry: &Entry) {
+    pub(crate) async fn write_head(&self, trail: &TrailId, chunk: u64, entry: &Entry) {
         let head = Head {
             chunk,
             count: entry.seq + 1,
@@ -210,7 +210,7 @@ impl TrailStore {
 }
 
 /// Full-jitter backoff between conflicting attempts: 1 ms doubling to at most 50 ms.
-fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     let bound = 1u64 << attempt.min(6);
     Duration::from_micros(rand::rng().random_range(0..=bound.min(50) * 1000))
 }

@@ -21,6 +21,9 @@ pub enum Error {
     /// A stored value does not have the shape this service writes.
     #[error("stored value `{key}` is malformed: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A batch append failed; every entry of the batch shares its error.
+    #[error("{0}")]
+    Batch(std::sync::Arc<Error>),
     #[error("{0}")]
     NotFound(String),
     #[error("invalid `{field}`: {message}")]

@@ -77,3 +77,71 @@ pub async fn record_entry(ctx: &Context, draft: &EntryDraft) -> Result<(), Recor
         .map_err(RecordError::Failed)?;
     Ok(())
 }
+
+/// Appends each of `drafts` to its trails with one batch append per trail (the trails run
+/// concurrently); one result per draft, in order. A draft whose trails all took it (or already
+/// had it) is `Ok`; one that failed in any trail gets that trail's error and is recorded by a
+/// redelivery, which the dedupe markers make safe.
+pub async fn record_batch(ctx: &Context, drafts: &[EntryDraft]) -> Vec<Result<(), RecordError>> {
+    let mut results: Vec<Result<(), RecordError>> = Vec::with_capacity(drafts.len());
+    let mut per_trail: Vec<(TrailId, Vec<usize>)> = Vec::new();
+    for (i, draft) in drafts.iter().enumerate() {
+        let trails = trails_for(draft);
+        if trails.is_empty() {
+            results.push(Err(RecordError::Unrecordable(
+                "the event names no valid task_id or user_id".into(),
+            )));
+            continue;
+        }
+        results.push(Ok(()));
+        for trail in trails {
+            match per_trail.iter_mut().find(|(t, _)| *t == trail) {
+                Some((_, members)) => members.push(i),
+                None => per_trail.push((trail, vec![i])),
+            }
+        }
+    }
+    let appends = per_trail.iter().map(|(trail, members)| async move {
+        let batch: Vec<EntryDraft> = members.iter().map(|&i| drafts[i].clone()).collect();
+        (trail, members, ctx.trails.append_batch(trail, batch).await)
+    });
+    for (trail, members, outcome) in futures::future::join_all(appends).await {
+        let kind = trail_kind(trail);
+        match outcome {
+            Ok(appended) => {
+                for (&i, appended) in members.iter().zip(appended) {
+                    let draft = &drafts[i];
+                    match appended {
+                        Appended::New(entry) => {
+                            metrics::counter!("audit_entries_total", "topic" => draft.topic.clone(), "trail" => kind)
+                                .increment(1);
+                            ctx.sink.write(&trail.name(), &entry);
+                            ctx.checkpoints.note(&trail.name(), &entry);
+                        }
+                        Appended::Duplicate { seq } => {
+                            metrics::counter!("audit_duplicates_total", "topic" => draft.topic.clone(), "trail" => kind)
+                                .increment(1);
+                            tracing::debug!(trail = %trail.name(), entry_id = %draft.entry_id, seq, "already recorded");
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(trail = %trail.name(), entries = members.len(), %error, "batch append failed");
+                let shared = std::sync::Arc::new(error);
+                for &i in members {
+                    results[i] = Err(RecordError::Failed(Error::Batch(shared.clone())));
+                }
+            }
+        }
+    }
+    results
+}
+
+fn trail_kind(trail: &TrailId) -> &'static str {
+    match trail {
+        TrailId::Task(_) => "task",
+        TrailId::User(_) => "user",
+        TrailId::DeadLetters => "dead_letters",
+    }
+}

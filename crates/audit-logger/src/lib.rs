@@ -6,7 +6,7 @@
 //!   (written through [`fanout`], which the dead-letter modules share). Events of any age are
 //!   recorded: a first deployment's consumer group replays the retained topics, and that history
 //!   belongs in the trails (each entry keeps the event's own time as `occurred_at`).
-//! * [`trail`], [`append`]: chunked, append-only trails in the state store (etag-checked appends; see its
+//! * [`trail`], [`append`], [`append_batch`]: chunked, append-only trails in the state store (etag-checked appends; see its
 //!   docs for why a crash or a duplicate delivery never loses or doubles an entry).
 //! * [`entry`], [`canonical`], [`chain_key`], [`verify`]: the keyed (HMAC-SHA256) hash chain
 //!   and its verification, including the stored head.
@@ -21,6 +21,7 @@
 
 pub mod api;
 pub mod append;
+pub mod append_batch;
 pub mod auth;
 pub mod canonical;
 pub mod chain_key;

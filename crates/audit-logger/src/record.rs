@@ -8,7 +8,7 @@ use crate::context::Context;
 use crate::dead_letters;
 use crate::entry::EntryDraft;
 pub use crate::fanout::RecordError;
-use crate::fanout::record_entry;
+use crate::fanout::{record_batch, record_entry};
 use RecordError::{Failed, Unrecordable};
 
 /// Handles one delivery on business topic `topic`.
@@ -50,4 +50,60 @@ pub async fn record(
             .map_err(Failed)?;
     }
     Ok(())
+}
+
+/// Handles a batch of deliveries on business topic `topic`: one batch append per trail for the
+/// whole batch; one outcome per event, in order.
+pub async fn on_batch(ctx: &Context, topic: &str, events: Vec<RawEvent>) -> Vec<Outcome> {
+    let now = Utc::now();
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(events.len());
+    let mut drafts = Vec::with_capacity(events.len());
+    let mut positions = Vec::with_capacity(events.len());
+    for event in &events {
+        match EntryDraft::from_envelope(
+            topic,
+            &event.cloud_event.id,
+            &event.cloud_event.source,
+            &event.data,
+            now,
+        ) {
+            Some(draft) => {
+                positions.push(outcomes.len());
+                outcomes.push(None);
+                drafts.push(draft);
+            }
+            None => {
+                tracing::warn!(topic, "event without an id, answering DROP");
+                outcomes.push(Some(Outcome::Drop(
+                    "the event has no event_id and no CloudEvent id".into(),
+                )));
+            }
+        }
+    }
+    let recorded = record_batch(ctx, &drafts).await;
+    for ((position, draft), result) in positions.into_iter().zip(&drafts).zip(recorded) {
+        let result = match result {
+            Ok(()) if draft.topic == events::Topic::NotificationFailed.as_str() => {
+                dead_letters::note_failure(ctx, &events[position].data)
+                    .await
+                    .map_err(Failed)
+            }
+            other => other,
+        };
+        outcomes[position] = Some(match result {
+            Ok(()) => Outcome::Success,
+            Err(Unrecordable(reason)) => {
+                tracing::warn!(topic, event_id = %draft.event_id, %reason, "event cannot be recorded, answering DROP");
+                Outcome::Drop(reason)
+            }
+            Err(Failed(error)) => {
+                tracing::warn!(topic, event_id = %draft.event_id, %error, "recording failed, answering RETRY");
+                error.outcome()
+            }
+        });
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Outcome::Retry("event was not recorded".into())))
+        .collect()
 }

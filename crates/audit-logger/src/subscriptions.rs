@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use dapr_http::{RawEvent, Subscriptions};
+use std::time::Duration;
+
+use dapr_http::{BulkSubscribe, RawEvent, Subscriptions};
 
 use crate::context::AppState;
 use crate::{dead_letters, record};
@@ -17,15 +19,26 @@ pub fn dead_letter_topics(app_id: &str) -> Vec<String> {
     topics
 }
 
-/// Business topics dead-letter to this app's dead-letter topic; dead-letter topics have none,
+/// Events per batch on a business topic: one batch append per trail records them all.
+pub const BATCH_MAX_EVENTS: usize = 100;
+/// How long the first event of a batch waits for more; short, so the trails stay current.
+pub const BATCH_MAX_WAIT: Duration = Duration::from_millis(20);
+
+/// Business topics are consumed in batches ([`record::on_batch`]) and dead-letter to this app's
+/// dead-letter topic; dead-letter topics have none,
 /// since a DROP there would otherwise be dead-lettered into a topic this app consumes, forever.
 pub fn subscriptions(pubsub: &str, app_id: &str) -> Subscriptions<AppState> {
     let mut subs = Subscriptions::new(pubsub).dead_letter_topic(events::dead_letter_topic(app_id));
     for topic in events::Topic::ALL {
         let name = topic.as_str();
-        subs = subs.on_raw(name, move |ctx: AppState, event: RawEvent| async move {
-            record::on_event(&ctx, name, event).await
-        });
+        let bulk = BulkSubscribe::new(BATCH_MAX_EVENTS, BATCH_MAX_WAIT);
+        subs = subs.on_raw_batch(
+            name,
+            bulk,
+            move |ctx: AppState, events: Vec<RawEvent>| async move {
+                record::on_batch(&ctx, name, events).await
+            },
+        );
     }
     for dlq in dead_letter_topics(app_id) {
         let name: Arc<str> = Arc::from(dlq.as_str());
@@ -55,6 +68,10 @@ mod tests {
                 Some("audit-logger-dead-letters")
             );
             assert_eq!(spec.route, format!("/events/{topic}"));
+            assert!(
+                spec.bulk_subscribe.is_some_and(|b| b.enabled),
+                "{topic} is consumed in batches"
+            );
         }
         for dlq in events::dead_letter_topics() {
             let spec = specs.iter().find(|s| s.topic == dlq).unwrap();

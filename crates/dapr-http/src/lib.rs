@@ -5,7 +5,8 @@
 //!   with etags, TTLs and transactions, and wait for the sidecar's outbound health.
 //! * [`DaprError`]: typed errors keyed on daprd's HTTP status and `errorCode`.
 //! * [`Subscriptions`]: the table of topics an app consumes, served as `GET /dapr/subscribe` plus
-//!   one POST route per topic, with typed [`Event`]s in and [`Outcome`]s out.
+//!   one POST route per topic, with typed [`Event`]s in and [`Outcome`]s out, one at a time or
+//!   in batches (bulk subscribe, [`BulkSubscribe`]).
 //!
 //! * [`spans`]: W3C trace context in and out of `tracing` spans, and the client span of every
 //!   sidecar call when the process exports traces.
@@ -13,6 +14,7 @@
 //! Settings come from the variables daprd's tooling gives an app ([`DaprSettings::from_env`]).
 //! The API token is a [`secrecy::SecretString`] and is never logged.
 
+mod batch;
 mod client;
 mod delivery;
 mod error;
@@ -24,6 +26,7 @@ mod state_write;
 mod subscribe;
 mod token;
 
+pub use batch::BulkSubscribe;
 pub use client::DaprClient;
 pub use delivery::{Event, Outcome, RawEvent};
 pub use error::DaprError;

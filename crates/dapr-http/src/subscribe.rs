@@ -20,6 +20,7 @@ use bytes::Bytes;
 use events::EventPayload;
 use secrecy::{ExposeSecret as _, SecretString};
 
+use crate::batch::{self, BatchHandler, BulkSubscribe, RawEntry};
 use serde::Serialize;
 use tracing::Instrument as _;
 
@@ -31,7 +32,7 @@ const MAX_DELIVERY_BYTES: usize = 5 * 1024 * 1024;
 
 /// A handled delivery: the outcome and the event id, for the log line.
 type BoxFuture = Pin<Box<dyn Future<Output = (Outcome, String)> + Send>>;
-type Handler<S> = Arc<dyn Fn(S, Bytes, HeaderMap) -> BoxFuture + Send + Sync>;
+pub(crate) type Handler<S> = Arc<dyn Fn(S, Bytes, HeaderMap) -> BoxFuture + Send + Sync>;
 
 struct Entry<S> {
     topic: String,
@@ -39,7 +40,10 @@ struct Entry<S> {
     /// `Some(x)` overrides the table's dead-letter topic for this entry (`Some(None)`: none).
     dead_letter_topic: Option<Option<String>>,
     metadata: BTreeMap<String, String>,
+    /// Single deliveries (also the second-chance route's way in for a batch entry).
     handler: Handler<S>,
+    /// Set for a bulk subscription: its batching and batch handler.
+    batch: Option<(BulkSubscribe, BatchHandler<S>)>,
 }
 
 /// A table of programmatic subscriptions on one pub/sub component, turned into an axum router by
@@ -86,6 +90,8 @@ pub struct SubscriptionSpec {
     /// Values are strings: daprd rejects the whole answer otherwise.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    #[serde(rename = "bulkSubscribe", skip_serializing_if = "Option::is_none")]
+    pub bulk_subscribe: Option<BulkSubscribe>,
 }
 
 /// The route of a topic's deliveries: `/events/<topic>`.
@@ -232,6 +238,77 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
         self.entry(topic, wrapped)
     }
 
+    /// Subscribes `handler` to `T::TOPIC` in bulk: the sidecar delivers batches of up to
+    /// `bulk.max_messages_count` events and the handler answers one [`Outcome`] per event, in
+    /// order (a missing one is a RETRY). Events that do not decode are answered DROP without
+    /// reaching the handler.
+    pub fn on_batch<T, H, Fut>(self, bulk: BulkSubscribe, handler: H) -> Self
+    where
+        T: EventPayload + Send + 'static,
+        H: Fn(S, Vec<Event<T>>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Outcome>> + Send + 'static,
+    {
+        let topic = T::TOPIC.as_str();
+        let decode = move |entry: RawEntry| match events::decode::<T>(&entry.body) {
+            Ok(delivery) => Ok(Event {
+                envelope: delivery.envelope,
+                cloud_event: delivery.cloud_event,
+                headers: entry.headers,
+            }),
+            Err(error) => Err(undecodable(topic, &error)),
+        };
+        self.batch_entry(topic.to_owned(), bulk, batch::decoding(decode, handler))
+    }
+
+    /// [`Subscriptions::on_batch`] for any `topic`, without a type check (see
+    /// [`Subscriptions::on_raw`]).
+    pub fn on_raw_batch<H, Fut>(
+        self,
+        topic: impl fmt::Display,
+        bulk: BulkSubscribe,
+        handler: H,
+    ) -> Self
+    where
+        H: Fn(S, Vec<RawEvent>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Vec<Outcome>> + Send + 'static,
+    {
+        let topic = topic.to_string();
+        let log_topic = topic.clone();
+        let decode = move |entry: RawEntry| match events::decode_any(&entry.body) {
+            Ok((cloud_event, data)) => Ok(RawEvent {
+                cloud_event,
+                data,
+                headers: entry.headers,
+                body: entry.body,
+            }),
+            Err(error) => Err(undecodable(&log_topic, &error)),
+        };
+        self.batch_entry(topic, bulk, batch::decoding(decode, handler))
+    }
+
+    fn batch_entry(self, topic: String, bulk: BulkSubscribe, handler: BatchHandler<S>) -> Self {
+        let for_one = Arc::clone(&handler);
+        let single: Handler<S> = Arc::new(move |state: S, body: Bytes, headers: HeaderMap| {
+            let for_one = Arc::clone(&for_one);
+            Box::pin(async move {
+                let id = events::decode_any(&body)
+                    .map(|(ce, _)| ce.id)
+                    .unwrap_or_default();
+                let outcome = for_one(state, vec![RawEntry { body, headers }])
+                    .await
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| Outcome::Retry("handler gave no outcome".into()));
+                (outcome, id)
+            })
+        });
+        let mut this = self.entry(topic, single);
+        if let Some(last) = this.entries.last_mut() {
+            last.batch = Some((bulk, handler));
+        }
+        this
+    }
+
     fn entry(mut self, topic: String, handler: Handler<S>) -> Self {
         self.entries.retain(|e| e.topic != topic);
         self.entries.push(Entry {
@@ -240,6 +317,7 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
             dead_letter_topic: None,
             metadata: BTreeMap::new(),
             handler,
+            batch: None,
         });
         self
     }
@@ -259,6 +337,7 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
                     // Dead-lettering a topic into itself would loop forever.
                     .filter(|dlq| *dlq != e.topic),
                 metadata: e.metadata.clone(),
+                bulk_subscribe: e.batch.as_ref().map(|(bulk, _)| *bulk),
             })
             .chain(self.second_chance_topic().map(|dlq| SubscriptionSpec {
                 pubsubname: self.pubsub.clone(),
@@ -267,6 +346,7 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
                 // A failure here goes back to the broker: dead-lettering again would loop.
                 dead_letter_topic: None,
                 metadata: BTreeMap::new(),
+                bulk_subscribe: None,
             }))
             .collect()
     }
@@ -302,9 +382,10 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
         let entries = self
             .entries
             .into_iter()
-            .map(|e| (e.topic, e.route, e.handler));
-        let extra = second_chance.map(|(dlq, handler)| (dlq.clone(), route_for(&dlq), handler));
-        for (topic, route, handler) in entries.chain(extra) {
+            .map(|e| (e.topic, e.route, e.handler, e.batch.map(|(_, b)| b)));
+        let extra =
+            second_chance.map(|(dlq, handler)| (dlq.clone(), route_for(&dlq), handler, None));
+        for (topic, route, handler, batch) in entries.chain(extra) {
             let state = state.clone();
             let token = token.clone();
             let topic: Arc<str> = Arc::from(topic.as_str());
@@ -319,6 +400,15 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
                         return denied;
                     }
                     headers.remove(TOKEN_HEADER);
+                    if let Some(batch) = &batch {
+                        if spans::exporting() {
+                            let span = delivery_span(&topic, &headers);
+                            return batch::answer(batch, state, body, headers, &topic)
+                                .instrument(span)
+                                .await;
+                        }
+                        return batch::answer(batch, state, body, headers, &topic).await;
+                    }
                     let (outcome, id) = if spans::exporting() {
                         let span = delivery_span(&topic, &headers);
                         let handled = handler(state, body, headers).instrument(span.clone()).await;

@@ -74,7 +74,13 @@
 //! * Tracing (`spec.tracing` of the Configuration): with an OTLP/HTTP endpoint and a sampling
 //!   rate other than `"0"`, each sidecar exports daprd's spans of its API calls and deliveries
 //!   under its app id ([`otel`]); a bulk publish's per-entry spans and Zipkin export are left out.
-//! * Not implemented: bulk subscribe, the outbox, actors, gRPC.
+//! * Bulk subscribe (`bulkSubscribe`, programmatic and declarative) on every component, batched
+//!   in the delivery layer as daprd's default bulk subscriber does (see `delivery::bulk`), with
+//!   per-entry statuses, retries of the failed entries only, and per-entry dead letters. The
+//!   batch waits from its first entry rather than on a fixed ticker, and a bulk subscription
+//!   lets up to `maxMessagesCount` messages wait at once (so batches can fill), while the app
+//!   still gets at most `concurrency` POSTs at a time.
+//! * Not implemented: the outbox, actors, gRPC.
 
 pub mod acl;
 pub mod api;

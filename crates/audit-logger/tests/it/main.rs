@@ -6,6 +6,7 @@ mod support;
 
 mod api;
 mod authenticity;
+mod batch;
 mod contention;
 mod dead_letters;
 mod recovery;

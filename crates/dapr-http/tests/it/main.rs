@@ -4,6 +4,7 @@
 
 mod support;
 
+mod batch;
 mod dead_letter_override;
 mod health;
 mod logging;

@@ -28,36 +28,43 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 /// Why a delivery to an unhealthy app is refused (daprd's wording).
-const APP_UNHEALTHY: &str = "app is not in a healthy state";
+pub(super) const APP_UNHEALTHY: &str = "app is not in a healthy state";
 
+/// Delivers the messages of one subscription of one sidecar, one at a time or (see
+/// [`super::bulk`]) in batches.
 #[derive(Debug)]
-struct Deliverer {
-    state: Arc<SidecarState>,
-    pubsub: PubSubComponent,
-    def: SubscriptionDef,
+pub(super) struct Deliverer {
+    pub(super) state: Arc<SidecarState>,
+    pub(super) pubsub: PubSubComponent,
+    pub(super) def: SubscriptionDef,
     /// The inbound policy; none by default, like daprd (one attempt, no timeout).
-    runner: Runner,
-    semaphore: Arc<Semaphore>,
-    raw: bool,
+    pub(super) runner: Runner,
+    pub(super) semaphore: Arc<Semaphore>,
+    pub(super) raw: bool,
 }
 
-/// The broker callback for one subscription of one sidecar.
-pub(super) fn handler(
-    state: Arc<SidecarState>,
-    pubsub: PubSubComponent,
-    def: SubscriptionDef,
-    runner: Runner,
-    semaphore: Arc<Semaphore>,
-) -> MessageHandler {
-    let raw = def.raw_payload();
-    let d = Arc::new(Deliverer {
-        state,
-        pubsub,
-        def,
-        runner,
-        semaphore,
-        raw,
-    });
+impl Deliverer {
+    pub(super) fn new(
+        state: Arc<SidecarState>,
+        pubsub: PubSubComponent,
+        def: SubscriptionDef,
+        runner: Runner,
+        semaphore: Arc<Semaphore>,
+    ) -> Self {
+        let raw = def.raw_payload();
+        Self {
+            state,
+            pubsub,
+            def,
+            runner,
+            semaphore,
+            raw,
+        }
+    }
+}
+
+/// The broker callback of a subscription delivering one message per POST.
+pub(super) fn handler(d: Arc<Deliverer>) -> MessageHandler {
     Arc::new(move |msg: Message| {
         let d = d.clone();
         Box::pin(async move { d.handle(msg).await })
@@ -65,8 +72,10 @@ pub(super) fn handler(
 }
 
 /// A message ready to POST.
-struct Prepared {
-    path: String,
+pub(super) struct Prepared {
+    pub(super) path: String,
+    /// The decoded CloudEvent (the wrapped payload for raw subscriptions).
+    pub(super) event: serde_json::Value,
     body: Bytes,
     /// The event's `traceparent`, parent of the delivery span.
     traceparent: Option<String>,
@@ -76,9 +85,9 @@ struct Prepared {
 
 /// A delivery attempt that failed: the app's HTTP status if it answered, and why.
 #[derive(Debug)]
-struct FailedAttempt {
-    status: Option<u16>,
-    reason: String,
+pub(super) struct FailedAttempt {
+    pub(super) status: Option<u16>,
+    pub(super) reason: String,
 }
 
 impl std::fmt::Display for FailedAttempt {
@@ -92,7 +101,7 @@ impl FailedAttempt {
     /// 2xx answer, like a transport error, carries no code and is always retried
     /// (`pkg/runtime/subscription/postman/http/http.go Deliver` returns a `CodeError` only for
     /// error statuses).
-    fn class(&self) -> ErrorClass {
+    pub(super) fn class(&self) -> ErrorClass {
         match self.status {
             Some(s) if !(200..300).contains(&s) => ErrorClass::Status(s),
             _ => ErrorClass::Retriable,
@@ -101,7 +110,7 @@ impl FailedAttempt {
 }
 
 /// What to do with a message that will not be delivered.
-enum Disposal {
+pub(super) enum Disposal {
     /// Dead-letter if configured, then ack.
     Drop(String),
     /// Retry flow exhausted or not retriable: dead-letter if configured, else back to the component.
@@ -123,6 +132,16 @@ impl Deliverer {
             Ok(prepared) => self.deliver_with_retries(&prepared, &msg).await,
             Err(d) => Err(d),
         };
+        self.dispose(&msg, result).await
+    }
+
+    /// Settles one message after its delivery: acks it, dead-letters it, or hands it back to
+    /// the component for redelivery.
+    pub(super) async fn dispose(
+        &self,
+        msg: &Message,
+        result: Result<(), Disposal>,
+    ) -> HandlerResult {
         match result {
             Ok(()) => Ok(()),
             Err(Disposal::Drop(reason)) => {
@@ -131,7 +150,7 @@ impl Deliverer {
                     // A drop is acked: without a dead-letter topic the message is gone.
                     return Ok(());
                 }
-                self.dead_letter(&msg, &reason).await
+                self.dead_letter(msg, &reason).await
             }
             Err(Disposal::Fail(reason)) => {
                 if self.state.shutdown.is_cancelled() {
@@ -142,13 +161,13 @@ impl Deliverer {
                     // app's return.
                     return Err(format!("{APP_UNHEALTHY}: {reason}"));
                 }
-                self.dead_letter(&msg, &reason).await
+                self.dead_letter(msg, &reason).await
             }
         }
     }
 
     /// Decodes, checks expiry and routes; returns the app path and the body to POST.
-    fn prepare(&self, msg: &Message) -> Result<Prepared, Disposal> {
+    pub(super) fn prepare(&self, msg: &Message) -> Result<Prepared, Disposal> {
         let (event, body) = if self.raw {
             let ce = cloudevent::wrap_raw_for_delivery(
                 &self.def.pubsubname,
@@ -177,9 +196,11 @@ impl Deliverer {
             .get("traceparent")
             .and_then(|t| t.as_str())
             .map(String::from);
-        match routes::select(&self.def.rules, &event) {
+        let selected = routes::select(&self.def.rules, &event).map(|p| p.map(str::to_string));
+        match selected {
             Ok(Some(path)) => Ok(Prepared {
-                path: path.to_string(),
+                path,
+                event,
                 body,
                 traceparent,
                 tracestate,

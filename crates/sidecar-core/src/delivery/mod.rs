@@ -1,8 +1,10 @@
 //! Delivery of messages to the app: one broker subscription per subscription of the app
 //! (`subscribe`), whose handler decodes, routes and POSTs each message (the `deliver` module),
 //! reads the app's answer ([`outcome`]) and runs each attempt under the inbound resiliency
-//! policy of the pub/sub (see [`crate::policies`]).
+//! policy of the pub/sub (see [`crate::policies`]). Bulk subscriptions gather messages into
+//! batches first ([`bulk`]), whatever the component.
 
+pub mod bulk;
 mod deliver;
 pub mod outcome;
 
@@ -42,6 +44,13 @@ pub(crate) async fn subscribe(
         .and_then(|c| c.parse::<usize>().ok())
         .filter(|c| *c > 0)
         .unwrap_or(DEFAULT_CONCURRENCY);
+    // Each message of a bulk subscription holds a handler call until its batch is settled, so
+    // the component's concurrency caps the batch (daprd's default bulk subscriber: at most 10
+    // entries on `pubsub.redis`). Letting `maxMessagesCount` calls wait makes full batches
+    // possible; the app still sees no more POSTs at once than `concurrency`.
+    let handler_calls = def
+        .bulk
+        .map_or(concurrency, |b| concurrency.max(b.max_messages));
     let group = pubsub.broker.consumer_group(app_id).unwrap_or_else(|| {
         pubsub
             .spec
@@ -55,17 +64,21 @@ pub(crate) async fn subscribe(
         .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(concurrency)))
         .clone();
     let runner = state.policies.delivery(&def.pubsubname);
-    let handler = deliver::handler(
+    let deliverer = Arc::new(deliver::Deliverer::new(
         state.clone(),
         pubsub.clone(),
         def.clone(),
         runner,
         semaphore,
-    );
+    ));
+    let handler = match def.bulk {
+        Some(settings) => bulk::handler(deliverer, settings),
+        None => deliver::handler(deliverer),
+    };
     let request = SubscribeRequest {
         topic: def.topic.clone(),
         consumer_group: group.clone(),
-        concurrency,
+        concurrency: handler_calls,
     };
     match pubsub.broker.subscribe(request, handler).await {
         Ok(handle) => {

@@ -6,6 +6,7 @@
 //! Errors name the file and the field that failed. Whether a component type can be built is the
 //! component [`Registry`](crate::components::Registry)'s call, not the loader's.
 
+pub mod bulk_subscribe;
 mod component;
 mod resiliency;
 mod subscription;

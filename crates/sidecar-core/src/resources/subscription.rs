@@ -1,5 +1,6 @@
 //! `kind: Subscription` documents (`dapr.io/v2alpha1` with `routes`, `dapr.io/v1alpha1` with `route`).
 
+use super::bulk_subscribe::{BulkSettings, BulkSubscribeSpec};
 use super::{ResourceError, typed};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -28,6 +29,8 @@ pub struct SubscriptionSpec {
     /// App ids that get this subscription; empty = all.
     pub scopes: Vec<String>,
     pub source: PathBuf,
+    /// `spec.bulkSubscribe` when enabled.
+    pub bulk: Option<BulkSettings>,
 }
 
 impl SubscriptionSpec {
@@ -66,6 +69,8 @@ struct Spec {
     metadata: BTreeMap<String, String>,
     #[serde(default)]
     dead_letter_topic: Option<String>,
+    #[serde(default)]
+    bulk_subscribe: Option<BulkSubscribeSpec>,
 }
 
 #[derive(Deserialize)]
@@ -96,5 +101,6 @@ pub(super) fn parse(
         dead_letter_topic: doc.spec.dead_letter_topic.filter(|t| !t.is_empty()),
         scopes: doc.scopes,
         source: file.to_path_buf(),
+        bulk: doc.spec.bulk_subscribe.and_then(|b| b.settings()),
     })
 }

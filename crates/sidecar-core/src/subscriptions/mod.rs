@@ -2,6 +2,8 @@
 //! and its programmatic ones (`GET /dapr/subscribe`), merged with daprd's precedence, each with
 //! its routing rules resolved ([`routes`]).
 
+/// `bulkSubscribe` settings; parsed with the resources, shared by both subscription forms.
+pub use crate::resources::bulk_subscribe as bulk;
 pub mod programmatic;
 pub mod routes;
 
@@ -28,6 +30,8 @@ pub struct SubscriptionDef {
     pub metadata: BTreeMap<String, String>,
     pub dead_letter_topic: Option<String>,
     pub kind: SubscriptionKind,
+    /// `bulkSubscribe` when enabled: messages reach the app in batches.
+    pub bulk: Option<bulk::BulkSettings>,
 }
 
 impl SubscriptionDef {
@@ -112,6 +116,7 @@ pub fn declarative(resources: &Resources, app_id: &str) -> Vec<SubscriptionDef> 
             metadata: s.metadata.clone(),
             dead_letter_topic: s.dead_letter_topic.clone(),
             kind: SubscriptionKind::Declarative,
+            bulk: s.bulk,
         })
         .collect()
 }
@@ -160,6 +165,7 @@ mod tests {
             metadata: BTreeMap::new(),
             dead_letter_topic: None,
             kind,
+            bulk: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Programmatic subscriptions: the app's answer to `GET /dapr/subscribe`, decoded as daprd does.
 
-use super::{SubscriptionDef, SubscriptionKind, routes};
+use super::{SubscriptionDef, SubscriptionKind, bulk, routes};
 use crate::resources::RouteRule;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -58,6 +58,10 @@ pub fn parse(body: &[u8]) -> Result<Vec<SubscriptionDef>, String> {
             }
             _ => (Vec::new(), None),
         };
+        let bulk = match field(&obj, "bulkSubscribe") {
+            None => None,
+            Some(b) => bulk::from_json(b)?,
+        };
         let rules = routes::resolve(&rules, default.as_deref(), route.as_deref());
         if rules.is_empty() {
             tracing::warn!(%pubsubname, %topic, "programmatic subscription without a route discarded");
@@ -71,6 +75,7 @@ pub fn parse(body: &[u8]) -> Result<Vec<SubscriptionDef>, String> {
             metadata,
             dead_letter_topic,
             kind: SubscriptionKind::Programmatic,
+            bulk,
         });
     }
     Ok(out)
@@ -96,6 +101,17 @@ mod tests {
         assert_eq!(subs[1].topic, "b");
         let paths: Vec<&str> = subs[1].rules.iter().map(|r| r.path.as_str()).collect();
         assert_eq!(paths, ["/x", "/b"]);
+        assert_eq!(subs[0].bulk, None);
+    }
+
+    #[test]
+    fn bulk_subscribe_element_is_read_and_a_bad_one_rejects_everything() {
+        let body = br#"[{"pubsubname":"p","topic":"a","route":"/a","bulkSubscribe":{"enabled":true,"maxMessagesCount":3,"maxAwaitDurationMs":40}}]"#;
+        let bulk = parse(body).unwrap()[0].bulk.unwrap();
+        assert_eq!(bulk.max_messages, 3);
+        assert_eq!(bulk.max_await, std::time::Duration::from_millis(40));
+        let bad = br#"[{"pubsubname":"p","topic":"a","route":"/a","bulkSubscribe":{"enabled":1}}]"#;
+        assert!(parse(bad).unwrap_err().contains("bulkSubscribe.enabled"));
     }
 
     #[test]

@@ -297,3 +297,39 @@ mod state {
         scenarios::multi_item_save_with_an_etag_failure_is_409(&Backend::redis(redis.port())).await;
     }
 }
+
+mod bulk {
+    use super::*;
+    use support::scenarios_bulk as scenarios;
+
+    #[tokio::test]
+    async fn batches_flush_at_max_messages_or_after_max_await() {
+        let redis = RedisServer::start();
+        scenarios::batches_flush_at_max_messages_or_after_max_await(&Backend::redis(redis.port()))
+            .await;
+    }
+
+    #[tokio::test]
+    async fn partial_failures_retry_only_failed_entries_and_dead_letter_each() {
+        let redis = RedisServer::start();
+        scenarios::partial_failures_retry_only_failed_entries_and_dead_letter_each(
+            &Backend::redis(redis.port()),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_answered_too_slowly_or_badly_fails_every_entry() {
+        let redis = RedisServer::start();
+        scenarios::a_batch_answered_too_slowly_or_badly_fails_every_entry(&Backend::redis(
+            redis.port(),
+        ))
+        .await;
+    }
+
+    #[tokio::test]
+    async fn declarative_bulk_subscription() {
+        let redis = RedisServer::start();
+        scenarios::declarative_bulk_subscription(&Backend::redis(redis.port())).await;
+    }
+}

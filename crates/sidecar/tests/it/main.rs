@@ -8,6 +8,7 @@ mod support_redis;
 mod access_control;
 mod app_health;
 mod conformance_api;
+mod conformance_bulk;
 mod conformance_delivery;
 mod conformance_kafka;
 mod conformance_publish;

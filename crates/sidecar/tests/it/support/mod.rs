@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 pub mod backend;
 pub mod scenarios_api;
+pub mod scenarios_bulk;
 pub mod scenarios_delivery;
 pub mod scenarios_publish;
 pub mod scenarios_state;
@@ -402,6 +403,8 @@ pub struct AppState {
     pub received: Mutex<Vec<Received>>,
     pub changed: Notify,
     pub responder: Mutex<Responder>,
+    /// Requests on this path are answered only after this long (recorded at once).
+    pub slow: Mutex<Option<(String, Duration)>>,
 }
 
 /// An axum app on a real port, recording everything the sidecar sends it.
@@ -431,6 +434,7 @@ impl TestApp {
             received: Mutex::new(Vec::new()),
             changed: Notify::new(),
             responder: Mutex::new(Box::new(|_| (StatusCode::OK, String::new()))),
+            slow: Mutex::new(None),
         });
         let router = Router::new()
             .route("/dapr/subscribe", get(subscribe))
@@ -528,8 +532,18 @@ async fn record(State(state): State<Arc<AppState>>, req: Request) -> Response {
         body,
     };
     let (status, body) = (state.responder.lock().unwrap())(&rec);
+    let delay = state
+        .slow
+        .lock()
+        .unwrap()
+        .as_ref()
+        .filter(|(path, _)| *path == rec.path)
+        .map(|(_, d)| *d);
     state.received.lock().unwrap().push(rec);
     state.changed.notify_waiters();
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut resp = (status, body.clone()).into_response();
     if body.starts_with('{') {
         resp.headers_mut()

@@ -1,0 +1,218 @@
+//! Appending a batch of entries to one trail in as few state calls as one entry takes: one bulk
+//! read and at most one write of the dedupe markers, then one etag-checked write of the tail
+//! chunk per chunk the batch fills, then one head write. The guarantees are those of
+//! [`crate::trail`]: every entry's marker exists before any attempt to append it, and every
+//! chunk from the lowest marker bound on is scanned for each entry id before it is written, so
+//! a duplicate (within the batch, across deliveries, or after a crash) is never appended twice.
+
+use std::collections::{HashMap, HashSet};
+
+use dapr_http::{SaveItem, StateEntry};
+
+use crate::entry::{Entry, EntryDraft};
+use crate::error::Error;
+use crate::trail::{Appended, Chunk, Marker, TrailId, TrailStore};
+
+impl TrailStore {
+    /// Appends each of `drafts` to `trail` unless an entry with its `entry_id` is already there
+    /// (or earlier in `drafts`); answers one [`Appended`] per draft, in order.
+    pub async fn append_batch(
+        &self,
+        trail: &TrailId,
+        drafts: Vec<EntryDraft>,
+    ) -> Result<Vec<Appended>, Error> {
+        let name = trail.name();
+        let _local = self.locks.lock(&name).await;
+        let started = std::time::Instant::now();
+        let mut results: Vec<Option<Appended>> = drafts.iter().map(|_| None).collect();
+        // Later copies of an entry id in the batch follow the first one's fate.
+        let mut first_of: HashMap<String, usize> = HashMap::new();
+        let mut todo: Vec<(usize, EntryDraft)> = Vec::with_capacity(drafts.len());
+        let mut copies: Vec<(usize, usize)> = Vec::new();
+        for (i, draft) in drafts.into_iter().enumerate() {
+            match first_of.get(&draft.entry_id) {
+                Some(&first) => copies.push((i, first)),
+                None => {
+                    first_of.insert(draft.entry_id.clone(), i);
+                    todo.push((i, draft));
+                }
+            }
+        }
+        let ids: Vec<&str> = todo.iter().map(|(_, d)| d.entry_id.as_str()).collect();
+        let mut chunk_no = self.claim_all(trail, &ids).await?;
+        let mut previous: Option<(u64, String)> = None;
+        let mut conflicts = 0u32;
+        let mut last_written: Option<(u64, Entry)> = None;
+        while !todo.is_empty() {
+            let key = trail.chunk_key(chunk_no);
+            let current: Option<StateEntry<Chunk>> = self.read(&key).await?;
+            let (mut chunk, etag) = match current {
+                Some(StateEntry { value, etag }) => (value, etag),
+                None => (
+                    Chunk {
+                        capacity: self.chunk_size,
+                        entries: Vec::new(),
+                    },
+                    None,
+                ),
+            };
+            let present: HashMap<&str, u64> = chunk
+                .entries
+                .iter()
+                .map(|e| (e.draft.entry_id.as_str(), e.seq))
+                .collect();
+            todo.retain(|(i, d)| match present.get(d.entry_id.as_str()) {
+                Some(&seq) => {
+                    results[*i] = Some(Appended::Duplicate { seq });
+                    false
+                }
+                None => true,
+            });
+            if todo.is_empty() {
+                break;
+            }
+            if chunk.is_full() {
+                previous = chunk.entries.last().map(|e| (e.seq, e.hash.clone()));
+                chunk_no += 1;
+                continue;
+            }
+            let (mut seq, mut prev_hash) = match chunk.entries.last() {
+                Some(last) => (last.seq + 1, last.hash.clone()),
+                None => self.tail_of_previous(trail, chunk_no, &previous).await?,
+            };
+            let room = chunk.capacity.saturating_sub(chunk.entries.len());
+            let taking = todo.len().min(room);
+            let mut sealed = Vec::with_capacity(taking);
+            for (i, draft) in todo.iter().take(taking) {
+                let entry = draft.clone().seal(&self.key, &name, seq, &prev_hash);
+                seq += 1;
+                prev_hash = entry.hash.clone();
+                chunk.entries.push(entry.clone());
+                sealed.push((*i, entry));
+            }
+            let created = etag.is_none();
+            let item = SaveItem::new(&key, &chunk)?.etag(etag).first_write();
+            let saved = match self.dapr.save_state(&self.store, &[item]).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.is_etag_conflict() => Err(None),
+                // A create that lost the race is not typed as a conflict; a second read tells.
+                Err(e) if created => match self.read::<Chunk>(&key).await? {
+                    Some(_) => Err(None),
+                    None => Err(Some(e)),
+                },
+                Err(e) => Err(Some(e)),
+            };
+            match saved {
+                Ok(()) => {
+                    todo.drain(..taking);
+                    if let Some((_, last)) = sealed.last() {
+                        last_written = Some((chunk_no, last.clone()));
+                        // Entries left over did not fit: this chunk is full now.
+                        previous = Some((last.seq, last.hash.clone()));
+                    }
+                    for (i, entry) in sealed {
+                        results[i] = Some(Appended::New(Box::new(entry)));
+                    }
+                    self.remember_tail(&name, chunk_no);
+                    if !todo.is_empty() {
+                        chunk_no += 1;
+                    }
+                }
+                Err(Some(error)) => return Err(error.into()),
+                Err(None) => {
+                    conflicts += 1;
+                    metrics::counter!("audit_append_conflicts_total").increment(1);
+                    if conflicts >= self.max_attempts {
+                        return Err(Error::Contended {
+                            trail: name,
+                            attempts: conflicts,
+                        });
+                    }
+                    tokio::time::sleep(crate::append::backoff(conflicts)).await;
+                }
+            }
+        }
+        if let Some((chunk, entry)) = &last_written {
+            self.write_head(trail, *chunk, entry).await;
+            metrics::histogram!("audit_append_seconds").record(started.elapsed());
+        }
+        for (i, first) in copies {
+            let seq = match &results[first] {
+                Some(Appended::New(e)) => e.seq,
+                Some(Appended::Duplicate { seq }) => *seq,
+                None => continue,
+            };
+            results[i] = Some(Appended::Duplicate { seq });
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.ok_or_else(|| Error::Corrupt {
+                    key: trail.name(),
+                    reason: "a batch entry was neither appended nor found".into(),
+                })
+            })
+            .collect()
+    }
+
+    /// Finds or creates the dedupe markers of `entry_ids` (one bulk read, one write of the
+    /// missing ones); returns the lowest chunk any of them may be in.
+    async fn claim_all(&self, trail: &TrailId, entry_ids: &[&str]) -> Result<u64, Error> {
+        let keys: Vec<String> = entry_ids.iter().map(|id| trail.marker_key(id)).collect();
+        let mut lowest: Option<u64> = None;
+        let mut missing = self.read_markers(&keys, &mut lowest).await?;
+        if missing.is_empty() {
+            return Ok(lowest.unwrap_or(0));
+        }
+        let from_chunk = match self.known_tail(&trail.name()) {
+            Some(chunk) => chunk,
+            None => self.head(trail).await?.map_or(0, |h| h.chunk),
+        };
+        let items = missing
+            .iter()
+            .map(|key| Ok(SaveItem::new(key.as_str(), &Marker { from_chunk })?.first_write()))
+            .collect::<Result<Vec<_>, Error>>()?;
+        if let Err(error) = self.dapr.save_state(&self.store, &items).await {
+            // The items are written one by one: a concurrent duplicate may have created some
+            // markers first. Whatever exists now is the bound every attempt obeys.
+            missing = self.read_markers(&missing, &mut lowest).await?;
+            if !missing.is_empty() {
+                return Err(error.into());
+            }
+        } else {
+            lowest = Some(lowest.map_or(from_chunk, |l| l.min(from_chunk)));
+        }
+        Ok(lowest.unwrap_or(from_chunk))
+    }
+
+    /// Reads the markers at `keys` (one bulk read), lowering `lowest` to their bounds; returns
+    /// the keys that have none.
+    async fn read_markers(
+        &self,
+        keys: &[String],
+        lowest: &mut Option<u64>,
+    ) -> Result<Vec<String>, Error> {
+        let items = self
+            .dapr
+            .get_bulk_state::<Marker>(&self.store, keys)
+            .await?;
+        let mut seen: HashSet<String> = HashSet::with_capacity(items.len());
+        for item in items {
+            if let Some(reason) = item.error {
+                return Err(Error::Corrupt {
+                    key: item.key,
+                    reason,
+                });
+            }
+            if let Some(marker) = item.value {
+                *lowest = Some(lowest.map_or(marker.from_chunk, |l| l.min(marker.from_chunk)));
+                seen.insert(item.key);
+            }
+        }
+        Ok(keys
+            .iter()
+            .filter(|k| !seen.contains(*k))
+            .cloned()
+            .collect())
+    }
+}
