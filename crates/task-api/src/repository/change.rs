@@ -5,23 +5,37 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::index::UserIndex;
-use super::keys::{index_key, task_key};
+use super::index::{IndexSegment, TaskSummary, UserIndex, reconcile};
+use super::keys::{INDEX_BUCKETS, bucket_of, index_key, index_segment_key, task_key};
 use super::outbox_shard::OutboxShard;
 use super::{StoreError, TaskRepository, Versioned};
 use crate::model::TaskRecord;
 
-/// What a change of one task reads, in one bulk request: the task's record, its bucket of the
-/// owner's index and one outbox shard, each with the etag its write is checked against.
+/// What a change of one task reads: in one bulk request the task's record, the head of its
+/// bucket of the owner's index and one outbox shard, and, only when the task's summary lives in
+/// a sealed segment (an older task), that segment in a second request; each with the etag its
+/// write is checked against.
 #[derive(Debug)]
 pub struct ChangeState {
-    /// `task:{id}`, the index bucket and the outbox shard, in that order.
+    /// `task:{id}`, the index bucket's head and the outbox shard, in that order.
     keys: [String; 3],
     task: Option<Versioned<TaskRecord>>,
     index: Versioned<UserIndex>,
+    /// The sealed segment holding the task's summary, when the head does not.
+    segment: Option<HomeSegment>,
     outbox: Versioned<OutboxShard>,
     /// The length of the shard's JSON text as read.
     outbox_bytes: usize,
+    user_id: Uuid,
+    bucket: u32,
+}
+
+/// A sealed segment as read for a change.
+#[derive(Debug)]
+struct HomeSegment {
+    id: Uuid,
+    key: String,
+    value: Versioned<IndexSegment>,
 }
 
 impl ChangeState {
@@ -45,11 +59,28 @@ impl ChangeState {
         self.index.etag.is_some()
     }
 
+    /// The head of the task's index bucket, as read.
+    pub fn index(&self) -> &UserIndex {
+        &self.index.value
+    }
+
+    /// The task's index bucket.
+    pub fn bucket(&self) -> u32 {
+        self.bucket
+    }
+
     /// Whether any of the keys was written between the read of `earlier` and this one.
     pub fn moved_since(&self, earlier: &ChangeState) -> bool {
         self.task_etag() != earlier.task_etag()
             || self.index.etag != earlier.index.etag
+            || self.segment_etag() != earlier.segment_etag()
             || self.outbox.etag != earlier.outbox.etag
+    }
+
+    fn segment_etag(&self) -> Option<&str> {
+        self.segment
+            .as_ref()
+            .and_then(|segment| segment.value.etag.as_deref())
     }
 
     fn task_etag(&self) -> Option<&str> {
@@ -115,21 +146,57 @@ impl TaskRepository {
                 etag: task_etag,
             }),
         };
-        let index = decode_or_default(index, &keys[1])?;
+        let index: Versioned<UserIndex> = decode_or_default(index, &keys[1])?;
         let outbox_bytes = outbox.0.as_ref().map_or(0, |raw| raw.get().len());
         let outbox = decode_or_default(outbox, &keys[2])?;
+        let bucket = bucket_of(task_id, INDEX_BUCKETS);
+        let segment = match index.value.home_of(task_id) {
+            None => None,
+            Some(home) => {
+                let id = index.value.sealed[home].segment;
+                let key = index_segment_key(user_id, bucket, id);
+                Some(HomeSegment {
+                    id,
+                    value: self.read_segment(&key).await?,
+                    key,
+                })
+            }
+        };
         Ok(ChangeState {
             keys,
             task,
             index,
+            segment,
             outbox,
             outbox_bytes,
+            user_id,
+            bucket,
         })
     }
 
+    /// A sealed segment with its etag; a segment its head lists but the store lacks (its write
+    /// was the part of a transaction that did not apply) reads as empty.
+    async fn read_segment(&self, key: &str) -> Result<Versioned<IndexSegment>, StoreError> {
+        Ok(
+            match self
+                .dapr
+                .get_state::<IndexSegment>(&self.store, key)
+                .await?
+            {
+                Some(entry) => Versioned {
+                    value: entry.value,
+                    etag: entry.etag,
+                },
+                None => Versioned::default(),
+            },
+        )
+    }
+
     /// Writes `record` and `outbox` over `state` in one transaction (which is not atomic, see
-    /// the module doc): the record (with the tombstone TTL when it is deleted), the index bucket
-    /// when the record changes its summary, and the outbox shard, each etag-checked.
+    /// the module doc): the record (with the tombstone TTL when it is deleted), the index when
+    /// the record changes its summary (the head, or the sealed segment holding the summary and
+    /// the head when the segment's counts change; a head grown past `head_size` seals its oldest
+    /// summaries into a new segment), and the outbox shard, each etag-checked.
     pub async fn write_change(
         &self,
         state: &ChangeState,
@@ -146,10 +213,38 @@ impl TaskRepository {
             task = task.ttl(self.tombstone_ttl);
         }
         ops.push(TransactionOp::Upsert(task));
-        let mut index = state.index.value.clone();
-        if index.reconcile(record) {
+        let mut head = state.index.value.clone();
+        let mut head_changed = false;
+        match &state.segment {
+            Some(home) => {
+                let mut segment = home.value.value.clone();
+                let changed = reconcile(&mut segment.tasks, record);
+                if changed {
+                    ops.push(TransactionOp::Upsert(
+                        home.value.write(home.key.clone(), &segment)?,
+                    ));
+                }
+                // Recounted even when the segment is unchanged: a failed transaction may have
+                // written the segment and not the head.
+                if let Some(entry) = head.sealed_mut(home.id) {
+                    head_changed = entry.recount(&segment);
+                }
+            }
+            None => {
+                head_changed = head.reconcile(record);
+                if head_changed
+                    && let Some((id, segment)) =
+                        head.seal(self.layout.head_size, self.layout.segment_size)
+                {
+                    // A fresh random key: no other writer can have it, so no etag.
+                    let key = index_segment_key(state.user_id, state.bucket, id);
+                    ops.push(TransactionOp::Upsert(SaveItem::new(key, &segment)?));
+                }
+            }
+        }
+        if head_changed {
             ops.push(TransactionOp::Upsert(
-                state.index.write(state.keys[1].clone(), &index)?,
+                state.index.write(state.keys[1].clone(), &head)?,
             ));
         }
         ops.push(TransactionOp::Upsert(
@@ -178,25 +273,71 @@ impl TaskRepository {
     }
 
     /// Makes the owner's index agree with a committed record: after a failed transaction whose
-    /// task write applied, the index write may be the operation that did not.
-    pub async fn repair_index(&self, record: &TaskRecord) -> Result<(), StoreError> {
-        let key = index_key(record.task.user_id, record.task.task_id);
+    /// task write applied, the index write may be the operation that did not. Fixes the summary
+    /// where it lives (the head, or its sealed segment and that segment's counts in the head).
+    /// With `cap`, a record that opens a task the index does not count yet is added only while
+    /// the bucket holds fewer than `cap` open tasks; otherwise nothing is written and the answer
+    /// is [`Repair::Full`].
+    pub async fn repair_index(
+        &self,
+        record: &TaskRecord,
+        cap: Option<u64>,
+    ) -> Result<Repair, StoreError> {
+        let user_id = record.task.user_id;
+        let task_id = record.task.task_id;
+        let bucket = bucket_of(task_id, INDEX_BUCKETS);
+        let key = index_key(user_id, task_id);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut index = match self.dapr.get_state::<UserIndex>(&self.store, &key).await? {
+            let index = match self.dapr.get_state::<UserIndex>(&self.store, &key).await? {
                 Some(entry) => Versioned {
                     value: entry.value,
                     etag: entry.etag,
                 },
                 None => Versioned::default(),
             };
-            if !index.value.reconcile(record) {
-                return Ok(());
+            let mut head = index.value.clone();
+            let mut ops = Vec::with_capacity(2);
+            let full = cap.is_some_and(|cap| index.value.open_tasks() >= cap);
+            let head_changed = match index.value.home_of(task_id) {
+                None => {
+                    if full && !counted(&index.value.tasks, task_id) {
+                        return Ok(Repair::Full);
+                    }
+                    head.reconcile(record)
+                }
+                Some(home) => {
+                    let id = index.value.sealed[home].segment;
+                    let segment_key = index_segment_key(user_id, bucket, id);
+                    let stored = self.read_segment(&segment_key).await?;
+                    if full && !counted(&stored.value.tasks, task_id) {
+                        return Ok(Repair::Full);
+                    }
+                    let mut segment = stored.value.clone();
+                    if reconcile(&mut segment.tasks, record) {
+                        ops.push(stored.write(segment_key, &segment)?);
+                    }
+                    head.sealed_mut(id)
+                        .is_some_and(|entry| entry.recount(&segment))
+                }
+            };
+            if head_changed {
+                ops.push(index.write(key.clone(), &head)?);
             }
-            let item = index.write(key.clone(), &index.value)?;
-            match self.dapr.save_state(&self.store, &[item]).await {
-                Ok(()) => return Ok(()),
+            let written = match ops.len() {
+                0 => return Ok(Repair::Done),
+                // A plain save, not a transaction: only a save enforces `first-write` on Redis
+                // (see `create_index_bucket`).
+                1 => self.dapr.save_state(&self.store, &ops).await,
+                _ => {
+                    let ops: Vec<TransactionOp> =
+                        ops.into_iter().map(TransactionOp::Upsert).collect();
+                    self.dapr.transact_state(&self.store, &ops).await
+                }
+            };
+            match written {
+                Ok(()) => return Ok(Repair::Done),
                 Err(error)
                     if error.is_etag_conflict() || matches!(error, DaprError::Server { .. }) =>
                 {
@@ -204,6 +345,51 @@ impl TaskRepository {
                 }
                 Err(error) => return Err(error.into()),
             }
+        }
+    }
+}
+
+/// What [`TaskRepository::repair_index`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Repair {
+    /// The index agrees with the record.
+    Done,
+    /// The record opens a task and its bucket is at the cap: nothing written.
+    Full,
+}
+
+/// Whether `tasks` counts `id` as an open task already.
+fn counted(tasks: &[TaskSummary], id: Uuid) -> bool {
+    tasks.iter().any(|s| s.id == id && s.is_open())
+}
+
+impl TaskRepository {
+    /// Takes back a change whose transaction failed in part but wrote the task (`after` is the
+    /// state read since): restores `previous` (or deletes the task a create made), checked
+    /// against the etag `after` read, so the record no longer names the change's event and the
+    /// relay discards the event's outbox entry. Returns whether it did; `false` when the task
+    /// moved again since.
+    pub async fn undo_change(
+        &self,
+        after: &ChangeState,
+        previous: Option<&TaskRecord>,
+    ) -> Result<bool, StoreError> {
+        let etag = after.task.as_ref().and_then(|task| task.etag.clone());
+        let undone = match previous {
+            None => {
+                self.dapr
+                    .delete_state(&self.store, &after.keys[0], etag.as_deref())
+                    .await
+            }
+            Some(previous) => {
+                let item = SaveItem::new(after.keys[0].clone(), previous)?.etag(etag);
+                self.dapr.save_state(&self.store, &[item]).await
+            }
+        };
+        match undone {
+            Ok(()) => Ok(true),
+            Err(error) if error.is_write_conflict() => Ok(false),
+            Err(error) => Err(error.into()),
         }
     }
 }
