@@ -31,6 +31,7 @@ pub mod instances;
 mod keys;
 pub mod limit;
 pub mod outbox_shard;
+mod repair;
 
 use std::time::Duration;
 
@@ -41,12 +42,13 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::model::TaskRecord;
 
-pub use change::{ChangeState, Repair};
+pub use change::ChangeState;
 pub use index::{IndexSegment, SealedRef, TaskSummary, UserIndex};
 pub use instances::Instance;
 pub use keys::{INDEX_BUCKETS, bucket_of, legacy_outbox_key, outbox_key};
 pub use limit::OpenTaskLimit;
 pub use outbox_shard::{OutboxEntry, OutboxShard};
+pub use repair::Repair;
 
 /// What a read or write of the store can fail with.
 #[derive(Debug, thiserror::Error)]
