@@ -188,7 +188,7 @@ async fn pages_keep_their_order_across_sealed_segments() {
         .await;
     assert_eq!(response.status(), 200);
     let in_progress = ids(&list_all(&app, &user, "&status=in_progress", 5).await);
-    assert_eq!(&in_progress, &[reopened.clone()]);
+    assert_eq!(in_progress, vec![reopened.clone()]);
     let open = list_all(&app, &user, "&status=open", 50).await;
     assert_eq!(open.len(), expected.len() - completed.len());
 }
