@@ -78,7 +78,8 @@ impl Outbox {
                 Plan::Change(record, entry) => (record, entry),
             };
             // Checked against the head this attempt read, and the transaction writes that head
-            // against its etag, so the open-task count cannot move in between (`crate::repository::limit`).
+            // against its etag, so the open-task count cannot move in between
+            // (`crate::repository::limit`).
             self.repository.limit().admit(&state, &record)?;
             if !state.index_exists() {
                 // Created on its own first, so the transaction checks it against an etag.
