@@ -27,6 +27,10 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("If-Match does not match the current version {current}")]
     PreconditionFailed { current: u64 },
+    /// The change would open one task more than `MAX_OPEN_TASKS_PER_USER` allows (`bucket`:
+    /// the index bucket that is full, see [`crate::repository::limit`]).
+    #[error("the limit of {limit} open tasks per user is reached (index bucket {bucket} is full)")]
+    OpenTaskLimit { limit: u32, bucket: u32 },
     #[error("too many concurrent changes to the same data")]
     Contention,
     #[error("state store or sidecar failure: {0}")]
@@ -84,6 +88,16 @@ impl ApiError {
                 "If-Match does not match the task's current ETag \"{current}\""
             ))
             .field("if-match", "stale ETag"),
+            // 409, not 422: the request itself is valid, it conflicts with the state of the
+            // user's tasks, and the same request succeeds once a task is completed or deleted.
+            ApiError::OpenTaskLimit { limit, .. } => Problem::new(
+                StatusCode::CONFLICT,
+                "open-task-limit",
+                "Too many open tasks",
+            )
+            .detail(format!(
+                "the limit of {limit} open tasks per user is reached; complete or delete a task first"
+            )),
             ApiError::Contention => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "contention",
@@ -138,6 +152,14 @@ mod tests {
                 ApiError::PreconditionFailed { current: 3 },
                 412,
                 "precondition-failed",
+            ),
+            (
+                ApiError::OpenTaskLimit {
+                    limit: 10,
+                    bucket: 2,
+                },
+                409,
+                "open-task-limit",
             ),
             (ApiError::Contention, 503, "contention"),
             (ApiError::Unavailable("x".into()), 503, "unavailable"),

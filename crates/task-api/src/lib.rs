@@ -18,6 +18,7 @@ pub mod listing;
 pub mod model;
 pub mod openapi;
 pub mod outbox;
+pub mod page_merge;
 pub mod problem_schema;
 pub mod repository;
 pub mod request_metrics;

@@ -95,6 +95,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
             headers(("Location" = String), ("ETag" = String))),
         (status = 400, description = "Malformed JSON or an invalid field (named in `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token (no `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The caller has MAX_OPEN_TASKS_PER_USER open tasks (`open-task-limit`, the limit named in `detail`, no `errors`); completing or deleting one frees a slot", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 413, description = "Body over the size limit", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type is not JSON", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
@@ -165,6 +166,7 @@ pub async fn get_task(
         (status = 400, description = "Malformed JSON, an invalid field, no field at all, or a malformed If-Match", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid token (no `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 404, description = "No such task, or not yours (no `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "Reopening a completed task would pass the open-task limit (`open-task-limit`, the limit named in `detail`, no `errors`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 412, description = "Stale If-Match", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 413, description = "Body over the size limit", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 415, description = "Content-Type is not JSON", body = ProblemDoc, content_type = "application/problem+json"),

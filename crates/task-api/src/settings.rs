@@ -25,6 +25,9 @@ outbox_grace_period = "15s"
 outbox_lease_ttl = "15s"
 conflict_retries = 25
 tombstone_ttl = "7days"
+max_open_tasks_per_user = 10000
+index_head_size = 64
+index_segment_size = 48
 "#;
 
 /// The most clock skew `JWT_LEEWAY` may tolerate: beyond a few minutes, an expired token stays
@@ -79,6 +82,14 @@ pub struct Settings {
     /// How long a deleted task's tombstone stays (it proves a delete event committed).
     #[serde(with = "humantime_serde")]
     pub tombstone_ttl: Duration,
+    /// `MAX_OPEN_TASKS_PER_USER`: open (not completed, not deleted) tasks one user may have; a
+    /// create beyond it is answered 409 `open-task-limit` (see `crate::repository::limit`).
+    pub max_open_tasks_per_user: u32,
+    /// `INDEX_HEAD_SIZE`: summaries an index bucket's head holds before its oldest are sealed
+    /// into a segment; a list reads every head, so this bounds a page's base cost.
+    pub index_head_size: usize,
+    /// `INDEX_SEGMENT_SIZE`: summaries per sealed segment (less than `INDEX_HEAD_SIZE`).
+    pub index_segment_size: usize,
 }
 
 /// A setting is missing or inconsistent.
@@ -100,6 +111,8 @@ pub enum SettingsError {
     Leeway(Duration),
     #[error("OUTBOX_LEASE_TTL is {0:?}; it must be at least 1s (the state store's TTL unit)")]
     ShortLease(Duration),
+    #[error("INDEX_SEGMENT_SIZE ({segment}) must be less than INDEX_HEAD_SIZE ({head})")]
+    IndexSizes { head: usize, segment: usize },
 }
 
 impl ServiceSettings for Settings {
@@ -145,6 +158,18 @@ impl LayeredSettings for Settings {
         if self.conflict_retries == 0 {
             return Err(SettingsError::Zero("CONFLICT_RETRIES"));
         }
+        if self.max_open_tasks_per_user == 0 {
+            return Err(SettingsError::Zero("MAX_OPEN_TASKS_PER_USER"));
+        }
+        if self.index_segment_size == 0 {
+            return Err(SettingsError::Zero("INDEX_SEGMENT_SIZE"));
+        }
+        if self.index_segment_size >= self.index_head_size {
+            return Err(SettingsError::IndexSizes {
+                head: self.index_head_size,
+                segment: self.index_segment_size,
+            });
+        }
         if self.outbox_lease_ttl < Duration::from_secs(1) {
             return Err(SettingsError::ShortLease(self.outbox_lease_ttl));
         }
@@ -175,6 +200,36 @@ mod tests {
         assert_eq!(s.common.max_body_size, 65536);
         assert_eq!(s.outbox_shards, 16);
         assert_eq!(s.outbox_relay_interval, Duration::from_secs(5));
+        assert_eq!(s.max_open_tasks_per_user, 10_000);
+        assert_eq!((s.index_head_size, s.index_segment_size), (64, 48));
+    }
+
+    #[test]
+    fn the_open_task_limit_and_the_index_sizes_are_checked() {
+        let s = Settings::load_from(env(&[
+            ("JWT_SECRET", SECRET),
+            ("MAX_OPEN_TASKS_PER_USER", "3"),
+        ]))
+        .unwrap();
+        assert_eq!(s.max_open_tasks_per_user, 3);
+        let err = Settings::load_from(env(&[
+            ("JWT_SECRET", SECRET),
+            ("MAX_OPEN_TASKS_PER_USER", "0"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("MAX_OPEN_TASKS_PER_USER"), "{err}");
+        let err = Settings::load_from(env(&[
+            ("JWT_SECRET", SECRET),
+            ("INDEX_HEAD_SIZE", "8"),
+            ("INDEX_SEGMENT_SIZE", "8"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("INDEX_SEGMENT_SIZE (8) must be less than INDEX_HEAD_SIZE (8)"),
+            "{err}"
+        );
     }
 
     #[test]

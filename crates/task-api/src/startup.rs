@@ -12,7 +12,8 @@ use crate::auth::Authenticator;
 use crate::context::correlate;
 use crate::json::BodyLimit;
 use crate::outbox::Outbox;
-use crate::repository::TaskRepository;
+use crate::repository::OpenTaskLimit;
+use crate::repository::{IndexLayout, TaskRepository};
 use crate::request_metrics::record_metrics;
 use crate::routes::{self, AppState};
 use crate::settings::Settings;
@@ -77,6 +78,13 @@ impl Service for Application {
             settings.common.state_store_name.clone(),
             settings.tombstone_ttl,
             settings.conflict_retries,
+        )
+        .with_index(
+            IndexLayout {
+                head_size: settings.index_head_size,
+                segment_size: settings.index_segment_size,
+            },
+            OpenTaskLimit::new(settings.max_open_tasks_per_user),
         );
         let outbox = Outbox::with_lease_ttl(
             repository.clone(),

@@ -8,6 +8,7 @@ use events::{
     Envelope, EventPayload, TaskCompleted, TaskCreated, TaskDeleted, TaskSnapshot, TaskStatus,
     TaskUpdated,
 };
+use rand::Rng as _;
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
@@ -16,6 +17,7 @@ use crate::error::ApiError;
 use crate::listing::{ListQuery, TaskPage, list};
 use crate::model::{Changes, NewTask, TaskRecord};
 use crate::outbox::{Commit, Outbox, OutboxEntry, Plan};
+use crate::repository::OpenTaskLimit;
 use crate::repository::TaskRepository;
 
 /// The operations and what they need; cheap to clone.
@@ -71,14 +73,52 @@ impl TaskService {
         })
     }
 
-    /// Creates a task owned by `user`.
+    /// Creates a task owned by `user`. Its id decides its index bucket; when that bucket holds
+    /// its share of the open-task limit, the create reads the user's 16 index heads and draws
+    /// an id in a bucket with room, so it is refused only when every bucket is full: when the
+    /// user has `MAX_OPEN_TASKS_PER_USER` open tasks ([`crate::repository::limit`]).
     pub async fn create(
         &self,
         user: &AuthUser,
         new: NewTask,
         ctx: &RequestContext,
     ) -> Result<TaskRecord, ApiError> {
-        let task_id = Uuid::now_v7();
+        let limit = self.repository.limit();
+        let mut task_id = Uuid::now_v7();
+        let mut full = Vec::new();
+        loop {
+            match self.create_as(task_id, user, &new, ctx).await {
+                Err(ApiError::OpenTaskLimit { bucket, .. }) => {
+                    full.push(bucket);
+                    let heads = self.repository.heads(user.user_id).await?;
+                    let room: Vec<u32> = (0u32..)
+                        .zip(&heads)
+                        .filter(|(b, head)| {
+                            !full.contains(b) && head.open_tasks() < limit.cap_of(*b)
+                        })
+                        .map(|(b, _)| b)
+                        .collect();
+                    let Some(&bucket) = room.get(rand::rng().random_range(0..room.len().max(1)))
+                    else {
+                        return Err(limit.reached(bucket));
+                    };
+                    task_id = OpenTaskLimit::id_in_bucket(bucket).ok_or_else(|| {
+                        ApiError::Internal(format!("no task id found in index bucket {bucket}"))
+                    })?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Creates a task with the id `task_id`.
+    async fn create_as(
+        &self,
+        task_id: Uuid,
+        user: &AuthUser,
+        new: &NewTask,
+        ctx: &RequestContext,
+    ) -> Result<TaskRecord, ApiError> {
         let now = Utc::now();
         self.change(task_id, user.user_id, |current| {
             if current.is_some() {

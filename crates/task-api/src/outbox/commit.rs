@@ -7,7 +7,8 @@ use uuid::Uuid;
 use super::{Outbox, OutboxEntry, SHARD_BUDGET_BYTES, ShardId};
 use crate::error::ApiError;
 use crate::model::TaskRecord;
-use crate::repository::OutboxShard;
+use crate::repository::limit::opens;
+use crate::repository::{OutboxShard, Repair};
 
 /// What a change makes of the task's current record.
 #[derive(Debug)]
@@ -76,6 +77,10 @@ impl Outbox {
                 Plan::Unchanged(record) => return Ok(Commit::Unchanged(record)),
                 Plan::Change(record, entry) => (record, entry),
             };
+            // Checked against the head this attempt read, and the transaction writes that head
+            // against its etag, so the open-task count cannot move in between
+            // (`crate::repository::limit`).
+            self.repository.limit().admit(&state, &record)?;
             if !state.index_exists() {
                 // Created on its own first, so the transaction checks it against an etag.
                 self.repository
@@ -111,9 +116,26 @@ impl Outbox {
                 .record()
                 .is_some_and(|r| r.has_committed(entry.event_ref()))
             {
-                // The task write applied and something else did not. The shard is this
-                // process's alone and we hold its turn, so the append below (made, unlike the
-                // transaction's, knowing the change committed) has no competitor.
+                // The task write applied and something else did not. When the change opens a
+                // task, the failed write may be the head's, whose etag kept the open-task count
+                // exact: the cap is checked again as the summary is added, and the change is
+                // taken back if the bucket filled up meanwhile (`repository::limit`).
+                let limit = self.repository.limit();
+                if opens(state.record(), &record) {
+                    let cap = limit.cap_of(state.bucket());
+                    if self.repository.repair_index(&record, Some(cap)).await? == Repair::Full {
+                        if self.repository.undo_change(&after, state.record()).await? {
+                            tracing::warn!(%error, event_id = %entry.event_id,
+                                "transaction failed in part and the bucket reached its open-task cap meanwhile; change taken back");
+                            return Err(limit.reached(state.bucket()));
+                        }
+                        tracing::warn!(%error, event_id = %entry.event_id,
+                            "a change past the open-task cap could not be taken back; the cap is passed by one");
+                    }
+                }
+                // The shard is this process's alone and we hold its turn, so the append below
+                // (made, unlike the transaction's, knowing the change committed) has no
+                // competitor.
                 tracing::warn!(%error, event_id = %entry.event_id,
                     "transaction reported failure but the task change committed; recording the event");
                 entry.committed = true;
@@ -138,7 +160,7 @@ impl Outbox {
                     })
                     .await?;
                 drop(turn);
-                self.repository.repair_index(&record).await?;
+                self.repository.repair_index(&record, None).await?;
                 return Ok(Commit::Committed(Committed::new(shard, record, entry)));
             }
             drop(turn);

@@ -19,10 +19,11 @@
 //! # Mechanism
 //!
 //! 1. **Record in the same transaction.** A change is one state transaction that writes
-//!    `task:{id}`, the owner's index bucket and this process's outbox shard
+//!    `task:{id}`, the owner's index bucket (its head, and for an older task the sealed segment
+//!    holding its summary) and this process's outbox shard
 //!    `outbox:{instance}:{n}` (`n = fnv(task id) % OUTBOX_SHARDS`) with the event's envelope
-//!    appended, every write etag-checked against one bulk read of the three keys
-//!    ([`crate::repository`]). The record lists the `(version, event_id)` of its recent changes:
+//!    appended, every write etag-checked against one bulk read of the three keys (and a read of
+//!    the segment when there is one, see [`crate::repository`]). The record lists the `(version, event_id)` of its recent changes:
 //!    [`Outbox::commit`] adds the entry's pair before the write, so whatever commits the change
 //!    also names its event.
 //! 2. **Publish right away.** [`Outbox::publish`] sends the envelope (CloudEvent id/type = event

@@ -5,23 +5,37 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::index::UserIndex;
-use super::keys::{index_key, task_key};
+use super::index::{IndexSegment, UserIndex, reconcile};
+use super::keys::{INDEX_BUCKETS, bucket_of, index_key, index_segment_key, task_key};
 use super::outbox_shard::OutboxShard;
 use super::{StoreError, TaskRepository, Versioned};
 use crate::model::TaskRecord;
 
-/// What a change of one task reads, in one bulk request: the task's record, its bucket of the
-/// owner's index and one outbox shard, each with the etag its write is checked against.
+/// What a change of one task reads: in one bulk request the task's record, the head of its
+/// bucket of the owner's index and one outbox shard, and, only when the task's summary lives in
+/// a sealed segment (an older task), that segment in a second request; each with the etag its
+/// write is checked against.
 #[derive(Debug)]
 pub struct ChangeState {
-    /// `task:{id}`, the index bucket and the outbox shard, in that order.
+    /// `task:{id}`, the index bucket's head and the outbox shard, in that order.
     keys: [String; 3],
     task: Option<Versioned<TaskRecord>>,
     index: Versioned<UserIndex>,
+    /// The sealed segment holding the task's summary, when the head does not.
+    segment: Option<HomeSegment>,
     outbox: Versioned<OutboxShard>,
     /// The length of the shard's JSON text as read.
     outbox_bytes: usize,
+    user_id: Uuid,
+    bucket: u32,
+}
+
+/// A sealed segment as read for a change.
+#[derive(Debug)]
+struct HomeSegment {
+    id: Uuid,
+    key: String,
+    value: Versioned<IndexSegment>,
 }
 
 impl ChangeState {
@@ -45,14 +59,36 @@ impl ChangeState {
         self.index.etag.is_some()
     }
 
+    /// The head of the task's index bucket, as read.
+    pub fn index(&self) -> &UserIndex {
+        &self.index.value
+    }
+
+    /// The task's record key.
+    pub(super) fn task_key(&self) -> &str {
+        &self.keys[0]
+    }
+
+    /// The task's index bucket.
+    pub fn bucket(&self) -> u32 {
+        self.bucket
+    }
+
     /// Whether any of the keys was written between the read of `earlier` and this one.
     pub fn moved_since(&self, earlier: &ChangeState) -> bool {
         self.task_etag() != earlier.task_etag()
             || self.index.etag != earlier.index.etag
+            || self.segment_etag() != earlier.segment_etag()
             || self.outbox.etag != earlier.outbox.etag
     }
 
-    fn task_etag(&self) -> Option<&str> {
+    fn segment_etag(&self) -> Option<&str> {
+        self.segment
+            .as_ref()
+            .and_then(|segment| segment.value.etag.as_deref())
+    }
+
+    pub(super) fn task_etag(&self) -> Option<&str> {
         self.task.as_ref().and_then(|task| task.etag.as_deref())
     }
 }
@@ -115,21 +151,60 @@ impl TaskRepository {
                 etag: task_etag,
             }),
         };
-        let index = decode_or_default(index, &keys[1])?;
+        let index: Versioned<UserIndex> = decode_or_default(index, &keys[1])?;
         let outbox_bytes = outbox.0.as_ref().map_or(0, |raw| raw.get().len());
         let outbox = decode_or_default(outbox, &keys[2])?;
+        let bucket = bucket_of(task_id, INDEX_BUCKETS);
+        let segment = match index.value.home_of(task_id) {
+            None => None,
+            Some(home) => {
+                let id = index.value.sealed[home].segment;
+                let key = index_segment_key(user_id, bucket, id);
+                Some(HomeSegment {
+                    id,
+                    value: self.read_segment(&key).await?,
+                    key,
+                })
+            }
+        };
         Ok(ChangeState {
             keys,
             task,
             index,
+            segment,
             outbox,
             outbox_bytes,
+            user_id,
+            bucket,
         })
     }
 
+    /// A sealed segment with its etag; a segment its head lists but the store lacks (its write
+    /// was the part of a transaction that did not apply) reads as empty.
+    pub(super) async fn read_segment(
+        &self,
+        key: &str,
+    ) -> Result<Versioned<IndexSegment>, StoreError> {
+        Ok(
+            match self
+                .dapr
+                .get_state::<IndexSegment>(&self.store, key)
+                .await?
+            {
+                Some(entry) => Versioned {
+                    value: entry.value,
+                    etag: entry.etag,
+                },
+                None => Versioned::default(),
+            },
+        )
+    }
+
     /// Writes `record` and `outbox` over `state` in one transaction (which is not atomic, see
-    /// the module doc): the record (with the tombstone TTL when it is deleted), the index bucket
-    /// when the record changes its summary, and the outbox shard, each etag-checked.
+    /// the module doc): the record (with the tombstone TTL when it is deleted), the index when
+    /// the record changes its summary (the head, or the sealed segment holding the summary and
+    /// the head when the segment's counts change; a head grown past `head_size` seals its oldest
+    /// summaries into a new segment), and the outbox shard, each etag-checked.
     pub async fn write_change(
         &self,
         state: &ChangeState,
@@ -146,10 +221,38 @@ impl TaskRepository {
             task = task.ttl(self.tombstone_ttl);
         }
         ops.push(TransactionOp::Upsert(task));
-        let mut index = state.index.value.clone();
-        if index.reconcile(record) {
+        let mut head = state.index.value.clone();
+        let mut head_changed = false;
+        match &state.segment {
+            Some(home) => {
+                let mut segment = home.value.value.clone();
+                let changed = reconcile(&mut segment.tasks, record);
+                if changed {
+                    ops.push(TransactionOp::Upsert(
+                        home.value.write(home.key.clone(), &segment)?,
+                    ));
+                }
+                // Recounted even when the segment is unchanged: a failed transaction may have
+                // written the segment and not the head.
+                if let Some(entry) = head.sealed_mut(home.id) {
+                    head_changed = entry.recount(&segment);
+                }
+            }
+            None => {
+                head_changed = head.reconcile(record);
+                if head_changed
+                    && let Some((id, segment)) =
+                        head.seal(self.layout.head_size, self.layout.segment_size)
+                {
+                    // A fresh random key: no other writer can have it, so no etag.
+                    let key = index_segment_key(state.user_id, state.bucket, id);
+                    ops.push(TransactionOp::Upsert(SaveItem::new(key, &segment)?));
+                }
+            }
+        }
+        if head_changed {
             ops.push(TransactionOp::Upsert(
-                state.index.write(state.keys[1].clone(), &index)?,
+                state.index.write(state.keys[1].clone(), &head)?,
             ));
         }
         ops.push(TransactionOp::Upsert(
@@ -174,36 +277,6 @@ impl TaskRepository {
             Ok(()) => Ok(()),
             Err(error) if error.is_write_conflict() => Ok(()),
             Err(error) => Err(error.into()),
-        }
-    }
-
-    /// Makes the owner's index agree with a committed record: after a failed transaction whose
-    /// task write applied, the index write may be the operation that did not.
-    pub async fn repair_index(&self, record: &TaskRecord) -> Result<(), StoreError> {
-        let key = index_key(record.task.user_id, record.task.task_id);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut index = match self.dapr.get_state::<UserIndex>(&self.store, &key).await? {
-                Some(entry) => Versioned {
-                    value: entry.value,
-                    etag: entry.etag,
-                },
-                None => Versioned::default(),
-            };
-            if !index.value.reconcile(record) {
-                return Ok(());
-            }
-            let item = index.write(key.clone(), &index.value)?;
-            match self.dapr.save_state(&self.store, &[item]).await {
-                Ok(()) => return Ok(()),
-                Err(error)
-                    if error.is_etag_conflict() || matches!(error, DaprError::Server { .. }) =>
-                {
-                    self.back_off(attempt).await?;
-                }
-                Err(error) => return Err(error.into()),
-            }
         }
     }
 }

@@ -12,7 +12,7 @@ pub fn task_key(id: Uuid) -> String {
     format!("task:{id}")
 }
 
-/// The index bucket holding the summary of `task_id`.
+/// The head of the index bucket of `task_id`.
 pub fn index_key(user_id: Uuid, task_id: Uuid) -> String {
     index_bucket_key(user_id, bucket_of(task_id, INDEX_BUCKETS))
 }
@@ -24,8 +24,14 @@ pub fn index_keys(user_id: Uuid) -> Vec<String> {
         .collect()
 }
 
-fn index_bucket_key(user_id: Uuid, bucket: u32) -> String {
+/// The head of bucket `bucket` of a user's index.
+pub fn index_bucket_key(user_id: Uuid, bucket: u32) -> String {
     format!("user:{user_id}:tasks:{bucket}")
+}
+
+/// A sealed segment of bucket `bucket` of a user's index.
+pub fn index_segment_key(user_id: Uuid, bucket: u32, segment: Uuid) -> String {
+    format!("user:{user_id}:tasks:{bucket}:{segment}")
 }
 
 /// Shard `shard` of the outbox of writer `instance` (one per running process, see

@@ -5,14 +5,16 @@
 //! * `task:{id}`: the [`TaskRecord`], the source of truth. A deleted task stays as a tombstone
 //!   for `TOMBSTONE_TTL`, so the outbox relay can still prove that its `task-deleted` event
 //!   committed;
-//! * `user:{user_id}:tasks:{b}`: the buckets of the user's [`UserIndex`] ([`index`]);
+//! * `user:{user_id}:tasks:{b}` and `user:{user_id}:tasks:{b}:{segment}`: the heads and sealed
+//!   segments of the buckets of the user's index ([`index`]);
 //! * `outbox:{instance}:{n}`: the [`OutboxShard`]s of each outbox writer ([`outbox_shard`]), and
 //!   `outbox:{n}`, the shards of the layout before writers had their own, only ever drained;
 //! * `outbox-instances` and `outbox-lease:{instance}`: the outbox writers ([`instances`]).
 //!
-//! Reads come in the shapes callers need, each one request: a task; a user's summaries (a bulk
-//! read of the index buckets); a page of records (a bulk read); and everything a change is
-//! checked against ([`ChangeState`]: the task, its index bucket and an outbox shard).
+//! Reads come in the shapes callers need, each one request: a task; the heads of a user's index
+//! buckets, or some of their sealed segments (a bulk read each); a page of records (a bulk
+//! read); and everything a change is checked against ([`ChangeState`]: the task, its index
+//! bucket's head and an outbox shard, plus the sealed segment holding an older task's summary).
 //!
 //! Every write is ETag-checked against what was read (`first-write` for a key that did not
 //! exist), so a concurrent writer makes it fail instead of being overwritten. A change is one
@@ -27,7 +29,9 @@ mod change;
 pub mod index;
 pub mod instances;
 mod keys;
+pub mod limit;
 pub mod outbox_shard;
+mod repair;
 
 use std::time::Duration;
 
@@ -39,10 +43,12 @@ use crate::error::ApiError;
 use crate::model::TaskRecord;
 
 pub use change::ChangeState;
-pub use index::{TaskSummary, UserIndex};
+pub use index::{IndexSegment, SealedRef, TaskSummary, UserIndex};
 pub use instances::Instance;
-pub use keys::{bucket_of, legacy_outbox_key, outbox_key};
+pub use keys::{INDEX_BUCKETS, bucket_of, legacy_outbox_key, outbox_key};
+pub use limit::OpenTaskLimit;
 pub use outbox_shard::{OutboxEntry, OutboxShard};
+pub use repair::Repair;
 
 /// What a read or write of the store can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +106,25 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_micros(rand::rng().random_range(200..=cap * 1000))
 }
 
+/// How big an index bucket's head may grow (`INDEX_HEAD_SIZE`) before its oldest
+/// `segment_size` summaries (`INDEX_SEGMENT_SIZE`) are sealed into a segment. Not part of the
+/// stored layout: each head's directory says where its summaries are, so the sizes may change
+/// between releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexLayout {
+    pub head_size: usize,
+    pub segment_size: usize,
+}
+
+impl Default for IndexLayout {
+    fn default() -> Self {
+        Self {
+            head_size: 64,
+            segment_size: 48,
+        }
+    }
+}
+
 /// Reads and writes of task-api's state; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct TaskRepository {
@@ -107,10 +132,16 @@ pub struct TaskRepository {
     store: String,
     tombstone_ttl: Duration,
     conflict_retries: u32,
+    layout: IndexLayout,
+    limit: OpenTaskLimit,
 }
 
+/// `MAX_OPEN_TASKS_PER_USER`'s default.
+pub const DEFAULT_MAX_OPEN_TASKS: u32 = 10_000;
+
 impl TaskRepository {
-    /// `conflict_retries` bounds the attempts of one change (`CONFLICT_RETRIES`).
+    /// `conflict_retries` bounds the attempts of one change (`CONFLICT_RETRIES`). The index
+    /// layout and the open-task limit are the defaults until [`Self::with_index`].
     pub fn new(
         dapr: DaprClient,
         store: String,
@@ -122,7 +153,21 @@ impl TaskRepository {
             store,
             tombstone_ttl,
             conflict_retries,
+            layout: IndexLayout::default(),
+            limit: OpenTaskLimit::new(DEFAULT_MAX_OPEN_TASKS),
         }
+    }
+
+    /// The same repository with this index layout and open-task limit.
+    pub fn with_index(mut self, layout: IndexLayout, limit: OpenTaskLimit) -> Self {
+        self.layout = layout;
+        self.limit = limit;
+        self
+    }
+
+    /// The per-user open-task limit.
+    pub fn limit(&self) -> OpenTaskLimit {
+        self.limit
     }
 
     /// After attempt number `attempt` of a change lost a race: sleeps a jittered backoff, or
@@ -144,25 +189,58 @@ impl TaskRepository {
         Ok(entry.map(|entry| entry.value))
     }
 
-    /// Every summary in a user's index, newest first.
-    pub async fn summaries(&self, user_id: Uuid) -> Result<Vec<TaskSummary>, StoreError> {
-        let buckets = self
+    /// The heads of a user's index buckets, in bucket order (a missing head reads as empty).
+    pub async fn heads(&self, user_id: Uuid) -> Result<Vec<UserIndex>, StoreError> {
+        let heads = self
             .dapr
             .get_bulk_state::<UserIndex>(&self.store, &keys::index_keys(user_id))
             .await?;
-        let mut summaries = Vec::new();
-        for bucket in buckets {
-            if let Some(message) = bucket.error {
-                return Err(StoreError::Key {
-                    key: bucket.key,
-                    message,
-                });
-            }
-            summaries.extend(bucket.value.unwrap_or_default().tasks);
+        if heads.len() != keys::INDEX_BUCKETS as usize {
+            return Err(StoreError::ShortBulkRead);
         }
-        // Ids are UUID v7, so this is creation order across buckets.
-        summaries.sort_unstable_by_key(|s| std::cmp::Reverse(s.id));
-        Ok(summaries)
+        heads
+            .into_iter()
+            .map(|head| match head.error {
+                Some(message) => Err(StoreError::Key {
+                    key: head.key,
+                    message,
+                }),
+                None => Ok(head.value.unwrap_or_default()),
+            })
+            .collect()
+    }
+
+    /// The sealed segments `(bucket, segment)` of a user's index, in the order asked (a missing
+    /// segment reads as empty).
+    pub async fn segments(
+        &self,
+        user_id: Uuid,
+        wanted: &[(u32, Uuid)],
+    ) -> Result<Vec<IndexSegment>, StoreError> {
+        if wanted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = wanted
+            .iter()
+            .map(|(bucket, segment)| keys::index_segment_key(user_id, *bucket, *segment))
+            .collect();
+        let segments = self
+            .dapr
+            .get_bulk_state::<IndexSegment>(&self.store, &keys)
+            .await?;
+        if segments.len() != keys.len() {
+            return Err(StoreError::ShortBulkRead);
+        }
+        segments
+            .into_iter()
+            .map(|segment| match segment.error {
+                Some(message) => Err(StoreError::Key {
+                    key: segment.key,
+                    message,
+                }),
+                None => Ok(segment.value.unwrap_or_default()),
+            })
+            .collect()
     }
 
     /// The records of `ids` that exist and could be read, in the order of `ids`.

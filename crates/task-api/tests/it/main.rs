@@ -10,6 +10,7 @@ mod cli;
 mod concurrency;
 mod conformance;
 mod crash;
+mod limits;
 mod outbox;
 mod outbox_windows;
 mod shipped_resiliency;

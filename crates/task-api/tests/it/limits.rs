@@ -1,0 +1,245 @@
+//! The per-user open-task limit (exact, also with two replicas racing) and the bounded cost of
+//! a list over an index split into heads and sealed segments.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use crate::support;
+
+use serde_json::{Value, json};
+use service_testing::AppBuilder;
+use support::{TaskApi as _, TestApp, User, problem, settings, spawn_app_with, spawn_proxied};
+
+async fn create_status(app: &TestApp, user: &User, title: &str) -> u16 {
+    app.create(user, json!({ "title": title }))
+        .await
+        .status()
+        .as_u16()
+}
+
+async fn complete(app: &TestApp, user: &User, id: &str) {
+    let response = app
+        .client
+        .post(app.url(&format!("/api/tasks/{id}/complete")))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "complete {id}");
+}
+
+async fn delete(app: &TestApp, user: &User, id: &str) {
+    let response = app
+        .client
+        .delete(app.url(&format!("/api/tasks/{id}")))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204, "delete {id}");
+}
+
+/// Every task of `user`, following the cursor with pages of `limit`.
+async fn list_all(app: &TestApp, user: &User, filter: &str, limit: usize) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/api/tasks?limit={limit}{filter}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let response = app.get(user, &path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        let page: Value = response.json().await.unwrap();
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return items,
+        }
+    }
+}
+
+fn ids(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn creates_beyond_the_limit_are_409_until_a_task_is_completed_or_deleted() {
+    // 20 = 16 + 4: buckets 0 to 3 hold two open tasks, the others one, so reaching 20 needs
+    // creates to move to the buckets that still have room.
+    let app = spawn_app_with(&[("MAX_OPEN_TASKS_PER_USER", "20")]).await;
+    let user = app.user();
+    let mut created = Vec::new();
+    for n in 0..20 {
+        created.push(app.create_ok(&user, &format!("task {n}")).await);
+    }
+    let body = problem(
+        app.create(&user, json!({ "title": "one too many" })).await,
+        409,
+        "open-task-limit",
+    )
+    .await;
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 20 open tasks"),
+        "{body}"
+    );
+    assert!(body.get("errors").is_none(), "{body}");
+    // Another user has slots of their own.
+    let other = app.user();
+    app.create_ok(&other, "someone else's").await;
+
+    let first = created[0]["id"].as_str().unwrap().to_owned();
+    complete(&app, &user, &first).await;
+    app.create_ok(&user, "after a completion").await;
+    assert_eq!(create_status(&app, &user, "full again").await, 409);
+    // Reopening the completed task would be the 21st open one.
+    let reopen = problem(
+        app.patch(&user, &first, json!({ "status": "open" }), None)
+            .await,
+        409,
+        "open-task-limit",
+    )
+    .await;
+    assert!(
+        reopen["detail"].as_str().unwrap().contains("20"),
+        "{reopen}"
+    );
+
+    let second = created[1]["id"].as_str().unwrap().to_owned();
+    delete(&app, &user, &second).await;
+    app.create_ok(&user, "after a deletion").await;
+    assert_eq!(create_status(&app, &user, "full once more").await, 409);
+    let open = list_all(&app, &user, "&status=open", 200).await;
+    assert_eq!(open.len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_replicas_racing_at_the_limit_never_pass_it() {
+    const LIMIT: usize = 16;
+    const ATTEMPTS: usize = 40;
+    let env = [
+        ("MAX_OPEN_TASKS_PER_USER", "16"),
+        // Races are the point: let no create give up on contention.
+        ("CONFLICT_RETRIES", "200"),
+    ];
+    let first = spawn_app_with(&env).await;
+    let second = AppBuilder::new(settings(&env))
+        .on(&first.cluster)
+        .start()
+        .await;
+    let replicas = [&first, &second];
+    let user = first.user();
+    let creates = (0..ATTEMPTS).map(|n| {
+        let (app, user) = (replicas[n % 2], &user);
+        async move { create_status(app, user, &format!("race {n}")).await }
+    });
+    let statuses = futures::future::join_all(creates).await;
+    let created = statuses.iter().filter(|s| **s == 201).count();
+    let refused = statuses.iter().filter(|s| **s == 409).count();
+    assert_eq!(
+        (created, refused),
+        (LIMIT, ATTEMPTS - LIMIT),
+        "{statuses:?}"
+    );
+    let listed = list_all(&second, &user, "", 200).await;
+    assert_eq!(listed.len(), LIMIT);
+    second.stop().await;
+}
+
+#[tokio::test]
+async fn pages_keep_their_order_across_sealed_segments() {
+    let app = spawn_app_with(&[("INDEX_HEAD_SIZE", "6"), ("INDEX_SEGMENT_SIZE", "4")]).await;
+    let user = app.user();
+    let mut created = Vec::new();
+    for chunk in 0..15 {
+        let batch = (0..8).map(|n| {
+            let (app, user) = (&app, &user);
+            async move { app.create_ok(user, &format!("task {chunk}-{n}")).await }
+        });
+        created.extend(futures::future::join_all(batch).await);
+    }
+    let mut expected = ids(&created);
+    expected.sort();
+    expected.reverse();
+    assert_eq!(ids(&list_all(&app, &user, "", 7).await), expected);
+
+    // The oldest tasks live in sealed segments: change some of them there.
+    let oldest: Vec<String> = expected.iter().rev().take(30).cloned().collect();
+    let completed: Vec<String> = oldest.iter().step_by(3).cloned().collect();
+    for id in &completed {
+        complete(&app, &user, id).await;
+    }
+    let deleted: Vec<String> = oldest.iter().skip(1).step_by(3).cloned().collect();
+    for id in &deleted {
+        delete(&app, &user, id).await;
+    }
+    expected.retain(|id| !deleted.contains(id));
+    assert_eq!(ids(&list_all(&app, &user, "", 7).await), expected);
+    let mut done = ids(&list_all(&app, &user, "&status=completed", 3).await);
+    done.reverse();
+    assert_eq!(done, completed);
+    let reopened = &completed[0];
+    let response = app
+        .patch(&user, reopened, json!({ "status": "in_progress" }), None)
+        .await;
+    assert_eq!(response.status(), 200);
+    let in_progress = ids(&list_all(&app, &user, "&status=in_progress", 5).await);
+    assert_eq!(in_progress, vec![reopened.clone()]);
+    let open = list_all(&app, &user, "&status=open", 50).await;
+    assert_eq!(open.len(), expected.len() - completed.len());
+}
+
+#[tokio::test]
+async fn a_first_page_reads_only_the_bounded_heads() {
+    const HEAD: usize = 8;
+    let app = spawn_proxied(&[("INDEX_HEAD_SIZE", "8"), ("INDEX_SEGMENT_SIZE", "6")]).await;
+    let user = app.user();
+    for chunk in 0..25 {
+        let batch = (0..16).map(|n| {
+            let (app, user) = (&app, &user);
+            async move { app.create_ok(user, &format!("task {chunk}-{n}")).await }
+        });
+        futures::future::join_all(batch).await;
+    }
+    // 400 tasks, and no head holds more than HEAD summaries: a list reads at most 16 * HEAD.
+    let mut in_heads = 0;
+    for bucket in 0..16 {
+        let key = format!("user:{}:tasks:{bucket}", user.id);
+        let head = app.cluster.state_of("task-api", &key).await.unwrap();
+        let held = head["tasks"].as_array().unwrap().len();
+        assert!(held <= HEAD, "{key} holds {held}");
+        in_heads += held;
+    }
+    assert!(in_heads < 400 / 2, "{in_heads} summaries in heads");
+
+    let proxy = app.proxy.as_ref().unwrap();
+    let bulk_reads = || {
+        proxy
+            .requests()
+            .into_iter()
+            .filter(|line| line.starts_with("POST /v1.0/state/todo-state/bulk"))
+            .count()
+    };
+    // The outbox's relay and cleaner share the proxy (single-key reads and saves of their
+    // shards): the fewest bulk reads seen over a few lists is what a list makes.
+    let mut fewest = usize::MAX;
+    for _ in 0..5 {
+        let before = bulk_reads();
+        let page: Value = app
+            .get(&user, "/api/tasks?limit=20")
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(page["items"].as_array().unwrap().len(), 20);
+        fewest = fewest.min(bulk_reads() - before);
+    }
+    assert_eq!(
+        fewest, 2,
+        "one bulk read of the heads, one of the page's records"
+    );
+}
