@@ -1,5 +1,6 @@
 //! The whole system with every service scaled (`sidecar run -f ... --scale APP=N`), on the
-//! in-memory and the Redis components: each created task gets exactly one "New task" email and,
+//! in-memory, the Redis and the Kafka components (on Kafka the instances of an app share its
+//! consumer group and split the partitions): each created task gets exactly one "New task" email and,
 //! when due soon, exactly one "Due soon" email; every trail holds exactly one entry per event and
 //! verifies; the reminders are published once in all (one scanner holds the lease). The work is
 //! counted per instance from each instance's `/metrics`, and the sums must match the totals.
@@ -10,7 +11,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::durability_support::token;
-use e2e::{Binaries, RedisServer, RunFile, SmtpSink, System, poll_until};
+use e2e::{
+    Binaries, KafkaBroker, RedisServer, RunFile, SmtpSink, System, kafka_resources, poll_until,
+};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -48,6 +51,22 @@ async fn dapr_redis_yaml_every_service_scaled_keeps_every_guarantee() {
         .unwrap()
         .common_resources(&resources);
     scaled_flow(&bins, run_file, dir.path()).await;
+    drop(redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dapr_kafka_yaml_every_service_scaled_keeps_every_guarantee() {
+    let bins = Binaries::locate().unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisServer::start(dir.path()).unwrap();
+    let broker = KafkaBroker::start();
+    let resources = dir.path().join("resources");
+    kafka_resources(bins.workspace(), &redis, &broker, &resources).unwrap();
+    let run_file = RunFile::from_file(&bins.workspace().join("dapr.kafka.yaml"))
+        .unwrap()
+        .common_resources(&resources);
+    scaled_flow(&bins, run_file, dir.path()).await;
+    drop(broker);
     drop(redis);
 }
 
