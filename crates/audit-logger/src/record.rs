@@ -53,12 +53,15 @@ pub async fn record(
 }
 
 /// Handles a batch of deliveries on business topic `topic`: one batch append per trail for the
-/// whole batch; one outcome per event, in order.
+/// whole batch; one outcome per event, in order. When traces are exported each entry gets an
+/// `audit append` span in its own event's trace, lasting the batch's append, since one span
+/// cannot belong to the several traces a batch mixes.
 pub async fn on_batch(ctx: &Context, topic: &str, events: Vec<RawEvent>) -> Vec<Outcome> {
     let now = Utc::now();
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(events.len());
     let mut drafts = Vec::with_capacity(events.len());
     let mut positions = Vec::with_capacity(events.len());
+    let mut spans = Vec::new();
     for event in &events {
         match EntryDraft::from_envelope(
             topic,
@@ -66,8 +69,13 @@ pub async fn on_batch(ctx: &Context, topic: &str, events: Vec<RawEvent>) -> Vec<
             &event.cloud_event.source,
             &event.data,
             now,
-        ) {
+        )
+        .map(|draft| draft.traced(event.traceparent()))
+        {
             Some(draft) => {
+                if dapr_http::spans::exporting() {
+                    spans.push(entry_span(&draft, event.traceparent()));
+                }
                 positions.push(outcomes.len());
                 outcomes.push(None);
                 drafts.push(draft);
@@ -81,6 +89,14 @@ pub async fn on_batch(ctx: &Context, topic: &str, events: Vec<RawEvent>) -> Vec<
         }
     }
     let recorded = record_batch(ctx, &drafts).await;
+    for (span, result) in spans.iter().zip(&recorded) {
+        match result {
+            Ok(()) => {}
+            Err(Unrecordable(reason)) => dapr_http::spans::fail(span, reason),
+            Err(Failed(error)) => dapr_http::spans::fail(span, error),
+        }
+    }
+    drop(spans);
     for ((position, draft), result) in positions.into_iter().zip(&drafts).zip(recorded) {
         let result = match result {
             Ok(()) if draft.topic == events::Topic::NotificationFailed.as_str() => {
@@ -106,4 +122,19 @@ pub async fn on_batch(ctx: &Context, topic: &str, events: Vec<RawEvent>) -> Vec<
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Outcome::Retry("event was not recorded".into())))
         .collect()
+}
+
+/// The span of one batch entry's append, continuing the trace of the delivery that brought it.
+fn entry_span(draft: &EntryDraft, traceparent: Option<&str>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "append",
+        otel.name = "audit append",
+        audit.entry_id = %draft.entry_id,
+        audit.batch = true,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+    );
+    dapr_http::spans::continue_trace(&span, traceparent);
+    dapr_http::spans::record_ids(&span);
+    span
 }

@@ -180,7 +180,11 @@ pub(crate) async fn answer<S>(
     for entry in envelope.entries {
         match event_bytes(&entry) {
             Ok(body) => {
+                // The batch's own trace headers belong to no entry: each entry's event names
+                // its trace (the sidecar's span for that entry), unless its metadata does.
                 let mut entry_headers = headers.clone();
+                entry_headers.remove("traceparent");
+                entry_headers.remove("tracestate");
                 for (k, v) in entry.metadata.iter().flatten() {
                     if let (Ok(name), Ok(value)) = (
                         HeaderName::from_bytes(k.as_bytes()),

@@ -283,39 +283,34 @@ async fn task_flow(bins: &Binaries, run_file: RunFile, dir: &Path, component_typ
     .unwrap();
     let types = event_types(&trail);
     assert_eq!(types.len(), 5, "{types:?}");
-    // The trail is in arrival order. Kafka orders events only within a partition, so across
-    // topics a consequence (task-due-soon, notification-sent) may reach audit-logger before the
-    // task-created that caused it; the in-memory and Redis brokers deliver each at once.
-    let ordered_across_topics = !component_types.contains(&"pubsub.kafka");
-    if ordered_across_topics {
-        assert_eq!(types.first().map(String::as_str), Some("task-created"));
-    } else {
-        assert_eq!(
-            types.iter().filter(|t| *t == "task-created").count(),
-            1,
-            "{types:?}"
-        );
-    }
+    // The trail is in arrival order, which no broker keeps across topics: Kafka orders events
+    // only within a partition, and audit-logger takes its topics in batches (up to 20 ms each),
+    // so a consequence (task-due-soon, notification-sent) may be recorded before the
+    // task-created that caused it on every backend. What holds is that each event is there once
+    // and each notification names a trigger that is in the trail.
+    assert_eq!(
+        types.iter().filter(|t| *t == "task-created").count(),
+        1,
+        "{types:?}"
+    );
     assert_eq!(types.last().map(String::as_str), Some("task-completed"));
     assert_eq!(types.iter().filter(|t| *t == "task-due-soon").count(), 1);
     assert_eq!(
         types.iter().filter(|t| *t == "notification-sent").count(),
         2
     );
-    // Each notification names its trigger, and comes after it where topics keep their order.
+    // Each notification names its trigger, which is in the trail.
     let entries = trail["entries"].as_array().unwrap();
     for (i, entry) in entries.iter().enumerate() {
         assert_eq!(entry["seq"].as_u64(), Some(i as u64));
         assert_eq!(entry["task_id"].as_str(), Some(task_id.as_str()));
         if entry["event_type"] == "notification-sent" {
             let trigger = entry["causation_id"].as_str().unwrap();
-            let at = entries
-                .iter()
-                .position(|e| e["event_id"].as_str() == Some(trigger))
-                .unwrap_or_else(|| panic!("trigger {trigger} of entry {i} is not in the trail"));
             assert!(
-                at < i || !ordered_across_topics,
-                "notification {i} recorded before its trigger {at}"
+                entries
+                    .iter()
+                    .any(|e| e["event_id"].as_str() == Some(trigger)),
+                "trigger {trigger} of entry {i} is not in the trail"
             );
             let payload: Value = serde_json::from_str(entry["payload"].as_str().unwrap()).unwrap();
             assert_eq!(payload["recipient"], email.as_str());

@@ -78,7 +78,7 @@ pub(super) struct Prepared {
     pub(super) event: serde_json::Value,
     body: Bytes,
     /// The event's `traceparent`, parent of the delivery span.
-    traceparent: Option<String>,
+    pub(super) traceparent: Option<String>,
     /// The event's `tracestate`, carried over to the delivery span.
     tracestate: Option<String>,
 }

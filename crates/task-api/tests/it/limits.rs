@@ -224,8 +224,11 @@ async fn a_first_page_reads_only_the_bounded_heads() {
             .filter(|line| line.starts_with("POST /v1.0/state/todo-state/bulk"))
             .count()
     };
-    // The outbox's relay and cleaner share the proxy (single-key reads and saves of their
-    // shards): the fewest bulk reads seen over a few lists is what a list makes.
+    // The outbox's relay and lease keeper share the proxy (their registry read is a bulk read
+    // too): the fewest bulk reads seen over a few lists is what a list makes. That is one read
+    // of the 16 heads, one of the sealed segments the page reaches when a head runs out before
+    // the page is full (whether it does depends on how the random ids fell into buckets), and
+    // one of the page's records: never more, whatever the user's size.
     let mut fewest = usize::MAX;
     for _ in 0..5 {
         let before = bulk_reads();
@@ -238,8 +241,8 @@ async fn a_first_page_reads_only_the_bounded_heads() {
         assert_eq!(page["items"].as_array().unwrap().len(), 20);
         fewest = fewest.min(bulk_reads() - before);
     }
-    assert_eq!(
-        fewest, 2,
-        "one bulk read of the heads, one of the page's records"
+    assert!(
+        (2..=3).contains(&fewest),
+        "{fewest} bulk reads: the heads, the segments reached, the page's records"
     );
 }

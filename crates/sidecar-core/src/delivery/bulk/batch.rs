@@ -13,12 +13,18 @@
 //! 4. Each entry is then settled like a single message: success acks; `DROP` dead-letters (then
 //!    acks); 404 acks without dead-lettering; still failed dead-letters or goes back to the
 //!    component, entry by entry.
+//!
+//! With tracing on, each entry is a `pubsub/<topic>` span of its own, child of its event's
+//! trace, and the entry's event carries that span as its `traceparent` (daprd starts one span
+//! per bulk entry in `bulksubscription.go`), so the app's handling of an entry joins the trace
+//! of the publish that produced it, as with single delivery.
 
 use super::Waiting;
 use super::answer::{BulkAnswer, EntryStatus, interpret};
 use crate::cloudevent;
 use crate::components::Message;
 use crate::delivery::deliver::{APP_UNHEALTHY, Deliverer, Disposal, FailedAttempt};
+use crate::otel::SidecarSpan;
 use base64::Engine;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -48,10 +54,23 @@ pub(super) async fn settle(d: Arc<Deliverer>, batch: Vec<Waiting>) {
     }
     let mut results: Vec<Option<Result<(), Disposal>>> = batch.iter().map(|_| None).collect();
     let mut routes: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+    let mut spans: BTreeMap<usize, SidecarSpan> = BTreeMap::new();
     for (index, w) in batch.iter().enumerate() {
         match d.prepare(&w.msg) {
             Ok(prepared) => {
-                let entry = to_entry(&d, index, &w.msg, prepared.event);
+                let mut event = prepared.event;
+                if let Some(tracer) = &d.state.tracer {
+                    let span = tracer.start(
+                        format!("pubsub/{}", w.msg.topic),
+                        prepared.traceparent.as_deref(),
+                        crate::otel::delivery_attributes(&w.msg.topic),
+                    );
+                    if let Value::Object(ce) = &mut event {
+                        ce.insert("traceparent".into(), Value::String(span.traceparent()));
+                    }
+                    spans.insert(index, span);
+                }
+                let entry = to_entry(&d, index, &w.msg, event);
                 routes.entry(prepared.path).or_default().push(entry);
             }
             Err(disposal) => results[index] = Some(Err(disposal)),
@@ -62,6 +81,12 @@ pub(super) async fn settle(d: Arc<Deliverer>, batch: Vec<Waiting>) {
         .map(|(path, entries)| send_with_retries(&d, path, entries));
     for outcome in futures::future::join_all(sends).await {
         for (index, result) in outcome {
+            if let Some(span) = spans.remove(&index) {
+                match &result {
+                    Ok(()) | Err(Disposal::Drop(_)) => span.end_with_http_status(200),
+                    Err(Disposal::Fail(reason)) => span.end_with_error(reason.clone()),
+                }
+            }
             results[index] = Some(result);
         }
     }

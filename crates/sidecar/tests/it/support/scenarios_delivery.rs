@@ -307,8 +307,10 @@ pub async fn drop_without_a_dead_letter_topic_is_acked_not_redelivered(backend: 
     });
     publish_case(&p.sidecar, "drops", "d").await;
     publish_case(&p.sidecar, "retries", "r").await;
-    // The retried message comes back from the component: by its third delivery, a wrongly
+    // The dropped message arrives first (topics are consumed independently, so it is waited
+    // for), then the retried one comes back from the component: by its third delivery, a wrongly
     // redelivered DROP would have come back as well.
+    p.app.wait_for("/drops", 1).await;
     p.app.wait_for("/retries", 3).await;
     assert_eq!(p.app.received_on("/drops").len(), 1, "DROP must be acked");
 }
