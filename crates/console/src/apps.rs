@@ -1,5 +1,6 @@
 //! `GET /api/apps`: what the runner reports of each app instance (process, ports), joined with
-//! what its sidecar knows (health, subscriptions, components, breakers).
+//! what its sidecar knows (health, subscriptions, components, resiliency policies with the live
+//! states of their breakers).
 
 use serde::Serialize;
 use sidecar_core::inspect::SidecarView;
@@ -84,7 +85,7 @@ pub(crate) fn to_json(app: AppStatus) -> AppJson {
         healthy: None,
         subscriptions: Vec::new(),
         components: Vec::new(),
-        breakers: Vec::new(),
+        policies: Vec::new(),
     });
     let exited = app.exit_status.is_some();
     AppJson {
@@ -134,13 +135,13 @@ pub(crate) fn to_json(app: AppStatus) -> AppJson {
             .map(|(name, kind)| ComponentJson { name, kind })
             .collect(),
         resiliency: view
-            .breakers
+            .policies
             .into_iter()
-            .map(|b| ResiliencyJson {
-                policy: b.policy,
-                target: b.target,
-                kind: "circuitBreaker",
-                breaker_state: Some(b.state),
+            .map(|p| ResiliencyJson {
+                policy: p.policy,
+                target: p.target,
+                kind: p.kind,
+                breaker_state: p.breaker_state,
             })
             .collect(),
     }

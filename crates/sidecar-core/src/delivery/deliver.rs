@@ -217,12 +217,14 @@ impl Deliverer {
     async fn deliver_with_retries(&self, p: &Prepared, msg: &Message) -> Result<(), Disposal> {
         let path = &p.path;
         let attempts = std::sync::atomic::AtomicU32::new(0);
-        let event_id = p.event.get("id").and_then(|i| i.as_str());
         let attempt = || async {
             let n = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            let started = std::time::Instant::now();
+            // Without an observer an attempt pays this one atomic load, nothing else.
+            let observer = self.state.runtime.tap().observer();
+            let started = observer.as_ref().map(|_| std::time::Instant::now());
             let outcome = self.attempt(p, msg).await;
-            if let Some(observer) = self.state.runtime.tap().observer() {
+            if let (Some(observer), Some(started)) = (observer, started) {
+                let event_id = p.event.get("id").and_then(|i| i.as_str());
                 let (kind, status, error) = outcome.observed();
                 observer.delivered(&Delivery {
                     attempt: n,

@@ -4,6 +4,7 @@
 
 mod app;
 mod invocation_limits;
+mod observe;
 mod pubsub;
 mod routing;
 mod security;
