@@ -342,6 +342,8 @@ function addDelivery(entry, d) {
 
 views['dead-letters'] = (root) => {
   const body = h('div');
+  // The last replay answer per event, kept across the list's refreshes.
+  const results = new Map();
   const note = h('div.count');
   root.append(h('h2', null, 'Dead letters'), h('div.toolbar', null,
     h('button', { type: 'button', onclick: () => load() }, 'Refresh'), note), body);
@@ -356,6 +358,7 @@ views['dead-letters'] = (root) => {
       const text = await response.text();
       result.textContent = response.ok ? `replayed (HTTP ${response.status})` : `failed: HTTP ${response.status} ${text.slice(0, 200)}`;
       result.className = response.ok ? 'replay-result ok' : 'replay-result error';
+      results.set(letter.event_id, { text: result.textContent, className: result.className });
       if (response.ok) setTimeout(load, 300);
     } catch (err) {
       result.textContent = 'failed: ' + err.message;
@@ -375,6 +378,8 @@ views['dead-letters'] = (root) => {
     body.append(table(['event', 'topic', 'type', 'dropped by', 'reason', 'task', 'status', 'replays', ''],
       letters.map((l) => {
         const result = h('span.replay-result');
+        const previous = results.get(l.event_id);
+        if (previous) { result.textContent = previous.text; result.className = previous.className; }
         const button = h('button.replay', { type: 'button' }, 'Replay');
         button.addEventListener('click', () => replay(l, button, result));
         const replays = l.replays || [];
@@ -561,8 +566,14 @@ function waterfall(root, traceId) {
       bar.style.width = (100 * dur / total) + '%';
       const label = h('div.wf-label', { title: `${span.service} ${span.name}` }, h('span.svc', null, span.service), span.name);
       label.style.paddingLeft = (depth * 14) + 'px';
+      // The duration goes after the bar, before it when the bar ends near the right edge, or
+      // inside it when the bar spans nearly the whole trace.
       const durLabel = h('span.wf-dur', null, ms(dur / 1e6));
-      durLabel.style.left = Math.min(100 * (from + dur) / total, 92) + '%';
+      const startPct = 100 * from / total;
+      const endPct = 100 * (from + dur) / total;
+      if (endPct <= 85) durLabel.style.left = endPct + '%';
+      else if (startPct >= 15) { durLabel.style.right = (100 - startPct) + '%'; durLabel.classList.add('before'); }
+      else { durLabel.style.left = startPct + '%'; durLabel.classList.add('inside'); }
       const row = h('div.wf-row', { dataset: { spanId: span.span_id, depth: String(depth) } }, label, h('div.wf-track', null, bar, durLabel));
       row.addEventListener('click', () => {
         for (const r of rows.querySelectorAll('.selected')) r.classList.remove('selected');
