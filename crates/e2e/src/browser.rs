@@ -15,11 +15,11 @@ pub const DEFAULT_CHROMIUM: &str = "/usr/bin/chromium";
 /// Something the browser tests need is not installed.
 #[derive(Debug, thiserror::Error)]
 pub enum BrowserSetupError {
-    #[error("node not found on PATH: the console's browser tests run on Node.js (apt-get install nodejs npm)")]
-    NoNode,
     #[error(
-        "playwright-core is not installed in {dir}: run `npm ci` there (scripts/test.sh does)"
+        "node not found on PATH: the console's browser tests run on Node.js (apt-get install nodejs npm)"
     )]
+    NoNode,
+    #[error("playwright-core is not installed in {dir}: run `npm ci` there (scripts/test.sh does)")]
     NoPlaywright { dir: PathBuf },
     #[error(
         "Chromium not found at {path}: install Debian's package (apt-get install chromium; \
@@ -48,7 +48,10 @@ impl BrowserTests {
     pub fn locate(workspace: &Path) -> Result<Self, BrowserSetupError> {
         let dir = workspace.join("crates/e2e/browser");
         let node = find_on_path("node").ok_or(BrowserSetupError::NoNode)?;
-        if !dir.join("node_modules/playwright-core/package.json").is_file() {
+        if !dir
+            .join("node_modules/playwright-core/package.json")
+            .is_file()
+        {
             return Err(BrowserSetupError::NoPlaywright { dir });
         }
         let chromium = std::env::var_os("CHROMIUM_PATH")

@@ -68,9 +68,7 @@ async fn the_console_shows_a_task_moving_through_the_run() {
     let run_file = RunFile::from_file(&bins.workspace().join("dapr.yaml")).unwrap();
     let secret = run_file.setting(TASK_API, "JWT_SECRET").unwrap();
     let pubsub = run_file.setting(TASK_API, "PUBSUB_NAME").unwrap();
-    let (file, apps) = run_file
-        .write(dir.path(), bins.workspace(), &bins)
-        .unwrap();
+    let (file, apps) = run_file.write(dir.path(), bins.workspace(), &bins).unwrap();
     // The console on a port of its own (the run file's `console` key), so runs in parallel
     // do not meet on the default one.
     let console_port = free_port();
