@@ -20,7 +20,7 @@
 //! 1. [`go`] (Go-compatible parsing), [`scopes`] (topic access rules), [`acl`] (invocation
 //!    access control);
 //! 2. [`resources`] (resource files), [`metadata`] (request metadata, state keys),
-//!    [`cloudevent`] (envelopes);
+//!    [`cloudevent`] (envelopes), [`observe`] (the tap on publishes and deliveries);
 //! 3. [`components`]: component traits, the built-in components and the [`Registry`];
 //! 4. [`secretstores`] (`secretKeyRef` resolution), [`runtime`] (components of a run, app
 //!    channels);
@@ -29,7 +29,8 @@
 //!    state one sidecar shares);
 //! 6. [`tokens`], [`app_health`], [`api`], [`invoke`], [`delivery`]: what a running sidecar does;
 //! 7. `lifecycle` (start and stop sequences), `app_subscriptions` (stopping and restarting all of
-//!    an app's subscriptions with its health) and [`server`] (binding, routing, handles).
+//!    an app's subscriptions with its health), [`inspect`] (read-only views of a sidecar) and
+//!    [`server`] (binding, routing, handles).
 //!
 //! # Behaviour worth knowing
 //!
@@ -80,6 +81,8 @@
 //!   batch waits from its first entry rather than on a fixed ticker, and a bulk subscription
 //!   lets up to `maxMessagesCount` messages wait at once (so batches can fill), while the app
 //!   still gets at most `concurrency` POSTs at a time.
+//! * A run's publishes and delivery attempts can be watched through [`observe`] (the runner's
+//!   console does); with no observer installed that costs one atomic load per call site.
 //! * Not implemented: the outbox, actors, gRPC.
 
 pub mod acl;
@@ -90,9 +93,11 @@ pub mod cloudevent;
 pub mod components;
 pub mod delivery;
 pub mod go;
+pub mod inspect;
 pub mod invoke;
 mod lifecycle;
 pub mod metadata;
+pub mod observe;
 pub mod options;
 pub mod otel;
 pub mod policies;

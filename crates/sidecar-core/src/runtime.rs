@@ -2,6 +2,7 @@
 //! service invocation reaches.
 
 use crate::components::{PubSub, Registry, StateStore};
+use crate::observe::Tap;
 use crate::resources::{ComponentSpec, ResourceError, Resources};
 use crate::scopes::TopicScopes;
 use crate::secretstores::{SecretStoreComponent, SecretStores};
@@ -46,6 +47,8 @@ pub struct Runtime {
     apps: RwLock<HashMap<String, Vec<AppEndpoint>>>,
     next_app: AtomicUsize,
     secret_stores: SecretStores,
+    /// Who watches the run's publishes and deliveries (see [`crate::observe`]).
+    tap: Tap,
 }
 
 impl Runtime {
@@ -86,7 +89,13 @@ impl Runtime {
             apps: RwLock::new(HashMap::new()),
             next_app: AtomicUsize::new(0),
             secret_stores,
+            tap: Tap::default(),
         }))
+    }
+
+    /// The observer slot of the run's publishes and deliveries.
+    pub fn tap(&self) -> &Tap {
+        &self.tap
     }
 
     /// The resources this runtime was built from.

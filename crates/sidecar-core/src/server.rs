@@ -58,6 +58,11 @@ impl SidecarHandle {
         self.state.app_id()
     }
 
+    /// A read-only view into this sidecar that outlives the handle.
+    pub fn inspector(&self) -> crate::inspect::SidecarInspector {
+        crate::inspect::SidecarInspector::new(self.state.clone())
+    }
+
     /// A receiver that turns `true` once startup finished.
     pub fn ready_receiver(&self) -> tokio::sync::watch::Receiver<bool> {
         self.state.ready.subscribe()

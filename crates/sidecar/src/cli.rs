@@ -67,6 +67,23 @@ pub struct RunArgs {
     /// (competing consumers, as replicas under Kubernetes); repeat for several apps.
     #[arg(long = "scale", value_name = "APP=N")]
     pub scale: Vec<Scale>,
+    /// Port of the run's console (default 9999, or the run file's `console.port`).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub console_port: Option<u16>,
+    /// Address the console listens on (default 127.0.0.1); any other address needs a token.
+    #[arg(long, value_name = "IP")]
+    pub console_address: Option<std::net::IpAddr>,
+    /// Token the console requires on every request (`Authorization: Bearer` or `?token=`).
+    #[arg(
+        long,
+        env = "SIDECAR_CONSOLE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub console_token: Option<String>,
+    /// Serve no console.
+    #[arg(long)]
+    pub no_console: bool,
 }
 
 /// Ordered from most to least verbose.

@@ -30,7 +30,9 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
                 tracing::warn!(file = %plan.file.display(), "{warning}");
             }
             let grace = Duration::from_secs(args.shutdown_grace_seconds);
-            let report = runner::run_plan(plan, grace)
+            let console =
+                runner::console::config(&args, &plan.console).map_err(|e| e.to_string())?;
+            let report = runner::run_plan(plan, grace, console)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(if report.app_failed() {

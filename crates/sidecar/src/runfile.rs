@@ -86,6 +86,16 @@ pub struct RunPlan {
     pub apps: Vec<AppPlan>,
     /// Tolerated oddities (unknown or ignored keys), to be logged.
     pub warnings: Vec<String>,
+    /// The `console` key: the runner's console, as the file sets it.
+    pub console: ConsoleKeys,
+}
+
+/// What the run file says of the console; flags override it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsoleKeys {
+    pub port: Option<u16>,
+    pub enabled: Option<bool>,
+    pub address: Option<IpAddr>,
 }
 
 /// Reads, parses and resolves a run file. A directory means its `dapr.yaml`, as `dapr run -f .`.
@@ -171,11 +181,35 @@ pub fn parse(file: &Path, text: &str, home: Option<PathBuf>) -> Result<RunPlan, 
         }
     }
 
+    let console = match raw.console {
+        None => ConsoleKeys::default(),
+        Some(c) => ConsoleKeys {
+            port: c
+                .port
+                .map(|p| {
+                    u16::try_from(p)
+                        .ok()
+                        .filter(|p| *p != 0)
+                        .ok_or_else(|| invalid("console.port", format!("{p} is not a port")))
+                })
+                .transpose()?,
+            enabled: c.enabled,
+            address: c
+                .address
+                .map(|a| {
+                    a.0.trim().parse::<IpAddr>().map_err(|_| {
+                        invalid("console.address", format!("{:?} is not an IP address", a.0))
+                    })
+                })
+                .transpose()?,
+        },
+    };
     Ok(RunPlan {
         file: absolute(file),
         name: raw.name.map(|s| s.0).filter(|s| !s.is_empty()),
         apps,
         warnings,
+        console,
     })
 }
 

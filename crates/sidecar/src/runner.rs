@@ -21,6 +21,7 @@
 //! process group gets SIGTERM, a grace period, then SIGKILL (at once on a second Ctrl-C); then the
 //! sidecars stop. The run exits non-zero if any app had exited on its own with a failure status.
 
+pub mod console;
 pub mod process;
 pub mod resources;
 pub mod table;
@@ -64,6 +65,12 @@ pub enum RunnerError {
     },
     #[error("cannot listen for signals: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("cannot serve the console on {address}: {source}")]
+    Console {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// How a run ended.
@@ -107,8 +114,13 @@ pub async fn run_single(cfg: DaprdConfig) -> Result<(), RunnerError> {
     Ok(())
 }
 
-/// Runs every app of `plan` with its sidecar until Ctrl-C or SIGTERM.
-pub async fn run_plan(plan: RunPlan, grace: Duration) -> Result<RunReport, RunnerError> {
+/// Runs every app of `plan` with its sidecar until Ctrl-C or SIGTERM, with the console when
+/// `console_config` is given.
+pub async fn run_plan(
+    plan: RunPlan,
+    grace: Duration,
+    console_config: Option<console::ConsoleConfig>,
+) -> Result<RunReport, RunnerError> {
     let mut stop = StopSignal::install()?;
     let app_paths: Vec<_> = plan
         .apps
@@ -122,14 +134,27 @@ pub async fn run_plan(plan: RunPlan, grace: Duration) -> Result<RunReport, Runne
     let (exits_tx, mut exits) = mpsc::unbounded_channel();
 
     let mut running = Running::default();
+    if let Some(config) = &console_config {
+        let served = console::start(config, &plan, &runtime)
+            .await
+            .map_err(|source| RunnerError::Console {
+                address: format!("{}:{}", config.address, config.port),
+                source,
+            })?;
+        running.console = Some(served);
+    }
     for app in &plan.apps {
         if let Err(e) = running.start_app(&runtime, app, exits_tx.clone()).await {
             running.stop(grace, &mut stop).await;
+            running.stop_console(&runtime).await;
             runtime.shutdown().await;
             return Err(e);
         }
     }
-    table::print(&running.table);
+    table::print(
+        &running.table,
+        running.console.as_ref().map(console::Served::url),
+    );
     tracing::info!(apps = plan.apps.len(), instances = running.table.len(), file = %plan.file.display(), "all apps started; Ctrl-C stops the run");
 
     let mut report = RunReport::default();
@@ -149,6 +174,7 @@ pub async fn run_plan(plan: RunPlan, grace: Duration) -> Result<RunReport, Runne
     };
     tracing::info!(signal, "stopping apps and sidecars");
     running.stop(grace, &mut stop).await;
+    running.stop_console(&runtime).await;
     runtime.shutdown().await;
     Ok(report)
 }
@@ -159,9 +185,16 @@ struct Running {
     sidecars: Vec<SidecarHandle>,
     /// One row per instance, printed once all have started.
     table: Vec<table::Row>,
+    console: Option<console::Served>,
 }
 
 impl Running {
+    async fn stop_console(&mut self, runtime: &Runtime) {
+        if let Some(served) = self.console.take() {
+            served.stop(runtime).await;
+        }
+    }
+
     /// Starts every instance of `app` (one unless `--scale` said more), in index order.
     async fn start_app(
         &mut self,
@@ -197,11 +230,18 @@ impl Running {
             max_body_size: app.max_body_size,
             app_health: app.app_health.clone(),
             access_control: app.access_control.clone(),
-            tracing: app.tracing.clone(),
+            tracing: match &self.console {
+                Some(served) => served.sidecar_tracing(app),
+                None => app.tracing.clone(),
+            },
         };
         let handle = start(runtime, opts, label).await?;
         let http_port = handle.local_addr().port();
+        let inspector = handle.inspector();
         self.sidecars.push(handle);
+        if let Some(served) = &self.console {
+            served.console.name_sidecar(http_port, label);
+        }
         let (grpc_port, metrics_port) = (ports.dapr_grpc_port, ports.metrics_port);
         tracing::info!(app_id = %label, http_port, grpc_port, "started sidecar");
         let mut row = table::Row {
@@ -213,9 +253,21 @@ impl Running {
             pid: None,
         };
 
+        let mut started = console::Started {
+            app_id: app.app_id.clone(),
+            instance: label.clone(),
+            app_port: ports.app_port,
+            http_port,
+            pid: None,
+            inspector,
+            status: None,
+        };
         if app.command.is_empty() {
             tracing::warn!(app_id = %label, "no application command; only the sidecar runs");
             self.table.push(row);
+            if let Some(served) = &self.console {
+                served.apps.add(started);
+            }
             return Ok(());
         }
         let mut env = BTreeMap::from([
@@ -234,12 +286,19 @@ impl Running {
                 app.app_channel_address.clone(),
             );
         }
+        if let Some(served) = &self.console {
+            served.route_traces(app, &mut env);
+        }
         env.extend(scale::instance_env(app, instance.index, &ports, http_port));
         let spec = AppCommand {
             app_id: label.clone(),
             command: app.command.clone(),
             cwd: app.app_dir.clone(),
             env,
+            lines: self
+                .console
+                .as_ref()
+                .map(|served| served.line_sink(&app.app_id, label)),
         };
         let process = AppProcess::spawn(&spec, exits).map_err(|source| RunnerError::Spawn {
             app_id: label.clone(),
@@ -250,6 +309,11 @@ impl Running {
         tracing::info!(app_id = %label, pid = process.pid(), "started app");
         row.pid = Some(process.pid());
         self.table.push(row);
+        if let Some(served) = &self.console {
+            started.pid = Some(process.pid());
+            started.status = Some(process.status_receiver());
+            served.apps.add(started);
+        }
         self.processes.push(process);
         Ok(())
     }

@@ -155,6 +155,17 @@ pub(super) async fn send(
     data: Bytes,
     metadata: BTreeMap<String, String>,
 ) -> Result<(), String> {
+    // Told before the component gets the message, so an observer always sees a publish before
+    // its deliveries (the in-memory broker can deliver before `publish` returns).
+    if let Some(observer) = state.runtime.tap().observer() {
+        observer.published(&crate::observe::Published {
+            pubsub: &pubsub.spec.name,
+            topic,
+            publisher: state.app_id(),
+            data: &data,
+            metadata: &metadata,
+        });
+    }
     let msg = Message {
         topic: topic.to_string(),
         data,

@@ -19,6 +19,7 @@
 use super::outcome::{AppOutcome, interpret};
 use crate::cloudevent;
 use crate::components::{HandlerResult, Message, MessageHandler};
+use crate::observe::{Delivery, Outcome};
 use crate::runtime::PubSubComponent;
 use crate::sidecar::SidecarState;
 use crate::subscriptions::{SubscriptionDef, routes};
@@ -130,7 +131,10 @@ impl Deliverer {
         }
         let result = match self.prepare(&msg) {
             Ok(prepared) => self.deliver_with_retries(&prepared, &msg).await,
-            Err(d) => Err(d),
+            Err(d) => {
+                self.report_unsent(&msg, &d);
+                Err(d)
+            }
         };
         self.dispose(&msg, result).await
     }
@@ -212,8 +216,24 @@ impl Deliverer {
 
     async fn deliver_with_retries(&self, p: &Prepared, msg: &Message) -> Result<(), Disposal> {
         let path = &p.path;
+        let attempts = std::sync::atomic::AtomicU32::new(0);
+        let event_id = p.event.get("id").and_then(|i| i.as_str());
         let attempt = || async {
-            match self.attempt(p, msg).await {
+            let n = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            let started = std::time::Instant::now();
+            let outcome = self.attempt(p, msg).await;
+            if let Some(observer) = self.state.runtime.tap().observer() {
+                let (kind, status, error) = outcome.observed();
+                observer.delivered(&Delivery {
+                    attempt: n,
+                    outcome: kind,
+                    status,
+                    latency: started.elapsed(),
+                    error,
+                    ..self.observed(&msg.topic, event_id, path)
+                });
+            }
+            match outcome {
                 AppOutcome::Retry { status, reason } => {
                     tracing::debug!(app_id = %self.app_id(), topic = %msg.topic, %path, ?status, %reason, "delivery failed");
                     Err(FailedAttempt { status, reason })
@@ -359,10 +379,81 @@ impl Deliverer {
             .await;
         match published {
             Ok(()) => {
+                if let Some(observer) = self.state.runtime.tap().observer() {
+                    let id = crate::observe::event_id(&msg.data);
+                    observer.delivered(&Delivery {
+                        outcome: Outcome::Error,
+                        error: Some(reason),
+                        dead_lettered: true,
+                        ..self.observed(&msg.topic, id.as_deref(), "")
+                    });
+                }
                 tracing::warn!(app_id = %self.app_id(), topic = %msg.topic, dead_letter_topic = %dlq, %reason, "message sent to the dead-letter topic");
                 Ok(())
             }
             Err(e) => Err(format!("dead-letter publish failed: {e}; {reason}")),
         }
+    }
+}
+
+impl AppOutcome {
+    /// How the observer sees one answer: outcome, HTTP status, error text.
+    fn observed(&self) -> (Outcome, Option<u16>, Option<&str>) {
+        match self {
+            AppOutcome::Success => (Outcome::Success, Some(200), None),
+            AppOutcome::Drop => (Outcome::Drop, Some(200), None),
+            AppOutcome::NotFound => (Outcome::Drop, Some(404), None),
+            AppOutcome::Retry {
+                status: Some(status),
+                reason,
+            } => (Outcome::Retry, Some(*status), Some(reason)),
+            AppOutcome::Retry {
+                status: None,
+                reason,
+            } => (Outcome::Error, None, Some(reason)),
+        }
+    }
+}
+
+impl Deliverer {
+    /// A record of this subscription for the run's observer; call sites fill in the attempt.
+    pub(super) fn observed<'a>(
+        &'a self,
+        topic: &'a str,
+        event_id: Option<&'a str>,
+        route: &'a str,
+    ) -> Delivery<'a> {
+        Delivery {
+            pubsub: &self.def.pubsubname,
+            topic,
+            event_id,
+            subscriber: self.app_id(),
+            sidecar_port: self.state.opts.dapr_http_port,
+            route,
+            attempt: 0,
+            outcome: Outcome::Success,
+            status: None,
+            latency: std::time::Duration::ZERO,
+            error: None,
+            dead_lettered: false,
+        }
+    }
+
+    /// Tells the observer about a message disposed of before any POST (expired, no route,
+    /// undecodable).
+    pub(super) fn report_unsent(&self, msg: &Message, disposal: &Disposal) {
+        let Some(observer) = self.state.runtime.tap().observer() else {
+            return;
+        };
+        let id = crate::observe::event_id(&msg.data);
+        let (outcome, reason) = match disposal {
+            Disposal::Drop(r) => (Outcome::Drop, r),
+            Disposal::Fail(r) => (Outcome::Error, r),
+        };
+        observer.delivered(&Delivery {
+            outcome,
+            error: Some(reason),
+            ..self.observed(&msg.topic, id.as_deref(), "")
+        });
     }
 }

@@ -51,14 +51,7 @@ pub(crate) async fn subscribe(
     let handler_calls = def
         .bulk
         .map_or(concurrency, |b| concurrency.max(b.max_messages));
-    let group = pubsub.broker.consumer_group(app_id).unwrap_or_else(|| {
-        pubsub
-            .spec
-            .meta("consumerID")
-            .filter(|c| !c.is_empty())
-            .map(|c| crate::metadata::resolve_template(c, app_id))
-            .unwrap_or_else(|| app_id.to_string())
-    });
+    let group = consumer_group(&pubsub, app_id);
     let semaphore = semaphores
         .entry(def.pubsubname.clone())
         .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(concurrency)))
@@ -90,4 +83,17 @@ pub(crate) async fn subscribe(
             None
         }
     }
+}
+
+/// The consumer group `app_id` subscribes in: the component's own rule, else its `consumerID`
+/// metadata (templates resolved), else the app id.
+pub(crate) fn consumer_group(pubsub: &crate::runtime::PubSubComponent, app_id: &str) -> String {
+    pubsub.broker.consumer_group(app_id).unwrap_or_else(|| {
+        pubsub
+            .spec
+            .meta("consumerID")
+            .filter(|c| !c.is_empty())
+            .map(|c| crate::metadata::resolve_template(c, app_id))
+            .unwrap_or_else(|| app_id.to_string())
+    })
 }

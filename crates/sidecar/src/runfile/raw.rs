@@ -48,6 +48,18 @@ pub(super) struct RawFile {
     pub(super) common: Option<RawApp>,
     #[serde(default)]
     pub(super) apps: Option<Vec<RawApp>>,
+    /// The runner's console (not a Dapr CLI key: `dapr run -f` ignores it).
+    #[serde(default)]
+    pub(super) console: Option<RawConsole>,
+}
+
+/// `console: {port, enabled, address}`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConsole {
+    pub(super) port: Option<i64>,
+    pub(super) enabled: Option<bool>,
+    pub(super) address: Option<Scalar>,
 }
 
 /// Per-app and shared keys in one struct: `common` uses the same shape (the CLI ignores per-app keys
@@ -85,7 +97,7 @@ pub(super) struct RawApp {
     pub(super) app_health_threshold: Option<Scalar>,
 }
 
-const TOP_KEYS: &[&str] = &["version", "name", "common", "apps"];
+const TOP_KEYS: &[&str] = &["version", "name", "common", "apps", "console"];
 const APP_ONLY_KEYS: &[&str] = &[
     "appID",
     "appDirPath",

@@ -26,6 +26,22 @@ pub struct AppCommand {
     pub cwd: PathBuf,
     /// Added to (and overriding) the runner's own environment.
     pub env: BTreeMap<String, String>,
+    /// Also gets every output line (the console's log view).
+    pub lines: Option<LineSink>,
+}
+
+/// Receives each output line of an app (without its prefix): `(from stderr, line)`. Called on
+/// the output threads; it must not block.
+#[derive(Clone)]
+pub struct LineSink(pub std::sync::Arc<LineFn>);
+
+/// The callback of a [`LineSink`].
+pub type LineFn = dyn Fn(bool, &str) + Send + Sync;
+
+impl std::fmt::Debug for LineSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LineSink")
+    }
 }
 
 /// An app that exited while the run was going on.
@@ -70,10 +86,15 @@ impl AppProcess {
 
         let prefix = format!("== APP - {} == ", spec.app_id);
         if let Some(out) = child.stdout.take() {
-            pump(out.into_owned_fd()?, prefix.clone(), false);
+            pump(
+                out.into_owned_fd()?,
+                prefix.clone(),
+                false,
+                spec.lines.clone(),
+            );
         }
         if let Some(err) = child.stderr.take() {
-            pump(err.into_owned_fd()?, prefix, true);
+            pump(err.into_owned_fd()?, prefix, true, spec.lines.clone());
         }
 
         let (tx, rx) = watch::channel(None);
@@ -106,6 +127,11 @@ impl AppProcess {
     /// The exit status, once the process has exited.
     pub fn exit_status(&self) -> Option<ExitStatus> {
         *self.status.borrow()
+    }
+
+    /// A watch of the exit status that outlives this handle.
+    pub fn status_receiver(&self) -> watch::Receiver<Option<ExitStatus>> {
+        self.status.clone()
     }
 
     /// Stops the whole process group: SIGTERM, then SIGKILL for whatever is left after `grace`.
@@ -194,7 +220,7 @@ pub fn group_alive(group: Pid) -> bool {
 /// Copies lines from a child pipe to our stdout/stderr with `prefix`, on a plain thread so a slow
 /// terminal never stalls the async runtime. Each line is written with one locked write, so lines of
 /// different apps never interleave mid-line.
-fn pump(fd: std::os::fd::OwnedFd, prefix: String, to_stderr: bool) {
+fn pump(fd: std::os::fd::OwnedFd, prefix: String, to_stderr: bool, lines: Option<LineSink>) {
     let reader = BufReader::new(std::fs::File::from(fd));
     let spawned = std::thread::Builder::new()
         .name(format!("output {prefix}"))
@@ -207,7 +233,11 @@ fn pump(fd: std::os::fd::OwnedFd, prefix: String, to_stderr: bool) {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {
                         let text = String::from_utf8_lossy(&buf);
-                        let line = format!("{prefix}{}\n", text.trim_end_matches(['\n', '\r']));
+                        let bare = text.trim_end_matches(['\n', '\r']);
+                        if let Some(sink) = &lines {
+                            (sink.0)(to_stderr, bare);
+                        }
+                        let line = format!("{prefix}{bare}\n");
                         let written = if to_stderr {
                             std::io::stderr().lock().write_all(line.as_bytes())
                         } else {
@@ -252,6 +282,7 @@ mod tests {
             command: vec!["sh".into(), "-c".into(), script.into()],
             cwd: std::env::temp_dir(),
             env: BTreeMap::from([("GREETING".to_owned(), "hello".to_owned())]),
+            lines: None,
         }
     }
 

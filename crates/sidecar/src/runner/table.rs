@@ -65,9 +65,13 @@ pub fn render(rows: &[Row]) -> String {
     out
 }
 
-/// Prints the table to stdout in one write, so app output cannot cut into it.
-pub fn print(rows: &[Row]) {
-    let text = render(rows);
+/// Prints the table to stdout in one write, so app output cannot cut into it, followed by the
+/// console's URL after a blank line (readers of the table stop at the blank line).
+pub fn print(rows: &[Row], console_url: Option<String>) {
+    let mut text = render(rows);
+    if let Some(url) = console_url {
+        text.push_str(&format!("\nConsole: {url}\n"));
+    }
     let mut out = std::io::stdout().lock();
     if let Err(error) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         tracing::warn!(%error, "cannot print the table of apps");

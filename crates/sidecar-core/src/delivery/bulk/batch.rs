@@ -24,6 +24,7 @@ use super::answer::{BulkAnswer, EntryStatus, interpret};
 use crate::cloudevent;
 use crate::components::Message;
 use crate::delivery::deliver::{APP_UNHEALTHY, Deliverer, Disposal, FailedAttempt};
+use crate::observe::{Delivery, Outcome};
 use crate::otel::SidecarSpan;
 use base64::Engine;
 use serde_json::{Value, json};
@@ -73,14 +74,40 @@ pub(super) async fn settle(d: Arc<Deliverer>, batch: Vec<Waiting>) {
                 let entry = to_entry(&d, index, &w.msg, event);
                 routes.entry(prepared.path).or_default().push(entry);
             }
-            Err(disposal) => results[index] = Some(Err(disposal)),
+            Err(disposal) => {
+                d.report_unsent(&w.msg, &disposal);
+                results[index] = Some(Err(disposal));
+            }
         }
     }
-    let sends = routes
-        .into_iter()
-        .map(|(path, entries)| send_with_retries(&d, path, entries));
-    for outcome in futures::future::join_all(sends).await {
+    let observer = d.state.runtime.tap().observer();
+    let sends = routes.into_iter().map(|(path, entries)| {
+        let d = &d;
+        async move {
+            let started = std::time::Instant::now();
+            let (attempts, results) = send_with_retries(d, path.clone(), entries).await;
+            (path, attempts, started.elapsed(), results)
+        }
+    });
+    for (path, attempts, latency, outcome) in futures::future::join_all(sends).await {
         for (index, result) in outcome {
+            if let (Some(observer), Some(w)) = (&observer, batch.get(index)) {
+                let id = crate::observe::event_id(&w.msg.data);
+                // The app answered the batch 200 with a status per entry unless it failed whole.
+                let (kind, status, error) = match &result {
+                    Ok(()) => (Outcome::Success, Some(200), None),
+                    Err(Disposal::Drop(r)) => (Outcome::Drop, Some(200), Some(r.as_str())),
+                    Err(Disposal::Fail(r)) => (Outcome::Error, None, Some(r.as_str())),
+                };
+                observer.delivered(&Delivery {
+                    attempt: attempts,
+                    outcome: kind,
+                    status,
+                    latency,
+                    error,
+                    ..d.observed(&w.msg.topic, id.as_deref(), &path)
+                });
+            }
             if let Some(span) = spans.remove(&index) {
                 match &result {
                     Ok(()) | Err(Disposal::Drop(_)) => span.end_with_http_status(200),
@@ -126,7 +153,9 @@ async fn send_with_retries(
     d: &Deliverer,
     path: String,
     entries: Vec<Entry>,
-) -> Vec<(usize, Result<(), Disposal>)> {
+) -> (u32, Vec<(usize, Result<(), Disposal>)>) {
+    let attempts = std::sync::atomic::AtomicU32::new(0);
+    let attempts_ref = &attempts;
     let batch_id = uuid::Uuid::new_v4().to_string();
     let count = entries.len();
     // Entries still to send; an attempt moves the ones the app settled into `ended`, and only
@@ -136,6 +165,7 @@ async fn send_with_retries(
     let (pending_ref, ended_ref, path_ref, id_ref) =
         (&pending, &ended, path.as_str(), batch_id.as_str());
     let attempt = move || async move {
+        attempts_ref.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let body = envelope(d, id_ref, &lock(pending_ref));
         let answer = post(d, path_ref, body).await;
         let mut pending = lock(pending_ref);
@@ -202,7 +232,7 @@ async fn send_with_retries(
     for e in lock(&pending).drain(..) {
         out.push((e.index, Err(Disposal::Fail(reason.clone()))));
     }
-    out
+    (attempts.load(std::sync::atomic::Ordering::Relaxed), out)
 }
 
 /// A poisoned lock only means another attempt panicked mid-way; the data is still whole.
