@@ -68,6 +68,13 @@ function append(el, children) {
   }
 }
 
+// An instance's name: the runner's label (`task-api#2`) when it has one, else the app id.
+function who(app, instance) {
+  if (typeof instance === 'string' && instance && instance !== app) return instance;
+  if (typeof instance === 'number' && instance > 1) return `${app}#${instance}`;
+  return app;
+}
+
 function badge(text, kind) {
   return h('span.badge', { class: kind || String(text) }, text);
 }
@@ -195,7 +202,7 @@ views.apps = (root) => {
 };
 
 function appCard(app) {
-  const name = app.instance && app.instance > 1 ? `${app.app_id}#${app.instance}` : app.app_id;
+  const name = who(app.app_id, app.instance);
   const subs = (app.subscriptions || []).map((s) => h('tr', null,
     h('td.mono', null, s.topic),
     h('td.mono', null, s.route || '', (s.rules || []).map((r) => h('div.dim', null, `${r.match} → ${r.path}`))),
@@ -318,9 +325,8 @@ function addDelivery(entry, d) {
   const waiting = entry.rows.querySelector('tr.waiting');
   if (waiting) waiting.remove();
   entry.deliveries.push(d);
-  const who = d.instance && d.instance > 1 ? `${d.subscriber}#${d.instance}` : d.subscriber;
   entry.rows.append(h('tr.delivery', { class: d.dead_lettered ? 'dead' : null, dataset: { subscriber: d.subscriber, outcome: d.outcome } },
-    h('td', null, who),
+    h('td', null, who(d.subscriber, d.instance)),
     h('td.mono.dim', null, d.route || ''),
     h('td.num', null, d.attempt > 1 ? `${d.attempt} (retry ${d.attempt - 1})` : String(d.attempt ?? 1)),
     h('td', null, badge(d.outcome), d.dead_lettered ? [' ', badge('dead-lettered', 'dead')] : null),
@@ -613,9 +619,8 @@ views.logs = (root) => {
     && (!filter.level || String(l.level || '').toUpperCase() === filter.level);
 
   const line = (l) => {
-    const who = l.instance && l.instance > 1 ? `${l.app}#${l.instance}` : l.app;
     return h('div.log-line', { class: l.stream, dataset: { app: l.app } },
-      h('span.dim', null, time(l.at)), h('span', null, who), h('span', { class: 'level-' + (l.level || '') }, l.level || ''),
+      h('span.dim', null, time(l.at)), h('span', null, who(l.app, l.instance)), h('span', { class: 'level-' + (l.level || '') }, l.level || ''),
       h('span.msg', null, l.message || l.line || ''));
   };
   const add = (l) => {
