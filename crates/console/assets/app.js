@@ -247,7 +247,7 @@ views.events = (root) => {
     return h('label', null, label, inputs[key]);
   };
   const count = h('span.count');
-  const list = h('div#events');
+  const list = h('div', { id: 'events' });
   const form = h('form.toolbar', { onsubmit: (e) => { e.preventDefault(); apply(); } },
     field('topic', 'topic', 'task-created'), field('app', 'app', 'email-worker'),
     field('task_id', 'task id', 'uuid'), h('button', { type: 'submit' }, 'Filter'), count);

@@ -42,7 +42,7 @@ async function shoot(page, name) {
 
 async function view(page, hash, ready) {
   await page.goto(`${CONSOLE}/${hash}`);
-  await page.locator(ready).first().waitFor({ timeout: LONG });
+  await page.locator(ready).first().waitFor({ state: 'attached', timeout: LONG });
 }
 
 async function main() {
@@ -71,8 +71,9 @@ async function main() {
         headers: { 'content-type': 'application/json', authorization: `Bearer ${TASK_API_TOKEN}` },
         body: JSON.stringify({ title: HOSTILE, priority: 'high' }),
       });
-      assert.equal(response.status, 201, `creating the task: ${await response.text()}`);
-      task = await response.json();
+      const body = await response.text();
+      assert.equal(response.status, 201, `creating the task: ${body}`);
+      task = JSON.parse(body);
       // No reload: the event arrives through the page's stream.
       const card = page.locator(`article.event[data-topic="task-created"]`).filter({ hasText: task.id });
       await card.first().waitFor({ timeout: LONG });

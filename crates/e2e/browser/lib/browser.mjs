@@ -50,7 +50,10 @@ export function watch(page) {
   problems.blockedInFrame = [];
   page.on('console', (m) => {
     if (m.type() !== 'error') return;
-    if (/^Blocked script execution in 'about:srcdoc'/.test(m.text())) problems.blockedInFrame.push(m.text());
+    // The frame inherits the page's CSP, so an email's inline styles are refused there too.
+    const inFrame = /^Blocked script execution in 'about:srcdoc'/.test(m.text())
+      || (/^Applying inline style violates/.test(m.text()) && m.location().url === 'about:srcdoc');
+    if (inFrame) problems.blockedInFrame.push(m.text());
     else if (!/^Failed to load resource/.test(m.text())) problems.push(`console error: ${m.text()}`);
   });
   return problems;
