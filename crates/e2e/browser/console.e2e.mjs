@@ -122,7 +122,6 @@ async function main() {
         await page.locator('#view .toolbar button').click();
         return false;
       });
-      await shoot(page, 'dead-letters');
       const [answer] = await Promise.all([
         page.waitForResponse((r) => r.url().endsWith(`/api/dead-letters/${deadId}/replay`), { timeout: LONG }),
         row.locator('button.replay').click(),
@@ -133,6 +132,7 @@ async function main() {
         const r = page.locator(`tr.dead-letter[data-event-id="${deadId}"]`);
         return (await r.count()) && /replayed/.test(await r.locator('.badge').last().textContent());
       });
+      await shoot(page, 'dead-letters');
       // The event itself, in the Events view, carries email-worker's dead-lettered DROP.
       await page.goto(`${CONSOLE}/#/events`);
       const card = page.locator('article.event').filter({ hasText: deadId });
