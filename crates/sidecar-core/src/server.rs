@@ -127,6 +127,11 @@ pub async fn start_sidecar(
         .map(|tracing| SidecarTracer::new(&opts.app_id, tracing))
         .transpose()
         .map_err(StartError::Options)?;
+    // The port actually bound (0 asked for any): observers tell sidecars apart by it.
+    let opts = SidecarOptions {
+        dapr_http_port: local_addr.port(),
+        ..opts
+    };
     let state = Arc::new(SidecarState::new(runtime, opts, client, tracer));
     let servers = TaskTracker::new();
     for (addr, listener) in listeners {

@@ -352,3 +352,31 @@ fn config_file_path_gives_each_app_its_access_control() {
         "{e}"
     );
 }
+
+#[test]
+fn the_console_key_sets_port_switch_and_address() {
+    let fx = Fixture::new(&["a"]);
+    let base = "version: 1\napps:\n  - appDirPath: ./a\n";
+    let plan = fx.parse(base).unwrap();
+    assert_eq!(plan.console, ConsoleKeys::default());
+    let plan = fx
+        .parse(&format!(
+            "{base}console: {{port: 9100, enabled: false, address: 0.0.0.0}}\n"
+        ))
+        .unwrap();
+    assert_eq!(
+        plan.console,
+        ConsoleKeys {
+            port: Some(9100),
+            enabled: Some(false),
+            address: Some("0.0.0.0".parse().unwrap()),
+        }
+    );
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+    let e = err(&fx, &format!("{base}console: {{port: 70000}}\n"));
+    assert!(e.contains("console.port") && e.contains("70000"), "{e}");
+    let e = err(&fx, &format!("{base}console: {{address: localhost-ish}}\n"));
+    assert!(e.contains("console.address"), "{e}");
+    let e = err(&fx, &format!("{base}console: {{prot: 1}}\n"));
+    assert!(e.contains("prot"), "{e}");
+}

@@ -303,3 +303,60 @@ impl AppsSource for RunnerApps {
             .collect()
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec!["sidecar", "run", "-f", "dapr.yaml"];
+        argv.extend_from_slice(extra);
+        match crate::cli::Cli::try_parse_from(argv).unwrap().command {
+            Some(crate::cli::Command::Run(args)) => args,
+            None => panic!("not a run command"),
+        }
+    }
+
+    #[test]
+    fn flags_win_over_the_run_file_and_off_loopback_needs_a_token() {
+        let keys = ConsoleKeys {
+            port: Some(9100),
+            enabled: None,
+            address: None,
+        };
+        let c = config(&args(&[]), &ConsoleKeys::default())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (c.address.to_string(), c.port, c.port_chosen),
+            ("127.0.0.1".into(), DEFAULT_PORT, false)
+        );
+        let c = config(&args(&[]), &keys).unwrap().unwrap();
+        assert_eq!((c.port, c.port_chosen), (9100, true));
+        let c = config(&args(&["--console-port", "9200"]), &keys)
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.port, 9200);
+        assert!(config(&args(&["--no-console"]), &keys).unwrap().is_none());
+        let off = ConsoleKeys {
+            enabled: Some(false),
+            ..keys.clone()
+        };
+        assert!(config(&args(&[]), &off).unwrap().is_none());
+        let e = config(&args(&["--console-address", "0.0.0.0"]), &keys).unwrap_err();
+        assert!(e.to_string().contains("SIDECAR_CONSOLE_TOKEN"), "{e}");
+        let c = config(
+            &args(&["--console-address", "0.0.0.0", "--console-token", "t0k"]),
+            &keys,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.token.as_deref(), Some("t0k"));
+        assert!(
+            !format!("{c:?}").contains("t0k"),
+            "the token stays out of Debug"
+        );
+    }
+}

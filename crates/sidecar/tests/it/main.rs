@@ -14,6 +14,7 @@ mod conformance_kafka;
 mod conformance_publish;
 mod conformance_redis;
 mod conformance_state;
+mod console;
 mod deploy_scopes;
 mod kafka_pubsub;
 mod multi_app;
