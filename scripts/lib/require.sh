@@ -80,3 +80,34 @@ require_tansu() {
   TANSU_BIN="$root/bin/tansu"
   export TANSU_BIN
 }
+
+# The console's browser tests (crates/e2e/browser): Node.js with npm, headless Chromium from
+# Debian's `chromium` package (playwright-core downloads no browser of its own here), and the
+# test folder's pinned npm packages (package-lock.json), installed with `npm ci` when missing or
+# older than the lock file.
+require_browser_tests() {
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || apt_install nodejs || {
+    echo "error: Node.js and npm are required for the console's browser tests." >&2
+    echo "       install them with: sudo apt-get install nodejs npm" >&2
+    exit 1
+  }
+  command -v npm >/dev/null 2>&1 || apt_install npm || {
+    echo "error: npm is required for the console's browser tests; sudo apt-get install npm" >&2
+    exit 1
+  }
+  local chromium="${CHROMIUM_PATH:-/usr/bin/chromium}"
+  if [ ! -x "$chromium" ]; then
+    apt_install chromium || {
+      echo "error: Chromium is required for the console's browser tests ($chromium not found)." >&2
+      echo "       install Debian's package with: sudo apt-get install chromium" >&2
+      echo "       (or set CHROMIUM_PATH to a Chromium or Chrome binary)" >&2
+      exit 1
+    }
+  fi
+  local dir=crates/e2e/browser
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] \
+    || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    echo "Installing the browser tests' npm packages (npm ci in $dir)..." >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >&2)
+  fi
+}
