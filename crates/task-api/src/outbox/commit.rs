@@ -43,11 +43,7 @@ impl Committed {
     fn new(id: EntryId, record: TaskRecord, entry: OutboxEntry) -> Self {
         metrics::counter!("task_api_changes_committed_total", "topic" => entry.topic.clone())
             .increment(1);
-        Self {
-            id,
-            record,
-            entry,
-        }
+        Self { id, record, entry }
     }
 }
 

@@ -15,9 +15,7 @@ use uuid::Uuid;
 
 use super::book::Stage;
 use super::{Outbox, OutboxEntry};
-use crate::repository::{
-    OutboxShard, StoreError, legacy_outbox_key, outbox_event_key, outbox_key,
-};
+use crate::repository::{OutboxShard, StoreError, legacy_outbox_key, outbox_event_key, outbox_key};
 
 /// What one relay pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -252,11 +250,7 @@ impl Outbox {
             }
             changed || shard.entries.is_empty()
         };
-        match self
-            .repository
-            .rewrite_outbox_shard(key, true, edit)
-            .await
-        {
+        match self.repository.rewrite_outbox_shard(key, true, edit).await {
             Ok(exists) => exists,
             Err(error) => {
                 report.failed += 1;
