@@ -261,10 +261,7 @@ fn main() {
             .collect();
         drive(url.clone(), tokens.clone(), concurrency * 10, concurrency).await; // warm-up
         let mut report = drive(url.clone(), tokens.clone(), total, concurrency).await;
-        report.print(
-            &format!("task-api ({} shards)", settings.outbox_shards),
-            concurrency,
-        );
+        report.print(&format!("task-api, {concurrency} users"), concurrency);
         // Latency under a load the service can carry: half of the throughput just measured.
         let half = report.throughput() / 2.0;
         let mut at_half = drive_at_rate(url.clone(), tokens.clone(), total, half).await;
