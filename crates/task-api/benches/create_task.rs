@@ -1,6 +1,8 @@
 //! `POST /api/tasks` through the in-process sidecar (in-memory state and pub/sub), at a fixed
 //! concurrency, compared with a bare axum handler making the same two sidecar calls (one state
-//! transaction, one publish). Prints requests/s and p50/p99 latency.
+//! transaction, one publish), and with the two-hop limit: that handler's two calls made to a
+//! server that answers at once. task-api also runs with one user alone (every worker sending as
+//! the same user). Prints requests/s and p50/p99 latency.
 //!
 //! task-api is then driven open loop at half of the throughput it reached, for its latency
 //! under a load it can carry (concurrency 0 in that line: the rate decides, not the workers).
@@ -259,14 +261,17 @@ fn main() {
             .collect();
         drive(url.clone(), tokens.clone(), concurrency * 10, concurrency).await; // warm-up
         let mut report = drive(url.clone(), tokens.clone(), total, concurrency).await;
-        report.print(
-            &format!("task-api ({} shards)", settings.outbox_shards),
-            concurrency,
-        );
+        report.print(&format!("task-api, {concurrency} users"), concurrency);
         // Latency under a load the service can carry: half of the throughput just measured.
         let half = report.throughput() / 2.0;
         let mut at_half = drive_at_rate(url.clone(), tokens.clone(), total, half).await;
         at_half.print(&format!("task-api at {half:.0} req/s"), 0);
+        // One user alone: every worker sends with the same token, so every create lands in
+        // the same user's index.
+        let one_user = vec![tokens[0].clone()];
+        drive(url.clone(), one_user.clone(), concurrency * 10, concurrency).await;
+        let mut alone = drive(url.clone(), one_user, total, concurrency).await;
+        alone.print("task-api, one user alone", concurrency);
         let published = cluster.published("task-created").len();
         println!("  events published: {published}");
         if let Some(exports) = &exports {
@@ -288,6 +293,23 @@ fn main() {
         drive(url.clone(), tokens.clone(), concurrency * 10, concurrency).await;
         let mut report = drive(url, tokens.clone(), total, concurrency).await;
         report.print("bare axum (txn + publish)", concurrency);
+
+        // Two-hop limit: the same handler's two calls, to a server that answers at once, so
+        // what is left is the HTTP cost of a handler making two calls.
+        let null = axum::Router::new().fallback(|| async { StatusCode::NO_CONTENT });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let null_endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, null).await });
+        let dapr = DaprClient::new(DaprSettings::with_endpoint(null_endpoint)).unwrap();
+        let router = axum::Router::new()
+            .route("/api/tasks", post(bare_create))
+            .with_state(Bare { dapr });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/api/tasks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        drive(url.clone(), tokens.clone(), concurrency * 10, concurrency).await;
+        let mut report = drive(url, tokens.clone(), total, concurrency).await;
+        report.print("two-hop limit (null server)", concurrency);
 
         // The Python baseline, when a Python with its requirements is given.
         if let Ok(python) = std::env::var("BENCH_FASTAPI_PYTHON") {

@@ -65,7 +65,8 @@ pub struct Settings {
     /// are refused, so a leaked long-lived token cannot be used for months.
     #[serde(with = "humantime_serde")]
     pub jwt_max_lifetime: Duration,
-    /// Number of outbox shard keys (`outbox:{n}`).
+    /// How many shards of the earliest outbox layout (`outbox:{n}`) the relay drains; entries
+    /// are now written under per-event keys.
     pub outbox_shards: u32,
     /// How often the relay looks for unpublished outbox entries.
     #[serde(with = "humantime_serde")]
@@ -74,7 +75,7 @@ pub struct Settings {
     #[serde(with = "humantime_serde")]
     pub outbox_grace_period: Duration,
     /// TTL of this process's outbox writer lease: how long after the process dies other
-    /// replicas take over its outbox shards. At least one second (the store's TTL unit).
+    /// replicas take over its outbox entries. At least one second (the store's TTL unit).
     #[serde(with = "humantime_serde")]
     pub outbox_lease_ttl: Duration,
     /// Attempts of a read-modify-write before answering 503 under contention.

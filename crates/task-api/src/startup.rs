@@ -48,8 +48,8 @@ pub fn app(
         .layer(middleware::from_fn(correlate)))
 }
 
-/// How often published outbox entries that no transaction swept are removed.
-const CLEANUP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often the keys of published outbox entries are deleted (one transaction for all of them).
+const CLEANUP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// A built, not yet running service.
 #[derive(Debug)]

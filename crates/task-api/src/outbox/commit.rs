@@ -4,11 +4,12 @@
 use dapr_http::DaprError;
 use uuid::Uuid;
 
-use super::{Outbox, OutboxEntry, SHARD_BUDGET_BYTES, ShardId};
+use super::book::{EntryId, Stage};
+use super::{Outbox, OutboxEntry};
 use crate::error::ApiError;
 use crate::model::TaskRecord;
+use crate::repository::Repair;
 use crate::repository::limit::opens;
-use crate::repository::{OutboxShard, Repair};
 
 /// What a change makes of the task's current record.
 #[derive(Debug)]
@@ -33,46 +34,38 @@ pub enum Commit {
 #[derive(Debug)]
 #[must_use = "publish it with `Outbox::publish`, or the event waits for the relay"]
 pub struct Committed {
-    shard: ShardId,
+    id: EntryId,
     record: TaskRecord,
     entry: OutboxEntry,
 }
 
 impl Committed {
-    fn new(shard: ShardId, record: TaskRecord, entry: OutboxEntry) -> Self {
+    fn new(id: EntryId, record: TaskRecord, entry: OutboxEntry) -> Self {
         metrics::counter!("task_api_changes_committed_total", "topic" => entry.topic.clone())
             .increment(1);
-        Self {
-            shard,
-            record,
-            entry,
-        }
+        Self { id, record, entry }
     }
 }
 
 impl Outbox {
-    /// Applies one change of task `task_id` (owned by `user_id`): reads the task, its index
-    /// bucket and this process's outbox shard for it, lets `plan` decide, and writes the new
-    /// record with its event appended to the shard in one etag-checked transaction, applying the
-    /// shard's pending marks (published entries removed, committed ones marked) in the same
-    /// write. Retried on a fresh read (up to `CONFLICT_RETRIES` attempts, with jittered backoff)
-    /// when another writer got there first; see the module doc for what a failed transaction
-    /// may have left and how it is judged.
+    /// Applies one change of task `task_id` (owned by `user_id`): reads the task and its index
+    /// bucket, lets `plan` decide, and writes the new record, its index summary and its event's
+    /// entry (under a per-event key of its own) in one etag-checked transaction. Retried on a
+    /// fresh read (up to `CONFLICT_RETRIES` attempts, with jittered backoff) when another writer
+    /// got there first; see the module doc for what a failed transaction may have left and how
+    /// it is judged.
     pub async fn commit(
         &self,
         task_id: Uuid,
         user_id: Uuid,
         mut plan: impl FnMut(Option<&TaskRecord>) -> Result<Plan, ApiError>,
     ) -> Result<Commit, ApiError> {
-        let number = self.shard_of(task_id);
+        // Held through every attempt and its backoff; released before the publish.
+        let _turn = self.bucket_turn(user_id, task_id).await;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let turn = self.lock_shard(number).await;
-            // Checked under the turn, so every write of the attempt is made while the lease holds.
-            let shard = (self.lease.id().await?, number);
-            let key = Self::key_of(shard);
-            let state = self.repository.read_change(task_id, user_id, &key).await?;
+            let state = self.repository.read_change(task_id, user_id).await?;
             let (mut record, mut entry) = match plan(state.record())? {
                 Plan::Unchanged(record) => return Ok(Commit::Unchanged(record)),
                 Plan::Change(record, entry) => (record, entry),
@@ -88,30 +81,37 @@ impl Outbox {
                     .await?;
                 continue;
             }
-            if state.outbox_bytes() > SHARD_BUDGET_BYTES {
-                metrics::counter!("task_api_outbox_full_total").increment(1);
-                return Err(ApiError::Unavailable(format!(
-                    "outbox shard `{key}` holds {} bytes of unpublished events (limit {SHARD_BUDGET_BYTES}); \
-                     the broker is not taking them",
-                    state.outbox_bytes()
-                )));
-            }
+            self.check_budget()?;
+            // Taken right before the write, so every key is written while the lease holds.
+            let instance = self.lease.id().await?;
+            let id = (instance, self.allocate(instance).await?);
             record.push_event(entry.event_id);
-            let mut pending = state.outbox().entries.clone();
-            let applied = self.apply_marks(shard, &mut pending);
-            pending.push(entry.clone());
+            let key = self.track(id, &entry);
             let error = match self
                 .repository
-                .write_change(&state, &record, &OutboxShard { entries: pending })
+                .write_change(&state, &record, &key, &entry)
                 .await
             {
                 Ok(()) => {
-                    self.forget(shard, &applied);
-                    return Ok(Commit::Committed(Committed::new(shard, record, entry)));
+                    self.set_stage(id, Stage::Committed);
+                    return Ok(Commit::Committed(Committed::new(id, record, entry)));
                 }
                 Err(error) => error,
             };
-            let after = self.repository.read_change(task_id, user_id, &key).await?;
+            let after = match self
+                .repository
+                .read_change_and(task_id, user_id, Some(&key))
+                .await
+            {
+                Ok(after) => after,
+                Err(read_error) => {
+                    // The relay judges the entry from the task record after the grace period.
+                    self.set_stage(id, Stage::Unknown);
+                    tracing::warn!(%error, %read_error, event_id = %entry.event_id,
+                        "transaction failed and its outcome could not be read; the relay will judge it");
+                    return Err(read_error.into());
+                }
+            };
             if after
                 .record()
                 .is_some_and(|r| r.has_committed(entry.event_ref()))
@@ -120,11 +120,13 @@ impl Outbox {
                 // task, the failed write may be the head's, whose etag kept the open-task count
                 // exact: the cap is checked again as the summary is added, and the change is
                 // taken back if the bucket filled up meanwhile (`repository::limit`).
+                self.set_stage(id, Stage::Unknown);
                 let limit = self.repository.limit();
                 if opens(state.record(), &record) {
                     let cap = limit.cap_of(state.bucket());
                     if self.repository.repair_index(&record, Some(cap)).await? == Repair::Full {
                         if self.repository.undo_change(&after, state.record()).await? {
+                            self.set_stage(id, Stage::Abandoned);
                             tracing::warn!(%error, event_id = %entry.event_id,
                                 "transaction failed in part and the bucket reached its open-task cap meanwhile; change taken back");
                             return Err(limit.reached(state.bucket()));
@@ -133,39 +135,31 @@ impl Outbox {
                             "a change past the open-task cap could not be taken back; the cap is passed by one");
                     }
                 }
-                // The shard is this process's alone and we hold its turn, so the append below
-                // (made, unlike the transaction's, knowing the change committed) has no
-                // competitor.
+                // From here the event is published whatever the store does next: this process
+                // holds it as committed, publishes it below, and its relay retries a failed
+                // publish. The key is written too, so a replica publishes it if this process
+                // dies first; when the store refuses that as well, the event is not lost while
+                // this process lives.
+                self.set_stage(id, Stage::Committed);
+                entry.committed = true;
                 tracing::warn!(%error, event_id = %entry.event_id,
                     "transaction reported failure but the task change committed; recording the event");
-                entry.committed = true;
-                let recorded = entry.clone();
-                self.repository
-                    .rewrite_outbox_shard(&key, false, |s| {
-                        match s
-                            .entries
-                            .iter_mut()
-                            .find(|e| e.event_id == recorded.event_id)
-                        {
-                            Some(existing) if existing.committed => false,
-                            Some(existing) => {
-                                existing.committed = true;
-                                true
-                            }
-                            None => {
-                                s.entries.push(recorded.clone());
-                                true
-                            }
-                        }
-                    })
-                    .await?;
-                drop(turn);
+                if let Err(save_error) = self.repository.save_outbox_entry(&key, &entry).await {
+                    tracing::error!(%save_error, event_id = %entry.event_id,
+                        "could not record the event of a committed change; it is published from memory");
+                }
                 self.repository.repair_index(&record, None).await?;
-                return Ok(Commit::Committed(Committed::new(shard, record, entry)));
+                return Ok(Commit::Committed(Committed::new(id, record, entry)));
             }
-            drop(turn);
-            if !after.moved_since(&state) {
-                // Nothing changed under us, so this was not a conflict: a store failure.
+            if after.wrote_extra() {
+                // Written without its change: a phantom, deleted (and counted) by the next sweep.
+                self.set_stage(id, Stage::Abandoned);
+            } else {
+                self.forget(&[id]);
+            }
+            if !after.moved_since(&state) && !after.wrote_extra() {
+                // Nothing changed under us and nothing of the transaction applied, so this was
+                // not a conflict: a store failure.
                 if !error.is_etag_conflict() {
                     return Err(error.into());
                 }
@@ -183,21 +177,16 @@ impl Outbox {
     /// Publishes the event of a committed change and gives back its record. A failed publish is
     /// logged and left to the relay: the change is committed either way.
     pub async fn publish(&self, committed: Committed) -> TaskRecord {
-        let Committed {
-            shard,
-            record,
-            entry,
-        } = committed;
+        let Committed { id, record, entry } = committed;
         match self.send(&entry).await {
             Ok(()) => {
                 metrics::counter!("task_api_events_published_total", "path" => "direct", "topic" => entry.topic.clone()).increment(1);
-                self.mark(shard, entry.event_id, true);
+                self.set_stage(id, Stage::Published);
             }
             Err(error) => {
                 metrics::counter!("task_api_publish_failures_total").increment(1);
                 tracing::warn!(%error, event_id = %entry.event_id, topic = %entry.topic,
                     "publish after commit failed; the outbox relay will retry");
-                self.mark(shard, entry.event_id, false);
             }
         }
         record

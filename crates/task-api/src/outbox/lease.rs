@@ -1,12 +1,12 @@
-//! This process's identity as an outbox writer: the instance id its shards are named after, and
-//! the lease that tells other replicas it is alive (see "Writers own their shards" in
+//! This process's identity as an outbox writer: the instance id its entries' keys are named after, and
+//! the lease that tells other replicas it is alive (see "Writers own their keys" in
 //! [`crate::outbox`]).
 //!
-//! The rule that keeps a shard single-writer: the process writes under an id only while it knows
+//! The rule that keeps an id's keys single-writer: the process writes under an id only while it knows
 //! its lease is valid, judged on its own clock from when the last renewal was *sent*, and ends
 //! that belief a third of the TTL before the store expires the key. Once the belief ends, the id
 //! is never written again: a later renewal takes a fresh id, because another replica may already
-//! be draining the old one's shards.
+//! be draining the old one's entries.
 
 use std::time::Duration;
 
@@ -27,7 +27,6 @@ struct Held {
 pub(super) struct Lease {
     repository: TaskRepository,
     ttl: Duration,
-    shards: u32,
     /// Renewals take turns; a request that finds the lease stale renews it here.
     held: tokio::sync::Mutex<Held>,
     /// A copy of the id and validity readable without waiting for a renewal in progress.
@@ -35,20 +34,27 @@ pub(super) struct Lease {
 }
 
 impl Lease {
-    /// A lease of `ttl` (at least one second, the store's TTL unit) for a writer of `shards`
-    /// shards. Nothing is written until the first [`Lease::id`] or [`Lease::renew`].
-    pub(super) fn new(repository: TaskRepository, ttl: Duration, shards: u32) -> Self {
+    /// A lease of `ttl` (at least one second, the store's TTL unit). Nothing is written until
+    /// the first [`Lease::id`] or [`Lease::renew`].
+    pub(super) fn new(repository: TaskRepository, ttl: Duration) -> Self {
         let id = Uuid::now_v7();
         Self {
             repository,
             ttl: ttl.max(Duration::from_secs(1)),
-            shards,
             held: tokio::sync::Mutex::new(Held {
                 id,
                 valid_until: None,
             }),
             current: std::sync::Mutex::new((id, None)),
         }
+    }
+
+    /// The id taken at construction, before any renewal.
+    pub(super) fn initial_id(&self) -> Uuid {
+        self.current
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
     }
 
     /// How often the lease is renewed: well inside the part of the TTL the process trusts.
@@ -74,7 +80,7 @@ impl Lease {
     }
 
     /// Renews the lease (taking a fresh id if the old one's validity ended) and makes sure the
-    /// id is registered, so other replicas find its shards if this process dies.
+    /// id is registered, so other replicas find its entries if this process dies.
     pub(super) async fn renew(&self) -> Result<Uuid, StoreError> {
         let mut held = self.held.lock().await;
         let now = Instant::now();
@@ -92,7 +98,8 @@ impl Lease {
         self.repository
             .register(Instance {
                 id: held.id,
-                shards: self.shards,
+                // Per-event keys only: its `outbox-range` says where they are.
+                shards: 0,
             })
             .await?;
         let until = sent + self.ttl * 2 / 3;

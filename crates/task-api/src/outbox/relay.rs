@@ -1,6 +1,7 @@
 //! The relay: publishes what requests left behind (a crash, a failed publish) and discards what
-//! never committed, in this process's shards, in the shards of the layout before writers owned
-//! them, and in the shards of writers whose lease ended (a process that died).
+//! never committed: this process's own entries (from what it knows of them), the entries of
+//! writers whose lease ended (a process that died: the per-event keys its event range names),
+//! and the shards of the earlier layouts.
 //!
 //! A pass never stops at a failure: an entry that cannot be checked or published is counted in
 //! [`RelayReport::failed`], stays where it is for the next pass, and the pass goes on with the
@@ -12,8 +13,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::book::Stage;
 use super::{Outbox, OutboxEntry};
-use crate::repository::{OutboxShard, StoreError, legacy_outbox_key, outbox_key};
+use crate::repository::{OutboxShard, StoreError, legacy_outbox_key, outbox_event_key, outbox_key};
 
 /// What one relay pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -38,21 +40,16 @@ enum Verdict {
 
 impl Outbox {
     /// One relay pass: entries older than `grace` are published when their change committed and
-    /// discarded when it did not, then removed from their shard. Failures are counted in the
-    /// report and left for the next pass; the pass itself does not fail.
+    /// discarded when it did not, then removed. Failures are counted in the report and left for
+    /// the next pass; the pass itself does not fail.
     pub async fn relay_once(&self, grace: Duration) -> Result<RelayReport, StoreError> {
         let mut report = RelayReport::default();
         let cutoff =
             Utc::now() - chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+        self.relay_own(cutoff, &mut report).await;
         let me = self.lease.valid_id();
-        if let Some(me) = me {
-            for shard in 0..self.shards {
-                self.relay_shard(&outbox_key(me, shard), Some(shard), cutoff, &mut report)
-                    .await;
-            }
-        }
         for shard in 0..self.shards {
-            self.relay_shard(&legacy_outbox_key(shard), None, cutoff, &mut report)
+            self.relay_shard(&legacy_outbox_key(shard), cutoff, &mut report)
                 .await;
         }
         if let Err(error) = self.relay_departed(me, cutoff, &mut report).await {
@@ -62,8 +59,68 @@ impl Outbox {
         Ok(report)
     }
 
-    /// Drains the shards of every registered writer other than `me` whose lease is gone, and
-    /// unregisters each once its shards are empty.
+    /// This process's own entries older than `cutoff` that are not known published: a failed
+    /// publish, a request dropped before it published, a transaction whose outcome could not be
+    /// read. Judged from what the process knows, or from the task record when it knows nothing.
+    /// Their keys are deleted by the next sweep.
+    async fn relay_own(&self, cutoff: DateTime<Utc>, report: &mut RelayReport) {
+        let waiting = self.entries_in(
+            &[Stage::Committed, Stage::InFlight, Stage::Unknown],
+            Some(cutoff),
+        );
+        for (id, pending) in waiting {
+            let entry = &pending.entry;
+            let verdict = if pending.stage == Stage::Committed {
+                Verdict::Committed
+            } else {
+                match self.verdict(entry).await {
+                    Ok(verdict) => verdict,
+                    Err(error) => {
+                        report.failed += 1;
+                        tracing::warn!(%error, event_id = %entry.event_id,
+                            "outbox relay could not read the task of an entry; will retry");
+                        continue;
+                    }
+                }
+            };
+            match verdict {
+                Verdict::Committed => match self.send(entry).await {
+                    Ok(()) => {
+                        metrics::counter!("task_api_events_published_total", "path" => "relay", "topic" => entry.topic.clone()).increment(1);
+                        tracing::info!(event_id = %entry.event_id, topic = %entry.topic,
+                            task_id = %entry.task_id, version = entry.version, "outbox relay published an event");
+                        report.published += 1;
+                        self.set_stage(id, Stage::Published);
+                    }
+                    Err(error) => {
+                        report.failed += 1;
+                        self.set_stage(id, Stage::Committed);
+                        tracing::warn!(%error, event_id = %entry.event_id,
+                            "outbox relay could not publish; will retry");
+                    }
+                },
+                Verdict::NotCommitted => {
+                    tracing::warn!(event_id = %entry.event_id, topic = %entry.topic,
+                        task_id = %entry.task_id, version = entry.version,
+                        "outbox entry of a change that never committed; discarded");
+                    report.discarded += 1;
+                    self.set_stage(id, Stage::Abandoned);
+                }
+                Verdict::Unproven => {
+                    metrics::counter!("task_api_outbox_unproven_total").increment(1);
+                    tracing::error!(event_id = %entry.event_id, task_id = %entry.task_id,
+                        version = entry.version,
+                        "outbox entry older than its task's recorded history and never confirmed \
+                         by its writer; kept unpublished");
+                    report.unproven += 1;
+                }
+            }
+        }
+    }
+
+    /// Drains the entries of every registered writer other than `me` whose lease is gone (the
+    /// per-event keys its event range names, and its shards of the earlier layout), and
+    /// unregisters each once nothing is left.
     async fn relay_departed(
         &self,
         me: Option<Uuid>,
@@ -86,7 +143,16 @@ impl Outbox {
             let mut left = false;
             for shard in 0..instance.shards {
                 let key = outbox_key(instance.id, shard);
-                left |= self.relay_shard(&key, None, cutoff, report).await;
+                left |= self.relay_shard(&key, cutoff, report).await;
+            }
+            if let Some(range) = self.repository.event_range(instance.id).await? {
+                for seq in range.low..range.high {
+                    let key = outbox_event_key(instance.id, seq);
+                    left |= self.relay_shard(&key, cutoff, report).await;
+                }
+                if !left {
+                    self.repository.delete_event_range(instance.id).await?;
+                }
             }
             if !left {
                 self.repository.unregister(instance.id).await?;
@@ -96,13 +162,11 @@ impl Outbox {
         Ok(())
     }
 
-    /// Relays one shard. `own` is the number of this process's shard (its writers take turns
-    /// with the rewrite); other shards are deleted once empty. Returns whether the shard still
-    /// exists afterwards (or could not be read).
+    /// Relays one outbox key (a per-event key or a shard of an earlier layout), deleting it once
+    /// empty. Returns whether the key still exists afterwards (or could not be read).
     async fn relay_shard(
         &self,
         key: &str,
-        own: Option<u32>,
         cutoff: DateTime<Utc>,
         report: &mut RelayReport,
     ) -> bool {
@@ -171,14 +235,9 @@ impl Outbox {
                 }
             }
         }
-        let delete_empty = own.is_none();
-        if done.is_empty() && verified.is_empty() && !(delete_empty && current.entries.is_empty()) {
+        if done.is_empty() && verified.is_empty() && !current.entries.is_empty() {
             return true;
         }
-        let _turn = match own {
-            Some(shard) => Some(self.lock_shard(shard).await),
-            None => None,
-        };
         let edit = |shard: &mut OutboxShard| {
             let before = shard.entries.len();
             shard.entries.retain(|e| !done.contains(&e.event_id));
@@ -189,13 +248,9 @@ impl Outbox {
                     changed = true;
                 }
             }
-            changed || (delete_empty && shard.entries.is_empty())
+            changed || shard.entries.is_empty()
         };
-        match self
-            .repository
-            .rewrite_outbox_shard(key, delete_empty, edit)
-            .await
-        {
+        match self.repository.rewrite_outbox_shard(key, true, edit).await {
             Ok(exists) => exists,
             Err(error) => {
                 report.failed += 1;
@@ -208,9 +263,9 @@ impl Outbox {
     /// Whether the change behind an entry its writer never confirmed is in its task's record.
     /// The record lists its last `RECENT_EVENTS` events: an entry older than that window, of a
     /// task changed that often since, cannot be told from a phantom whose transaction lost its
-    /// etag check. Such an entry is [`Verdict::Unproven`]: kept, and never published. Writers
-    /// confirm their entries within a cleaner interval, so this needs a writer that died right
-    /// after its commit and a task changed `RECENT_EVENTS` times before its lease ran out.
+    /// etag check. Such an entry is [`Verdict::Unproven`]: kept, and never published. A live writer
+    /// knows its own entries' outcomes, so this needs a writer that died right after its commit
+    /// and a task changed `RECENT_EVENTS` times before its lease ran out.
     async fn verdict(&self, entry: &OutboxEntry) -> Result<Verdict, StoreError> {
         Ok(match self.repository.get(entry.task_id).await? {
             Some(record) if record.has_committed(entry.event_ref()) => Verdict::Committed,

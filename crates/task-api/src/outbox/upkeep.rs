@@ -1,13 +1,11 @@
 //! The outbox's background upkeep in this process: the lease keeper, which renews the writer's
-//! lease, and the cleaner, which writes what the process learned about its shards' entries
-//! (published ones removed, committed ones marked) into shards no transaction wrote since.
+//! lease, and the cleaner, which deletes the keys of entries the process published (or whose
+//! change did not commit) in batches, and keeps the stored event range tight.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use uuid::Uuid;
-
-use super::{Outbox, ShardId};
+use super::Outbox;
+use super::book::Stage;
 
 impl Outbox {
     /// Renews this process's writer lease well before it runs out, until `stop` turns true.
@@ -25,8 +23,8 @@ impl Outbox {
         }
     }
 
-    /// Every `interval`, writes the pending marks of this process's shards, until `stop` turns
-    /// true (a last sweep runs then). Whatever is missed, the relay handles.
+    /// Every `interval`, deletes the keys of this process's published and abandoned entries,
+    /// until `stop` turns true (a last sweep runs then). Whatever is missed, the relay handles.
     pub async fn run_cleaner(
         self,
         interval: Duration,
@@ -46,40 +44,36 @@ impl Outbox {
         }
     }
 
-    /// Writes the marks of every shard that has some.
-    async fn sweep(&self) {
-        let shards: Vec<ShardId> = self.marks().keys().copied().collect();
-        let me = self.lease.valid_id();
-        for shard in shards {
-            if Some(shard.0) != me {
-                // The lease under which these were written lapsed: this process never writes
-                // that id again, and whoever drains its shards judges the entries on its own.
-                self.marks().remove(&shard);
-                continue;
+    /// Deletes, in as few transactions as [`crate::repository::DELETE_BATCH`] allows, the keys of every entry
+    /// published or abandoned since the last sweep, then raises the stored `low` of the event
+    /// range past them. One write for many requests, off their path.
+    pub(super) async fn sweep(&self) {
+        let done = self.entries_in(&[Stage::Published, Stage::Abandoned], None);
+        if !done.is_empty() {
+            let keys: Vec<String> = done.iter().map(|(_, p)| p.key.clone()).collect();
+            match self.repository.delete_keys(&keys).await {
+                Ok(()) => {
+                    let abandoned = done
+                        .iter()
+                        .filter(|(_, p)| p.stage == Stage::Abandoned)
+                        .count();
+                    if abandoned > 0 {
+                        metrics::counter!("task_api_outbox_discarded_total")
+                            .increment(abandoned as u64);
+                    }
+                    let ids: Vec<_> = done.iter().map(|(id, _)| *id).collect();
+                    self.forget(&ids);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, keys = keys.len(),
+                        "could not delete published outbox entries; will retry");
+                }
             }
-            let turn = self.lock_shard(shard.1).await;
-            let mut applied: (HashSet<Uuid>, HashSet<Uuid>) = Default::default();
-            let result = self
-                .repository
-                .rewrite_outbox_shard(&Self::key_of(shard), false, |s| {
-                    let before = (
-                        s.entries.len(),
-                        s.entries.iter().filter(|e| e.committed).count(),
-                    );
-                    applied = self.apply_marks(shard, &mut s.entries);
-                    let after = (
-                        s.entries.len(),
-                        s.entries.iter().filter(|e| e.committed).count(),
-                    );
-                    before != after
-                })
-                .await;
-            drop(turn);
-            match result {
-                Ok(_) => self.forget(shard, &applied),
-                Err(error) => tracing::warn!(%error, key = %Self::key_of(shard),
-                    "could not clean up an outbox shard; will retry"),
-            }
+        }
+        if self.lease.valid_id().is_some()
+            && let Err(error) = self.save_low().await
+        {
+            tracing::warn!(%error, "could not save the outbox event range; will retry");
         }
     }
 }

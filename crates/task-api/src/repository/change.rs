@@ -7,25 +7,24 @@ use uuid::Uuid;
 
 use super::index::{IndexSegment, UserIndex, reconcile};
 use super::keys::{INDEX_BUCKETS, bucket_of, index_key, index_segment_key, task_key};
-use super::outbox_shard::OutboxShard;
+use super::outbox_shard::{OutboxEntry, OutboxShard};
 use super::{StoreError, TaskRepository, Versioned};
 use crate::model::TaskRecord;
 
-/// What a change of one task reads: in one bulk request the task's record, the head of its
-/// bucket of the owner's index and one outbox shard, and, only when the task's summary lives in
-/// a sealed segment (an older task), that segment in a second request; each with the etag its
-/// write is checked against.
+/// What a change of one task reads: in one bulk request the task's record and the head of its
+/// bucket of the owner's index, and, only when the task's summary lives in a sealed segment (an
+/// older task), that segment in a second request; each with the etag its write is checked
+/// against. The outbox entry is not read: it has a fresh key of its own.
 #[derive(Debug)]
 pub struct ChangeState {
-    /// `task:{id}`, the index bucket's head and the outbox shard, in that order.
-    keys: [String; 3],
+    /// `task:{id}` and the index bucket's head, in that order.
+    keys: [String; 2],
     task: Option<Versioned<TaskRecord>>,
     index: Versioned<UserIndex>,
     /// The sealed segment holding the task's summary, when the head does not.
     segment: Option<HomeSegment>,
-    outbox: Versioned<OutboxShard>,
-    /// The length of the shard's JSON text as read.
-    outbox_bytes: usize,
+    /// Whether the extra key of [`TaskRepository::read_change_and`] exists.
+    wrote_extra: bool,
     user_id: Uuid,
     bucket: u32,
 }
@@ -42,16 +41,6 @@ impl ChangeState {
     /// The task's current record (`None`: no such task, not even a tombstone).
     pub fn record(&self) -> Option<&TaskRecord> {
         self.task.as_ref().map(|task| &task.value)
-    }
-
-    /// The outbox shard as read.
-    pub fn outbox(&self) -> &OutboxShard {
-        &self.outbox.value
-    }
-
-    /// The size of the outbox shard's stored JSON, which every write of the shard sends again.
-    pub fn outbox_bytes(&self) -> usize {
-        self.outbox_bytes
     }
 
     /// Whether the index bucket existed when read.
@@ -74,12 +63,16 @@ impl ChangeState {
         self.bucket
     }
 
+    /// Whether the extra key read with [`TaskRepository::read_change_and`] exists.
+    pub fn wrote_extra(&self) -> bool {
+        self.wrote_extra
+    }
+
     /// Whether any of the keys was written between the read of `earlier` and this one.
     pub fn moved_since(&self, earlier: &ChangeState) -> bool {
         self.task_etag() != earlier.task_etag()
             || self.index.etag != earlier.index.etag
             || self.segment_etag() != earlier.segment_etag()
-            || self.outbox.etag != earlier.outbox.etag
     }
 
     fn segment_etag(&self) -> Option<&str> {
@@ -112,23 +105,31 @@ fn decode_or_default<T: DeserializeOwned + Default>(
 }
 
 impl TaskRepository {
-    /// Reads what a change of `task_id` (owned by `user_id`) is checked against, with the outbox
-    /// shard `shard_key`.
+    /// Reads what a change of `task_id` (owned by `user_id`) is checked against.
     pub async fn read_change(
         &self,
         task_id: Uuid,
         user_id: Uuid,
-        shard_key: &str,
     ) -> Result<ChangeState, StoreError> {
-        let keys = [
-            task_key(task_id),
-            index_key(user_id, task_id),
-            shard_key.to_owned(),
-        ];
+        self.read_change_and(task_id, user_id, None).await
+    }
+
+    /// Like [`Self::read_change`], in the same bulk read also whether the key `written` exists
+    /// ([`ChangeState::wrote_extra`]): after a failed transaction, whether its outbox entry
+    /// was applied.
+    pub async fn read_change_and(
+        &self,
+        task_id: Uuid,
+        user_id: Uuid,
+        written: Option<&str>,
+    ) -> Result<ChangeState, StoreError> {
+        let keys = [task_key(task_id), index_key(user_id, task_id)];
+        let mut wanted = keys.to_vec();
+        wanted.extend(written.map(str::to_owned));
         let mut items = self
             .dapr
             // Raw JSON text, decoded straight into each key's type below.
-            .get_bulk_state::<Box<RawValue>>(&self.store, &keys)
+            .get_bulk_state::<Box<RawValue>>(&self.store, &wanted)
             .await?
             .into_iter();
         let mut next = |key: &str| -> Result<(Option<Box<RawValue>>, Option<String>), StoreError> {
@@ -143,7 +144,10 @@ impl TaskRepository {
         };
         let (task, task_etag) = next(&keys[0])?;
         let index = next(&keys[1])?;
-        let outbox = next(&keys[2])?;
+        let wrote_extra = match written {
+            Some(key) => next(key)?.0.is_some(),
+            None => false,
+        };
         let task = match task {
             None => None,
             Some(value) => Some(Versioned {
@@ -152,8 +156,6 @@ impl TaskRepository {
             }),
         };
         let index: Versioned<UserIndex> = decode_or_default(index, &keys[1])?;
-        let outbox_bytes = outbox.0.as_ref().map_or(0, |raw| raw.get().len());
-        let outbox = decode_or_default(outbox, &keys[2])?;
         let bucket = bucket_of(task_id, INDEX_BUCKETS);
         let segment = match index.value.home_of(task_id) {
             None => None,
@@ -172,8 +174,7 @@ impl TaskRepository {
             task,
             index,
             segment,
-            outbox,
-            outbox_bytes,
+            wrote_extra,
             user_id,
             bucket,
         })
@@ -200,16 +201,18 @@ impl TaskRepository {
         )
     }
 
-    /// Writes `record` and `outbox` over `state` in one transaction (which is not atomic, see
-    /// the module doc): the record (with the tombstone TTL when it is deleted), the index when
-    /// the record changes its summary (the head, or the sealed segment holding the summary and
-    /// the head when the segment's counts change; a head grown past `head_size` seals its oldest
-    /// summaries into a new segment), and the outbox shard, each etag-checked.
+    /// Writes `record` over `state` in one transaction (which is not atomic, see the module
+    /// doc): the record (with the tombstone TTL when it is deleted), the index when the record
+    /// changes its summary (the head, or the sealed segment holding the summary and the head when
+    /// the segment's counts change; a head grown past `head_size` seals its oldest summaries into
+    /// a new segment), each etag-checked, and the event's outbox entry under its own fresh key
+    /// `entry_key` (`first-write`: no other writer ever names it).
     pub async fn write_change(
         &self,
         state: &ChangeState,
         record: &TaskRecord,
-        outbox: &OutboxShard,
+        entry_key: &str,
+        entry: &OutboxEntry,
     ) -> Result<(), DaprError> {
         let mut ops = Vec::with_capacity(3);
         let mut task = SaveItem::new(state.keys[0].clone(), record)?;
@@ -255,8 +258,9 @@ impl TaskRepository {
                 state.index.write(state.keys[1].clone(), &head)?,
             ));
         }
+        let stored = OutboxShard::one(entry);
         ops.push(TransactionOp::Upsert(
-            state.outbox.write(state.keys[2].clone(), outbox)?,
+            SaveItem::new(entry_key.to_owned(), &stored)?.first_write(),
         ));
         self.dapr.transact_state(&self.store, &ops).await
     }

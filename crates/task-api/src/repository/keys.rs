@@ -34,10 +34,21 @@ pub fn index_segment_key(user_id: Uuid, bucket: u32, segment: Uuid) -> String {
     format!("user:{user_id}:tasks:{bucket}:{segment}")
 }
 
-/// Shard `shard` of the outbox of writer `instance` (one per running process, see
-/// [`crate::outbox`]): only that process writes it while its lease holds.
+/// Shard `shard` of the outbox of writer `instance` in the layout before entries had keys of
+/// their own; no longer written, only drained.
 pub fn outbox_key(instance: Uuid, shard: u32) -> String {
     format!("outbox:{instance}:{shard}")
+}
+
+/// The outbox entry of writer `instance`'s event number `seq`: one key per event, written in
+/// the change's own transaction (see [`crate::outbox`]).
+pub fn outbox_event_key(instance: Uuid, seq: u64) -> String {
+    format!("outbox:{instance}:e{seq}")
+}
+
+/// The event numbers writer `instance` may have used: `[low, high)` (see [`crate::outbox`]).
+pub fn outbox_range_key(instance: Uuid) -> String {
+    format!("outbox-range:{instance}")
 }
 
 /// A shard of the layout before outboxes had owners; no longer written, only drained.

@@ -22,7 +22,7 @@
 //! change that opens a task, that repair checks the cap again against the head it writes (etag
 //! checked too), and when the bucket filled up in the meantime the change is taken back
 //! ([`TaskRepository::undo_change`](super::TaskRepository::undo_change)): the record is restored
-//! or the new task deleted, so its event's outbox entry is discarded by the relay, and the
+//! or the new task deleted, so its event's outbox entry is discarded, and the
 //! request gets the limit's answer. The bound can only be passed, by one task per occurrence,
 //! when that undo itself fails (the task changed again in the few milliseconds between) or the
 //! process dies between the failed transaction and the undo; or when a reopen of an older task,

@@ -7,14 +7,16 @@
 //!   committed;
 //! * `user:{user_id}:tasks:{b}` and `user:{user_id}:tasks:{b}:{segment}`: the heads and sealed
 //!   segments of the buckets of the user's index ([`index`]);
-//! * `outbox:{instance}:{n}`: the [`OutboxShard`]s of each outbox writer ([`outbox_shard`]), and
-//!   `outbox:{n}`, the shards of the layout before writers had their own, only ever drained;
-//! * `outbox-instances` and `outbox-lease:{instance}`: the outbox writers ([`instances`]).
+//! * `outbox:{instance}:e{seq}`: one outbox entry each, written in its change's transaction
+//!   ([`outbox_shard`]); `outbox:{instance}:{n}` and `outbox:{n}`, the shards of earlier layouts,
+//!   only ever drained;
+//! * `outbox-instances`, `outbox-lease:{instance}` and `outbox-range:{instance}`: the outbox
+//!   writers, their leases and the event numbers each may have used ([`instances`]).
 //!
 //! Reads come in the shapes callers need, each one request: a task; the heads of a user's index
 //! buckets, or some of their sealed segments (a bulk read each); a page of records (a bulk
-//! read); and everything a change is checked against ([`ChangeState`]: the task, its index
-//! bucket's head and an outbox shard, plus the sealed segment holding an older task's summary).
+//! read); and everything a change is checked against ([`ChangeState`]: the task and its index
+//! bucket's head, plus the sealed segment holding an older task's summary).
 //!
 //! Every write is ETag-checked against what was read (`first-write` for a key that did not
 //! exist), so a concurrent writer makes it fail instead of being overwritten. A change is one
@@ -44,8 +46,10 @@ use crate::model::TaskRecord;
 
 pub use change::ChangeState;
 pub use index::{IndexSegment, SealedRef, TaskSummary, UserIndex};
-pub use instances::Instance;
-pub use keys::{INDEX_BUCKETS, bucket_of, legacy_outbox_key, outbox_key};
+pub use instances::{DELETE_BATCH, EventRange, Instance};
+pub use keys::{
+    INDEX_BUCKETS, bucket_of, legacy_outbox_key, outbox_event_key, outbox_key, outbox_range_key,
+};
 pub use limit::OpenTaskLimit;
 pub use outbox_shard::{OutboxEntry, OutboxShard};
 pub use repair::Repair;

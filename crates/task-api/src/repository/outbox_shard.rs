@@ -1,6 +1,8 @@
-//! The stored form of the outbox: an `outbox:{instance}:{n}` key holds the events recorded but
-//! not yet known to be published by writer `instance` for the tasks that hash to shard `n`. What the entries are for, and in
-//! which order they are written, published and removed, is [`crate::outbox`]'s business.
+//! The stored form of the outbox: an `outbox:{instance}:e{seq}` key holds one event recorded by
+//! writer `instance` and not yet known to be published; the keys of the earlier layouts
+//! (`outbox:{instance}:{n}`, `outbox:{n}`) hold several, and are only drained. All share one
+//! value shape, a list of entries. What the entries are for, and in which order they are
+//! written, published and removed, is [`crate::outbox`]'s business.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -39,9 +41,19 @@ impl OutboxEntry {
     }
 }
 
-/// The value of an outbox shard key.
+/// The value of an outbox key: one entry for a per-event key, several in a shard of an earlier
+/// layout.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct OutboxShard {
     #[serde(default)]
     pub entries: Vec<OutboxEntry>,
+}
+
+impl OutboxShard {
+    /// The value of the per-event key of `entry`.
+    pub fn one(entry: &OutboxEntry) -> Self {
+        Self {
+            entries: vec![entry.clone()],
+        }
+    }
 }

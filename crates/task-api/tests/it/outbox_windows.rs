@@ -1,5 +1,5 @@
 //! The outbox's windows for losing an event without any crash: a committed change whose event
-//! could not be recorded at once, an event older than its task's recorded history, an entry the
+//! could not be recorded at once (or at all), an event older than its task's recorded history, an entry the
 //! relay cannot check, and a shard that grows while the broker takes nothing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -81,6 +81,31 @@ async fn a_committed_change_keeps_its_event_when_recording_it_afterwards_fails()
     let events = app.wait_events("task-updated", &id, 1).await;
     assert_eq!(events[0]["data"]["data"]["task"]["version"], 2);
     assert_eq!(app.events_of("task-updated", &id).len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_committed_change_is_published_even_when_the_store_keeps_refusing_its_outbox_entry() {
+    let app = spawn_proxied(&[]).await;
+    let user = app.user();
+    let id = app.create_ok(&user, "partial").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let proxy = app.proxy.as_ref().unwrap();
+    // The task write applies and the entry write does not, and then the store refuses every
+    // write of the entry for longer than the writer retries it.
+    proxy.fault_next_transaction(TxnFault::Skip("outbox:"));
+    proxy.fail_next_saves("outbox:", 1_000);
+    let response = app
+        .patch(&user, &id, json!({"title": "changed"}), Some("\"1\""))
+        .await;
+    assert_eq!(response.status(), 200, "the change committed");
+    assert_eq!(response.headers()["etag"], "\"2\"");
+    let events = app.wait_events("task-updated", &id, 1).await;
+    assert_eq!(events[0]["data"]["data"]["task"]["version"], 2);
+    assert_eq!(app.events_of("task-updated", &id).len(), 1);
+    proxy.fail_next_saves("outbox:", 0);
     app.stop().await;
 }
 

@@ -1,0 +1,250 @@
+//! What this process knows about the outbox entries it wrote ([`Book`]), and the event numbers
+//! its per-event keys are named with ([`Sequence`], reserved in blocks in the store's
+//! `outbox-range:{instance}` before use, so a replica draining a dead writer knows which keys to
+//! look for).
+
+use std::collections::BTreeMap;
+
+use uuid::Uuid;
+
+use super::{OUTBOX_BUDGET_BYTES, Outbox, OutboxEntry};
+use crate::error::ApiError;
+use crate::repository::{EventRange, StoreError, outbox_event_key};
+
+/// How many event numbers one write of the range reserves. A replica draining a dead writer
+/// reads every number in its range, so this also bounds the reads wasted on unused numbers.
+pub(super) const RANGE_BLOCK: u64 = 1024;
+
+/// An entry's writer id and event number.
+pub(super) type EntryId = (Uuid, u64);
+
+/// Where an entry this process wrote stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stage {
+    /// Its transaction is running (or the request was dropped while it ran).
+    InFlight,
+    /// Its change committed; not published yet.
+    Committed,
+    /// Its transaction's outcome could not be read; the relay judges it from the task record.
+    Unknown,
+    /// Published; its key is deleted by the next sweep.
+    Published,
+    /// Its change did not commit; its key is deleted by the next sweep.
+    Abandoned,
+}
+
+impl Stage {
+    fn done(self) -> bool {
+        matches!(self, Stage::Published | Stage::Abandoned)
+    }
+}
+
+/// One entry this process wrote.
+#[derive(Debug, Clone)]
+pub(super) struct Pending {
+    pub(super) key: String,
+    pub(super) entry: OutboxEntry,
+    pub(super) stage: Stage,
+    bytes: usize,
+}
+
+/// The entries this process wrote and has not deleted yet.
+#[derive(Debug, Default)]
+pub(super) struct Book {
+    entries: BTreeMap<EntryId, Pending>,
+    /// The JSON size of the entries not yet published nor abandoned.
+    unpublished_bytes: usize,
+}
+
+impl Book {
+    /// The lowest event number of `instance` still in the book.
+    fn lowest(&self, instance: Uuid) -> Option<u64> {
+        self.entries
+            .range((instance, 0)..=(instance, u64::MAX))
+            .next()
+            .map(|((_, seq), _)| *seq)
+    }
+}
+
+/// The event numbers of one writer id: `next` is the next to use, `high` the first not reserved
+/// in the store yet, `saved_low` the `low` last written.
+#[derive(Debug)]
+pub(super) struct Sequence {
+    instance: Uuid,
+    next: u64,
+    high: u64,
+    saved_low: u64,
+}
+
+impl Sequence {
+    pub(super) fn new(instance: Uuid) -> Self {
+        Self {
+            instance,
+            next: 0,
+            high: 0,
+            saved_low: 0,
+        }
+    }
+}
+
+impl Outbox {
+    /// Refuses a change while too many bytes of events wait for the broker.
+    pub(super) fn check_budget(&self) -> Result<(), ApiError> {
+        let waiting = self.book().unpublished_bytes;
+        if waiting > OUTBOX_BUDGET_BYTES {
+            metrics::counter!("task_api_outbox_full_total").increment(1);
+            return Err(ApiError::Unavailable(format!(
+                "the outbox holds {waiting} bytes of unpublished events (limit \
+                 {OUTBOX_BUDGET_BYTES}); the broker is not taking them"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Takes the next event number of writer `instance`, reserving a block in the store first
+    /// when the reserved ones are used up (and, half-way through a block, the next block in the
+    /// background, so requests seldom wait for it).
+    pub(super) async fn allocate(&self, instance: Uuid) -> Result<u64, StoreError> {
+        loop {
+            let ahead = {
+                let mut sequence = self.sequence();
+                if sequence.instance != instance {
+                    *sequence = Sequence::new(instance);
+                }
+                if sequence.next < sequence.high {
+                    let seq = sequence.next;
+                    sequence.next += 1;
+                    let ahead = sequence.high - sequence.next == RANGE_BLOCK / 2;
+                    Some((seq, ahead))
+                } else {
+                    None
+                }
+            };
+            match ahead {
+                Some((seq, ahead)) => {
+                    if ahead {
+                        let outbox = self.clone();
+                        tokio::spawn(async move {
+                            if let Err(error) = outbox.reserve(instance).await {
+                                tracing::warn!(%error, "could not reserve outbox event numbers ahead");
+                            }
+                        });
+                    }
+                    return Ok(seq);
+                }
+                None => self.reserve(instance).await?,
+            }
+        }
+    }
+
+    /// Raises the reserved range of `instance` by a block, unless another call just did.
+    async fn reserve(&self, instance: Uuid) -> Result<(), StoreError> {
+        let _turn = self.range_turn.lock().await;
+        let range = {
+            let sequence = self.sequence();
+            if sequence.instance != instance || sequence.high - sequence.next > RANGE_BLOCK / 2 {
+                return Ok(());
+            }
+            EventRange {
+                low: sequence.saved_low,
+                high: sequence.high + RANGE_BLOCK,
+            }
+        };
+        self.repository.save_event_range(instance, range).await?;
+        let mut sequence = self.sequence();
+        if sequence.instance == instance {
+            sequence.high = sequence.high.max(range.high);
+        }
+        Ok(())
+    }
+
+    /// Raises the stored `low` of the current writer id to its lowest entry still in the book.
+    pub(super) async fn save_low(&self) -> Result<(), StoreError> {
+        let _turn = self.range_turn.lock().await;
+        let (instance, next, high, saved_low) = {
+            let sequence = self.sequence();
+            (
+                sequence.instance,
+                sequence.next,
+                sequence.high,
+                sequence.saved_low,
+            )
+        };
+        let low = self.book().lowest(instance).unwrap_or(next);
+        if low <= saved_low || high == 0 {
+            return Ok(());
+        }
+        self.repository
+            .save_event_range(instance, EventRange { low, high })
+            .await?;
+        let mut sequence = self.sequence();
+        if sequence.instance == instance {
+            sequence.saved_low = sequence.saved_low.max(low);
+        }
+        Ok(())
+    }
+
+    /// Enters an entry about to be written under `instance`'s number `seq`; returns its key.
+    pub(super) fn track(&self, id: EntryId, entry: &OutboxEntry) -> String {
+        let key = outbox_event_key(id.0, id.1);
+        let bytes = entry.envelope.get().len();
+        let mut book = self.book();
+        book.unpublished_bytes += bytes;
+        book.entries.insert(
+            id,
+            Pending {
+                key: key.clone(),
+                entry: entry.clone(),
+                stage: Stage::InFlight,
+                bytes,
+            },
+        );
+        key
+    }
+
+    /// Records what is now known about an entry.
+    pub(super) fn set_stage(&self, id: EntryId, stage: Stage) {
+        let mut book = self.book();
+        let Some(pending) = book.entries.get_mut(&id) else {
+            return;
+        };
+        let was_done = pending.stage.done();
+        pending.stage = stage;
+        if stage == Stage::Committed {
+            pending.entry.committed = true;
+        }
+        let bytes = pending.bytes;
+        if stage.done() && !was_done {
+            book.unpublished_bytes = book.unpublished_bytes.saturating_sub(bytes);
+        } else if was_done && !stage.done() {
+            book.unpublished_bytes += bytes;
+        }
+    }
+
+    /// The entries in one of `stages`, recorded no later than `cutoff` when one is given.
+    pub(super) fn entries_in(
+        &self,
+        stages: &[Stage],
+        cutoff: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Vec<(EntryId, Pending)> {
+        self.book()
+            .entries
+            .iter()
+            .filter(|(_, p)| stages.contains(&p.stage))
+            .filter(|(_, p)| cutoff.is_none_or(|cutoff| p.entry.recorded_at <= cutoff))
+            .map(|(id, p)| (*id, p.clone()))
+            .collect()
+    }
+
+    /// Forgets entries whose keys are deleted.
+    pub(super) fn forget(&self, ids: &[EntryId]) {
+        let mut book = self.book();
+        for id in ids {
+            if let Some(pending) = book.entries.remove(id)
+                && !pending.stage.done()
+            {
+                book.unpublished_bytes = book.unpublished_bytes.saturating_sub(pending.bytes);
+            }
+        }
+    }
+}
