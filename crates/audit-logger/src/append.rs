@@ -3,10 +3,8 @@
 //! why this neither loses nor doubles entries are in [`crate::trail`].
 
 use std::sync::PoisonError;
-use std::time::Duration;
 
 use dapr_http::{SaveItem, StateEntry};
-use rand::Rng as _;
 use tracing::Instrument as _;
 
 use crate::canonical::GENESIS_HASH;
@@ -145,7 +143,7 @@ impl TrailStore {
                             attempts: conflicts,
                         });
                     }
-                    tokio::time::sleep(backoff(conflicts)).await;
+                    tokio::time::sleep(crate::locks::backoff(conflicts)).await;
                 }
             }
         }
@@ -220,24 +218,6 @@ impl TrailStore {
         };
         if let Err(error) = result {
             tracing::warn!(trail = %trail.name(), %error, "could not update the trail head hint");
-        }
-    }
-}
-
-/// Full-jitter backoff between conflicting attempts: 1 ms doubling to at most 50 ms.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    let bound = 1u64 << attempt.min(6);
-    Duration::from_micros(rand::rng().random_range(0..=bound.min(50) * 1000))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_bounded() {
-        for attempt in 0..100 {
-            assert!(backoff(attempt) <= Duration::from_millis(50));
         }
     }
 }

@@ -152,7 +152,7 @@ impl TrailStore {
                             attempts: conflicts,
                         });
                     }
-                    tokio::time::sleep(crate::append::backoff(conflicts)).await;
+                    tokio::time::sleep(crate::locks::backoff(conflicts)).await;
                 }
             }
         }

@@ -130,7 +130,7 @@ impl TrailStore {
                     if attempts >= self.max_attempts {
                         return Err(error.into());
                     }
-                    tokio::time::sleep(crate::append::backoff(attempts)).await;
+                    tokio::time::sleep(crate::locks::backoff(attempts)).await;
                 }
             }
         }
