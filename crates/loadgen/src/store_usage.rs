@@ -97,7 +97,7 @@ pub async fn measure(
             });
         }
     }
-    out.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    out.sort_by_key(|f| std::cmp::Reverse(f.bytes));
     Ok(out)
 }
 
