@@ -1,25 +1,35 @@
 //! Appending to a trail: one etag-checked write of the tail chunk per entry, after the dedupe
-//! marker bounds where an earlier attempt may have put it. The key layout and the reasoning for
+//! marker ([`crate::markers`]) bounds where an earlier attempt may have put it. The key layout and the reasoning for
 //! why this neither loses nor doubles entries are in [`crate::trail`].
 
 use std::sync::PoisonError;
-use std::time::Duration;
 
 use dapr_http::{SaveItem, StateEntry};
-use rand::Rng as _;
 use tracing::Instrument as _;
 
 use crate::canonical::GENESIS_HASH;
 use crate::entry::{Entry, EntryDraft};
 use crate::error::Error;
-use crate::trail::{Appended, Chunk, Head, Marker, TrailId, TrailStore};
+use crate::markers::Claim;
+use crate::trail::{Appended, Chunk, Head, TrailId, TrailStore};
 
 impl TrailStore {
     /// Appends `draft` to `trail` unless an entry with its `entry_id` is already there. When
     /// traces are exported the append is a span of its own (its state calls are its children).
     pub async fn append(&self, trail: &TrailId, draft: EntryDraft) -> Result<Appended, Error> {
+        self.append_from(trail, draft, None).await
+    }
+
+    /// [`Self::append`] for an entry whose marker already holds `from`, this trail's bound
+    /// ([`crate::markers`]); `None` claims it first.
+    pub async fn append_from(
+        &self,
+        trail: &TrailId,
+        draft: EntryDraft,
+        from: Option<u64>,
+    ) -> Result<Appended, Error> {
         if !dapr_http::spans::exporting() {
-            return self.append_untraced(trail, draft).await;
+            return self.append_untraced(trail, draft, from).await;
         }
         let span = tracing::info_span!(
             "append",
@@ -32,7 +42,7 @@ impl TrailStore {
         );
         dapr_http::spans::record_ids(&span);
         let appended = self
-            .append_untraced(trail, draft)
+            .append_untraced(trail, draft, from)
             .instrument(span.clone())
             .await;
         match &appended {
@@ -47,11 +57,19 @@ impl TrailStore {
         appended
     }
 
-    async fn append_untraced(&self, trail: &TrailId, draft: EntryDraft) -> Result<Appended, Error> {
+    async fn append_untraced(
+        &self,
+        trail: &TrailId,
+        draft: EntryDraft,
+        from: Option<u64>,
+    ) -> Result<Appended, Error> {
         let name = trail.name();
         let _local = self.locks.lock(&name).await;
         let started = std::time::Instant::now();
-        let from = self.claim(trail, &draft.entry_id).await?;
+        let from = match from {
+            Some(from) => from,
+            None => self.claim_one(&draft.entry_id, trail).await?,
+        };
         let mut chunk_no = from;
         // The last entry of the previous (full) chunk, once walked past.
         let mut previous: Option<(u64, String)> = None;
@@ -125,31 +143,26 @@ impl TrailStore {
                             attempts: conflicts,
                         });
                     }
-                    tokio::time::sleep(backoff(conflicts)).await;
+                    tokio::time::sleep(crate::locks::backoff(conflicts)).await;
                 }
             }
         }
     }
 
-    /// Finds or creates the dedupe marker; returns the first chunk the entry may be in.
-    async fn claim(&self, trail: &TrailId, entry_id: &str) -> Result<u64, Error> {
-        let key = trail.marker_key(entry_id);
-        if let Some(marker) = self.read::<Marker>(&key).await? {
-            return Ok(marker.value.from_chunk);
-        }
-        let from_chunk = match self.known_tail(&trail.name()) {
-            Some(chunk) => chunk,
-            None => self.head(trail).await?.map_or(0, |h| h.chunk),
-        };
-        let item = SaveItem::new(&key, &Marker { from_chunk })?.first_write();
-        match self.dapr.save_state(&self.store, &[item]).await {
-            Ok(()) => Ok(from_chunk),
-            // A concurrent duplicate created it first: its bound is the one every attempt obeys.
-            Err(e) => match self.read::<Marker>(&key).await? {
-                Some(marker) => Ok(marker.value.from_chunk),
-                None => Err(e.into()),
-            },
-        }
+    /// The bound of `entry_id` in `trail`, claimed if its marker has none yet.
+    async fn claim_one(&self, entry_id: &str, trail: &TrailId) -> Result<u64, Error> {
+        let claims = [Claim {
+            entry_id,
+            trails: std::slice::from_ref(trail),
+        }];
+        self.claim_all(&claims)
+            .await?
+            .first()
+            .and_then(|bounds| bounds.first().copied())
+            .ok_or_else(|| Error::Corrupt {
+                key: crate::markers::event_marker_key(entry_id),
+                reason: "the claim answered no bound".into(),
+            })
     }
 
     pub(crate) fn known_tail(&self, name: &str) -> Option<u64> {
@@ -205,24 +218,6 @@ impl TrailStore {
         };
         if let Err(error) = result {
             tracing::warn!(trail = %trail.name(), %error, "could not update the trail head hint");
-        }
-    }
-}
-
-/// Full-jitter backoff between conflicting attempts: 1 ms doubling to at most 50 ms.
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    let bound = 1u64 << attempt.min(6);
-    Duration::from_micros(rand::rng().random_range(0..=bound.min(50) * 1000))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_is_bounded() {
-        for attempt in 0..100 {
-            assert!(backoff(attempt) <= Duration::from_millis(50));
         }
     }
 }

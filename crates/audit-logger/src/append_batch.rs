@@ -1,17 +1,18 @@
 //! Appending a batch of entries to one trail in as few state calls as one entry takes: one bulk
-//! read and at most one write of the dedupe markers, then one etag-checked write of the tail
+//! read and at most one write of the dedupe markers ([`crate::markers`]), then one etag-checked write of the tail
 //! chunk per chunk the batch fills, then one head write. The guarantees are those of
 //! [`crate::trail`]: every entry's marker exists before any attempt to append it, and every
 //! chunk from the lowest marker bound on is scanned for each entry id before it is written, so
 //! a duplicate (within the batch, across deliveries, or after a crash) is never appended twice.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use dapr_http::{SaveItem, StateEntry};
 
 use crate::entry::{Entry, EntryDraft};
 use crate::error::Error;
-use crate::trail::{Appended, Chunk, Marker, TrailId, TrailStore};
+use crate::markers::Claim;
+use crate::trail::{Appended, Chunk, TrailId, TrailStore};
 
 impl TrailStore {
     /// Appends each of `drafts` to `trail` unless an entry with its `entry_id` is already there
@@ -20,6 +21,17 @@ impl TrailStore {
         &self,
         trail: &TrailId,
         drafts: Vec<EntryDraft>,
+    ) -> Result<Vec<Appended>, Error> {
+        self.append_batch_from(trail, drafts, None).await
+    }
+
+    /// [`Self::append_batch`] for entries whose markers already hold a bound for this trail,
+    /// `from` being the lowest of them ([`crate::markers`]); `None` claims them first.
+    pub async fn append_batch_from(
+        &self,
+        trail: &TrailId,
+        drafts: Vec<EntryDraft>,
+        from: Option<u64>,
     ) -> Result<Vec<Appended>, Error> {
         let name = trail.name();
         let _local = self.locks.lock(&name).await;
@@ -38,8 +50,20 @@ impl TrailStore {
                 }
             }
         }
-        let ids: Vec<&str> = todo.iter().map(|(_, d)| d.entry_id.as_str()).collect();
-        let mut chunk_no = self.claim_all(trail, &ids).await?;
+        let mut chunk_no = match from {
+            Some(from) => from,
+            None => {
+                let trails = std::slice::from_ref(trail);
+                let claims: Vec<Claim<'_>> = todo
+                    .iter()
+                    .map(|(_, d)| Claim {
+                        entry_id: &d.entry_id,
+                        trails,
+                    })
+                    .collect();
+                lowest(&self.claim_all(&claims).await?)
+            }
+        };
         let mut previous: Option<(u64, String)> = None;
         let mut conflicts = 0u32;
         let mut last_written: Option<(u64, Entry)> = None;
@@ -128,7 +152,7 @@ impl TrailStore {
                             attempts: conflicts,
                         });
                     }
-                    tokio::time::sleep(crate::append::backoff(conflicts)).await;
+                    tokio::time::sleep(crate::locks::backoff(conflicts)).await;
                 }
             }
         }
@@ -154,65 +178,9 @@ impl TrailStore {
             })
             .collect()
     }
+}
 
-    /// Finds or creates the dedupe markers of `entry_ids` (one bulk read, one write of the
-    /// missing ones); returns the lowest chunk any of them may be in.
-    async fn claim_all(&self, trail: &TrailId, entry_ids: &[&str]) -> Result<u64, Error> {
-        let keys: Vec<String> = entry_ids.iter().map(|id| trail.marker_key(id)).collect();
-        let mut lowest: Option<u64> = None;
-        let mut missing = self.read_markers(&keys, &mut lowest).await?;
-        if missing.is_empty() {
-            return Ok(lowest.unwrap_or(0));
-        }
-        let from_chunk = match self.known_tail(&trail.name()) {
-            Some(chunk) => chunk,
-            None => self.head(trail).await?.map_or(0, |h| h.chunk),
-        };
-        let items = missing
-            .iter()
-            .map(|key| Ok(SaveItem::new(key.as_str(), &Marker { from_chunk })?.first_write()))
-            .collect::<Result<Vec<_>, Error>>()?;
-        if let Err(error) = self.dapr.save_state(&self.store, &items).await {
-            // The items are written one by one: a concurrent duplicate may have created some
-            // markers first. Whatever exists now is the bound every attempt obeys.
-            missing = self.read_markers(&missing, &mut lowest).await?;
-            if !missing.is_empty() {
-                return Err(error.into());
-            }
-        } else {
-            lowest = Some(lowest.map_or(from_chunk, |l| l.min(from_chunk)));
-        }
-        Ok(lowest.unwrap_or(from_chunk))
-    }
-
-    /// Reads the markers at `keys` (one bulk read), lowering `lowest` to their bounds; returns
-    /// the keys that have none.
-    async fn read_markers(
-        &self,
-        keys: &[String],
-        lowest: &mut Option<u64>,
-    ) -> Result<Vec<String>, Error> {
-        let items = self
-            .dapr
-            .get_bulk_state::<Marker>(&self.store, keys)
-            .await?;
-        let mut seen: HashSet<String> = HashSet::with_capacity(items.len());
-        for item in items {
-            if let Some(reason) = item.error {
-                return Err(Error::Corrupt {
-                    key: item.key,
-                    reason,
-                });
-            }
-            if let Some(marker) = item.value {
-                *lowest = Some(lowest.map_or(marker.from_chunk, |l| l.min(marker.from_chunk)));
-                seen.insert(item.key);
-            }
-        }
-        Ok(keys
-            .iter()
-            .filter(|k| !seen.contains(*k))
-            .cloned()
-            .collect())
-    }
+/// The lowest bound of a claim (0 for none: every chunk is scanned).
+pub(crate) fn lowest(bounds: &[Vec<u64>]) -> u64 {
+    bounds.iter().flatten().copied().min().unwrap_or(0)
 }

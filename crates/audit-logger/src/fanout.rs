@@ -2,9 +2,12 @@
 //! index), once per entry id. [`crate::record`] and [`crate::dead_letters`] both write through
 //! here, so neither needs the other to put an entry in a trail.
 
+use std::collections::HashMap;
+
 use crate::context::Context;
 use crate::entry::{Entry, EntryDraft};
 use crate::error::Error;
+use crate::markers::Claim;
 use crate::trail::{Appended, TrailId};
 
 /// The trails an entry about `task_id`/`user_id` goes to.
@@ -31,13 +34,20 @@ pub async fn append_everywhere(
     draft: &EntryDraft,
 ) -> Result<Vec<(TrailId, Entry)>, Error> {
     let mut added = Vec::new();
-    for trail in trails {
-        let kind = match trail {
-            TrailId::Task(_) => "task",
-            TrailId::User(_) => "user",
-            TrailId::DeadLetters => "dead_letters",
-        };
-        match ctx.trails.append(trail, draft.clone()).await? {
+    // One marker for every trail, claimed before any of them is appended to.
+    let claims = [Claim {
+        entry_id: &draft.entry_id,
+        trails,
+    }];
+    let bounds = ctx.trails.claim_all(&claims).await?;
+    let bounds = bounds.first().map_or(&[][..], Vec::as_slice);
+    for (i, trail) in trails.iter().enumerate() {
+        let kind = trail_kind(trail);
+        match ctx
+            .trails
+            .append_from(trail, draft.clone(), bounds.get(i).copied())
+            .await?
+        {
             Appended::New(entry) => {
                 metrics::counter!("audit_entries_total", "topic" => draft.topic.clone(), "trail" => kind)
                     .increment(1);
@@ -79,8 +89,8 @@ pub async fn record_entry(ctx: &Context, draft: &EntryDraft) -> Result<(), Recor
 }
 
 /// Appends each of `drafts` to its trails with one batch append per trail (the trails run
-/// concurrently); one result per draft, in order. A draft whose trails all took it (or already
-/// had it) is `Ok`; one that failed in any trail gets that trail's error and is recorded by a
+/// concurrently) after one claim of every draft's marker; one result per draft, in order. A
+/// draft whose trails all took it (or already had it) is `Ok`; one that failed in any trail gets that trail's error and is recorded by a
 /// redelivery, which the dedupe markers make safe.
 pub async fn record_batch(ctx: &Context, drafts: &[EntryDraft]) -> Vec<Result<(), RecordError>> {
     let mut results: Vec<Result<(), RecordError>> = Vec::with_capacity(drafts.len());
@@ -101,9 +111,45 @@ pub async fn record_batch(ctx: &Context, drafts: &[EntryDraft]) -> Vec<Result<()
             }
         }
     }
+    // Every entry's one marker, for all its trails, in one bulk read and one write.
+    let trails_of: Vec<Vec<TrailId>> = drafts.iter().map(trails_for).collect();
+    let claims: Vec<Claim<'_>> = drafts
+        .iter()
+        .zip(&trails_of)
+        .filter(|(_, trails)| !trails.is_empty())
+        .map(|(draft, trails)| Claim {
+            entry_id: &draft.entry_id,
+            trails,
+        })
+        .collect();
+    let bounds = match ctx.trails.claim_all(&claims).await {
+        Ok(bounds) => bounds,
+        Err(error) => {
+            tracing::warn!(entries = claims.len(), %error, "claiming the batch's markers failed");
+            let shared = std::sync::Arc::new(error);
+            for result in results.iter_mut().filter(|r| r.is_ok()) {
+                *result = Err(RecordError::Failed(Error::Batch(shared.clone())));
+            }
+            return results;
+        }
+    };
+    // Each trail's bound: the lowest of its members' slots.
+    let mut from: HashMap<&TrailId, u64> = HashMap::new();
+    for (claim, bounds) in claims.iter().zip(&bounds) {
+        for (trail, &bound) in claim.trails.iter().zip(bounds) {
+            let lowest = from.entry(trail).or_insert(bound);
+            *lowest = (*lowest).min(bound);
+        }
+    }
+    let from = &from;
     let appends = per_trail.iter().map(|(trail, members)| async move {
         let batch: Vec<EntryDraft> = members.iter().map(|&i| drafts[i].clone()).collect();
-        (trail, members, ctx.trails.append_batch(trail, batch).await)
+        let bound = from.get(trail).copied();
+        (
+            trail,
+            members,
+            ctx.trails.append_batch_from(trail, batch, bound).await,
+        )
     });
     for (trail, members, outcome) in futures::future::join_all(appends).await {
         let kind = trail_kind(trail);

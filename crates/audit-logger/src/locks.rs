@@ -1,4 +1,5 @@
-//! In-process serialisation of appends per trail.
+//! In-process serialisation of appends per trail, and the backoff between attempts that
+//! conflicted with another replica's.
 //!
 //! Correctness never depends on this (appends are etag-checked, because other replicas write the
 //! same trails); it only stops deliveries handled by this replica from racing each other for the
@@ -6,7 +7,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use rand::Rng as _;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 /// One async mutex per key, created on demand and removed when nobody holds or waits for it.
@@ -73,6 +76,12 @@ impl Drop for KeyGuard<'_> {
     }
 }
 
+/// Full-jitter backoff between conflicting attempts: 1 ms doubling to at most 50 ms.
+pub(crate) fn backoff(attempt: u32) -> Duration {
+    let bound = 1u64 << attempt.min(6);
+    Duration::from_micros(rand::rng().random_range(0..=bound.min(50) * 1000))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
@@ -109,5 +118,12 @@ mod tests {
         let b = tokio::time::timeout(std::time::Duration::from_secs(1), locks.lock("b")).await;
         assert!(b.is_ok());
         assert_eq!(locks.len(), 2);
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        for attempt in 0..100 {
+            assert!(backoff(attempt) <= Duration::from_millis(50));
+        }
     }
 }

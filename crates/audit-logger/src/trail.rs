@@ -12,13 +12,16 @@
 //!   or even go back (two replicas writing it out of order); readers start at it and walk
 //!   forward through full chunks, so a stale head costs a read, never correctness. It only ever
 //!   names a chunk that existed, so it is a lower bound of the tail.
-//! * `T:event:{entry_id}` — the dedupe marker `{from_chunk}`, created with first-write before
-//!   the first append attempt. `from_chunk` is the head read before the marker was created, so
-//!   every attempt to append this entry (this delivery, a concurrent duplicate, a redelivery
-//!   after a crash) writes to chunk `from_chunk` or later: an append scans those chunks for the
-//!   entry id first, and the last one (the tail) is checked and written under the same etag.
-//!   So a duplicate is never appended twice, even when two deliveries race, and a crash at any
-//!   point leaves either no entry (the redelivery appends it) or one (the redelivery finds it).
+//! * The entry's dedupe marker ([`crate::markers`]: one key per entry id, shared by its trails)
+//!   holds `T`'s bound, written before the first append attempt to `T`. The bound is the head
+//!   (or a later tail this process saw) read before it was written, so every attempt to append
+//!   this entry (this delivery, a concurrent duplicate, a redelivery after a crash) writes to
+//!   chunk `bound` or later: an append scans those chunks for the entry id first, and the last
+//!   one (the tail) is checked and written under the same etag. So a duplicate is never
+//!   appended twice, even when two deliveries race, and a crash at any point leaves either no
+//!   entry (the redelivery appends it) or one (the redelivery finds it).
+//! * `T:event:{entry_id}` — the marker of the layout before ([`TrailId::marker_key`]), one per
+//!   trail and entry: still honoured for entries it covers, no longer written.
 
 use dapr_http::{DaprClient, DaprError, StateEntry};
 use serde::{Deserialize, Serialize};
@@ -55,6 +58,8 @@ impl TrailId {
         format!("{}:head", self.name())
     }
 
+    /// The old-layout marker of `entry_id` in this trail (read, never written: see the module
+    /// docs).
     pub fn marker_key(&self, entry_id: &str) -> String {
         format!("{}:event:{entry_id}", self.name())
     }
@@ -80,11 +85,6 @@ pub struct Head {
     pub chunk: u64,
     pub count: u64,
     pub last_hash: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct Marker {
-    pub(crate) from_chunk: u64,
 }
 
 /// What an append did.

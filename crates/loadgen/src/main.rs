@@ -10,6 +10,7 @@ mod report;
 mod shares;
 mod sink;
 mod stats;
+mod store_usage;
 
 use std::process::ExitCode;
 
@@ -48,6 +49,15 @@ async fn run() -> anyhow::Result<bool> {
         tokio::time::sleep(args.settle).await;
         let after = memory::peak_memory(&args.processes, args.process_dir.as_deref());
         result.retained_memory = memory::retained(&before, &after, result.tasks_created());
+        if let Some(log) = &args.run_log {
+            let log = std::fs::read_to_string(log)?;
+            result.store_usage = store_usage::measure(
+                &reqwest::Client::new(),
+                &shares::instances(&log),
+                result.tasks_created(),
+            )
+            .await?;
+        }
     }
     report::write(&result, &args.out)?;
     plot::write(&run, &args.plot)?;

@@ -11,6 +11,7 @@ use crate::driver::Run;
 use crate::memory::{ProcessMemory, RetainedMemory};
 use crate::shares::Share;
 use crate::stats::Percentiles;
+use crate::store_usage::FamilyUsage;
 
 /// Everything a run measured, as written to the result file.
 #[derive(Debug, Serialize)]
@@ -41,6 +42,10 @@ pub struct Result {
     /// With `--settle`: resident memory before the run and after it settled, per process.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub retained_memory: Vec<RetainedMemory>,
+    /// With `--settle` and `--run-log`: what the in-memory state store still holds, by app and
+    /// key family, largest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub store_usage: Vec<FamilyUsage>,
 }
 
 impl Result {
@@ -79,6 +84,7 @@ impl Result {
             peak_memory,
             instance_shares,
             retained_memory: Vec::new(),
+            store_usage: Vec::new(),
         }
     }
 
@@ -132,8 +138,24 @@ impl Result {
                 )
             })
             .collect();
+        let stored: f64 = self.store_usage.iter().map(|f| f.bytes_per_task).sum();
+        let families: String = self
+            .store_usage
+            .iter()
+            .map(|f| {
+                format!(
+                    "\n  {} {}: {} keys, {:.0} bytes per task",
+                    f.app_id, f.family, f.keys, f.bytes_per_task
+                )
+            })
+            .collect();
+        let families = if families.is_empty() {
+            families
+        } else {
+            format!("\nstate store after settling: {stored:.0} bytes per task{families}")
+        };
         format!(
-            "requests {} ({:.1}/s), errors {}, emails {} ({:.1}/s), missing {}\n{}\n{}\npeak memory (VmHWM): {}{}{}",
+            "requests {} ({:.1}/s), errors {}, emails {} ({:.1}/s), missing {}\n{}\n{}\npeak memory (VmHWM): {}{}{}{}",
             self.requests,
             self.requests_per_s,
             self.errors,
@@ -147,7 +169,8 @@ impl Result {
             ),
             memory.join(", "),
             shares,
-            retained
+            retained,
+            families
         )
     }
 }

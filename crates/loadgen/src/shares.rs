@@ -35,6 +35,8 @@ pub struct Instance {
     pub label: String,
     pub app_id: String,
     pub app_port: u16,
+    /// Its sidecar's HTTP port.
+    pub dapr_port: u16,
 }
 
 /// What one instance did.
@@ -62,9 +64,9 @@ pub fn instances(log: &str) -> Vec<Instance> {
         let [label, app_port, dapr_port, _, _, _] = cells[..] else {
             break;
         };
-        if dapr_port.parse::<u16>().is_err() {
+        let Ok(dapr_port) = dapr_port.parse::<u16>() else {
             break;
-        }
+        };
         let Ok(app_port) = app_port.parse() else {
             continue;
         };
@@ -73,6 +75,7 @@ pub fn instances(log: &str) -> Vec<Instance> {
             label: label.to_owned(),
             app_id: app_id.to_owned(),
             app_port,
+            dapr_port,
         });
     }
     out
@@ -164,6 +167,7 @@ sidecar-only    -         40009           40010           40011         -
         assert_eq!(labels, ["task-api", "email-worker#1", "email-worker#2"]);
         assert_eq!(got[2].app_id, "email-worker");
         assert_eq!(got[2].app_port, 40005);
+        assert_eq!(got[2].dapr_port, 40006);
     }
 
     #[test]

@@ -132,6 +132,16 @@ impl Runtime {
         self.secret_stores.iter().any(|c| c.spec.in_scope(app_id))
     }
 
+    /// The state stores visible to `app_id`, by name.
+    pub fn state_stores_for<'a>(
+        &'a self,
+        app_id: &'a str,
+    ) -> impl Iterator<Item = &'a StateComponent> + 'a {
+        self.state_stores
+            .values()
+            .filter(move |c| c.spec.in_scope(app_id))
+    }
+
     /// Whether any state store is visible to `app_id`.
     pub fn has_state_stores(&self, app_id: &str) -> bool {
         self.state_stores.values().any(|c| c.spec.in_scope(app_id))

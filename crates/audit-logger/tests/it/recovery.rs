@@ -125,3 +125,91 @@ async fn a_failing_store_during_recording_ends_with_the_event_in_the_trail() {
     );
     assert_eq!(verify(&app, &life).await["valid"], true);
 }
+
+#[tokio::test]
+async fn an_event_recorded_in_two_trails_leaves_one_short_marker() {
+    let app = spawn_app().await;
+    let task_api = app.producer("task-api").await;
+    let life = TaskFixture::new();
+    let created = life.created();
+    publish(&task_api, &created).await;
+    app.wait_for_entries(&format!("/audit/users/{}", life.user()), 1)
+        .await;
+    app.wait_for_entries(&format!("/audit/tasks/{}", life.id()), 1)
+        .await;
+    let keys = app.cluster.state_keys(APP).await;
+    let markers: Vec<&String> = keys
+        .iter()
+        .filter(|k| k.contains(":event:") || k.starts_with("ev:") || k.starts_with("ek:"))
+        .collect();
+    let expected = audit_logger::markers::event_marker_key(&created.event_id.to_string());
+    assert_eq!(markers, [&expected], "{keys:?}");
+    assert!(expected.len() <= 25, "{expected}");
+    // It bounds both trails.
+    let marker = app.cluster.state_of(APP, &expected).await.unwrap();
+    assert_eq!(marker, serde_json::json!({"t": 0, "u": 0}));
+}
+
+#[tokio::test]
+async fn entries_and_markers_of_the_old_layout_still_dedupe_and_verify() {
+    let mut settings = settings();
+    settings.trail_chunk_size = 2;
+    let app = spawn_with(settings).await;
+    let dapr = app.dapr();
+    let store = events::STATE_STORE_NAME;
+    let mut life = TaskFixture::new();
+    let trail = TrailId::Task(life.id().to_string());
+    // An entry appended before the marker layout changed: its chunk is as today, its marker
+    // is the old per-trail one and the new one does not exist.
+    let old = draft(&mut life);
+    assert!(matches!(
+        app.handle.trails.append(&trail, old.clone()).await.unwrap(),
+        Appended::New(_)
+    ));
+    dapr.delete_state(
+        store,
+        &audit_logger::markers::event_marker_key(&old.entry_id),
+        None,
+    )
+    .await
+    .unwrap();
+    let legacy = SaveItem::new(
+        trail.marker_key(&old.entry_id),
+        &serde_json::json!({"from_chunk": 0}),
+    )
+    .unwrap()
+    .first_write();
+    dapr.save_state(store, &[legacy]).await.unwrap();
+    // The trail moves on past that chunk.
+    for _ in 0..4 {
+        app.handle
+            .trails
+            .append(&trail, draft(&mut life))
+            .await
+            .unwrap();
+    }
+    // The old event redelivered, to a replica that knows the tail (chunk 2) and to one that
+    // does not: both find it through the old marker instead of appending it again.
+    assert_eq!(
+        app.handle.trails.append(&trail, old.clone()).await.unwrap(),
+        Appended::Duplicate { seq: 0 }
+    );
+    let other_replica = TrailStore::new(app.dapr(), store.into(), chain_key(), 2, 64);
+    assert_eq!(
+        other_replica
+            .append_batch(&trail, vec![old.clone(), draft(&mut life)])
+            .await
+            .unwrap()[0],
+        Appended::Duplicate { seq: 0 }
+    );
+    // The new marker took the old bound over.
+    let marker = app
+        .cluster
+        .state_of(APP, &audit_logger::markers::event_marker_key(&old.entry_id))
+        .await
+        .unwrap();
+    assert_eq!(marker, serde_json::json!({"t": 0}));
+    let result = verify(&app, &life).await;
+    assert_eq!(result["valid"], true, "{result}");
+    assert_eq!(result["entries"], 6);
+}

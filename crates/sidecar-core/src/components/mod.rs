@@ -102,6 +102,24 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     fn transact(&self, ops: Vec<TransactionOp>) -> BoxFuture<'_, Result<(), StateError>>;
     /// Every live (prefixed) key; used by the test harness.
     fn keys(&self) -> BoxFuture<'_, Result<Vec<String>, StateError>>;
+    /// What the store holds in this process under `prefix` (the keys `prefix||...`, or every key
+    /// for `None`), by key family: `None` for a store whose data lives elsewhere (Redis), which
+    /// has its own tools for that.
+    fn usage(&self, prefix: Option<&str>) -> Option<Vec<KeyFamily>> {
+        let _ = prefix;
+        None
+    }
+}
+
+/// The live keys of one key family and the bytes they hold: key text plus the value as held
+/// (compressed or not); the store's own bookkeeping per key comes on top.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFamily {
+    /// The key without its app prefix, every id-like segment replaced by `*`
+    /// (`trail:task:*:head`).
+    pub family: String,
+    pub keys: u64,
+    pub bytes: u64,
 }
 
 /// A message as the broker stores it.

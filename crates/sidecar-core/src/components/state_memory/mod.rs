@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use value::StoredValue;
 
 mod entries;
+mod usage;
 mod value;
 
 pub use entries::DEFAULT_SWEEP_INTERVAL;
@@ -302,6 +303,11 @@ impl StateStore for InMemoryStateStore {
         keys.sort();
         Box::pin(async move { Ok(keys) })
     }
+
+    /// Walks every key under the lock: meant for a look after a run, not for frequent scrapes.
+    fn usage(&self, prefix: Option<&str>) -> Option<Vec<super::KeyFamily>> {
+        Some(usage::by_family(&self.lock(), prefix, Instant::now()))
+    }
 }
 
 #[cfg(test)]
@@ -426,6 +432,58 @@ mod tests {
             .unwrap();
         let map = s.lock();
         assert!(map.map["k"].expires_at.is_none());
+    }
+
+    #[tokio::test]
+    async fn usage_counts_the_live_keys_of_one_app_by_family() {
+        let s = InMemoryStateStore::new(None);
+        for key in [
+            "audit-logger||trail:task:t1:head",
+            "audit-logger||trail:task:t2:head",
+            "audit-logger||trail:task:t1:0",
+            "task-api||task:0190c1a2-0000-7000-8000-000000000001",
+        ] {
+            s.set(set(key, None, Concurrency::Unspecified, None))
+                .await
+                .unwrap();
+        }
+        s.set(set(
+            "audit-logger||trail:task:t3:head",
+            None,
+            Concurrency::Unspecified,
+            Some(1),
+        ))
+        .await
+        .unwrap();
+        s.lock()
+            .map
+            .get_mut("audit-logger||trail:task:t3:head")
+            .unwrap()
+            .expires_at = Some(Instant::now());
+        let usage = s.usage(Some("audit-logger")).unwrap();
+        let head = usage
+            .iter()
+            .find(|f| f.family == "trail:task:*:head")
+            .unwrap();
+        // Two live heads (the expired one is not counted): key text plus the 1-byte value.
+        assert_eq!(head.keys, 2);
+        assert_eq!(
+            head.bytes,
+            2 * ("audit-logger||trail:task:t1:head".len() as u64 + 1)
+        );
+        assert!(
+            usage
+                .iter()
+                .any(|f| f.family == "trail:task:*:*" && f.keys == 1)
+        );
+        assert!(
+            usage.iter().all(|f| !f.family.starts_with("task:")),
+            "{usage:?}"
+        );
+        assert_eq!(
+            s.usage(None).unwrap().iter().map(|f| f.keys).sum::<u64>(),
+            4
+        );
     }
 
     #[tokio::test]
