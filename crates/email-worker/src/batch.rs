@@ -76,9 +76,9 @@ impl Worker {
             }
             let group: Vec<Ready> = ready.drain(..permits.len()).collect();
             let worker = Arc::clone(self);
-            groups.push(tokio::spawn(
-                async move { worker.claim_and_send(group, permits).await },
-            ));
+            groups.push(tokio::spawn(async move {
+                worker.claim_and_send(group, permits).await
+            }));
         }
         for group in groups {
             match group.await {
@@ -87,7 +87,9 @@ impl Worker {
                         outcomes[position] = Some(outcome);
                     }
                 }
-                Err(e) => tracing::error!(error = %e, "a group of emails failed; its events will be redelivered"),
+                Err(e) => {
+                    tracing::error!(error = %e, "a group of emails failed; its events will be redelivered")
+                }
             }
         }
         outcomes
@@ -108,28 +110,29 @@ impl Worker {
             .map(|r| r.trigger.notification.trigger_event_id)
             .collect();
         let claims = self.ledger.claim_batch(&ids).await;
-        let handled = group
-            .into_iter()
-            .zip(permits)
-            .zip(claims)
-            .map(|((ready, permit), claim)| async move {
-                let Ready {
-                    position,
-                    trigger,
-                    email,
-                } = ready;
-                let outcome = self
-                    .after_claim(
-                        &trigger.notification,
-                        &email,
-                        claim,
-                        permit,
-                        trigger.traceparent.as_deref(),
-                    )
-                    .instrument(trigger.span.clone())
-                    .await;
-                (position, outcome)
-            });
+        let handled =
+            group
+                .into_iter()
+                .zip(permits)
+                .zip(claims)
+                .map(|((ready, permit), claim)| async move {
+                    let Ready {
+                        position,
+                        trigger,
+                        email,
+                    } = ready;
+                    let outcome = self
+                        .after_claim(
+                            &trigger.notification,
+                            &email,
+                            claim,
+                            permit,
+                            trigger.traceparent.as_deref(),
+                        )
+                        .instrument(trigger.span.clone())
+                        .await;
+                    (position, outcome)
+                });
         join_all(handled).await
     }
 }

@@ -175,7 +175,9 @@ impl Ledger {
                     Ok(self.take_over(id, &record, etag).await)
                 }
                 (Some(record), _, None) => Ok(classify(record)),
-                (None, _, None) => Err(ClaimError(format!("the claim transaction failed: {failed}"))),
+                (None, _, None) => Err(ClaimError(format!(
+                    "the claim transaction failed: {failed}"
+                ))),
             });
         }
         results

@@ -103,7 +103,10 @@ async fn handle_batch<T: EventPayload>(
         }
     }
     if !triggers.is_empty() {
-        for (position, outcome) in positions.into_iter().zip(worker.process_batch(triggers).await) {
+        for (position, outcome) in positions
+            .into_iter()
+            .zip(worker.process_batch(triggers).await)
+        {
             outcomes[position] = Some(outcome);
         }
     }

@@ -52,10 +52,11 @@ impl Worker {
     ) -> Result<Email, Outcome> {
         match self.composer.compose(n) {
             Ok(email) => Ok(email),
-            Err(e @ (ComposeError::InvalidRecipient { .. } | ComposeError::Message(_))) => Err(
-                self.give_up(n, &e.to_string(), "invalid_message", traceparent)
-                    .await,
-            ),
+            Err(e @ (ComposeError::InvalidRecipient { .. } | ComposeError::Message(_))) => {
+                Err(self
+                    .give_up(n, &e.to_string(), "invalid_message", traceparent)
+                    .await)
+            }
             Err(e @ ComposeError::Template(_)) => {
                 tracing::error!(event_id = %n.trigger_event_id, error = %e, "template error; will retry");
                 counters::retried(n.kind, "template");

@@ -11,8 +11,8 @@ use chrono::{SecondsFormat, Utc};
 use email_worker::ledger::{Claim, Ledger, key_of};
 use futures::future::join_all;
 use serde_json::json;
-use service_testing::{Cluster, RedisServer};
-use support::{WAIT, spawn_app, task_created};
+use service_testing::{AppBuilder, Cluster, RedisServer};
+use support::{SmtpSink, WAIT, resources_dir, settings_for, spawn_app, task_created};
 use uuid::Uuid;
 
 const SENT_TTL: Duration = Duration::from_secs(3600);
@@ -46,8 +46,12 @@ async fn a_batch_is_claimed_in_one_transaction_and_each_claim_is_told_apart() {
     }
 
     let claims = ledger.claim_batch(&[new, sent, held, other]).await;
-    let [Ok(Claim::Acquired(ours)), Ok(Claim::AlreadySent(mark)), Ok(Claim::InFlight), Ok(Claim::Acquired(also_ours))] =
-        <[_; 4]>::try_from(claims).unwrap()
+    let [
+        Ok(Claim::Acquired(ours)),
+        Ok(Claim::AlreadySent(mark)),
+        Ok(Claim::InFlight),
+        Ok(Claim::Acquired(also_ours)),
+    ] = <[_; 4]>::try_from(claims).unwrap()
     else {
         panic!("wrong claims");
     };
@@ -62,7 +66,10 @@ async fn a_batch_is_claimed_in_one_transaction_and_each_claim_is_told_apart() {
     ledger.release(also_ours).await.unwrap();
     let again = ledger.claim_batch(&[new, other]).await;
     assert!(
-        matches!(again.as_slice(), [Ok(Claim::AlreadySent(_)), Ok(Claim::Acquired(_))]),
+        matches!(
+            again.as_slice(),
+            [Ok(Claim::AlreadySent(_)), Ok(Claim::Acquired(_))]
+        ),
         "{again:?}"
     );
 
@@ -123,5 +130,49 @@ async fn a_batch_mixing_new_and_already_sent_events_sends_only_the_new_ones() {
         4.0,
         "{metrics}"
     );
+    app.stop().await;
+}
+
+/// State calls per email, counted at a proxy between the worker and its sidecar: a group's
+/// claims share one transaction and none is read back, so a burst costs fewer than two state
+/// calls per email (a claim, its read-back and the sent mark made three).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_costs_fewer_than_two_state_calls_per_email_and_reads_nothing() {
+    const EMAILS: usize = 40;
+    let sink = SmtpSink::start().unwrap();
+    let cluster = Cluster::from_resources(&[resources_dir().path()])
+        .await
+        .unwrap();
+    let app = AppBuilder::<email_worker::Application>::new(settings_for(sink.port()))
+        .with_cluster(cluster)
+        .proxied()
+        .start()
+        .await;
+    let events: Vec<_> = (0..EMAILS)
+        .map(|i| task_created(&format!("s{i}@example.com"), &format!("Burst {i}"), ""))
+        .collect();
+    join_all(events.iter().map(|e| app.publish(e))).await;
+    app.cluster
+        .wait_for_published("notification-sent", EMAILS, WAIT)
+        .await
+        .unwrap();
+    assert_eq!(sink.received().len(), EMAILS);
+
+    let requests = app.proxy.as_ref().unwrap().requests();
+    let state: Vec<&String> = requests
+        .iter()
+        .filter(|r| r.contains("/v1.0/state/"))
+        .collect();
+    let transactions = state.iter().filter(|r| r.ends_with("/transaction")).count();
+    println!(
+        "{EMAILS} emails: {} state calls ({transactions} claim transactions), {:.2} per email",
+        state.len(),
+        state.len() as f64 / EMAILS as f64
+    );
+    assert!(
+        !state.iter().any(|r| r.starts_with("GET")),
+        "no claim is read back: {state:?}"
+    );
+    assert!(state.len() < 2 * EMAILS, "{state:?}");
     app.stop().await;
 }
