@@ -10,10 +10,11 @@
 //!
 //! Modules: [`settings`] (configuration), [`templates`] and [`compose`] (the message),
 //! [`mailer`] and [`smtp_pool`] (the transport), [`ledger`] (one email per event), [`worker`]
-//! (one delivery, end to end), [`notify`] (announcements), [`subscriber`] (the subscription
+//! (one event, end to end), [`batch`] (a bulk delivery: claims in one transaction per group), [`notify`] (announcements), [`subscriber`] (the subscription
 //! table), [`staleness`] (old triggers, e.g. a first deployment's replay, get no email),
 //! [`startup`] (the `service_kit::Service` of every service).
 
+pub mod batch;
 pub mod compose;
 pub mod counters;
 pub mod error;

@@ -4,6 +4,10 @@
 //! the worker was down or slow (sends are claimed by event id, so a second delivery of a sent
 //! email sends nothing).
 //!
+//! Both trigger topics are bulk subscriptions (Dapr's `bulkSubscribe`): a batch's triggers are
+//! claimed together (see [`crate::batch`]), and each gets its own status. The dead-letter topic
+//! comes one event at a time, through the same handlers as a batch of one.
+//!
 //! Deliveries are taken raw and decoded here (not by the typed router) so that an undecodable
 //! event is still counted and, when its ids can be read, announced as `notification-failed`
 //! before it is dropped.
@@ -16,49 +20,116 @@
 //! the README's threat model for what each guarantees).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use chrono::Utc;
-use dapr_http::{Outcome, RawEvent, Subscriptions};
+use dapr_http::{BulkSubscribe, Outcome, RawEvent, Subscriptions};
 use events::{EventPayload, TaskCreated, TaskDueSoon};
 use serde_json::Value;
-use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::batch::Trigger;
 use crate::compose::{EmailContext, Notification};
 use crate::templates::EmailKind;
 use crate::worker::Worker;
 use crate::{counters, staleness};
 
+/// Events per bulk delivery: claimed in transactions of as many as there are send permits free.
+pub const BATCH_MAX_EVENTS: usize = 100;
+/// How long the first event of a batch waits for more. Short: it is added to every email's
+/// latency when triggers come slowly, and under load batches fill before it runs out.
+pub const BATCH_MAX_WAIT: Duration = Duration::from_millis(5);
+
 /// `GET /dapr/subscribe` and the delivery routes.
 pub fn routes(worker: Arc<Worker>, app_api_token: Option<secrecy::SecretString>) -> Router {
-    let subscriptions = Subscriptions::new(worker.pubsub.clone())
-        .dead_letter_topic(events::dead_letter_topic(&worker.app_id))
+    let bulk = BulkSubscribe::new(BATCH_MAX_EVENTS, BATCH_MAX_WAIT);
+    subscriptions(&worker.pubsub, &worker.app_id, bulk)
         .app_api_token(app_api_token)
-        .on_raw(
-            TaskCreated::TOPIC,
-            |w: Arc<Worker>, e: RawEvent| async move {
-                handle::<TaskCreated>(&w, e, EmailKind::TaskCreated, Notification::task_created)
-                    .await
-            },
-        )
-        .on_raw(
-            TaskDueSoon::TOPIC,
-            |w: Arc<Worker>, e: RawEvent| async move {
-                handle::<TaskDueSoon>(&w, e, EmailKind::TaskDueSoon, Notification::task_due_soon)
-                    .await
-            },
-        )
-        .second_chance();
-    subscriptions.router(worker)
+        .router(worker)
 }
 
-async fn handle<T: EventPayload>(
+/// The subscription table, without the app API token.
+fn subscriptions(pubsub: &str, app_id: &str, bulk: BulkSubscribe) -> Subscriptions<Arc<Worker>> {
+    Subscriptions::new(pubsub.to_owned())
+        .dead_letter_topic(events::dead_letter_topic(app_id))
+        .on_raw_batch(
+            TaskCreated::TOPIC,
+            bulk,
+            |w: Arc<Worker>, batch: Vec<RawEvent>| async move {
+                handle_batch::<TaskCreated>(
+                    &w,
+                    batch,
+                    EmailKind::TaskCreated,
+                    Notification::task_created,
+                )
+                .await
+            },
+        )
+        .on_raw_batch(
+            TaskDueSoon::TOPIC,
+            bulk,
+            |w: Arc<Worker>, batch: Vec<RawEvent>| async move {
+                handle_batch::<TaskDueSoon>(
+                    &w,
+                    batch,
+                    EmailKind::TaskDueSoon,
+                    Notification::task_due_soon,
+                )
+                .await
+            },
+        )
+        .second_chance()
+}
+
+/// A batch of deliveries on `T`'s topic: the triggers that need an email go to the worker
+/// together; the rest are answered one by one. One outcome per delivery, in order.
+async fn handle_batch<T: EventPayload>(
+    worker: &Arc<Worker>,
+    batch: Vec<RawEvent>,
+    kind: EmailKind,
+    notification: fn(&events::Envelope<T>) -> Notification,
+) -> Vec<Outcome> {
+    let mut outcomes: Vec<Option<Outcome>> = batch.iter().map(|_| None).collect();
+    let mut positions = Vec::with_capacity(batch.len());
+    let mut triggers = Vec::with_capacity(batch.len());
+    for (position, event) in batch.into_iter().enumerate() {
+        match screen::<T>(worker, event, kind, notification).await {
+            Screened::Answered(outcome) => outcomes[position] = Some(outcome),
+            Screened::Email(trigger) => {
+                positions.push(position);
+                triggers.push(*trigger);
+            }
+        }
+    }
+    if !triggers.is_empty() {
+        for (position, outcome) in positions
+            .into_iter()
+            .zip(worker.process_batch(triggers).await)
+        {
+            outcomes[position] = Some(outcome);
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Outcome::Retry("no outcome".into())))
+        .collect()
+}
+
+/// What the checks before any email make of a delivery.
+enum Screened {
+    /// Settled without an email (forbidden publisher, too old, undecodable).
+    Answered(Outcome),
+    /// An email to send.
+    Email(Box<Trigger>),
+}
+
+async fn screen<T: EventPayload>(
     worker: &Worker,
     event: RawEvent,
     kind: EmailKind,
     notification: fn(&events::Envelope<T>) -> Notification,
-) -> Outcome {
+) -> Screened {
     let source = event.cloud_event.source.as_str();
     if !T::TOPIC.accepts_publisher(source) {
         let reason = format!(
@@ -68,7 +139,7 @@ async fn handle<T: EventPayload>(
         );
         tracing::warn!(ce_id = %event.cloud_event.id, %reason, "dropping a trigger from an app not allowed to publish it; no email");
         counters::failed(kind, "forbidden_publisher");
-        return Outcome::Drop(reason);
+        return Screened::Answered(Outcome::Drop(reason));
     }
     let traceparent = event.traceparent().map(str::to_owned);
     match events::decode::<T>(&event.body) {
@@ -77,22 +148,28 @@ async fn handle<T: EventPayload>(
             if let Some(age) =
                 staleness::too_old(envelope.timestamp, Utc::now(), worker.max_event_age)
             {
-                return staleness::skip(kind, envelope.event_id, envelope.timestamp, age);
+                return Screened::Answered(staleness::skip(
+                    kind,
+                    envelope.event_id,
+                    envelope.timestamp,
+                    age,
+                ));
             }
             let span = tracing::info_span!(
                 "email",
-                event_id = %delivery.envelope.event_id,
+                event_id = %envelope.event_id,
                 event_type = kind.as_str(),
-                correlation_id = %delivery.envelope.correlation_id,
+                correlation_id = %envelope.correlation_id,
             );
-            worker
-                .process(notification(&delivery.envelope), traceparent.as_deref())
-                .instrument(span)
-                .await
+            Screened::Email(Box::new(Trigger {
+                notification: notification(envelope),
+                traceparent,
+                span,
+            }))
         }
         Err(error) => {
             let reason = format!("undecodable `{}` event: {error}", kind.as_str());
-            match identity(&event.data, kind) {
+            Screened::Answered(match identity(&event.data, kind) {
                 Some(n) => {
                     worker
                         .undecodable(&n, &reason, traceparent.as_deref())
@@ -103,7 +180,7 @@ async fn handle<T: EventPayload>(
                     counters::failed(kind, "undecodable");
                     Outcome::Drop(reason)
                 }
-            }
+            })
         }
     }
 }
@@ -154,6 +231,26 @@ fn identity(envelope: &Value, kind: EmailKind) -> Option<Notification> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn both_triggers_come_in_batches_and_dead_letters_one_at_a_time() {
+        let bulk = BulkSubscribe::new(BATCH_MAX_EVENTS, BATCH_MAX_WAIT);
+        let specs = subscriptions("todo-pubsub", "email-worker", bulk).specs();
+        assert_eq!(specs.len(), 3, "{specs:?}");
+        for topic in [TaskCreated::TOPIC, TaskDueSoon::TOPIC] {
+            let spec = specs.iter().find(|s| s.topic == topic.as_str()).unwrap();
+            assert_eq!(spec.bulk_subscribe, Some(bulk), "{topic}");
+            assert_eq!(
+                spec.dead_letter_topic.as_deref(),
+                Some("email-worker-dead-letters")
+            );
+        }
+        let second_chance = specs
+            .iter()
+            .find(|s| s.topic == "email-worker-dead-letters")
+            .unwrap();
+        assert_eq!(second_chance.bulk_subscribe, None);
+    }
 
     #[test]
     fn identity_is_read_from_a_broken_event_when_possible() {

@@ -1,5 +1,5 @@
-//! Processing one trigger event: compose, wait for a send permit, claim, send, mark, announce,
-//! and the outcome daprd gets.
+//! Processing one trigger event: compose, wait for a send permit, claim (with the other events
+//! of its batch, see [`crate::batch`]), send, mark, announce, and the outcome daprd gets.
 //!
 //! | situation | outcome | announced |
 //! |---|---|---|
@@ -17,11 +17,11 @@ use std::time::Duration;
 
 use chrono::Utc;
 use dapr_http::{DaprClient, Outcome};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::compose::{ComposeError, Composer, Email, Notification};
 use crate::counters;
-use crate::ledger::{Claim, ClaimToken, Ledger, Record};
+use crate::ledger::{Claim, ClaimError, ClaimToken, Ledger, Record};
 use crate::mailer::{Mailer, SendError};
 use crate::notify;
 
@@ -44,43 +44,52 @@ pub struct Worker {
 const MARK_ATTEMPTS: u32 = 4;
 
 impl Worker {
-    /// Handles one trigger; `traceparent` continues the delivery's trace in what we publish.
-    pub async fn process(&self, n: Notification, traceparent: Option<&str>) -> Outcome {
-        let kind = n.kind;
-        let email = match self.composer.compose(&n) {
-            Ok(email) => email,
+    /// Composes the email of `n`; a composition that fails is answered here.
+    pub(crate) async fn compose(
+        &self,
+        n: &Notification,
+        traceparent: Option<&str>,
+    ) -> Result<Email, Outcome> {
+        match self.composer.compose(n) {
+            Ok(email) => Ok(email),
             Err(e @ (ComposeError::InvalidRecipient { .. } | ComposeError::Message(_))) => {
-                return self
-                    .give_up(&n, &e.to_string(), "invalid_message", traceparent)
-                    .await;
+                Err(self
+                    .give_up(n, &e.to_string(), "invalid_message", traceparent)
+                    .await)
             }
             Err(e @ ComposeError::Template(_)) => {
                 tracing::error!(event_id = %n.trigger_event_id, error = %e, "template error; will retry");
-                counters::retried(kind, "template");
-                return Outcome::Retry(e.to_string());
+                counters::retried(n.kind, "template");
+                Err(Outcome::Retry(e.to_string()))
             }
-        };
+        }
+    }
 
-        // The permit before the claim: a claim taken first would age in the queue for the
-        // permits, and once that queue is longer than CLAIM_TTL the claim expires there, a
-        // redelivery of the same event claims it again, and both send. Taken in this order the
-        // claim only covers the send itself; a redelivery waiting in the same queue finds the
-        // sent mark (or the claim of the attempt sending) when its turn comes.
-        let Ok(permit) = self.send_permits.acquire().await else {
-            return Outcome::Retry("shutting down".into());
-        };
-        let token = match self.ledger.claim(n.trigger_event_id).await {
+    /// Acts on the claim of `n`, taken while `permit` was held: sends when it is ours (the permit
+    /// is held until the send ends), otherwise answers without sending.
+    pub(crate) async fn after_claim(
+        &self,
+        n: &Notification,
+        email: &Email,
+        claim: Result<Claim, ClaimError>,
+        permit: OwnedSemaphorePermit,
+        traceparent: Option<&str>,
+    ) -> Outcome {
+        let kind = n.kind;
+        let token = match claim {
             Ok(Claim::Acquired(token)) => token,
             Ok(Claim::AlreadySent(record)) => {
                 drop(permit);
-                return self.already_sent(&n, record, traceparent).await;
+                return self.already_sent(n, record, traceparent).await;
             }
             Ok(Claim::InFlight) => {
+                drop(permit);
                 tracing::info!(event_id = %n.trigger_event_id, "another attempt is sending this email; retry later");
                 counters::retried(kind, "in_flight");
                 return Outcome::Retry("another attempt holds the claim".into());
             }
             Err(e) => {
+                drop(permit);
                 tracing::warn!(event_id = %n.trigger_event_id, error = %e, "cannot claim the event; will retry");
                 counters::retried(kind, "state");
                 return Outcome::Retry(format!("claim failed: {e}"));
@@ -90,7 +99,7 @@ impl Worker {
         drop(permit);
 
         match result {
-            Ok(reply) => self.sent(&n, &email, token, &reply, traceparent).await,
+            Ok(reply) => self.sent(n, email, token, &reply, traceparent).await,
             Err(SendError::Transient(reason)) => {
                 tracing::warn!(event_id = %n.trigger_event_id, %reason, "send failed temporarily; will retry");
                 self.release(token).await;
@@ -99,7 +108,7 @@ impl Worker {
             }
             Err(SendError::Permanent(reason)) => {
                 self.release(token).await;
-                self.give_up(&n, &reason, "rejected", traceparent).await
+                self.give_up(n, &reason, "rejected", traceparent).await
             }
         }
     }

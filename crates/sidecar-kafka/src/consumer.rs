@@ -1,7 +1,14 @@
 //! One subscription: a member of the app's consumer group on one topic, delivering each
 //! partition's records strictly one at a time while partitions run in parallel, as
-//! components-contrib's `consumer.go ConsumeClaim` does.
+//! components-contrib's `consumer.go ConsumeClaim` does for a single (non-bulk) subscription.
 //!
+//! * A bulk subscription hands a partition's records over as batches instead, as `ConsumeClaim`
+//!   does when bulk subscribe is on (it collects up to `maxMessagesCount` of a claim's messages,
+//!   flushed when full or on the `maxAwaitDurationMs` ticker): a worker keeps up to
+//!   `maxMessagesCount` of its partition's records in flight, so the sidecar's bulk layer
+//!   gathers them into batches (full, or after its wait). Each record is retried on its own, and
+//!   offsets are stored in order: the partition moves past a record only once it and every
+//!   record before it are settled.
 //! * A dispatcher polls the consumer and queues each record on its partition's worker; a worker
 //!   whose queue grows past `channelBufferSize` pauses fetching of its partition until it has
 //!   caught up, so a blocked partition neither holds up the others nor piles up in memory.
@@ -17,6 +24,8 @@ use crate::backoff::BackoffPolicy;
 use crate::client::{TracingContext, consumer_config};
 use crate::record::message_of;
 use crate::settings::KafkaSettings;
+use futures::StreamExt as _;
+use futures::stream::FuturesOrdered;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{
@@ -88,6 +97,9 @@ pub(crate) struct Member {
     retry_interval: Duration,
     escape_headers: bool,
     high_water: usize,
+    /// Records handed over at once per partition: 1, or `maxMessagesCount` for a bulk
+    /// subscription.
+    batch: usize,
     cancel: CancellationToken,
     partitions: TaskTracker,
 }
@@ -106,6 +118,7 @@ impl Member {
         settings: &KafkaSettings,
         topic: &str,
         group: &str,
+        bulk_max_messages: Option<usize>,
         handler: MessageHandler,
         cancel: CancellationToken,
     ) -> Result<Arc<Self>, PubSubError> {
@@ -135,6 +148,7 @@ impl Member {
             retry_interval: settings.consume_retry_interval,
             escape_headers: settings.escape_headers,
             high_water: settings.channel_buffer_size,
+            batch: bulk_max_messages.unwrap_or(1).max(1),
             cancel,
             partitions: TaskTracker::new(),
         }))
@@ -246,35 +260,66 @@ impl Member {
         }
     }
 
-    /// Handles one partition's records in order until it is revoked or the subscription stops.
+    /// Handles one partition's records until it is revoked or the subscription stops: one at a
+    /// time, or for a bulk subscription up to `maxMessagesCount` in flight, their offsets stored
+    /// in order as each prefix settles.
     async fn work(
         self: Arc<Self>,
         key: PartitionKey,
         worker: Arc<Worker>,
         mut queue: mpsc::UnboundedReceiver<OwnedMessage>,
     ) {
+        let mut in_flight = FuturesOrdered::new();
+        // Taking records stops when the partition is revoked or its queue closes; what is in
+        // flight then finishes (it is not retried). Once a record is abandoned no later offset
+        // is stored either: the next owner gets it and everything after it again.
+        let mut open = true;
+        let mut gap = false;
         loop {
-            let record = tokio::select! {
-                () = worker.cancel.cancelled() => return,
-                record = queue.recv() => match record {
-                    Some(r) => r,
-                    None => return,
-                },
-            };
-            {
-                let mut backlog = worker
-                    .backlog
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
-                backlog.0 = backlog.0.saturating_sub(1);
-                if backlog.1 && backlog.0 <= self.high_water / 4 {
-                    backlog.1 = self.set_paused(&key, false);
+            tokio::select! {
+                biased;
+                settled = in_flight.next(), if !in_flight.is_empty() => {
+                    let Some((outcome, record)) = settled else { continue };
+                    match outcome {
+                        Outcome::Done if !gap => self.store_offset(&record),
+                        Outcome::Done => {}
+                        Outcome::Abandoned => {
+                            gap = true;
+                            open = false;
+                        }
+                    }
                 }
+                () = worker.cancel.cancelled(), if open => open = false,
+                record = queue.recv(), if open && in_flight.len() < self.batch => {
+                    let Some(record) = record else {
+                        open = false;
+                        continue;
+                    };
+                    self.took_one(&key, &worker);
+                    let member = Arc::clone(&self);
+                    let cancel = worker.cancel.clone();
+                    in_flight.push_back(async move {
+                        let outcome = member.process(&record, &cancel).await;
+                        (outcome, record)
+                    });
+                }
+                else => break,
             }
-            match self.process(&record, &worker.cancel).await {
-                Outcome::Done => self.store_offset(&record),
-                Outcome::Abandoned => return,
+            if !open && in_flight.is_empty() {
+                break;
             }
+        }
+    }
+
+    /// Accounts for a record taken off `key`'s queue, resuming fetching once it has drained.
+    fn took_one(&self, key: &PartitionKey, worker: &Worker) {
+        let mut backlog = worker
+            .backlog
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        backlog.0 = backlog.0.saturating_sub(1);
+        if backlog.1 && backlog.0 <= self.high_water / 4 {
+            backlog.1 = self.set_paused(key, false);
         }
     }
 

@@ -8,6 +8,8 @@
 //! * each partition's records are delivered one at a time, partitions in parallel; a record the
 //!   app does not accept is retried every 5 s by default, blocking only its partition; finite
 //!   retries that run out skip it; only handled records are committed;
+//! * a bulk subscription gets each partition's records in batches (up to `maxMessagesCount` in
+//!   flight per partition), each committed once it and every record before it are settled;
 //! * publishes are keyed by `partitionKey`/`__key` and placed with Sarama's FNV-1a hash
 //!   ([`partitioner`]), with `acks=all` and every publish metadata entry as a record header; the
 //!   app receives `__key`, `__topic`, `__partition`, `__offset`, `__timestamp` and the headers.

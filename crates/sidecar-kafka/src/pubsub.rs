@@ -91,6 +91,7 @@ impl KafkaPubSub {
             &self.settings,
             &req.topic,
             &req.consumer_group,
+            req.bulk_max_messages,
             handler,
             cancel.clone(),
         )?;

@@ -5,6 +5,7 @@
 mod support;
 
 mod backlog;
+mod claims;
 mod emails;
 mod failures;
 mod publishers;

@@ -152,6 +152,10 @@ pub struct SubscribeRequest {
     pub consumer_group: String,
     /// Messages handled at once by this subscriber.
     pub concurrency: usize,
+    /// For a bulk subscription, the most entries of one batch (`maxMessagesCount`). A component
+    /// that otherwise hands over one message at a time per ordered stream (a Kafka partition)
+    /// hands over up to this many at once, so that they can form one batch.
+    pub bulk_max_messages: Option<usize>,
 }
 
 /// A live subscription; cancelling it stops its workers (in-flight messages go back to the group).

@@ -310,6 +310,7 @@ mod tests {
             topic: "t".into(),
             consumer_group: "g".into(),
             concurrency: 2,
+            bulk_max_messages: None,
         };
         let _s = bus.subscribe(req, handler).await.unwrap();
         bus.publish(msg("t", "x")).await.unwrap();
@@ -327,6 +328,7 @@ mod tests {
             topic: "t".into(),
             consumer_group: g.into(),
             concurrency: 1,
+            bulk_max_messages: None,
         };
         let _a = bus.subscribe(req("a"), h1).await.unwrap();
         let _b = bus.subscribe(req("a"), h2).await.unwrap();
@@ -356,6 +358,7 @@ mod tests {
             topic: "t".into(),
             consumer_group: group.into(),
             concurrency: 1,
+            bulk_max_messages: None,
         }
     }
 

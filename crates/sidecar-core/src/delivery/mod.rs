@@ -72,6 +72,7 @@ pub(crate) async fn subscribe(
         topic: def.topic.clone(),
         consumer_group: group.clone(),
         concurrency: handler_calls,
+        bulk_max_messages: def.bulk.map(|b| b.max_messages),
     };
     match pubsub.broker.subscribe(request, handler).await {
         Ok(handle) => {

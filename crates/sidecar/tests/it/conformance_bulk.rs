@@ -2,7 +2,8 @@
 //! subscribe to bulk messages" describes it
 //! (<https://docs.dapr.io/developing-applications/building-blocks/pubsub/pubsub-bulk/>).
 //!
-//! The scenarios are in `support/scenarios_bulk.rs`; `conformance_redis.rs` runs them on Redis.
+//! The scenarios are in `support/scenarios_bulk.rs`; `conformance_redis.rs` and
+//! `conformance_kafka.rs` run them on Redis and Kafka.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::support;

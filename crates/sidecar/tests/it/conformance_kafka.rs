@@ -81,3 +81,15 @@ mod publish {
         empty_raw_payload_means_false,
     );
 }
+
+mod bulk {
+    use super::*;
+    use support::scenarios_bulk as scenarios;
+
+    on_kafka!(scenarios:
+        batches_flush_at_max_messages_or_after_max_await,
+        partial_failures_retry_only_failed_entries_and_dead_letter_each,
+        a_batch_answered_too_slowly_or_badly_fails_every_entry,
+        declarative_bulk_subscription,
+    );
+}

@@ -377,3 +377,74 @@ async fn unsupported_metadata_is_refused_naming_file_and_key() {
         "{err}"
     );
 }
+
+/// A bulk subscription gets a partition's records in batches: with one partition and a wait of
+/// a minute, batches fill up to `maxMessagesCount` (one record in flight per partition, as a
+/// single subscription has, would leave each batch waiting out the minute), and each batch's
+/// offsets are committed once its statuses are in: a restarted subscriber gets none again.
+#[tokio::test]
+async fn a_bulk_subscription_gets_one_partitions_records_in_batches() {
+    let broker = KafkaBroker::start();
+    broker.create_topic("bulk-one", 1);
+    let component = kafka_component(&broker, &[("initialOffset", "oldest")]);
+    let files = [("components.yaml", component.as_str())];
+    let subs = json!([{
+        "pubsubname": PUBSUB, "topic": "bulk-one", "route": "/bulk-one",
+        "bulkSubscribe": {"enabled": true, "maxMessagesCount": 5, "maxAwaitDurationMs": 60_000},
+    }]);
+    let all_succeed = |r: &Received| {
+        let statuses: Vec<Value> = r.json()["entries"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| json!({"entryId": e["entryId"], "status": "SUCCESS"}))
+            .collect();
+        (StatusCode::OK, json!({"statuses": statuses}).to_string())
+    };
+    let mut p = Pair::start("bulk-one-app", subs.clone(), &files).await;
+    p.app.respond_with(all_succeed);
+    for n in 0..10 {
+        publish_keyed(&p.sidecar, "bulk-one", "k", json!({"n": n})).await;
+    }
+    let sizes = |all: &[Received]| -> Vec<usize> {
+        all.iter()
+            .filter(|r| r.path == "/bulk-one")
+            .map(|r| r.json()["entries"].as_array().map_or(0, Vec::len))
+            .collect()
+    };
+    let got = p
+        .app
+        .wait_until("ten entries", |all| {
+            let s = sizes(all);
+            (s.iter().sum::<usize>() == 10).then_some(s)
+        })
+        .await;
+    assert_eq!(got, [5, 5], "batches filled from one partition");
+
+    // A new sidecar in the same group starts after the committed offsets: nothing comes again.
+    p.sidecar.proc.signal(nix::sys::signal::Signal::SIGTERM);
+    assert!(p.sidecar.proc.wait_exit().await.success());
+    let again = Pair::start("bulk-one-app", subs, &files).await;
+    again.app.respond_with(all_succeed);
+    for n in 10..15 {
+        publish_keyed(&again.sidecar, "bulk-one", "k", json!({"n": n})).await;
+    }
+    let numbers = again
+        .app
+        .wait_until("the next batch", |all| {
+            let n: Vec<i64> = all
+                .iter()
+                .filter(|r| r.path == "/bulk-one")
+                .flat_map(|r| r.json()["entries"].as_array().cloned().unwrap_or_default())
+                .filter_map(|e| e["event"]["data"]["n"].as_i64())
+                .collect();
+            (n.len() >= 5).then_some(n)
+        })
+        .await;
+    assert_eq!(
+        numbers,
+        (10..15).collect::<Vec<_>>(),
+        "no entry delivered twice"
+    );
+}

@@ -40,6 +40,15 @@ pub const KAFKA_TOPICS: &[&str] = &[
     "retries",
     "allowed-topic",
     "other-topic",
+    "counted",
+    "timed",
+    "mixed",
+    "mixed-dlq",
+    "slow",
+    "broken",
+    "gone",
+    "bulk-dlq",
+    "declared",
 ];
 
 /// Partitions of each scenario topic on Kafka: several, so per-partition delivery is exercised.

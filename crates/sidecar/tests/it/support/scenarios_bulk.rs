@@ -1,7 +1,8 @@
 //! Scenarios of bulk subscribe (`bulkSubscribe`, the Dapr docs page "Publish and subscribe to
 //! bulk messages"), run against each [`Backend`]: batch sizes, per-entry statuses, per-entry dead
 //! letters, a batch the app answers too slowly, programmatic and declarative subscriptions. The
-//! test entry points live in `conformance_bulk.rs` and `conformance_redis.rs`.
+//! test entry points live in `conformance_bulk.rs`, `conformance_redis.rs` and
+//! `conformance_kafka.rs`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
