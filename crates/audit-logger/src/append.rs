@@ -18,19 +18,20 @@ impl TrailStore {
     /// Appends `draft` to `trail` unless an entry with its `entry_id` is already there. When
     /// traces are exported the append is a span of its own (its state calls are its children).
     pub async fn append(&self, trail: &TrailId, draft: EntryDraft) -> Result<Appended, Error> {
-        if !dapr_http::spans::exporting() {
+        let span = dapr_http::spans::traced(None, || {
+            tracing::info_span!(
+                "append",
+                otel.name = "audit append",
+                audit.trail = %trail.name(),
+                audit.entry_id = %draft.entry_id,
+                audit.seq = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            )
+        });
+        let Some(span) = span else {
             return self.append_untraced(trail, draft).await;
-        }
-        let span = tracing::info_span!(
-            "append",
-            otel.name = "audit append",
-            audit.trail = %trail.name(),
-            audit.entry_id = %draft.entry_id,
-            audit.seq = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
-        );
-        dapr_http::spans::record_ids(&span);
+        };
         let appended = self
             .append_untraced(trail, draft)
             .instrument(span.clone())

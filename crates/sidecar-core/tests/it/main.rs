@@ -8,3 +8,4 @@ mod pubsub;
 mod routing;
 mod security;
 mod state;
+mod zipkin;
