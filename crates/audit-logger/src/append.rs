@@ -28,19 +28,20 @@ impl TrailStore {
         draft: EntryDraft,
         from: Option<u64>,
     ) -> Result<Appended, Error> {
-        if !dapr_http::spans::exporting() {
+        let span = dapr_http::spans::traced(None, || {
+            tracing::info_span!(
+                "append",
+                otel.name = "audit append",
+                audit.trail = %trail.name(),
+                audit.entry_id = %draft.entry_id,
+                audit.seq = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            )
+        });
+        let Some(span) = span else {
             return self.append_untraced(trail, draft, from).await;
-        }
-        let span = tracing::info_span!(
-            "append",
-            otel.name = "audit append",
-            audit.trail = %trail.name(),
-            audit.entry_id = %draft.entry_id,
-            audit.seq = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
-        );
-        dapr_http::spans::record_ids(&span);
+        };
         let appended = self
             .append_untraced(trail, draft, from)
             .instrument(span.clone())

@@ -73,9 +73,7 @@ pub async fn on_batch(ctx: &Context, topic: &str, events: Vec<RawEvent>) -> Vec<
         .map(|draft| draft.traced(event.traceparent()))
         {
             Some(draft) => {
-                if dapr_http::spans::exporting() {
-                    spans.push(entry_span(&draft, event.traceparent()));
-                }
+                spans.push(entry_span(&draft, event.traceparent()));
                 positions.push(outcomes.len());
                 outcomes.push(None);
                 drafts.push(draft);
@@ -90,6 +88,7 @@ pub async fn on_batch(ctx: &Context, topic: &str, events: Vec<RawEvent>) -> Vec<
     }
     let recorded = record_batch(ctx, &drafts).await;
     for (span, result) in spans.iter().zip(&recorded) {
+        let Some(span) = span else { continue };
         match result {
             Ok(()) => {}
             Err(Unrecordable(reason)) => dapr_http::spans::fail(span, reason),
@@ -124,17 +123,17 @@ pub async fn on_batch(ctx: &Context, topic: &str, events: Vec<RawEvent>) -> Vec<
         .collect()
 }
 
-/// The span of one batch entry's append, continuing the trace of the delivery that brought it.
-fn entry_span(draft: &EntryDraft, traceparent: Option<&str>) -> tracing::Span {
-    let span = tracing::info_span!(
-        "append",
-        otel.name = "audit append",
-        audit.entry_id = %draft.entry_id,
-        audit.batch = true,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-    );
-    dapr_http::spans::continue_trace(&span, traceparent);
-    dapr_http::spans::record_ids(&span);
-    span
+/// The span of one batch entry's append, continuing the trace of the delivery that brought it,
+/// when that trace is sampled.
+fn entry_span(draft: &EntryDraft, traceparent: Option<&str>) -> Option<tracing::Span> {
+    dapr_http::spans::traced_from(traceparent, || {
+        tracing::info_span!(
+            "append",
+            otel.name = "audit append",
+            audit.entry_id = %draft.entry_id,
+            audit.batch = true,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        )
+    })
 }

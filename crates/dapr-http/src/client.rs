@@ -161,11 +161,12 @@ impl DaprClient {
         self.send_traced(builder, target, operation, None).await
     }
 
-    /// [`DaprClient::send`] in a client span when the process exports traces: the span is a
-    /// child of the current span, or of `traceparent` when there is no current trace (work
-    /// started for an earlier request, like the outbox relay), and the request carries the
-    /// span's own `traceparent` so the sidecar continues the trace under it. When nothing is
-    /// exported, `traceparent` is sent as it came and no span is made.
+    /// [`DaprClient::send`] in a client span when the work is traced: the span is a child of
+    /// the current span, or of `traceparent` when there is no current trace (work started for
+    /// an earlier request, like the outbox relay, whose sampled flag then decides), and the
+    /// request carries the span's own `traceparent` so the sidecar continues the trace under
+    /// it. When nothing is exported or the trace is not sampled, `traceparent` is sent as it
+    /// came and no span is made.
     pub(crate) async fn send_traced(
         &self,
         builder: RequestBuilder,
@@ -173,28 +174,28 @@ impl DaprClient {
         operation: &'static str,
         traceparent: Option<&str>,
     ) -> Result<Response, DaprError> {
-        if !spans::exporting() {
+        let component = match target {
+            Target::Store(name) | Target::Pubsub(name) => name,
+        };
+        let span = spans::traced(traceparent, || {
+            tracing::info_span!(
+                "dapr",
+                otel.name = format!("{operation} {component}"),
+                otel.kind = "client",
+                dapr.component = component,
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            )
+        });
+        // Untraced (not exported, or not sampled), `traceparent` goes on as it came: the
+        // request's head decision already cleared its sampled flag when it was not sampled.
+        let Some(span) = span else {
             let builder = match traceparent {
                 Some(traceparent) => builder.header("traceparent", traceparent),
                 None => builder,
             };
             return self.exchange(builder, target).await;
-        }
-        let component = match target {
-            Target::Store(name) | Target::Pubsub(name) => name,
         };
-        let span = tracing::info_span!(
-            "dapr",
-            otel.name = format!("{operation} {component}"),
-            otel.kind = "client",
-            dapr.component = component,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
-        );
-        if !spans::span_context(&tracing::Span::current()).is_valid() {
-            spans::continue_trace(&span, traceparent);
-        }
-        spans::record_ids(&span);
         let builder = match spans::traceparent_of(&span).as_deref().or(traceparent) {
             Some(traceparent) => builder.header("traceparent", traceparent),
             None => builder,

@@ -7,16 +7,22 @@
 //! span into the `traceparent` a Dapr call carries, so the sidecar and the next service continue
 //! the same trace. Without the layer they cost a lookup and change nothing: an incoming
 //! `traceparent` is passed on as it came, as before traces were exported.
+//!
+//! With the layer, the sampling decision is taken at the head, before any span exists
+//! ([`head`], [`traced`]): a sampled trace's spans are built and exported; an unsampled one
+//! builds none (the exporting layer's filter only admits spans [`open`] starts and their
+//! descendants), and carries on only its `traceparent`, sampled flag cleared.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use opentelemetry::Context;
-use opentelemetry::trace::{
-    SpanContext, SpanId, Status, TraceContextExt as _, TraceFlags, TraceId, TraceState,
-};
+use opentelemetry::trace::{SpanContext, Status, TraceContextExt as _, TraceId, TraceState};
+use trace_context::{Sampling, TraceParent};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 static EXPORTING: AtomicBool = AtomicBool::new(false);
+static SAMPLING: OnceLock<Sampling> = OnceLock::new();
 
 /// Declares that this process exports traces (service-kit does, once its OpenTelemetry layer is
 /// installed). Until then the span helpers of the Dapr calls are skipped entirely.
@@ -29,50 +35,132 @@ pub fn exporting() -> bool {
     EXPORTING.load(Ordering::Relaxed)
 }
 
+/// The head sampler of this process (the first call wins; parent-based always-on until then).
+pub fn set_sampling(sampling: Sampling) {
+    let _ = SAMPLING.set(sampling);
+}
+
+fn sampling() -> Sampling {
+    SAMPLING
+        .get()
+        .copied()
+        .unwrap_or(Sampling::PARENT_BASED_ALWAYS_ON)
+}
+
+/// `Some` while [`open`] builds a sampled root on this thread: the exporting layer's filter lets
+/// that span in, and [`trace_context::HeadIds`] gives it the trace id its decision was taken on.
+pub fn opening() -> Option<TraceId> {
+    trace_context::opening()
+}
+
+/// The head decision for work that arrives with `traceparent` (or none) and is not inside a
+/// sampled trace already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// Traced: a span continuing `parent`, or the root of a new trace `trace_id`.
+    Sampled {
+        parent: Option<TraceParent>,
+        trace_id: TraceId,
+    },
+    /// Not traced: no span data is built; this context (the caller's, flag cleared, or a new
+    /// trace) is what the work passes on and logs.
+    Unsampled(TraceParent),
+}
+
+/// Takes the head decision for `traceparent` with this process's sampler.
+pub fn head(traceparent: Option<&str>) -> Head {
+    let parent = TraceParent::from_header(traceparent);
+    let decided = sampling().decide(parent.as_ref());
+    if decided.sampled {
+        Head::Sampled {
+            parent,
+            trace_id: decided.trace_id,
+        }
+    } else {
+        Head::Unsampled(decided)
+    }
+}
+
+/// Builds the span `make` returns as a sampled root (continuing `parent` when there is one):
+/// the only way a span outside a sampled trace reaches the export.
+pub fn open(
+    parent: Option<TraceParent>,
+    trace_id: TraceId,
+    make: impl FnOnce() -> tracing::Span,
+) -> tracing::Span {
+    let root = if parent.is_some() {
+        TraceId::INVALID
+    } else {
+        trace_id
+    };
+    trace_context::opening_with(root, || {
+        let span = make();
+        if let Some(parent) = parent {
+            let _ = span.set_parent(
+                Context::new()
+                    .with_remote_span_context(parent.to_span_context(TraceState::default())),
+            );
+        }
+        // Starts the OpenTelemetry span now, while the id generator can still see the trace id.
+        record_ids(&span);
+        span
+    })
+}
+
+/// The span `make` builds when this work is traced: inside a sampled trace it is a child of the
+/// current span; otherwise the head decision on `traceparent` decides, and an unsampled trace
+/// (or a process that does not export) gets `None` and builds nothing.
+pub fn traced(
+    traceparent: Option<&str>,
+    make: impl FnOnce() -> tracing::Span,
+) -> Option<tracing::Span> {
+    if !exporting() {
+        return None;
+    }
+    if span_context(&tracing::Span::current()).is_valid() {
+        let span = make();
+        record_ids(&span);
+        return Some(span);
+    }
+    traced_from(traceparent, make)
+}
+
+/// Like [`traced`], but `make`'s span continues `traceparent` whatever the current span is
+/// (work that belongs to the trace it came with, like one entry of a batch).
+pub fn traced_from(
+    traceparent: Option<&str>,
+    make: impl FnOnce() -> tracing::Span,
+) -> Option<tracing::Span> {
+    if !exporting() {
+        return None;
+    }
+    match head(traceparent) {
+        Head::Sampled { parent, trace_id } => Some(open(parent, trace_id, make)),
+        Head::Unsampled(_) => None,
+    }
+}
+
 /// Marks `span` failed with `error` as its description.
 pub fn fail(span: &tracing::Span, error: &dyn std::fmt::Display) {
     span.set_status(Status::error(error.to_string()));
 }
 
-/// `version-traceid-parentid-flags` as a span context; `None` for anything malformed (the W3C
-/// rule for a malformed header is to start a new trace, not to fail the request).
+/// `version-traceid-parentid-flags` as a remote span context; `None` for anything malformed
+/// (the W3C rule for a malformed header is to start a new trace, not to fail the request).
 pub fn parse_traceparent(value: &str) -> Option<SpanContext> {
-    let mut parts = value.trim().split('-');
-    let (version, trace_id, span_id, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-    let lower_hex = |s: &str, len: usize| {
-        s.len() == len
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    // Version 00 has exactly four parts; later versions may append fields.
-    let well_formed = lower_hex(version, 2)
-        && version != "ff"
-        && (version != "00" || parts.next().is_none())
-        && lower_hex(trace_id, 32)
-        && lower_hex(span_id, 16)
-        && lower_hex(flags, 2);
-    if !well_formed {
-        return None;
-    }
-    let context = SpanContext::new(
-        TraceId::from_hex(trace_id).ok()?,
-        SpanId::from_hex(span_id).ok()?,
-        TraceFlags::new(u8::from_str_radix(flags, 16).ok()? & TraceFlags::SAMPLED.to_u8()),
-        true,
-        TraceState::default(),
-    );
-    context.is_valid().then_some(context)
+    TraceParent::parse(value)
+        .ok()
+        .map(|parsed| parsed.to_span_context(TraceState::default()))
 }
 
 /// The `traceparent` of `context` (version 00).
 pub fn format_traceparent(context: &SpanContext) -> String {
-    format!(
-        "00-{}-{}-{:02x}",
-        context.trace_id(),
-        context.span_id(),
-        context.trace_flags().to_u8()
-    )
+    TraceParent {
+        trace_id: context.trace_id(),
+        parent_id: context.span_id(),
+        sampled: context.is_sampled(),
+    }
+    .to_string()
 }
 
 /// The OpenTelemetry span context of `span`; invalid when traces are not exported.
@@ -82,8 +170,7 @@ pub fn span_context(span: &tracing::Span) -> SpanContext {
 
 /// The `traceparent` naming `span` as the parent, when traces are exported.
 pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
-    let context = span_context(span);
-    context.is_valid().then(|| format_traceparent(&context))
+    TraceParent::of(&span_context(span)).map(|parent| parent.to_string())
 }
 
 /// Makes `span` (just created, not entered yet) continue `traceparent`. Returns whether it did:
@@ -143,6 +230,29 @@ mod tests {
         ] {
             assert!(parse_traceparent(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_head_decision_follows_a_callers_flag_and_samples_new_traces_by_default() {
+        let unsampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+        assert_eq!(
+            head(Some(unsampled)),
+            Head::Unsampled(TraceParent::parse(unsampled).unwrap())
+        );
+        let sampled = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let Head::Sampled { parent, trace_id } = head(Some(sampled)) else {
+            panic!("a sampled caller is followed");
+        };
+        assert_eq!(parent, TraceParent::from_header(Some(sampled)));
+        assert_eq!(trace_id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let Head::Sampled {
+            parent: None,
+            trace_id,
+        } = head(Some("garbage"))
+        else {
+            panic!("a new trace is sampled by the default sampler");
+        };
+        assert_ne!(trace_id, TraceId::INVALID);
     }
 
     #[test]

@@ -400,17 +400,16 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
                         return denied;
                     }
                     headers.remove(TOKEN_HEADER);
+                    let span = delivery_span(&topic, &mut headers);
                     if let Some(batch) = &batch {
-                        if spans::exporting() {
-                            let span = delivery_span(&topic, &headers);
+                        if let Some(span) = span {
                             return batch::answer(batch, state, body, headers, &topic)
                                 .instrument(span)
                                 .await;
                         }
                         return batch::answer(batch, state, body, headers, &topic).await;
                     }
-                    let (outcome, id) = if spans::exporting() {
-                        let span = delivery_span(&topic, &headers);
+                    let (outcome, id) = if let Some(span) = span {
                         let handled = handler(state, body, headers).instrument(span.clone()).await;
                         if let Some(reason) = handled.0.reason() {
                             spans::fail(&span, &format_args!("{}: {reason}", handled.0.status()));
@@ -436,24 +435,42 @@ impl<S: Clone + Send + Sync + 'static> Subscriptions<S> {
     }
 }
 
-/// The span of one delivery handled: a consumer span under the request's server span, or, when
-/// the router runs without one, continuing the delivery's `traceparent` (daprd sends one on every
-/// delivery: <https://docs.dapr.io/operations/observability/tracing/w3c-tracing-overview/>).
-fn delivery_span(topic: &str, headers: &HeaderMap) -> tracing::Span {
-    let span = tracing::info_span!(
-        "delivery",
-        otel.name = format!("deliver {topic}"),
-        otel.kind = "consumer",
-        messaging.destination.name = topic,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-    );
-    if !spans::span_context(&tracing::Span::current()).is_valid() {
-        let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok());
-        spans::continue_trace(&span, traceparent);
+/// The span of one delivery handled, when it is traced: a consumer span under the request's
+/// server span, or, when the router runs without one, continuing the delivery's `traceparent`
+/// (daprd sends one on every delivery:
+/// <https://docs.dapr.io/operations/observability/tracing/w3c-tracing-overview/>) when its head
+/// decision samples it. An unsampled delivery gets no span; its `traceparent` is rewritten when
+/// this process's sampler cleared the flag the sidecar set, so the handler passes the decision on.
+fn delivery_span(topic: &str, headers: &mut HeaderMap) -> Option<tracing::Span> {
+    if !spans::exporting() {
+        return None;
     }
-    spans::record_ids(&span);
-    span
+    let make = || {
+        tracing::info_span!(
+            "delivery",
+            otel.name = format!("deliver {topic}"),
+            otel.kind = "consumer",
+            messaging.destination.name = topic,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        )
+    };
+    if spans::span_context(&tracing::Span::current()).is_valid() {
+        let span = make();
+        spans::record_ids(&span);
+        return Some(span);
+    }
+    let incoming = headers.get("traceparent").and_then(|v| v.to_str().ok());
+    let sent_sampled = trace_context::TraceParent::from_header(incoming).is_some_and(|p| p.sampled);
+    match spans::head(incoming) {
+        spans::Head::Sampled { parent, trace_id } => Some(spans::open(parent, trace_id, make)),
+        spans::Head::Unsampled(context) => {
+            if sent_sampled && let Ok(value) = http::HeaderValue::from_str(&context.to_string()) {
+                headers.insert("traceparent", value);
+            }
+            None
+        }
+    }
 }
 
 /// The handler of a second-chance route: each dead letter goes to the handler of its original

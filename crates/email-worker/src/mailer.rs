@@ -126,18 +126,19 @@ impl Mailer {
     /// Sends one message; returns the transport's id or reply for the log. When traces are
     /// exported the send is a client span of its own, failed when the send fails.
     pub async fn send(&self, message: &Message) -> Result<String, SendError> {
-        if !dapr_http::spans::exporting() {
+        let span = dapr_http::spans::traced(None, || {
+            tracing::info_span!(
+                "smtp",
+                otel.name = "smtp send",
+                otel.kind = "client",
+                mail.transport = self.transport.kind(),
+                trace_id = tracing::field::Empty,
+                span_id = tracing::field::Empty,
+            )
+        });
+        let Some(span) = span else {
             return self.transmit(message).await;
-        }
-        let span = tracing::info_span!(
-            "smtp",
-            otel.name = "smtp send",
-            otel.kind = "client",
-            mail.transport = self.transport.kind(),
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
-        );
-        dapr_http::spans::record_ids(&span);
+        };
         let sent = self.transmit(message).instrument(span.clone()).await;
         if let Err(SendError::Transient(reason) | SendError::Permanent(reason)) = &sent {
             dapr_http::spans::fail(&span, reason);

@@ -112,18 +112,20 @@ async fn scan_loop(ctx: &Context, stop: &Shutdown) {
 /// One scan, in a root span of its own when traces are exported (each reminder it publishes is
 /// a span of its task's trace, linked to this one).
 async fn traced_scan(ctx: &Context) -> Result<scanner::ScanReport, Error> {
-    if !dapr_http::spans::exporting() {
+    // A trace of its own, sampled like any new trace.
+    let span = dapr_http::spans::traced_from(None, || {
+        tracing::info_span!(
+            parent: None,
+            "scan",
+            otel.name = "reminder scan",
+            reminders.published = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        )
+    });
+    let Some(span) = span else {
         return scanner::scan(ctx).await;
-    }
-    let span = tracing::info_span!(
-        parent: None,
-        "scan",
-        otel.name = "reminder scan",
-        reminders.published = tracing::field::Empty,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-    );
-    dapr_http::spans::record_ids(&span);
+    };
     let scanned = scanner::scan(ctx).instrument(span.clone()).await;
     match &scanned {
         Ok(report) => {

@@ -264,22 +264,24 @@ async fn publish_reminder(
     record: &TaskRecord,
     envelope: &events::Envelope<events::TaskDueSoon>,
 ) -> Result<(), Error> {
-    if !dapr_http::spans::exporting() {
-        return Ok(ctx.dapr.publish(&ctx.pubsub, envelope).await?);
-    }
     let scan = dapr_http::spans::span_context(&tracing::Span::current());
-    let span = tracing::info_span!(
-        "reminder",
-        otel.name = "reminder publish",
-        otel.kind = "producer",
-        task_id = %record.task_id,
-        event_id = %envelope.event_id,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-    );
-    dapr_http::spans::continue_trace(&span, record.traceparent.as_deref());
-    dapr_http::spans::link(&span, scan);
-    dapr_http::spans::record_ids(&span);
+    // The task's trace decides (its stored `traceparent` carries the sampled flag).
+    let span = dapr_http::spans::traced_from(record.traceparent.as_deref(), || {
+        let span = tracing::info_span!(
+            "reminder",
+            otel.name = "reminder publish",
+            otel.kind = "producer",
+            task_id = %record.task_id,
+            event_id = %envelope.event_id,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        );
+        dapr_http::spans::link(&span, scan);
+        span
+    });
+    let Some(span) = span else {
+        return Ok(ctx.dapr.publish(&ctx.pubsub, envelope).await?);
+    };
     let published = ctx
         .dapr
         .publish(&ctx.pubsub, envelope)

@@ -7,15 +7,17 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::StatusCode;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use dapr_http::DaprClient;
+use dapr_http::spans::Head;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, OnResponse as _, TraceLayer};
+use trace_context::TraceParent;
 
-use crate::trace_context::{REQUEST_ID, traceparent};
+use crate::trace_context::{REQUEST_ID, TRACEPARENT, traceparent};
 use crate::{CommonSettings, Problem, TelemetryError, health_routes, metrics_routes, prometheus};
 
 /// `routes` plus everything a service answers besides its own job. Layers added by the caller
@@ -26,7 +28,7 @@ pub fn service_router(
     dapr: DaprClient,
 ) -> Result<Router, TelemetryError> {
     let limit = common.max_body_size;
-    Ok(routes
+    let routes = routes
         .merge(health_routes(dapr))
         .merge(metrics_routes(prometheus()?))
         .fallback(|| async { Problem::not_found("no such route").into_response() })
@@ -38,7 +40,15 @@ pub fn service_router(
             TraceLayer::new_for_http()
                 .make_span_with(request_span)
                 .on_response(record_response),
-        )
+        );
+    // Only a process that exports traces decides on sampling (`init_tracing` runs before the
+    // router is built): with tracing off a request passes no extra layer.
+    let routes = if dapr_http::spans::exporting() {
+        routes.layer(middleware::map_request(decide_head))
+    } else {
+        routes
+    };
+    Ok(routes
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid)))
 }
@@ -68,9 +78,36 @@ async fn limit_body(State(limit): State<usize>, request: Request, next: Next) ->
     response
 }
 
+/// Probes and scrapes would each be a trace of their own, every few seconds; daprd leaves its
+/// health checks out of its traces too (`pkg/diagnostics/http_tracing.go`).
+fn is_probe(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics")
+}
+
+/// When traces are exported, takes the request's head sampling decision before any span exists
+/// and leaves it in the request's extensions for [`request_span`]. An unsampled request's
+/// `traceparent` becomes the context it passes on (a new trace's, or the caller's with the
+/// sampled flag cleared), so handlers forward the decision as they forward the header.
+async fn decide_head(mut request: Request) -> Request {
+    if is_probe(request.uri().path()) {
+        return request;
+    }
+    let incoming = traceparent(request.headers());
+    let head = dapr_http::spans::head(incoming);
+    if let Head::Unsampled(context) = head
+        && TraceParent::from_header(incoming) != Some(context)
+        && let Ok(value) = HeaderValue::from_str(&context.to_string())
+    {
+        request.headers_mut().insert(TRACEPARENT, value);
+    }
+    request.extensions_mut().insert(head);
+    request
+}
+
 /// The span every request runs in: method, path, request id and, when the caller sent a valid
-/// one, its `traceparent`, so a service's log lines join the caller's trace. When traces are
-/// exported it is also the request's server span, continuing that `traceparent`.
+/// one, its `traceparent`, so a service's log lines join the caller's trace. When the request's
+/// trace is sampled it is also the request's server span, continuing that `traceparent`; when
+/// it is not, the log span carries the trace id the request passes on.
 fn request_span(request: &Request) -> tracing::Span {
     let request_id = request
         .headers()
@@ -79,37 +116,37 @@ fn request_span(request: &Request) -> tracing::Span {
         .unwrap_or_default();
     let incoming = traceparent(request.headers());
     let (method, path) = (request.method().as_str(), request.uri().path());
-    // Probes and scrapes would each be a trace of their own, every few seconds; daprd leaves
-    // its health checks out of its traces too (`pkg/diagnostics/http_tracing.go`).
-    let probe = matches!(path, "/healthz" | "/readyz" | "/metrics");
-    if !dapr_http::spans::exporting() || probe {
+    let Some(&Head::Sampled { parent, trace_id }) = request.extensions().get::<Head>() else {
         let span = tracing::info_span!(
             "http",
             method,
             path,
             request_id,
             traceparent = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
         );
         if let Some(traceparent) = incoming {
             span.record("traceparent", traceparent);
         }
+        if let Some(Head::Unsampled(context)) = request.extensions().get::<Head>() {
+            span.record("trace_id", tracing::field::display(context.trace_id));
+        }
         return span;
-    }
-    let span = tracing::info_span!(
-        "http",
-        otel.name = format!("{method} {path}"),
-        otel.kind = "server",
-        http.request.method = method,
-        url.path = path,
-        http.response.status_code = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-        request_id,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
-    );
-    dapr_http::spans::continue_trace(&span, incoming);
-    dapr_http::spans::record_ids(&span);
-    span
+    };
+    dapr_http::spans::open(parent, trace_id, || {
+        tracing::info_span!(
+            "http",
+            otel.name = format!("{method} {path}"),
+            otel.kind = "server",
+            http.request.method = method,
+            url.path = path,
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            request_id,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+        )
+    })
 }
 
 /// Records the status on the request's server span (a 5xx marks it failed), then logs as the

@@ -15,8 +15,11 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing::subscriber::Interest;
+use tracing::{Level, Metadata, Subscriber};
 use tracing_subscriber::filter::LevelFilter;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
@@ -81,7 +84,7 @@ pub fn init_tracing(service: &str) -> Result<(), TelemetryError> {
         layers.push(
             tracing_opentelemetry::layer()
                 .with_tracer(export.tracer("todo-services"))
-                .with_filter(LevelFilter::INFO)
+                .with_filter(SampledTraces)
                 .boxed(),
         );
     }
@@ -93,12 +96,43 @@ pub fn init_tracing(service: &str) -> Result<(), TelemetryError> {
     if let Some(export) = export
         && installed
     {
+        dapr_http::spans::set_sampling(export.sampling());
         let _ = EXPORT.set(export);
         dapr_http::spans::set_exporting(true);
         tracing::info!(service, "exporting traces over OTLP");
     }
     tracing::debug!(service, "tracing initialised");
     Ok(())
+}
+
+/// The exporting layer's filter: spans and events of info and above, and only those of sampled
+/// traces: the roots [`dapr_http::spans::open`] starts after a head decision sampled them, and
+/// whatever happens inside one. Everything else never reaches the OpenTelemetry layer, so an
+/// unsampled trace builds no span data at all.
+struct SampledTraces;
+
+impl<S> Filter<S> for SampledTraces
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn enabled(&self, metadata: &Metadata<'_>, cx: &Context<'_, S>) -> bool {
+        // `cx` is scoped to this filter: the current span it finds is one this filter let in.
+        *metadata.level() <= Level::INFO
+            && (dapr_http::spans::opening().is_some() || cx.lookup_current().is_some())
+    }
+
+    fn callsite_enabled(&self, metadata: &'static Metadata<'static>) -> Interest {
+        // The answer depends on the trace at hand, so it cannot be cached per call site.
+        if *metadata.level() <= Level::INFO {
+            Interest::sometimes()
+        } else {
+            Interest::never()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::INFO)
+    }
 }
 
 /// Exports the spans still queued and stops the export, if there is one: the last step of a
@@ -151,6 +185,79 @@ pub fn metrics_routes(handle: PrometheusHandle) -> Router {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanProcessor};
+
+    /// Every span the SDK ends, i.e. every span that would be exported.
+    #[derive(Debug, Clone, Default)]
+    struct Ended(Arc<Mutex<Vec<SpanData>>>);
+
+    impl SpanProcessor for Ended {
+        fn on_start(
+            &self,
+            _span: &mut opentelemetry_sdk::trace::Span,
+            _cx: &opentelemetry::Context,
+        ) {
+        }
+        fn on_end(&self, span: SpanData) {
+            self.0.lock().unwrap().push(span);
+        }
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+        fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn only_spans_of_sampled_traces_reach_the_exporting_layer() {
+        let ended = Ended::default();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(ended.clone())
+            .with_id_generator(trace_context::HeadIds)
+            .build();
+        let subscriber = tracing_subscriber::registry().with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("test"))
+                .with_filter(SampledTraces),
+        );
+        let decided = trace_context::new_trace_id();
+        tracing::subscriber::with_default(subscriber, || {
+            // Outside a sampled trace, spans and everything in them stay out of the export.
+            let plain = tracing::info_span!("unsampled request");
+            plain.in_scope(|| {
+                let inner = tracing::info_span!("inner");
+                assert!(!dapr_http::spans::span_context(&inner).is_valid());
+                tracing::info!("a log line");
+            });
+            assert!(!dapr_http::spans::span_context(&plain).is_valid());
+            drop(plain);
+            assert!(ended.0.lock().unwrap().is_empty());
+
+            // A root opened after a sampled decision is exported with the decided trace id,
+            // and so is what happens inside it (debug spans excepted).
+            let root = dapr_http::spans::open(None, decided, || tracing::info_span!("root"));
+            root.in_scope(|| {
+                let _child = tracing::info_span!("child");
+                let _verbose = tracing::debug_span!("verbose");
+            });
+            drop(root);
+        });
+        let ended = ended.0.lock().unwrap();
+        let names: Vec<&str> = ended.iter().map(|s| s.name.as_ref()).collect();
+        assert_eq!(names, ["child", "root"]);
+        let (child, root) = (&ended[0], &ended[1]);
+        assert_eq!(root.span_context.trace_id(), decided);
+        assert_eq!(root.parent_span_id, SpanId::INVALID);
+        assert_eq!(child.span_context.trace_id(), decided);
+        assert_eq!(child.parent_span_id, root.span_context.span_id());
+        assert_ne!(decided, TraceId::INVALID);
+    }
 
     #[test]
     fn concurrent_first_calls_all_get_the_handle() {

@@ -20,24 +20,9 @@ pub fn traceparent(headers: &HeaderMap) -> Option<&str> {
         .filter(|value| is_traceparent(value))
 }
 
-/// `version-traceid-parentid-flags`, lowercase hex, version not `ff`, trace and parent ids not
-/// all zero. Later versions may append fields, so more than four parts are accepted.
+/// Whether `value` is a valid `traceparent` by the W3C rules ([`trace_context::TraceParent`]).
 pub fn is_traceparent(value: &str) -> bool {
-    let parts: Vec<&str> = value.split('-').collect();
-    let hex = |s: &str, len: usize| {
-        s.len() == len
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    let not_zero = |s: &str| s.bytes().any(|b| b != b'0');
-    parts.len() >= 4
-        && hex(parts[0], 2)
-        && parts[0] != "ff"
-        && hex(parts[1], 32)
-        && not_zero(parts[1])
-        && hex(parts[2], 16)
-        && not_zero(parts[2])
-        && hex(parts[3], 2)
+    trace_context::TraceParent::parse(value).is_ok()
 }
 
 #[cfg(test)]

@@ -5,8 +5,12 @@
 //!   URL, `/v1/traces` appended): where spans go, over HTTP/protobuf. With neither set nothing is
 //!   exported and no OpenTelemetry layer is installed, so the spans cost what they did before.
 //! * `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`: the resource (the service name defaults
-//!   to the app id); `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`: the sampler (parent-based
-//!   always-on by default); `OTEL_BSP_*`: the batch processor. The SDK reads these itself.
+//!   to the app id); `OTEL_BSP_*`: the batch processor. The SDK reads these itself.
+//! * `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`: the sampler (parent-based always-on by
+//!   default). It is applied at the head, by [`dapr_http::spans::head`], before any span is
+//!   built, rather than by the SDK once the span data exists: the SDK's sampler is always-on and
+//!   only ever sees spans of sampled traces, and the id generator gives a new root the trace id
+//!   the head decision was taken on, so every process deciding by ratio agrees.
 //!
 //! Spans are exported in batches from a thread of the SDK's own; [`TraceExport::shutdown`]
 //! flushes what is queued, which a graceful stop must call before the process exits.
@@ -14,7 +18,8 @@
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{SpanExporter, WithExportConfig as _};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use trace_context::{HeadIds, Sampling, SamplingError};
 
 /// The variables that turn export on, in the order the exporter prefers them.
 pub const ENDPOINT_VARS: [&str; 2] = [
@@ -29,12 +34,15 @@ pub enum TraceExportError {
     Endpoint { var: &'static str, value: String },
     #[error("the OTLP span exporter could not be built: {0}")]
     Exporter(String),
+    #[error(transparent)]
+    Sampling(#[from] SamplingError),
 }
 
 /// The running export: a tracer provider whose batch processor owns the exporter.
 #[derive(Debug, Clone)]
 pub struct TraceExport {
     provider: SdkTracerProvider,
+    sampling: Sampling,
 }
 
 impl TraceExport {
@@ -49,6 +57,10 @@ impl TraceExport {
                 value: endpoint,
             });
         }
+        let sampling = Sampling::from_env_values(
+            std::env::var("OTEL_TRACES_SAMPLER").ok().as_deref(),
+            std::env::var("OTEL_TRACES_SAMPLER_ARG").ok().as_deref(),
+        )?;
         // The exporter reads the endpoint variables itself (and appends `/v1/traces` to the
         // generic one); only the validation above is ours.
         let exporter = SpanExporter::builder()
@@ -59,8 +71,15 @@ impl TraceExport {
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
             .with_resource(resource(default_service_name))
+            .with_sampler(Sampler::AlwaysOn)
+            .with_id_generator(HeadIds)
             .build();
-        Ok(Some(Self { provider }))
+        Ok(Some(Self { provider, sampling }))
+    }
+
+    /// The head sampler the OpenTelemetry variables name.
+    pub fn sampling(&self) -> Sampling {
+        self.sampling
     }
 
     /// A tracer of this export, for the `tracing` layer.

@@ -9,7 +9,6 @@
 
 use base64::Engine;
 use chrono::{SecondsFormat, Utc};
-use rand::RngCore;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -30,36 +29,15 @@ impl TraceContext {
     /// A child span of the incoming `traceparent` (same trace id and flags), or a fresh unsampled
     /// root span when there is none or it is malformed.
     pub fn child_of(traceparent: Option<&str>, tracestate: Option<&str>) -> Self {
-        let mut rng = rand::rng();
-        let mut span = [0u8; 8];
-        rng.fill_bytes(&mut span);
-        let span = hex(&span);
-        let parsed = traceparent.and_then(|tp| {
-            let parts: Vec<&str> = tp.trim().split('-').collect();
-            let ok = parts.len() == 4
-                && parts[1].len() == 32
-                && parts[2].len() == 16
-                && parts[3].len() == 2
-                && parts
-                    .iter()
-                    .all(|p| p.chars().all(|c| c.is_ascii_hexdigit()))
-                && parts[1] != "0".repeat(32);
-            ok.then(|| (parts[1].to_lowercase(), parts[3].to_lowercase()))
-        });
-        let (trace_id, flags) = parsed.unwrap_or_else(|| {
-            let mut t = [0u8; 16];
-            rng.fill_bytes(&mut t);
-            (hex(&t), "00".to_string())
-        });
+        let context = trace_context::TraceParent::from_header(traceparent).map_or_else(
+            || trace_context::TraceParent::root(false),
+            |parent| parent.child(),
+        );
         Self {
-            traceparent: format!("00-{trace_id}-{span}-{flags}"),
+            traceparent: context.to_string(),
             tracestate: tracestate.unwrap_or_default().to_string(),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Publish time as daprd writes it: RFC 3339, seconds, `Z` in UTC.

@@ -102,6 +102,12 @@ impl<'a> SidecarBuilder<'a> {
         self
     }
 
+    /// Where and how much this sidecar traces (`spec.tracing` of a Configuration).
+    pub fn tracing(mut self, tracing: sidecar_core::otel::TracingOptions) -> Self {
+        self.opts.tracing = Some(tracing);
+        self
+    }
+
     /// Largest request body accepted.
     pub fn max_body_size(mut self, bytes: usize) -> Self {
         self.opts.max_body_size = bytes;

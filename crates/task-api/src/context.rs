@@ -51,22 +51,9 @@ fn is_sane_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// `version-traceid-parentid-flags`, lowercase hex, trace and parent ids not all zero.
+/// A valid `traceparent` by the W3C rules (the shared reader in service-kit).
 fn is_traceparent(value: &str) -> bool {
-    let parts: Vec<&str> = value.split('-').collect();
-    let hex = |s: &str, len: usize| {
-        s.len() == len
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    parts.len() >= 4
-        && hex(parts[0], 2)
-        && parts[0] != "ff"
-        && hex(parts[1], 32)
-        && parts[1].bytes().any(|b| b != b'0')
-        && hex(parts[2], 16)
-        && parts[2].bytes().any(|b| b != b'0')
-        && hex(parts[3], 2)
+    service_kit::trace_context::is_traceparent(value)
 }
 
 /// Middleware: resolves the context once, stores it for handlers, echoes the correlation id.

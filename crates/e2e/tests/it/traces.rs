@@ -162,12 +162,29 @@ async fn one_trace_links_the_request_the_sidecars_the_handlers_and_the_smtp_send
         system.app("task-api").unwrap().app_port
     );
 
+    // A caller that did not sample its trace: no process builds a span of it. It goes first,
+    // so by the time the sampled trace below is complete, each process has exported (in the
+    // order the spans ended) whatever it had of this one.
+    let unsampled_trace = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
+    let http = reqwest::Client::new();
+    let unsampled = http
+        .post(format!("{api}/api/tasks"))
+        .header("authorization", &bearer)
+        .header(
+            "traceparent",
+            format!("00-{unsampled_trace}-{:016x}-00", rand_u64()),
+        )
+        .json(&json!({"title": "Do not trace me", "priority": "low"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsampled.status(), 201);
+
     // The test is the trace's root: its own trace id and span id, sampled.
     let trace_id = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
     let root_span = format!("{:016x}", rand_u64());
     let due = (chrono::Utc::now() + chrono::Duration::minutes(10))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let http = reqwest::Client::new();
     let response = http
         .post(format!("{api}/api/tasks"))
         .header("authorization", &bearer)
@@ -191,6 +208,12 @@ async fn one_trace_links_the_request_the_sidecars_the_handlers_and_the_smtp_send
             panic!("{e}; spans of the trace: {got:#?}")
         });
     let span = |service: &str, name: &str| trace.find(service, name).unwrap();
+    let leaked: Vec<String> = receiver
+        .trace(&unsampled_trace)
+        .iter()
+        .map(|s| format!("{}: {}", s.service, s.name))
+        .collect();
+    assert!(leaked.is_empty(), "spans of an unsampled trace: {leaked:?}");
 
     // task-api: the handler continues the caller's trace; the publish is its child; the
     // sidecar's span of the publish call is the publish's child.

@@ -300,11 +300,12 @@ impl Deliverer {
         // With tracing on, each attempt is a span of its own, child of the event's trace
         // (daprd's postman starts one per `Deliver` call).
         let span = self.state.tracer.as_ref().map(|tracer| {
-            tracer.start(
-                format!("pubsub/{}", msg.topic),
-                p.traceparent.as_deref(),
-                crate::otel::delivery_attributes(&msg.topic),
-            )
+            tracer.start(p.traceparent.as_deref(), || {
+                (
+                    format!("pubsub/{}", msg.topic),
+                    crate::otel::delivery_attributes(&msg.topic),
+                )
+            })
         });
         let trace = match &span {
             Some(span) => cloudevent::TraceContext {

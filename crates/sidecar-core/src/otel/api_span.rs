@@ -35,21 +35,23 @@ pub async fn trace_api_call(
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut span = tracer.start(path.clone(), incoming.as_deref(), Vec::new());
+    let mut span = tracer.start(incoming.as_deref(), || (path.clone(), Vec::new()));
     let traceparent = span.traceparent();
     if let Ok(value) = HeaderValue::from_str(&traceparent) {
         request.headers_mut().insert("traceparent", value);
     }
-    let url_full = request
-        .uri()
-        .path_and_query()
-        .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned());
+    let url_full = span.is_sampled().then(|| {
+        request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| path.clone(), |pq| pq.as_str().to_owned())
+    });
     request.extensions_mut().insert(ApiSpan {
         traceparent: traceparent.clone(),
     });
     let mut response = next.run(request).await;
     let status = response.status().as_u16();
-    if span.is_sampled() {
+    if let Some(url_full) = url_full {
         let mut attributes = vec![
             KeyValue::new("dapr.protocol", "http"),
             KeyValue::new("dapr.api", format!("{method} {path}")),

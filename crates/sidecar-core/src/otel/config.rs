@@ -9,13 +9,16 @@
 //!       endpointAddress: "collector:4318"
 //!       isSecure: false
 //!       protocol: http
+//!     zipkin:
+//!       endpointAddress: "http://zipkin:9411/api/v2/spans"
 //! ```
 //!
 //! The sampler is daprd's `NewDaprTraceSampler` (`pkg/diagnostics/tracing_sampler.go`): parent
 //! based, trace-id ratio at `samplingRate` for new traces, with daprd's default rate of 1e-4
 //! when the rate is missing or not a number (`pkg/diagnostics/utils/trace_utils.go`
-//! `GetTraceSamplingRate`). Only the OTLP/HTTP exporter is built here; a Zipkin endpoint is
-//! reported and not exported to.
+//! `GetTraceSamplingRate`). As daprd (`pkg/runtime/runtime.go` `setupTracing`), each endpoint
+//! configured gets an exporter: OTLP over HTTP, and Zipkin at its full URL, both at once when
+//! both are set.
 
 use serde::Deserialize;
 
@@ -31,6 +34,8 @@ pub enum TracingConfigError {
     Protocol(String),
     #[error("spec.tracing.otel.endpointAddress `{0}` is not a host:port address")]
     Endpoint(String),
+    #[error("spec.tracing.zipkin.endpointAddress `{0}` is not an http:// or https:// URL")]
+    Zipkin(String),
 }
 
 /// Where and how much this sidecar traces.
@@ -38,8 +43,10 @@ pub enum TracingConfigError {
 pub struct TracingOptions {
     /// Ratio of new traces sampled, 0 < rate (1 and above: all).
     pub sampling_rate: f64,
-    /// The OTLP/HTTP traces URL (`http[s]://host:port/v1/traces`).
-    pub otlp_traces_url: String,
+    /// The OTLP/HTTP traces URL (`http[s]://host:port/v1/traces`), when `otel` names one.
+    pub otlp_traces_url: Option<String>,
+    /// The Zipkin v2 spans URL (`http[s]://host:port/api/v2/spans`), when `zipkin` names one.
+    pub zipkin_url: Option<String>,
 }
 
 // The rate is never NaN (`sampling_rate` keeps finite numbers only), so equality is total.
@@ -54,6 +61,8 @@ struct RawTracing {
     otel: Option<RawOtel>,
     #[serde(default)]
     zipkin: Option<RawZipkin>,
+    #[serde(default)]
+    stdout: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -78,9 +87,9 @@ struct RawZipkin {
 /// What a Configuration's `spec.tracing` asks for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TracingSection {
-    /// `Some` when spans are exported: an OTLP endpoint and a rate other than "0".
+    /// `Some` when spans are exported: an OTLP or Zipkin endpoint and a rate other than "0".
     pub options: Option<TracingOptions>,
-    /// Parts of the section this sidecar does not act on (a Zipkin endpoint), to log.
+    /// Parts of the section this sidecar does not act on (`stdout`), to log.
     pub ignored: Vec<String>,
 }
 
@@ -95,34 +104,60 @@ impl TracingOptions {
             _ => RawTracing::default(),
         };
         let mut ignored = Vec::new();
-        if let Some(zipkin) = raw.zipkin.filter(|z| !z.endpoint_address.trim().is_empty()) {
-            ignored.push(format!(
-                "spec.tracing.zipkin ({}): this sidecar exports over OTLP only",
-                zipkin.endpoint_address.trim()
-            ));
+        if raw.stdout {
+            ignored.push(
+                "spec.tracing.stdout: this sidecar exports over OTLP and Zipkin only".to_owned(),
+            );
         }
         let rate = sampling_rate(&raw.sampling_rate);
         let otel = raw.otel.filter(|o| !o.endpoint_address.trim().is_empty());
-        let Some(otel) = otel.filter(|_| rate > 0.0) else {
+        let zipkin = raw.zipkin.filter(|z| !z.endpoint_address.trim().is_empty());
+        if rate <= 0.0 || (otel.is_none() && zipkin.is_none()) {
             return Ok(TracingSection {
                 options: None,
                 ignored,
             });
-        };
-        let protocol = otel.protocol.trim().to_ascii_lowercase();
-        if !protocol.is_empty() && protocol != "http" {
-            return Err(TracingConfigError::Protocol(otel.protocol));
         }
+        let otlp_traces_url = match otel {
+            Some(otel) => {
+                let protocol = otel.protocol.trim().to_ascii_lowercase();
+                if !protocol.is_empty() && protocol != "http" {
+                    return Err(TracingConfigError::Protocol(otel.protocol));
+                }
+                Some(traces_url(
+                    otel.endpoint_address.trim(),
+                    otel.is_secure.unwrap_or(true),
+                )?)
+            }
+            None => None,
+        };
+        let zipkin_url = match zipkin {
+            Some(zipkin) => Some(zipkin_url(zipkin.endpoint_address.trim())?),
+            None => None,
+        };
         Ok(TracingSection {
             options: Some(Self {
                 sampling_rate: rate,
-                otlp_traces_url: traces_url(
-                    otel.endpoint_address.trim(),
-                    otel.is_secure.unwrap_or(true),
-                )?,
+                otlp_traces_url,
+                zipkin_url,
             }),
             ignored,
         })
+    }
+}
+
+/// daprd hands the address to the Zipkin exporter as is (`zipkin.New`), which posts to it: a
+/// full URL with its path.
+fn zipkin_url(address: &str) -> Result<String, TracingConfigError> {
+    let valid = ["http://", "https://"].iter().any(|scheme| {
+        address
+            .strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'))
+    }) && !address.contains(char::is_whitespace);
+    if valid {
+        Ok(address.to_owned())
+    } else {
+        Err(TracingConfigError::Zipkin(address.to_owned()))
     }
 }
 
@@ -174,14 +209,18 @@ mod tests {
         .unwrap();
         let options = section.options.unwrap();
         assert_eq!(options.sampling_rate, 0.5);
-        assert_eq!(options.otlp_traces_url, "http://collector:4318/v1/traces");
+        assert_eq!(
+            options.otlp_traces_url.as_deref(),
+            Some("http://collector:4318/v1/traces")
+        );
+        assert_eq!(options.zipkin_url, None);
         let secure = read(
             "  tracing:\n    samplingRate: \"1\"\n    otel:\n      endpointAddress: \"http://c.example:4318\"\n      isSecure: true\n",
         )
         .unwrap();
         assert_eq!(
-            secure.options.unwrap().otlp_traces_url,
-            "https://c.example:4318/v1/traces"
+            secure.options.unwrap().otlp_traces_url.as_deref(),
+            Some("https://c.example:4318/v1/traces")
         );
     }
 
@@ -204,7 +243,37 @@ mod tests {
         let default = read("  tracing:\n    otel:\n      endpointAddress: c:4318\n").unwrap();
         let default = default.options.unwrap();
         assert_eq!(default.sampling_rate, DEFAULT_SAMPLING_RATE);
-        assert_eq!(default.otlp_traces_url, "https://c:4318/v1/traces");
+        assert_eq!(
+            default.otlp_traces_url.as_deref(),
+            Some("https://c:4318/v1/traces")
+        );
+    }
+
+    #[test]
+    fn a_zipkin_endpoint_is_exported_to_as_given_alone_or_with_otel() {
+        let zipkin = read(
+            "  tracing:\n    samplingRate: \"1\"\n    zipkin:\n      endpointAddress: http://z:9411/api/v2/spans\n",
+        )
+        .unwrap();
+        let options = zipkin.options.unwrap();
+        assert_eq!(
+            options.zipkin_url.as_deref(),
+            Some("http://z:9411/api/v2/spans")
+        );
+        assert_eq!(options.otlp_traces_url, None);
+        assert!(zipkin.ignored.is_empty());
+        let both = read(
+            "  tracing:\n    samplingRate: \"1\"\n    otel:\n      endpointAddress: c:4318\n      isSecure: false\n    zipkin:\n      endpointAddress: https://z.example/api/v2/spans\n",
+        )
+        .unwrap()
+        .options
+        .unwrap();
+        assert!(both.otlp_traces_url.is_some() && both.zipkin_url.is_some());
+        let off = read(
+            "  tracing:\n    samplingRate: \"0\"\n    zipkin:\n      endpointAddress: http://z:9411/api/v2/spans\n",
+        )
+        .unwrap();
+        assert_eq!(off.options, None);
     }
 
     #[test]
@@ -220,10 +289,11 @@ mod tests {
         .unwrap_err();
         assert!(path.to_string().contains("c:4318/v1/traces"), "{path}");
         let zipkin = read(
-            "  tracing:\n    samplingRate: \"1\"\n    zipkin:\n      endpointAddress: http://z:9411/api/v2/spans\n",
+            "  tracing:\n    samplingRate: \"1\"\n    zipkin:\n      endpointAddress: z:9411\n",
         )
-        .unwrap();
-        assert_eq!(zipkin.options, None);
-        assert!(zipkin.ignored[0].contains("zipkin"));
+        .unwrap_err();
+        assert!(zipkin.to_string().contains("`z:9411`"), "{zipkin}");
+        let stdout = read("  tracing:\n    stdout: true\n").unwrap();
+        assert!(stdout.ignored[0].contains("stdout"));
     }
 }

@@ -9,3 +9,4 @@ mod pubsub;
 mod routing;
 mod security;
 mod state;
+mod zipkin;

@@ -61,11 +61,12 @@ pub(super) async fn settle(d: Arc<Deliverer>, batch: Vec<Waiting>) {
             Ok(prepared) => {
                 let mut event = prepared.event;
                 if let Some(tracer) = &d.state.tracer {
-                    let span = tracer.start(
-                        format!("pubsub/{}", w.msg.topic),
-                        prepared.traceparent.as_deref(),
-                        crate::otel::delivery_attributes(&w.msg.topic),
-                    );
+                    let span = tracer.start(prepared.traceparent.as_deref(), || {
+                        (
+                            format!("pubsub/{}", w.msg.topic),
+                            crate::otel::delivery_attributes(&w.msg.topic),
+                        )
+                    });
                     if let Value::Object(ce) = &mut event {
                         ce.insert("traceparent".into(), Value::String(span.traceparent()));
                     }
