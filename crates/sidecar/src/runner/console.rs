@@ -177,7 +177,8 @@ impl Served {
         app.tracing.clone().or_else(|| {
             Some(TracingOptions {
                 sampling_rate: 1.0,
-                otlp_traces_url: format!("{}/v1/traces", self.otlp_endpoint),
+                otlp_traces_url: Some(format!("{}/v1/traces", self.otlp_endpoint)),
+                zipkin_url: None,
             })
         })
     }
