@@ -128,7 +128,9 @@ fi
 mkdir -p .local/load
 echo "==> Starting the system (log: .local/load/system.log)"
 set -m # own process group, so the whole run can be stopped together
-"$BIN/sidecar" run -f "$RUN_FILE" "${scale[@]}" >.local/load/system.log 2>&1 &
+# No console: it would switch tracing on in every service and sidecar (it is the run's trace
+# receiver), and its rings would count in the runner's memory; the figures measure the system.
+"$BIN/sidecar" run -f "$RUN_FILE" --no-console "${scale[@]}" >.local/load/system.log 2>&1 &
 runner=$!
 set +m
 

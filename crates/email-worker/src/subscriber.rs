@@ -155,12 +155,34 @@ async fn screen<T: EventPayload>(
                     age,
                 ));
             }
-            let span = tracing::info_span!(
-                "email",
-                event_id = %envelope.event_id,
-                event_type = kind.as_str(),
-                correlation_id = %envelope.correlation_id,
-            );
+            // A batch comes in one request, so no delivery span is opened for each event by the
+            // router: open it here, continuing the trace the event came with, so its email and
+            // SMTP send hang off that trace as they do for a single delivery.
+            let delivery = dapr_http::spans::traced_from(traceparent.as_deref(), || {
+                tracing::info_span!(
+                    "delivery",
+                    otel.name = format!("deliver {}", T::TOPIC),
+                    otel.kind = "consumer",
+                    messaging.destination.name = %T::TOPIC,
+                    trace_id = tracing::field::Empty,
+                    span_id = tracing::field::Empty,
+                )
+            });
+            let span = match delivery.as_ref().and_then(tracing::Span::id) {
+                Some(parent) => tracing::info_span!(
+                    parent: parent,
+                    "email",
+                    event_id = %envelope.event_id,
+                    event_type = kind.as_str(),
+                    correlation_id = %envelope.correlation_id,
+                ),
+                None => tracing::info_span!(
+                    "email",
+                    event_id = %envelope.event_id,
+                    event_type = kind.as_str(),
+                    correlation_id = %envelope.correlation_id,
+                ),
+            };
             Screened::Email(Box::new(Trigger {
                 notification: notification(envelope),
                 traceparent,
