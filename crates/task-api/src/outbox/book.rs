@@ -85,6 +85,36 @@ impl Sequence {
             saved_low: 0,
         }
     }
+
+    /// Takes the next reserved number of writer `instance`: `None` when the reserved ones are
+    /// used up (the caller reserves a block and asks again); the flag says the next block is
+    /// due, half-way through this one.
+    fn take(&mut self, instance: Uuid) -> Option<(u64, bool)> {
+        if self.instance != instance {
+            *self = Sequence::new(instance);
+        }
+        if self.next < self.high {
+            let seq = self.next;
+            self.next += 1;
+            let ahead = self.high - self.next == RANGE_BLOCK / 2;
+            Some((seq, ahead))
+        } else {
+            None
+        }
+    }
+
+    /// The range to store so that its `low` rises to the lowest number this writer may still
+    /// have a key under (per `book`), or `None` when the stored one is already there.
+    fn low_to_save(&self, book: &Book) -> Option<EventRange> {
+        let low = book.lowest(self.instance).unwrap_or(self.next);
+        if low <= self.saved_low || self.high == 0 {
+            return None;
+        }
+        Some(EventRange {
+            low,
+            high: self.high,
+        })
+    }
 }
 
 impl Outbox {
@@ -106,20 +136,7 @@ impl Outbox {
     /// background, so requests seldom wait for it).
     pub(super) async fn allocate(&self, instance: Uuid) -> Result<u64, StoreError> {
         loop {
-            let ahead = {
-                let mut sequence = self.sequence();
-                if sequence.instance != instance {
-                    *sequence = Sequence::new(instance);
-                }
-                if sequence.next < sequence.high {
-                    let seq = sequence.next;
-                    sequence.next += 1;
-                    let ahead = sequence.high - sequence.next == RANGE_BLOCK / 2;
-                    Some((seq, ahead))
-                } else {
-                    None
-                }
-            };
+            let ahead = self.sequence().take(instance);
             match ahead {
                 Some((seq, ahead)) => {
                     if ahead {
@@ -161,25 +178,18 @@ impl Outbox {
     /// Raises the stored `low` of the current writer id to its lowest entry still in the book.
     pub(super) async fn save_low(&self) -> Result<(), StoreError> {
         let _turn = self.range_turn.lock().await;
-        let (instance, next, high, saved_low) = {
+        let (instance, range) = {
             let sequence = self.sequence();
-            (
-                sequence.instance,
-                sequence.next,
-                sequence.high,
-                sequence.saved_low,
-            )
+            let range = sequence.low_to_save(&self.book());
+            (sequence.instance, range)
         };
-        let low = self.book().lowest(instance).unwrap_or(next);
-        if low <= saved_low || high == 0 {
+        let Some(range) = range else {
             return Ok(());
-        }
-        self.repository
-            .save_event_range(instance, EventRange { low, high })
-            .await?;
+        };
+        self.repository.save_event_range(instance, range).await?;
         let mut sequence = self.sequence();
         if sequence.instance == instance {
-            sequence.saved_low = sequence.saved_low.max(low);
+            sequence.saved_low = sequence.saved_low.max(range.low);
         }
         Ok(())
     }
@@ -248,3 +258,4 @@ impl Outbox {
         }
     }
 }
+
