@@ -3,7 +3,7 @@
 //! `outbox-range:{instance}` before use, so a replica draining a dead writer knows which keys to
 //! look for).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
@@ -74,6 +74,9 @@ pub(super) struct Sequence {
     next: u64,
     high: u64,
     saved_low: u64,
+    /// Numbers handed out whose entries are not in the book yet: a request may still write
+    /// their keys, so `low` must not pass them though the book does not show them.
+    untracked: BTreeSet<u64>,
 }
 
 impl Sequence {
@@ -83,6 +86,7 @@ impl Sequence {
             next: 0,
             high: 0,
             saved_low: 0,
+            untracked: BTreeSet::new(),
         }
     }
 
@@ -96,6 +100,7 @@ impl Sequence {
         if self.next < self.high {
             let seq = self.next;
             self.next += 1;
+            self.untracked.insert(seq);
             let ahead = self.high - self.next == RANGE_BLOCK / 2;
             Some((seq, ahead))
         } else {
@@ -106,7 +111,10 @@ impl Sequence {
     /// The range to store so that its `low` rises to the lowest number this writer may still
     /// have a key under (per `book`), or `None` when the stored one is already there.
     fn low_to_save(&self, book: &Book) -> Option<EventRange> {
-        let low = book.lowest(self.instance).unwrap_or(self.next);
+        let low = [book.lowest(self.instance), self.untracked.first().copied()]
+            .into_iter()
+            .flatten()
+            .fold(self.next, u64::min);
         if low <= self.saved_low || self.high == 0 {
             return None;
         }
@@ -114,6 +122,13 @@ impl Sequence {
             low,
             high: self.high,
         })
+    }
+
+    /// Number `id` is in the book now, which holds `low` below it from here on.
+    fn tracked(&mut self, id: EntryId) {
+        if id.0 == self.instance {
+            self.untracked.remove(&id.1);
+        }
     }
 }
 
@@ -209,6 +224,9 @@ impl Outbox {
                 bytes,
             },
         );
+        // Only once the book holds it: in between, one of the two always keeps `low` below it.
+        drop(book);
+        self.sequence().tracked(id);
         key
     }
 
@@ -259,3 +277,40 @@ impl Outbox {
     }
 }
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    /// Takes a number of `instance` the way `Outbox::allocate` does, raising `high` by a block
+    /// (what `reserve` stores) when the reserved ones are used up; `None`: refused.
+    fn allocate(sequence: &mut Sequence, instance: Uuid) -> Option<u64> {
+        for _ in 0..2 {
+            if let Some((seq, _)) = sequence.take(instance) {
+                return Some(seq);
+            }
+            if sequence.instance == instance {
+                sequence.high += RANGE_BLOCK;
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn low_never_passes_a_number_taken_but_not_yet_in_the_book() {
+        let writer = Uuid::new_v4();
+        let mut sequence = Sequence::new(writer);
+        let book = Book::default();
+        let seq = allocate(&mut sequence, writer).unwrap();
+        // The request has its number and has not entered its entry yet: the cleaner runs now.
+        let low = sequence.low_to_save(&book);
+        assert!(
+            low.is_none_or(|range| range.low <= seq),
+            "low {low:?} passes number {seq}, whose key may still be written"
+        );
+        // Entered and then deleted: nothing holds `low` back any more.
+        sequence.tracked((writer, seq));
+        let low = sequence.low_to_save(&book).map(|range| range.low);
+        assert_eq!(low, Some(seq + 1));
+    }
+}
