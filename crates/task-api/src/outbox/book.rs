@@ -3,7 +3,7 @@
 //! `outbox-range:{instance}` before use, so a replica draining a dead writer knows which keys to
 //! look for).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use uuid::Uuid;
 
@@ -77,6 +77,9 @@ pub(super) struct Sequence {
     /// Numbers handed out whose entries are not in the book yet: a request may still write
     /// their keys, so `low` must not pass them though the book does not show them.
     untracked: BTreeSet<u64>,
+    /// The ids this process wrote under before: a lapsed lease is never written under again,
+    /// and starting its numbers over would reuse keys whose entries may be unpublished.
+    retired: HashSet<Uuid>,
 }
 
 impl Sequence {
@@ -87,24 +90,38 @@ impl Sequence {
             high: 0,
             saved_low: 0,
             untracked: BTreeSet::new(),
+            retired: HashSet::new(),
         }
     }
 
     /// Takes the next reserved number of writer `instance`: `None` when the reserved ones are
     /// used up (the caller reserves a block and asks again); the flag says the next block is
-    /// due, half-way through this one.
-    fn take(&mut self, instance: Uuid) -> Option<(u64, bool)> {
+    /// due, half-way through this one. A request that took an id before the lease moved on to
+    /// a new one is refused with 503 (the client retries and gets the new id): numbering it
+    /// afresh would hand out numbers already used.
+    fn take(&mut self, instance: Uuid) -> Result<Option<(u64, bool)>, ApiError> {
         if self.instance != instance {
-            *self = Sequence::new(instance);
+            if self.retired.contains(&instance) {
+                metrics::counter!("task_api_outbox_stale_writer_total").increment(1);
+                return Err(ApiError::Unavailable(
+                    "this replica's outbox writer id changed during the request; retry".into(),
+                ));
+            }
+            let mut retired = std::mem::take(&mut self.retired);
+            retired.insert(self.instance);
+            *self = Sequence {
+                retired,
+                ..Sequence::new(instance)
+            };
         }
         if self.next < self.high {
             let seq = self.next;
             self.next += 1;
             self.untracked.insert(seq);
             let ahead = self.high - self.next == RANGE_BLOCK / 2;
-            Some((seq, ahead))
+            Ok(Some((seq, ahead)))
         } else {
-            None
+            Ok(None)
         }
     }
 
@@ -149,9 +166,9 @@ impl Outbox {
     /// Takes the next event number of writer `instance`, reserving a block in the store first
     /// when the reserved ones are used up (and, half-way through a block, the next block in the
     /// background, so requests seldom wait for it).
-    pub(super) async fn allocate(&self, instance: Uuid) -> Result<u64, StoreError> {
+    pub(super) async fn allocate(&self, instance: Uuid) -> Result<u64, ApiError> {
         loop {
-            let ahead = self.sequence().take(instance);
+            let ahead = self.sequence().take(instance)?;
             match ahead {
                 Some((seq, ahead)) => {
                     if ahead {
@@ -280,14 +297,18 @@ impl Outbox {
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
+    use std::collections::HashSet;
+
     use super::*;
 
     /// Takes a number of `instance` the way `Outbox::allocate` does, raising `high` by a block
     /// (what `reserve` stores) when the reserved ones are used up; `None`: refused.
     fn allocate(sequence: &mut Sequence, instance: Uuid) -> Option<u64> {
         for _ in 0..2 {
-            if let Some((seq, _)) = sequence.take(instance) {
-                return Some(seq);
+            match sequence.take(instance) {
+                Ok(Some((seq, _))) => return Some(seq),
+                Ok(None) => {}
+                Err(_) => return None,
             }
             if sequence.instance == instance {
                 sequence.high += RANGE_BLOCK;
@@ -312,5 +333,22 @@ mod tests {
         sequence.tracked((writer, seq));
         let low = sequence.low_to_save(&book).map(|range| range.low);
         assert_eq!(low, Some(seq + 1));
+    }
+
+    #[test]
+    fn a_number_is_never_handed_out_twice_for_one_writer_id() {
+        let (lapsed, current) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut sequence = Sequence::new(lapsed);
+        let mut given = HashSet::new();
+        // Requests that took the lapsed id before the lease ran out alternate with those
+        // holding the new one.
+        for instance in [lapsed, lapsed, current, lapsed, current, lapsed] {
+            if let Some(seq) = allocate(&mut sequence, instance) {
+                assert!(
+                    given.insert((instance, seq)),
+                    "number {seq} of {instance} handed out twice"
+                );
+            }
+        }
     }
 }
