@@ -26,6 +26,9 @@ pub enum TxnFault {
     ApplyOnly(&'static str),
     /// Apply every operation except those whose key starts with this prefix; answer 500.
     Skip(&'static str),
+    /// Answer 504 at once, with no word from the store, and apply the whole transaction this
+    /// long afterwards: a sidecar that timed out on a write it still carries out.
+    Late(Duration),
 }
 
 #[derive(Debug, Default)]
@@ -237,6 +240,19 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     };
     let keep: Box<dyn Fn(&str) -> bool + Send> = match fault {
         TxnFault::Fail => return failed(),
+        TxnFault::Late(delay) => {
+            let proxy = proxy.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let applied = send(&proxy, method, &path, &headers, body).await;
+                assert!(applied.status().is_success(), "late transaction applied");
+            });
+            return (
+                StatusCode::GATEWAY_TIMEOUT,
+                "no answer from the sidecar in time",
+            )
+                .into_response();
+        }
         TxnFault::ApplyOnly(prefix) => Box::new(move |key| key.starts_with(prefix)),
         TxnFault::Skip(prefix) => Box::new(move |key| !key.starts_with(prefix)),
     };

@@ -47,6 +47,25 @@ impl Committed {
     }
 }
 
+/// Whether a failed write is known to be over: the store answered, or the request never left
+/// this process. Only then does a read after it show all it did. Otherwise (the sidecar
+/// unreachable or timed out, a 5xx that is not the store's verdict on the transaction, an
+/// unreadable answer) the write may still apply later.
+fn store_answered(error: &DaprError) -> bool {
+    matches!(
+        error,
+        DaprError::Transaction { .. }
+            | DaprError::EtagMismatch { .. }
+            | DaprError::BadRequest { .. }
+            | DaprError::StoreNotFound { .. }
+            | DaprError::Unauthorized { .. }
+            | DaprError::Forbidden { .. }
+            | DaprError::Settings(_)
+            | DaprError::Client(_)
+            | DaprError::Encode { .. }
+    )
+}
+
 impl Outbox {
     /// Applies one change of task `task_id` (owned by `user_id`): reads the task and its index
     /// bucket, lets `plan` decide, and writes the new record, its index summary and its event's
@@ -150,6 +169,17 @@ impl Outbox {
                 }
                 self.repository.repair_index(&record, None).await?;
                 return Ok(Commit::Committed(Committed::new(id, record, entry)));
+            }
+            if !store_answered(&error) {
+                // The store never gave its word on the transaction, which may still apply after
+                // the read above: that read proves nothing. Forgetting the entry would lose the
+                // event of a change landing later (no relay of this process would know it, and
+                // `low` would pass its number); the relay judges it from the task record after
+                // the grace period. Not retried: a second attempt could commit it twice.
+                self.set_stage(id, Stage::Unknown);
+                tracing::warn!(%error, event_id = %entry.event_id,
+                    "transaction failed without an answer from the store; the relay will judge it");
+                return Err(error.into());
             }
             if after.wrote_extra() {
                 // Written without its change: a phantom, deleted (and counted) by the next sweep.

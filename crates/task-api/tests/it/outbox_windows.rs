@@ -232,3 +232,28 @@ async fn a_shard_the_broker_does_not_drain_refuses_changes_before_the_request_li
     .await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_change_whose_transaction_applies_after_a_failure_without_an_answer_is_published() {
+    let app = spawn_proxied(&[("OUTBOX_GRACE_PERIOD", "1s")]).await;
+    let user = app.user();
+    let id = app.create_ok(&user, "late").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let proxy = app.proxy.as_ref().unwrap();
+    // The sidecar gives up on the transaction without an answer from the store and applies it
+    // after the writer's read has looked: the read cannot tell that it did not commit.
+    proxy.fault_next_transaction(TxnFault::Late(Duration::from_millis(500)));
+    let response = app
+        .patch(&user, &id, json!({"title": "changed"}), Some("\"1\""))
+        .await;
+    assert!(
+        response.status().is_server_error(),
+        "the outcome was unknown when the request ended"
+    );
+    let events = app.wait_events("task-updated", &id, 1).await;
+    assert_eq!(events[0]["data"]["data"]["task"]["version"], 2);
+    app.stop().await;
+}
+
