@@ -143,7 +143,7 @@ impl Outbox {
                 let limit = self.repository.limit();
                 if opens(state.record(), &record) {
                     let cap = limit.cap_of(state.bucket());
-                    if self.repository.repair_index(&record, Some(cap)).await? == Repair::Full {
+                    if self.repair_committed(&record, Some(cap)).await == Some(Repair::Full) {
                         if self.repository.undo_change(&after, state.record()).await? {
                             self.set_stage(id, Stage::Abandoned);
                             tracing::warn!(%error, event_id = %entry.event_id,
@@ -167,7 +167,7 @@ impl Outbox {
                     tracing::error!(%save_error, event_id = %entry.event_id,
                         "could not record the event of a committed change; it is published from memory");
                 }
-                self.repository.repair_index(&record, None).await?;
+                self.repair_committed(&record, None).await;
                 return Ok(Commit::Committed(Committed::new(id, record, entry)));
             }
             if !store_answered(&error) {
@@ -201,6 +201,22 @@ impl Outbox {
             }
             metrics::counter!("task_api_conflict_retries_total").increment(1);
             self.repository.back_off(attempt).await?;
+        }
+    }
+
+    /// Puts the owner's index right after a change that committed; `None`: it could not. The
+    /// failure is logged and counted, never returned: the change and its event stand, and a
+    /// client told otherwise would retry and make a second change (a second event, a second
+    /// email). The next change of the task writes its summary again.
+    async fn repair_committed(&self, record: &TaskRecord, cap: Option<u64>) -> Option<Repair> {
+        match self.repository.repair_index(record, cap).await {
+            Ok(repair) => Some(repair),
+            Err(error) => {
+                metrics::counter!("task_api_index_repair_failures_total").increment(1);
+                tracing::error!(%error, task_id = %record.task.task_id,
+                    "could not put the index right after a committed change; it disagrees with the task until the task's next change");
+                None
+            }
         }
     }
 

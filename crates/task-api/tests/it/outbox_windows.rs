@@ -257,3 +257,27 @@ async fn a_change_whose_transaction_applies_after_a_failure_without_an_answer_is
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_committed_change_succeeds_when_its_index_repair_fails() {
+    let app = spawn_proxied(&[]).await;
+    let user = app.user();
+    let id = app.create_ok(&user, "repair").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let proxy = app.proxy.as_ref().unwrap();
+    // Only the task write applies (the priority changes its index summary too); then the
+    // store refuses every write of the index head, so the repair that follows fails.
+    proxy.fault_next_transaction(TxnFault::ApplyOnly("task:"));
+    proxy.fail_next_saves("user:", 1_000);
+    let response = app
+        .patch(&user, &id, json!({"priority": "urgent"}), Some("\"1\""))
+        .await;
+    assert_eq!(response.status(), 200, "the change committed");
+    assert_eq!(response.headers()["etag"], "\"2\"");
+    let events = app.wait_events("task-updated", &id, 1).await;
+    assert_eq!(events[0]["data"]["data"]["task"]["version"], 2);
+    assert_eq!(app.events_of("task-updated", &id).len(), 1);
+    proxy.fail_next_saves("user:", 0);
+    app.stop().await;
+}
