@@ -163,7 +163,9 @@ function route() {
   const hash = (location.hash || '#/events').split('?')[0];
   const parts = hash.replace(/^#\/?/, '').split('/');
   const name = views[parts[0]] ? parts[0] : 'events';
-  const arg = parts.slice(1).map(decodeURIComponent).join('/');
+  // A malformed escape in a hand-typed hash must not leave the view blank: keep it as typed.
+  const decode = (part) => { try { return decodeURIComponent(part); } catch { return part; } };
+  const arg = parts.slice(1).map(decode).join('/');
   for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.view === name);
   if (cleanup) cleanup();
   cleanup = null;

@@ -1,7 +1,8 @@
 //! The console's guard: a token on every request when one is configured (the runner configures
-//! one whenever the console listens beyond loopback), the `X-Console-Action` header on the one
-//! write (replay), and security headers on every answer: the page's Content-Security-Policy,
-//! `nosniff`, no referrer, no framing by other sites.
+//! one whenever the console listens beyond loopback); without one, only requests naming a
+//! loopback host; the `X-Console-Action` header on the one write (replay); and security headers
+//! on every answer: the page's Content-Security-Policy, `nosniff`, no referrer, no framing by
+//! other sites.
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -33,9 +34,39 @@ pub(crate) async fn guard(
         secure(&mut response);
         return response;
     }
+    if console.inner.settings.token.is_none() && !loopback_host(&request) {
+        let mut response = (
+            StatusCode::FORBIDDEN,
+            "the console answers only requests to localhost, 127.0.0.1 or [::1]",
+        )
+            .into_response();
+        secure(&mut response);
+        return response;
+    }
     let mut response = next.run(request).await;
     secure(&mut response);
     response
+}
+
+/// True unless the request names a host other than loopback. Without a token, the loopback
+/// listener is the only guard, and a site whose name an attacker rebinds to 127.0.0.1 (DNS
+/// rebinding) reaches it from the user's browser with its own name in `Host`: such requests
+/// are refused. A request with no `Host` at all comes from no browser and is let through.
+fn loopback_host(request: &Request) -> bool {
+    let Some(host) = request.headers().get(header::HOST) else {
+        return true;
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split_once(']').map_or("", |(name, _)| name),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 fn authorized(token: &str, request: &Request) -> bool {
@@ -44,7 +75,8 @@ fn authorized(token: &str, request: &Request) -> bool {
         && request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
-            .is_some_and(|ConnectInfo(peer)| peer.ip().is_loopback())
+            // A dual-stack listener sees 127.0.0.1 as ::ffff:127.0.0.1.
+            .is_some_and(|ConnectInfo(peer)| peer.ip().to_canonical().is_loopback())
     {
         return true;
     }

@@ -37,7 +37,7 @@ pub use limits::Limits;
 pub use logs::LogStream;
 
 /// What the console is given by the runner.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Settings {
     /// Required on every request (`Authorization: Bearer` or `?token=`) when set; the runner sets
     /// one whenever the console listens on a non-loopback address.
@@ -47,6 +47,18 @@ pub struct Settings {
     /// email-worker's file-transport folder in this run.
     pub mail_dir: Option<PathBuf>,
     pub limits: Limits,
+}
+
+// Written by hand so that the token never reaches a log line.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("dead_letters", &self.dead_letters)
+            .field("mail_dir", &self.mail_dir)
+            .field("limits", &self.limits)
+            .finish()
+    }
 }
 
 /// The console of one run: its stores and settings. Cheap to clone.

@@ -237,6 +237,67 @@ async fn a_token_is_required_when_one_is_configured() {
 }
 
 #[tokio::test]
+async fn without_a_token_only_loopback_host_names_are_served() {
+    // A page of another site whose name the attacker rebinds to 127.0.0.1 reaches the console
+    // with its own name in `Host`: refused, so it cannot read state, emails or logs.
+    let console = console(Settings::default());
+    for host in [
+        "evil.example",
+        "evil.example:9999",
+        "127.0.0.1.evil.example",
+    ] {
+        let request = Request::get("/api/apps")
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, _) = call(&console, request).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "Host {host}");
+        assert!(headers.contains_key(header::CONTENT_SECURITY_POLICY));
+    }
+    for host in [
+        "127.0.0.1:9999",
+        "localhost:9999",
+        "localhost",
+        "[::1]:9999",
+    ] {
+        let request = Request::get("/api/apps")
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, _) = call(&console, request).await;
+        assert_eq!(status, StatusCode::OK, "Host {host}");
+    }
+    // With a token (a console beyond loopback), the token is the guard and any name may be used.
+    let console = console_with_token();
+    let request = Request::get("/api/apps")
+        .header(header::HOST, "console.lan:9999")
+        .header(header::AUTHORIZATION, "Bearer s3cret-token")
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, _) = call(&console, request).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_token_never_shows_in_debug_output() {
+    let settings = Settings {
+        token: Some("s3cret-token".into()),
+        ..Settings::default()
+    };
+    let console = console_with_token();
+    for text in [format!("{settings:?}"), format!("{console:?}")] {
+        assert!(!text.contains("s3cret-token"), "{text}");
+    }
+}
+
+fn console_with_token() -> Console {
+    console(Settings {
+        token: Some("s3cret-token".into()),
+        ..Settings::default()
+    })
+}
+
+#[tokio::test]
 async fn replay_requires_the_action_header() {
     let console = console(Settings::default());
     let (status, _, body) = call(
