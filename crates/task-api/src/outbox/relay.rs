@@ -31,6 +31,19 @@ pub struct RelayReport {
     pub failed: usize,
 }
 
+/// What [`Outbox::settle`] did with an entry.
+enum Settled {
+    Published,
+    /// Committed, but the publish failed: the next pass tries again.
+    PublishFailed,
+    /// Its change never committed.
+    Discarded,
+    /// Its task could not be read: the next pass judges it again.
+    Unread,
+    /// Older than its task's recorded history: kept, never published.
+    Unproven,
+}
+
 /// Whether an entry's change committed.
 enum Verdict {
     Committed,
@@ -69,51 +82,12 @@ impl Outbox {
             Some(cutoff),
         );
         for (id, pending) in waiting {
-            let entry = &pending.entry;
-            let verdict = if pending.stage == Stage::Committed {
-                Verdict::Committed
-            } else {
-                match self.verdict(entry).await {
-                    Ok(verdict) => verdict,
-                    Err(error) => {
-                        report.failed += 1;
-                        tracing::warn!(%error, event_id = %entry.event_id,
-                            "outbox relay could not read the task of an entry; will retry");
-                        continue;
-                    }
-                }
-            };
-            match verdict {
-                Verdict::Committed => match self.send(entry).await {
-                    Ok(()) => {
-                        metrics::counter!("task_api_events_published_total", "path" => "relay", "topic" => entry.topic.clone()).increment(1);
-                        tracing::info!(event_id = %entry.event_id, topic = %entry.topic,
-                            task_id = %entry.task_id, version = entry.version, "outbox relay published an event");
-                        report.published += 1;
-                        self.set_stage(id, Stage::Published);
-                    }
-                    Err(error) => {
-                        report.failed += 1;
-                        self.set_stage(id, Stage::Committed);
-                        tracing::warn!(%error, event_id = %entry.event_id,
-                            "outbox relay could not publish; will retry");
-                    }
-                },
-                Verdict::NotCommitted => {
-                    tracing::warn!(event_id = %entry.event_id, topic = %entry.topic,
-                        task_id = %entry.task_id, version = entry.version,
-                        "outbox entry of a change that never committed; discarded");
-                    report.discarded += 1;
-                    self.set_stage(id, Stage::Abandoned);
-                }
-                Verdict::Unproven => {
-                    metrics::counter!("task_api_outbox_unproven_total").increment(1);
-                    tracing::error!(event_id = %entry.event_id, task_id = %entry.task_id,
-                        version = entry.version,
-                        "outbox entry older than its task's recorded history and never confirmed \
-                         by its writer; kept unpublished");
-                    report.unproven += 1;
-                }
+            let known_committed = pending.stage == Stage::Committed;
+            match self.settle(&pending.entry, known_committed, report).await {
+                Settled::Published => self.set_stage(id, Stage::Published),
+                Settled::PublishFailed => self.set_stage(id, Stage::Committed),
+                Settled::Discarded => self.set_stage(id, Stage::Abandoned),
+                Settled::Unread | Settled::Unproven => {}
             }
         }
     }
@@ -186,53 +160,15 @@ impl Outbox {
                 report.kept += 1;
                 continue;
             }
-            let verdict = if entry.committed {
-                Verdict::Committed
-            } else {
-                match self.verdict(entry).await {
-                    Ok(verdict) => verdict,
-                    Err(error) => {
-                        report.failed += 1;
-                        tracing::warn!(%error, event_id = %entry.event_id,
-                            "outbox relay could not read the task of an entry; will retry");
-                        continue;
-                    }
-                }
-            };
-            match verdict {
-                Verdict::Committed => match self.send(entry).await {
-                    Ok(()) => {
-                        metrics::counter!("task_api_events_published_total", "path" => "relay", "topic" => entry.topic.clone()).increment(1);
-                        tracing::info!(event_id = %entry.event_id, topic = %entry.topic,
-                            task_id = %entry.task_id, version = entry.version, "outbox relay published an event");
-                        report.published += 1;
-                        done.insert(entry.event_id);
-                    }
-                    Err(error) => {
-                        report.failed += 1;
-                        tracing::warn!(%error, event_id = %entry.event_id,
-                            "outbox relay could not publish; will retry");
-                        if !entry.committed {
-                            verified.insert(entry.event_id);
-                        }
-                    }
-                },
-                Verdict::NotCommitted => {
-                    metrics::counter!("task_api_outbox_discarded_total").increment(1);
-                    tracing::warn!(event_id = %entry.event_id, topic = %entry.topic,
-                        task_id = %entry.task_id, version = entry.version,
-                        "outbox entry of a change that never committed; discarded");
-                    report.discarded += 1;
+            match self.settle(entry, entry.committed, report).await {
+                Settled::Published | Settled::Discarded => {
                     done.insert(entry.event_id);
                 }
-                Verdict::Unproven => {
-                    metrics::counter!("task_api_outbox_unproven_total").increment(1);
-                    tracing::error!(event_id = %entry.event_id, task_id = %entry.task_id,
-                        version = entry.version,
-                        "outbox entry older than its task's recorded history and never confirmed \
-                         by its writer; kept unpublished");
-                    report.unproven += 1;
+                // Proven committed: the next pass need not read the task again.
+                Settled::PublishFailed if !entry.committed => {
+                    verified.insert(entry.event_id);
                 }
+                Settled::PublishFailed | Settled::Unread | Settled::Unproven => {}
             }
         }
         if done.is_empty() && verified.is_empty() && !current.entries.is_empty() {
@@ -256,6 +192,64 @@ impl Outbox {
                 report.failed += 1;
                 tracing::warn!(%error, key, "outbox relay could not rewrite a shard; will retry");
                 true
+            }
+        }
+    }
+
+    /// Judges one entry (from `known_committed`, else from its task's record) and publishes it
+    /// when its change committed, counting the outcome in `report`. Both the process's own
+    /// entries and a departed writer's keys go through here; the callers only keep their books.
+    async fn settle(
+        &self,
+        entry: &OutboxEntry,
+        known_committed: bool,
+        report: &mut RelayReport,
+    ) -> Settled {
+        let verdict = if known_committed {
+            Verdict::Committed
+        } else {
+            match self.verdict(entry).await {
+                Ok(verdict) => verdict,
+                Err(error) => {
+                    report.failed += 1;
+                    tracing::warn!(%error, event_id = %entry.event_id,
+                        "outbox relay could not read the task of an entry; will retry");
+                    return Settled::Unread;
+                }
+            }
+        };
+        match verdict {
+            Verdict::Committed => match self.send(entry).await {
+                Ok(()) => {
+                    metrics::counter!("task_api_events_published_total", "path" => "relay", "topic" => entry.topic.clone()).increment(1);
+                    tracing::info!(event_id = %entry.event_id, topic = %entry.topic,
+                        task_id = %entry.task_id, version = entry.version, "outbox relay published an event");
+                    report.published += 1;
+                    Settled::Published
+                }
+                Err(error) => {
+                    report.failed += 1;
+                    tracing::warn!(%error, event_id = %entry.event_id,
+                        "outbox relay could not publish; will retry");
+                    Settled::PublishFailed
+                }
+            },
+            Verdict::NotCommitted => {
+                metrics::counter!("task_api_outbox_discarded_total").increment(1);
+                tracing::warn!(event_id = %entry.event_id, topic = %entry.topic,
+                    task_id = %entry.task_id, version = entry.version,
+                    "outbox entry of a change that never committed; discarded");
+                report.discarded += 1;
+                Settled::Discarded
+            }
+            Verdict::Unproven => {
+                metrics::counter!("task_api_outbox_unproven_total").increment(1);
+                tracing::error!(event_id = %entry.event_id, task_id = %entry.task_id,
+                    version = entry.version,
+                    "outbox entry older than its task's recorded history and never confirmed \
+                     by its writer; kept unpublished");
+                report.unproven += 1;
+                Settled::Unproven
             }
         }
     }
