@@ -10,8 +10,8 @@
 #   5. cross-checks a schema cannot express (deploy/schemas/check_rendered.py): annotations vs
 #      containers, Secrets, probes, security context, HPA/PDB/Service per Deployment, network
 #      policies, the consumer table, compose vs Kubernetes components, the topic list
-#   6. docker-compose config -q (with secrets from scripts/compose-env.sh; without them it must
-#      fail), plus the Dockerfile's and the topic script's basics
+#   6. docker-compose config -q (with secrets from scripts/compose-env.sh; without any one of
+#      them it must fail naming it), plus the Dockerfile's and the topic script's basics
 #
 # Missing tools are installed (pip: kubernetes-validate check-jsonschema yamllint; apt:
 # docker-compose). Exits non-zero on the first failing step, naming the file.
@@ -200,11 +200,24 @@ step_end
 
 # --- 6. compose, Dockerfile, topic script ----------------------------------------------------
 step_start "docker-compose config -q, Dockerfile, topic script"
-# Every secret is required: without an env file compose must refuse to render.
-if env -i PATH="$PATH" docker-compose --env-file /dev/null -f docker-compose.yml config -q >/dev/null 2>&1; then
-  fail "docker-compose.yml renders without any secret set (a secret has a default)"
-fi
+# Every secret is required: with any one of them missing, compose must refuse to render and name
+# it. (Not `--env-file /dev/null`: docker-compose refuses a non-regular env file before it reads
+# the compose file, so that check would pass whatever the file says.)
 scripts/compose-env.sh "$WORK/compose.env" >/dev/null
+: >"$WORK/none.env"
+if env -i PATH="$PATH" docker-compose --env-file "$WORK/none.env" -f docker-compose.yml config -q >/dev/null 2>&1; then
+  fail "docker-compose.yml renders without any secret set"
+fi
+while IFS='=' read -r name _; do
+  case $name in '' | '#'*) continue ;; esac
+  grep -v "^$name=" "$WORK/compose.env" >"$WORK/partial.env"
+  if env -i PATH="$PATH" docker-compose --env-file "$WORK/partial.env" -f docker-compose.yml config -q \
+    >/dev/null 2>"$WORK/err"; then
+    fail "docker-compose.yml renders without $name (a default, or scripts/compose-env.sh writes an unused secret)"
+  elif ! grep -qF "$name" "$WORK/err"; then
+    fail "docker-compose.yml without $name fails without naming it: $(cat "$WORK/err")"
+  fi
+done <"$WORK/compose.env"
 if docker-compose --env-file "$WORK/compose.env" -f docker-compose.yml config -q 2>"$WORK/err"; then
   docker-compose --env-file "$WORK/compose.env" -f docker-compose.yml config >"$WORK/compose.yaml" 2>/dev/null
   "${CHECK[@]}" compose "$WORK/compose.yaml" deploy/compose/components deploy/dapr --label docker-compose.yml \
