@@ -4,7 +4,8 @@
 #   2. create a task due in 10 minutes, inside the reminder window (REMINDER_LEAD_TIME in dapr.yaml);
 #   3. show the two emails it causes (task created, task due soon) from .local/mail;
 #   4. complete the task and show its audit trail and the trail's hash-chain verification, read
-#      from audit-logger through Dapr service invocation on task-api's sidecar (port 3500).
+#      through Dapr service invocation on audit-logger's own sidecar (port 3503): the shipped
+#      access control lets no other app invoke it.
 # Needs curl and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
