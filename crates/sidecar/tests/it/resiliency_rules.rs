@@ -250,6 +250,20 @@ async fn one_breaker_serves_a_components_inbound_and_outbound_traffic() {
         breaker_is(&metrics(&s.base).await, "pubsub_todo-pubsub", "open").then_some(())
     })
     .await;
+    // The change is also in the log at warn, naming the component and the new state, so an
+    // operator sees it without turning debug logging on.
+    eventually("the breaker's change logged at warn", || async {
+        let log = s.proc.stdout.text() + &s.proc.stderr.text();
+        log.lines()
+            .any(|l| {
+                l.contains("WARN")
+                    && l.contains("circuit breaker changed state")
+                    && l.contains("pubsub_todo-pubsub")
+                    && l.contains("state=\"open\"")
+            })
+            .then_some(())
+    })
+    .await;
     let body = assert_error(
         s.publish(PUBSUB, "jobs", "", None, "{}").await,
         500,
