@@ -1,6 +1,7 @@
 //! The conformance scenarios (`support/scenarios_*.rs`) on `pubsub.kafka`: a tansu broker of each
-//! test's own holding the scenario topics, with in-memory state (the state scenarios do not
-//! touch the pub/sub and run on the other backends). Where Kafka genuinely differs, the scenario
+//! test's own holding the scenario topics, with in-memory state: every scenario but the state
+//! ones (they do not touch the pub/sub and run on the other backends) and the two that only parse
+//! flags (no component is loaded). Where Kafka genuinely differs, the scenario
 //! asserts each backend's behaviour:
 //!
 //! * a consumer group that starts at `initialOffset: oldest` receives events published before
@@ -39,7 +40,16 @@ mod api {
     use super::*;
     use support::scenarios_api as scenarios;
 
-    on_kafka!(scenarios: metadata_shape, sigterm_stops_the_sidecar_cleanly);
+    on_kafka!(scenarios:
+        healthz_waits_for_the_app_port_but_outbound_does_not,
+        metadata_shape,
+        api_token_protects_everything_but_healthz,
+        body_limit_follows_max_body_size,
+        go_style_flags_and_default_valued_unsupported_flags_are_accepted,
+        sigterm_stops_the_sidecar_cleanly,
+        error_bodies_have_daprds_shape_per_error,
+        metadata_keeps_the_fields_daprd_never_omits,
+    );
 }
 
 mod delivery {
