@@ -140,6 +140,7 @@ one_user=${tokens[0]}
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for row in "${selected[@]}"; do
+  [ "$row" = half-peak ] && continue # measured right after create, on the same system
   echo "==> $row" >&2
   case "$row" in
     create)
@@ -155,7 +156,6 @@ for row in "${selected[@]}"; do
       start_runner task-api
       drive one-user "$one_user" --concurrency "$CONNECTIONS"
       stop_runner ;;
-    half-peak) ;; # with create
     fastapi)
       start_runner fastapi
       drive fastapi "$all_users" --concurrency "$CONNECTIONS"

@@ -12,7 +12,8 @@
 # loadgen then makes N creates and waits for their N emails, and callgrind_control dumps the
 # counters: instructions (Ir) of that window ÷ N. Prints, and writes as Markdown (--out, default
 # .local/profile/callgrind.md), the Ir per operation and each process's top 15 functions,
-# inclusive and self (callgrind_annotate). Background work that runs on a timer (the outbox
+# inclusive and self (scripts/lib/callgrind_report.py reads the dumps: callgrind_annotate books
+# calls already under way when the counters were zeroed as their caller's own cost). Background work that runs on a timer (the outbox
 # relay's sweep, health probes) counts too, so the figures include a small share that follows the
 # window's length rather than N: compare runs with the same N and --concurrency.
 # Environment: PROFILE (release or debug, default release), NO_BUILD=1, BIN_DIR (the binaries'
@@ -165,49 +166,26 @@ echo "==> Measured: $creates creates and their emails" >&2
 creates_with_emails measured "$creates"
 for pid in "$runner" "$task_pid" "$email_pid"; do callgrind_control -d "$pid" >/dev/null; done
 
-# The dump of the measured window: the newest part file of each process.
+# The dump of the measured window: zeroing writes none, so it is each process's first part.
 dump_of() {
-  local file
-  file=$(ls -t "$DIR/$1.$2.out".* 2>/dev/null | head -n 1)
-  [ -n "$file" ] || die "no callgrind dump for $1 (pid $2) in $DIR"
+  local file="$DIR/$1.$2.out.1"
+  for _ in $(seq 600); do [ -s "$file" ] && break; sleep 0.1; done
+  [ -s "$file" ] || die "no callgrind dump for $1 (pid $2) at $file"
   printf '%s' "$file"
 }
-total_ir() { callgrind_annotate "$1" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }'; }
+for entry in "task-api $task_pid" "email-worker $email_pid" "sidecar $runner"; do
+  read -r name pid <<<"$entry"
+  cp "$(dump_of "$name" "$pid")" "$DIR/$name.dump"
+done
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
-{
-  echo "# callgrind: instructions per operation"
-  echo
-  echo "Commit $commit, $PROFILE build, $(valgrind --version), $(date -u +%Y-%m-%d) UTC."
-  echo "\`scripts/profile.sh --creates $creates --warmup $warmup --concurrency $concurrency\`:"
-  echo "$creates creates (8 users, $concurrency in flight) and their $creates emails, after $warmup of"
-  echo "warm-up; counters zeroed before and dumped after that window."
-  echo
-  echo "| process | Ir in the window | Ir per operation |"
-  echo "|---|---|---|"
-  for entry in "task-api $task_pid create" "email-worker $email_pid email" \
-    "sidecar $runner create (all sidecars of the run)"; do
-    read -r name pid op <<<"$entry"
-    ir=$(total_ir "$(dump_of "$name" "$pid")")
-    per=$(( ir / creates ))
-    printf '| %s | %s | %s per %s |\n' "$name" "$(printf "%'d" "$ir")" "$(printf "%'d" "$per")" "$op"
-  done
-  for entry in "task-api $task_pid" "email-worker $email_pid" "sidecar $runner"; do
-    read -r name pid <<<"$entry"
-    file=$(dump_of "$name" "$pid")
-    for mode in yes no; do
-      echo
-      if [ "$mode" = yes ]; then echo "## $name: top 15 functions, inclusive"; else echo "## $name: top 15 functions, self"; fi
-      echo
-      echo '```'
-      callgrind_annotate --inclusive="$mode" --threshold=100 "$file" 2>/dev/null \
-        | awk '/^-+$/ { rule++ } rule >= 3 && NF > 0 && $1 ~ /^[0-9,]+$/ { print; n++ } n >= 15 { exit }' \
-        | cut -c1-200
-      echo '```'
-    done
-  done
-} >"$DIR/callgrind.md"
+python3 scripts/lib/callgrind_report.py "$DIR" "$creates" \
+  "Commit $commit, $PROFILE build, $(valgrind --version), $(date -u +%Y-%m-%d) UTC, \
+\`scripts/profile.sh --creates $creates --warmup $warmup --concurrency $concurrency\`: $creates \
+creates (8 users, $concurrency in flight) and their $creates emails after $warmup of warm-up; \
+each process's counters zeroed before that window and dumped after it." \
+  >"$DIR/callgrind.md"
 mkdir -p "$(dirname "$out")"
 cp "$DIR/callgrind.md" "$out"
 cat "$out"

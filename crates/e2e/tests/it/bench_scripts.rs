@@ -193,3 +193,65 @@ fn a_quick_run_measures_every_quick_row_over_the_real_binaries() {
     assert!(order.is_sorted(), "{stdout}");
     assert!(stdout.contains("| task-api ÷ two-hop limit (req/s) |"), "{stdout}");
 }
+
+/// A callgrind dump of a window opened while a thread's loop was running: that loop's call is
+/// written with `calls=0`, and its cost must count as the call's (inclusive), not the caller's own.
+const DUMP: &str = "\
+# callgrind format
+version: 1
+creator: callgrind-3.19.0
+positions: line
+events: Ir
+summary: 910
+
+ob=(1) /bin/app
+fl=(1) main.rs
+fn=(1) thread_start
+0 10
+cfl=(2) routes.rs
+cfn=(2) task_api::routes::create_task::{{closure}}
+calls=0 0
+0 900
+
+fl=(2)
+fn=(2)
+4 300
+cfl=(3) ser.rs
+cfn=(3) serde_json::ser::to_vec
+calls=5 0
++2 600
+
+fl=(3)
+fn=(3)
+7 600
+";
+
+#[test]
+fn the_callgrind_report_counts_calls_under_way_as_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    for process in ["task-api", "email-worker", "sidecar"] {
+        std::fs::write(dir.path().join(format!("{process}.dump")), DUMP).unwrap();
+    }
+    let output = Command::new("python3")
+        .arg(workspace().join("scripts/lib/callgrind_report.py"))
+        .arg(dir.path())
+        .args(["10", "Ten creates."])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = text(&output);
+    assert!(output.status.success(), "{stderr}");
+    for line in [
+        "| task-api | 910 | 91 per create |",
+        "| email-worker | 910 | 91 per email |",
+        // Inclusive: the loop, the handler (its own 300 and the 600 it called), the serialiser.
+        "| 910 | 100.0 | 91 | `thread_start` |",
+        "| 900 | 98.9 | 90 | `task_api::routes::create_task::{{closure}}` |",
+        // Self: the loop's own 10, not the 900 of the call under way.
+        "| 600 | 65.9 | 60 | `serde_json::ser::to_vec` |",
+        "| 10 | 1.1 | 1 | `thread_start` |",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    assert!(!stdout.contains("| 910 | 100.0 | 91 | `thread_start` |\n| 600"), "{stdout}");
+}
