@@ -24,7 +24,8 @@
 # .local/bench/table.json) and the Markdown beside it (.md); each row's loadgen result stays in
 # .local/bench/<time>/. Environment: PROFILE (release or debug, default release), NO_BUILD=1 (use
 # the binaries already built), BIN_DIR (where they are, default target/$PROFILE), BENCH_PORT_BASE
-# (first of the two loopback ports of a row, default 18400). fastapi makes the virtualenv scripts/bench-fastapi.sh makes (python3, PyPI). Traffic
+# (first of the two loopback ports of a row, default 18400), BENCH_SYSTEM_PORT_OFFSET (added to
+# dapr.yaml's ports and the SMTP sink's 2525 for the whole-system rows, default 10000). fastapi makes the virtualenv scripts/bench-fastapi.sh makes (python3, PyPI). Traffic
 # stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -98,6 +99,9 @@ BIN=${BIN_DIR:-target/$PROFILE}
 PORT_BASE=${BENCH_PORT_BASE:-18400}
 case "$PORT_BASE" in ''|*[!0-9]*) die "BENCH_PORT_BASE must be a port number" ;; esac
 [ "$PORT_BASE" -ge 1024 ] && [ "$PORT_BASE" -le 65000 ] || die "BENCH_PORT_BASE must be 1024..65000"
+# The whole-system rows run dapr.yaml's ports moved up by this much (scripts/load.sh PORT_OFFSET).
+SYSTEM_PORT_OFFSET=${BENCH_SYSTEM_PORT_OFFSET:-10000}
+case "$SYSTEM_PORT_OFFSET" in ''|*[!0-9]*) die "BENCH_SYSTEM_PORT_OFFSET must be a number" ;; esac
 APP_PORT=$PORT_BASE
 DAPR_PORT=$((PORT_BASE + 1))
 # DEV ONLY: the key of the bench's own tokens; nothing outside this run sees it.

@@ -195,7 +195,8 @@ whole_system() {
     fi
     rm -rf "$out.$run"
     status=0
-    NO_BUILD=1 PROFILE=$PROFILE OUT_DIR=$out.$run scripts/load.sh "$@" "${args[@]}" \
+    NO_BUILD=1 PROFILE=$PROFILE OUT_DIR=$out.$run PORT_OFFSET=$SYSTEM_PORT_OFFSET \
+      SMTP_PORT=$((2525 + SYSTEM_PORT_OFFSET)) scripts/load.sh "$@" "${args[@]}" \
       >"$out.$run.log" 2>&1 || status=$?
     [ -f "$out.$run/result.json" ] || {
       echo "error: scripts/load.sh $* ${args[*]} wrote no result (exit $status):" >&2

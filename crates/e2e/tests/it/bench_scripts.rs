@@ -253,5 +253,4 @@ fn the_callgrind_report_counts_calls_under_way_as_calls() {
     ] {
         assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
     }
-    assert!(!stdout.contains("| 910 | 100.0 | 91 | `thread_start` |\n| 600"), "{stdout}");
 }
