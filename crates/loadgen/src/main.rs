@@ -50,7 +50,12 @@ async fn run() -> anyhow::Result<bool> {
     };
     let audit = audit::AuditWatch::start(&reqwest::Client::new(), &instances).await?;
     let before = memory::peak_memory(&args.processes, args.process_dir.as_deref());
-    let run = driver::run(&args, sink.as_ref(), audit.as_ref()).await?;
+    let audit_caught_up = |acknowledged: usize| {
+        audit
+            .as_ref()
+            .is_none_or(|a| a.recorded() >= acknowledged as f64)
+    };
+    let run = driver::run(&args, sink.as_ref(), &audit_caught_up).await?;
     let audit = audit.map(|a| a.finish(&run));
     let memory = memory::peak_memory(&args.processes, args.process_dir.as_deref());
     let shares = match &args.run_log {

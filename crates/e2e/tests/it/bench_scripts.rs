@@ -59,12 +59,36 @@ fn the_bench_scripts_parse() {
 fn bad_arguments_are_refused_with_what_is_wrong() {
     let root = workspace();
     let cases: [(&str, &[&str], &str); 6] = [
-        ("bench-table.sh", &["--only", "create,nonsense"], "unknown row 'nonsense'"),
-        ("bench-table.sh", &["--frobnicate"], "unknown argument '--frobnicate'"),
-        ("bench-table.sh", &["--out", "table.txt"], "--out must name a .json file"),
-        ("bench-table.sh", &["--render", "/nonexistent.json"], "no such file"),
-        ("profile.sh", &["--creates", "many"], "whole numbers, not 'many'"),
-        ("profile.sh", &["--concurrency", "0"], "--concurrency must be 1..64"),
+        (
+            "bench-table.sh",
+            &["--only", "create,nonsense"],
+            "unknown row 'nonsense'",
+        ),
+        (
+            "bench-table.sh",
+            &["--frobnicate"],
+            "unknown argument '--frobnicate'",
+        ),
+        (
+            "bench-table.sh",
+            &["--out", "table.txt"],
+            "--out must name a .json file",
+        ),
+        (
+            "bench-table.sh",
+            &["--render", "/nonexistent.json"],
+            "no such file",
+        ),
+        (
+            "profile.sh",
+            &["--creates", "many"],
+            "whole numbers, not 'many'",
+        ),
+        (
+            "profile.sh",
+            &["--concurrency", "0"],
+            "--concurrency must be 1..64",
+        ),
     ];
     for (name, args, expected) in cases {
         let output = script(&root, name).args(args).output().unwrap();
@@ -76,7 +100,10 @@ fn bad_arguments_are_refused_with_what_is_wrong() {
         let output = script(&root, name).arg("--help").output().unwrap();
         let (stdout, _) = text(&output);
         assert!(output.status.success());
-        assert!(stdout.contains("scripts/") && !stdout.contains("#!"), "{stdout}");
+        assert!(
+            stdout.contains("scripts/") && !stdout.contains("#!"),
+            "{stdout}"
+        );
     }
 }
 
@@ -186,12 +213,24 @@ fn a_quick_run_measures_every_quick_row_over_the_real_binaries() {
     assert_eq!(summary["meta"]["quick"], "true");
     let markdown = std::fs::read_to_string(out.with_extension("md")).unwrap();
     assert_eq!(markdown.trim(), stdout.trim());
-    let order: Vec<usize> = ["32 users round robin", "half of the 32-user peak", "two-hop limit", "sidecar alone"]
-        .iter()
-        .map(|label| stdout.find(label).unwrap_or_else(|| panic!("{label} in {stdout}")))
-        .collect();
+    let order: Vec<usize> = [
+        "32 users round robin",
+        "half of the 32-user peak",
+        "two-hop limit",
+        "sidecar alone",
+    ]
+    .iter()
+    .map(|label| {
+        stdout
+            .find(label)
+            .unwrap_or_else(|| panic!("{label} in {stdout}"))
+    })
+    .collect();
     assert!(order.is_sorted(), "{stdout}");
-    assert!(stdout.contains("| task-api ÷ two-hop limit (req/s) |"), "{stdout}");
+    assert!(
+        stdout.contains("| task-api ÷ two-hop limit (req/s) |"),
+        "{stdout}"
+    );
 }
 
 /// A callgrind dump of a window opened while a thread's loop was running: that loop's call is
