@@ -5,7 +5,7 @@
 #   create     task-api POST /api/tasks through `sidecar run -f`, 32 users round robin, 32 connections
 #   one-user   the same, one user alone
 #   half-peak  the same (32 users) open loop at half of create's req/s (latency from the schedule;
-#              runs create first when it is not selected)
+#              create runs first when it is not selected)
 #   fastapi    the seed-shaped FastAPI service (benches/fastapi, 2 uvicorn workers), same sidecar
 #   probe      the two-hop limit: an axum handler making two POSTs to a server that answers at once
 #   sidecar    the sidecar alone, state GET of one key, 8 connections
@@ -144,21 +144,22 @@ one_user=${tokens[0]}
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for row in "${selected[@]}"; do
-  [ "$row" = half-peak ] && continue # measured right after create, on the same system
   echo "==> $row" >&2
   case "$row" in
     create)
       start_runner task-api
       drive create "$all_users" --concurrency "$CONNECTIONS"
-      if [ -n "${wanted[half-peak]:-}" ]; then
-        rate=$(python3 "$TABLE" half "$RUN_DIR/create.json")
-        # Open loop: the in-flight cap is only a guard; a request waiting for it counts as late.
-        drive_measured half-peak "$all_users" --rate "$rate" --concurrency 1024
-      fi
       stop_runner ;;
     one-user)
       start_runner task-api
       drive one-user "$one_user" --concurrency "$CONNECTIONS"
+      stop_runner ;;
+    half-peak)
+      rate=$(python3 "$TABLE" half "$RUN_DIR/create.json")
+      start_runner task-api
+      # Open loop, warm-up at the same rate: the in-flight cap is only a guard, and a request
+      # waiting for it counts as late.
+      drive half-peak "$all_users" --rate "$rate" --concurrency 1024
       stop_runner ;;
     fastapi)
       start_runner fastapi

@@ -72,6 +72,9 @@ apps:
 $command
     env:
       JWT_SECRET: $JWT_SECRET
+      # One user alone makes ~30,000 creates in a row; the default cap of open tasks per user
+      # (10,000) would answer most of them 409.
+      MAX_OPEN_TASKS_PER_USER: "100000000"
 $env
 EOF
 }
