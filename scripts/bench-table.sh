@@ -142,6 +142,8 @@ all_users=$(IFS=,; echo "${tokens[*]}")
 one_user=${tokens[0]}
 
 started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for row in "${selected[@]}"; do
   echo "==> $row" >&2
@@ -180,8 +182,6 @@ for row in "${selected[@]}"; do
   esac
 done
 
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 mkdir -p "$(dirname "$out")"
 python3 "$TABLE" collect "$RUN_DIR" \
   "at=$started" "commit=$commit" "profile=$PROFILE" "quick=$quick" "cores=$(nproc)" \

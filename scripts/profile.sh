@@ -120,6 +120,8 @@ EOF
 
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 
 echo "==> Starting the runner, task-api and the email-worker under callgrind (log: $DIR/runner.log)" >&2
 set -m
@@ -178,8 +180,6 @@ for entry in "task-api $task_pid" "email-worker $email_pid" "sidecar $runner"; d
   cp "$(dump_of "$name" "$pid")" "$DIR/$name.dump"
 done
 
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
-git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 python3 scripts/lib/callgrind_report.py "$DIR" "$creates" \
   "Commit $commit, $PROFILE build, $(valgrind --version), $(date -u +%Y-%m-%d) UTC, \
 \`scripts/profile.sh --creates $creates --warmup $warmup --concurrency $concurrency\`: $creates \
