@@ -106,8 +106,8 @@ APP_PORT=$PORT_BASE
 DAPR_PORT=$((PORT_BASE + 1))
 # DEV ONLY: the key of the bench's own tokens; nothing outside this run sees it.
 JWT_SECRET=bench-only-jwt-secret-0123456789-abcdefghijklmnop
-RUN_FILE=.bench-run.yaml # beside dapr.yaml, so the same relative paths hold
-RUN_DIR=.local/bench/$(date -u +%Y%m%dT%H%M%SZ)
+RUN_FILE=.bench-run.$$.yaml # beside dapr.yaml, so the same relative paths hold
+RUN_DIR=.local/bench/$(date -u +%Y%m%dT%H%M%SZ).$$
 mkdir -p "$RUN_DIR"
 
 source scripts/lib/bench-run.sh

@@ -63,8 +63,8 @@ TASK_PORT=$PORT_BASE TASK_DAPR=$((PORT_BASE + 1))
 EMAIL_PORT=$((PORT_BASE + 2)) EMAIL_DAPR=$((PORT_BASE + 3)) SMTP_PORT=$((PORT_BASE + 4))
 # DEV ONLY: the key of this run's own tokens.
 JWT_SECRET=profile-only-jwt-secret-0123456789-abcdefghijklmnop
-RUN_FILE=.profile-run.yaml # beside dapr.yaml, so the same relative paths hold
-DIR=.local/profile/$(date -u +%Y%m%dT%H%M%SZ)
+RUN_FILE=.profile-run.$$.yaml # beside dapr.yaml, so the same relative paths hold
+DIR=.local/profile/$(date -u +%Y%m%dT%H%M%SZ).$$
 mkdir -p "$DIR"
 RUN_DIR=$DIR
 source scripts/lib/bench-run.sh
