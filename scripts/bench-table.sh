@@ -12,7 +12,7 @@
 #   system     scripts/load.sh --concurrency 16 (60 s), then open loop at half of its creates/s
 #   kafka      the same with --kafka
 #
-#   scripts/bench-table.sh                          every row (about 6 minutes with kafka)
+#   scripts/bench-table.sh                          every row (5-15 minutes: the system rows wait for their backlog)
 #   scripts/bench-table.sh --only create,one-user,fastapi,probe
 #   scripts/bench-table.sh --quick --only create,probe,sidecar      a smoke run of a few seconds a row
 #   scripts/bench-table.sh --out after.json --compare before.json  the table, then after ÷ before
