@@ -13,17 +13,6 @@ cd "$(dirname "$0")/.."
 
 case "${1:-}" in -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 
-if ! command -v python3 >/dev/null 2>&1; then
-  echo "error: python3 is required for the FastAPI baseline (apt-get install python3 python3-venv)" >&2
-  exit 1
-fi
-VENV=.local/bench-venv
-REQUIREMENTS=crates/task-api/benches/fastapi/requirements.txt
-if [ ! -x "$VENV/bin/python" ]; then
-  python3 -m venv "$VENV" || {
-    echo "error: could not create a virtualenv (apt-get install python3-venv)" >&2
-    exit 1
-  }
-fi
-"$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
-BENCH_FASTAPI_PYTHON="$PWD/$VENV/bin/python" exec cargo bench -p task-api --bench create_task
+source scripts/lib/bench-venv.sh
+require_bench_venv
+BENCH_FASTAPI_PYTHON="$BENCH_PYTHON" exec cargo bench -p task-api --bench create_task

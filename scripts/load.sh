@@ -15,7 +15,9 @@
 #
 # --scale goes to the runner, --kafka picks the run file, every other argument goes to loadgen
 # (target/release/loadgen --help). Writes docs/load/result.json and docs/load/latency.svg
-# (docs/load/kafka/ with --kafka). Environment: SMTP_PORT (sink port, default 2525), USERS (tasks
+# (docs/load/kafka/ with --kafka). Environment: SMTP_PORT (sink port, default 2525), PORT_OFFSET
+# (added to every appPort and daprHTTPPort of the run file, default 0: a run beside another
+# system on this machine), USERS (tasks
 # are spread over this many users, default 16), OUT_DIR, PROFILE (release or debug binaries,
 # default release), NO_BUILD=1 (run the binaries already built). Traffic stays on 127.0.0.1.
 # Needs the Rust toolchain (and, with --kafka, what scripts/lib/require.sh installs:
@@ -70,8 +72,18 @@ http_status() {
 
 setting() { sed -n "s/^[[:space:]]*$1:[[:space:]]*//p" "$BASE_RUN_FILE" | head -n 1 | tr -d '"'; }
 
-mapfile -t app_ports < <(sed -n 's/^[[:space:]]*appPort:[[:space:]]*//p' "$BASE_RUN_FILE")
-mapfile -t dapr_ports < <(sed -n 's/^[[:space:]]*daprHTTPPort:[[:space:]]*//p' "$BASE_RUN_FILE")
+PORT_OFFSET=${PORT_OFFSET:-0}
+case "$PORT_OFFSET" in ''|*[!0-9]*) echo "error: PORT_OFFSET must be a number" >&2; exit 2 ;; esac
+[ "$PORT_OFFSET" -le 40000 ] || { echo "error: PORT_OFFSET must be 0..40000" >&2; exit 2; }
+# The run file's appPort and daprHTTPPort lines, each moved up by PORT_OFFSET.
+shift_ports() {
+  awk -v offset="$PORT_OFFSET" '/^[[:space:]]*(appPort|daprHTTPPort):[[:space:]]*[0-9]+/ {
+      match($0, /[0-9]+/)
+      $0 = substr($0, 1, RSTART - 1) (substr($0, RSTART, RLENGTH) + offset) substr($0, RSTART + RLENGTH)
+    } { print }'
+}
+mapfile -t app_ports < <(shift_ports <"$BASE_RUN_FILE" | sed -n 's/^[[:space:]]*appPort:[[:space:]]*//p')
+mapfile -t dapr_ports < <(shift_ports <"$BASE_RUN_FILE" | sed -n 's/^[[:space:]]*daprHTTPPort:[[:space:]]*//p')
 for port in "${app_ports[@]}" "${dapr_ports[@]}" "$SMTP_PORT"; do
   if port_open "$port"; then
     echo "error: port $port is already in use; is another run still going?" >&2
@@ -94,7 +106,7 @@ fi
 sed -e "s#target/debug/#$BIN/#" \
     -e 's#^\([[:space:]]*\)RUST_LOG: .*#\1RUST_LOG: warn#' \
     -e "s#^\([[:space:]]*\)MAIL_DIR: .*#\1SMTP_URL: smtp://127.0.0.1:${SMTP_PORT}#" \
-    "$BASE_RUN_FILE" >"$RUN_FILE"
+    "$BASE_RUN_FILE" | shift_ports >"$RUN_FILE"
 grep -q "SMTP_URL: smtp://127.0.0.1:${SMTP_PORT}" "$RUN_FILE" || {
   echo "error: could not point the email-worker at the sink (no MAIL_DIR in $BASE_RUN_FILE)" >&2
   exit 1

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::audit::AuditLag;
 use crate::cli::Args;
 use crate::driver::Run;
 use crate::memory::{ProcessMemory, RetainedMemory};
@@ -17,6 +18,12 @@ use crate::store_usage::FamilyUsage;
 #[derive(Debug, Serialize)]
 pub struct Result {
     pub mode: String,
+    /// What was sent: `create` (`POST /api/tasks`) or `get` (`--get`).
+    pub target: String,
+    /// Whether emails were expected (not with `--http-only` or `--get`).
+    pub emails_expected: bool,
+    /// What latencies count from: `sent`, or at a fixed rate `due` (the scheduled time).
+    pub latency_from: String,
     pub concurrency: u32,
     pub rate: Option<f64>,
     pub duration_s: f64,
@@ -35,6 +42,9 @@ pub struct Result {
     pub emails_per_s: f64,
     pub http_latency: Option<Percentiles>,
     pub e2e_latency: Option<Percentiles>,
+    /// With `--run-log` naming a run with an audit-logger: how far it fell behind the creates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditLag>,
     pub peak_memory: Vec<ProcessMemory>,
     /// Per instance of each scaled app: its work and its share of the app's (`--run-log`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -66,21 +76,33 @@ impl Result {
                 "concurrency"
             }
             .into(),
+            target: if args.get.is_some() { "get" } else { "create" }.into(),
+            emails_expected: args.expects_emails(),
+            latency_from: if args.rate.is_some() { "due" } else { "sent" }.into(),
             concurrency: args.concurrency,
             rate: args.rate,
             duration_s: args.duration.as_secs_f64(),
-            users: args.token.len(),
+            users: if args.get.is_some() {
+                0
+            } else {
+                args.token.len()
+            },
             requests: run.samples.len(),
             errors: run.samples.len() - ok.len(),
             error_kinds: run.errors(),
             emails_matched: e2e.len(),
-            emails_missing: ok.len() - e2e.len(),
+            emails_missing: if args.expects_emails() {
+                ok.len() - e2e.len()
+            } else {
+                0
+            },
             duplicate_emails: run.duplicate_emails,
             unmatched_emails: run.unmatched_emails,
             requests_per_s: per_s(run.samples.len(), run.send_time),
             emails_per_s: per_s(e2e.len(), run.total_time),
             http_latency: Percentiles::of(&http),
             e2e_latency: Percentiles::of(&e2e),
+            audit: None,
             peak_memory,
             instance_shares,
             retained_memory: Vec::new(),
@@ -154,8 +176,22 @@ impl Result {
         } else {
             format!("\nstate store after settling: {stored:.0} bytes per task{families}")
         };
+        let audit = match &self.audit {
+            Some(a) => format!(
+                "\naudit entries {} ({:.1}/s), backlog when sending stopped {}, largest {}, missing {}, lag p50 {} p99 {} ms (to within {} ms)",
+                a.entries,
+                a.entries_per_s,
+                a.backlog_at_end_of_sending,
+                a.max_backlog,
+                a.missing,
+                a.lag.as_ref().map_or("-".into(), |p| p.p50_ms.to_string()),
+                a.lag.as_ref().map_or("-".into(), |p| p.p99_ms.to_string()),
+                a.poll_interval_ms
+            ),
+            None => String::new(),
+        };
         format!(
-            "requests {} ({:.1}/s), errors {}, emails {} ({:.1}/s), missing {}\n{}\n{}\npeak memory (VmHWM): {}{}{}{}",
+            "requests {} ({:.1}/s), errors {}, emails {} ({:.1}/s), missing {}\n{}\n{}{}\npeak memory (VmHWM): {}{}{}{}",
             self.requests,
             self.requests_per_s,
             self.errors,
@@ -167,6 +203,7 @@ impl Result {
                 "end-to-end latency (request -> email accepted)",
                 &self.e2e_latency
             ),
+            audit,
             memory.join(", "),
             shares,
             retained,
