@@ -30,7 +30,9 @@ pub(super) fn family(key: &str) -> String {
 /// The live keys under `prefix` (every key for `None`) by family, largest first.
 pub(super) fn by_family(entries: &Entries, prefix: Option<&str>, now: Instant) -> Vec<KeyFamily> {
     let mut families: HashMap<String, (u64, u64)> = HashMap::new();
-    for (key, entry) in entries.map.iter().filter(|(_, e)| e.live(now)) {
+    let now = entries.millis(now);
+    for slot in entries.iter().filter(|s| s.meta().live(now)) {
+        let key = entries.key_of(slot);
         let rest = match prefix {
             Some(p) => match key
                 .strip_prefix(p)
@@ -39,11 +41,12 @@ pub(super) fn by_family(entries: &Entries, prefix: Option<&str>, now: Instant) -
                 Some(rest) => rest,
                 None => continue,
             },
-            None => key,
+            None => &key,
         };
-        let slot = families.entry(family(rest)).or_default();
-        slot.0 += 1;
-        slot.1 += (key.len() + entry.data.held()) as u64;
+        let held = slot.held() as u64;
+        let counts = families.entry(family(rest)).or_default();
+        counts.0 += 1;
+        counts.1 += held;
     }
     let mut out: Vec<KeyFamily> = families
         .into_iter()
