@@ -10,6 +10,9 @@
 //!
 //! A prefix is given its index the first time a key with it is written and keeps it; once
 //! [`MAX_PREFIXES`] are known, new prefixes stay as text.
+//!
+//! Also here: a key's family ([`family`]), which usage figures and the value dictionary's
+//! samples group keys by.
 
 use std::collections::HashMap;
 
@@ -19,8 +22,7 @@ const UUID: u8 = 0xFF;
 const PREFIX: u8 = 0xFE;
 /// Most prefixes given an index.
 pub(super) const MAX_PREFIXES: usize = 256;
-/// What ends an app prefix (`crate::metadata::KEY_SEPARATOR`).
-const SEPARATOR: &str = "||";
+use crate::metadata::KEY_SEPARATOR as SEPARATOR;
 const UUID_LEN: usize = 36;
 
 /// The prefixes of one store.
@@ -141,6 +143,23 @@ fn format_uuid(id: &[u8]) -> String {
     out
 }
 
+/// Segments this long are ids even without a digit (base64 or hex ids).
+const ID_LEN: usize = 16;
+
+/// The family of `key` (already without its app prefix).
+/// A segment looks like an id when it holds a digit or is [`ID_LEN`] characters or longer.
+pub(super) fn family(key: &str) -> String {
+    let mut out = String::with_capacity(key.len().min(64));
+    for (i, segment) in key.split(':').enumerate() {
+        if i > 0 {
+            out.push(':');
+        }
+        let id_like = segment.len() >= ID_LEN || segment.bytes().any(|b| b.is_ascii_digit());
+        out.push_str(if id_like { "*" } else { segment });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -187,5 +206,17 @@ mod tests {
         assert_eq!(codec.encode(key), key.as_bytes());
         assert_eq!(codec.decode(&codec.encode_known(key)), key);
         assert_eq!(codec.encode("app7||k"), vec![PREFIX, 7, b'k']);
+    }
+
+    #[test]
+    fn ids_collapse_and_names_stay() {
+        assert_eq!(
+            family("trail:task:0190c1a2-0000-7000-8000-000000000001:head"),
+            "trail:task:*:head"
+        );
+        assert_eq!(family("trail:user:u1:12"), "trail:user:*:*");
+        assert_eq!(family("ev:AZDBogAAcACAAAAAAAAAAQ"), "ev:*");
+        assert_eq!(family("trail:dead-letters:0"), "trail:dead-letters:*");
+        assert_eq!(family("outbox"), "outbox");
     }
 }

@@ -6,7 +6,7 @@
 //! timestamps' shape. Alone, a document of a few hundred bytes hardly compresses: a frame only
 //! finds repeats inside itself. With a dictionary that holds documents of the same kinds, each
 //! one compresses to little more than its ids and hashes. The store samples the values written
-//! to it, a few of each key family ([`super::usage::family`]) cut at [`SAMPLE_PREFIX`] bytes,
+//! to it, a few of each key family ([`super::keys::family`]) cut at [`SAMPLE_PREFIX`] bytes,
 //! and once [`SAMPLE_VALUES`] values were written it joins samples of every family, in turns,
 //! into one raw-content dictionary of at most [`DICT_SIZE`] bytes (zstd takes any bytes as a
 //! dictionary of content to match against). Every later value is compressed with it. Values
@@ -217,7 +217,7 @@ impl Codec {
         samples.seen += 1;
         let family = samples
             .by_family
-            .entry(super::usage::family(key))
+            .entry(super::keys::family(key))
             .or_default();
         if family.len() < SAMPLES_PER_FAMILY && !value.is_empty() {
             family.push(value[..value.len().min(SAMPLE_PREFIX)].to_vec());
