@@ -53,9 +53,10 @@
 //!   with no subscriber for five minutes is dropped with its queue (Dapr's own in-memory broker
 //!   keeps nothing for absent subscribers; see `components/pubsub_memory.rs`).
 //! * Memory stays bounded: expired `state.in-memory` keys are evicted (not only hidden) and the
-//!   key map gives its table back after a burst of them; a kept key costs its text once and
-//!   its value at its exact length, zstd-compressed from 256 bytes when that saves an eighth
-//!   (`components/state_memory/value.rs`); the
+//!   key table gives its memory back after a burst of them; a kept key costs one table slot
+//!   and one allocation of its key (app prefix and UUIDs held short), version, expiry and
+//!   value, the value zstd-compressed with a dictionary made of the store's first values when
+//!   that saves an eighth (`components/state_memory/`); the
 //!   extended metadata of `PUT /v1.0/metadata/{key}` is capped (`api/meta.rs`), and
 //!   service invocation has a response size cap and a per-call deadline ([`invoke`]).
 //! * A sidecar reports ready on `/v1.0/healthz` only after the app port accepts connections and

@@ -105,6 +105,117 @@ async fn a_stored_document_costs_less_memory_than_its_length() {
     );
 }
 
+/// A UUID's text from the stream.
+fn uuid(seed: &mut u64) -> String {
+    let h = hex(seed, 32);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// The keys the services keep for one task, shaped as they write them: the task record, the
+/// reminder-scheduler's entry, the email record (with its TTL), the audit chunk, head and
+/// dedupe markers of the task's two events.
+fn task_keys(seed: &mut u64, user: &str) -> Vec<(String, Vec<u8>, Option<i64>)> {
+    let task = uuid(seed);
+    let event = uuid(seed);
+    let time = "2026-12-07T07:03:29.860693Z";
+    let record = serde_json::json!({
+        "deleted": false, "recent_events": [{"event_id": event, "version": 1}],
+        "task": {"created_at": time, "description": "", "due_date": null, "priority": "medium",
+                 "status": "open", "task_id": task, "title": format!("Load test {}", hex(seed, 10)),
+                 "updated_at": time, "user_email": "user@example.com", "user_id": user,
+                 "version": 1}
+    });
+    let reminder = serde_json::json!({
+        "task_id": task, "user_id": user, "user_email": "user@example.com",
+        "title": format!("Load test {}", hex(seed, 10)), "due_date": null, "status": "open",
+        "version": 1, "updated_at": time, "reminded_for": null
+    });
+    let email = serde_json::json!({
+        "status": "sent", "event_id": event, "task_id": task, "recipient": "user@example.com",
+        "message_id": format!("<{}@todo.local>", uuid(seed)), "sent_at": time
+    });
+    let head = serde_json::json!({"chunk": 0, "count": 2, "last_hash": hex(seed, 64)});
+    let marker = |seed: &mut u64| {
+        (
+            format!("audit-logger||ev:{}", &hex(seed, 22)),
+            br#"{"t":0,"u":12}"#.to_vec(),
+            None,
+        )
+    };
+    vec![
+        (
+            format!("task-api||task:{task}"),
+            serde_json::to_vec(&record).unwrap(),
+            None,
+        ),
+        (
+            format!("reminder-scheduler||task:{task}"),
+            serde_json::to_vec(&reminder).unwrap(),
+            None,
+        ),
+        (
+            format!("email-worker||email:{event}"),
+            serde_json::to_vec(&email).unwrap(),
+            Some(1_209_600),
+        ),
+        (
+            format!("audit-logger||trail:task:{task}:0"),
+            trail_chunk(seed),
+            None,
+        ),
+        (
+            format!("audit-logger||trail:task:{task}:head"),
+            serde_json::to_vec(&head).unwrap(),
+            None,
+        ),
+        marker(seed),
+        marker(seed),
+    ]
+}
+
+#[tokio::test]
+async fn the_keys_kept_per_task_cost_less_than_half_their_text() {
+    let _serial = SERIAL.lock().await;
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let store = InMemoryStateStore::new(None);
+    let mut seed = 11;
+    let users: Vec<String> = (0..16).map(|_| uuid(&mut seed)).collect();
+    const TASKS: usize = 5_000;
+    let mut text = 0;
+    let before = heap_now();
+    for i in 0..TASKS {
+        for (key, value, ttl) in task_keys(&mut seed, &users[i % users.len()]) {
+            text += key.len() + value.len();
+            store.set(save(key, value, ttl)).await.unwrap();
+        }
+    }
+    let held = heap_now().saturating_sub(before) as usize;
+    let (per_task, text_per_task) = (held / TASKS, text / TASKS);
+    eprintln!(
+        "{TASKS} tasks: {per_task} bytes held per task for {text_per_task} bytes of keys and values"
+    );
+    assert!(
+        per_task * 2 < text_per_task,
+        "{per_task} bytes held per task for {text_per_task} bytes of keys and values"
+    );
+    // Every key still reads back exactly, the first ones (before the dictionary) too.
+    let mut seed = 11;
+    let users: Vec<String> = (0..16).map(|_| uuid(&mut seed)).collect();
+    for i in 0..TASKS {
+        for (key, value, _) in task_keys(&mut seed, &users[i % users.len()]) {
+            let item = store.get(&key).await.unwrap().unwrap();
+            assert_eq!(item.data, Bytes::from(value), "{key}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn memory_of_expired_keys_is_given_back_without_any_read() {
     let _serial = SERIAL.lock().await;

@@ -111,8 +111,9 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// The live keys of one key family and the bytes they hold: key text plus the value as held
-/// (compressed or not); the store's own bookkeeping per key comes on top.
+/// The live keys of one key family and the bytes they hold: the key and the value as held
+/// (the key encoded short, the value compressed or not); the store's own bookkeeping per key
+/// comes on top.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyFamily {
     /// The key without its app prefix, every id-like segment replaced by `*`

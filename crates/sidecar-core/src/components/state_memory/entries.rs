@@ -1,14 +1,20 @@
 //! The stored keys of `state.in-memory` with an index of their expiries, and the eviction of
 //! expired keys: a few on each write, the rest by a periodic sweeper, soonest expiry first.
 //!
-//! Memory per key is kept to what the key needs: the key text is allocated once and shared by
-//! the map and the expiry index (values are held as [`StoredValue`]s), and the map gives its
-//! table back once most of its keys expired: a hash map never shrinks by itself, so a burst of
-//! short-lived keys (claims of a backlog) would otherwise keep its peak size for good.
+//! Memory per key is kept to what the key needs: the table holds one [`Slot`] per key (a
+//! pointer and a length), the slot one allocation of the key (as [`super::keys`] encodes it),
+//! its version and expiry, and its value ([`super::slot`]); the expiry index holds the expiry
+//! and the key's hash (16 bytes), not the key. The table gives its memory back once most of its keys expired: a hash table never
+//! shrinks by itself, so a burst of short-lived keys (claims of a backlog) would otherwise keep
+//! its peak size for good.
 
-use super::value::StoredValue;
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, Weak};
+use super::keys::KeyCodec;
+use super::slot::{Meta, Slot};
+use super::value::Encoded;
+use hashbrown::HashTable;
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
 /// How often the background sweeper evicts expired keys.
@@ -21,70 +27,120 @@ pub(super) const EVICT_PER_WRITE: usize = 8;
 /// Below this many slots an oversized table is not worth a rehash.
 const SHRINK_MIN_CAPACITY: usize = 1024;
 
-#[derive(Debug, Clone)]
-pub(super) struct Entry {
-    pub(super) data: StoredValue,
-    pub(super) version: u64,
-    pub(super) first_write: bool,
-    pub(super) expires_at: Option<Instant>,
-}
-
-impl Entry {
-    pub(super) fn live(&self, now: Instant) -> bool {
-        self.expires_at.is_none_or(|t| t > now)
-    }
-}
-
 /// The keys, and the expiring ones ordered by expiry.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Entries {
-    pub(super) map: HashMap<Arc<str>, Entry>,
-    /// `(expires_at, key)` of every entry that expires; the key is the map's own.
-    pub(super) expiries: BTreeSet<(Instant, Arc<str>)>,
+    table: HashTable<Slot>,
+    hasher: RandomState,
+    keys: KeyCodec,
+    /// `(expires_at, hash of the key)` of every key that expires.
+    expiries: BTreeSet<(u64, u64)>,
+    /// Expiries are milliseconds since this instant.
+    epoch: Instant,
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Self {
+            table: HashTable::new(),
+            hasher: RandomState::new(),
+            keys: KeyCodec::default(),
+            expiries: BTreeSet::new(),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl Entries {
-    pub(super) fn get(&self, key: &str) -> Option<&Entry> {
-        self.map.get(key)
+    /// `at` as milliseconds since the epoch (an instant before it counts as the epoch).
+    pub(super) fn millis(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX)
     }
 
-    pub(super) fn insert(&mut self, key: &str, entry: Entry) {
-        let key: Arc<str> = match self.map.get_key_value(key) {
-            Some((shared, old)) => {
-                let shared = shared.clone();
-                if let Some(at) = old.expires_at {
-                    self.expiries.remove(&(at, shared.clone()));
-                }
-                shared
+    fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    pub(super) fn get(&self, key: &str) -> Option<&Slot> {
+        let key = self.keys.encode_known(key);
+        let hash = self.hash(&key);
+        self.table.find(hash, |slot| slot.key_bytes() == key)
+    }
+
+    /// The text of a slot's key.
+    pub(super) fn key_of(&self, slot: &Slot) -> String {
+        self.keys.decode(slot.key_bytes())
+    }
+
+    /// Holds `value` under `key` with `meta`, in place of what the key held.
+    pub(super) fn insert(&mut self, key: &str, meta: Meta, value: &Encoded) {
+        let key = self.keys.encode(key);
+        let hash = self.hash(&key);
+        let slot = Slot::new(&key, meta, value);
+        let old = match self.table.find_mut(hash, |slot| slot.key_bytes() == key) {
+            Some(held) => Some(std::mem::replace(held, slot).meta()),
+            None => {
+                let hasher = &self.hasher;
+                self.table
+                    .insert_unique(hash, slot, |s| hasher.hash_one(s.key_bytes()));
+                None
             }
-            None => Arc::from(key),
         };
-        if let Some(at) = entry.expires_at {
-            self.expiries.insert((at, key.clone()));
+        if let Some(at) = old.and_then(|m| m.expires_at)
+            && Some(at) != meta.expires_at
+        {
+            self.unindex(at, hash, &key);
         }
-        self.map.insert(key, entry);
+        if let Some(at) = meta.expires_at {
+            self.expiries.insert((at, hash));
+        }
     }
 
     pub(super) fn remove(&mut self, key: &str) {
-        if let Some((shared, old)) = self.map.remove_entry(key)
-            && let Some(at) = old.expires_at
-        {
-            self.expiries.remove(&(at, shared));
+        let key = self.keys.encode_known(key);
+        let hash = self.hash(&key);
+        if let Ok(found) = self.table.find_entry(hash, |slot| slot.key_bytes() == key) {
+            let (slot, _) = found.remove();
+            if let Some(at) = slot.meta().expires_at {
+                self.unindex(at, hash, &key);
+            }
+        }
+    }
+
+    /// Drops `(at, hash)` from the index unless another key with that hash expires then too.
+    fn unindex(&mut self, at: u64, hash: u64, key: &[u8]) {
+        let hasher = &self.hasher;
+        let shared = self
+            .table
+            .find(hash, |slot| {
+                slot.key_bytes() != key
+                    && slot.meta().expires_at == Some(at)
+                    && hasher.hash_one(slot.key_bytes()) == hash
+            })
+            .is_some();
+        if !shared {
+            self.expiries.remove(&(at, hash));
         }
     }
 
     /// Evicts up to `budget` expired keys, soonest expiry first; returns how many.
     pub(super) fn evict_expired(&mut self, now: Instant, budget: usize) -> usize {
+        let now = self.millis(now);
         let mut evicted = 0;
         while evicted < budget {
-            let Some((at, _)) = self.expiries.first() else {
+            let Some(&(at, hash)) = self.expiries.first() else {
                 break;
             };
-            if *at > now {
+            if at > now {
                 break;
             }
-            if let Some((_, key)) = self.expiries.pop_first() {
-                self.map.remove(&key);
+            self.expiries.pop_first();
+            let hasher = &self.hasher;
+            while let Ok(found) = self.table.find_entry(hash, |slot| {
+                slot.meta().expires_at.is_some_and(|t| t <= now)
+                    && hasher.hash_one(slot.key_bytes()) == hash
+            }) {
+                found.remove();
                 evicted += 1;
             }
         }
@@ -92,16 +148,27 @@ impl Entries {
     }
 
     /// Gives back the table's memory when it is at least four times larger than the keys need
-    /// (after a burst of short-lived keys expired): a hash map never shrinks by itself.
+    /// (after a burst of short-lived keys expired): a hash table never shrinks by itself.
     pub(super) fn shrink_if_sparse(&mut self) {
-        let capacity = self.map.capacity();
-        if capacity > SHRINK_MIN_CAPACITY && capacity / 4 > self.map.len() {
-            self.map.shrink_to(self.map.len() * 2);
+        let capacity = self.table.capacity();
+        if capacity > SHRINK_MIN_CAPACITY && capacity / 4 > self.table.len() {
+            let hasher = &self.hasher;
+            self.table
+                .shrink_to(self.table.len() * 2, |s| hasher.hash_one(s.key_bytes()));
         }
     }
 
     pub(super) fn len(&self) -> usize {
-        self.map.len()
+        self.table.len()
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.table.iter()
+    }
+
+    #[cfg(test)]
+    pub(super) fn expiry_index_len(&self) -> usize {
+        self.expiries.len()
     }
 }
 

@@ -19,22 +19,26 @@
 //!   Upserts in a transaction never set the first-write marker (daprd's transactional upsert
 //!   does not pass it to the script).
 //!
-//! Memory: a key's text is held once, a value in an allocation of its exact length, and a value
-//! of [`value::COMPRESS_FROM`] bytes or more zstd-compressed when that saves at least an eighth
-//! ([`value`]). The compression runs before the store's lock is taken and the decompression
-//! after it is released, so neither holds up other requests.
+//! Memory: a key is one table slot and one allocation of its text (app prefix and UUIDs
+//! encoded short, [`keys`]), version, expiry and value ([`slot`]); the expiry index holds 16 bytes per expiring key ([`entries`]). Values are held
+//! zstd-compressed when that saves at least an eighth, with a dictionary trained from the
+//! store's first values ([`value`]). The compression runs before the store's lock is taken and
+//! the decompression after it is released, so neither holds up other requests.
 
 use super::{DeleteRequest, SetRequest, StateError, StateItem, StateStore, TransactionOp};
 use crate::resources::{ComponentSpec, ResourceError};
-use entries::{EVICT_PER_WRITE, Entries, Entry, lock_entries, sweep};
+use entries::{EVICT_PER_WRITE, Entries, lock_entries, sweep};
 use futures::future::BoxFuture;
+use slot::Meta;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use value::StoredValue;
+use value::{Codec, Encoded};
 
 mod entries;
+mod keys;
+mod slot;
 mod usage;
 mod value;
 
@@ -44,6 +48,7 @@ pub use entries::DEFAULT_SWEEP_INTERVAL;
 #[derive(Debug)]
 pub struct InMemoryStateStore {
     entries: Arc<Mutex<Entries>>,
+    codec: Codec,
     /// Component-level `ttlInSeconds`, used when a request carries none.
     default_ttl: Option<i64>,
     sweep_interval: Duration,
@@ -60,6 +65,7 @@ impl InMemoryStateStore {
     pub fn new(default_ttl: Option<i64>) -> Self {
         Self {
             entries: Arc::new(Mutex::new(Entries::default())),
+            codec: Codec::default(),
             default_ttl,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
             sweeper_started: AtomicBool::new(false),
@@ -87,20 +93,23 @@ impl InMemoryStateStore {
         self
     }
 
+    /// Makes the value dictionary after `values` values instead of
+    /// [`value::SAMPLE_VALUES`] (0: never).
+    pub fn with_dictionary_after(mut self, values: usize) -> Self {
+        self.codec = Codec::new(values);
+        self
+    }
+
     /// Keys held in memory, expired ones not yet evicted included.
     pub fn len_including_expired(&self) -> usize {
         self.lock().len()
     }
 
-    /// Bytes of key text and of values (as held, compressed or not) in memory, expired keys not
+    /// Bytes of keys and values (as held: encoded, compressed or not) in memory, expired keys not
     /// yet evicted included; the map's own slots and the allocator's overhead come on top.
     pub fn held_bytes(&self) -> usize {
         let entries = self.lock();
-        entries
-            .map
-            .iter()
-            .map(|(key, entry)| key.len() + entry.data.held())
-            .sum()
+        entries.iter().map(slot::Slot::held).sum()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
@@ -137,13 +146,17 @@ impl InMemoryStateStore {
     fn apply_set(
         map: &mut Entries,
         req: &SetRequest,
-        value: StoredValue,
+        value: &Encoded,
         default_ttl: Option<i64>,
         now: Instant,
         mark_first_write: bool,
     ) -> Result<(), StateError> {
         let expected = Self::expected_version(req)?;
-        let current = map.get(&req.key).filter(|e| e.live(now));
+        let now_ms = map.millis(now);
+        let current = map
+            .get(&req.key)
+            .map(slot::Slot::meta)
+            .filter(|e| e.live(now_ms));
         let allowed = match current {
             None => true,
             Some(e) => {
@@ -164,18 +177,21 @@ impl InMemoryStateStore {
         let ttl = req.ttl_seconds.or(default_ttl);
         let expires_at = match ttl {
             // A TTL too large to represent never expires.
-            Some(n) if n > 0 => now.checked_add(Duration::from_secs(n.unsigned_abs())),
+            Some(n) if n > 0 => n
+                .unsigned_abs()
+                .checked_mul(1000)
+                .and_then(|ms| now_ms.checked_add(ms)),
             Some(_) => None,
             None => previous.and_then(|(_, _, at)| at),
         };
         map.insert(
             &req.key,
-            Entry {
-                data: value,
+            Meta {
                 version: previous.map_or(1, |(version, _, _)| version + 1),
                 first_write,
                 expires_at,
             },
+            value,
         );
         Ok(())
     }
@@ -185,7 +201,12 @@ impl InMemoryStateStore {
         req: &DeleteRequest,
         now: Instant,
     ) -> Result<(), StateError> {
-        let Some(current) = map.get(&req.key).filter(|e| e.live(now)) else {
+        let now_ms = map.millis(now);
+        let Some(current) = map
+            .get(&req.key)
+            .map(slot::Slot::meta)
+            .filter(|e| e.live(now_ms))
+        else {
             map.remove(&req.key);
             return Ok(());
         };
@@ -206,7 +227,7 @@ impl InMemoryStateStore {
 
 /// A transaction's operation with its value already in the form it is held in.
 enum Prepared<'a> {
-    Set(&'a SetRequest, StoredValue),
+    Set(&'a SetRequest, Encoded),
     Delete(&'a DeleteRequest),
 }
 
@@ -216,15 +237,17 @@ impl StateStore for InMemoryStateStore {
     }
 
     fn get(&self, key: &str) -> BoxFuture<'_, Result<Option<StateItem>, StateError>> {
-        let now = Instant::now();
-        let found = self
-            .lock()
-            .get(key)
-            .filter(|e| e.live(now))
-            .map(|e| (e.data.clone(), e.version));
+        let found = {
+            let entries = self.lock();
+            let now_ms = entries.millis(Instant::now());
+            entries.get(key).and_then(|slot| {
+                let meta = slot.meta();
+                meta.live(now_ms).then(|| (slot.value(), meta.version))
+            })
+        };
         let item = match found {
             None => Ok(None),
-            Some((data, version)) => match data.into_bytes() {
+            Some((data, version)) => match self.codec.decode(data) {
                 Some(data) => Ok(Some(StateItem {
                     data,
                     etag: Some(version.to_string()),
@@ -240,11 +263,11 @@ impl StateStore for InMemoryStateStore {
 
     fn set(&self, req: SetRequest) -> BoxFuture<'_, Result<(), StateError>> {
         self.ensure_sweeper();
-        let value = StoredValue::encode(&req.value);
+        let value = self.codec.encode(&req.key, &req.value);
         let now = Instant::now();
         let mut entries = self.lock();
         entries.evict_expired(now, EVICT_PER_WRITE);
-        let result = Self::apply_set(&mut entries, &req, value, self.default_ttl, now, true);
+        let result = Self::apply_set(&mut entries, &req, &value, self.default_ttl, now, true);
         drop(entries);
         Box::pin(async move { result })
     }
@@ -268,7 +291,9 @@ impl StateStore for InMemoryStateStore {
         let prepared: Vec<Prepared<'_>> = ops
             .iter()
             .map(|op| match op {
-                TransactionOp::Set(req) => Prepared::Set(req, StoredValue::encode(&req.value)),
+                TransactionOp::Set(req) => {
+                    Prepared::Set(req, self.codec.encode(&req.key, &req.value))
+                }
                 TransactionOp::Delete(req) => Prepared::Delete(req),
             })
             .collect();
@@ -279,7 +304,7 @@ impl StateStore for InMemoryStateStore {
         for op in prepared {
             let r = match op {
                 Prepared::Set(req, value) => {
-                    Self::apply_set(&mut map, req, value, self.default_ttl, now, false)
+                    Self::apply_set(&mut map, req, &value, self.default_ttl, now, false)
                 }
                 Prepared::Delete(req) => Self::apply_delete(&mut map, req, now),
             };
@@ -292,14 +317,15 @@ impl StateStore for InMemoryStateStore {
     }
 
     fn keys(&self) -> BoxFuture<'_, Result<Vec<String>, StateError>> {
-        let now = Instant::now();
-        let mut keys: Vec<String> = self
-            .lock()
-            .map
-            .iter()
-            .filter(|(_, e)| e.live(now))
-            .map(|(k, _)| k.to_string())
-            .collect();
+        let mut keys: Vec<String> = {
+            let entries = self.lock();
+            let now_ms = entries.millis(Instant::now());
+            entries
+                .iter()
+                .filter(|slot| slot.meta().live(now_ms))
+                .map(|slot| entries.key_of(slot))
+                .collect()
+        };
         keys.sort();
         Box::pin(async move { Ok(keys) })
     }
@@ -426,12 +452,13 @@ mod tests {
         s.set(set("k", None, Concurrency::Unspecified, None))
             .await
             .unwrap();
-        assert!(s.lock().map["k"].expires_at.is_some());
+        assert!(s.lock().get("k").unwrap().meta().expires_at.is_some());
         s.set(set("k", None, Concurrency::Unspecified, Some(-1)))
             .await
             .unwrap();
         let map = s.lock();
-        assert!(map.map["k"].expires_at.is_none());
+        assert!(map.get("k").unwrap().meta().expires_at.is_none());
+        assert_eq!(map.expiry_index_len(), 0, "the old expiry left the index");
     }
 
     #[tokio::test]
@@ -455,22 +482,30 @@ mod tests {
         ))
         .await
         .unwrap();
-        s.lock()
-            .map
-            .get_mut("audit-logger||trail:task:t3:head")
-            .unwrap()
-            .expires_at = Some(Instant::now());
+        {
+            let mut entries = s.lock();
+            let key = "audit-logger||trail:task:t3:head";
+            let meta = entries.get(key).unwrap().meta();
+            let value = entries.get(key).unwrap().value();
+            let now = entries.millis(Instant::now());
+            entries.insert(
+                key,
+                Meta {
+                    expires_at: Some(now),
+                    ..meta
+                },
+                &value,
+            );
+        }
         let usage = s.usage(Some("audit-logger")).unwrap();
         let head = usage
             .iter()
             .find(|f| f.family == "trail:task:*:head")
             .unwrap();
-        // Two live heads (the expired one is not counted): key text plus the 1-byte value.
+        // Two live heads (the expired one is not counted): the key as held (its app prefix
+        // as two bytes) plus the 1-byte value.
         assert_eq!(head.keys, 2);
-        assert_eq!(
-            head.bytes,
-            2 * ("audit-logger||trail:task:t1:head".len() as u64 + 1)
-        );
+        assert_eq!(head.bytes, 2 * ("trail:task:t1:head".len() as u64 + 2 + 1));
         assert!(
             usage
                 .iter()
