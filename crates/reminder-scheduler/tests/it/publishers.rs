@@ -1,6 +1,7 @@
 //! Only the apps allowed to publish a task topic can make the scheduler remind: a `task-created`
 //! from another app's sidecar files nothing (so no `task-due-soon`, and no email, for an address
-//! of the forger's choosing), while task-api's events and the audit-logger's replays are applied.
+//! of the forger's choosing), while task-api's events, the audit-logger's replays and dead letters
+//! given their second chance (which keep their original publisher) are applied.
 
 use crate::support;
 
@@ -110,5 +111,30 @@ async fn a_replay_by_the_audit_logger_is_applied() {
         .unwrap();
     let record = world.wait_for_version(task.id(), 2).await;
     assert_eq!(record["open"], false);
+    replica.stop().await;
+}
+
+/// A task event dead-lettered by a failure (no resiliency policy: the first failed delivery
+/// dead-letters it) comes back on the second chance with its original publisher as `source`,
+/// and is applied, not dropped as a forgery.
+#[tokio::test]
+async fn a_dead_lettered_task_event_is_applied_on_its_second_chance() {
+    let world = World::new().await;
+    let replica = world.replica().await;
+    replica.wait_for_lease().await;
+    let task = Task::new().due(Some(world.t0 + minutes(10)));
+    // More failures than the client's own retries absorb: the first delivery fails.
+    world.cluster.faults().fail_next_state_ops(12);
+    world.publish(&task.created()).await;
+    let dead = world
+        .cluster
+        .wait_for_published(DEAD_LETTERS, 1, support::DEADLINE)
+        .await
+        .unwrap();
+    assert_eq!(dead[0]["topic"], "task-created");
+    assert_eq!(dead[0]["source"], events::apps::TASK_API);
+    world.wait_for_version(task.id(), 1).await;
+    let reminders = world.wait_for_reminders(1).await;
+    assert_eq!(reminders[0].envelope.data.task_id, task.id());
     replica.stop().await;
 }
