@@ -171,11 +171,13 @@ async fn deliver<T: EventPayload>(
     let source = e.cloud_event.source.as_str();
     if !topic.accepts_publisher(source) {
         // A forged task event could file a reminder, and so an email, for any address. The
-        // sidecar stamps `source` with the publisher's app id and keeps it when dead-lettering
-        // (the second chance sees the original publisher); the component's `publishingScopes`
-        // are what stop another app publishing the topic at all. SUCCESS, not DROP: the
-        // audit-logger, which consumes the same topic, already records the forgery, and a dead
-        // letter would only bring it back here.
+        // sidecar stamps `source` with the publisher's app id (daprd `pkg/runtime/pubsub/
+        // cloudevents.go NewCloudEvent`) and dead-letters the message as it came
+        // (`pkg/runtime/subscription/subscription.go sendToDeadLetter`), so the second chance
+        // sees the original publisher; the component's `publishingScopes` are what stop another
+        // app publishing the topic at all. SUCCESS, not DROP: the audit-logger, which consumes
+        // the same topic, already records the forgery, and a dead letter would only bring it
+        // back here.
         metrics::dropped(topic.as_str(), "forbidden_publisher");
         tracing::warn!(%topic, %source, ce_id = %e.cloud_event.id,
             allowed = %topic.publishers().join(", "),
