@@ -11,7 +11,9 @@
 #                                                   result adds each instance's share of the work
 #   scripts/load.sh --kafka --duration 20s          on dapr.kafka.yaml: production's Kafka pub/sub
 #                                                   component and Redis state (brokers started as
-#                                                   scripts/run-local.sh --kafka starts them)
+#                                                   scripts/run-local.sh --kafka starts them;
+#                                                   KAFKA_BROKERS and KAFKA_AUTH_TYPE, KAFKA_SASL_*
+#                                                   as there)
 #
 # --scale goes to the runner, --kafka picks the run file, every other argument goes to loadgen
 # (target/release/loadgen --help). Writes docs/load/result.json and docs/load/latency.svg
@@ -26,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/local-brokers.sh
 
-case "${1:-}" in -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 
 kafka=false
 scale=()   # for the runner, which checks the app names and counts

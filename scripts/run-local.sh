@@ -8,7 +8,10 @@
 #                                   starts a redis-server there (data in .local/redis) if none answers
 #   scripts/run-local.sh --kafka    dapr.kafka.yaml: production's Kafka pub/sub component + Redis
 #                                   state; the broker is KAFKA_BROKERS, else a tansu started on
-#                                   127.0.0.1:9092 (in memory); topics from deploy/redpanda/topics.conf
+#                                   127.0.0.1:9092 (in memory); topics from deploy/redpanda/topics.conf;
+#                                   auth from KAFKA_AUTH_TYPE (none, or password with
+#                                   KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SASL_MECHANISM
+#                                   SHA-256/SHA-512, KAFKA_DISABLE_TLS, KAFKA_CA_CERT_FILE)
 #   scripts/run-local.sh --otlp http://127.0.0.1:4318
 #                                   also exports every trace (services and sidecars, all sampled)
 #                                   to that OTLP/HTTP receiver, e.g. Jaeger all-in-one; combines
@@ -22,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; }
 
 run_file=dapr.yaml
 redis=false

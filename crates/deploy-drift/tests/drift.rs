@@ -413,6 +413,39 @@ fn the_kafka_run_file_loads_the_production_pubsub_itself() {
 }
 
 #[test]
+fn a_literal_auth_type_or_credential_in_the_production_pubsub_is_reported() {
+    let file = "deploy/dapr/pubsub.yaml";
+    let edits = [
+        (
+            "authType\n      secretKeyRef:\n        name: todo-kafka\n        key: auth-type",
+            "authType\n      value: \"none\"",
+            "`authType` is a literal value",
+        ),
+        (
+            "saslPassword\n      secretKeyRef:\n        name: todo-kafka\n        key: password",
+            "saslPassword\n      value: \"hunter2\"",
+            "`saslPassword` is a literal value",
+        ),
+        (
+            "saslUsername\n      secretKeyRef:\n        name: todo-kafka\n        key: username",
+            "saslUsername\n      value: \"todo\"",
+            "`saslUsername` is a literal value",
+        ),
+        (
+            "    - name: saslMechanism\n      secretKeyRef:\n        name: todo-kafka\n        key: sasl-mechanism\n",
+            "",
+            "`saslMechanism` is missing",
+        ),
+    ];
+    for (from, to, why) in edits {
+        let found = with_edit(file, from, to);
+        assert_fires(&found, file, Rule::ProductionPubSub);
+        let text = report(&found);
+        assert!(text.contains(why), "{why}: {text}");
+    }
+}
+
+#[test]
 fn a_file_that_does_not_parse_is_reported() {
     let file = "deploy/local/redis/statestore.yaml";
     let found = with_edit(file, "kind: Component", "kind: [Component");

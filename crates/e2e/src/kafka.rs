@@ -1,6 +1,6 @@
 //! The resources of `dapr.kafka.yaml` for a test: a copy of `deploy/local/kafka` (the production
 //! pub/sub component through its link, Redis state) pointed at the test's Redis, and the secrets
-//! file its `kubernetes` store reads, naming the test's broker.
+//! file its `kubernetes` store reads, naming the test's broker and no authentication.
 
 use std::path::Path;
 
@@ -24,8 +24,7 @@ pub fn kafka_resources(
         "deploy/local/kafka/pubsub.yaml is not the production component file"
     );
     let secrets = to.join("kafka-secrets.json");
-    let brokers = serde_json::json!({"todo-kafka": {"brokers": broker.brokers()}});
-    std::fs::write(&secrets, brokers.to_string())?;
+    std::fs::write(&secrets, broker.production_secret(&[]).to_string())?;
     let store = to.join("kubernetes-secrets.yaml");
     let text = std::fs::read_to_string(&store).with_context(|| format!("{}", store.display()))?;
     ensure!(

@@ -12,9 +12,13 @@
 //! A crash after 1 and before 2 leaves the event unacknowledged; its redelivery files again. A
 //! failure in 5 answers RETRY, and the redelivery, a duplicate of the version just applied,
 //! repeats the check.
+//!
+//! Before any of that, a task event whose CloudEvent `source` is not an app allowed to publish
+//! its topic ([`events::Topic::publishers`]: task-api, or the audit-logger replaying a dead
+//! letter) is acknowledged without effect and counted in `reminder_task_events_dropped_total`.
 
 use dapr_http::{Event, Outcome, Subscriptions};
-use events::{TaskCompleted, TaskCreated, TaskDeleted, TaskUpdated};
+use events::{EventPayload, TaskCompleted, TaskCreated, TaskDeleted, TaskSnapshot, TaskUpdated};
 
 use crate::context::{AppState, Context};
 use crate::error::Error;
@@ -142,28 +146,45 @@ pub fn subscriptions(pubsub: &str, app_id: &str) -> Subscriptions<AppState> {
     Subscriptions::new(pubsub)
         .dead_letter_topic(events::dead_letter_topic(app_id))
         .on::<TaskCreated, _, _>(|ctx: AppState, e: Event<TaskCreated>| {
-            let event =
-                TaskEvent::from_envelope(EventKind::Created, &e.envelope, &e.envelope.data.task)
-                    .traced(e.traceparent());
-            handle(ctx, "task-created", event)
+            deliver(ctx, e, EventKind::Created, |d| &d.task)
         })
         .on::<TaskUpdated, _, _>(|ctx: AppState, e: Event<TaskUpdated>| {
-            let event =
-                TaskEvent::from_envelope(EventKind::Updated, &e.envelope, &e.envelope.data.task)
-                    .traced(e.traceparent());
-            handle(ctx, "task-updated", event)
+            deliver(ctx, e, EventKind::Updated, |d| &d.task)
         })
         .on::<TaskCompleted, _, _>(|ctx: AppState, e: Event<TaskCompleted>| {
-            let event =
-                TaskEvent::from_envelope(EventKind::Completed, &e.envelope, &e.envelope.data.task)
-                    .traced(e.traceparent());
-            handle(ctx, "task-completed", event)
+            deliver(ctx, e, EventKind::Completed, |d| &d.task)
         })
         .on::<TaskDeleted, _, _>(|ctx: AppState, e: Event<TaskDeleted>| {
-            let event =
-                TaskEvent::from_envelope(EventKind::Deleted, &e.envelope, &e.envelope.data.task)
-                    .traced(e.traceparent());
-            handle(ctx, "task-deleted", event)
+            deliver(ctx, e, EventKind::Deleted, |d| &d.task)
         })
         .second_chance()
+}
+
+/// One delivery on `T`'s topic: screened for its publisher, then applied.
+async fn deliver<T: EventPayload>(
+    ctx: AppState,
+    e: Event<T>,
+    kind: EventKind,
+    task: fn(&T) -> &TaskSnapshot,
+) -> Outcome {
+    let topic = T::TOPIC;
+    let source = e.cloud_event.source.as_str();
+    if !topic.accepts_publisher(source) {
+        // A forged task event could file a reminder, and so an email, for any address. The
+        // sidecar stamps `source` with the publisher's app id (daprd `pkg/runtime/pubsub/
+        // cloudevents.go NewCloudEvent`) and dead-letters the message as it came
+        // (`pkg/runtime/subscription/subscription.go sendToDeadLetter`), so the second chance
+        // sees the original publisher; the component's `publishingScopes` are what stop another
+        // app publishing the topic at all. SUCCESS, not DROP: the audit-logger, which consumes
+        // the same topic, already records the forgery, and a dead letter would only bring it
+        // back here.
+        metrics::dropped(topic.as_str(), "forbidden_publisher");
+        tracing::warn!(%topic, %source, ce_id = %e.cloud_event.id,
+            allowed = %topic.publishers().join(", "),
+            "ignoring a task event from an app not allowed to publish it");
+        return Outcome::Success;
+    }
+    let event =
+        TaskEvent::from_envelope(kind, &e.envelope, task(&e.envelope.data)).traced(e.traceparent());
+    handle(ctx, topic.as_str(), event).await
 }

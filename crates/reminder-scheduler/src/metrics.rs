@@ -13,6 +13,8 @@ pub const LEASE_HELD: &str = "reminder_lease_held";
 pub const TRACKED_TASKS: &str = "reminder_tracked_tasks";
 /// Task events handled, by topic and result (`applied`, `stale`, `duplicate`, `failed`).
 pub const EVENTS: &str = "reminder_task_events_total";
+/// Task events acknowledged without effect, by topic and reason (`forbidden_publisher`).
+pub const EVENTS_DROPPED: &str = "reminder_task_events_dropped_total";
 /// Bucket entries a scan looked at.
 pub const SCAN_CANDIDATES: &str = "reminder_scan_candidates_total";
 /// How far the watermark trails the window's far edge after a scan, seconds: 0 (or one bucket)
@@ -45,4 +47,8 @@ pub fn tracked_tasks(count: i64) {
 
 pub fn event(topic: &'static str, result: &'static str) {
     metrics::counter!(EVENTS, "topic" => topic, "result" => result).increment(1);
+}
+
+pub fn dropped(topic: &'static str, reason: &'static str) {
+    metrics::counter!(EVENTS_DROPPED, "topic" => topic, "reason" => reason).increment(1);
 }

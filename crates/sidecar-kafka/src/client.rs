@@ -1,13 +1,16 @@
 //! librdkafka configuration of the producer and the consumers, from [`KafkaSettings`], set up to
 //! behave like the Sarama client daprd uses (`common/component/kafka/kafka.go Init`,
-//! `producer.go GetSyncProducer`, `consumer.go`), and librdkafka's log lines routed to `tracing`.
+//! `producer.go GetSyncProducer`, `consumer.go`), and librdkafka's log lines routed to `tracing`
+//! (with the last refused login kept, to explain a publish that fails because of it).
 
 use crate::partitioner::LIBRDKAFKA_PARTITIONER;
 use crate::settings::{Auth, InitialOffset, KafkaSettings};
 use rdkafka::ClientConfig;
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Connection, authentication and TLS settings shared by producer and consumers.
 fn base(settings: &KafkaSettings) -> ClientConfig {
@@ -123,9 +126,28 @@ pub(crate) fn consumer_config(settings: &KafkaSettings, group: &str) -> ClientCo
     config
 }
 
-/// Routes librdkafka's own log lines and errors to `tracing`.
+/// How long a refused login explains a failed publish: past this, a later failure has other
+/// causes as likely (the producer's message timeout is 30 s, plus the 10 s queue wait).
+const AUTH_FAILURE_RELEVANCE: Duration = Duration::from_secs(60);
+
+/// Routes librdkafka's own log lines and errors to `tracing`, and remembers the last refused
+/// login: librdkafka reports it only there and keeps retrying, so a publish meanwhile fails with
+/// a bare timeout that says nothing of the cause.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct TracingContext;
+pub(crate) struct TracingContext {
+    auth_failure: Arc<Mutex<Option<(Instant, String)>>>,
+}
+
+impl TracingContext {
+    /// librdkafka's words for the last authentication failure, if it was recent. They name the
+    /// mechanism and the broker's answer, never the password.
+    pub(crate) fn recent_auth_failure(&self) -> Option<String> {
+        let last = self.auth_failure.lock().ok()?;
+        last.as_ref()
+            .filter(|(at, _)| at.elapsed() < AUTH_FAILURE_RELEVANCE)
+            .map(|(_, reason)| reason.clone())
+    }
+}
 
 impl ClientContext for TracingContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
@@ -142,6 +164,36 @@ impl ClientContext for TracingContext {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(RDKafkaErrorCode::Authentication)
+            && let Ok(mut last) = self.auth_failure.lock()
+        {
+            *last = Some((Instant::now(), reason.to_owned()));
+        }
         tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_refused_login_is_kept_to_explain_a_failed_publish() {
+        let context = TracingContext::default();
+        context.error(
+            KafkaError::Global(RDKafkaErrorCode::BrokerTransportFailure),
+            "connection refused",
+        );
+        assert_eq!(context.recent_auth_failure(), None);
+        context.error(
+            KafkaError::Global(RDKafkaErrorCode::Authentication),
+            "SASL authentication error: unknown-user",
+        );
+        assert_eq!(
+            context.recent_auth_failure().as_deref(),
+            Some("SASL authentication error: unknown-user")
+        );
+        // Clones share it: the producer's context is the one librdkafka calls.
+        assert!(context.clone().recent_auth_failure().is_some());
     }
 }

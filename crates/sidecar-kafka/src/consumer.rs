@@ -125,7 +125,7 @@ impl Member {
         let workers = Workers::default();
         let context = GroupContext {
             workers: workers.clone(),
-            tracing: TracingContext,
+            tracing: TracingContext::default(),
         };
         let consumer: StreamConsumer<GroupContext> = consumer_config(settings, group)
             .create_with_context(context)

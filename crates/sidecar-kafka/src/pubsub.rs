@@ -23,6 +23,8 @@ const QUEUE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct KafkaPubSub {
     settings: KafkaSettings,
     producer: FutureProducer<TracingContext>,
+    /// The producer's context (it shares its state with the one librdkafka calls).
+    client_context: TracingContext,
     shutdown: CancellationToken,
 }
 
@@ -38,8 +40,9 @@ impl KafkaPubSub {
     /// Validates the metadata of `spec` and creates the producer (which connects lazily).
     pub fn from_spec(spec: &ComponentSpec) -> Result<Self, ResourceError> {
         let settings = KafkaSettings::from_spec(spec)?;
+        let client_context = TracingContext::default();
         let producer = producer_config(&settings)
-            .create_with_context(TracingContext)
+            .create_with_context(client_context.clone())
             .map_err(|e| ResourceError::Field {
                 file: spec.source.clone(),
                 kind: "Component".into(),
@@ -50,6 +53,7 @@ impl KafkaPubSub {
         Ok(Self {
             settings,
             producer,
+            client_context,
             shutdown: CancellationToken::new(),
         })
     }
@@ -74,10 +78,19 @@ impl KafkaPubSub {
             .await
         {
             Ok(_) => Ok(()),
-            Err((e, _)) => Err(PubSubError(format!(
-                "kafka: failed to send message to topic {}: {e}",
-                msg.topic
-            ))),
+            Err((e, _)) => {
+                let cause = self
+                    .client_context
+                    .recent_auth_failure()
+                    .map(|reason| {
+                        format!("; the broker refused the client's authentication: {reason}")
+                    })
+                    .unwrap_or_default();
+                Err(PubSubError(format!(
+                    "kafka: failed to send message to topic {}: {e}{cause}",
+                    msg.topic
+                )))
+            }
         }
     }
 

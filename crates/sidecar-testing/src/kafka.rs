@@ -70,11 +70,26 @@ impl KafkaBroker {
     /// # Panics
     /// When tansu is missing or does not come up: no Kafka test can run then.
     pub fn start() -> Self {
+        Self::launched(false)
+    }
+
+    /// Starts a broker that requires SASL (SCRAM) authentication of every client. It has no
+    /// users: tansu creates them through an authenticated client and keeps them in its storage,
+    /// which is memory here, so every login is refused as an unknown user. That is enough to see
+    /// what a client sends.
+    ///
+    /// # Panics
+    /// As [`KafkaBroker::start`].
+    pub fn start_with_authentication() -> Self {
+        Self::launched(true)
+    }
+
+    fn launched(authentication: bool) -> Self {
         let binary = tansu_binary().unwrap_or_else(|why| panic!("{why}"));
         for _ in 0..PORTS_TRIED {
             let port = free_port();
             let mut broker = Self {
-                child: launch(&binary, port),
+                child: launch(&binary, port, authentication),
                 port,
                 binary: binary.clone(),
             };
@@ -93,6 +108,25 @@ impl KafkaBroker {
     /// `127.0.0.1:<port>`: a component's `brokers`.
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Secret `todo-kafka` as the production pub/sub component (`deploy/dapr/pubsub.yaml`) reads
+    /// it, for this broker without authentication: every key the component names (an absent key
+    /// is an error), the unused ones empty; `overrides` replace keys (e.g. `auth-type`).
+    pub fn production_secret(&self, overrides: &[(&str, &str)]) -> serde_json::Value {
+        let mut secret = serde_json::json!({
+            "brokers": self.brokers(),
+            "auth-type": "none",
+            "sasl-mechanism": "",
+            "username": "",
+            "password": "",
+            "disable-tls": "",
+            "ca.crt": "",
+        });
+        for (key, value) in overrides {
+            secret[*key] = serde_json::Value::from(*value);
+        }
+        serde_json::json!({ "todo-kafka": secret })
     }
 
     /// Creates `topic` with `partitions` partitions.
@@ -160,9 +194,10 @@ impl Drop for KafkaBroker {
     }
 }
 
-fn launch(binary: &Path, port: u16) -> Child {
+fn launch(binary: &Path, port: u16, authentication: bool) -> Child {
     let url = format!("tcp://127.0.0.1:{port}");
-    Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .args([
             "broker",
             "--listener-url",
@@ -170,7 +205,11 @@ fn launch(binary: &Path, port: u16) -> Child {
             "--advertised-listener-url",
             &url,
         ])
-        .args(["--storage-engine", "memory://tansu/"])
+        .args(["--storage-engine", "memory://tansu/"]);
+    if authentication {
+        command.arg("--authentication");
+    }
+    command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -33,7 +33,9 @@ def cmd_compose(compose_config, components_dir, base_dapr_dir):
         if b is not None:
             if b["spec"]["type"] != comp["spec"]["type"]:
                 problem(where, "type differs from the Kubernetes component")
-            same_keys = ("allowedTopics", "initialOffset", "authType", "keyPrefix")
+            # authType is not compared: the Kubernetes file reads it from the Secret, and the
+            # compose Redpanda is a plaintext dev broker (authType none).
+            same_keys = ("allowedTopics", "initialOffset", "keyPrefix")
             bm, cm = metadata_map(b), metadata_map(comp)
             for k in same_keys:
                 if (bm.get(k) or {}).get("value") != (cm.get(k) or {}).get("value"):

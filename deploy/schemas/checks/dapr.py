@@ -15,8 +15,14 @@ def check_pubsub(where, comp):
             problem(where, f"`{forbidden}` must be unset: the group must be each app's id (fan-out)")
     if "brokers" not in md:
         problem(where, "`brokers` is required")
-    auth = (md.get("authType") or {}).get("value")
-    if auth not in ("none", "password", "mtls", "oidc", "certificate", "awsiam"):
+    auth_item = md.get("authType") or {}
+    auth = auth_item.get("value")
+    if "secretKeyRef" in auth_item:
+        # The Secret decides (deploy/dapr/pubsub.yaml): then every credential comes from it too.
+        for k in ("saslUsername", "saslPassword"):
+            if "secretKeyRef" not in (md.get(k) or {}):
+                problem(where, f"authType comes from a Secret, so `{k}` must too")
+    elif auth not in ("none", "password", "mtls", "oidc", "certificate", "awsiam"):
         problem(where, "`authType` is required (none, password, mtls, ...)")
     if auth == "password":
         for k in ("saslUsername", "saslPassword"):

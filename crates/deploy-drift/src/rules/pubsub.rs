@@ -1,5 +1,5 @@
 //! Components: `allowedTopics`, component names, consumer groups, and the Kafka run file's
-//! use of the production pub/sub component.
+//! use of the production pub/sub component, whose connection settings come from its Secret.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -148,9 +148,23 @@ pub const KAFKA_RUN_FILE: &str = "dapr.kafka.yaml";
 /// The production pub/sub component file.
 pub const PRODUCTION_PUBSUB: &str = "deploy/dapr/pubsub.yaml";
 
+/// Entries of the production pub/sub that say where and how to connect: each must come from the
+/// Secret through a `secretKeyRef`, so one file serves every environment (each with its own
+/// Secret, or a local run's secrets file) and holds no credential.
+pub const FROM_THE_SECRET: [&str; 7] = [
+    "brokers",
+    "authType",
+    "saslMechanism",
+    "saslUsername",
+    "saslPassword",
+    "disableTls",
+    "caCert",
+];
+
 /// `dapr.kafka.yaml` loads the production pub/sub component as it is: a resources folder it names
 /// defines the pub/sub, and every definition there is the one of `deploy/dapr/pubsub.yaml` (a
-/// link to it, not an edited copy; the broker address comes through its `secretKeyRef`).
+/// link to it, not an edited copy; the broker address and the authentication come through its
+/// `secretKeyRef`s, every one of [`FROM_THE_SECRET`], never a literal value).
 pub fn kafka_run_file(manifests: &Manifests, expected: &Expected) -> Vec<Violation> {
     let Some(run) = manifests.docs(KAFKA_RUN_FILE).and_then(<[Value]>::first) else {
         return Vec::new();
@@ -179,7 +193,7 @@ pub fn kafka_run_file(manifests: &Manifests, expected: &Expected) -> Vec<Violati
         .filter_map(crate::yaml::text)
         .map(|p| format!("{}/", p.trim_start_matches("./").trim_end_matches('/')))
         .collect();
-    let mut found = Vec::new();
+    let mut found = connection_from_the_secret(production);
     let mut loaded = false;
     for folder in &folders {
         for (file, doc) in manifests.components_in(folder) {
@@ -210,4 +224,32 @@ pub fn kafka_run_file(manifests: &Manifests, expected: &Expected) -> Vec<Violati
         ));
     }
     found
+}
+
+/// The [`FROM_THE_SECRET`] entries of the production pub/sub that are missing or not a
+/// `secretKeyRef` (a literal `authType: none` would pin every environment to plaintext; a literal
+/// credential would be in the repository).
+fn connection_from_the_secret(production: &Value) -> Vec<Violation> {
+    let items = seq_at(production, &["spec", "metadata"]);
+    FROM_THE_SECRET
+        .iter()
+        .filter_map(|name| {
+            let item = items
+                .iter()
+                .find(|item| item.get("name").and_then(Value::as_str) == Some(name));
+            let why = match item {
+                None => "is missing",
+                Some(item) if item.get("value").is_some() => "is a literal value",
+                Some(item) if item.get("secretKeyRef").is_none() => "has no secretKeyRef",
+                Some(_) => return None,
+            };
+            Some(Violation::new(
+                PRODUCTION_PUBSUB,
+                Rule::ProductionPubSub,
+                format!(
+                    "`{name}` {why}; it must come from the Secret through a secretKeyRef, so {KAFKA_RUN_FILE} takes it from the environment and no credential is written here"
+                ),
+            ))
+        })
+        .collect()
 }

@@ -7,6 +7,7 @@ mod support;
 mod faults;
 mod lease;
 mod outage;
+mod publishers;
 mod redis_backed;
 mod reminders;
 mod replay;

@@ -38,11 +38,7 @@ async fn reminder_scheduler_cannot_publish_task_created_with_the_production_kafk
     .unwrap();
     let secrets_dir = tempfile::tempdir().unwrap();
     let secrets = secrets_dir.path().join("secrets.json");
-    std::fs::write(
-        &secrets,
-        serde_json::json!({"todo-kafka": {"brokers": broker.brokers()}}).to_string(),
-    )
-    .unwrap();
+    std::fs::write(&secrets, broker.production_secret(&[]).to_string()).unwrap();
     let store = format!(
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: kubernetes\nspec:\n  \
          type: secretstores.local.file\n  version: v1\n  metadata:\n    - name: secretsFile\n      \
