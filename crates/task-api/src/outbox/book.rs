@@ -3,13 +3,14 @@
 //! `outbox-range:{instance}` before use, so a replica draining a dead writer knows which keys to
 //! look for).
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use uuid::Uuid;
 
 use super::{OUTBOX_BUDGET_BYTES, Outbox, OutboxEntry};
 use crate::error::ApiError;
-use crate::repository::{EventRange, StoreError, outbox_event_key};
+use crate::model::TaskRecord;
+use crate::repository::{EventRange, SlotUse, StoreError, TaskSummary, outbox_event_key};
 
 /// How many event numbers one write of the range reserves. A replica draining a dead writer
 /// reads every number in its range, so this also bounds the reads wasted on unused numbers.
@@ -39,6 +40,9 @@ impl Stage {
     }
 }
 
+/// Slots to settle, each with the entry whose change took or gave it up.
+pub(super) type SlotUses = Vec<(EntryId, SlotUse)>;
+
 /// One entry this process wrote.
 #[derive(Debug, Clone)]
 pub(super) struct Pending {
@@ -46,6 +50,37 @@ pub(super) struct Pending {
     pub(super) entry: OutboxEntry,
     pub(super) stage: Stage,
     bytes: usize,
+    /// The task's owner.
+    pub(super) user_id: Uuid,
+    /// The task's summary after the change (`None`: deleted), shown by this process's lists
+    /// until the change is projected into the index.
+    pub(super) summary: Option<TaskSummary>,
+    /// The change is in the index: the key may go once the event is published.
+    pub(super) projected: bool,
+    /// The slot the change took or gave up is settled (released unless its task holds it).
+    pub(super) slot_settled: bool,
+}
+
+impl Pending {
+    /// Whether its key may be deleted: an abandoned entry once its slot is settled, a
+    /// published one once it is also projected.
+    fn removable(&self) -> bool {
+        self.slot_settled
+            && match self.stage {
+                Stage::Abandoned => true,
+                Stage::Published => self.projected,
+                _ => false,
+            }
+    }
+
+    /// The slot this entry's change took or gave up, to settle.
+    pub(super) fn slot_use(&self) -> Option<SlotUse> {
+        self.entry.slot.map(|slot| SlotUse {
+            user_id: self.user_id,
+            task_id: self.entry.task_id,
+            slot,
+        })
+    }
 }
 
 /// The entries this process wrote and has not deleted yet.
@@ -226,8 +261,9 @@ impl Outbox {
         Ok(())
     }
 
-    /// Enters an entry about to be written under `instance`'s number `seq`; returns its key.
-    pub(super) fn track(&self, id: EntryId, entry: &OutboxEntry) -> String {
+    /// Enters an entry about to be written under `instance`'s number `seq` for the change to
+    /// `record`; returns its key.
+    pub(super) fn track(&self, id: EntryId, entry: &OutboxEntry, record: &TaskRecord) -> String {
         let key = outbox_event_key(id.0, id.1);
         let bytes = entry.envelope.get().len();
         let mut book = self.book();
@@ -239,6 +275,10 @@ impl Outbox {
                 entry: entry.clone(),
                 stage: Stage::InFlight,
                 bytes,
+                user_id: record.task.user_id,
+                summary: (!record.deleted).then(|| TaskSummary::from(record)),
+                projected: false,
+                slot_settled: entry.slot.is_none(),
             },
         );
         // Only once the book holds it: in between, one of the two always keeps `low` below it.
@@ -279,6 +319,83 @@ impl Outbox {
             .filter(|(_, p)| cutoff.is_none_or(|cutoff| p.entry.recorded_at <= cutoff))
             .map(|(id, p)| (*id, p.clone()))
             .collect()
+    }
+
+    /// The entries whose keys may be deleted.
+    pub(super) fn removable(&self) -> Vec<(EntryId, Pending)> {
+        self.book()
+            .entries
+            .iter()
+            .filter(|(_, p)| p.removable())
+            .map(|(id, p)| (*id, p.clone()))
+            .collect()
+    }
+
+    /// The committed entries not in the index yet, and the settled ones (committed or
+    /// abandoned) whose slot is not settled yet.
+    pub(super) fn unsettled(&self) -> (Vec<(EntryId, Pending)>, SlotUses) {
+        let book = self.book();
+        let committed = |p: &Pending| matches!(p.stage, Stage::Committed | Stage::Published);
+        let to_project = book
+            .entries
+            .iter()
+            .filter(|(_, p)| committed(p) && !p.projected)
+            .map(|(id, p)| (*id, p.clone()))
+            .collect();
+        let slots = book
+            .entries
+            .iter()
+            .filter(|(_, p)| (committed(p) || p.stage == Stage::Abandoned) && !p.slot_settled)
+            .filter_map(|(id, p)| p.slot_use().map(|u| (*id, u)))
+            .collect();
+        (to_project, slots)
+    }
+
+    /// Records that the changes of `ids` are in the index.
+    pub(super) fn mark_projected(&self, ids: &[EntryId]) {
+        let mut book = self.book();
+        for id in ids {
+            if let Some(pending) = book.entries.get_mut(id) {
+                pending.projected = true;
+            }
+        }
+    }
+
+    /// Records that the slots of `ids` are settled.
+    pub(super) fn mark_slots_settled(&self, ids: &[EntryId]) {
+        let mut book = self.book();
+        for id in ids {
+            if let Some(pending) = book.entries.get_mut(id) {
+                pending.slot_settled = true;
+            }
+        }
+    }
+
+    /// The latest committed change of each of `user_id`'s tasks that is not in the index yet:
+    /// its version and summary (`None`: deleted). A list shows these over the index, so a
+    /// client sees its own changes at once.
+    pub(super) fn unprojected_of(
+        &self,
+        user_id: Uuid,
+    ) -> HashMap<Uuid, (u64, Option<TaskSummary>)> {
+        let book = self.book();
+        let mut latest: HashMap<Uuid, (u64, Option<TaskSummary>)> = HashMap::new();
+        for pending in book.entries.values() {
+            if pending.user_id != user_id
+                || pending.projected
+                || !matches!(pending.stage, Stage::Committed | Stage::Published)
+            {
+                continue;
+            }
+            let version = pending.entry.version;
+            if latest
+                .get(&pending.entry.task_id)
+                .is_none_or(|(known, _)| *known < version)
+            {
+                latest.insert(pending.entry.task_id, (version, pending.summary.clone()));
+            }
+        }
+        latest
     }
 
     /// Forgets entries whose keys are deleted.

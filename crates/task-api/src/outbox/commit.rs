@@ -8,8 +8,8 @@ use super::book::{EntryId, Stage};
 use super::{Outbox, OutboxEntry};
 use crate::error::ApiError;
 use crate::model::TaskRecord;
-use crate::repository::Repair;
-use crate::repository::limit::opens;
+use crate::repository::ChangeState;
+use crate::repository::limit::{Pick, SlotPicker, closes, opens};
 
 /// What a change makes of the task's current record.
 #[derive(Debug)]
@@ -67,61 +67,67 @@ fn store_answered(error: &DaprError) -> bool {
 }
 
 impl Outbox {
-    /// Applies one change of task `task_id` (owned by `user_id`): reads the task and its index
-    /// bucket, lets `plan` decide, and writes the new record, its index summary and its event's
-    /// entry (under a per-event key of its own) in one etag-checked transaction. Retried on a
-    /// fresh read (up to `CONFLICT_RETRIES` attempts, with jittered backoff) when another writer
-    /// got there first; see the module doc for what a failed transaction may have left and how
-    /// it is judged.
+    /// Applies one change of task `task_id`: reads the task (unless `fresh`: a create, whose new
+    /// id nobody else names, so there is nothing to read), lets `plan` decide, and writes the new
+    /// record and its event's entry (under a per-event key of its own), and the open-task slot a
+    /// change that opens the task takes, in one transaction. Retried on a fresh read (up to
+    /// `CONFLICT_RETRIES` attempts, with jittered backoff) when another writer got there first
+    /// or the slot was taken; see the module doc for what a failed transaction may have left and
+    /// how it is judged.
     pub async fn commit(
         &self,
         task_id: Uuid,
-        user_id: Uuid,
+        fresh: bool,
         mut plan: impl FnMut(Option<&TaskRecord>) -> Result<Plan, ApiError>,
     ) -> Result<Commit, ApiError> {
-        // Held through every attempt and its backoff; released before the publish.
-        let _turn = self.bucket_turn(user_id, task_id).await;
+        let mut slots = SlotPicker::default();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let state = self.repository.read_change(task_id, user_id).await?;
+            let state = if fresh {
+                ChangeState::fresh(task_id)
+            } else {
+                self.repository.read_change(task_id).await?
+            };
             let (mut record, mut entry) = match plan(state.record())? {
                 Plan::Unchanged(record) => return Ok(Commit::Unchanged(record)),
                 Plan::Change(record, entry) => (record, entry),
             };
-            // Checked against the head this attempt read, and the transaction writes that head
-            // against its etag, so the open-task count cannot move in between
-            // (`crate::repository::limit`).
-            self.repository.limit().admit(&state, &record)?;
-            if !state.index_exists() {
-                // Created on its own first, so the transaction checks it against an etag.
-                self.repository
-                    .create_index_bucket(user_id, task_id)
-                    .await?;
-                continue;
+            let user_id = record.task.user_id;
+            entry.user_id = Some(user_id);
+            let takes = opens(state.record(), &record);
+            if takes {
+                let slot = self.pick_slot(user_id, &mut slots).await?;
+                record.slot = Some(slot);
+                entry.slot = Some(slot);
+            } else if closes(state.record(), &record) {
+                // Released by the cleaner once the change is known committed.
+                entry.slot = state.record().and_then(|previous| previous.slot);
+                record.slot = None;
             }
             self.check_budget()?;
             // Taken right before the write, so every key is written while the lease holds.
             let instance = self.lease.id().await?;
             let id = (instance, self.allocate(instance).await?);
             record.push_event(entry.event_id);
-            let key = self.track(id, &entry);
+            let key = self.track(id, &entry, &record);
             let error = match self
                 .repository
-                .write_change(&state, &record, &key, &entry)
+                .write_change(&state, &record, takes, &key, &entry)
                 .await
             {
                 Ok(()) => {
                     self.set_stage(id, Stage::Committed);
+                    if takes {
+                        // The task holds the slot it took: nothing to release.
+                        self.mark_slots_settled(&[id]);
+                    }
                     return Ok(Commit::Committed(Committed::new(id, record, entry)));
                 }
                 Err(error) => error,
             };
-            let after = match self
-                .repository
-                .read_change_and(task_id, user_id, Some(&key))
-                .await
-            {
+            let slot = record.slot.filter(|_| takes).map(|n| (user_id, n));
+            let after = match self.repository.read_back(task_id, &key, slot).await {
                 Ok(after) => after,
                 Err(read_error) => {
                     // The relay judges the entry from the task record after the grace period.
@@ -131,28 +137,26 @@ impl Outbox {
                     return Err(read_error.into());
                 }
             };
+            let holds_slot = after.slot_holder == Some(task_id);
             if after
                 .record()
                 .is_some_and(|r| r.has_committed(entry.event_ref()))
             {
-                // The task write applied and something else did not. When the change opens a
-                // task, the failed write may be the head's, whose etag kept the open-task count
-                // exact: the cap is checked again as the summary is added, and the change is
-                // taken back if the bucket filled up meanwhile (`repository::limit`).
-                self.set_stage(id, Stage::Unknown);
-                let limit = self.repository.limit();
-                if opens(state.record(), &record) {
-                    let cap = limit.cap_of(state.bucket());
-                    if self.repair_committed(&record, Some(cap)).await == Some(Repair::Full) {
-                        if self.repository.undo_change(&after, state.record()).await? {
-                            self.set_stage(id, Stage::Abandoned);
-                            tracing::warn!(%error, event_id = %entry.event_id,
-                                "transaction failed in part and the bucket reached its open-task cap meanwhile; change taken back");
-                            return Err(limit.reached(state.bucket()));
-                        }
-                        tracing::warn!(%error, event_id = %entry.event_id,
-                            "a change past the open-task cap could not be taken back; the cap is passed by one");
+                if let Some((_, n)) = slot
+                    && !holds_slot
+                {
+                    // The task write applied and the slot was another task's: the change must
+                    // not stand (`repository::limit`). Taken back, it is tried with another slot.
+                    if self.repository.undo_change(&after, state.record()).await? {
+                        self.set_stage(id, Stage::Abandoned);
+                        slots.collided(n);
+                        metrics::counter!("task_api_slot_collisions_total").increment(1);
+                        self.repository.back_off(attempt).await?;
+                        continue;
                     }
+                    metrics::counter!("task_api_open_task_limit_passed_total").increment(1);
+                    tracing::error!(%error, event_id = %entry.event_id,
+                        "a change whose open-task slot was taken could not be taken back; the limit is passed by one");
                 }
                 // From here the event is published whatever the store does next: this process
                 // holds it as committed, publishes it below, and its relay retries a failed
@@ -160,6 +164,9 @@ impl Outbox {
                 // dies first; when the store refuses that as well, the event is not lost while
                 // this process lives.
                 self.set_stage(id, Stage::Committed);
+                if holds_slot {
+                    self.mark_slots_settled(&[id]);
+                }
                 entry.committed = true;
                 tracing::warn!(%error, event_id = %entry.event_id,
                     "transaction reported failure but the task change committed; recording the event");
@@ -167,7 +174,6 @@ impl Outbox {
                     tracing::error!(%save_error, event_id = %entry.event_id,
                         "could not record the event of a committed change; it is published from memory");
                 }
-                self.repair_committed(&record, None).await;
                 return Ok(Commit::Committed(Committed::new(id, record, entry)));
             }
             if !store_answered(&error) {
@@ -181,13 +187,14 @@ impl Outbox {
                     "transaction failed without an answer from the store; the relay will judge it");
                 return Err(error.into());
             }
-            if after.wrote_extra() {
-                // Written without its change: a phantom, deleted (and counted) by the next sweep.
+            if after.wrote_entry || holds_slot {
+                // Written without its change: a phantom entry, or a slot the task does not
+                // hold; deleted (and counted) or released by the next sweep.
                 self.set_stage(id, Stage::Abandoned);
             } else {
                 self.forget(&[id]);
             }
-            if !after.moved_since(&state) && !after.wrote_extra() {
+            if !after.moved_since(&state) && !after.wrote_entry && !holds_slot {
                 // Nothing changed under us and nothing of the transaction applied, so this was
                 // not a conflict: a store failure.
                 if !error.is_etag_conflict() {
@@ -204,19 +211,22 @@ impl Outbox {
         }
     }
 
-    /// Puts the owner's index right after a change that committed; `None`: it could not. The
-    /// failure is logged and counted, never returned: the change and its event stand, and a
-    /// client told otherwise would retry and make a second change (a second event, a second
-    /// email). The next change of the task writes its summary again.
-    async fn repair_committed(&self, record: &TaskRecord, cap: Option<u64>) -> Option<Repair> {
-        match self.repository.repair_index(record, cap).await {
-            Ok(repair) => Some(repair),
-            Err(error) => {
-                metrics::counter!("task_api_index_repair_failures_total").increment(1);
-                tracing::error!(%error, task_id = %record.task.task_id,
-                    "could not put the index right after a committed change; it disagrees with the task until the task's next change");
-                None
-            }
+    /// The next open-task slot of `user_id` to try: a random one, or, after a few collisions,
+    /// one of those a bulk read finds free. When none is free, this process's closes of the
+    /// user's tasks that have not released their slots yet release them first; then the limit
+    /// is reached.
+    async fn pick_slot(&self, user_id: Uuid, slots: &mut SlotPicker) -> Result<u32, ApiError> {
+        let limit = self.repository.limit();
+        if let Pick::Slot(n) = slots.next(limit) {
+            return Ok(n);
+        }
+        let mut any = slots.feed(self.repository.free_slots(user_id).await?);
+        if !any && self.settle_slots_of(user_id).await {
+            any = slots.feed(self.repository.free_slots(user_id).await?);
+        }
+        match slots.next(limit) {
+            Pick::Slot(n) if any => Ok(n),
+            _ => Err(limit.reached()),
         }
     }
 

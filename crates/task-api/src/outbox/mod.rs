@@ -109,13 +109,14 @@ mod lease;
 mod relay;
 mod upkeep;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use dapr_http::{DaprClient, DaprError, PublishOptions};
 
-use crate::repository::{INDEX_BUCKETS, TaskRepository, bucket_of};
+use crate::repository::{TaskRepository, TaskSummary};
 
 pub use crate::repository::OutboxEntry;
 pub use commit::{Commit, Committed, Plan};
@@ -147,15 +148,7 @@ pub struct Outbox {
     sequence: Arc<Mutex<Sequence>>,
     /// Writes of the event range take turns, so a slower one never lowers `high`.
     range_turn: Arc<tokio::sync::Mutex<()>>,
-    /// Changes that write the same index bucket head (which every change of one task does) take
-    /// turns in this process, striped by user and bucket: see "What still orders writers" in
-    /// the module doc.
-    bucket_turns: Arc<[tokio::sync::Mutex<()>]>,
 }
-
-/// How many stripes the bucket turns use: enough that changes of different buckets seldom
-/// share one.
-const BUCKET_TURNS: u32 = 16_384;
 
 impl Outbox {
     /// An outbox of `repository`, publishing to `pubsub`, with the default lease TTL; `shards`
@@ -184,23 +177,17 @@ impl Outbox {
             book: Arc::default(),
             sequence: Arc::new(Mutex::new(sequence)),
             range_turn: Arc::default(),
-            bucket_turns: (0..BUCKET_TURNS)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
         }
     }
 
-    /// Waits for this process's turn to write the index bucket of task `task_id` of `user_id`.
-    async fn bucket_turn(
-        &self,
-        user_id: uuid::Uuid,
-        task_id: uuid::Uuid,
-    ) -> tokio::sync::MutexGuard<'_, ()> {
-        let bucket = bucket_of(task_id, INDEX_BUCKETS);
-        // The user's id and the bucket, hashed the way task ids are spread over buckets.
-        let key = uuid::Uuid::from_u128(user_id.as_u128() ^ u128::from(bucket));
-        let stripe = bucket_of(key, BUCKET_TURNS) as usize % self.bucket_turns.len();
-        self.bucket_turns[stripe].lock().await
+    /// The changes of `user_id`'s tasks this process committed and has not projected into the
+    /// index yet: each task's latest summary (`None`: deleted). A list shows them over the
+    /// index, so a client sees its own changes at once.
+    pub fn unprojected(&self, user_id: uuid::Uuid) -> HashMap<uuid::Uuid, Option<TaskSummary>> {
+        self.unprojected_of(user_id)
+            .into_iter()
+            .map(|(task, (_, summary))| (task, summary))
+            .collect()
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {

@@ -1,6 +1,9 @@
 //! The outbox's background upkeep in this process: the lease keeper, which renews the writer's
-//! lease, and the cleaner, which deletes the keys of entries the process published (or whose
-//! change did not commit) in batches, and keeps the stored event range tight.
+//! lease, and the cleaner, which projects committed changes into the user index
+//! ([`crate::repository::projection`]), releases the open-task slots of closed tasks
+//! ([`crate::repository::limit`]), deletes the keys of entries the process published and
+//! projected (or whose change did not commit) in batches, and keeps the stored event range
+//! tight.
 
 use std::time::Duration;
 
@@ -23,8 +26,8 @@ impl Outbox {
         }
     }
 
-    /// Every `interval`, deletes the keys of this process's published and abandoned entries,
-    /// until `stop` turns true (a last sweep runs then). Whatever is missed, the relay handles.
+    /// Every `interval`, runs [`Self::sweep`] until `stop` turns true (a last sweep runs then).
+    /// Whatever is missed, the relay handles.
     pub async fn run_cleaner(
         self,
         interval: Duration,
@@ -44,11 +47,55 @@ impl Outbox {
         }
     }
 
-    /// Deletes, in as few transactions as [`crate::repository::DELETE_BATCH`] allows, the keys of every entry
-    /// published or abandoned since the last sweep, then raises the stored `low` of the event
-    /// range past them. One write for many requests, off their path.
+    /// One pass of the cleaner, off the requests' path: projects the changes this process
+    /// committed into the index (a few rounds, so a bucket that lost a race to another replica
+    /// is redone at once), settles the slots of settled changes, then deletes, in as few
+    /// transactions as [`crate::repository::DELETE_BATCH`] allows, the keys of the entries that
+    /// are published and projected (or abandoned), and raises the stored `low` of the event
+    /// range past them.
     pub(super) async fn sweep(&self) {
-        let done = self.entries_in(&[Stage::Published, Stage::Abandoned], None);
+        let (to_project, slots) = self.unsettled();
+        let mut left = to_project;
+        for _ in 0..PROJECTION_ROUNDS {
+            if left.is_empty() {
+                break;
+            }
+            let changed: Vec<_> = left
+                .iter()
+                .map(|(_, p)| (p.user_id, p.entry.task_id))
+                .collect();
+            match self.repository.project(&changed).await {
+                Ok(projected) => {
+                    let (done, rest): (Vec<_>, Vec<_>) = left
+                        .into_iter()
+                        .partition(|(_, p)| projected.contains(&p.entry.task_id));
+                    let ids: Vec<_> = done.iter().map(|(id, _)| *id).collect();
+                    self.mark_projected(&ids);
+                    left = rest;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not project changes into the index; will retry");
+                    break;
+                }
+            }
+        }
+        if !left.is_empty() {
+            metrics::counter!("task_api_index_projection_retries_total")
+                .increment(left.len() as u64);
+        }
+        if !slots.is_empty() {
+            let uses: Vec<_> = slots.iter().map(|(_, u)| *u).collect();
+            match self.repository.release_slots(&uses).await {
+                Ok(()) => {
+                    let ids: Vec<_> = slots.iter().map(|(id, _)| *id).collect();
+                    self.mark_slots_settled(&ids);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not release open-task slots; will retry");
+                }
+            }
+        }
+        let done = self.removable();
         if !done.is_empty() {
             let keys: Vec<String> = done.iter().map(|(_, p)| p.key.clone()).collect();
             match self.repository.delete_keys(&keys).await {
@@ -76,4 +123,33 @@ impl Outbox {
             tracing::warn!(%error, "could not save the outbox event range; will retry");
         }
     }
+
+    /// Settles the slots of this process's settled changes of `user_id` now (a create that
+    /// found no free slot calls this before giving up, so a task the client closed on this
+    /// replica frees its slot at once); returns whether there were any to settle (released
+    /// here or, when this release lost a race, by the cleaner running at the same time).
+    pub(super) async fn settle_slots_of(&self, user_id: uuid::Uuid) -> bool {
+        let (_, slots) = self.unsettled();
+        let slots: Vec<_> = slots
+            .into_iter()
+            .filter(|(_, u)| u.user_id == user_id)
+            .collect();
+        if slots.is_empty() {
+            return false;
+        }
+        let uses: Vec<_> = slots.iter().map(|(_, u)| *u).collect();
+        match self.repository.release_slots(&uses).await {
+            Ok(()) => {
+                let ids: Vec<_> = slots.iter().map(|(id, _)| *id).collect();
+                self.mark_slots_settled(&ids);
+            }
+            Err(error) => {
+                tracing::debug!(%error, "could not release open-task slots; the cleaner will");
+            }
+        }
+        true
+    }
 }
+
+/// Projection attempts per sweep for the buckets whose write lost a race.
+const PROJECTION_ROUNDS: usize = 3;

@@ -222,6 +222,7 @@ mod tests {
             },
             deleted: false,
             recent_events: Vec::new(),
+            slot: None,
         }
     }
 

@@ -2,45 +2,60 @@
 //! completed or deleted, so completing or deleting one frees a slot, and reopening a completed
 //! one (a `PATCH` of its status) takes one again.
 //!
-//! # How the count stays exact with replicas racing
+//! # Slots: exact across replicas, with no read and no turn
 //!
-//! A global counter key would be one more write on every create, complete and delete, and one
-//! key all of a user's changes race on: the serialisation point the index buckets exist to
-//! avoid. Instead the limit is split over the user's `INDEX_BUCKETS` (16) index buckets: bucket
-//! `b` may hold `max / 16` open tasks, plus one for the first `max % 16` buckets, so the caps
-//! add up to exactly `max`. A bucket's open count comes from its head alone
-//! ([`UserIndex::open_tasks`](crate::repository::UserIndex::open_tasks)), which every change
-//! of the bucket already reads, and every change that opens a task (a create, a reopen) writes
-//! that head against the etag it read. Two changes that both open a task in one bucket cannot
-//! both commit from the same count: the second one's transaction fails on the head and its
-//! retry reads the new count. So the bound holds exactly per bucket, and so exactly for the
-//! user: **at most `max` open tasks, whatever the number of replicas**.
+//! A user has `max` **slots**, `user:{u}:open:{n}` for `n` in `0..max`. An open task holds one:
+//! the change that opens it (a create, a reopen) writes its slot in its own transaction with
+//! the etag `-1`, which an absent key accepts and an existing key refuses (every stored
+//! version counts up from 1; the in-memory store and Redis both check it inside a transaction,
+//! unlike `first-write`, components-contrib `state/redis/redis.go`, `StateStore.Multi`). The
+//! slot's value is the task's id and the record names its slot ([`TaskRecord::slot`]). Two
+//! changes cannot both take one slot, so at most `max` slots exist and **a user never has more
+//! than `max` open tasks, whatever the number of replicas**, with no key every change of the
+//! user races on and no read before the write.
 //!
-//! The transaction is not atomic (see [the repository](super)): when its head write fails its
-//! etag check, the task write may still apply, and the commit would then add the summary to the
-//! head afterwards ([`TaskRepository::repair_index`](super::TaskRepository::repair_index)). For a
-//! change that opens a task, that repair checks the cap again against the head it writes (etag
-//! checked too), and when the bucket filled up in the meantime the change is taken back
-//! ([`TaskRepository::undo_change`](super::TaskRepository::undo_change)): the record is restored
-//! or the new task deleted, so its event's outbox entry is discarded, and the
-//! request gets the limit's answer. The bound can only be passed, by one task per occurrence,
-//! when that undo itself fails (the task changed again in the few milliseconds between) or the
-//! process dies between the failed transaction and the undo; or when a reopen of an older task,
-//! whose summary lives in a sealed segment, has its segment write apply and its head write fail
-//! (the repair then counts what the segment already says).
+//! A change picks a slot at random; with `k` of `max` taken it collides with probability
+//! `k / max`. A collision is a failed transaction whose task write applied (the store does not
+//! roll back, see [the repository](super)): the writer reads back, finds the slot held by
+//! another task, takes its change back ([`TaskRepository::undo_change`]: nobody else knows a
+//! fresh task's id, and a reopen is restored against its etag) and tries another slot. After
+//! [`RANDOM_PICKS`] collisions it reads all of the user's slots in one bulk read and picks among
+//! the free ones, and answers 409 `open-task-limit` when none is free.
 //!
-//! A create picks its bucket through its task id. When that bucket is full it reads the 16
-//! heads (one bulk read) and takes a new id in a bucket with room, so a create is refused only
-//! when every bucket is at its cap: when the user has exactly `max` open tasks. A reopen cannot
-//! move its task, so it is refused when the task's own bucket is full, which can happen a few
-//! slots before `max` (the answer is the same problem, naming the limit).
+//! A completion or deletion does not touch the slot in its transaction: a delete of a key
+//! cannot be made conditional on its value, and a close whose record write lost its race would
+//! still free a slot another task may have taken since. The cleaner releases it once the change
+//! is known committed ([`TaskRepository::release_slots`]): a slot is deleted, against the etag
+//! it was read with, only when it names a task whose record (read after the slot) no longer
+//! holds it. The same rule frees a slot written by a change that did not commit. Until then
+//! the slot counts, so the limit only errs on the safe side for a moment (one cleaner period);
+//! a create of this process that finds no free slot first releases this process's pending
+//! ones, so a client that completed a task can create the next one at once.
+//!
+//! The bound can be passed by one task per occurrence only when a change whose slot collided
+//! cannot be taken back: its task changed again in between, or its writer died (or lost the
+//! store's answer) between the failed transaction and the undo; that change stands, logged.
+//! Tasks written before slots existed hold none and are not counted until they are next
+//! reopened.
+//!
+//! Memory: one key per open task, its value a quoted UUID (38 bytes), about 110 bytes with the
+//! key in the in-memory store.
+//!
+//! [`TaskRecord::slot`]: crate::model::TaskRecord::slot
+//! [`TaskRepository::undo_change`]: super::TaskRepository::undo_change
+//! [`TaskRepository::release_slots`]: super::TaskRepository::release_slots
 
-use uuid::Uuid;
+use std::collections::HashSet;
 
-use super::{ChangeState, INDEX_BUCKETS, bucket_of};
+use rand::Rng as _;
+
 use crate::error::ApiError;
+use crate::model::TaskRecord;
 
-/// `MAX_OPEN_TASKS_PER_USER`, split over the index buckets.
+/// Random picks before a change reads the user's slots to find a free one.
+pub const RANDOM_PICKS: usize = 3;
+
+/// `MAX_OPEN_TASKS_PER_USER`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenTaskLimit {
     max: u32,
@@ -56,53 +71,85 @@ impl OpenTaskLimit {
         self.max
     }
 
-    /// How many open tasks bucket `bucket` may hold.
-    pub fn cap_of(&self, bucket: u32) -> u64 {
-        let share = u64::from(self.max / INDEX_BUCKETS);
-        share + u64::from(bucket < self.max % INDEX_BUCKETS)
-    }
-
     /// The refusal a change that would open one task too many gets.
-    pub fn reached(&self, bucket: u32) -> ApiError {
-        ApiError::OpenTaskLimit {
-            limit: self.max,
-            bucket,
+    pub fn reached(&self) -> ApiError {
+        metrics::counter!("task_api_open_task_limit_total").increment(1);
+        ApiError::OpenTaskLimit { limit: self.max }
+    }
+}
+
+/// The slots one change has tried, and what it knows of the free ones.
+#[derive(Debug, Default)]
+pub struct SlotPicker {
+    collided: HashSet<u32>,
+    /// The free slots as last read, once random picks are used up.
+    free: Option<Vec<u32>>,
+}
+
+/// What [`SlotPicker::next`] answers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// Try this slot.
+    Slot(u32),
+    /// Read the free slots and [`SlotPicker::feed`] them first.
+    ReadFree,
+}
+
+impl SlotPicker {
+    /// The next slot to try.
+    pub fn next(&mut self, limit: OpenTaskLimit) -> Pick {
+        let max = limit.max();
+        if self.collided.len() < RANDOM_PICKS && (self.collided.len() as u64) < u64::from(max) {
+            let mut rng = rand::rng();
+            loop {
+                let n = rng.random_range(0..max.max(1));
+                if !self.collided.contains(&n) {
+                    return Pick::Slot(n);
+                }
+            }
+        }
+        match &mut self.free {
+            None => Pick::ReadFree,
+            Some(free) => {
+                free.retain(|n| !self.collided.contains(n));
+                if free.is_empty() {
+                    self.free = None;
+                    return Pick::ReadFree;
+                }
+                let at = rand::rng().random_range(0..free.len());
+                Pick::Slot(free.swap_remove(at))
+            }
         }
     }
 
-    /// Refuses `next` (the record a change would write over `state`) when it opens a task in a
-    /// bucket already at its cap. Changes that leave a task open, close it or delete it always
-    /// pass: a user over the limit (after the setting was lowered) can still work on open tasks.
-    pub fn admit(
-        &self,
-        state: &ChangeState,
-        next: &crate::model::TaskRecord,
-    ) -> Result<(), ApiError> {
-        if !opens(state.record(), next) {
-            return Ok(());
-        }
-        if state.index().open_tasks() >= self.cap_of(state.bucket()) {
-            metrics::counter!("task_api_open_task_limit_total").increment(1);
-            return Err(self.reached(state.bucket()));
-        }
-        Ok(())
+    /// The free slots just read; `false` when there are none (the limit is reached).
+    pub fn feed(&mut self, free: Vec<u32>) -> bool {
+        let any = !free.is_empty();
+        self.free = Some(free);
+        any
     }
 
-    /// A fresh task id (UUID v7: creation order) whose bucket is `bucket`: ids are drawn until
-    /// one hashes there, 16 draws on average.
-    pub fn id_in_bucket(bucket: u32) -> Option<Uuid> {
-        (0..100_000)
-            .map(|_| Uuid::now_v7())
-            .find(|id| bucket_of(*id, INDEX_BUCKETS) == bucket)
+    /// Slot `n` was taken by another task.
+    pub fn collided(&mut self, n: u32) {
+        self.collided.insert(n);
+        // Whoever took it may have taken others the list still shows as free.
+        if self.collided.len() > RANDOM_PICKS {
+            self.free = None;
+        }
     }
 }
 
 /// Whether writing `next` over `previous` opens a task: a create, or a reopen.
-pub fn opens(previous: Option<&crate::model::TaskRecord>, next: &crate::model::TaskRecord) -> bool {
+pub fn opens(previous: Option<&TaskRecord>, next: &TaskRecord) -> bool {
     is_open(next) && !previous.is_some_and(is_open)
 }
 
-fn is_open(record: &crate::model::TaskRecord) -> bool {
+/// Whether writing `next` over `previous` closes a task (a completion, a deletion).
+pub fn closes(previous: Option<&TaskRecord>, next: &TaskRecord) -> bool {
+    !is_open(next) && previous.is_some_and(is_open)
+}
+
+fn is_open(record: &TaskRecord) -> bool {
     !record.deleted && record.task.status != events::TaskStatus::Completed
 }
 
@@ -112,21 +159,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_bucket_caps_add_up_to_the_limit() {
-        for max in [1, 15, 16, 17, 100, 10_000, 10_007] {
-            let limit = OpenTaskLimit::new(max);
-            let total: u64 = (0..INDEX_BUCKETS).map(|b| limit.cap_of(b)).sum();
-            assert_eq!(total, u64::from(max), "{max}");
+    fn random_picks_then_only_slots_read_free() {
+        let limit = OpenTaskLimit::new(10);
+        let mut picker = SlotPicker::default();
+        let mut seen = HashSet::new();
+        for _ in 0..RANDOM_PICKS {
+            let Pick::Slot(n) = picker.next(limit) else {
+                panic!("random picks first")
+            };
+            assert!(n < 10 && seen.insert(n), "{n} picked again after colliding");
+            picker.collided(n);
         }
-        assert_eq!(OpenTaskLimit::new(10_000).cap_of(3), 625);
+        assert_eq!(picker.next(limit), Pick::ReadFree);
+        let free = (0..10).find(|n| !seen.contains(n)).unwrap();
+        assert!(picker.feed(vec![free, *seen.iter().next().unwrap()]));
+        assert_eq!(
+            picker.next(limit),
+            Pick::Slot(free),
+            "never one that collided"
+        );
+        picker.collided(free);
+        assert_eq!(picker.next(limit), Pick::ReadFree);
+        assert!(
+            !picker.feed(Vec::new()),
+            "no free slot: the limit is reached"
+        );
     }
 
     #[test]
-    fn ids_can_be_drawn_in_any_bucket() {
-        for bucket in 0..INDEX_BUCKETS {
-            let id = OpenTaskLimit::id_in_bucket(bucket).unwrap();
-            assert_eq!(bucket_of(id, INDEX_BUCKETS), bucket);
-            assert_eq!(id.get_version_num(), 7);
-        }
+    fn a_limit_of_one_never_loops_on_its_only_slot() {
+        let limit = OpenTaskLimit::new(1);
+        let mut picker = SlotPicker::default();
+        assert_eq!(picker.next(limit), Pick::Slot(0));
+        picker.collided(0);
+        assert_eq!(picker.next(limit), Pick::ReadFree);
     }
 }

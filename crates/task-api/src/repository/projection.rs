@@ -1,0 +1,231 @@
+//! The user index as a projection of committed changes, settled off the request path.
+//!
+//! A change's transaction writes its task and its outbox entry, no index key. The outbox's
+//! cleaner (every `INDEX_PROJECTION_INTERVAL`, default 250 ms) hands the tasks of the entries
+//! it knows committed to [`TaskRepository::project`], which brings their summaries in line with
+//! their records: grouped by index bucket, one bulk read of the buckets' heads, then one bulk
+//! read of the tasks' records, then per bucket one transaction writing the head (and the sealed
+//! segments it touches, and a new segment when the head overflows), each etag-checked. An
+//! entry's key is deleted only after its task's bucket was written (or needed no write): a
+//! crash between commit and projection leaves the key, and whoever drains it projects it first.
+//!
+//! # Why from the records, read after the heads
+//!
+//! A summary is taken from the task's current record, not from the entry, so replaying an
+//! old entry, projecting twice, or in any order, writes what the record says now: a deleted or
+//! missing task loses its summary. A bucket's head writes are ordered by its etag, and each
+//! writer reads the records after the head it replaces, so a later write of a head never carries
+//! an older record than an earlier one: the index converges on the records. Readers still
+//! check every page against the records (`crate::listing`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use dapr_http::{SaveItem, TransactionOp};
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use super::index::{IndexSegment, TaskSummary, UserIndex, reconcile};
+use super::keys::{INDEX_BUCKETS, bucket_of, index_bucket_key, index_segment_key, task_key};
+use super::{StoreError, TaskRepository, Versioned};
+use crate::model::TaskRecord;
+
+/// Makes `tasks` agree with `record` (a missing, deleted or foreign record removes the
+/// summary of `id`); returns whether anything changed.
+fn apply(
+    tasks: &mut Vec<TaskSummary>,
+    id: Uuid,
+    user_id: Uuid,
+    record: Option<&TaskRecord>,
+) -> bool {
+    match record {
+        Some(record) if record.task.user_id == user_id => reconcile(tasks, record),
+        _ => match tasks.binary_search_by(|s| id.cmp(&s.id)) {
+            Ok(i) => {
+                tasks.remove(i);
+                true
+            }
+            Err(_) => false,
+        },
+    }
+}
+
+impl TaskRepository {
+    /// Brings the index summaries of `changed` (owner, task) in line with the tasks' records.
+    /// Returns the tasks whose bucket is now written; a bucket whose write lost a race or
+    /// failed is left out (call again: it is idempotent).
+    pub async fn project(&self, changed: &[(Uuid, Uuid)]) -> Result<HashSet<Uuid>, StoreError> {
+        let mut groups: BTreeMap<(Uuid, u32), BTreeSet<Uuid>> = BTreeMap::new();
+        for (user, task) in changed {
+            groups
+                .entry((*user, bucket_of(*task, INDEX_BUCKETS)))
+                .or_default()
+                .insert(*task);
+        }
+        if groups.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let head_keys: Vec<String> = groups
+            .keys()
+            .map(|(user, bucket)| index_bucket_key(*user, *bucket))
+            .collect();
+        let items = self
+            .dapr
+            .get_bulk_state::<Box<RawValue>>(&self.store, &head_keys)
+            .await?;
+        if items.len() != head_keys.len() {
+            return Err(StoreError::ShortBulkRead);
+        }
+        let mut heads = Vec::with_capacity(items.len());
+        for item in items {
+            if let Some(message) = item.error {
+                return Err(StoreError::Key {
+                    key: item.key,
+                    message,
+                });
+            }
+            let value = match item.value {
+                None => UserIndex::default(),
+                Some(raw) => {
+                    serde_json::from_str(raw.get()).map_err(|source| StoreError::Unreadable {
+                        key: item.key.clone(),
+                        source,
+                    })?
+                }
+            };
+            heads.push(Versioned {
+                value,
+                etag: item.etag,
+            });
+        }
+        // After the heads (see the module doc).
+        let ids: Vec<Uuid> = groups.values().flatten().copied().collect();
+        let records = self.records_by_id(&ids).await?;
+        let writes = groups
+            .into_iter()
+            .zip(heads)
+            .map(|(((user, bucket), tasks), head)| {
+                let records = &records;
+                async move {
+                    let written = self
+                        .project_bucket(user, bucket, head, &tasks, records)
+                        .await;
+                    (tasks, written)
+                }
+            });
+        let mut projected = HashSet::new();
+        for (tasks, written) in futures::future::join_all(writes).await {
+            match written {
+                Ok(()) => projected.extend(tasks),
+                Err(error) => {
+                    tracing::debug!(%error, "index bucket projection failed; will retry");
+                }
+            }
+        }
+        Ok(projected)
+    }
+
+    /// The records of `ids` that exist (tombstones included), by id; a key the store failed on
+    /// fails the read, so no summary is removed on a failed read.
+    async fn records_by_id(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, TaskRecord>, StoreError> {
+        let keys: Vec<String> = ids.iter().map(|id| task_key(*id)).collect();
+        let items = self
+            .dapr
+            .get_bulk_state::<TaskRecord>(&self.store, &keys)
+            .await?;
+        let mut records = HashMap::with_capacity(items.len());
+        for item in items {
+            if let Some(message) = item.error {
+                return Err(StoreError::Key {
+                    key: item.key,
+                    message,
+                });
+            }
+            if let Some(record) = item.value {
+                records.insert(record.task.task_id, record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Writes one bucket's head (and segments) so the summaries of `tasks` agree with
+    /// `records`, in one transaction checked against what was read.
+    async fn project_bucket(
+        &self,
+        user_id: Uuid,
+        bucket: u32,
+        head: Versioned<UserIndex>,
+        tasks: &BTreeSet<Uuid>,
+        records: &HashMap<Uuid, TaskRecord>,
+    ) -> Result<(), StoreError> {
+        let mut next = head.value.clone();
+        let mut head_changed = false;
+        let mut ops = Vec::new();
+        let mut in_segments: BTreeMap<Uuid, Vec<Uuid>> = BTreeMap::new();
+        for id in tasks {
+            match head.value.home_of(*id) {
+                None => head_changed |= apply(&mut next.tasks, *id, user_id, records.get(id)),
+                Some(home) => in_segments
+                    .entry(head.value.sealed[home].segment)
+                    .or_default()
+                    .push(*id),
+            }
+        }
+        for (segment_id, ids) in in_segments {
+            let key = index_segment_key(user_id, bucket, segment_id);
+            let stored = self.read_segment(&key).await?;
+            let mut segment = stored.value.clone();
+            let mut changed = false;
+            for id in ids {
+                changed |= apply(&mut segment.tasks, id, user_id, records.get(&id));
+            }
+            if changed {
+                ops.push(TransactionOp::Upsert(
+                    stored.write_in_transaction(key, &segment)?,
+                ));
+            }
+            // Recounted even when the segment is unchanged: an earlier transaction may have
+            // written the segment and not the head.
+            if let Some(entry) = next.sealed_mut(segment_id) {
+                head_changed |= entry.recount(&segment);
+            }
+        }
+        if head_changed {
+            if let Some((id, segment)) = next.seal(self.layout.head_size, self.layout.segment_size)
+            {
+                // A fresh random key: no other writer can have it, so no etag.
+                let key = index_segment_key(user_id, bucket, id);
+                ops.push(TransactionOp::Upsert(SaveItem::new(key, &segment)?));
+            }
+            let key = index_bucket_key(user_id, bucket);
+            ops.push(TransactionOp::Upsert(
+                head.write_in_transaction(key, &next)?,
+            ));
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.dapr.transact_state(&self.store, &ops).await?;
+        Ok(())
+    }
+
+    /// A sealed segment with its etag; a segment its head lists but the store lacks (its write
+    /// was the part of a transaction that did not apply) reads as empty.
+    pub(super) async fn read_segment(
+        &self,
+        key: &str,
+    ) -> Result<Versioned<IndexSegment>, StoreError> {
+        Ok(
+            match self
+                .dapr
+                .get_state::<IndexSegment>(&self.store, key)
+                .await?
+            {
+                Some(entry) => Versioned {
+                    value: entry.value,
+                    etag: entry.etag,
+                },
+                None => Versioned::default(),
+            },
+        )
+    }
+}
