@@ -150,6 +150,7 @@ impl Outbox {
                     if self.repository.undo_change(&after, state.record()).await? {
                         self.set_stage(id, Stage::Abandoned);
                         slots.collided(n);
+                        self.slot_hints.collided(user_id, self.repository.limit());
                         metrics::counter!("task_api_slot_collisions_total").increment(1);
                         self.repository.back_off(attempt).await?;
                         continue;
@@ -217,14 +218,17 @@ impl Outbox {
     /// is reached.
     async fn pick_slot(&self, user_id: Uuid, slots: &mut SlotPicker) -> Result<u32, ApiError> {
         let limit = self.repository.limit();
-        if let Pick::Slot(n) = slots.next(limit) {
+        let hint = slots
+            .is_fresh()
+            .then(|| self.slot_hints.take(user_id, limit));
+        if let Pick::Slot(n) = slots.next(limit, hint) {
             return Ok(n);
         }
         let mut any = slots.feed(self.repository.free_slots(user_id).await?);
         if !any && self.settle_slots_of(user_id).await {
             any = slots.feed(self.repository.free_slots(user_id).await?);
         }
-        match slots.next(limit) {
+        match slots.next(limit, None) {
             Pick::Slot(n) if any => Ok(n),
             _ => Err(limit.reached()),
         }

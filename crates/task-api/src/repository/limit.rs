@@ -14,8 +14,10 @@
 //! than `max` open tasks, whatever the number of replicas**, with no key every change of the
 //! user races on and no read before the write.
 //!
-//! A change picks a slot at random; with `k` of `max` taken it collides with probability
-//! `k / max`. A collision is a failed transaction whose task write applied (the store does not
+//! A change picks a slot at random, except that each process hands out one user's slots
+//! consecutively from a random start ([`SlotHints`]), so one process's burst of creates for one
+//! user never collides with itself; a random slot, with `k` of `max` taken, collides with
+//! probability `k / max`. A collision is a failed transaction whose task write applied (the store does not
 //! roll back, see [the repository](super)): the writer reads back, finds the slot held by
 //! another task, takes its change back ([`TaskRepository::undo_change`]: nobody else knows a
 //! fresh task's id, and a reopen is restored against its etag) and tries another slot. After
@@ -45,9 +47,10 @@
 //! [`TaskRepository::undo_change`]: super::TaskRepository::undo_change
 //! [`TaskRepository::release_slots`]: super::TaskRepository::release_slots
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rand::Rng as _;
+use uuid::Uuid;
 
 use crate::error::ApiError;
 use crate::model::TaskRecord;
@@ -96,9 +99,15 @@ pub enum Pick {
 }
 
 impl SlotPicker {
-    /// The next slot to try.
-    pub fn next(&mut self, limit: OpenTaskLimit) -> Pick {
+    /// The next slot to try; `hint` is this process's next slot for the user
+    /// ([`SlotHints`]), tried first.
+    pub fn next(&mut self, limit: OpenTaskLimit, hint: Option<u32>) -> Pick {
         let max = limit.max();
+        if let Some(n) = hint.filter(|n| *n < max && !self.collided.contains(n))
+            && self.collided.is_empty()
+        {
+            return Pick::Slot(n);
+        }
         if self.collided.len() < RANDOM_PICKS && (self.collided.len() as u64) < u64::from(max) {
             let mut rng = rand::rng();
             loop {
@@ -122,6 +131,11 @@ impl SlotPicker {
         }
     }
 
+    /// Whether nothing was tried yet.
+    pub fn is_fresh(&self) -> bool {
+        self.collided.is_empty()
+    }
+
     /// The free slots just read; `false` when there are none (the limit is reached).
     pub fn feed(&mut self, free: Vec<u32>) -> bool {
         let any = !free.is_empty();
@@ -136,6 +150,48 @@ impl SlotPicker {
         if self.collided.len() > RANDOM_PICKS {
             self.free = None;
         }
+    }
+}
+
+/// Where this process takes each user's next slot: consecutive slots from a random start, so
+/// its own creates of one user never collide with each other until they wrap around, and
+/// replicas start far apart. A collision moves the user's start to a random slot. Bounded:
+/// past [`SlotHints::USERS`] users it starts over (a forgotten user gets a random start).
+#[derive(Debug, Default)]
+pub struct SlotHints {
+    next: std::sync::Mutex<HashMap<Uuid, u32>>,
+}
+
+impl SlotHints {
+    /// How many users' starts are remembered.
+    pub const USERS: usize = 65_536;
+
+    fn next(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, u32>> {
+        self.next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The slot to try first for `user_id`, moving the user's cursor past it.
+    pub fn take(&self, user_id: Uuid, limit: OpenTaskLimit) -> u32 {
+        let max = limit.max().max(1);
+        let mut next = self.next();
+        if next.len() >= Self::USERS && !next.contains_key(&user_id) {
+            next.clear();
+        }
+        let cursor = next
+            .entry(user_id)
+            .or_insert_with(|| rand::rng().random_range(0..max));
+        let n = *cursor % max;
+        *cursor = (n + 1) % max;
+        n
+    }
+
+    /// A slot of `user_id` was found taken: move the user's cursor somewhere else.
+    pub fn collided(&self, user_id: Uuid, limit: OpenTaskLimit) {
+        let max = limit.max().max(1);
+        self.next()
+            .insert(user_id, rand::rng().random_range(0..max));
     }
 }
 
@@ -164,22 +220,22 @@ mod tests {
         let mut picker = SlotPicker::default();
         let mut seen = HashSet::new();
         for _ in 0..RANDOM_PICKS {
-            let Pick::Slot(n) = picker.next(limit) else {
+            let Pick::Slot(n) = picker.next(limit, None) else {
                 panic!("random picks first")
             };
             assert!(n < 10 && seen.insert(n), "{n} picked again after colliding");
             picker.collided(n);
         }
-        assert_eq!(picker.next(limit), Pick::ReadFree);
+        assert_eq!(picker.next(limit, None), Pick::ReadFree);
         let free = (0..10).find(|n| !seen.contains(n)).unwrap();
         assert!(picker.feed(vec![free, *seen.iter().next().unwrap()]));
         assert_eq!(
-            picker.next(limit),
+            picker.next(limit, None),
             Pick::Slot(free),
             "never one that collided"
         );
         picker.collided(free);
-        assert_eq!(picker.next(limit), Pick::ReadFree);
+        assert_eq!(picker.next(limit, None), Pick::ReadFree);
         assert!(
             !picker.feed(Vec::new()),
             "no free slot: the limit is reached"
@@ -187,11 +243,35 @@ mod tests {
     }
 
     #[test]
+    fn one_process_takes_consecutive_slots_of_a_user_and_jumps_after_a_collision() {
+        let limit = OpenTaskLimit::new(1_000);
+        let hints = SlotHints::default();
+        let user = Uuid::new_v4();
+        let first = hints.take(user, limit);
+        let taken: Vec<u32> = (0..999).map(|_| hints.take(user, limit)).collect();
+        let mut all: HashSet<u32> = taken.iter().copied().collect();
+        all.insert(first);
+        assert_eq!(
+            all.len(),
+            1_000,
+            "a thousand creates, a thousand slots, no repeat"
+        );
+        let mut picker = SlotPicker::default();
+        assert_eq!(
+            picker.next(limit, Some(42)),
+            Pick::Slot(42),
+            "the hint first"
+        );
+        picker.collided(42);
+        assert_ne!(picker.next(limit, Some(42)), Pick::Slot(42));
+    }
+
+    #[test]
     fn a_limit_of_one_never_loops_on_its_only_slot() {
         let limit = OpenTaskLimit::new(1);
         let mut picker = SlotPicker::default();
-        assert_eq!(picker.next(limit), Pick::Slot(0));
+        assert_eq!(picker.next(limit, None), Pick::Slot(0));
         picker.collided(0);
-        assert_eq!(picker.next(limit), Pick::ReadFree);
+        assert_eq!(picker.next(limit, None), Pick::ReadFree);
     }
 }

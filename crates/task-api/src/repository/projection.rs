@@ -4,8 +4,8 @@
 //! cleaner (every `INDEX_PROJECTION_INTERVAL`, default 250 ms) hands the tasks of the entries
 //! it knows committed to [`TaskRepository::project`], which brings their summaries in line with
 //! their records: grouped by index bucket, one bulk read of the buckets' heads, then one bulk
-//! read of the tasks' records, then per bucket one transaction writing the head (and the sealed
-//! segments it touches, and a new segment when the head overflows), each etag-checked. An
+//! read of the tasks' records, then one transaction per 64 buckets writing their heads (and the
+//! sealed segments they touch, and a new segment when a head overflows), each etag-checked. An
 //! entry's key is deleted only after its task's bucket was written (or needed no write): a
 //! crash between commit and projection leaves the key, and whoever drains it projects it first.
 //!
@@ -28,6 +28,9 @@ use super::index::{IndexSegment, TaskSummary, UserIndex, reconcile};
 use super::keys::{INDEX_BUCKETS, bucket_of, index_bucket_key, index_segment_key, task_key};
 use super::{StoreError, TaskRepository, Versioned};
 use crate::model::TaskRecord;
+
+/// Index buckets written per projection transaction.
+const PROJECTION_BATCH: usize = 64;
 
 /// Makes `tasks` agree with `record` (a missing, deleted or foreign record removes the
 /// summary of `id`); returns whether anything changed.
@@ -100,24 +103,33 @@ impl TaskRepository {
         // After the heads (see the module doc).
         let ids: Vec<Uuid> = groups.values().flatten().copied().collect();
         let records = self.records_by_id(&ids).await?;
-        let writes = groups
-            .into_iter()
-            .zip(heads)
-            .map(|(((user, bucket), tasks), head)| {
-                let records = &records;
-                async move {
-                    let written = self
-                        .project_bucket(user, bucket, head, &tasks, records)
-                        .await;
-                    (tasks, written)
-                }
-            });
         let mut projected = HashSet::new();
-        for (tasks, written) in futures::future::join_all(writes).await {
+        let mut pending: Vec<(BTreeSet<Uuid>, Vec<TransactionOp>)> = Vec::new();
+        for (((user, bucket), tasks), head) in groups.into_iter().zip(heads) {
+            let ops = self
+                .bucket_ops(user, bucket, head, &tasks, &records)
+                .await?;
+            if ops.is_empty() {
+                projected.extend(tasks);
+            } else {
+                pending.push((tasks, ops));
+            }
+        }
+        // Many buckets per transaction: one failed etag check fails its transaction (and, on a
+        // store that does not roll back, leaves the others' writes applied); the caller's next
+        // round re-reads and finds those buckets already in line.
+        let batches = pending.chunks(PROJECTION_BATCH).map(|batch| async move {
+            let ops: Vec<TransactionOp> = batch.iter().flat_map(|(_, ops)| ops.clone()).collect();
+            let written = self.dapr.transact_state(&self.store, &ops).await;
+            (batch, written)
+        });
+        for (batch, written) in futures::future::join_all(batches).await {
             match written {
-                Ok(()) => projected.extend(tasks),
+                Ok(()) => {
+                    projected.extend(batch.iter().flat_map(|(tasks, _)| tasks.iter().copied()))
+                }
                 Err(error) => {
-                    tracing::debug!(%error, "index bucket projection failed; will retry");
+                    tracing::debug!(%error, "index projection lost a race or failed; will redo");
                 }
             }
         }
@@ -147,16 +159,16 @@ impl TaskRepository {
         Ok(records)
     }
 
-    /// Writes one bucket's head (and segments) so the summaries of `tasks` agree with
-    /// `records`, in one transaction checked against what was read.
-    async fn project_bucket(
+    /// The writes of one bucket's head (and segments) that make the summaries of `tasks` agree
+    /// with `records`, each checked against what was read; none when they already agree.
+    async fn bucket_ops(
         &self,
         user_id: Uuid,
         bucket: u32,
         head: Versioned<UserIndex>,
         tasks: &BTreeSet<Uuid>,
         records: &HashMap<Uuid, TaskRecord>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Vec<TransactionOp>, StoreError> {
         let mut next = head.value.clone();
         let mut head_changed = false;
         let mut ops = Vec::new();
@@ -190,7 +202,9 @@ impl TaskRepository {
             }
         }
         if head_changed {
-            if let Some((id, segment)) = next.seal(self.layout.head_size, self.layout.segment_size)
+            // A pass may add many summaries to one head: seal until it fits.
+            while let Some((id, segment)) =
+                next.seal(self.layout.head_size, self.layout.segment_size)
             {
                 // A fresh random key: no other writer can have it, so no etag.
                 let key = index_segment_key(user_id, bucket, id);
@@ -201,11 +215,7 @@ impl TaskRepository {
                 head.write_in_transaction(key, &next)?,
             ));
         }
-        if ops.is_empty() {
-            return Ok(());
-        }
-        self.dapr.transact_state(&self.store, &ops).await?;
-        Ok(())
+        Ok(ops)
     }
 
     /// A sealed segment with its etag; a segment its head lists but the store lacks (its write
