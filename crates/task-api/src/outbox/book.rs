@@ -169,26 +169,26 @@ impl Outbox {
             .collect()
     }
 
-    /// The entries whose keys may be deleted.
-    pub(super) fn removable(&self) -> Vec<(EntryId, Pending)> {
+    /// The entries whose keys may be deleted: their ids, keys and stages.
+    pub(super) fn removable(&self) -> Vec<(EntryId, String, Stage)> {
         self.book()
             .entries
             .iter()
             .filter(|(_, p)| p.removable())
-            .map(|(id, p)| (*id, p.clone()))
+            .map(|(id, p)| (*id, p.key.clone(), p.stage))
             .collect()
     }
 
-    /// The committed entries not in the index yet, and the settled ones (committed or
-    /// abandoned) whose slot is not settled yet.
-    pub(super) fn unsettled(&self) -> (Vec<(EntryId, Pending)>, SlotUses) {
+    /// The committed entries not in the index yet (with their task's owner and id), and the
+    /// settled ones (committed or abandoned) whose slot is not settled yet.
+    pub(super) fn unsettled(&self) -> (Vec<(EntryId, Uuid, Uuid)>, SlotUses) {
         let book = self.book();
         let committed = |p: &Pending| matches!(p.stage, Stage::Committed | Stage::Published);
         let to_project = book
             .entries
             .iter()
             .filter(|(_, p)| committed(p) && !p.projected)
-            .map(|(id, p)| (*id, p.clone()))
+            .map(|(id, p)| (*id, p.user_id, p.entry.task_id))
             .collect();
         let slots = book
             .entries

@@ -60,16 +60,13 @@ impl Outbox {
             if left.is_empty() {
                 break;
             }
-            let changed: Vec<_> = left
-                .iter()
-                .map(|(_, p)| (p.user_id, p.entry.task_id))
-                .collect();
+            let changed: Vec<_> = left.iter().map(|(_, user, task)| (*user, *task)).collect();
             match self.repository.project(&changed).await {
                 Ok(projected) => {
                     let (done, rest): (Vec<_>, Vec<_>) = left
                         .into_iter()
-                        .partition(|(_, p)| projected.contains(&p.entry.task_id));
-                    let ids: Vec<_> = done.iter().map(|(id, _)| *id).collect();
+                        .partition(|(_, _, task)| projected.contains(task));
+                    let ids: Vec<_> = done.iter().map(|(id, ..)| *id).collect();
                     self.mark_projected(&ids);
                     left = rest;
                 }
@@ -97,18 +94,18 @@ impl Outbox {
         }
         let done = self.removable();
         if !done.is_empty() {
-            let keys: Vec<String> = done.iter().map(|(_, p)| p.key.clone()).collect();
+            let keys: Vec<String> = done.iter().map(|(_, key, _)| key.clone()).collect();
             match self.repository.delete_keys(&keys).await {
                 Ok(()) => {
                     let abandoned = done
                         .iter()
-                        .filter(|(_, p)| p.stage == Stage::Abandoned)
+                        .filter(|(.., stage)| *stage == Stage::Abandoned)
                         .count();
                     if abandoned > 0 {
                         metrics::counter!("task_api_outbox_discarded_total")
                             .increment(abandoned as u64);
                     }
-                    let ids: Vec<_> = done.iter().map(|(id, _)| *id).collect();
+                    let ids: Vec<_> = done.iter().map(|(id, ..)| *id).collect();
                     self.forget(&ids);
                 }
                 Err(error) => {

@@ -3,9 +3,10 @@
 //! A change's transaction writes its task and its outbox entry, no index key. The outbox's
 //! cleaner (every `INDEX_PROJECTION_INTERVAL`, default 250 ms) hands the tasks of the entries
 //! it knows committed to [`TaskRepository::project`], which brings their summaries in line with
-//! their records: grouped by index bucket, one bulk read of the buckets' heads, then one bulk
-//! read of the tasks' records, then one transaction per 64 buckets writing their heads (and the
-//! sealed segments they touch, and a new segment when a head overflows), each etag-checked. An
+//! their records: grouped by index bucket, a bulk read of the buckets' heads, then a bulk
+//! read of the tasks' records, then one transaction writing their heads (and the sealed segments
+//! they touch, and a new segment when a head overflows), each etag-checked; 16 buckets at a
+//! time, one chunk after the other, so a pass never stalls the requests beside it. An
 //! entry's key is deleted only after its task's bucket was written (or needed no write): a
 //! crash between commit and projection leaves the key, and whoever drains it projects it first.
 //!
@@ -30,7 +31,7 @@ use super::{StoreError, TaskRepository, Versioned};
 use crate::model::TaskRecord;
 
 /// Index buckets written per projection transaction.
-const PROJECTION_BATCH: usize = 64;
+const PROJECTION_BATCH: usize = 16;
 
 /// Makes `tasks` agree with `record` (a missing, deleted or foreign record removes the
 /// summary of `id`); returns whether anything changed.
@@ -67,9 +68,34 @@ impl TaskRepository {
         if groups.is_empty() {
             return Ok(HashSet::new());
         }
-        let head_keys: Vec<String> = groups
-            .keys()
-            .map(|(user, bucket)| index_bucket_key(*user, *bucket))
+        // A chunk of buckets at a time, one after the other: each chunk is two bulk reads and
+        // one transaction, so a pass never holds the sidecar (or this process's threads) long
+        // enough to stall the requests running beside it.
+        let groups: Vec<((Uuid, u32), BTreeSet<Uuid>)> = groups.into_iter().collect();
+        let mut projected = HashSet::new();
+        for chunk in groups.chunks(PROJECTION_BATCH) {
+            match self.project_chunk(chunk).await {
+                Ok(done) => projected.extend(done),
+                Err(error) => {
+                    tracing::debug!(%error, "index projection lost a race or failed; will redo");
+                }
+            }
+        }
+        Ok(projected)
+    }
+
+    /// Projects one chunk of buckets: their heads, then their tasks' records (after the heads,
+    /// see the module doc), then one transaction. Returns the tasks now in line; a failed
+    /// transaction (one etag check failed, and on a store that does not roll back the other
+    /// buckets' writes applied) is an error, and the caller's next round re-reads and finds
+    /// those buckets already in line.
+    async fn project_chunk(
+        &self,
+        chunk: &[((Uuid, u32), BTreeSet<Uuid>)],
+    ) -> Result<Vec<Uuid>, StoreError> {
+        let head_keys: Vec<String> = chunk
+            .iter()
+            .map(|((user, bucket), _)| index_bucket_key(*user, *bucket))
             .collect();
         let items = self
             .dapr
@@ -100,40 +126,22 @@ impl TaskRepository {
                 etag: item.etag,
             });
         }
-        // After the heads (see the module doc).
-        let ids: Vec<Uuid> = groups.values().flatten().copied().collect();
+        let ids: Vec<Uuid> = chunk
+            .iter()
+            .flat_map(|(_, tasks)| tasks.iter().copied())
+            .collect();
         let records = self.records_by_id(&ids).await?;
-        let mut projected = HashSet::new();
-        let mut pending: Vec<(BTreeSet<Uuid>, Vec<TransactionOp>)> = Vec::new();
-        for (((user, bucket), tasks), head) in groups.into_iter().zip(heads) {
-            let ops = self
-                .bucket_ops(user, bucket, head, &tasks, &records)
-                .await?;
-            if ops.is_empty() {
-                projected.extend(tasks);
-            } else {
-                pending.push((tasks, ops));
-            }
+        let mut ops = Vec::new();
+        for (((user, bucket), tasks), head) in chunk.iter().zip(heads) {
+            ops.extend(
+                self.bucket_ops(*user, *bucket, head, tasks, &records)
+                    .await?,
+            );
         }
-        // Many buckets per transaction: one failed etag check fails its transaction (and, on a
-        // store that does not roll back, leaves the others' writes applied); the caller's next
-        // round re-reads and finds those buckets already in line.
-        let batches = pending.chunks(PROJECTION_BATCH).map(|batch| async move {
-            let ops: Vec<TransactionOp> = batch.iter().flat_map(|(_, ops)| ops.clone()).collect();
-            let written = self.dapr.transact_state(&self.store, &ops).await;
-            (batch, written)
-        });
-        for (batch, written) in futures::future::join_all(batches).await {
-            match written {
-                Ok(()) => {
-                    projected.extend(batch.iter().flat_map(|(tasks, _)| tasks.iter().copied()))
-                }
-                Err(error) => {
-                    tracing::debug!(%error, "index projection lost a race or failed; will redo");
-                }
-            }
+        if !ops.is_empty() {
+            self.dapr.transact_state(&self.store, &ops).await?;
         }
-        Ok(projected)
+        Ok(ids)
     }
 
     /// The records of `ids` that exist (tombstones included), by id; a key the store failed on
