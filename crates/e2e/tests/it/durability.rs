@@ -312,10 +312,14 @@ async fn sigkill_mid_stream(run: Run<'_>, replicas: usize) {
     // The index is projected after a change commits; a change the kill cut off before its
     // projection is projected when a running instance drains the killed one's outbox, once
     // its lease (3 s here) has expired. Lists show every change from then on.
-    poll_until("the outbox drained and projected", Duration::from_secs(60), || {
-        let left = durability_support::outbox_keys(redis.port());
-        async move { (left == 0).then_some(()) }
-    })
+    poll_until(
+        "the outbox drained and projected",
+        Duration::from_secs(60),
+        || {
+            let left = durability_support::outbox_keys(redis.port());
+            async move { (left == 0).then_some(()) }
+        },
+    )
     .await
     .unwrap();
 
