@@ -5,7 +5,7 @@
 use crate::support;
 
 use serde_json::{Value, json};
-use service_testing::{AppBuilder, eventually};
+use service_testing::{AppBuilder, Cluster, RedisServer, eventually};
 use support::{TaskApi as _, TestApp, User, problem, settings, spawn_app_with, spawn_proxied};
 
 async fn create_status(app: &TestApp, user: &User, title: &str) -> u16 {
@@ -117,21 +117,49 @@ async fn creates_beyond_the_limit_are_409_until_a_task_is_completed_or_deleted()
     assert_eq!(open.len(), 20);
 }
 
+/// Settings of the replicas racing at a limit of [`RACE_LIMIT`].
+const RACE_ENV: [(&str, &str); 2] = [
+    ("MAX_OPEN_TASKS_PER_USER", "16"),
+    // Races are the point: let no create give up on contention.
+    ("CONFLICT_RETRIES", "200"),
+];
+const RACE_LIMIT: usize = 16;
+
 #[tokio::test(flavor = "multi_thread")]
 async fn two_replicas_racing_at_the_limit_never_pass_it() {
-    const LIMIT: usize = 16;
-    const ATTEMPTS: usize = 40;
-    let env = [
-        ("MAX_OPEN_TASKS_PER_USER", "16"),
-        // Races are the point: let no create give up on contention.
-        ("CONFLICT_RETRIES", "200"),
-    ];
-    let first = spawn_app_with(&env).await;
-    let second = AppBuilder::new(settings(&env))
+    let first = spawn_app_with(&RACE_ENV).await;
+    let second = AppBuilder::new(settings(&RACE_ENV))
         .on(&first.cluster)
         .start()
         .await;
-    let replicas = [&first, &second];
+    race_at_the_limit(&first, &second).await;
+    second.stop().await;
+}
+
+/// The same on Redis, whose transactions check each etag (the slot's create-only `-1`
+/// included) inside `MULTI` and apply the rest when one fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn on_redis_two_replicas_racing_at_the_limit_never_pass_it() {
+    let redis = RedisServer::start();
+    let cluster = Cluster::from_resources(&[redis.resources()]).await.unwrap();
+    let first = AppBuilder::new(settings(&RACE_ENV))
+        .on(&cluster)
+        .start()
+        .await;
+    let second = AppBuilder::new(settings(&RACE_ENV))
+        .on(&cluster)
+        .start()
+        .await;
+    race_at_the_limit(&first, &second).await;
+    second.stop().await;
+    first.stop().await;
+}
+
+/// 40 creates of one user, alternating between two replicas, all at once: exactly the limit
+/// succeed, each holding one slot, and both replicas list exactly those once projected.
+async fn race_at_the_limit(first: &TestApp, second: &TestApp) {
+    const ATTEMPTS: usize = 40;
+    let replicas = [first, second];
     let user = first.user();
     let creates = (0..ATTEMPTS).map(|n| {
         let (app, user) = (replicas[n % 2], &user);
@@ -142,7 +170,7 @@ async fn two_replicas_racing_at_the_limit_never_pass_it() {
     let refused = statuses.iter().filter(|s| **s == 409).count();
     assert_eq!(
         (created, refused),
-        (LIMIT, ATTEMPTS - LIMIT),
+        (RACE_LIMIT, ATTEMPTS - RACE_LIMIT),
         "{statuses:?}"
     );
     // Exactly one slot per open task.
@@ -154,17 +182,16 @@ async fn two_replicas_racing_at_the_limit_never_pass_it() {
         .into_iter()
         .filter(|k| k.starts_with(&prefix))
         .count();
-    assert_eq!(slots, LIMIT);
+    assert_eq!(slots, RACE_LIMIT);
     // Each replica shows the other's creates once they are projected.
     for app in replicas {
         eventually("every create listed", || async {
             let listed = list_all(app, &user, "", 200).await;
-            assert!(listed.len() <= LIMIT, "{} listed", listed.len());
-            (listed.len() == LIMIT).then_some(())
+            assert!(listed.len() <= RACE_LIMIT, "{} listed", listed.len());
+            (listed.len() == RACE_LIMIT).then_some(())
         })
         .await;
     }
-    second.stop().await;
 }
 
 #[tokio::test]
