@@ -1,6 +1,8 @@
 //! [`Outbox::commit`] and [`Outbox::publish`]: one change, its event recorded with it, then
 //! published.
 
+use std::sync::atomic::Ordering;
+
 use dapr_http::DaprError;
 use uuid::Uuid;
 
@@ -224,8 +226,14 @@ impl Outbox {
         if let Pick::Slot(n) = slots.next(limit, hint) {
             return Ok(n);
         }
+        // A release by the cleaner between the read below and the settling after it would be
+        // missed by both: the count of releases tells.
+        let releases = self.slot_releases.load(Ordering::SeqCst);
         let mut any = slots.feed(self.repository.free_slots(user_id).await?);
-        if !any && self.settle_slots_of(user_id).await {
+        if !any
+            && (self.settle_slots_of(user_id).await
+                || self.slot_releases.load(Ordering::SeqCst) != releases)
+        {
             any = slots.feed(self.repository.free_slots(user_id).await?);
         }
         match slots.next(limit, None) {

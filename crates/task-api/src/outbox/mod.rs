@@ -131,6 +131,7 @@ mod sequence;
 mod upkeep;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -173,6 +174,9 @@ pub struct Outbox {
     range_turn: Arc<tokio::sync::Mutex<()>>,
     /// Where each user's next open-task slot is tried first.
     slot_hints: Arc<SlotHints>,
+    /// How many slot releases this process has completed, so a create that found no free slot
+    /// knows whether one may have been freed since it looked.
+    slot_releases: Arc<AtomicU64>,
 }
 
 impl Outbox {
@@ -203,6 +207,7 @@ impl Outbox {
             sequence: Arc::new(Mutex::new(sequence)),
             range_turn: Arc::default(),
             slot_hints: Arc::default(),
+            slot_releases: Arc::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 //! projected (or whose change did not commit) in batches, and keeps the stored event range
 //! tight.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::Outbox;
@@ -85,6 +86,8 @@ impl Outbox {
             match self.repository.release_slots(&uses).await {
                 Ok(()) => {
                     let ids: Vec<_> = slots.iter().map(|(id, _)| *id).collect();
+                    // Counted before the entries stop showing as unsettled (see `pick_slot`).
+                    self.slot_releases.fetch_add(1, Ordering::SeqCst);
                     self.mark_slots_settled(&ids);
                 }
                 Err(error) => {
@@ -138,6 +141,7 @@ impl Outbox {
         match self.repository.release_slots(&uses).await {
             Ok(()) => {
                 let ids: Vec<_> = slots.iter().map(|(id, _)| *id).collect();
+                self.slot_releases.fetch_add(1, Ordering::SeqCst);
                 self.mark_slots_settled(&ids);
             }
             Err(error) => {
