@@ -103,6 +103,12 @@ impl PageMerge {
             self.hidden.insert(id);
             buffer.extend(summary.filter(|s| after.is_none_or(|after| s.id < after)));
         }
+        // Superseded summaries leave the buffers here, not in `pop`: a chain they empty then
+        // names its next segment in `wanted` before the merge goes past it.
+        let hidden = &self.hidden;
+        for chain in &mut self.chains {
+            chain.buffer.retain(|s| !hidden.contains(&s.id));
+        }
         buffer.sort_unstable_by_key(|s| std::cmp::Reverse(s.id));
         self.chains.push(Chain {
             bucket: OVERLAY,
@@ -134,9 +140,10 @@ impl PageMerge {
             chain.pending.pop_front();
             self.loaded += loaded.tasks.len();
             let after = self.after;
+            let hidden = &self.hidden;
             loaded
                 .tasks
-                .retain(|s| after.is_none_or(|after| s.id < after));
+                .retain(|s| after.is_none_or(|after| s.id < after) && !hidden.contains(&s.id));
             loaded
                 .tasks
                 .sort_unstable_by_key(|s| std::cmp::Reverse(s.id));
@@ -147,17 +154,12 @@ impl PageMerge {
     /// The next summary, newest first; `None` when every chain is done. Only meaningful once
     /// [`Self::wanted`] is empty.
     pub fn pop(&mut self) -> Option<TaskSummary> {
-        loop {
-            let chain = self
-                .chains
-                .iter_mut()
-                .filter(|chain| !chain.buffer.is_empty())
-                .max_by_key(|chain| chain.buffer.front().map(|s| s.id))?;
-            let summary = chain.buffer.pop_front()?;
-            if chain.bucket == OVERLAY || !self.hidden.contains(&summary.id) {
-                return Some(summary);
-            }
-        }
+        self.chains
+            .iter_mut()
+            .filter(|chain| !chain.buffer.is_empty())
+            .max_by_key(|chain| chain.buffer.front().map(|s| s.id))?
+            .buffer
+            .pop_front()
     }
 
     /// Up to `limit` summaries that pass `keep`, and whether another one follows; `load` reads
@@ -371,5 +373,63 @@ mod tests {
         );
         let (open, _) = page(None, Some(TaskStatus::Open), 500).await;
         assert!(!open.contains(&old) && open.contains(&created));
+    }
+
+    /// `n` fresh ids, each in `bucket`.
+    fn ids_in(bucket: u32, n: usize) -> Vec<Uuid> {
+        std::iter::repeat_with(Uuid::now_v7)
+            .filter(|id| bucket_of(*id, INDEX_BUCKETS) == bucket)
+            .take(n)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_chain_emptied_by_the_overlay_reads_its_next_segment_before_older_buckets_go_on() {
+        // Bucket 5 holds one task older than everything in bucket 3; bucket 3 holds a sealed
+        // segment under a head whose every summary the overlay supersedes (deleted here).
+        let older = ids_in(5, 1)[0];
+        let bucket3 = ids_in(3, 65);
+        let mut heads = vec![UserIndex::default(); INDEX_BUCKETS as usize];
+        let mut segments = HashMap::new();
+        heads[5].reconcile(&record(older, TaskStatus::Open));
+        for id in &bucket3 {
+            heads[3].reconcile(&record(*id, TaskStatus::Open));
+            if let Some((segment, sealed)) = heads[3].seal(64, 48) {
+                segments.insert(segment, sealed);
+            }
+        }
+        assert_eq!(heads[3].sealed.len(), 1, "bucket 3 has a sealed segment");
+        let changes: HashMap<Uuid, Option<TaskSummary>> =
+            heads[3].tasks.iter().map(|s| (s.id, None)).collect();
+        let mut expected: Vec<Uuid> = bucket3
+            .iter()
+            .filter(|id| !changes.contains_key(id))
+            .rev()
+            .copied()
+            .collect();
+        expected.push(older);
+
+        let mut seen: Vec<Uuid> = Vec::new();
+        let mut after = None;
+        loop {
+            let merge = PageMerge::new(heads.clone(), after, None).overlay(changes.clone());
+            let segments = &segments;
+            let (page, more, _) = merge
+                .page(
+                    5,
+                    |_| true,
+                    |wanted| async move {
+                        Ok::<_, ()>(wanted.iter().map(|(_, s)| segments[s].clone()).collect())
+                    },
+                )
+                .await
+                .unwrap();
+            seen.extend(page.iter().map(|s| s.id));
+            if !more {
+                break;
+            }
+            after = page.last().map(|s| s.id);
+        }
+        assert_eq!(seen, expected, "every task once, newest first");
     }
 }
