@@ -16,7 +16,9 @@
 //! old entry, projecting twice, or in any order, writes what the record says now: a deleted or
 //! missing task loses its summary. A bucket's head writes are ordered by its etag, and each
 //! writer reads the records after the head it replaces, so a later write of a head never carries
-//! an older record than an earlier one: the index converges on the records. Readers still
+//! an older record than an earlier one: the index converges on the records. A sealed segment
+//! is never written without its head (even when the head's counts are unchanged), so its writes
+//! are ordered by the head's etag too. Readers still
 //! check every page against the records (`crate::listing`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -27,7 +29,7 @@ use uuid::Uuid;
 
 use super::index::{IndexSegment, TaskSummary, UserIndex, reconcile};
 use super::keys::{INDEX_BUCKETS, bucket_of, index_bucket_key, index_segment_key, task_key};
-use super::{StoreError, TaskRepository, Versioned};
+use super::{IndexLayout, StoreError, TaskRepository, Versioned};
 use crate::model::TaskRecord;
 
 /// Index buckets written per projection transaction.
@@ -177,53 +179,25 @@ impl TaskRepository {
         tasks: &BTreeSet<Uuid>,
         records: &HashMap<Uuid, TaskRecord>,
     ) -> Result<Vec<TransactionOp>, StoreError> {
-        let mut next = head.value.clone();
-        let mut head_changed = false;
-        let mut ops = Vec::new();
-        let mut in_segments: BTreeMap<Uuid, Vec<Uuid>> = BTreeMap::new();
+        let mut segments = HashMap::new();
         for id in tasks {
-            match head.value.home_of(*id) {
-                None => head_changed |= apply(&mut next.tasks, *id, user_id, records.get(id)),
-                Some(home) => in_segments
-                    .entry(head.value.sealed[home].segment)
-                    .or_default()
-                    .push(*id),
+            if let Some(home) = head.value.home_of(*id) {
+                let segment = head.value.sealed[home].segment;
+                if let std::collections::hash_map::Entry::Vacant(slot) = segments.entry(segment) {
+                    let key = index_segment_key(user_id, bucket, segment);
+                    slot.insert(self.read_segment(&key).await?);
+                }
             }
         }
-        for (segment_id, ids) in in_segments {
-            let key = index_segment_key(user_id, bucket, segment_id);
-            let stored = self.read_segment(&key).await?;
-            let mut segment = stored.value.clone();
-            let mut changed = false;
-            for id in ids {
-                changed |= apply(&mut segment.tasks, id, user_id, records.get(&id));
-            }
-            if changed {
-                ops.push(TransactionOp::Upsert(
-                    stored.write_in_transaction(key, &segment)?,
-                ));
-            }
-            // Recounted even when the segment is unchanged: an earlier transaction may have
-            // written the segment and not the head.
-            if let Some(entry) = next.sealed_mut(segment_id) {
-                head_changed |= entry.recount(&segment);
-            }
-        }
-        if head_changed {
-            // A pass may add many summaries to one head: seal until it fits.
-            while let Some((id, segment)) =
-                next.seal(self.layout.head_size, self.layout.segment_size)
-            {
-                // A fresh random key: no other writer can have it, so no etag.
-                let key = index_segment_key(user_id, bucket, id);
-                ops.push(TransactionOp::Upsert(SaveItem::new(key, &segment)?));
-            }
-            let key = index_bucket_key(user_id, bucket);
-            ops.push(TransactionOp::Upsert(
-                head.write_in_transaction(key, &next)?,
-            ));
-        }
-        Ok(ops)
+        bucket_writes(
+            user_id,
+            bucket,
+            &head,
+            &segments,
+            tasks,
+            records,
+            self.layout,
+        )
     }
 
     /// A sealed segment with its etag; a segment its head lists but the store lacks (its write
@@ -245,5 +219,158 @@ impl TaskRepository {
                 None => Versioned::default(),
             },
         )
+    }
+}
+
+/// The writes that make the summaries of `tasks` in one bucket agree with `records`, given its
+/// head and the sealed segments they live in (`segments`, by id, as read).
+///
+/// Whenever a segment is written, so is the head, against the etag read before the records:
+/// a segment's own etag was read after the records, so another writer that read a newer
+/// record and wrote the segment in between would pass that check and be overwritten with the
+/// older record. The head's etag orders every write of the bucket after the records it read.
+fn bucket_writes(
+    user_id: Uuid,
+    bucket: u32,
+    head: &Versioned<UserIndex>,
+    segments: &HashMap<Uuid, Versioned<IndexSegment>>,
+    tasks: &BTreeSet<Uuid>,
+    records: &HashMap<Uuid, TaskRecord>,
+    layout: IndexLayout,
+) -> Result<Vec<TransactionOp>, StoreError> {
+    let mut next = head.value.clone();
+    let mut head_changed = false;
+    let mut write_head = false;
+    let mut ops = Vec::new();
+    let mut in_segments: BTreeMap<Uuid, Vec<Uuid>> = BTreeMap::new();
+    for id in tasks {
+        match head.value.home_of(*id) {
+            None => head_changed |= apply(&mut next.tasks, *id, user_id, records.get(id)),
+            Some(home) => in_segments
+                .entry(head.value.sealed[home].segment)
+                .or_default()
+                .push(*id),
+        }
+    }
+    let missing = Versioned::default();
+    for (segment_id, ids) in in_segments {
+        let stored = segments.get(&segment_id).unwrap_or(&missing);
+        let mut segment = stored.value.clone();
+        let mut changed = false;
+        for id in ids {
+            changed |= apply(&mut segment.tasks, id, user_id, records.get(&id));
+        }
+        if changed {
+            let key = index_segment_key(user_id, bucket, segment_id);
+            ops.push(TransactionOp::Upsert(
+                stored.write_in_transaction(key, &segment)?,
+            ));
+            write_head = true;
+        }
+        // Recounted even when the segment is unchanged: an earlier transaction may have
+        // written the segment and not the head.
+        if let Some(entry) = next.sealed_mut(segment_id) {
+            head_changed |= entry.recount(&segment);
+        }
+    }
+    if head_changed {
+        // A pass may add many summaries to one head: seal until it fits.
+        while let Some((id, segment)) = next.seal(layout.head_size, layout.segment_size) {
+            // A fresh random key: no other writer can have it, so no etag.
+            let key = index_segment_key(user_id, bucket, id);
+            ops.push(TransactionOp::Upsert(SaveItem::new(key, &segment)?));
+        }
+    }
+    if head_changed || write_head {
+        let key = index_bucket_key(user_id, bucket);
+        ops.push(TransactionOp::Upsert(
+            head.write_in_transaction(key, &next)?,
+        ));
+    }
+    Ok(ops)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use events::{Priority, TaskSnapshot, TaskStatus};
+
+    use super::*;
+
+    fn record(id: Uuid, user_id: Uuid, priority: Priority) -> TaskRecord {
+        let now = chrono::Utc::now();
+        TaskRecord {
+            task: TaskSnapshot {
+                task_id: id,
+                user_id,
+                user_email: "a@example.com".into(),
+                title: "t".into(),
+                description: String::new(),
+                priority,
+                due_date: None,
+                status: TaskStatus::Open,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+            },
+            deleted: false,
+            recent_events: Vec::new(),
+            slot: None,
+        }
+    }
+
+    #[test]
+    fn a_segment_write_is_checked_against_the_head_read_before_the_records() {
+        let user = Uuid::now_v7();
+        let bucket = 3;
+        let ids: Vec<Uuid> = std::iter::repeat_with(Uuid::now_v7)
+            .filter(|id| bucket_of(*id, INDEX_BUCKETS) == bucket)
+            .take(65)
+            .collect();
+        let mut head = UserIndex::default();
+        let mut segments = HashMap::new();
+        for id in &ids {
+            head.reconcile(&record(*id, user, Priority::Low));
+            if let Some((segment, sealed)) = head.seal(64, 48) {
+                segments.insert(
+                    segment,
+                    Versioned {
+                        value: sealed,
+                        // Written by another projection after this one read the head.
+                        etag: Some("7".into()),
+                    },
+                );
+            }
+        }
+        let sealed_task = ids[0];
+        assert!(
+            head.home_of(sealed_task).is_some(),
+            "the task lives in a segment"
+        );
+        let head = Versioned {
+            value: head,
+            etag: Some("3".into()),
+        };
+        // A change that leaves the open count as it is: only the segment's content differs.
+        let records = HashMap::from([(sealed_task, record(sealed_task, user, Priority::High))]);
+        let ops = bucket_writes(
+            user,
+            bucket,
+            &head,
+            &segments,
+            &BTreeSet::from([sealed_task]),
+            &records,
+            IndexLayout::default(),
+        )
+        .unwrap();
+        let writes: Vec<(String, Option<String>)> = ops
+            .iter()
+            .map(|op| match op {
+                TransactionOp::Upsert(item) => (item.key.clone(), item.etag.clone()),
+                TransactionOp::Delete { key, etag } => (key.clone(), etag.clone()),
+            })
+            .collect();
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        assert!(writes.contains(&(index_bucket_key(user, bucket), Some("3".into()))));
     }
 }
