@@ -10,8 +10,8 @@ use super::book::{EntryId, Stage};
 use super::{Outbox, OutboxEntry};
 use crate::error::ApiError;
 use crate::model::TaskRecord;
-use crate::repository::ChangeState;
 use crate::repository::limit::{Pick, SlotPicker, closes, opens};
+use crate::repository::{ChangeState, ReadBack, StoreError};
 
 /// What a change makes of the task's current record.
 #[derive(Debug)]
@@ -68,14 +68,28 @@ fn store_answered(error: &DaprError) -> bool {
     )
 }
 
+/// How one attempt of a change ended when it did not commit.
+#[derive(Debug)]
+enum Attempt {
+    /// Committed with its event recorded; publish it next.
+    Committed(Box<Committed>),
+    /// Lost a race for the task, or its slot `collided` was another's: try again.
+    Retry { collided: Option<u32> },
+}
+
 impl Outbox {
     /// Applies one change of task `task_id`: reads the task (unless `fresh`: a create, whose new
     /// id nobody else names, so there is nothing to read), lets `plan` decide, and writes the new
-    /// record and its event's entry (under a per-event key of its own), and the open-task slot a
-    /// change that opens the task takes, in one transaction. Retried on a fresh read (up to
-    /// `CONFLICT_RETRIES` attempts, with jittered backoff) when another writer got there first
-    /// or the slot was taken; see the module doc for what a failed transaction may have left and
-    /// how it is judged.
+    /// record and its event's entry (under a per-event key of its own) in one transaction. A
+    /// create takes its open-task slot in that transaction; a reopen takes it with a save of its
+    /// own first, so a reopen whose slot collided never wrote its task (taking back a write of
+    /// an existing task would restore an older version over one others may have seen).
+    /// Retried on a fresh read (up to `CONFLICT_RETRIES` attempts, with jittered backoff) when
+    /// another writer got there first or the slot was taken; see the module doc for what a
+    /// failed transaction may have left and how it is judged.
+    ///
+    /// The writes and their judging run in a task of their own, so a client that hangs up
+    /// cannot stop a change between its write and the read and undo that settle it.
     pub async fn commit(
         &self,
         task_id: Uuid,
@@ -108,110 +122,212 @@ impl Outbox {
                 record.slot = None;
             }
             self.check_budget()?;
-            // Taken right before the write, so every key is written while the lease holds.
-            let instance = self.lease.id().await?;
-            let id = (instance, self.allocate(instance).await?);
-            record.push_event(entry.event_id);
-            let key = self.track(id, &entry, &record);
-            let error = match self
-                .repository
-                .write_change(&state, &record, takes, &key, &entry)
-                .await
-            {
-                Ok(()) => {
-                    self.set_stage(id, Stage::Committed);
-                    if takes {
-                        // The task holds the slot it took: nothing to release.
-                        self.mark_slots_settled(&[id]);
-                    }
-                    return Ok(Commit::Committed(Committed::new(id, record, entry)));
+            let outbox = self.clone();
+            let write =
+                tokio::spawn(async move { outbox.write(state, record, entry, takes).await });
+            let outcome = write.await.map_err(|error| {
+                ApiError::Internal(format!("a change's write stopped: {error}"))
+            })??;
+            match outcome {
+                Attempt::Committed(committed) => return Ok(Commit::Committed(*committed)),
+                Attempt::Retry { collided: None } => {
+                    metrics::counter!("task_api_conflict_retries_total").increment(1);
                 }
-                Err(error) => error,
-            };
-            let slot = record.slot.filter(|_| takes).map(|n| (user_id, n));
-            let after = match self.repository.read_back(task_id, &key, slot).await {
-                Ok(after) => after,
-                Err(read_error) => {
-                    // The relay judges the entry from the task record after the grace period.
-                    self.set_stage(id, Stage::Unknown);
-                    tracing::warn!(%error, %read_error, event_id = %entry.event_id,
-                        "transaction failed and its outcome could not be read; the relay will judge it");
-                    return Err(read_error.into());
+                Attempt::Retry { collided: Some(n) } => {
+                    slots.collided(n);
+                    self.slot_hints.collided(user_id, self.repository.limit());
+                    metrics::counter!("task_api_slot_collisions_total").increment(1);
                 }
-            };
-            let holds_slot = after.slot_holder == Some(task_id);
-            if after
-                .record()
-                .is_some_and(|r| r.has_committed(entry.event_ref()))
-            {
-                if let Some((_, n)) = slot
-                    && !holds_slot
-                {
-                    // The task write applied and the slot was another task's: the change must
-                    // not stand (`repository::limit`). Taken back, it is tried with another slot.
-                    if self.repository.undo_change(&after, state.record()).await? {
-                        self.set_stage(id, Stage::Abandoned);
-                        slots.collided(n);
-                        self.slot_hints.collided(user_id, self.repository.limit());
-                        metrics::counter!("task_api_slot_collisions_total").increment(1);
-                        self.repository.back_off(attempt).await?;
-                        continue;
-                    }
-                    metrics::counter!("task_api_open_task_limit_passed_total").increment(1);
-                    tracing::error!(%error, event_id = %entry.event_id,
-                        "a change whose open-task slot was taken could not be taken back; the limit is passed by one");
-                }
-                // From here the event is published whatever the store does next: this process
-                // holds it as committed, publishes it below, and its relay retries a failed
-                // publish. The key is written too, so a replica publishes it if this process
-                // dies first; when the store refuses that as well, the event is not lost while
-                // this process lives.
-                self.set_stage(id, Stage::Committed);
-                if holds_slot {
-                    self.mark_slots_settled(&[id]);
-                }
-                entry.committed = true;
-                tracing::warn!(%error, event_id = %entry.event_id,
-                    "transaction reported failure but the task change committed; recording the event");
-                if let Err(save_error) = self.repository.save_outbox_entry(&key, &entry).await {
-                    tracing::error!(%save_error, event_id = %entry.event_id,
-                        "could not record the event of a committed change; it is published from memory");
-                }
-                return Ok(Commit::Committed(Committed::new(id, record, entry)));
             }
-            if !store_answered(&error) {
-                // The store never gave its word on the transaction, which may still apply after
-                // the read above: that read proves nothing. Forgetting the entry would lose the
-                // event of a change landing later (no relay of this process would know it, and
-                // `low` would pass its number); the relay judges it from the task record after
-                // the grace period. Not retried: a second attempt could commit it twice.
-                self.set_stage(id, Stage::Unknown);
-                tracing::warn!(%error, event_id = %entry.event_id,
-                    "transaction failed without an answer from the store; the relay will judge it");
-                return Err(error.into());
-            }
-            if after.wrote_entry || holds_slot {
-                // Written without its change: a phantom entry, or a slot the task does not
-                // hold; deleted (and counted) or released by the next sweep.
-                self.set_stage(id, Stage::Abandoned);
-            } else {
-                self.forget(&[id]);
-            }
-            if !after.moved_since(&state) && !after.wrote_entry && !holds_slot {
-                // Nothing changed under us and nothing of the transaction applied, so this was
-                // not a conflict: a store failure.
-                if !error.is_etag_conflict() {
-                    return Err(error.into());
-                }
-                return Err(ApiError::Dapr(DaprError::Server {
-                    status: 503,
-                    code: error.error_code().unwrap_or_default().to_owned(),
-                    message: error.to_string(),
-                }));
-            }
-            metrics::counter!("task_api_conflict_retries_total").increment(1);
             self.repository.back_off(attempt).await?;
         }
+    }
+
+    /// One attempt of a change planned over `state`: takes a reopen's slot, writes the
+    /// transaction and, when it failed, reads back what it did and takes back a create whose
+    /// slot was another task's.
+    async fn write(
+        &self,
+        state: ChangeState,
+        mut record: TaskRecord,
+        mut entry: OutboxEntry,
+        takes: bool,
+    ) -> Result<Attempt, ApiError> {
+        let task_id = record.task.task_id;
+        let user_id = record.task.user_id;
+        // A reopen: an existing task, whose every write others may see.
+        let taken_first = takes && state.record().is_some();
+        // Taken right before the write, so every key is written while the lease holds.
+        let instance = self.lease.id().await?;
+        let id = (instance, self.allocate(instance).await?);
+        record.push_event(entry.event_id);
+        let key = self.track(id, &entry, &record);
+        if taken_first && let Some(n) = record.slot {
+            match self.repository.take_slot(user_id, n, task_id).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.forget(&[id]);
+                    return Ok(Attempt::Retry { collided: Some(n) });
+                }
+                Err(error) => {
+                    // The save may still apply: the entry's slot is released unless the task
+                    // holds it.
+                    self.set_stage(id, Stage::Abandoned);
+                    return Err(error.into());
+                }
+            }
+        }
+        let error = match self
+            .repository
+            .write_change(&state, &record, takes && !taken_first, &key, &entry)
+            .await
+        {
+            Ok(()) => {
+                self.set_stage(id, Stage::Committed);
+                if takes {
+                    // The task holds the slot it took: nothing to release.
+                    self.mark_slots_settled(&[id]);
+                }
+                return Ok(Attempt::Committed(Box::new(Committed::new(
+                    id, record, entry,
+                ))));
+            }
+            Err(error) => error,
+        };
+        let slot = record
+            .slot
+            .filter(|_| takes && !taken_first)
+            .map(|n| (user_id, n));
+        let after = match self.repository.read_back(task_id, &key, slot).await {
+            Ok(after) => after,
+            Err(read_error) => {
+                // The relay judges the entry from the task record after the grace period.
+                self.set_stage(id, Stage::Unknown);
+                tracing::warn!(%error, %read_error, event_id = %entry.event_id,
+                    "transaction failed and its outcome could not be read; the relay will judge it");
+                return Err(read_error.into());
+            }
+        };
+        // A reopen's slot, taken before the transaction, is the task's whatever it did.
+        let holds_slot = taken_first || after.slot_holder == Some(task_id);
+        if after
+            .record()
+            .is_some_and(|r| r.has_committed(entry.event_ref()))
+        {
+            if let Some((_, n)) = slot
+                && !holds_slot
+            {
+                // The task write applied and the slot was another task's: the create must not
+                // stand (`repository::limit`). Taken back, it is tried with another slot.
+                if self
+                    .take_back(id, &error, &after, &state, &key, &entry)
+                    .await?
+                {
+                    return Ok(Attempt::Retry { collided: Some(n) });
+                }
+                metrics::counter!("task_api_open_task_limit_passed_total").increment(1);
+                tracing::error!(%error, event_id = %entry.event_id,
+                    "a change whose open-task slot was taken could not be taken back; the limit is passed by one");
+            }
+            // From here the event is published whatever the store does next: this process
+            // holds it as committed, publishes it below, and its relay retries a failed
+            // publish. The key is written too, so a replica publishes it if this process
+            // dies first; when the store refuses that as well, the event is not lost while
+            // this process lives.
+            self.set_stage(id, Stage::Committed);
+            if holds_slot {
+                self.mark_slots_settled(&[id]);
+            }
+            entry.committed = true;
+            tracing::warn!(%error, event_id = %entry.event_id,
+                "transaction reported failure but the task change committed; recording the event");
+            if let Err(save_error) = self.repository.save_outbox_entry(&key, &entry).await {
+                tracing::error!(%save_error, event_id = %entry.event_id,
+                    "could not record the event of a committed change; it is published from memory");
+            }
+            return Ok(Attempt::Committed(Box::new(Committed::new(
+                id, record, entry,
+            ))));
+        }
+        if !store_answered(&error) {
+            // The store never gave its word on the transaction, which may still apply after
+            // the read above: that read proves nothing. Forgetting the entry would lose the
+            // event of a change landing later (no relay of this process would know it, and
+            // `low` would pass its number); the relay judges it from the task record after
+            // the grace period. Not retried: a second attempt could commit it twice.
+            self.set_stage(id, Stage::Unknown);
+            tracing::warn!(%error, event_id = %entry.event_id,
+                "transaction failed without an answer from the store; the relay will judge it");
+            return Err(error.into());
+        }
+        let slot_written = after.slot_holder == Some(task_id);
+        if after.wrote_entry || holds_slot {
+            // Written without its change: a phantom entry, or a slot the task does not
+            // hold; deleted (and counted) or released by the next sweep.
+            self.set_stage(id, Stage::Abandoned);
+        } else {
+            self.forget(&[id]);
+        }
+        if !after.moved_since(&state) && !after.wrote_entry && !slot_written {
+            // Nothing changed under us and nothing of the transaction applied, so this was
+            // not a conflict: a store failure.
+            if !error.is_etag_conflict() {
+                return Err(error.into());
+            }
+            return Err(ApiError::Dapr(DaprError::Server {
+                status: 503,
+                code: error.error_code().unwrap_or_default().to_owned(),
+                message: error.to_string(),
+            }));
+        }
+        Ok(Attempt::Retry { collided: None })
+    }
+
+    /// Takes back a create whose slot was another task's (see [`Self::write`]); returns whether
+    /// it is undone (its entry then abandoned). When the undo fails with the store's answer,
+    /// a second read says whether it applied; without one, the undo may still apply, and the
+    /// relay judges the entry from the record after the grace period.
+    async fn take_back(
+        &self,
+        id: EntryId,
+        error: &DaprError,
+        after: &ReadBack,
+        state: &ChangeState,
+        key: &str,
+        entry: &OutboxEntry,
+    ) -> Result<bool, ApiError> {
+        let undone = match self.repository.undo_change(after, state.record()).await {
+            Ok(undone) => undone,
+            Err(undo_error) => {
+                let answered = match &undo_error {
+                    StoreError::Dapr(dapr) => store_answered(dapr),
+                    _ => true,
+                };
+                let again = if answered {
+                    self.repository
+                        .read_back(entry.task_id, key, None)
+                        .await
+                        .ok()
+                } else {
+                    None
+                };
+                match again {
+                    Some(again) => !again
+                        .record()
+                        .is_some_and(|r| r.has_committed(entry.event_ref())),
+                    None => {
+                        self.set_stage(id, Stage::Unknown);
+                        tracing::warn!(%error, %undo_error, event_id = %entry.event_id,
+                            "a change whose open-task slot was taken could not be taken back; the relay will judge it");
+                        return Err(undo_error.into());
+                    }
+                }
+            }
+        };
+        if undone {
+            self.set_stage(id, Stage::Abandoned);
+        }
+        Ok(undone)
     }
 
     /// The next open-task slot of `user_id` to try: a random one, or, after a few collisions,

@@ -5,8 +5,8 @@
 //! # Slots: exact across replicas, with no read and no turn
 //!
 //! A user has `max` **slots**, `user:{u}:open:{n}` for `n` in `0..max`. An open task holds one:
-//! the change that opens it (a create, a reopen) writes its slot in its own transaction with
-//! the etag `-1`, which an absent key accepts and an existing key refuses (every stored
+//! a create writes its slot in its own transaction, a reopen with a save of its own just before
+//! its transaction, each with the etag `-1`, which an absent key accepts and an existing key refuses (every stored
 //! version counts up from 1; the in-memory store and Redis both check it inside a transaction,
 //! unlike `first-write`, components-contrib `state/redis/redis.go`, `StateStore.Multi`). The
 //! slot's value is the task's id and the record names its slot ([`TaskRecord::slot`]). Two
@@ -17,10 +17,14 @@
 //! A change picks a slot at random, except that each process hands out one user's slots
 //! consecutively from a random start ([`SlotHints`]), so one process's burst of creates for one
 //! user never collides with itself; a random slot, with `k` of `max` taken, collides with
-//! probability `k / max`. A collision is a failed transaction whose task write applied (the store does not
-//! roll back, see [the repository](super)): the writer reads back, finds the slot held by
-//! another task, takes its change back ([`TaskRepository::undo_change`]: nobody else knows a
-//! fresh task's id, and a reopen is restored against its etag) and tries another slot. After
+//! probability `k / max`. A create's collision is a failed transaction whose task write applied
+//! (the store does not roll back, see [the repository](super)): the writer reads back, finds the
+//! slot held by another task, takes its create back ([`TaskRepository::undo_change`]: nobody
+//! else knows a fresh task's id) and tries another slot. A reopen's collision is a refused save
+//! before its transaction, so its task is never written: taking back a write of an existing task
+//! would restore an older version over one others may have seen. A reopen also treats a slot key
+//! naming its own task as taken: that key is left over from the task's close (or an earlier
+//! attempt) and its release may delete it at any moment. After
 //! [`RANDOM_PICKS`] collisions it reads all of the user's slots in one bulk read and picks among
 //! the free ones, and answers 409 `open-task-limit` when none is free.
 //!
@@ -34,9 +38,11 @@
 //! a create of this process that finds no free slot first releases this process's pending
 //! ones, so a client that completed a task can create the next one at once.
 //!
-//! The bound can be passed by one task per occurrence only when a change whose slot collided
+//! The bound can be passed by one task per occurrence only when a create whose slot collided
 //! cannot be taken back: its task changed again in between, or its writer died (or lost the
-//! store's answer) between the failed transaction and the undo; that change stands, logged.
+//! store's answer) between the failed transaction and the undo; that create stands, logged. A
+//! client hanging up does not stop the undo: the write and its judging run in a task of their
+//! own (`crate::outbox::Outbox::commit`).
 //! Tasks written before slots existed hold none and are not counted until they are next
 //! reopened.
 //!

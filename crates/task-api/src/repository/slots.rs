@@ -2,11 +2,11 @@
 
 use std::collections::HashMap;
 
-use dapr_http::TransactionOp;
+use dapr_http::{DaprError, SaveItem, TransactionOp};
 use uuid::Uuid;
 
 use super::keys::{slot_key, task_key};
-use super::{StoreError, TaskRepository};
+use super::{CREATE_ONLY_ETAG, StoreError, TaskRepository};
 use crate::model::TaskRecord;
 
 /// How many keys one bulk read of slots asks for.
@@ -47,6 +47,20 @@ impl TaskRepository {
             }
         }
         Ok(free)
+    }
+
+    /// Takes slot `n` of `user_id` for `task_id` with a save of its own, create-only: a reopen
+    /// takes its slot this way before its transaction, so a collision never writes the task
+    /// (see [`super::limit`]). Returns whether the slot was taken; `false` when the key exists,
+    /// whoever it names: a key naming `task_id` itself is a slot its close or an earlier
+    /// attempt left for release, which may delete it at any time.
+    pub async fn take_slot(&self, user_id: Uuid, n: u32, task_id: Uuid) -> Result<bool, DaprError> {
+        let item = SaveItem::new(slot_key(user_id, n), &task_id)?.etag(Some(CREATE_ONLY_ETAG));
+        match self.dapr.save_state(&self.store, &[item]).await {
+            Ok(()) => Ok(true),
+            Err(error) if error.is_write_conflict() => Ok(false),
+            Err(error) => Err(error),
+        }
     }
 
     /// Releases each slot of `uses` whose key names its task while the task's record (read

@@ -273,6 +273,64 @@ async fn pages_keep_their_order_across_sealed_segments() {
 }
 
 #[tokio::test]
+async fn a_reopen_whose_slot_is_taken_never_writes_its_task() {
+    // One slot: the completed task's reopen finds it held by the other task.
+    let app = spawn_proxied(&[("MAX_OPEN_TASKS_PER_USER", "1")]).await;
+    let user = app.user();
+    let reopened = app.create_ok(&user, "completed first").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    complete(&app, &user, &reopened).await;
+    support::wait_projected(&app).await;
+    let holder = app.create_ok(&user, "holds the slot").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    support::wait_projected(&app).await;
+
+    let proxy = app.proxy.as_ref().unwrap();
+    let before = proxy.requests().len();
+    problem(
+        app.patch(&user, &reopened, json!({ "status": "open" }), None)
+            .await,
+        409,
+        "open-task-limit",
+    )
+    .await;
+    let transactions: Vec<String> = proxy.requests()[before..]
+        .iter()
+        .filter(|line| line.ends_with("/transaction"))
+        .cloned()
+        .collect();
+    // A write of the task would have to be taken back, restoring an older version over one a
+    // client may have seen.
+    assert!(transactions.is_empty(), "{transactions:?}");
+    let task: Value = app
+        .get(&user, &format!("/api/tasks/{reopened}"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(task["status"], "completed");
+    assert_eq!(task["version"], 2);
+
+    // Once the slot is free, the reopen takes it.
+    delete(&app, &user, &holder).await;
+    let response = app
+        .patch(&user, &reopened, json!({ "status": "open" }), None)
+        .await;
+    assert_eq!(response.status(), 200);
+    let slot = format!("user:{}:open:0", user.id);
+    assert_eq!(
+        app.cluster.state_of("task-api", &slot).await,
+        Some(json!(reopened)),
+        "the reopened task holds the slot"
+    );
+    assert_eq!(create_status(&app, &user, "one too many").await, 409);
+}
+
+#[tokio::test]
 async fn a_first_page_reads_only_the_bounded_heads() {
     const HEAD: usize = 8;
     let app = spawn_proxied(&[("INDEX_HEAD_SIZE", "8"), ("INDEX_SEGMENT_SIZE", "6")]).await;
