@@ -11,7 +11,7 @@ use super::{Outbox, OutboxEntry};
 use crate::error::ApiError;
 use crate::model::TaskRecord;
 use crate::repository::limit::{Pick, SlotPicker, closes, opens};
-use crate::repository::{ChangeState, ReadBack, StoreError};
+use crate::repository::{ChangeState, ReadBack};
 
 /// What a change makes of the task's current record.
 #[derive(Debug)]
@@ -67,6 +67,9 @@ fn store_answered(error: &DaprError) -> bool {
             | DaprError::Encode { .. }
     )
 }
+
+/// Tries of the undo of a create whose slot collided before its outcome is read instead.
+const UNDO_TRIES: u32 = 3;
 
 /// How one attempt of a change ended when it did not commit.
 #[derive(Debug)]
@@ -284,9 +287,11 @@ impl Outbox {
     }
 
     /// Takes back a create whose slot was another task's (see [`Self::write`]); returns whether
-    /// it is undone (its entry then abandoned). When the undo fails with the store's answer,
-    /// a second read says whether it applied; without one, the undo may still apply, and the
-    /// relay judges the entry from the record after the grace period.
+    /// it is undone (its entry then abandoned). The undo is checked against the etag read back,
+    /// so it is tried again on a failure (a late one of an earlier try makes a later one find
+    /// the task gone, which also succeeds). When every try failed, a second read says whether
+    /// the create stands: then it is answered as committed (the limit passed by one, logged),
+    /// never as a failure of a create that exists and whose event the relay would publish.
     async fn take_back(
         &self,
         id: EntryId,
@@ -296,30 +301,29 @@ impl Outbox {
         key: &str,
         entry: &OutboxEntry,
     ) -> Result<bool, ApiError> {
-        let undone = match self.repository.undo_change(after, state.record()).await {
-            Ok(undone) => undone,
-            Err(undo_error) => {
-                let answered = match &undo_error {
-                    StoreError::Dapr(dapr) => store_answered(dapr),
-                    _ => true,
-                };
-                let again = if answered {
-                    self.repository
-                        .read_back(entry.task_id, key, None)
-                        .await
-                        .ok()
-                } else {
-                    None
-                };
-                match again {
-                    Some(again) => !again
-                        .record()
-                        .is_some_and(|r| r.has_committed(entry.event_ref())),
-                    None => {
-                        self.set_stage(id, Stage::Unknown);
-                        tracing::warn!(%error, %undo_error, event_id = %entry.event_id,
-                            "a change whose open-task slot was taken could not be taken back; the relay will judge it");
-                        return Err(undo_error.into());
+        let mut tries = 0;
+        let undone = loop {
+            tries += 1;
+            match self.repository.undo_change(after, state.record()).await {
+                Ok(undone) => break undone,
+                Err(undo_error) if tries < UNDO_TRIES => {
+                    tracing::debug!(%undo_error, event_id = %entry.event_id,
+                        "could not take back a create whose slot was taken; trying again");
+                    tokio::time::sleep(crate::repository::backoff(tries)).await;
+                }
+                Err(undo_error) => {
+                    match self.repository.read_back(entry.task_id, key, None).await {
+                        Ok(again) => {
+                            break !again
+                                .record()
+                                .is_some_and(|r| r.has_committed(entry.event_ref()));
+                        }
+                        Err(read_error) => {
+                            self.set_stage(id, Stage::Unknown);
+                            tracing::warn!(%error, %undo_error, %read_error, event_id = %entry.event_id,
+                                "a create whose open-task slot was taken could not be taken back nor read; the relay will judge it");
+                            return Err(read_error.into());
+                        }
                     }
                 }
             }

@@ -331,6 +331,56 @@ async fn a_reopen_whose_slot_is_taken_never_writes_its_task() {
 }
 
 #[tokio::test]
+async fn a_create_whose_slot_collided_is_taken_back_when_the_first_undo_fails() {
+    let app = spawn_proxied(&[("MAX_OPEN_TASKS_PER_USER", "1")]).await;
+    let user = app.user();
+    let holder = app.create_ok(&user, "holds the slot").await;
+    support::wait_projected(&app).await;
+    // The create's transaction writes its task and collides on the one slot; the first
+    // delete that takes it back fails.
+    app.proxy.as_ref().unwrap().fail_next_deletes("task:", 1);
+    problem(
+        app.create(&user, json!({ "title": "one too many" })).await,
+        409,
+        "open-task-limit",
+    )
+    .await;
+    let all = list_all(&app, &user, "", 50).await;
+    assert_eq!(ids(&all), vec![holder["id"].as_str().unwrap().to_owned()]);
+    assert_eq!(
+        app.proxy
+            .as_ref()
+            .unwrap()
+            .requests()
+            .iter()
+            .filter(|line| line.starts_with("DELETE /v1.0/state/todo-state/task:"))
+            .count(),
+        2,
+        "the undo was tried again"
+    );
+}
+
+#[tokio::test]
+async fn a_create_that_cannot_be_taken_back_is_answered_as_the_create_that_stands() {
+    let app = spawn_proxied(&[("MAX_OPEN_TASKS_PER_USER", "1")]).await;
+    let user = app.user();
+    app.create_ok(&user, "holds the slot").await;
+    support::wait_projected(&app).await;
+    // Every undo of the create whose slot collided fails: the create stands (the limit passed
+    // by one), and the client is told so rather than given an error for a task that exists.
+    app.proxy.as_ref().unwrap().fail_next_deletes("task:", 10);
+    let response = app.create(&user, json!({ "title": "stands" })).await;
+    assert_eq!(response.status(), 201);
+    let created: Value = response.json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(
+        app.get(&user, &format!("/api/tasks/{id}")).await.status(),
+        200
+    );
+    app.wait_events("task-created", id, 1).await;
+}
+
+#[tokio::test]
 async fn a_first_page_reads_only_the_bounded_heads() {
     const HEAD: usize = 8;
     let app = spawn_proxied(&[("INDEX_HEAD_SIZE", "8"), ("INDEX_SEGMENT_SIZE", "6")]).await;
