@@ -29,6 +29,9 @@ pub enum TxnFault {
     /// Answer 504 at once, with no word from the store, and apply the whole transaction this
     /// long afterwards: a sidecar that timed out on a write it still carries out.
     Late(Duration),
+    /// Forward the whole transaction this long after it arrived, and answer what the sidecar
+    /// answers: a slow store.
+    Slow(Duration),
 }
 
 #[derive(Debug, Default)]
@@ -276,6 +279,10 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     };
     let keep: Box<dyn Fn(&str) -> bool + Send> = match fault {
         TxnFault::Fail => return failed(),
+        TxnFault::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            return send(&proxy, method, &path, &headers, body).await;
+        }
         TxnFault::Late(delay) => {
             let proxy = proxy.clone();
             tokio::spawn(async move {

@@ -16,7 +16,7 @@ pub(super) type EntryId = (Uuid, u64);
 /// Where an entry this process wrote stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Stage {
-    /// Its transaction is running (or the request was dropped while it ran).
+    /// Its write is running (the relay leaves it alone).
     InFlight,
     /// Its change committed; not published yet.
     Committed,
@@ -133,6 +133,19 @@ impl Outbox {
         drop(book);
         self.sequence().tracked(id);
         key
+    }
+
+    /// An entry whose write ended without a verdict (the write was dropped) is left to the
+    /// relay to judge from the task record; one with a verdict is left as it is.
+    pub(super) fn unknown_if_in_flight(&self, id: EntryId) {
+        let in_flight = self
+            .book()
+            .entries
+            .get(&id)
+            .is_some_and(|p| p.stage == Stage::InFlight);
+        if in_flight {
+            self.set_stage(id, Stage::Unknown);
+        }
     }
 
     /// Records what is now known about an entry.

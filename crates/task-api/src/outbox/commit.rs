@@ -68,6 +68,19 @@ fn store_answered(error: &DaprError) -> bool {
     )
 }
 
+/// Leaves an entry whose write ended without a verdict (dropped: the runtime shutting down, a
+/// panic) to the relay ([`super::book::Stage::Unknown`]): the relay never judges one in flight.
+struct InFlightGuard<'a> {
+    outbox: &'a Outbox,
+    id: EntryId,
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        self.outbox.unknown_if_in_flight(self.id);
+    }
+}
+
 /// Tries of the undo of a create whose slot collided before its outcome is read instead.
 const UNDO_TRIES: u32 = 3;
 
@@ -164,7 +177,10 @@ impl Outbox {
         let instance = self.lease.id().await?;
         let id = (instance, self.allocate(instance).await?);
         record.push_event(entry.event_id);
+        // The relay's grace period runs from the write, not from when the change was planned.
+        entry.recorded_at = chrono::Utc::now();
         let key = self.track(id, &entry, &record);
+        let _settled = InFlightGuard { outbox: self, id };
         if taken_first && let Some(n) = record.slot {
             match self.repository.take_slot(user_id, n, task_id).await {
                 Ok(true) => {}

@@ -36,8 +36,9 @@
 //!    projected (and of those whose change did not commit) in one transaction. Until then this
 //!    process's lists show the change from the book ([`Outbox::unprojected`]).
 //! 3. **Relay.** Every `OUTBOX_RELAY_INTERVAL` the relay publishes this process's own entries
-//!    older than `OUTBOX_GRACE_PERIOD` that are not known published (younger ones belong to
-//!    requests still in flight), and drains the keys of writers whose lease ended. Consumers
+//!    older than `OUTBOX_GRACE_PERIOD` (counted from their write) that are not known published
+//!    and whose write has ended (a write runs in a task of its own, which a client hanging up
+//!    does not stop; the relay never judges one still running), and drains the keys of writers whose lease ended. Consumers
 //!    deduplicate by `event_id`, so publishing an entry twice is harmless. This is what
 //!    publishes the event of a process killed after its commit. A pass never stops at a
 //!    failure: what cannot be checked or published stays for the next pass (`relay.rs`).

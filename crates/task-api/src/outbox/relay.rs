@@ -78,12 +78,13 @@ impl Outbox {
     /// This process's own entries older than `cutoff` that are not known published: a failed
     /// publish, a request dropped before it published, a transaction whose outcome could not be
     /// read. Judged from what the process knows, or from the task record when it knows nothing.
-    /// Their keys are deleted by the next sweep.
+    /// Their keys are deleted by the next sweep. An entry whose write is still running
+    /// ([`Stage::InFlight`]) is never judged, however long the write takes: a read of the record
+    /// before the transaction lands would discard a change about to commit (and forget it,
+    /// so it would never be projected) or publish a create about to be taken back. The write
+    /// always leaves that stage when it ends, even when it is dropped (`Outbox::write`).
     async fn relay_own(&self, cutoff: DateTime<Utc>, report: &mut RelayReport) {
-        let waiting = self.entries_in(
-            &[Stage::Committed, Stage::InFlight, Stage::Unknown],
-            Some(cutoff),
-        );
+        let waiting = self.entries_in(&[Stage::Committed, Stage::Unknown], Some(cutoff));
         for (id, pending) in waiting {
             let known_committed = pending.stage == Stage::Committed;
             match self.settle(&pending.entry, known_committed, report).await {
