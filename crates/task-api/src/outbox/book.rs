@@ -28,12 +28,6 @@ pub(super) enum Stage {
     Abandoned,
 }
 
-impl Stage {
-    fn done(self) -> bool {
-        matches!(self, Stage::Published | Stage::Abandoned)
-    }
-}
-
 /// Slots to settle, each with the entry whose change took or gave it up.
 pub(super) type SlotUses = Vec<(EntryId, SlotUse)>;
 
@@ -67,6 +61,17 @@ impl Pending {
             }
     }
 
+    /// Whether its bytes count against the budget: until it is abandoned, or published and
+    /// projected. A published entry the index does not have yet stays in the book, and so
+    /// counts as well as one the broker has not taken.
+    fn waiting(&self) -> bool {
+        match self.stage {
+            Stage::Abandoned => false,
+            Stage::Published => !self.projected,
+            _ => true,
+        }
+    }
+
     /// The slot this entry's change took or gave up, to settle.
     pub(super) fn slot_use(&self) -> Option<SlotUse> {
         self.entry.slot.map(|slot| SlotUse {
@@ -81,11 +86,20 @@ impl Pending {
 #[derive(Debug, Default)]
 pub(super) struct Book {
     entries: BTreeMap<EntryId, Pending>,
-    /// The JSON size of the entries not yet published nor abandoned.
-    unpublished_bytes: usize,
+    /// The JSON size of the entries not yet abandoned, nor published and projected.
+    waiting_bytes: usize,
 }
 
 impl Book {
+    /// Moves `bytes` in or out of the budget as an entry starts or stops waiting.
+    fn recount(&mut self, bytes: usize, was_waiting: bool, waiting: bool) {
+        match (was_waiting, waiting) {
+            (true, false) => self.waiting_bytes = self.waiting_bytes.saturating_sub(bytes),
+            (false, true) => self.waiting_bytes += bytes,
+            _ => {}
+        }
+    }
+
     /// The lowest event number of `instance` still in the book.
     pub(super) fn lowest(&self, instance: Uuid) -> Option<u64> {
         self.entries
@@ -98,12 +112,13 @@ impl Book {
 impl Outbox {
     /// Refuses a change while too many bytes of events wait for the broker.
     pub(super) fn check_budget(&self) -> Result<(), ApiError> {
-        let waiting = self.book().unpublished_bytes;
+        let waiting = self.book().waiting_bytes;
         if waiting > OUTBOX_BUDGET_BYTES {
             metrics::counter!("task_api_outbox_full_total").increment(1);
             return Err(ApiError::Unavailable(format!(
                 "the outbox holds {waiting} bytes of unpublished events (limit \
-                 {OUTBOX_BUDGET_BYTES}); the broker is not taking them"
+                 {OUTBOX_BUDGET_BYTES}); the broker is not taking them, or the index \
+                 cannot be written"
             )));
         }
         Ok(())
@@ -115,7 +130,7 @@ impl Outbox {
         let key = outbox_event_key(id.0, id.1);
         let bytes = entry.envelope.get().len();
         let mut book = self.book();
-        book.unpublished_bytes += bytes;
+        book.waiting_bytes += bytes;
         book.entries.insert(
             id,
             Pending {
@@ -154,17 +169,13 @@ impl Outbox {
         let Some(pending) = book.entries.get_mut(&id) else {
             return;
         };
-        let was_done = pending.stage.done();
+        let was_waiting = pending.waiting();
         pending.stage = stage;
         if stage == Stage::Committed {
             pending.entry.committed = true;
         }
-        let bytes = pending.bytes;
-        if stage.done() && !was_done {
-            book.unpublished_bytes = book.unpublished_bytes.saturating_sub(bytes);
-        } else if was_done && !stage.done() {
-            book.unpublished_bytes += bytes;
-        }
+        let (bytes, waiting) = (pending.bytes, pending.waiting());
+        book.recount(bytes, was_waiting, waiting);
     }
 
     /// The entries in one of `stages`, recorded no later than `cutoff` when one is given.
@@ -217,7 +228,10 @@ impl Outbox {
         let mut book = self.book();
         for id in ids {
             if let Some(pending) = book.entries.get_mut(id) {
+                let was_waiting = pending.waiting();
                 pending.projected = true;
+                let (bytes, waiting) = (pending.bytes, pending.waiting());
+                book.recount(bytes, was_waiting, waiting);
             }
         }
     }
@@ -263,10 +277,8 @@ impl Outbox {
     pub(super) fn forget(&self, ids: &[EntryId]) {
         let mut book = self.book();
         for id in ids {
-            if let Some(pending) = book.entries.remove(id)
-                && !pending.stage.done()
-            {
-                book.unpublished_bytes = book.unpublished_bytes.saturating_sub(pending.bytes);
+            if let Some(pending) = book.entries.remove(id) {
+                book.recount(pending.bytes, pending.waiting(), false);
             }
         }
     }

@@ -71,9 +71,10 @@
 //! committed, discards what did not, deletes them, the range and the registration. A process
 //! that could not renew in time never writes under that id again and takes a new one.
 //!
-//! What this process has recorded and not yet published is bounded: past
-//! [`OUTBOX_BUDGET_BYTES`] of envelopes (the broker has taken nothing for a while), changes are
-//! refused with 503 `unavailable` until the relay has published some.
+//! What this process has recorded and not yet published, or published and not yet projected
+//! into the index, is bounded: past [`OUTBOX_BUDGET_BYTES`] of envelopes (the broker has taken
+//! nothing for a while, or the index cannot be written), changes are refused with 503
+//! `unavailable` until the relay has published some or the cleaner has projected them.
 //!
 //! # Why per-event keys (measured)
 //!

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::Outbox;
-use super::book::Stage;
+use super::book::{SlotUses, Stage};
 
 impl Outbox {
     /// Renews this process's writer lease well before it runs out, until `stop` turns true.
@@ -81,20 +81,7 @@ impl Outbox {
             metrics::counter!("task_api_index_projection_retries_total")
                 .increment(left.len() as u64);
         }
-        if !slots.is_empty() {
-            let uses: Vec<_> = slots.iter().map(|(_, u)| *u).collect();
-            match self.repository.release_slots(&uses).await {
-                Ok(()) => {
-                    let ids: Vec<_> = slots.iter().map(|(id, _)| *id).collect();
-                    // Counted before the entries stop showing as unsettled (see `pick_slot`).
-                    self.slot_releases.fetch_add(1, Ordering::SeqCst);
-                    self.mark_slots_settled(&ids);
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "could not release open-task slots; will retry");
-                }
-            }
-        }
+        self.release(&slots).await;
         let done = self.removable();
         if !done.is_empty() {
             let keys: Vec<String> = done.iter().map(|(_, key, _)| key.clone()).collect();
@@ -137,20 +124,46 @@ impl Outbox {
         if slots.is_empty() {
             return false;
         }
-        let uses: Vec<_> = slots.iter().map(|(_, u)| *u).collect();
-        match self.repository.release_slots(&uses).await {
-            Ok(()) => {
-                let ids: Vec<_> = slots.iter().map(|(id, _)| *id).collect();
-                self.slot_releases.fetch_add(1, Ordering::SeqCst);
-                self.mark_slots_settled(&ids);
-            }
-            Err(error) => {
-                tracing::debug!(%error, "could not release open-task slots; the cleaner will");
-            }
-        }
+        self.release(&slots).await;
         true
     }
+
+    /// Releases the slots of `slots` and marks those settled, [`SLOT_RELEASE_BATCH`] at a time;
+    /// a batch that fails is tried one slot at a time, so one unreadable record or slot holds
+    /// back no other. What fails stays for the next pass.
+    async fn release(&self, slots: &SlotUses) {
+        for batch in slots.chunks(SLOT_RELEASE_BATCH) {
+            let uses: Vec<_> = batch.iter().map(|(_, u)| *u).collect();
+            match self.repository.release_slots(&uses).await {
+                Ok(()) => self.released(batch),
+                Err(error) if batch.len() > 1 => {
+                    tracing::debug!(%error, "could not release a batch of open-task slots; one at a time");
+                    for one in batch {
+                        match self.repository.release_slots(&[one.1]).await {
+                            Ok(()) => self.released(std::slice::from_ref(one)),
+                            Err(error) => {
+                                tracing::warn!(%error, "could not release an open-task slot; will retry");
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "could not release an open-task slot; will retry");
+                }
+            }
+        }
+    }
+
+    fn released(&self, slots: &[(super::book::EntryId, crate::repository::SlotUse)]) {
+        let ids: Vec<_> = slots.iter().map(|(id, _)| *id).collect();
+        // Counted before the entries stop showing as unsettled (see `pick_slot`).
+        self.slot_releases.fetch_add(1, Ordering::SeqCst);
+        self.mark_slots_settled(&ids);
+    }
 }
+
+/// Slots released per bulk read and transaction.
+const SLOT_RELEASE_BATCH: usize = 64;
 
 /// Projection attempts per sweep for the buckets whose write lost a race.
 const PROJECTION_ROUNDS: usize = 3;

@@ -78,6 +78,19 @@ impl TaskRepository {
         for chunk in groups.chunks(PROJECTION_BATCH) {
             match self.project_chunk(chunk).await {
                 Ok(done) => projected.extend(done),
+                Err(error) if chunk.len() > 1 => {
+                    // One bucket's bad key or lost race fails the whole chunk: each bucket is
+                    // tried on its own, so it holds back no other (another user's above all).
+                    tracing::debug!(%error, "index projection of a chunk failed; one bucket at a time");
+                    for group in chunk {
+                        match self.project_chunk(std::slice::from_ref(group)).await {
+                            Ok(done) => projected.extend(done),
+                            Err(error) => {
+                                tracing::debug!(%error, "index projection lost a race or failed; will redo");
+                            }
+                        }
+                    }
+                }
                 Err(error) => {
                     tracing::debug!(%error, "index projection lost a race or failed; will redo");
                 }
@@ -132,11 +145,16 @@ impl TaskRepository {
             .iter()
             .flat_map(|(_, tasks)| tasks.iter().copied())
             .collect();
-        let records = self.records_by_id(&ids).await?;
+        let (records, unreadable) = self.records_by_id(&ids).await?;
         let mut ops = Vec::new();
         for (((user, bucket), tasks), head) in chunk.iter().zip(heads) {
+            let tasks: BTreeSet<Uuid> = tasks
+                .iter()
+                .filter(|id| !unreadable.contains(id))
+                .copied()
+                .collect();
             ops.extend(
-                self.bucket_ops(*user, *bucket, head, tasks, &records)
+                self.bucket_ops(*user, *bucket, head, &tasks, &records)
                     .await?,
             );
         }
@@ -146,27 +164,42 @@ impl TaskRepository {
         Ok(ids)
     }
 
-    /// The records of `ids` that exist (tombstones included), by id; a key the store failed on
-    /// fails the read, so no summary is removed on a failed read.
-    async fn records_by_id(&self, ids: &[Uuid]) -> Result<HashMap<Uuid, TaskRecord>, StoreError> {
+    /// The records of `ids` that exist (tombstones included), by id, and the ids whose record
+    /// is unreadable; a key the store failed on fails the read, so no summary is removed on a
+    /// failed read.
+    async fn records_by_id(
+        &self,
+        ids: &[Uuid],
+    ) -> Result<(HashMap<Uuid, TaskRecord>, HashSet<Uuid>), StoreError> {
         let keys: Vec<String> = ids.iter().map(|id| task_key(*id)).collect();
         let items = self
             .dapr
-            .get_bulk_state::<TaskRecord>(&self.store, &keys)
+            .get_bulk_state::<Box<RawValue>>(&self.store, &keys)
             .await?;
         let mut records = HashMap::with_capacity(items.len());
-        for item in items {
+        let mut unreadable = HashSet::new();
+        for (id, item) in ids.iter().zip(items) {
             if let Some(message) = item.error {
                 return Err(StoreError::Key {
                     key: item.key,
                     message,
                 });
             }
-            if let Some(record) = item.value {
-                records.insert(record.task.task_id, record);
+            let Some(raw) = item.value else { continue };
+            match serde_json::from_str::<TaskRecord>(raw.get()) {
+                Ok(record) => {
+                    records.insert(record.task.task_id, record);
+                }
+                // Read as one bulk call, an undecodable record must not fail the others' read:
+                // its summary is left as it is (a list checks every page against the records).
+                Err(error) => {
+                    tracing::error!(key = %item.key, %error,
+                        "a task record is unreadable; its index summary is left as it is");
+                    unreadable.insert(*id);
+                }
             }
         }
-        Ok(records)
+        Ok((records, unreadable))
     }
 
     /// The writes of one bucket's head (and segments) that make the summaries of `tasks` agree

@@ -319,3 +319,34 @@ async fn a_write_slower_than_the_grace_period_is_not_judged_while_it_runs() {
         .collect();
     assert!(listed.contains(&id.as_str()), "{page}");
 }
+
+#[tokio::test]
+async fn an_unreadable_index_head_holds_back_no_other_users_projection() {
+    let app = spawn_proxied(&[]).await;
+    let broken = app.user();
+    let heads: Vec<SaveItem> = (0..16)
+        .map(|b| SaveItem::new(format!("user:{}:tasks:{b}", broken.id), &"not an index").unwrap())
+        .collect();
+    client(&app).save_state("todo-state", &heads).await.unwrap();
+    // Never projected: its head cannot be read. It must not hold back the next user's change,
+    // which the same cleaner pass projects.
+    app.create_ok(&broken, "cannot be projected").await;
+    let user = app.user();
+    let id = app.create_ok(&user, "projected").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let prefix = format!("user:{}:tasks:", user.id);
+    eventually("the other user's task in their index", || async {
+        for key in app.cluster.state_keys("task-api").await {
+            if key.starts_with(&prefix)
+                && let Some(head) = app.cluster.state_of("task-api", &key).await
+                && head.to_string().contains(&id)
+            {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await;
+}
