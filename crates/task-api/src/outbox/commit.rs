@@ -356,6 +356,9 @@ impl Outbox {
     /// is reached.
     async fn pick_slot(&self, user_id: Uuid, slots: &mut SlotPicker) -> Result<u32, ApiError> {
         let limit = self.repository.limit();
+        if slots.is_fresh() && self.slot_hints.crowded(user_id) {
+            slots.read_first();
+        }
         let hint = slots
             .is_fresh()
             .then(|| self.slot_hints.take(user_id, limit));
@@ -365,17 +368,25 @@ impl Outbox {
         // A release by the cleaner between the read below and the settling after it would be
         // missed by both: the count of releases tells.
         let releases = self.slot_releases.load(Ordering::SeqCst);
-        let mut any = slots.feed(self.repository.free_slots(user_id).await?);
+        let mut any = slots.feed(self.free_slots(user_id).await?);
         if !any
             && (self.settle_slots_of(user_id).await
                 || self.slot_releases.load(Ordering::SeqCst) != releases)
         {
-            any = slots.feed(self.repository.free_slots(user_id).await?);
+            any = slots.feed(self.free_slots(user_id).await?);
         }
         match slots.next(limit, None) {
             Pick::Slot(n) if any => Ok(n),
             _ => Err(limit.reached()),
         }
+    }
+
+    /// The free slots of `user_id`, remembered as crowded or not for its next change.
+    async fn free_slots(&self, user_id: Uuid) -> Result<Vec<u32>, ApiError> {
+        let free = self.repository.free_slots(user_id).await?;
+        self.slot_hints
+            .read_free(user_id, free.len(), self.repository.limit());
+        Ok(free)
     }
 
     /// Publishes the event of a committed change and gives back its record. A failed publish is

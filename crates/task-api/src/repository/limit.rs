@@ -26,7 +26,10 @@
 //! naming its own task as taken: that key is left over from the task's close (or an earlier
 //! attempt) and its release may delete it at any moment. After
 //! [`RANDOM_PICKS`] collisions it reads all of the user's slots in one bulk read and picks among
-//! the free ones, and answers 409 `open-task-limit` when none is free.
+//! the free ones, and answers 409 `open-task-limit` when none is free. A user whose last such
+//! read (in this process) found fewer than half the slots free goes to that read at once
+//! ([`SlotHints::crowded`]): near the limit a random pick would mostly collide, each collision
+//! a write, a read and an undo.
 //!
 //! A completion or deletion does not touch the slot in its transaction: a delete of a key
 //! cannot be made conditional on its value, and a close whose record write lost its race would
@@ -93,6 +96,9 @@ pub struct SlotPicker {
     collided: HashSet<u32>,
     /// The free slots as last read, once random picks are used up.
     free: Option<Vec<u32>>,
+    /// Skip the hint and the random picks: most of the user's slots were taken at the last
+    /// read ([`SlotHints::crowded`]).
+    read_first: bool,
 }
 
 /// What [`SlotPicker::next`] answers.
@@ -111,10 +117,14 @@ impl SlotPicker {
         let max = limit.max();
         if let Some(n) = hint.filter(|n| *n < max && !self.collided.contains(n))
             && self.collided.is_empty()
+            && !self.read_first
         {
             return Pick::Slot(n);
         }
-        if self.collided.len() < RANDOM_PICKS && (self.collided.len() as u64) < u64::from(max) {
+        if !self.read_first
+            && self.collided.len() < RANDOM_PICKS
+            && (self.collided.len() as u64) < u64::from(max)
+        {
             let mut rng = rand::rng();
             loop {
                 let n = rng.random_range(0..max.max(1));
@@ -136,6 +146,11 @@ impl SlotPicker {
                 Pick::Slot(free.swap_remove(at))
             }
         }
+    }
+
+    /// Goes to the read of the free slots at once: a random pick would likely collide.
+    pub fn read_first(&mut self) {
+        self.read_first = true;
     }
 
     /// Whether nothing was tried yet.
@@ -165,6 +180,11 @@ impl SlotPicker {
 #[derive(Debug, Default)]
 pub struct SlotHints {
     next: std::sync::Mutex<HashMap<Uuid, u32>>,
+    /// Users whose last read of their slots found fewer than half of them free (none, at the
+    /// limit): a random pick would more likely collide (a write, a read and an undo) than not,
+    /// so their next change reads the free slots first. A read that finds more free forgets
+    /// the user. Bounded like `next`.
+    crowded: std::sync::Mutex<HashSet<Uuid>>,
 }
 
 impl SlotHints {
@@ -190,6 +210,30 @@ impl SlotHints {
         let n = *cursor % max;
         *cursor = (n + 1) % max;
         n
+    }
+
+    /// Whether `user_id`'s last read of its slots found most of them taken.
+    pub fn crowded(&self, user_id: Uuid) -> bool {
+        self.crowded_users().contains(&user_id)
+    }
+
+    /// A read of `user_id`'s slots found `free` of them free.
+    pub fn read_free(&self, user_id: Uuid, free: usize, limit: OpenTaskLimit) {
+        let mut crowded = self.crowded_users();
+        if (free as u64) * 2 < u64::from(limit.max()) {
+            if crowded.len() >= Self::USERS {
+                crowded.clear();
+            }
+            crowded.insert(user_id);
+        } else {
+            crowded.remove(&user_id);
+        }
+    }
+
+    fn crowded_users(&self) -> std::sync::MutexGuard<'_, HashSet<Uuid>> {
+        self.crowded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A slot of `user_id` was found taken: move the user's cursor somewhere else.
@@ -278,5 +322,24 @@ mod tests {
         assert_eq!(picker.next(limit, None), Pick::Slot(0));
         picker.collided(0);
         assert_eq!(picker.next(limit, None), Pick::ReadFree);
+    }
+
+    #[test]
+    fn a_user_whose_slots_were_mostly_taken_reads_the_free_ones_first() {
+        let limit = OpenTaskLimit::new(10);
+        let hints = SlotHints::default();
+        let user = Uuid::now_v7();
+        assert!(!hints.crowded(user));
+        hints.read_free(user, 0, limit);
+        assert!(hints.crowded(user), "none free");
+        let mut picker = SlotPicker::default();
+        picker.read_first();
+        assert_eq!(picker.next(limit, Some(3)), Pick::ReadFree);
+        assert!(picker.feed(vec![7]));
+        assert_eq!(picker.next(limit, None), Pick::Slot(7));
+        hints.read_free(user, 4, limit);
+        assert!(hints.crowded(user), "four of ten free");
+        hints.read_free(user, 5, limit);
+        assert!(!hints.crowded(user), "half free");
     }
 }

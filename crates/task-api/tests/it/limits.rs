@@ -381,6 +381,29 @@ async fn a_create_that_cannot_be_taken_back_is_answered_as_the_create_that_stand
 }
 
 #[tokio::test]
+async fn a_create_after_one_refused_at_the_limit_reads_the_free_slots_at_once() {
+    let app = spawn_proxied(&[("MAX_OPEN_TASKS_PER_USER", "2")]).await;
+    let user = app.user();
+    app.create_ok(&user, "first").await;
+    app.create_ok(&user, "second").await;
+    support::wait_projected(&app).await;
+    assert_eq!(create_status(&app, &user, "refused").await, 409);
+    // The cleaner deletes what the refused create's collisions left, in transactions of its own.
+    support::wait_projected(&app).await;
+    // The refusal showed every slot taken: the next create does not try slots at random
+    // (each a transaction that collides and is taken back) before reading the free ones.
+    let proxy = app.proxy.as_ref().unwrap();
+    let before = proxy.requests().len();
+    assert_eq!(create_status(&app, &user, "refused again").await, 409);
+    let transactions: Vec<String> = proxy.requests()[before..]
+        .iter()
+        .filter(|line| line.ends_with("/transaction"))
+        .cloned()
+        .collect();
+    assert!(transactions.is_empty(), "{transactions:?}");
+}
+
+#[tokio::test]
 async fn a_first_page_reads_only_the_bounded_heads() {
     const HEAD: usize = 8;
     let app = spawn_proxied(&[("INDEX_HEAD_SIZE", "8"), ("INDEX_SEGMENT_SIZE", "6")]).await;
