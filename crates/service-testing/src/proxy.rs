@@ -29,6 +29,9 @@ pub enum TxnFault {
     /// Answer 504 at once, with no word from the store, and apply the whole transaction this
     /// long afterwards: a sidecar that timed out on a write it still carries out.
     Late(Duration),
+    /// Forward the whole transaction this long after it arrived, and answer what the sidecar
+    /// answers: a slow store.
+    Slow(Duration),
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +39,8 @@ struct Inner {
     faults: VecDeque<TxnFault>,
     /// Plain saves (not transactions) of a key with this prefix to answer with 500, and how many.
     failing_saves: Option<(&'static str, usize)>,
+    /// Deletes of a key with this prefix to answer with 500, and how many.
+    failing_deletes: Option<(&'static str, usize)>,
     requests: Vec<String>,
 }
 
@@ -87,6 +92,12 @@ impl Proxy {
     /// the store failing the write that follows a partial transaction.
     pub fn fail_next_saves(&self, prefix: &'static str, n: usize) {
         self.inner.lock().unwrap().failing_saves = Some((prefix, n));
+    }
+
+    /// Answers the next `n` deletes (`DELETE /v1.0/state/{store}/{key}`) of a key starting with
+    /// `prefix` with 500 `ERR_STATE_DELETE`, without forwarding them.
+    pub fn fail_next_deletes(&self, prefix: &'static str, n: usize) {
+        self.inner.lock().unwrap().failing_deletes = Some((prefix, n));
     }
 
     /// Request lines seen so far (`METHOD /path?query`).
@@ -170,6 +181,26 @@ fn failed() -> Response {
         .into_response()
 }
 
+fn delete_failed() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        [("content-type", "application/json")],
+        json!({"errorCode": "ERR_STATE_DELETE",
+               "message": "failed deleting state with key: injected"})
+        .to_string(),
+    )
+        .into_response()
+}
+
+/// The key a `DELETE /v1.0/state/{store}/{key}` names.
+fn deleted_key<'a>(method: &reqwest::Method, path: &'a str) -> Option<&'a str> {
+    let path = path.split('?').next().unwrap_or_default();
+    let rest = path.strip_prefix("/v1.0/state/")?;
+    (method == reqwest::Method::DELETE)
+        .then(|| rest.split_once('/').map(|(_, key)| key))
+        .flatten()
+}
+
 fn save_failed() -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -225,6 +256,14 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
                 *left -= 1;
                 return save_failed();
             }
+            if let Some(key) = deleted_key(&method, &path)
+                && let Some((prefix, left)) = inner.failing_deletes.as_mut()
+                && *left > 0
+                && key.starts_with(*prefix)
+            {
+                *left -= 1;
+                return delete_failed();
+            }
             None
         }
     };
@@ -240,6 +279,10 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     };
     let keep: Box<dyn Fn(&str) -> bool + Send> = match fault {
         TxnFault::Fail => return failed(),
+        TxnFault::Slow(delay) => {
+            tokio::time::sleep(delay).await;
+            return send(&proxy, method, &path, &headers, body).await;
+        }
         TxnFault::Late(delay) => {
             let proxy = proxy.clone();
             tokio::spawn(async move {

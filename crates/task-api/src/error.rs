@@ -27,10 +27,10 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     #[error("If-Match does not match the current version {current}")]
     PreconditionFailed { current: u64 },
-    /// The change would open one task more than `MAX_OPEN_TASKS_PER_USER` allows (`bucket`:
-    /// the index bucket that is full, see [`crate::repository::limit`]).
-    #[error("the limit of {limit} open tasks per user is reached (index bucket {bucket} is full)")]
-    OpenTaskLimit { limit: u32, bucket: u32 },
+    /// The change would open one task more than `MAX_OPEN_TASKS_PER_USER` allows (every slot
+    /// is taken, see [`crate::repository::limit`]).
+    #[error("the limit of {limit} open tasks per user is reached")]
+    OpenTaskLimit { limit: u32 },
     #[error("too many concurrent changes to the same data")]
     Contention,
     #[error("state store or sidecar failure: {0}")]
@@ -154,10 +154,7 @@ mod tests {
                 "precondition-failed",
             ),
             (
-                ApiError::OpenTaskLimit {
-                    limit: 10,
-                    bucket: 2,
-                },
+                ApiError::OpenTaskLimit { limit: 10 },
                 409,
                 "open-task-limit",
             ),

@@ -8,6 +8,16 @@
 //! of a page, opaque to clients) continues exactly after it: no duplicates and no misses across
 //! pages, even while tasks are added. Each record is checked again against the owner and the
 //! filters, because the index is only a projection.
+//!
+//! # Read-your-writes, and the lag of other replicas
+//!
+//! The index is projected off the request path (`crate::repository::projection`): a change is
+//! in it one cleaner pass after it commits (`INDEX_PROJECTION_INTERVAL`, 250 ms by default,
+//! plus the pass's own few milliseconds). The replica that made a change shows it at once: its
+//! list lays its unprojected changes over the index. A list served by another replica shows it
+//! once projected; that lag bound is what `tests/it/limits.rs` checks. Reading the live
+//! writers' unprojected entries instead would add the registry and range reads to every list of
+//! a user with unprojected changes, and a marker key to every change's transaction.
 
 use std::collections::HashMap;
 
@@ -128,13 +138,16 @@ impl ListQuery {
 }
 
 /// One page of `user`'s tasks.
+/// `unprojected`: the changes of the user's tasks not in the index yet that this process knows
+/// of, shown over it (see [`PageMerge::overlay`]).
 pub async fn list(
     repository: &TaskRepository,
+    unprojected: HashMap<Uuid, Option<TaskSummary>>,
     user: &AuthUser,
     query: &ListQuery,
 ) -> Result<TaskPage, ApiError> {
     let heads = repository.heads(user.user_id).await?;
-    let merge = PageMerge::new(heads, query.after, query.status);
+    let merge = PageMerge::new(heads, query.after, query.status).overlay(unprojected);
     let (page, has_more, loaded) = merge
         .page(
             query.limit,

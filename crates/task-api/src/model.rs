@@ -31,6 +31,10 @@ pub struct TaskRecord {
     pub deleted: bool,
     #[serde(default)]
     pub recent_events: Vec<EventRef>,
+    /// The open-task slot (`user:{u}:open:{n}`) this task holds while it is open; `None` once
+    /// closed, and for tasks written before slots existed (`crate::repository::limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u32>,
 }
 
 impl TaskRecord {
@@ -400,6 +404,7 @@ mod tests {
             },
             deleted: false,
             recent_events: Vec::new(),
+            slot: None,
         };
         let mut first = None;
         for _ in 0..(RECENT_EVENTS + 5) {

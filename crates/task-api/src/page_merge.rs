@@ -8,8 +8,12 @@
 //! per round) before [`PageMerge::pop`] goes on. A page of `limit` items after a cursor reads
 //! the 16 heads, the segment of each bucket that holds the cursor, and the few segments the
 //! page runs into; never the whole index.
+//!
+//! The index is projected after a change commits (`crate::repository::projection`), so a list
+//! lays this process's unprojected changes over it ([`PageMerge::overlay`]): a client sees its
+//! own changes at once.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 
 use events::TaskStatus;
@@ -26,11 +30,16 @@ struct Chain {
     pending: VecDeque<SealedRef>,
 }
 
+/// The bucket number of the chain of changes not yet in the index ([`PageMerge::overlay`]).
+const OVERLAY: u32 = u32::MAX;
+
 /// The merge of a user's chains below a cursor.
 #[derive(Debug)]
 pub struct PageMerge {
     chains: Vec<Chain>,
     after: Option<Uuid>,
+    /// Tasks whose index summaries are superseded by the overlay.
+    hidden: HashSet<Uuid>,
     /// Summaries taken from the store so far (heads and segments), for tests and metrics.
     pub loaded: usize,
 }
@@ -76,8 +85,37 @@ impl PageMerge {
         Self {
             chains,
             after,
+            hidden: HashSet::new(),
             loaded,
         }
+    }
+
+    /// Shows `changes` (task id and latest summary, `None`: deleted) over the index: changes
+    /// committed but not projected yet. Their index summaries, if any, are skipped, and the
+    /// summaries are merged in as one more chain, so order and cursors stay as they are.
+    pub fn overlay(mut self, changes: HashMap<Uuid, Option<TaskSummary>>) -> Self {
+        if changes.is_empty() {
+            return self;
+        }
+        let after = self.after;
+        let mut buffer: Vec<TaskSummary> = Vec::new();
+        for (id, summary) in changes {
+            self.hidden.insert(id);
+            buffer.extend(summary.filter(|s| after.is_none_or(|after| s.id < after)));
+        }
+        // Superseded summaries leave the buffers here, not in `pop`: a chain they empty then
+        // names its next segment in `wanted` before the merge goes past it.
+        let hidden = &self.hidden;
+        for chain in &mut self.chains {
+            chain.buffer.retain(|s| !hidden.contains(&s.id));
+        }
+        buffer.sort_unstable_by_key(|s| std::cmp::Reverse(s.id));
+        self.chains.push(Chain {
+            bucket: OVERLAY,
+            buffer: buffer.into(),
+            pending: VecDeque::new(),
+        });
+        self
     }
 
     /// The segments `(bucket, segment)` to read before [`Self::pop`]: the next one of each
@@ -102,9 +140,10 @@ impl PageMerge {
             chain.pending.pop_front();
             self.loaded += loaded.tasks.len();
             let after = self.after;
+            let hidden = &self.hidden;
             loaded
                 .tasks
-                .retain(|s| after.is_none_or(|after| s.id < after));
+                .retain(|s| after.is_none_or(|after| s.id < after) && !hidden.contains(&s.id));
             loaded
                 .tasks
                 .sort_unstable_by_key(|s| std::cmp::Reverse(s.id));
@@ -115,12 +154,12 @@ impl PageMerge {
     /// The next summary, newest first; `None` when every chain is done. Only meaningful once
     /// [`Self::wanted`] is empty.
     pub fn pop(&mut self) -> Option<TaskSummary> {
-        let chain = self
-            .chains
+        self.chains
             .iter_mut()
             .filter(|chain| !chain.buffer.is_empty())
-            .max_by_key(|chain| chain.buffer.front().map(|s| s.id))?;
-        chain.buffer.pop_front()
+            .max_by_key(|chain| chain.buffer.front().map(|s| s.id))?
+            .buffer
+            .pop_front()
     }
 
     /// Up to `limit` summaries that pass `keep`, and whether another one follows; `load` reads
@@ -186,6 +225,7 @@ mod tests {
             },
             deleted: false,
             recent_events: Vec::new(),
+            slot: None,
         }
     }
 
@@ -276,5 +316,120 @@ mod tests {
             .collect();
         let (page, _, _) = run(&heads, &segments, None, Some(TaskStatus::Completed), 100).await;
         assert_eq!(page, completed[..100]);
+    }
+
+    #[tokio::test]
+    async fn the_overlay_shows_unprojected_changes_in_order_and_hides_what_they_supersede() {
+        let (ids, heads, segments) = index(500);
+        let mut newest_first: Vec<Uuid> = ids.iter().rev().copied().collect();
+        // A create not projected yet, a deletion of the newest task, and a completion of an
+        // old one (its summary lives in a sealed segment).
+        let created = Uuid::now_v7();
+        let old = newest_first[400];
+        let mut changes = HashMap::new();
+        changes.insert(
+            created,
+            Some(TaskSummary::from(&record(created, TaskStatus::Open))),
+        );
+        changes.insert(newest_first[0], None);
+        changes.insert(
+            old,
+            Some(TaskSummary::from(&record(old, TaskStatus::Completed))),
+        );
+        let page = |after: Option<Uuid>, status: Option<TaskStatus>, limit: usize| {
+            let merge = PageMerge::new(heads.clone(), after, status).overlay(changes.clone());
+            let segments = &segments;
+            async move {
+                let (page, more, _) = merge
+                    .page(
+                        limit,
+                        |s| status.is_none_or(|status| s.status == status),
+                        |wanted| async move {
+                            Ok::<_, ()>(wanted.iter().map(|(_, s)| segments[s].clone()).collect())
+                        },
+                    )
+                    .await
+                    .unwrap();
+                (page.iter().map(|s| s.id).collect::<Vec<_>>(), more)
+            }
+        };
+        newest_first.remove(0);
+        newest_first.insert(0, created);
+        let mut seen: Vec<Uuid> = Vec::new();
+        let mut after = None;
+        loop {
+            let (items, more) = page(after, None, 37).await;
+            seen.extend(&items);
+            if !more {
+                break;
+            }
+            after = items.last().copied();
+        }
+        assert_eq!(seen, newest_first, "every task once, in order, as changed");
+        let (completed, _) = page(None, Some(TaskStatus::Completed), 500).await;
+        assert!(
+            completed.contains(&old),
+            "the completion shows before it is projected"
+        );
+        let (open, _) = page(None, Some(TaskStatus::Open), 500).await;
+        assert!(!open.contains(&old) && open.contains(&created));
+    }
+
+    /// `n` fresh ids, each in `bucket`.
+    fn ids_in(bucket: u32, n: usize) -> Vec<Uuid> {
+        std::iter::repeat_with(Uuid::now_v7)
+            .filter(|id| bucket_of(*id, INDEX_BUCKETS) == bucket)
+            .take(n)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_chain_emptied_by_the_overlay_reads_its_next_segment_before_older_buckets_go_on() {
+        // Bucket 5 holds one task older than everything in bucket 3; bucket 3 holds a sealed
+        // segment under a head whose every summary the overlay supersedes (deleted here).
+        let older = ids_in(5, 1)[0];
+        let bucket3 = ids_in(3, 65);
+        let mut heads = vec![UserIndex::default(); INDEX_BUCKETS as usize];
+        let mut segments = HashMap::new();
+        heads[5].reconcile(&record(older, TaskStatus::Open));
+        for id in &bucket3 {
+            heads[3].reconcile(&record(*id, TaskStatus::Open));
+            if let Some((segment, sealed)) = heads[3].seal(64, 48) {
+                segments.insert(segment, sealed);
+            }
+        }
+        assert_eq!(heads[3].sealed.len(), 1, "bucket 3 has a sealed segment");
+        let changes: HashMap<Uuid, Option<TaskSummary>> =
+            heads[3].tasks.iter().map(|s| (s.id, None)).collect();
+        let mut expected: Vec<Uuid> = bucket3
+            .iter()
+            .filter(|id| !changes.contains_key(id))
+            .rev()
+            .copied()
+            .collect();
+        expected.push(older);
+
+        let mut seen: Vec<Uuid> = Vec::new();
+        let mut after = None;
+        loop {
+            let merge = PageMerge::new(heads.clone(), after, None).overlay(changes.clone());
+            let segments = &segments;
+            let (page, more, _) = merge
+                .page(
+                    5,
+                    |_| true,
+                    |wanted| async move {
+                        Ok::<_, ()>(wanted.iter().map(|(_, s)| segments[s].clone()).collect())
+                    },
+                )
+                .await
+                .unwrap();
+            seen.extend(page.iter().map(|s| s.id));
+            if !more {
+                break;
+            }
+            after = page.last().map(|s| s.id);
+        }
+        assert_eq!(seen, expected, "every task once, newest first");
     }
 }

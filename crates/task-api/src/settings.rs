@@ -28,6 +28,7 @@ tombstone_ttl = "7days"
 max_open_tasks_per_user = 10000
 index_head_size = 64
 index_segment_size = 48
+index_projection_interval = "250ms"
 "#;
 
 /// The most clock skew `JWT_LEEWAY` may tolerate: beyond a few minutes, an expired token stays
@@ -91,6 +92,11 @@ pub struct Settings {
     pub index_head_size: usize,
     /// `INDEX_SEGMENT_SIZE`: summaries per sealed segment (less than `INDEX_HEAD_SIZE`).
     pub index_segment_size: usize,
+    /// `INDEX_PROJECTION_INTERVAL`: how often the cleaner projects committed changes into the
+    /// index (and releases slots, and deletes settled outbox keys): how long another replica's
+    /// list may lag behind a change (`crate::listing`).
+    #[serde(with = "humantime_serde")]
+    pub index_projection_interval: Duration,
 }
 
 /// A setting is missing or inconsistent.

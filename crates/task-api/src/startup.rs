@@ -48,9 +48,6 @@ pub fn app(
         .layer(middleware::from_fn(correlate)))
 }
 
-/// How often the keys of published outbox entries are deleted (one transaction for all of them).
-const CLEANUP_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
-
 /// A built, not yet running service.
 #[derive(Debug)]
 pub struct Application {
@@ -120,7 +117,7 @@ impl Service for Application {
         let cleaner = self
             .outbox
             .clone()
-            .run_cleaner(CLEANUP_INTERVAL, stop_rx_cleaner);
+            .run_cleaner(self.settings.index_projection_interval, stop_rx_cleaner);
         let server = async {
             let served = service_kit::serve(self.listener, self.router, &shutdown).await;
             let _ = stop_tx.send(true);

@@ -1,14 +1,15 @@
 //! Task operations in domain terms: what a create, update, completion or deletion makes of a
 //! task, and the event it produces. Each change goes through [`Outbox::commit`], which writes it
-//! with its event in one etag-checked transaction and retries when another writer got there
-//! first, so concurrent updates never lose a write; then [`Outbox::publish`] sends the event.
+//! with its event in one etag-checked transaction (after one read of the task, none for a
+//! create) and retries when another writer got there first, so concurrent updates never lose a
+//! write; then [`Outbox::publish`] sends the event. The index is projected afterwards, off the
+//! request path.
 
 use chrono::Utc;
 use events::{
     Envelope, EventPayload, TaskCompleted, TaskCreated, TaskDeleted, TaskSnapshot, TaskStatus,
     TaskUpdated,
 };
-use rand::Rng as _;
 use uuid::Uuid;
 
 use crate::auth::AuthUser;
@@ -17,7 +18,6 @@ use crate::error::ApiError;
 use crate::listing::{ListQuery, TaskPage, list};
 use crate::model::{Changes, NewTask, TaskRecord};
 use crate::outbox::{Commit, Outbox, OutboxEntry, Plan};
-use crate::repository::OpenTaskLimit;
 use crate::repository::TaskRepository;
 
 /// The operations and what they need; cheap to clone.
@@ -57,70 +57,36 @@ impl TaskService {
             traceparent: ctx.traceparent.clone(),
             recorded_at: envelope.timestamp,
             committed: false,
+            user_id: Some(task.user_id),
+            slot: None,
         })
     }
 
-    /// Commits one change and publishes its event.
+    /// Commits one change and publishes its event; `fresh`: a create (nothing to read).
     async fn change(
         &self,
         task_id: Uuid,
-        user_id: Uuid,
+        fresh: bool,
         plan: impl FnMut(Option<&TaskRecord>) -> Result<Plan, ApiError>,
     ) -> Result<TaskRecord, ApiError> {
-        Ok(match self.outbox.commit(task_id, user_id, plan).await? {
+        Ok(match self.outbox.commit(task_id, fresh, plan).await? {
             Commit::Unchanged(record) => record,
             Commit::Committed(committed) => self.outbox.publish(committed).await,
         })
     }
 
-    /// Creates a task owned by `user`. Its id decides its index bucket; when that bucket holds
-    /// its share of the open-task limit, the create reads the user's 16 index heads and draws
-    /// an id in a bucket with room, so it is refused only when every bucket is full: when the
-    /// user has `MAX_OPEN_TASKS_PER_USER` open tasks ([`crate::repository::limit`]).
+    /// Creates a task owned by `user`: one transaction (the record, its event's outbox entry
+    /// and an open-task slot, [`crate::repository::limit`]) and one publish. Refused with 409
+    /// when the user has `MAX_OPEN_TASKS_PER_USER` open tasks.
     pub async fn create(
         &self,
         user: &AuthUser,
         new: NewTask,
         ctx: &RequestContext,
     ) -> Result<TaskRecord, ApiError> {
-        let limit = self.repository.limit();
-        let mut task_id = Uuid::now_v7();
-        let mut full = Vec::new();
-        loop {
-            match self.create_as(task_id, user, &new, ctx).await {
-                Err(ApiError::OpenTaskLimit { bucket, .. }) => {
-                    full.push(bucket);
-                    let heads = self.repository.heads(user.user_id).await?;
-                    let room: Vec<u32> = (0u32..)
-                        .zip(&heads)
-                        .filter(|(b, head)| {
-                            !full.contains(b) && head.open_tasks() < limit.cap_of(*b)
-                        })
-                        .map(|(b, _)| b)
-                        .collect();
-                    let Some(&bucket) = room.get(rand::rng().random_range(0..room.len().max(1)))
-                    else {
-                        return Err(limit.reached(bucket));
-                    };
-                    task_id = OpenTaskLimit::id_in_bucket(bucket).ok_or_else(|| {
-                        ApiError::Internal(format!("no task id found in index bucket {bucket}"))
-                    })?;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    /// Creates a task with the id `task_id`.
-    async fn create_as(
-        &self,
-        task_id: Uuid,
-        user: &AuthUser,
-        new: &NewTask,
-        ctx: &RequestContext,
-    ) -> Result<TaskRecord, ApiError> {
+        let task_id = Uuid::now_v7();
         let now = Utc::now();
-        self.change(task_id, user.user_id, |current| {
+        self.change(task_id, true, |current| {
             if current.is_some() {
                 return Err(ApiError::Internal(format!(
                     "task id {task_id} already exists"
@@ -142,6 +108,7 @@ impl TaskService {
                 },
                 deleted: false,
                 recent_events: Vec::new(),
+                slot: None,
             };
             let entry = self.event(
                 ctx,
@@ -163,9 +130,11 @@ impl TaskService {
         }
     }
 
-    /// One page of the caller's tasks.
+    /// One page of the caller's tasks, with this process's changes not yet projected into the
+    /// index shown over it.
     pub async fn list(&self, user: &AuthUser, query: &ListQuery) -> Result<TaskPage, ApiError> {
-        list(&self.repository, user, query).await
+        let unprojected = self.outbox.unprojected(user.user_id);
+        list(&self.repository, unprojected, user, query).await
     }
 
     /// Applies a partial update; `if_match` is the version the client last saw.
@@ -177,7 +146,7 @@ impl TaskService {
         if_match: Option<u64>,
         ctx: &RequestContext,
     ) -> Result<TaskRecord, ApiError> {
-        self.change(task_id, user.user_id, |current| {
+        self.change(task_id, false, |current| {
             let mut record = owned(current, user)?;
             check_precondition(&record, if_match)?;
             let changed = changes.apply(&mut record.task);
@@ -206,7 +175,7 @@ impl TaskService {
         if_match: Option<u64>,
         ctx: &RequestContext,
     ) -> Result<TaskRecord, ApiError> {
-        self.change(task_id, user.user_id, |current| {
+        self.change(task_id, false, |current| {
             let mut record = owned(current, user)?;
             check_precondition(&record, if_match)?;
             if record.task.status == TaskStatus::Completed {
@@ -234,7 +203,7 @@ impl TaskService {
         if_match: Option<u64>,
         ctx: &RequestContext,
     ) -> Result<(), ApiError> {
-        self.change(task_id, user.user_id, |current| {
+        self.change(task_id, false, |current| {
             let mut record = owned(current, user)?;
             check_precondition(&record, if_match)?;
             bump(&mut record);

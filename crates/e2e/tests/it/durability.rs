@@ -309,6 +309,19 @@ async fn sigkill_mid_stream(run: Run<'_>, replicas: usize) {
     }
     let outcomes = outcomes.lock().unwrap().clone();
     let stream_done = Instant::now();
+    // The index is projected after a change commits; a change the kill cut off before its
+    // projection is projected when a running instance drains the killed one's outbox, once
+    // its lease (3 s here) has expired. Lists show every change from then on.
+    poll_until(
+        "the outbox drained and projected",
+        Duration::from_secs(60),
+        || {
+            let left = durability_support::outbox_keys(redis.port());
+            async move { (left == 0).then_some(()) }
+        },
+    )
+    .await
+    .unwrap();
 
     // The tasks that exist, by title (one page holds them all).
     let http = reqwest::Client::new();

@@ -18,21 +18,27 @@
 //!
 //! # Mechanism
 //!
-//! 1. **Record in the same transaction, under a key of its own.** A change is one bulk read
-//!    (`task:{id}` and the owner's index bucket head, see [`crate::repository`]) and one state
-//!    transaction that writes the record and the index etag-checked, and the event's entry under
-//!    a fresh per-event key `outbox:{instance}:e{seq}` (`first-write`). The record lists the
-//!    `(version, event_id)` of its recent changes: [`Outbox::commit`] adds the entry's pair
-//!    before the write, so whatever commits the change also names its event.
+//! 1. **Record in the same transaction, under a key of its own.** A change is one read of
+//!    `task:{id}` (none for a create: its fresh id names nothing yet) and one state transaction
+//!    that writes the record etag-checked (create-only for a create), the event's entry under a
+//!    fresh per-event key `outbox:{instance}:e{seq}` (`first-write`), and, for a change that
+//!    opens a task, an open-task slot create-only (`crate::repository::limit`). No index key:
+//!    the index is projected afterwards (step 2). The record lists the `(version, event_id)` of
+//!    its recent changes: [`Outbox::commit`] adds the entry's pair before the write, so whatever
+//!    commits the change also names its event.
 //! 2. **Publish right away.** [`Outbox::publish`] sends the envelope (CloudEvent id/type = event
 //!    id/type, partition key = task id, the caller's `traceparent`). A failed publish does not
 //!    fail the request: the change is committed and the relay will publish it. The process
-//!    keeps what it knows of each entry it wrote in memory (`book.rs`); every 250 ms the cleaner
-//!    deletes the keys of the published ones (and of those whose change did not commit) in one
-//!    transaction, off the requests' path.
+//!    keeps what it knows of each entry it wrote in memory (`book.rs`); every
+//!    `INDEX_PROJECTION_INTERVAL` (250 ms) the cleaner, off the requests' path, projects the
+//!    committed changes into their owners' index (`crate::repository::projection`), releases
+//!    the slots of closed tasks, and deletes the keys of the entries that are both published and
+//!    projected (and of those whose change did not commit) in one transaction. Until then this
+//!    process's lists show the change from the book ([`Outbox::unprojected`]).
 //! 3. **Relay.** Every `OUTBOX_RELAY_INTERVAL` the relay publishes this process's own entries
-//!    older than `OUTBOX_GRACE_PERIOD` that are not known published (younger ones belong to
-//!    requests still in flight), and drains the keys of writers whose lease ended. Consumers
+//!    older than `OUTBOX_GRACE_PERIOD` (counted from their write) that are not known published
+//!    and whose write has ended (a write runs in a task of its own, which a client hanging up
+//!    does not stop; the relay never judges one still running), and drains the keys of writers whose lease ended. Consumers
 //!    deduplicate by `event_id`, so publishing an entry twice is harmless. This is what
 //!    publishes the event of a process killed after its commit. A pass never stops at a
 //!    failure: what cannot be checked or published stays for the next pass (`relay.rs`).
@@ -65,9 +71,10 @@
 //! committed, discards what did not, deletes them, the range and the registration. A process
 //! that could not renew in time never writes under that id again and takes a new one.
 //!
-//! What this process has recorded and not yet published is bounded: past
-//! [`OUTBOX_BUDGET_BYTES`] of envelopes (the broker has taken nothing for a while), changes are
-//! refused with 503 `unavailable` until the relay has published some.
+//! What this process has recorded and not yet published, or published and not yet projected
+//! into the index, is bounded: past [`OUTBOX_BUDGET_BYTES`] of envelopes (the broker has taken
+//! nothing for a while, or the index cannot be written), changes are refused with 503
+//! `unavailable` until the relay has published some or the cleaner has projected them.
 //!
 //! # Why per-event keys (measured)
 //!
@@ -80,16 +87,31 @@
 //! nothing in this process but a counter. The clean-up costs one batched delete per 250 ms, and
 //! the range one write per 1,024 events. The README's benchmark section has the numbers.
 //!
-//! What still orders writers is the index bucket head's etag: every change of a task writes its
-//! owner's head for that task's bucket (one of 16 per user), so two changes of one task, or two
-//! creates of one user landing in the same bucket, cannot both commit from the same read; this
-//! also keeps the per-bucket open-task limit exact (`crate::repository::limit`). In one process
-//! such writers take turns instead of racing (an in-process turn per user and bucket, striped
-//! 16,384 ways): a lost race costs a failed transaction whose task write may still have applied
-//! (the store does not roll back), a repair of the head, a re-read and a backoff, and under load
-//! a writer could lose all of its `CONFLICT_RETRIES` attempts to its neighbours. (The earlier
-//! outbox shards were numbered by the same hash as the buckets, so their lock gave the same
-//! turn, but for 16 buckets of *all* users at once.) Between replicas the etag decides.
+//! # Why the index left the transaction
+//!
+//! Until this layout, every change also wrote its owner's index bucket head against its etag.
+//! That head was what ordered writers: two changes of one user landing in one of the 16
+//! buckets could not both commit from one read, which kept the per-bucket open-task count
+//! exact, but it cost a bulk read before every change, and writers of one (user, bucket) took
+//! turns in-process (a lost race costs a failed transaction whose task write may still have
+//! applied, a repair, a re-read and a backoff), so one user's burst serialised. Now:
+//!
+//! * **the index is a projection** settled by the cleaner from the committed entries, grouped
+//!   by bucket, taken from the records read after the heads, written etag-checked, before the
+//!   entries' keys are deleted (a crash in between leaves the keys, and the relay's drain
+//!   projects them the same way). Another replica's list lags by one cleaner pass; the writing
+//!   replica shows its own changes at once (`crate::listing`);
+//! * **the open-task limit is held by slots**: a change that opens a task takes one of the
+//!   user's `max` slot keys create-only in its own transaction, so the bound is exact across
+//!   replicas with no read and no turn (`crate::repository::limit`);
+//! * a change of an existing task still reads its record (for `If-Match`, the merge, and the
+//!   etag its write is checked against): two changes of one task cannot both commit from one
+//!   read, and the loser retries on a fresh read.
+//!
+//! So a create is one transaction and one publish, and an update, completion or deletion one
+//! read more; nothing is serialised per user or per process. The README's benchmark section
+//! has the numbers. Replicas of an earlier release must not share a store with this one (they
+//! write the index in their transactions and ignore the slots).
 //!
 //! # Why not Dapr's built-in outbox
 //!
@@ -107,22 +129,27 @@ mod book;
 mod commit;
 mod lease;
 mod relay;
+mod sequence;
 mod upkeep;
 
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use dapr_http::{DaprClient, DaprError, PublishOptions};
 
-use crate::repository::{INDEX_BUCKETS, TaskRepository, bucket_of};
+use crate::repository::limit::SlotHints;
+use crate::repository::{TaskRepository, TaskSummary};
 
 pub use crate::repository::OutboxEntry;
 pub use commit::{Commit, Committed, Plan};
 pub use relay::RelayReport;
 
-use book::{Book, Sequence};
+use book::Book;
 use lease::Lease;
+use sequence::Sequence;
 
 /// The outbox lease's TTL when none is configured (`OUTBOX_LEASE_TTL`).
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
@@ -147,15 +174,12 @@ pub struct Outbox {
     sequence: Arc<Mutex<Sequence>>,
     /// Writes of the event range take turns, so a slower one never lowers `high`.
     range_turn: Arc<tokio::sync::Mutex<()>>,
-    /// Changes that write the same index bucket head (which every change of one task does) take
-    /// turns in this process, striped by user and bucket: see "What still orders writers" in
-    /// the module doc.
-    bucket_turns: Arc<[tokio::sync::Mutex<()>]>,
+    /// Where each user's next open-task slot is tried first.
+    slot_hints: Arc<SlotHints>,
+    /// How many slot releases this process has completed, so a create that found no free slot
+    /// knows whether one may have been freed since it looked.
+    slot_releases: Arc<AtomicU64>,
 }
-
-/// How many stripes the bucket turns use: enough that changes of different buckets seldom
-/// share one.
-const BUCKET_TURNS: u32 = 16_384;
 
 impl Outbox {
     /// An outbox of `repository`, publishing to `pubsub`, with the default lease TTL; `shards`
@@ -184,23 +208,19 @@ impl Outbox {
             book: Arc::default(),
             sequence: Arc::new(Mutex::new(sequence)),
             range_turn: Arc::default(),
-            bucket_turns: (0..BUCKET_TURNS)
-                .map(|_| tokio::sync::Mutex::new(()))
-                .collect(),
+            slot_hints: Arc::default(),
+            slot_releases: Arc::default(),
         }
     }
 
-    /// Waits for this process's turn to write the index bucket of task `task_id` of `user_id`.
-    async fn bucket_turn(
-        &self,
-        user_id: uuid::Uuid,
-        task_id: uuid::Uuid,
-    ) -> tokio::sync::MutexGuard<'_, ()> {
-        let bucket = bucket_of(task_id, INDEX_BUCKETS);
-        // The user's id and the bucket, hashed the way task ids are spread over buckets.
-        let key = uuid::Uuid::from_u128(user_id.as_u128() ^ u128::from(bucket));
-        let stripe = bucket_of(key, BUCKET_TURNS) as usize % self.bucket_turns.len();
-        self.bucket_turns[stripe].lock().await
+    /// The changes of `user_id`'s tasks this process committed and has not projected into the
+    /// index yet: each task's latest summary (`None`: deleted). A list shows them over the
+    /// index, so a client sees its own changes at once.
+    pub fn unprojected(&self, user_id: uuid::Uuid) -> HashMap<uuid::Uuid, Option<TaskSummary>> {
+        self.unprojected_of(user_id)
+            .into_iter()
+            .map(|(task, (_, summary))| (task, summary))
+            .collect()
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {

@@ -1,7 +1,8 @@
 //! The relay: publishes what requests left behind (a crash, a failed publish) and discards what
 //! never committed: this process's own entries (from what it knows of them), the entries of
 //! writers whose lease ended (a process that died: the per-event keys its event range names),
-//! and the shards of the earlier layouts.
+//! and the shards of the earlier layouts. A departed writer's entry is projected into the
+//! index and its slot settled before its key is deleted, as the cleaner does for its own.
 //!
 //! A pass never stops at a failure: an entry that cannot be checked or published is counted in
 //! [`RelayReport::failed`], stays where it is for the next pass, and the pass goes on with the
@@ -15,7 +16,9 @@ use uuid::Uuid;
 
 use super::book::Stage;
 use super::{Outbox, OutboxEntry};
-use crate::repository::{OutboxShard, StoreError, legacy_outbox_key, outbox_event_key, outbox_key};
+use crate::repository::{
+    OutboxShard, SlotUse, StoreError, legacy_outbox_key, outbox_event_key, outbox_key,
+};
 
 /// What one relay pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -75,12 +78,13 @@ impl Outbox {
     /// This process's own entries older than `cutoff` that are not known published: a failed
     /// publish, a request dropped before it published, a transaction whose outcome could not be
     /// read. Judged from what the process knows, or from the task record when it knows nothing.
-    /// Their keys are deleted by the next sweep.
+    /// Their keys are deleted by the next sweep. An entry whose write is still running
+    /// ([`Stage::InFlight`]) is never judged, however long the write takes: a read of the record
+    /// before the transaction lands would discard a change about to commit (and forget it,
+    /// so it would never be projected) or publish a create about to be taken back. The write
+    /// always leaves that stage when it ends, even when it is dropped (`Outbox::write`).
     async fn relay_own(&self, cutoff: DateTime<Utc>, report: &mut RelayReport) {
-        let waiting = self.entries_in(
-            &[Stage::Committed, Stage::InFlight, Stage::Unknown],
-            Some(cutoff),
-        );
+        let waiting = self.entries_in(&[Stage::Committed, Stage::Unknown], Some(cutoff));
         for (id, pending) in waiting {
             let known_committed = pending.stage == Stage::Committed;
             match self.settle(&pending.entry, known_committed, report).await {
@@ -154,6 +158,7 @@ impl Outbox {
             }
         };
         let mut done = HashSet::new();
+        let mut published = HashSet::new();
         let mut verified = HashSet::new();
         for entry in &current.entries {
             if entry.recorded_at > cutoff {
@@ -161,7 +166,11 @@ impl Outbox {
                 continue;
             }
             match self.settle(entry, entry.committed, report).await {
-                Settled::Published | Settled::Discarded => {
+                Settled::Published => {
+                    done.insert(entry.event_id);
+                    published.insert(entry.event_id);
+                }
+                Settled::Discarded => {
                     done.insert(entry.event_id);
                 }
                 // Proven committed: the next pass need not read the task again.
@@ -169,6 +178,21 @@ impl Outbox {
                     verified.insert(entry.event_id);
                 }
                 Settled::PublishFailed | Settled::Unread | Settled::Unproven => {}
+            }
+        }
+        if !done.is_empty() {
+            let finished: Vec<&OutboxEntry> = current
+                .entries
+                .iter()
+                .filter(|e| done.contains(&e.event_id))
+                .collect();
+            if let Err(error) = self.finish(&finished, &published).await {
+                // Kept for the next pass, which publishes the committed ones again (consumers
+                // deduplicate) and projects them then.
+                report.failed += 1;
+                tracing::warn!(%error, key, "outbox relay could not project or release what it settled; will retry");
+                verified.extend(published.iter().copied());
+                done.clear();
             }
         }
         if done.is_empty() && verified.is_empty() && !current.entries.is_empty() {
@@ -194,6 +218,48 @@ impl Outbox {
                 true
             }
         }
+    }
+
+    /// Before a departed writer's settled entries are deleted: projects the committed ones
+    /// (those in `published`) into their owners' index, and settles the slots of all of them,
+    /// so a crash between a commit and its projection loses no index entry and no slot.
+    async fn finish(
+        &self,
+        entries: &[&OutboxEntry],
+        published: &HashSet<Uuid>,
+    ) -> Result<(), StoreError> {
+        let mut changed = Vec::new();
+        let mut uses = Vec::new();
+        for entry in entries {
+            let owner = match entry.user_id {
+                Some(owner) => Some(owner),
+                // An entry of an earlier release: its record names the owner, if it still exists.
+                None => self
+                    .repository
+                    .get(entry.task_id)
+                    .await?
+                    .map(|record| record.task.user_id),
+            };
+            let Some(owner) = owner else { continue };
+            if published.contains(&entry.event_id) {
+                changed.push((owner, entry.task_id));
+            }
+            if let Some(slot) = entry.slot {
+                uses.push(SlotUse {
+                    user_id: owner,
+                    task_id: entry.task_id,
+                    slot,
+                });
+            }
+        }
+        let projected = self.repository.project(&changed).await?;
+        if let Some((_, task)) = changed.iter().find(|(_, t)| !projected.contains(t)) {
+            return Err(StoreError::Key {
+                key: format!("index bucket of task {task}"),
+                message: "the projection lost a race; retried by the next pass".into(),
+            });
+        }
+        self.repository.release_slots(&uses).await
     }
 
     /// Judges one entry (from `known_committed`, else from its task's record) and publishes it

@@ -19,15 +19,15 @@
 //! # Open-task counts
 //!
 //! Each directory entry carries its segment's count of open tasks (and of entries), rewritten
-//! from the segment by every change that writes the segment. So a head alone gives the exact
-//! number of open tasks in its bucket ([`UserIndex::open_tasks`]): the create reads the head
-//! anyway, and its etag-checked write of the head is what makes the per-bucket limit exact
-//! (see `crate::repository::limit`).
+//! from the segment by every write of the segment, so a list filtered by status skips the
+//! segments that cannot match. (The open-task limit no longer comes from these counts: see
+//! `crate::repository::limit`.)
 //!
-//! The index is a projection, written in the same transaction as the task. That transaction is
-//! not atomic (see the [repository](super)), so an index entry may be ahead of or behind its
-//! task: readers verify every page against the task records, and every later change of the task
-//! rewrites its summary from the record.
+//! The index is a projection of the task records, written off the request path by the outbox's
+//! cleaner (`crate::repository::projection`), so it may lag behind a task, and a transaction
+//! that failed in part may leave a head and its segment disagreeing: readers verify every page
+//! against the task records, and every projection rewrites a summary from the record and
+//! recounts the segment it touches.
 
 use chrono::{DateTime, Utc};
 use events::{Priority, TaskStatus};
@@ -222,6 +222,7 @@ mod tests {
             },
             deleted: false,
             recent_events: Vec::new(),
+            slot: None,
         }
     }
 

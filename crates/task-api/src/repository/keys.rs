@@ -12,11 +12,6 @@ pub fn task_key(id: Uuid) -> String {
     format!("task:{id}")
 }
 
-/// The head of the index bucket of `task_id`.
-pub fn index_key(user_id: Uuid, task_id: Uuid) -> String {
-    index_bucket_key(user_id, bucket_of(task_id, INDEX_BUCKETS))
-}
-
 /// Every bucket key of a user's index, for a list.
 pub fn index_keys(user_id: Uuid) -> Vec<String> {
     (0..INDEX_BUCKETS)
@@ -32,6 +27,12 @@ pub fn index_bucket_key(user_id: Uuid, bucket: u32) -> String {
 /// A sealed segment of bucket `bucket` of a user's index.
 pub fn index_segment_key(user_id: Uuid, bucket: u32, segment: Uuid) -> String {
     format!("user:{user_id}:tasks:{bucket}:{segment}")
+}
+
+/// Open-task slot `n` of a user: present while one of the user's open tasks holds it (its
+/// value is that task's id), see [`crate::repository::limit`].
+pub fn slot_key(user_id: Uuid, n: u32) -> String {
+    format!("user:{user_id}:open:{n}")
 }
 
 /// Shard `shard` of the outbox of writer `instance` in the layout before entries had keys of

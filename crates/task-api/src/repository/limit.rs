@@ -2,45 +2,72 @@
 //! completed or deleted, so completing or deleting one frees a slot, and reopening a completed
 //! one (a `PATCH` of its status) takes one again.
 //!
-//! # How the count stays exact with replicas racing
+//! # Slots: exact across replicas, with no read and no turn
 //!
-//! A global counter key would be one more write on every create, complete and delete, and one
-//! key all of a user's changes race on: the serialisation point the index buckets exist to
-//! avoid. Instead the limit is split over the user's `INDEX_BUCKETS` (16) index buckets: bucket
-//! `b` may hold `max / 16` open tasks, plus one for the first `max % 16` buckets, so the caps
-//! add up to exactly `max`. A bucket's open count comes from its head alone
-//! ([`UserIndex::open_tasks`](crate::repository::UserIndex::open_tasks)), which every change
-//! of the bucket already reads, and every change that opens a task (a create, a reopen) writes
-//! that head against the etag it read. Two changes that both open a task in one bucket cannot
-//! both commit from the same count: the second one's transaction fails on the head and its
-//! retry reads the new count. So the bound holds exactly per bucket, and so exactly for the
-//! user: **at most `max` open tasks, whatever the number of replicas**.
+//! A user has `max` **slots**, `user:{u}:open:{n}` for `n` in `0..max`. An open task holds one:
+//! a create writes its slot in its own transaction, a reopen with a save of its own just before
+//! its transaction, each with the etag `-1`, which an absent key accepts and an existing key refuses (every stored
+//! version counts up from 1; the in-memory store and Redis both check it inside a transaction,
+//! unlike `first-write`, components-contrib `state/redis/redis.go`, `StateStore.Multi`). The
+//! slot's value is the task's id and the record names its slot ([`TaskRecord::slot`]). Two
+//! changes cannot both take one slot, so at most `max` slots exist and **a user never has more
+//! than `max` open tasks, whatever the number of replicas**, with no key every change of the
+//! user races on and no read before the write.
 //!
-//! The transaction is not atomic (see [the repository](super)): when its head write fails its
-//! etag check, the task write may still apply, and the commit would then add the summary to the
-//! head afterwards ([`TaskRepository::repair_index`](super::TaskRepository::repair_index)). For a
-//! change that opens a task, that repair checks the cap again against the head it writes (etag
-//! checked too), and when the bucket filled up in the meantime the change is taken back
-//! ([`TaskRepository::undo_change`](super::TaskRepository::undo_change)): the record is restored
-//! or the new task deleted, so its event's outbox entry is discarded, and the
-//! request gets the limit's answer. The bound can only be passed, by one task per occurrence,
-//! when that undo itself fails (the task changed again in the few milliseconds between) or the
-//! process dies between the failed transaction and the undo; or when a reopen of an older task,
-//! whose summary lives in a sealed segment, has its segment write apply and its head write fail
-//! (the repair then counts what the segment already says).
+//! A change picks a slot at random, except that each process hands out one user's slots
+//! consecutively from a random start ([`SlotHints`]), so one process's burst of creates for one
+//! user never collides with itself; a random slot, with `k` of `max` taken, collides with
+//! probability `k / max`. A create's collision is a failed transaction whose task write applied
+//! (the store does not roll back, see [the repository](super)): the writer reads back, finds the
+//! slot held by another task, takes its create back ([`TaskRepository::undo_change`]: nobody
+//! else knows a fresh task's id) and tries another slot. A reopen's collision is a refused save
+//! before its transaction, so its task is never written: taking back a write of an existing task
+//! would restore an older version over one others may have seen. A reopen also treats a slot key
+//! naming its own task as taken: that key is left over from the task's close (or an earlier
+//! attempt) and its release may delete it at any moment. After
+//! [`RANDOM_PICKS`] collisions it reads all of the user's slots in one bulk read and picks among
+//! the free ones, and answers 409 `open-task-limit` when none is free. A user whose last such
+//! read (in this process) found fewer than half the slots free goes to that read at once
+//! ([`SlotHints::crowded`]): near the limit a random pick would mostly collide, each collision
+//! a write, a read and an undo.
 //!
-//! A create picks its bucket through its task id. When that bucket is full it reads the 16
-//! heads (one bulk read) and takes a new id in a bucket with room, so a create is refused only
-//! when every bucket is at its cap: when the user has exactly `max` open tasks. A reopen cannot
-//! move its task, so it is refused when the task's own bucket is full, which can happen a few
-//! slots before `max` (the answer is the same problem, naming the limit).
+//! A completion or deletion does not touch the slot in its transaction: a delete of a key
+//! cannot be made conditional on its value, and a close whose record write lost its race would
+//! still free a slot another task may have taken since. The cleaner releases it once the change
+//! is known committed ([`TaskRepository::release_slots`]): a slot is deleted, against the etag
+//! it was read with, only when it names a task whose record (read after the slot) no longer
+//! holds it. The same rule frees a slot written by a change that did not commit. Until then
+//! the slot counts, so the limit only errs on the safe side for a moment (one cleaner period);
+//! a create of this process that finds no free slot first releases this process's pending
+//! ones, so a client that completed a task can create the next one at once.
+//!
+//! The bound can be passed by one task per occurrence only when a create whose slot collided
+//! cannot be taken back: its task changed again in between, or its writer died (or lost the
+//! store's answer) between the failed transaction and the undo; that create stands, logged. A
+//! client hanging up does not stop the undo: the write and its judging run in a task of their
+//! own (`crate::outbox::Outbox::commit`).
+//! Tasks written before slots existed hold none and are not counted until they are next
+//! reopened.
+//!
+//! Memory: one key per open task, its value a quoted UUID (38 bytes), about 110 bytes with the
+//! key in the in-memory store.
+//!
+//! [`TaskRecord::slot`]: crate::model::TaskRecord::slot
+//! [`TaskRepository::undo_change`]: super::TaskRepository::undo_change
+//! [`TaskRepository::release_slots`]: super::TaskRepository::release_slots
 
+use std::collections::{HashMap, HashSet};
+
+use rand::Rng as _;
 use uuid::Uuid;
 
-use super::{ChangeState, INDEX_BUCKETS, bucket_of};
 use crate::error::ApiError;
+use crate::model::TaskRecord;
 
-/// `MAX_OPEN_TASKS_PER_USER`, split over the index buckets.
+/// Random picks before a change reads the user's slots to find a free one.
+pub const RANDOM_PICKS: usize = 3;
+
+/// `MAX_OPEN_TASKS_PER_USER`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpenTaskLimit {
     max: u32,
@@ -56,53 +83,178 @@ impl OpenTaskLimit {
         self.max
     }
 
-    /// How many open tasks bucket `bucket` may hold.
-    pub fn cap_of(&self, bucket: u32) -> u64 {
-        let share = u64::from(self.max / INDEX_BUCKETS);
-        share + u64::from(bucket < self.max % INDEX_BUCKETS)
-    }
-
     /// The refusal a change that would open one task too many gets.
-    pub fn reached(&self, bucket: u32) -> ApiError {
-        ApiError::OpenTaskLimit {
-            limit: self.max,
-            bucket,
+    pub fn reached(&self) -> ApiError {
+        metrics::counter!("task_api_open_task_limit_total").increment(1);
+        ApiError::OpenTaskLimit { limit: self.max }
+    }
+}
+
+/// The slots one change has tried, and what it knows of the free ones.
+#[derive(Debug, Default)]
+pub struct SlotPicker {
+    collided: HashSet<u32>,
+    /// The free slots as last read, once random picks are used up.
+    free: Option<Vec<u32>>,
+    /// Skip the hint and the random picks: most of the user's slots were taken at the last
+    /// read ([`SlotHints::crowded`]).
+    read_first: bool,
+}
+
+/// What [`SlotPicker::next`] answers.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// Try this slot.
+    Slot(u32),
+    /// Read the free slots and [`SlotPicker::feed`] them first.
+    ReadFree,
+}
+
+impl SlotPicker {
+    /// The next slot to try; `hint` is this process's next slot for the user
+    /// ([`SlotHints`]), tried first.
+    pub fn next(&mut self, limit: OpenTaskLimit, hint: Option<u32>) -> Pick {
+        let max = limit.max();
+        if let Some(n) = hint.filter(|n| *n < max && !self.collided.contains(n))
+            && self.collided.is_empty()
+            && !self.read_first
+        {
+            return Pick::Slot(n);
+        }
+        if !self.read_first
+            && self.collided.len() < RANDOM_PICKS
+            && (self.collided.len() as u64) < u64::from(max)
+        {
+            let mut rng = rand::rng();
+            loop {
+                let n = rng.random_range(0..max.max(1));
+                if !self.collided.contains(&n) {
+                    return Pick::Slot(n);
+                }
+            }
+        }
+        match &mut self.free {
+            None => Pick::ReadFree,
+            // Read since the last collision (each collision drops the list), so every slot in it
+            // is worth a try, one that collided before the read included.
+            Some(free) => {
+                if free.is_empty() {
+                    self.free = None;
+                    return Pick::ReadFree;
+                }
+                let at = rand::rng().random_range(0..free.len());
+                Pick::Slot(free.swap_remove(at))
+            }
         }
     }
 
-    /// Refuses `next` (the record a change would write over `state`) when it opens a task in a
-    /// bucket already at its cap. Changes that leave a task open, close it or delete it always
-    /// pass: a user over the limit (after the setting was lowered) can still work on open tasks.
-    pub fn admit(
-        &self,
-        state: &ChangeState,
-        next: &crate::model::TaskRecord,
-    ) -> Result<(), ApiError> {
-        if !opens(state.record(), next) {
-            return Ok(());
-        }
-        if state.index().open_tasks() >= self.cap_of(state.bucket()) {
-            metrics::counter!("task_api_open_task_limit_total").increment(1);
-            return Err(self.reached(state.bucket()));
-        }
-        Ok(())
+    /// Goes to the read of the free slots at once: a random pick would likely collide.
+    pub fn read_first(&mut self) {
+        self.read_first = true;
     }
 
-    /// A fresh task id (UUID v7: creation order) whose bucket is `bucket`: ids are drawn until
-    /// one hashes there, 16 draws on average.
-    pub fn id_in_bucket(bucket: u32) -> Option<Uuid> {
-        (0..100_000)
-            .map(|_| Uuid::now_v7())
-            .find(|id| bucket_of(*id, INDEX_BUCKETS) == bucket)
+    /// Whether nothing was tried yet.
+    pub fn is_fresh(&self) -> bool {
+        self.collided.is_empty()
+    }
+
+    /// The free slots just read; `false` when there are none (the limit is reached).
+    pub fn feed(&mut self, free: Vec<u32>) -> bool {
+        let any = !free.is_empty();
+        self.free = Some(free);
+        any
+    }
+
+    /// Slot `n` was taken by another task.
+    pub fn collided(&mut self, n: u32) {
+        self.collided.insert(n);
+        // Whoever took it may have taken others the list still shows as free.
+        self.free = None;
+    }
+}
+
+/// Where this process takes each user's next slot: consecutive slots from a random start, so
+/// its own creates of one user never collide with each other until they wrap around, and
+/// replicas start far apart. A collision moves the user's start to a random slot. Bounded:
+/// past [`SlotHints::USERS`] users it starts over (a forgotten user gets a random start).
+#[derive(Debug, Default)]
+pub struct SlotHints {
+    next: std::sync::Mutex<HashMap<Uuid, u32>>,
+    /// Users whose last read of their slots found fewer than half of them free (none, at the
+    /// limit): a random pick would more likely collide (a write, a read and an undo) than not,
+    /// so their next change reads the free slots first. A read that finds more free forgets
+    /// the user. Bounded like `next`.
+    crowded: std::sync::Mutex<HashSet<Uuid>>,
+}
+
+impl SlotHints {
+    /// How many users' starts are remembered.
+    pub const USERS: usize = 65_536;
+
+    fn next(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, u32>> {
+        self.next
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The slot to try first for `user_id`, moving the user's cursor past it.
+    pub fn take(&self, user_id: Uuid, limit: OpenTaskLimit) -> u32 {
+        let max = limit.max().max(1);
+        let mut next = self.next();
+        if next.len() >= Self::USERS && !next.contains_key(&user_id) {
+            next.clear();
+        }
+        let cursor = next
+            .entry(user_id)
+            .or_insert_with(|| rand::rng().random_range(0..max));
+        let n = *cursor % max;
+        *cursor = (n + 1) % max;
+        n
+    }
+
+    /// Whether `user_id`'s last read of its slots found most of them taken.
+    pub fn crowded(&self, user_id: Uuid) -> bool {
+        self.crowded_users().contains(&user_id)
+    }
+
+    /// A read of `user_id`'s slots found `free` of them free.
+    pub fn read_free(&self, user_id: Uuid, free: usize, limit: OpenTaskLimit) {
+        let mut crowded = self.crowded_users();
+        if (free as u64) * 2 < u64::from(limit.max()) {
+            if crowded.len() >= Self::USERS {
+                crowded.clear();
+            }
+            crowded.insert(user_id);
+        } else {
+            crowded.remove(&user_id);
+        }
+    }
+
+    fn crowded_users(&self) -> std::sync::MutexGuard<'_, HashSet<Uuid>> {
+        self.crowded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A slot of `user_id` was found taken: move the user's cursor somewhere else.
+    pub fn collided(&self, user_id: Uuid, limit: OpenTaskLimit) {
+        let max = limit.max().max(1);
+        self.next()
+            .insert(user_id, rand::rng().random_range(0..max));
     }
 }
 
 /// Whether writing `next` over `previous` opens a task: a create, or a reopen.
-pub fn opens(previous: Option<&crate::model::TaskRecord>, next: &crate::model::TaskRecord) -> bool {
+pub fn opens(previous: Option<&TaskRecord>, next: &TaskRecord) -> bool {
     is_open(next) && !previous.is_some_and(is_open)
 }
 
-fn is_open(record: &crate::model::TaskRecord) -> bool {
+/// Whether writing `next` over `previous` closes a task (a completion, a deletion).
+pub fn closes(previous: Option<&TaskRecord>, next: &TaskRecord) -> bool {
+    !is_open(next) && previous.is_some_and(is_open)
+}
+
+fn is_open(record: &TaskRecord) -> bool {
     !record.deleted && record.task.status != events::TaskStatus::Completed
 }
 
@@ -112,21 +264,82 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_bucket_caps_add_up_to_the_limit() {
-        for max in [1, 15, 16, 17, 100, 10_000, 10_007] {
-            let limit = OpenTaskLimit::new(max);
-            let total: u64 = (0..INDEX_BUCKETS).map(|b| limit.cap_of(b)).sum();
-            assert_eq!(total, u64::from(max), "{max}");
+    fn random_picks_then_only_slots_read_free() {
+        let limit = OpenTaskLimit::new(10);
+        let mut picker = SlotPicker::default();
+        let mut seen = HashSet::new();
+        for _ in 0..RANDOM_PICKS {
+            let Pick::Slot(n) = picker.next(limit, None) else {
+                panic!("random picks first")
+            };
+            assert!(n < 10 && seen.insert(n), "{n} picked again after colliding");
+            picker.collided(n);
         }
-        assert_eq!(OpenTaskLimit::new(10_000).cap_of(3), 625);
+        assert_eq!(picker.next(limit, None), Pick::ReadFree);
+        // A slot that collided before the read and shows free in it was released since: the
+        // read is the fresher word (a create found the limit reached while a completion's slot
+        // was on its way out).
+        let released = *seen.iter().next().unwrap();
+        assert!(picker.feed(vec![released]));
+        assert_eq!(picker.next(limit, None), Pick::Slot(released));
+        let free = released;
+        picker.collided(free);
+        assert_eq!(picker.next(limit, None), Pick::ReadFree);
+        assert!(
+            !picker.feed(Vec::new()),
+            "no free slot: the limit is reached"
+        );
     }
 
     #[test]
-    fn ids_can_be_drawn_in_any_bucket() {
-        for bucket in 0..INDEX_BUCKETS {
-            let id = OpenTaskLimit::id_in_bucket(bucket).unwrap();
-            assert_eq!(bucket_of(id, INDEX_BUCKETS), bucket);
-            assert_eq!(id.get_version_num(), 7);
-        }
+    fn one_process_takes_consecutive_slots_of_a_user_and_jumps_after_a_collision() {
+        let limit = OpenTaskLimit::new(1_000);
+        let hints = SlotHints::default();
+        let user = Uuid::new_v4();
+        let first = hints.take(user, limit);
+        let taken: Vec<u32> = (0..999).map(|_| hints.take(user, limit)).collect();
+        let mut all: HashSet<u32> = taken.iter().copied().collect();
+        all.insert(first);
+        assert_eq!(
+            all.len(),
+            1_000,
+            "a thousand creates, a thousand slots, no repeat"
+        );
+        let mut picker = SlotPicker::default();
+        assert_eq!(
+            picker.next(limit, Some(42)),
+            Pick::Slot(42),
+            "the hint first"
+        );
+        picker.collided(42);
+        assert_ne!(picker.next(limit, Some(42)), Pick::Slot(42));
+    }
+
+    #[test]
+    fn a_limit_of_one_never_loops_on_its_only_slot() {
+        let limit = OpenTaskLimit::new(1);
+        let mut picker = SlotPicker::default();
+        assert_eq!(picker.next(limit, None), Pick::Slot(0));
+        picker.collided(0);
+        assert_eq!(picker.next(limit, None), Pick::ReadFree);
+    }
+
+    #[test]
+    fn a_user_whose_slots_were_mostly_taken_reads_the_free_ones_first() {
+        let limit = OpenTaskLimit::new(10);
+        let hints = SlotHints::default();
+        let user = Uuid::now_v7();
+        assert!(!hints.crowded(user));
+        hints.read_free(user, 0, limit);
+        assert!(hints.crowded(user), "none free");
+        let mut picker = SlotPicker::default();
+        picker.read_first();
+        assert_eq!(picker.next(limit, Some(3)), Pick::ReadFree);
+        assert!(picker.feed(vec![7]));
+        assert_eq!(picker.next(limit, None), Pick::Slot(7));
+        hints.read_free(user, 4, limit);
+        assert!(hints.crowded(user), "four of ten free");
+        hints.read_free(user, 5, limit);
+        assert!(!hints.crowded(user), "half free");
     }
 }

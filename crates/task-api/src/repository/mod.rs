@@ -6,26 +6,33 @@
 //!   for `TOMBSTONE_TTL`, so the outbox relay can still prove that its `task-deleted` event
 //!   committed;
 //! * `user:{user_id}:tasks:{b}` and `user:{user_id}:tasks:{b}:{segment}`: the heads and sealed
-//!   segments of the buckets of the user's index ([`index`]);
+//!   segments of the buckets of the user's index ([`index`]), a projection of the task records
+//!   written off the request path ([`projection`]);
+//! * `user:{user_id}:open:{n}`: the user's open-task slots ([`limit`]);
 //! * `outbox:{instance}:e{seq}`: one outbox entry each, written in its change's transaction
 //!   ([`outbox_shard`]); `outbox:{instance}:{n}` and `outbox:{n}`, the shards of earlier layouts,
 //!   only ever drained;
 //! * `outbox-instances`, `outbox-lease:{instance}` and `outbox-range:{instance}`: the outbox
 //!   writers, their leases and the event numbers each may have used ([`instances`]).
 //!
-//! Reads come in the shapes callers need, each one request: a task; the heads of a user's index
-//! buckets, or some of their sealed segments (a bulk read each); a page of records (a bulk
-//! read); and everything a change is checked against ([`ChangeState`]: the task and its index
-//! bucket's head, plus the sealed segment holding an older task's summary).
+//! Reads come in the shapes callers need, each one request: a task (all a change is checked
+//! against, [`ChangeState`]); the heads of a user's index buckets, or some of their sealed
+//! segments (a bulk read each); a page of records (a bulk read); a user's slots.
 //!
-//! Every write is ETag-checked against what was read (`first-write` for a key that did not
-//! exist), so a concurrent writer makes it fail instead of being overwritten. A change is one
-//! state transaction, but **not an atomic one**: on Redis the transaction is one `MULTI`/`EXEC`
-//! (components-contrib `state/redis/redis.go`, `StateStore.Multi`), and Redis does not roll back,
-//! so when one operation's etag check fails the others still apply and daprd answers 500. The
-//! local sidecar's in-memory store copies that behaviour. After a failed transaction any subset
-//! of its writes may be in the store; callers find out by reading again (how the outbox copes is
-//! explained in [`crate::outbox`]). Nothing in this crate assumes a transaction is atomic.
+//! Every write is ETag-checked against what was read (the etag `-1`, which only an absent key
+//! accepts, for a key that should not exist), so a concurrent writer makes it fail instead of
+//! being overwritten. A change is one state transaction, but **not an atomic one**: on Redis
+//! the transaction is one `MULTI`/`EXEC` (components-contrib `state/redis/redis.go`,
+//! `StateStore.Multi`), and Redis does not roll back, so when one operation's etag check fails
+//! the others still apply and daprd answers 500. The local sidecar's in-memory store copies
+//! that behaviour. After a failed transaction any subset of its writes may be in the store;
+//! callers find out by reading again (how the outbox copes is explained in [`crate::outbox`]).
+//! Nothing in this crate assumes a transaction is atomic.
+//!
+//! The layout of this release (slots, a projected index, no index key in a change's
+//! transaction) reads every record, head and segment earlier releases wrote, but replicas of an
+//! earlier release must not share a store with it: they would keep writing the index in their
+//! transactions and ignore the slots.
 
 mod change;
 pub mod index;
@@ -33,7 +40,9 @@ pub mod instances;
 mod keys;
 pub mod limit;
 pub mod outbox_shard;
-mod repair;
+pub mod projection;
+mod slots;
+mod undo;
 
 use std::time::Duration;
 
@@ -44,15 +53,22 @@ use uuid::Uuid;
 use crate::error::ApiError;
 use crate::model::TaskRecord;
 
-pub use change::ChangeState;
+pub use change::{ChangeState, ReadBack};
 pub use index::{IndexSegment, SealedRef, TaskSummary, UserIndex};
 pub use instances::{DELETE_BATCH, EventRange, Instance};
 pub use keys::{
     INDEX_BUCKETS, bucket_of, legacy_outbox_key, outbox_event_key, outbox_key, outbox_range_key,
+    slot_key,
 };
 pub use limit::OpenTaskLimit;
 pub use outbox_shard::{OutboxEntry, OutboxShard};
-pub use repair::Repair;
+pub use slots::SlotUse;
+
+/// The etag of a write that must create its key: an integer no stored version equals (they
+/// count up from 1), so an existing key refuses it and an absent one accepts it, inside a
+/// transaction too (components-contrib `state/redis/redis.go`, the set script behind
+/// `setValue`).
+pub const CREATE_ONLY_ETAG: &str = "-1";
 
 /// What a read or write of the store can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +117,17 @@ impl<T> Versioned<T> {
             Some(etag) => item.etag(Some(etag.clone())),
             None => item.first_write(),
         })
+    }
+
+    /// Like [`Self::write`], inside a transaction, where `first-write` is not enforced on
+    /// Redis: an absent key is written with [`CREATE_ONLY_ETAG`].
+    fn write_in_transaction(
+        &self,
+        key: String,
+        value: &impl serde::Serialize,
+    ) -> Result<SaveItem, DaprError> {
+        let etag = self.etag.as_deref().unwrap_or(CREATE_ONLY_ETAG);
+        Ok(SaveItem::new(key, value)?.etag(Some(etag)))
     }
 }
 

@@ -29,6 +29,14 @@ pub struct OutboxEntry {
     /// without having to prove it from the task record's bounded history.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub committed: bool,
+    /// The task's owner, so the index projection finds the bucket even once the task record is
+    /// gone (entries of earlier releases lack it; their record names the owner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<Uuid>,
+    /// The open-task slot this change took (a create, a reopen) or gave up (a completion, a
+    /// deletion): once the entry is settled, the slot is released unless the task holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<u32>,
 }
 
 impl OutboxEntry {

@@ -1,5 +1,6 @@
-//! The real binary is SIGKILLed between the state commit and the publish; on restart the outbox
-//! relay publishes the committed change's event, exactly once.
+//! The real binary is SIGKILLed between the state commit and the publish (and the projection of
+//! the change into the index); on restart the outbox relay publishes the committed change's
+//! event, exactly once, and projects the task into the index.
 //!
 //! Nothing in the binary helps: the app talks to its sidecar through the test's proxy, which
 //! lets the state transaction through and holds the publish that follows it, and the test kills
@@ -16,9 +17,10 @@ use serde_json::{Value, json};
 use service_testing::Proxy;
 use support::{Cluster, SECRET, free_port};
 
-fn start(port: u16, dapr: &str) -> Child {
+fn start(port: u16, dapr: &str, extra: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_task-api"))
         .env_clear()
+        .envs(extra.iter().copied())
         .env("APP_PORT", port.to_string())
         .env("APP_HOST", "127.0.0.1")
         .env("DAPR_HTTP_ENDPOINT", dapr)
@@ -101,7 +103,8 @@ async fn a_crash_between_commit_and_publish_loses_no_event() {
     .unwrap();
 
     proxy.hold_publishes();
-    let mut first = start(port, &proxy.url);
+    // The first process projects nothing into the index before it dies.
+    let mut first = start(port, &proxy.url, &[("INDEX_PROJECTION_INTERVAL", "1h")]);
     wait_healthy(&client, &base, &mut first).await;
     let request = tokio::spawn(
         client
@@ -132,6 +135,16 @@ async fn a_crash_between_commit_and_publish_loses_no_event() {
     assert_eq!(recorded.len(), 1, "{recorded:?}");
     assert_eq!(recorded[0]["task_id"], task_id.as_str());
 
+    let heads = |keys: Vec<String>| {
+        keys.into_iter()
+            .filter(|k| k.starts_with(&format!("user:{user}:tasks:")))
+            .count()
+    };
+    assert_eq!(
+        heads(cluster.state_keys("task-api").await),
+        0,
+        "the index is not written on the request path"
+    );
     first.kill().unwrap();
     let status = wait_exit(&mut first).await;
     assert_eq!(status.signal(), Some(9), "SIGKILLed: {status:?}");
@@ -141,7 +154,7 @@ async fn a_crash_between_commit_and_publish_loses_no_event() {
 
     // The held publish is answered without ever reaching the sidecar.
     proxy.release_publishes();
-    let mut second = start(port, &proxy.url);
+    let mut second = start(port, &proxy.url, &[]);
     wait_healthy(&client, &base, &mut second).await;
     let events = cluster
         .wait_for_published("task-created", 1, Duration::from_secs(20))
@@ -169,6 +182,25 @@ async fn a_crash_between_commit_and_publish_loses_no_event() {
         1,
         "exactly one event"
     );
+
+    // The drain projected the task into the index before deleting its entry: it is listed.
+    let listed: Value = client
+        .get(format!("{base}/api/tasks"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [task_id.as_str()], "the index has the task");
+    assert_eq!(heads(cluster.state_keys("task-api").await), 1);
 
     // The restarted service serves the task normally.
     let got = client

@@ -6,6 +6,7 @@ mod support;
 
 mod api;
 mod asymmetric_tokens;
+mod calls;
 mod cli;
 mod concurrency;
 mod conformance;

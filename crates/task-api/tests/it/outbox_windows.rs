@@ -281,3 +281,72 @@ async fn a_committed_change_succeeds_when_its_index_repair_fails() {
     proxy.fail_next_saves("user:", 0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_write_slower_than_the_grace_period_is_not_judged_while_it_runs() {
+    let app = spawn_proxied(&[
+        ("OUTBOX_GRACE_PERIOD", "200ms"),
+        ("OUTBOX_RELAY_INTERVAL", "50ms"),
+    ])
+    .await;
+    let user = app.user();
+    app.create_ok(&user, "first").await;
+    support::wait_projected(&app).await;
+    // The create's transaction lands long after the grace period: a relay judging it from its
+    // record in between finds no task, discards the entry and forgets the change, which is
+    // then never projected into the index.
+    app.proxy
+        .as_ref()
+        .unwrap()
+        .fault_next_transaction(TxnFault::Slow(Duration::from_millis(1_500)));
+    let id = app.create_ok(&user, "slow").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.wait_events("task-created", &id, 1).await;
+    support::wait_projected(&app).await;
+    let page: Value = app
+        .get(&user, "/api/tasks?limit=10")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&id.as_str()), "{page}");
+}
+
+#[tokio::test]
+async fn an_unreadable_index_head_holds_back_no_other_users_projection() {
+    let app = spawn_proxied(&[]).await;
+    let broken = app.user();
+    let heads: Vec<SaveItem> = (0..16)
+        .map(|b| SaveItem::new(format!("user:{}:tasks:{b}", broken.id), &"not an index").unwrap())
+        .collect();
+    client(&app).save_state("todo-state", &heads).await.unwrap();
+    // Never projected: its head cannot be read. It must not hold back the next user's change,
+    // which the same cleaner pass projects.
+    app.create_ok(&broken, "cannot be projected").await;
+    let user = app.user();
+    let id = app.create_ok(&user, "projected").await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let prefix = format!("user:{}:tasks:", user.id);
+    eventually("the other user's task in their index", || async {
+        for key in app.cluster.state_keys("task-api").await {
+            if key.starts_with(&prefix)
+                && let Some(head) = app.cluster.state_of("task-api", &key).await
+                && head.to_string().contains(&id)
+            {
+                return Some(());
+            }
+        }
+        None
+    })
+    .await;
+}

@@ -59,6 +59,18 @@ pub fn token(bins: &Binaries, secret: &str, user_id: &str, email: &str) -> anyho
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
+/// How many outbox entry keys task-api has in Redis: none once every change the killed and the
+/// running instances committed is published and projected into the index (the killed ones'
+/// once their leases expired and a running instance drained them).
+pub fn outbox_keys(redis_port: u16) -> usize {
+    Command::new("redis-cli")
+        .args(["-p", &redis_port.to_string()])
+        .args(["--scan", "--pattern", "task-api||outbox:*"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().count())
+        .unwrap_or(usize::MAX)
+}
+
 /// The email-worker's claims and sent marks in Redis with their remaining TTL (`-1`: none), for
 /// a failure report.
 pub fn ledger_dump(redis_port: u16) -> String {

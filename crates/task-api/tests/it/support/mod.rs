@@ -148,3 +148,16 @@ pub fn fields(problem: &Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// Waits until every outbox entry of the app's store is settled: published, projected into the
+/// index and deleted (the cleaner deletes an entry's key only after both).
+pub async fn wait_projected(app: &TestApp) {
+    eventually(
+        "every change projected and its outbox key deleted",
+        || async {
+            let keys = app.cluster.state_keys("task-api").await;
+            (!keys.iter().any(|k| k.starts_with("outbox:"))).then_some(())
+        },
+    )
+    .await;
+}
