@@ -11,7 +11,9 @@
 //!   record before it are settled.
 //! * A dispatcher polls the consumer and queues each record on its partition's worker; a worker
 //!   whose queue grows past `channelBufferSize` pauses fetching of its partition until it has
-//!   caught up, so a blocked partition neither holds up the others nor piles up in memory.
+//!   caught up, so a blocked partition neither holds up the others nor piles up in memory. A
+//!   resumed partition whose broker skipped the rest of a record batch is fetched again from
+//!   where its fetching last started ([`crate::refetch`]).
 //! * A worker hands one record to the sidecar; on failure it retries the same record under the
 //!   `backOff*` policy (constant 5 s, forever, by default), blocking only its partition. When
 //!   finite retries run out the record is skipped, as daprd logs "Too many failed attempts".
@@ -23,6 +25,7 @@
 use crate::backoff::BackoffPolicy;
 use crate::client::{TracingContext, consumer_config};
 use crate::record::message_of;
+use crate::refetch::{Admit, Track};
 use crate::settings::KafkaSettings;
 use futures::StreamExt as _;
 use futures::stream::FuturesOrdered;
@@ -41,6 +44,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// How often resumed partitions are checked for records that did not come.
+const STALL_CHECK: Duration = Duration::from_secs(1);
 
 /// `(topic, partition)`.
 type PartitionKey = (String, i32);
@@ -82,6 +88,8 @@ struct Worker {
     queue: mpsc::UnboundedSender<OwnedMessage>,
     /// Records queued and whether fetching is paused.
     backlog: Mutex<(usize, bool)>,
+    /// The offsets queued, to catch records skipped when fetching resumed.
+    track: Mutex<Track>,
     cancel: CancellationToken,
 }
 
@@ -158,9 +166,15 @@ impl Member {
     /// commits what they handled and leaves the group.
     pub(crate) async fn run(self: Arc<Self>) {
         let mut last_error = String::new();
+        let mut stall_checks = tokio::time::interval(STALL_CHECK);
+        stall_checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let polled = tokio::select! {
                 () = self.cancel.cancelled() => break,
+                _ = stall_checks.tick() => {
+                    self.refetch_idle();
+                    continue;
+                }
                 polled = self.consumer.recv() => polled.map(|m| m.detach()),
             };
             match polled {
@@ -205,6 +219,43 @@ impl Member {
         self.consumer.unsubscribe();
     }
 
+    /// Fetches again each resumed partition from which nothing has come
+    /// ([`Track::idle_after_resume`]). It is resumed again first: a resume that librdkafka got
+    /// before it had applied the pause is ignored (`rdkafka_partition.c
+    /// rd_kafka_toppar_op_pause_resume`), which would leave the partition paused; a second
+    /// resume of an active partition does nothing.
+    fn refetch_idle(&self) {
+        let idle: Vec<(PartitionKey, i64)> = self
+            .workers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(|(key, worker)| {
+                let from = worker
+                    .track
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .idle_after_resume()?;
+                Some((key.clone(), from))
+            })
+            .collect();
+        for (key, from) in idle {
+            self.set_paused(&key, false);
+            let (topic, partition) = key;
+            match self
+                .consumer
+                .seek(&topic, partition, Offset::Offset(from), Duration::ZERO)
+            {
+                Ok(()) => {
+                    tracing::debug!(%topic, partition, from, "kafka: nothing since the resume; fetching again");
+                }
+                Err(e) => {
+                    tracing::warn!(%topic, partition, from, error = %e, "kafka: nothing since the resume, and the partition cannot be fetched again");
+                }
+            }
+        }
+    }
+
     /// Queues `record` on its partition's worker, starting one for a newly seen partition.
     fn dispatch(self: &Arc<Self>, record: OwnedMessage) {
         let key = (record.topic().to_owned(), record.partition());
@@ -215,6 +266,36 @@ impl Member {
                 .or_insert_with(|| self.start_worker(key.clone()))
                 .clone()
         };
+        let admitted = worker
+            .track
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .admit(record.offset());
+        match admitted {
+            Admit::Queue => {}
+            Admit::Skip => return,
+            Admit::Refetch(from) => {
+                // Asynchronous (no wait): records already fetched for the partition are dropped
+                // by librdkafka, and the ones from `from` come again.
+                match self
+                    .consumer
+                    .seek(&key.0, key.1, Offset::Offset(from), Duration::ZERO)
+                {
+                    Ok(()) => {
+                        tracing::debug!(topic = %key.0, partition = key.1, offset = record.offset(), from, "kafka: records skipped after a resume; fetching them again");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %key.0, partition = key.1, offset = record.offset(), from, error = %e, "kafka: records before this one were skipped by the broker and cannot be fetched again");
+                        let _ = worker
+                            .track
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .admit(record.offset());
+                    }
+                }
+            }
+        }
         {
             let mut backlog = worker
                 .backlog
@@ -235,6 +316,7 @@ impl Member {
         let worker = Arc::new(Worker {
             queue: tx,
             backlog: Mutex::new((0, false)),
+            track: Mutex::new(Track::default()),
             cancel: self.cancel.child_token(),
         });
         self.partitions
@@ -319,6 +401,12 @@ impl Member {
             .unwrap_or_else(PoisonError::into_inner);
         backlog.0 = backlog.0.saturating_sub(1);
         if backlog.1 && backlog.0 <= self.high_water / 4 {
+            // Noted before the resume, whose first record may come at once.
+            worker
+                .track
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .resumed();
             backlog.1 = self.set_paused(key, false);
         }
     }

@@ -25,6 +25,7 @@ pub mod partitioner;
 mod pubsub;
 mod reader;
 mod record;
+mod refetch;
 mod settings;
 
 pub use backoff::{BackoffKind, BackoffPolicy};

@@ -14,7 +14,7 @@ use sidecar_testing::KafkaBroker;
 use crate::support::*;
 
 /// `todo-pubsub` on `broker` with `extra` metadata (name, value).
-fn kafka_component(broker: &KafkaBroker, extra: &[(&str, &str)]) -> String {
+pub(crate) fn kafka_component(broker: &KafkaBroker, extra: &[(&str, &str)]) -> String {
     let mut text = format!(
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {PUBSUB}\nspec:\n  \
          type: pubsub.kafka\n  version: v1\n  metadata:\n    - name: brokers\n      value: \"{}\"\n\
@@ -28,7 +28,7 @@ fn kafka_component(broker: &KafkaBroker, extra: &[(&str, &str)]) -> String {
 }
 
 /// Publishes `body` as JSON on `topic` with record key `key`.
-async fn publish_keyed(sc: &Sidecar, topic: &str, key: &str, body: Value) {
+pub(crate) async fn publish_keyed(sc: &Sidecar, topic: &str, key: &str, body: Value) {
     let resp = sc
         .publish(
             PUBSUB,

@@ -17,6 +17,7 @@ mod conformance_state;
 mod console;
 mod deploy_scopes;
 mod kafka_auth;
+mod kafka_backpressure;
 mod kafka_pubsub;
 mod multi_app;
 mod multi_app_scale;
