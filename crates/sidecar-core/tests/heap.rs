@@ -257,3 +257,74 @@ async fn memory_of_expired_keys_is_given_back_without_any_read() {
     );
     assert!(store.get("kept").await.unwrap().is_some());
 }
+
+/// The in-memory broker after a backlog: a consumer group that fell hundreds of thousands of
+/// messages behind during a load run (a subscriber slower than its publishers) holds them all
+/// queued, and once it has caught up the queue must not keep its peak size, or the runner keeps
+/// memory for every message of the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_broker_backlog_gives_its_memory_back() {
+    use sidecar_core::components::{
+        InMemoryPubSub, Message, MessageHandler, PubSub, SubscribeRequest,
+    };
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let _serial = SERIAL.lock().await;
+    let _profiler = dhat::Profiler::builder().testing().build();
+    const MESSAGES: usize = 20_000;
+    let bus = InMemoryPubSub::with_idle_group_timeout(Duration::from_secs(60));
+    let req = SubscribeRequest {
+        topic: "task-created".into(),
+        consumer_group: "audit-logger".into(),
+        concurrency: 4,
+        bulk_max_messages: None,
+    };
+    let handled = Arc::new(AtomicUsize::new(0));
+    let counter = handled.clone();
+    let handler: MessageHandler = Arc::new(move |_m| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async { Ok(()) })
+    });
+    // The group exists (its subscriber is away), so what is published meanwhile queues up.
+    bus.subscribe(req.clone(), handler.clone())
+        .await
+        .unwrap()
+        .close()
+        .await;
+    let before = heap_now();
+    let mut seed = 11;
+    for _ in 0..MESSAGES {
+        let body = format!(
+            "{{\"task_id\":\"{}\",\"title\":\"{}\"}}",
+            hex(&mut seed, 32),
+            hex(&mut seed, 120)
+        );
+        bus.publish(Message {
+            topic: "task-created".into(),
+            data: Bytes::from(body),
+            metadata: Default::default(),
+        })
+        .await
+        .unwrap();
+    }
+    let backlog = heap_now() - before;
+    assert_eq!(bus.queued("task-created", "audit-logger"), Some(MESSAGES));
+    assert!(
+        backlog > (MESSAGES * 160) as u64,
+        "the backlog is held: {backlog} bytes"
+    );
+
+    let back = bus.subscribe(req, handler).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while handled.load(Ordering::SeqCst) < MESSAGES {
+        assert!(Instant::now() < deadline, "the backlog drains");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    back.close().await;
+    let left = heap_now().saturating_sub(before);
+    assert!(
+        left < backlog / 50,
+        "after draining, the queue keeps {left} bytes of the backlog's {backlog}"
+    );
+}
