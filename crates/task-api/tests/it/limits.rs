@@ -445,8 +445,9 @@ async fn a_first_page_reads_only_the_bounded_heads() {
     };
     // The lease keeper shares the proxy too: the fewest bulk reads seen over a few lists is
     // what a list makes. That is one read of the 16 heads, one of the sealed segments the page
-    // reaches when a head runs out before the page is full (whether it does depends on how the random ids fell into buckets), and
-    // one of the page's records: never more, whatever the user's size.
+    // reaches when a head runs out before the page is full (whether it does depends on how the
+    // random ids fell into buckets), and one of the page's records: never more, whatever the
+    // user's size.
     let mut fewest = usize::MAX;
     for _ in 0..5 {
         let before = bulk_reads();
