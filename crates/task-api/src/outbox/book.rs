@@ -61,15 +61,9 @@ impl Pending {
             }
     }
 
-    /// Whether its bytes count against the budget: until it is abandoned, or published and
-    /// projected. A published entry the index does not have yet stays in the book, and so
-    /// counts as well as one the broker has not taken.
-    fn waiting(&self) -> bool {
-        match self.stage {
-            Stage::Abandoned => false,
-            Stage::Published => !self.projected,
-            _ => true,
-        }
+    /// What it counts against the budget ([`weight`]).
+    fn weight(&self) -> usize {
+        weight(self.stage, self.projected, self.bytes)
     }
 
     /// The slot this entry's change took or gave up, to settle.
@@ -82,22 +76,37 @@ impl Pending {
     }
 }
 
+/// What a published entry whose change is not in the index yet counts against the budget: a
+/// fixed share, not its JSON. Its event is out, and the cleaner projects such entries hundreds
+/// at a time, so under a flat-out load hundreds of them wait for the next pass as a matter of
+/// course; counted at their size they filled the budget and turned creates into 503s. Counted
+/// this way, the budget still bounds an index that cannot be written (16,384 entries).
+const UNPROJECTED_WEIGHT: usize = 64;
+
+/// What an entry of `bytes` bytes of JSON counts against the budget: all of it until its event
+/// is published (the broker may be down), [`UNPROJECTED_WEIGHT`] once it is published and
+/// until it is projected, nothing once it is abandoned, or published and projected.
+fn weight(stage: Stage, projected: bool, bytes: usize) -> usize {
+    match stage {
+        Stage::Abandoned => 0,
+        Stage::Published if projected => 0,
+        Stage::Published => UNPROJECTED_WEIGHT.min(bytes),
+        Stage::InFlight | Stage::Committed | Stage::Unknown => bytes,
+    }
+}
+
 /// The entries this process wrote and has not deleted yet.
 #[derive(Debug, Default)]
 pub(super) struct Book {
     entries: BTreeMap<EntryId, Pending>,
-    /// The JSON size of the entries not yet abandoned, nor published and projected.
+    /// The sum of the entries' [`weight`]s.
     waiting_bytes: usize,
 }
 
 impl Book {
-    /// Moves `bytes` in or out of the budget as an entry starts or stops waiting.
-    fn recount(&mut self, bytes: usize, was_waiting: bool, waiting: bool) {
-        match (was_waiting, waiting) {
-            (true, false) => self.waiting_bytes = self.waiting_bytes.saturating_sub(bytes),
-            (false, true) => self.waiting_bytes += bytes,
-            _ => {}
-        }
+    /// Moves an entry's share of the budget from `was` to `now` as its stage changes.
+    fn recount(&mut self, was: usize, now: usize) {
+        self.waiting_bytes = self.waiting_bytes.saturating_sub(was) + now;
     }
 
     /// The lowest event number of `instance` still in the book.
@@ -116,9 +125,9 @@ impl Outbox {
         if waiting > OUTBOX_BUDGET_BYTES {
             metrics::counter!("task_api_outbox_full_total").increment(1);
             return Err(ApiError::Unavailable(format!(
-                "the outbox holds {waiting} bytes of unpublished events (limit \
-                 {OUTBOX_BUDGET_BYTES}); the broker is not taking them, or the index \
-                 cannot be written"
+                "the outbox holds {waiting} bytes of events waiting for the broker or the \
+                 index (limit {OUTBOX_BUDGET_BYTES}); the broker is not taking them, or the \
+                 index cannot be written"
             )));
         }
         Ok(())
@@ -169,13 +178,13 @@ impl Outbox {
         let Some(pending) = book.entries.get_mut(&id) else {
             return;
         };
-        let was_waiting = pending.waiting();
+        let was = pending.weight();
         pending.stage = stage;
         if stage == Stage::Committed {
             pending.entry.committed = true;
         }
-        let (bytes, waiting) = (pending.bytes, pending.waiting());
-        book.recount(bytes, was_waiting, waiting);
+        let now = pending.weight();
+        book.recount(was, now);
     }
 
     /// The entries in one of `stages`, recorded no later than `cutoff` when one is given.
@@ -228,10 +237,10 @@ impl Outbox {
         let mut book = self.book();
         for id in ids {
             if let Some(pending) = book.entries.get_mut(id) {
-                let was_waiting = pending.waiting();
+                let was = pending.weight();
                 pending.projected = true;
-                let (bytes, waiting) = (pending.bytes, pending.waiting());
-                book.recount(bytes, was_waiting, waiting);
+                let now = pending.weight();
+                book.recount(was, now);
             }
         }
     }
@@ -278,8 +287,28 @@ impl Outbox {
         let mut book = self.book();
         for id in ids {
             if let Some(pending) = book.entries.remove(id) {
-                book.recount(pending.bytes, pending.waiting(), false);
+                book.recount(pending.weight(), 0);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_out_and_waiting_only_for_the_index_fit_the_budget_by_the_thousand() {
+        // A flat-out load leaves a few thousand published changes for the cleaner's next pass.
+        let (entries, bytes) = (4_000, 1_000);
+        let unprojected = entries * weight(Stage::Published, false, bytes);
+        assert!(unprojected < OUTBOX_BUDGET_BYTES, "{unprojected} bytes");
+        // The same number the broker has not taken fill it: that is what the budget is for.
+        let unpublished = entries * weight(Stage::Committed, false, bytes);
+        assert!(unpublished > OUTBOX_BUDGET_BYTES, "{unpublished} bytes");
+        // An index that cannot be written is still bounded.
+        assert!(OUTBOX_BUDGET_BYTES / UNPROJECTED_WEIGHT <= 16_384);
+        assert_eq!(weight(Stage::Published, true, bytes), 0);
+        assert_eq!(weight(Stage::Abandoned, false, bytes), 0);
     }
 }

@@ -156,7 +156,8 @@ pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
 
 /// When the events this process recorded and has not published yet (the broker has taken
 /// nothing for a while) pass this many bytes of JSON, changes are refused with 503 instead of
-/// piling up more.
+/// piling up more. Published changes the index does not have yet count a small fixed share
+/// each (`book.rs`), so an index that cannot be written is bounded too.
 pub const OUTBOX_BUDGET_BYTES: usize = 1 << 20;
 
 /// Recording, publishing and cleaning up task events; cheap to clone.
