@@ -460,8 +460,11 @@ async fn a_first_page_reads_only_the_bounded_heads() {
         assert_eq!(page["items"].as_array().unwrap().len(), 20);
         fewest = fewest.min(bulk_reads() - before);
     }
+    // Segments are read in rounds, as chains run dry while the page fills; how full each head
+    // is depends on how the cleaner's passes batched the projection, so a page may take a
+    // second round. Still a handful of reads, whatever the user's size.
     assert!(
-        (2..=3).contains(&fewest),
+        (2..=4).contains(&fewest),
         "{fewest} bulk reads: the heads, the segments reached, the page's records"
     );
 }
