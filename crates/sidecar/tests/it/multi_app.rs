@@ -54,9 +54,21 @@ fn alive(pid: i32) -> bool {
     }
 }
 
+/// The status of `/v1.0/healthz/outbound`: 204 once the components are up, before the app's
+/// subscriptions are registered.
 pub(crate) async fn healthz(port: u16) -> Option<u16> {
+    status_of(port, "/v1.0/healthz/outbound").await
+}
+
+/// The status of `/v1.0/healthz`: 204 only once the app's subscriptions are registered, so a
+/// publish from then on has its subscribers.
+pub(crate) async fn ready(port: u16) -> Option<u16> {
+    status_of(port, "/v1.0/healthz").await
+}
+
+async fn status_of(port: u16, path: &str) -> Option<u16> {
     let r = http()
-        .get(format!("http://127.0.0.1:{port}/v1.0/healthz/outbound"))
+        .get(format!("http://127.0.0.1:{port}{path}"))
         .send()
         .await
         .ok()?;
@@ -307,8 +319,9 @@ apps:
     let runner = run(&file);
     let a = format!("http://127.0.0.1:{a_dapr}");
     let b = format!("http://127.0.0.1:{b_dapr}");
-    eventually("both sidecars up", || async {
-        (healthz(a_dapr).await == Some(204) && healthz(b_dapr).await == Some(204)).then_some(())
+    // Ready, not only outbound-healthy: app-b joins service invocation before its readiness.
+    eventually("both sidecars ready", || async {
+        (ready(a_dapr).await == Some(204) && ready(b_dapr).await == Some(204)).then_some(())
     })
     .await;
 
