@@ -258,6 +258,78 @@ async fn memory_of_expired_keys_is_given_back_without_any_read() {
     assert!(store.get("kept").await.unwrap().is_some());
 }
 
+/// Keys rewritten again and again (a task's record on every update, a trail's head on every
+/// entry) leave the space of their old values behind; the sweeper compacts it away, so the
+/// store holds about one generation of its values, not every generation it was written.
+#[tokio::test]
+async fn rewritten_keys_leave_no_holes_once_the_sweeper_has_compacted() {
+    let _serial = SERIAL.lock().await;
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let store = InMemoryStateStore::new(None).with_sweep_interval(Duration::from_millis(50));
+    const KEYS: usize = 30_000;
+    let mut seed = 5;
+    // Generation 0 writes every key; the later ones three keys in four, so the chunks the
+    // first generation filled keep a quarter of their slots and are never freed whole.
+    let write = |generation: usize, seed: &mut u64| {
+        (0..KEYS)
+            .filter(|i| generation == 0 || i % 4 != 0)
+            .map(|i| SetRequest {
+                key: format!("task-api||task:{i:036}"),
+                // Hex does not compress much: about 150 bytes held per value.
+                value: Bytes::from(format!(
+                    r#"{{"generation":{generation},"v":"{}"}}"#,
+                    hex(seed, 200)
+                )),
+                etag: None,
+                concurrency: Concurrency::LastWrite,
+                ttl_seconds: None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let before = heap_now();
+    for req in write(0, &mut seed) {
+        store.set(req).await.unwrap();
+    }
+    let one_generation = heap_now() - before;
+    for generation in 1..=5 {
+        for req in write(generation, &mut seed) {
+            store.set(req).await.unwrap();
+        }
+    }
+    // Poll with a deadline: the sweeper compacts a batch per hold of the lock every 50 ms.
+    let limit = before + one_generation * 5 / 4 + 1024 * 1024;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut held = heap_now();
+    while Instant::now() < deadline && held > limit {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        held = heap_now();
+    }
+    assert!(
+        held <= limit,
+        "{KEYS} keys written in six generations hold {} bytes after compaction; one generation \
+         held {one_generation}",
+        held - before
+    );
+    assert!(
+        store.reserved_bytes() < store.held_bytes() * 3 / 2 + 1024 * 1024,
+        "{} bytes reserved for {} held",
+        store.reserved_bytes(),
+        store.held_bytes()
+    );
+    let item = store
+        .get(&format!("task-api||task:{:036}", KEYS - 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        std::str::from_utf8(&item.data)
+            .unwrap()
+            .contains(r#""generation":5"#),
+        "the last generation is the one read"
+    );
+    assert_eq!(item.etag.as_deref(), Some("6"));
+}
+
 /// The in-memory broker after a backlog: a consumer group that fell hundreds of thousands of
 /// messages behind during a load run (a subscriber slower than its publishers) holds them all
 /// queued, and once it has caught up the queue must not keep its peak size, or the runner keeps

@@ -1,13 +1,15 @@
 //! The stored keys of `state.in-memory` with an index of their expiries, and the eviction of
 //! expired keys: a few on each write, the rest by a periodic sweeper, soonest expiry first.
 //!
-//! Memory per key is kept to what the key needs: the table holds one [`Slot`] per key (a
-//! pointer and a length), the slot one allocation of the key (as [`super::keys`] encodes it),
-//! its version and expiry, and its value ([`super::slot`]); the expiry index holds the expiry
-//! and the key's hash (16 bytes), not the key. The table gives its memory back once most of its keys expired: a hash table never
-//! shrinks by itself, so a burst of short-lived keys (claims of a backlog) would otherwise keep
-//! its peak size for good.
+//! Memory per key is kept to what the key needs: the table holds one [`Handle`] per key (12
+//! bytes) to the key's slot in the [`Arena`], which holds the key (as [`super::keys`] encodes
+//! it), its version and expiry, and its value ([`super::slot`]); the expiry index holds the
+//! expiry and the key's hash (16 bytes), not the key. The sweeper also compacts the arena, off
+//! the requests' path. The table gives its memory back once most of its keys expired: a hash
+//! table never shrinks by itself, so a burst of short-lived keys (claims of a backlog) would
+//! otherwise keep its peak size for good.
 
+use super::arena::{Arena, Handle};
 use super::keys::KeyCodec;
 use super::slot::{Meta, Slot};
 use super::value::Encoded;
@@ -26,11 +28,15 @@ pub const SWEEP_BATCH: usize = 512;
 pub(super) const EVICT_PER_WRITE: usize = 8;
 /// Below this many slots an oversized table is not worth a rehash.
 const SHRINK_MIN_CAPACITY: usize = 1024;
+/// Most live bytes one compaction pass moves while holding the lock (about a millisecond's
+/// copying, plus one walk of the table to find the slots to move).
+pub(super) const COMPACT_BATCH: usize = 1024 * 1024;
 
 /// The keys, and the expiring ones ordered by expiry.
 #[derive(Debug)]
 pub(super) struct Entries {
-    table: HashTable<Slot>,
+    table: HashTable<Handle>,
+    arena: Arena,
     hasher: RandomState,
     keys: KeyCodec,
     /// `(expires_at, hash of the key)` of every key that expires.
@@ -43,6 +49,7 @@ impl Default for Entries {
     fn default() -> Self {
         Self {
             table: HashTable::new(),
+            arena: Arena::default(),
             hasher: RandomState::new(),
             keys: KeyCodec::default(),
             expiries: BTreeSet::new(),
@@ -61,14 +68,17 @@ impl Entries {
         self.hasher.hash_one(key)
     }
 
-    pub(super) fn get(&self, key: &str) -> Option<&Slot> {
+    pub(super) fn get(&self, key: &str) -> Option<Slot<'_>> {
         let key = self.keys.encode_known(key);
         let hash = self.hash(&key);
-        self.table.find(hash, |slot| slot.key_bytes() == key)
+        let arena = &self.arena;
+        self.table
+            .find(hash, |h| Slot::at(arena.get(*h)).key_bytes() == key)
+            .map(|h| Slot::at(arena.get(*h)))
     }
 
     /// The text of a slot's key.
-    pub(super) fn key_of(&self, slot: &Slot) -> String {
+    pub(super) fn key_of(&self, slot: Slot<'_>) -> String {
         self.keys.decode(slot.key_bytes())
     }
 
@@ -76,13 +86,25 @@ impl Entries {
     pub(super) fn insert(&mut self, key: &str, meta: Meta, value: &Encoded) {
         let key = self.keys.encode(key);
         let hash = self.hash(&key);
-        let slot = Slot::new(&key, meta, value);
-        let old = match self.table.find_mut(hash, |slot| slot.key_bytes() == key) {
-            Some(held) => Some(std::mem::replace(held, slot).meta()),
+        let arena = &mut self.arena;
+        let slot = arena.alloc(Slot::encoded_len(&key, meta, value), |out| {
+            Slot::write(out, &key, meta, value);
+        });
+        let old = match self
+            .table
+            .find_mut(hash, |h| Slot::at(arena.get(*h)).key_bytes() == key)
+        {
+            Some(held) => {
+                let old = std::mem::replace(held, slot);
+                let meta = Slot::at(arena.get(old)).meta();
+                arena.free(old);
+                Some(meta)
+            }
             None => {
                 let hasher = &self.hasher;
-                self.table
-                    .insert_unique(hash, slot, |s| hasher.hash_one(s.key_bytes()));
+                self.table.insert_unique(hash, slot, |h| {
+                    hasher.hash_one(Slot::at(arena.get(*h)).key_bytes())
+                });
                 None
             }
         };
@@ -99,9 +121,15 @@ impl Entries {
     pub(super) fn remove(&mut self, key: &str) {
         let key = self.keys.encode_known(key);
         let hash = self.hash(&key);
-        if let Ok(found) = self.table.find_entry(hash, |slot| slot.key_bytes() == key) {
-            let (slot, _) = found.remove();
-            if let Some(at) = slot.meta().expires_at {
+        let arena = &mut self.arena;
+        if let Ok(found) = self
+            .table
+            .find_entry(hash, |h| Slot::at(arena.get(*h)).key_bytes() == key)
+        {
+            let (h, _) = found.remove();
+            let expires_at = Slot::at(arena.get(h)).meta().expires_at;
+            arena.free(h);
+            if let Some(at) = expires_at {
                 self.unindex(at, hash, &key);
             }
         }
@@ -109,10 +137,11 @@ impl Entries {
 
     /// Drops `(at, hash)` from the index unless another key with that hash expires then too.
     fn unindex(&mut self, at: u64, hash: u64, key: &[u8]) {
-        let hasher = &self.hasher;
+        let (hasher, arena) = (&self.hasher, &self.arena);
         let shared = self
             .table
-            .find(hash, |slot| {
+            .find(hash, |h| {
+                let slot = Slot::at(arena.get(*h));
                 slot.key_bytes() != key
                     && slot.meta().expires_at == Some(at)
                     && hasher.hash_one(slot.key_bytes()) == hash
@@ -135,12 +164,14 @@ impl Entries {
                 break;
             }
             self.expiries.pop_first();
-            let hasher = &self.hasher;
-            while let Ok(found) = self.table.find_entry(hash, |slot| {
+            let (hasher, arena) = (&self.hasher, &mut self.arena);
+            while let Ok(found) = self.table.find_entry(hash, |h| {
+                let slot = Slot::at(arena.get(*h));
                 slot.meta().expires_at.is_some_and(|t| t <= now)
                     && hasher.hash_one(slot.key_bytes()) == hash
             }) {
-                found.remove();
+                let (h, _) = found.remove();
+                arena.free(h);
                 evicted += 1;
             }
         }
@@ -152,18 +183,45 @@ impl Entries {
     pub(super) fn shrink_if_sparse(&mut self) {
         let capacity = self.table.capacity();
         if capacity > SHRINK_MIN_CAPACITY && capacity / 4 > self.table.len() {
-            let hasher = &self.hasher;
-            self.table
-                .shrink_to(self.table.len() * 2, |s| hasher.hash_one(s.key_bytes()));
+            let (hasher, arena) = (&self.hasher, &self.arena);
+            self.table.shrink_to(self.table.len() * 2, |h| {
+                hasher.hash_one(Slot::at(arena.get(*h)).key_bytes())
+            });
         }
+    }
+
+    /// Moves the live slots of the arena's sparsest chunks (up to `budget` bytes of them) so
+    /// those chunks can be freed; returns whether there was anything to move. With nothing to
+    /// move, an empty chunk kept for the next writes is freed too.
+    pub(super) fn compact(&mut self, budget: usize) -> bool {
+        let due = self.arena.sparsest(budget);
+        if due.is_empty() {
+            self.arena.trim();
+            return false;
+        }
+        // A slot's hash is that of its key, which moving does not change: the table is only
+        // walked, never rehashed.
+        for h in self.table.iter_mut() {
+            if Arena::is_in(*h, &due) {
+                *h = self.arena.relocate(*h);
+            }
+        }
+        true
+    }
+
+    /// Bytes of the arena's chunks, free space included: what the store's slots cost the
+    /// process.
+    pub(super) fn reserved_bytes(&self) -> usize {
+        self.arena.reserved_bytes()
     }
 
     pub(super) fn len(&self) -> usize {
         self.table.len()
     }
 
-    pub(super) fn iter(&self) -> impl Iterator<Item = &Slot> {
-        self.table.iter()
+    pub(super) fn iter(&self) -> impl Iterator<Item = Slot<'_>> {
+        let arena = &self.arena;
+        self.table.iter().map(|h| Slot::at(arena.get(*h)))
     }
 
     #[cfg(test)]
@@ -203,6 +261,16 @@ pub(super) async fn sweep(entries: Weak<Mutex<Entries>>, every: Duration) {
                 break;
             }
             // More to do: let requests have the lock between batches.
+            tokio::task::yield_now().await;
+        }
+        // Then the holes that overwrites, deletes and evictions left, a batch per hold.
+        loop {
+            let Some(entries) = entries.upgrade() else {
+                return;
+            };
+            if !lock_entries(&entries).compact(COMPACT_BATCH) {
+                break;
+            }
             tokio::task::yield_now().await;
         }
     }

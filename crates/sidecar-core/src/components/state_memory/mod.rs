@@ -19,8 +19,9 @@
 //!   Upserts in a transaction never set the first-write marker (daprd's transactional upsert
 //!   does not pass it to the script).
 //!
-//! Memory: a key is one table slot and one allocation of its text (app prefix and UUIDs
-//! encoded short, [`keys`]), version, expiry and value ([`slot`]); the expiry index holds 16 bytes per expiring key ([`entries`]). Values are held
+//! Memory: a key is one table slot and a run of bytes in the store's own chunks ([`arena`]) with
+//! its text (app prefix and UUIDs encoded short, [`keys`]), version, expiry and value
+//! ([`slot`]); the expiry index holds 16 bytes per expiring key ([`entries`]). Values are held
 //! zstd-compressed when that saves at least an eighth, with a dictionary trained from the
 //! store's first values ([`value`]). The compression runs before the store's lock is taken and
 //! the decompression after it is released, so neither holds up other requests.
@@ -36,6 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use value::{Codec, Encoded};
 
+mod arena;
 mod entries;
 mod keys;
 mod slot;
@@ -109,7 +111,13 @@ impl InMemoryStateStore {
     /// yet evicted included; the map's own slots and the allocator's overhead come on top.
     pub fn held_bytes(&self) -> usize {
         let entries = self.lock();
-        entries.iter().map(slot::Slot::held).sum()
+        entries.iter().map(|slot| slot.held()).sum()
+    }
+
+    /// Bytes of the memory the keys and values are held in, the space that overwrites and
+    /// deletes freed and compaction has not yet given back included.
+    pub fn reserved_bytes(&self) -> usize {
+        self.lock().reserved_bytes()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
@@ -155,7 +163,7 @@ impl InMemoryStateStore {
         let now_ms = map.millis(now);
         let current = map
             .get(&req.key)
-            .map(slot::Slot::meta)
+            .map(|slot| slot.meta())
             .filter(|e| e.live(now_ms));
         let allowed = match current {
             None => true,
@@ -204,7 +212,7 @@ impl InMemoryStateStore {
         let now_ms = map.millis(now);
         let Some(current) = map
             .get(&req.key)
-            .map(slot::Slot::meta)
+            .map(|slot| slot.meta())
             .filter(|e| e.live(now_ms))
         else {
             map.remove(&req.key);

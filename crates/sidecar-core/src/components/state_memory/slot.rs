@@ -1,12 +1,12 @@
-//! One key of `state.in-memory` as it is held: a single allocation holding the key's text, its
+//! One key of `state.in-memory` as it is held: one run of bytes holding the key's text, its
 //! version, first-write mark and expiry, and its value (in the form [`super::value`] chose).
 //!
 //! A map of `String` keys to a struct of fields costs a table slot of 70-odd bytes, the key's
 //! own allocation and the value's, for every key, on top of the bytes the key and value need.
 //! The services keep several keys per task, for as long as the task lives, so that bookkeeping
-//! was most of the store's memory per task: here a key costs its table slot (one pointer and
-//! length) plus one allocation of `header + key + value`, with the numbers in the header as
-//! LEB128 varints (a version or a length of under 128 is one byte).
+//! was most of the store's memory per task: here a key costs its table slot (a 12-byte
+//! [`super::arena::Handle`]) plus `header + key + value` bytes in the store's arena, with the
+//! numbers in the header as LEB128 varints (a version or a length of under 128 is one byte).
 //!
 //! Layout: `flags (1) | key length | key | version | expiry + 1 (0: never) | [raw length] |
 //! value`;
@@ -32,9 +32,9 @@ impl Meta {
     }
 }
 
-/// A held key with its value.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Slot(Box<[u8]>);
+/// A held key with its value: a view of its bytes in the arena.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Slot<'a>(&'a [u8]);
 
 /// Where the parts of a slot are.
 struct Parsed {
@@ -45,31 +45,43 @@ struct Parsed {
     value: usize,
 }
 
-impl Slot {
-    /// `key` is the key as [`super::keys`] encodes it.
-    pub(super) fn new(key: &[u8], meta: Meta, value: &Encoded) -> Self {
+impl<'a> Slot<'a> {
+    /// The slot held in `bytes`, as [`Slot::write`] wrote them.
+    pub(super) fn at(bytes: &'a [u8]) -> Self {
+        Self(bytes)
+    }
+
+    /// How many bytes [`Slot::write`] writes for these parts.
+    pub(super) fn encoded_len(key: &[u8], meta: Meta, value: &Encoded) -> usize {
+        let raw_len = if value.form() == Form::Plain {
+            0
+        } else {
+            varint_len(value.raw_len() as u64)
+        };
+        1 + varint_len(key.len() as u64)
+            + key.len()
+            + varint_len(meta.version)
+            + varint_len(expiry_field(meta))
+            + raw_len
+            + value.bytes().len()
+    }
+
+    /// Appends the slot of `key` (as [`super::keys`] encodes it), `meta` and `value` to `out`.
+    pub(super) fn write(out: &mut Vec<u8>, key: &[u8], meta: Meta, value: &Encoded) {
         let form = value.form();
-        let mut out = Vec::with_capacity(1 + 3 * 10 + key.len() + value.bytes().len() + 5);
         out.push(u8::from(meta.first_write) | ((form as u8) << FORM_SHIFT));
-        put_varint(&mut out, key.len() as u64);
+        put_varint(out, key.len() as u64);
         out.extend_from_slice(key);
-        put_varint(&mut out, meta.version);
-        // 0 is "never"; an expiry is held one up, so even one at the epoch's first
-        // millisecond is kept.
-        put_varint(
-            &mut out,
-            meta.expires_at.map_or(0, |at| at.saturating_add(1)),
-        );
+        put_varint(out, meta.version);
+        put_varint(out, expiry_field(meta));
         if form != Form::Plain {
-            put_varint(&mut out, value.raw_len() as u64);
+            put_varint(out, value.raw_len() as u64);
         }
         out.extend_from_slice(value.bytes());
-        // Exact length: `into_boxed_slice` drops the spare capacity.
-        Self(out.into_boxed_slice())
     }
 
     fn parse(&self) -> Parsed {
-        let bytes = &self.0;
+        let bytes = self.0;
         let flags = bytes.first().copied().unwrap_or(0);
         let mut at = 1;
         let key_len = get_varint(bytes, &mut at) as usize;
@@ -102,10 +114,11 @@ impl Slot {
     }
 
     /// The key's bytes, as encoded.
-    pub(super) fn key_bytes(&self) -> &[u8] {
+    pub(super) fn key_bytes(&self) -> &'a [u8] {
+        let bytes = self.0;
         let mut at = 1;
-        let len = get_varint(&self.0, &mut at) as usize;
-        &self.0[at.min(self.0.len())..(at + len).min(self.0.len())]
+        let len = get_varint(bytes, &mut at) as usize;
+        &bytes[at.min(bytes.len())..(at + len).min(bytes.len())]
     }
 
     pub(super) fn meta(&self) -> Meta {
@@ -125,11 +138,22 @@ impl Slot {
         parsed.key.len() + (self.0.len() - parsed.value)
     }
 
-    /// Bytes of the whole allocation.
+    /// Bytes of the whole slot.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.0.len()
     }
+}
+
+/// The expiry as held: one up, so that 0 is "never" and even an expiry at the epoch's first
+/// millisecond is kept.
+fn expiry_field(meta: Meta) -> u64 {
+    meta.expires_at.map_or(0, |at| at.saturating_add(1))
+}
+
+fn varint_len(n: u64) -> usize {
+    // 7 bits per byte, at least one byte.
+    (64 - n.leading_zeros() as usize).div_ceil(7).max(1)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut n: u64) {
@@ -192,26 +216,49 @@ mod tests {
                 Encoded::from_parts(Form::ZstdDict, &[], 0),
             ),
         ] {
-            let slot = Slot::new(key.as_bytes(), meta, &value);
+            let mut bytes = vec![0xAA];
+            Slot::write(&mut bytes, key.as_bytes(), meta, &value);
+            assert_eq!(
+                bytes.len() - 1,
+                Slot::encoded_len(key.as_bytes(), meta, &value)
+            );
+            let slot = Slot::at(&bytes[1..]);
             assert_eq!(slot.key_bytes(), key.as_bytes());
             assert_eq!(slot.meta(), meta);
             assert_eq!(slot.value(), value);
             assert_eq!(slot.held(), key.len() + value.bytes().len());
         }
         // A one-byte version and no expiry: the header is four bytes.
-        let small = Slot::new(
-            b"k",
-            Meta {
-                version: 3,
-                first_write: false,
-                expires_at: None,
-            },
-            &Encoded::plain(b"v"),
-        );
-        assert_eq!(small.len(), 4 + 1 + 1);
-        assert_eq!(
-            Slot::new(b"", small.meta(), &Encoded::plain(b"")).key_bytes(),
-            b""
-        );
+        let meta = Meta {
+            version: 3,
+            first_write: false,
+            expires_at: None,
+        };
+        let mut small = Vec::new();
+        Slot::write(&mut small, b"k", meta, &Encoded::plain(b"v"));
+        assert_eq!(Slot::at(&small).len(), 4 + 1 + 1);
+        let mut empty = Vec::new();
+        Slot::write(&mut empty, b"", meta, &Encoded::plain(b""));
+        assert_eq!(Slot::at(&empty).key_bytes(), b"");
+    }
+
+    #[test]
+    fn varint_lengths_match_what_is_written() {
+        for n in [
+            0,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_varint(&mut out, n);
+            assert_eq!(out.len(), varint_len(n), "{n}");
+            let mut at = 0;
+            assert_eq!(get_varint(&out, &mut at), n);
+        }
     }
 }
