@@ -74,12 +74,14 @@ async fn run() -> anyhow::Result<bool> {
         result.retained_memory = memory::retained(&before, &after, result.tasks_created());
         if let Some(log) = &args.run_log {
             let log = std::fs::read_to_string(log)?;
-            result.store_usage = store_usage::measure(
+            let usage = store_usage::measure(
                 &reqwest::Client::new(),
                 &shares::instances(&log),
                 result.tasks_created(),
             )
             .await?;
+            result.store_usage = usage.families;
+            result.store_memory = usage.stores;
         }
     }
     report::write(&result, &args.out)?;

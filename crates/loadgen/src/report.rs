@@ -12,7 +12,7 @@ use crate::driver::Run;
 use crate::memory::{ProcessMemory, RetainedMemory};
 use crate::shares::Share;
 use crate::stats::Percentiles;
-use crate::store_usage::FamilyUsage;
+use crate::store_usage::{FamilyUsage, StoreMemory};
 
 /// Everything a run measured, as written to the result file.
 #[derive(Debug, Serialize)]
@@ -56,6 +56,10 @@ pub struct Result {
     /// key family, largest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub store_usage: Vec<FamilyUsage>,
+    /// With `--settle` and `--run-log`: the memory each in-memory state store holds its keys and
+    /// values in, free space included.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub store_memory: Vec<StoreMemory>,
 }
 
 impl Result {
@@ -107,6 +111,7 @@ impl Result {
             instance_shares,
             retained_memory: Vec::new(),
             store_usage: Vec::new(),
+            store_memory: Vec::new(),
         }
     }
 
@@ -176,6 +181,14 @@ impl Result {
         } else {
             format!("\nstate store after settling: {stored:.0} bytes per task{families}")
         };
+        let families: String = std::iter::once(families)
+            .chain(self.store_memory.iter().map(|s| {
+                format!(
+                    "\nstate store {} memory (free space included): {:.0} bytes per task",
+                    s.store, s.bytes_per_task
+                )
+            }))
+            .collect();
         let audit = match &self.audit {
             Some(a) => format!(
                 "\naudit entries {} ({:.1}/s), backlog when sending stopped {}, largest {}, missing {}, lag p50 {} p99 {} ms (to within {} ms)",

@@ -1,7 +1,8 @@
 //! What the run left in the in-memory state store, per task and by key family: read after the
 //! settle from each app's sidecar (`sidecar_state_keys` and `sidecar_state_bytes` on its
 //! `/metrics`, which counts that app's keys), one instance per app since the instances of an
-//! app share its keys.
+//! app share its keys; and the memory each store holds all of them in
+//! (`sidecar_state_reserved_bytes`, free space not yet compacted included), once per store.
 
 use std::collections::BTreeSet;
 
@@ -19,6 +20,36 @@ pub struct FamilyUsage {
     /// Key text plus value as the store holds it.
     pub bytes: u64,
     pub bytes_per_task: f64,
+}
+
+/// The memory one store holds every app's keys and values in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoreMemory {
+    pub store: String,
+    pub bytes: u64,
+    pub bytes_per_task: f64,
+}
+
+/// What the store holds after the run: by app and family, and each store's memory.
+#[derive(Debug, Default)]
+pub struct Usage {
+    pub families: Vec<FamilyUsage>,
+    pub stores: Vec<StoreMemory>,
+}
+
+/// The `(store, bytes)` of each `sidecar_state_reserved_bytes` line of a `/metrics` page.
+pub fn parse_reserved(page: &str) -> Vec<(String, u64)> {
+    page.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("sidecar_state_reserved_bytes{")?;
+            let (labels, value) = rest.rsplit_once("} ")?;
+            Some((label(labels, "store")?, value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+fn per_task(bytes: u64, tasks: usize) -> f64 {
+    (bytes as f64 / tasks.max(1) as f64 * 10.0).round() / 10.0
 }
 
 /// The families on a `/metrics` page: `(app_id, family, keys, bytes)`.
@@ -65,14 +96,16 @@ fn label(labels: &str, name: &str) -> Option<String> {
     Some(labels[start..end].to_owned())
 }
 
-/// Reads the families of every app of `instances` and divides them by `tasks`, largest first.
+/// Reads the families of every app of `instances` and each store's memory, divided by `tasks`,
+/// largest first.
 pub async fn measure(
     client: &reqwest::Client,
     instances: &[Instance],
     tasks: usize,
-) -> anyhow::Result<Vec<FamilyUsage>> {
+) -> anyhow::Result<Usage> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
+    let mut stores: Vec<StoreMemory> = Vec::new();
     for i in instances {
         if !seen.insert(i.app_id.clone()) {
             continue;
@@ -93,12 +126,25 @@ pub async fn measure(
                 family,
                 keys,
                 bytes,
-                bytes_per_task: (bytes as f64 / tasks.max(1) as f64 * 10.0).round() / 10.0,
+                bytes_per_task: per_task(bytes, tasks),
             });
+        }
+        for (store, bytes) in parse_reserved(&page) {
+            // Every app's sidecar reports the same store: once is enough.
+            if !stores.iter().any(|s| s.store == store) {
+                stores.push(StoreMemory {
+                    store,
+                    bytes,
+                    bytes_per_task: per_task(bytes, tasks),
+                });
+            }
         }
     }
     out.sort_by_key(|f| std::cmp::Reverse(f.bytes));
-    Ok(out)
+    Ok(Usage {
+        families: out,
+        stores,
+    })
 }
 
 #[cfg(test)]
@@ -117,6 +163,8 @@ sidecar_state_bytes{app_id=\"audit-logger\",store=\"statestore\",family=\"trail:
 sidecar_state_bytes{app_id=\"audit-logger\",store=\"statestore\",family=\"ev:*\"} 240
 sidecar_state_keysx{app_id=\"a\",family=\"f\"} 1
 resiliency_count{app_id=\"a\"} 1
+# TYPE sidecar_state_reserved_bytes gauge
+sidecar_state_reserved_bytes{store=\"statestore\"} 1048576
 ";
         let got = parse(page);
         assert_eq!(
@@ -126,5 +174,6 @@ resiliency_count{app_id=\"a\"} 1
                 ("audit-logger".into(), "ev:*".into(), 6, 240),
             ]
         );
+        assert_eq!(parse_reserved(page), [("statestore".to_owned(), 1_048_576)]);
     }
 }

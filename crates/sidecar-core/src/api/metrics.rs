@@ -4,7 +4,9 @@
 //! names (`pkg/diagnostics/resiliency_monitoring.go`; see `resiliency::Engine::render_prometheus`),
 //! and what the in-memory state stores hold for this sidecar's app, by key family
 //! (`sidecar_state_keys`, `sidecar_state_bytes`; daprd has no such metric, its stores are
-//! remote): after a load run they tell which keys the runner's memory goes to.
+//! remote), with the memory each store as a whole holds them in (`sidecar_state_reserved_bytes`,
+//! free space not yet compacted included): after a load run they tell which keys the runner's
+//! memory goes to.
 
 use crate::sidecar::SidecarState;
 use axum::extract::State;
@@ -30,10 +32,24 @@ fn render_state_usage(state: &SidecarState, out: &mut String) {
     use std::fmt::Write as _;
     let app_id = state.opts.app_id.as_str();
     let mut rows = Vec::new();
+    let mut reserved = Vec::new();
     for component in state.runtime.state_stores_for(app_id) {
         let prefix = crate::metadata::key_prefix(&component.spec, app_id);
         if let Some(families) = component.store.usage(prefix.as_deref()) {
             rows.push((component.spec.name.as_str(), families));
+        }
+        if let Some(bytes) = component.store.reserved_bytes() {
+            reserved.push((component.spec.name.as_str(), bytes));
+        }
+    }
+    if !reserved.is_empty() {
+        let metric = "sidecar_state_reserved_bytes";
+        let _ = writeln!(
+            out,
+            "# HELP {metric} Memory an in-memory state store holds every app's keys and values in, free space not yet compacted included.\n# TYPE {metric} gauge"
+        );
+        for (store, bytes) in &reserved {
+            let _ = writeln!(out, "{metric}{{store=\"{}\"}} {bytes}", label(store));
         }
     }
     if rows.is_empty() {

@@ -109,6 +109,11 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
         let _ = prefix;
         None
     }
+    /// Bytes of memory the whole store (every app's keys) holds its keys and values in, free
+    /// space not yet compacted away included: `None` for a store whose data lives elsewhere.
+    fn reserved_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The live keys of one key family and the bytes they hold: the key and the value as held

@@ -55,3 +55,61 @@ async fn ttl_expires_keys() {
 async fn multi_item_save_with_an_etag_failure_is_409() {
     scenarios::multi_item_save_with_an_etag_failure_is_409(&Backend::InMemory).await;
 }
+
+/// Not in Dapr's contract (daprd's stores are remote): what an in-memory store holds for the
+/// app, by key family, and the memory the whole store holds it in, on `GET /metrics`.
+#[tokio::test]
+async fn in_memory_usage_is_on_metrics_by_family_with_the_stores_memory() {
+    use support::{COMPONENTS, STATE, Sidecar, SidecarSpec, http, resources_dir};
+    let resources = resources_dir(&[("c.yaml", COMPONENTS)]);
+    let sc = Sidecar::start(SidecarSpec {
+        app_id: "usage".into(),
+        resources: vec![resources.path().to_path_buf()],
+        ..SidecarSpec::default()
+    })
+    .await;
+    let metrics = || async {
+        http()
+            .get(sc.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let value = |page: &str, prefix: &str| -> Option<u64> {
+        page.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit_once(' '))
+            .map(|(_, v)| v.parse().unwrap())
+    };
+    let reserved = format!("sidecar_state_reserved_bytes{{store=\"{STATE}\"}}");
+    assert_eq!(
+        value(&metrics().await, &reserved),
+        Some(0),
+        "nothing stored yet"
+    );
+
+    let items: Vec<serde_json::Value> = (0..50)
+        .map(|i| serde_json::json!({"key": format!("order:{i}"), "value": {"n": i}}))
+        .collect();
+    let r = http()
+        .post(sc.url(&format!("/v1.0/state/{STATE}")))
+        .json(&items)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let page = metrics().await;
+    let family = format!("{{app_id=\"usage\",store=\"{STATE}\",family=\"order:*\"}}");
+    assert_eq!(
+        value(&page, &format!("sidecar_state_keys{family}")),
+        Some(50),
+        "{page}"
+    );
+    let bytes = value(&page, &format!("sidecar_state_bytes{family}")).unwrap();
+    assert!(bytes >= 50 * "order:0".len() as u64, "{page}");
+    let held = value(&page, &reserved).unwrap();
+    assert!(held >= bytes, "the store's memory holds the keys: {page}");
+}

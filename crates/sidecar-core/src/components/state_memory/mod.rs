@@ -342,6 +342,10 @@ impl StateStore for InMemoryStateStore {
     fn usage(&self, prefix: Option<&str>) -> Option<Vec<super::KeyFamily>> {
         Some(usage::by_family(&self.lock(), prefix, Instant::now()))
     }
+
+    fn reserved_bytes(&self) -> Option<u64> {
+        Some(InMemoryStateStore::reserved_bytes(self) as u64)
+    }
 }
 
 #[cfg(test)]
