@@ -21,11 +21,12 @@ pub(super) const CHUNK: usize = 256 * 1024;
 /// Slots this large get a chunk of their own, so one large value neither wastes the rest of a
 /// shared chunk nor is copied by compaction.
 pub(super) const OWN_CHUNK_FROM: usize = CHUNK / 4;
-/// Free bytes tolerated on top of a quarter of the live ones before compaction is due: below a
-/// few chunks' worth, compaction would only move bytes back and forth.
+/// Free bytes tolerated on top of a thirty-second of the live ones before compaction is due: below
+/// a few chunks' worth, compaction would only move bytes back and forth.
 const SLACK: usize = 4 * CHUNK;
-/// A chunk fuller than this is not worth moving: it would free too little.
-const MOVE_BELOW_PERCENT: usize = 85;
+/// A chunk at least this full is not worth moving: it would free too little. Above the
+/// thirty-second that compaction aims for, so a store whose chunks are all this full rests.
+const MOVE_BELOW_PERCENT: usize = 96;
 
 /// Where one slot's bytes are. Valid until the slot is freed or relocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,9 +178,12 @@ impl Arena {
 
     /// The shared chunks worth compacting now, emptiest first, holding together at most
     /// `budget` live bytes (at least one chunk when any is due); none while the free space is
-    /// within a quarter of the live bytes plus a few chunks.
+    /// within a thirty-second of the live bytes plus a few chunks. The services rewrite most keys
+    /// within seconds of creating them (a claim becomes a sent record, a trail chunk gets its
+    /// second entry), so the free space gathers in the recent chunks, which are the emptiest
+    /// and the cheapest to move.
     pub(super) fn sparsest(&self, budget: usize) -> Vec<u32> {
-        if self.reserved.saturating_sub(self.live) <= self.live / 4 + SLACK {
+        if self.reserved.saturating_sub(self.live) <= self.live / 32 + SLACK {
             return Vec::new();
         }
         let mut candidates: Vec<(usize, u32)> = self
