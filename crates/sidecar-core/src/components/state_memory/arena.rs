@@ -19,21 +19,44 @@
 /// each chunk is a large object with pages of its own, given back whole when it is freed.
 pub(super) const CHUNK: usize = 256 * 1024;
 /// Slots this large get a chunk of their own, so one large value neither wastes the rest of a
-/// shared chunk nor is copied by compaction.
-pub(super) const OWN_CHUNK_FROM: usize = CHUNK / 4;
-/// Free bytes tolerated on top of a thirty-second of the live ones before compaction is due: below
+/// shared chunk nor is copied by compaction. The services' values are a few hundred bytes; the
+/// limit also lets a shared slot's length fit in [`LEN_BITS`].
+pub(super) const OWN_CHUNK_FROM: usize = 1 << LEN_BITS;
+/// Bits of a shared slot's length in its handle; the other 18 of the 32 hold its offset, which
+/// is under [`CHUNK`] (2^18).
+const LEN_BITS: u32 = 14;
+/// Free bytes tolerated on top of a sixty-fourth of the live ones before compaction is due: below
 /// a few chunks' worth, compaction would only move bytes back and forth.
 const SLACK: usize = 4 * CHUNK;
 /// A chunk at least this full is not worth moving: it would free too little. Above the
-/// thirty-second that compaction aims for, so a store whose chunks are all this full rests.
-const MOVE_BELOW_PERCENT: usize = 96;
+/// sixty-fourth that compaction aims for, so a store whose chunks are all this full rests.
+const MOVE_BELOW_PERCENT: usize = 98;
 
-/// Where one slot's bytes are. Valid until the slot is freed or relocated.
+/// Where one slot's bytes are, in 8 bytes (the table holds one per key): its chunk, and its
+/// offset and length packed in one word. Valid until the slot is freed or relocated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Handle {
     chunk: u32,
-    offset: u32,
-    len: u32,
+    span: u32,
+}
+
+impl Handle {
+    /// `None` when the span does not fit its 32 bits (never for a slot of a shared chunk).
+    fn new(chunk: u32, offset: usize, len: usize) -> Option<Self> {
+        if len >= OWN_CHUNK_FROM || offset >= CHUNK {
+            return None;
+        }
+        let span = u32::try_from(offset << LEN_BITS | len).ok()?;
+        Some(Self { chunk, span })
+    }
+
+    fn offset(self) -> usize {
+        (self.span >> LEN_BITS) as usize
+    }
+
+    fn len(self) -> usize {
+        (self.span & ((1 << LEN_BITS) - 1)) as usize
+    }
 }
 
 #[derive(Debug)]
@@ -84,14 +107,19 @@ impl Arena {
         let offset = chunk.bytes.len();
         write(&mut chunk.bytes);
         let written = chunk.bytes.len() - offset;
-        chunk.live += written;
-        self.live += written;
-        Handle {
-            chunk: id,
-            // Both fit: a shared chunk holds slots of under OWN_CHUNK_FROM bytes, appended to
-            // under CHUNK bytes.
-            offset: u32::try_from(offset).unwrap_or(u32::MAX),
-            len: u32::try_from(written).unwrap_or(u32::MAX),
+        let fits = offset + written <= CHUNK;
+        match Handle::new(id, offset, written).filter(|_| fits) {
+            Some(h) => {
+                chunk.live += written;
+                self.live += written;
+                h
+            }
+            None => {
+                // `write` wrote more than `len` said: the slot goes to a chunk of its own.
+                let bytes = chunk.bytes.split_off(offset);
+                chunk.bytes.shrink_to(CHUNK);
+                self.alloc_own(bytes.len(), |out| out.extend_from_slice(&bytes))
+            }
         }
     }
 
@@ -108,12 +136,8 @@ impl Arena {
             live: written,
             own: true,
         });
-        // The length of an own chunk's slot is its chunk's; the field is not read.
-        Handle {
-            chunk,
-            offset: 0,
-            len: 0,
-        }
+        // The slot of an own chunk is the whole chunk; the span is not read.
+        Handle { chunk, span: 0 }
     }
 
     /// The bytes of the slot at `h`.
@@ -121,7 +145,7 @@ impl Arena {
         match self.chunk(h.chunk) {
             Some(c) if c.own => &c.bytes,
             Some(c) => {
-                let (at, len) = (h.offset as usize, h.len as usize);
+                let (at, len) = (h.offset(), h.len());
                 c.bytes.get(at..at + len).unwrap_or_default()
             }
             None => &[],
@@ -137,7 +161,7 @@ impl Arena {
         let len = if chunk.own {
             chunk.bytes.len()
         } else {
-            h.len as usize
+            h.len()
         };
         chunk.live = chunk.live.saturating_sub(len);
         self.live = self.live.saturating_sub(len);
@@ -166,7 +190,7 @@ impl Arena {
         }
         // Taken out for the copy, so the filling chunk can be borrowed meanwhile.
         let bytes = std::mem::take(&mut from.bytes);
-        let (at, len) = (h.offset as usize, h.len as usize);
+        let (at, len) = (h.offset(), h.len());
         let slot = bytes.get(at..at + len).unwrap_or_default();
         let moved = self.alloc(slot.len(), |out| out.extend_from_slice(slot));
         if let Some(Some(from)) = self.chunks.get_mut(h.chunk as usize) {
@@ -178,12 +202,12 @@ impl Arena {
 
     /// The shared chunks worth compacting now, emptiest first, holding together at most
     /// `budget` live bytes (at least one chunk when any is due); none while the free space is
-    /// within a thirty-second of the live bytes plus a few chunks. The services rewrite most keys
+    /// within a sixty-fourth of the live bytes plus a few chunks. The services rewrite most keys
     /// within seconds of creating them (a claim becomes a sent record, a trail chunk gets its
     /// second entry), so the free space gathers in the recent chunks, which are the emptiest
     /// and the cheapest to move.
     pub(super) fn sparsest(&self, budget: usize) -> Vec<u32> {
-        if self.reserved.saturating_sub(self.live) <= self.live / 32 + SLACK {
+        if self.reserved.saturating_sub(self.live) <= self.live / 64 + SLACK {
             return Vec::new();
         }
         let mut candidates: Vec<(usize, u32)> = self
@@ -297,6 +321,25 @@ mod tests {
             CHUNK,
             "a large slot's chunk goes with it"
         );
+    }
+
+    #[test]
+    fn a_handle_holds_the_largest_offset_and_length_of_a_shared_chunk() {
+        assert_eq!(std::mem::size_of::<Handle>(), 8);
+        let h = Handle::new(7, CHUNK - 1, OWN_CHUNK_FROM - 1).unwrap();
+        assert_eq!(
+            (h.chunk, h.offset(), h.len()),
+            (7, CHUNK - 1, OWN_CHUNK_FROM - 1)
+        );
+        assert!(Handle::new(0, CHUNK, 1).is_none());
+        assert!(Handle::new(0, 0, OWN_CHUNK_FROM).is_none());
+        // A writer that overshoots its estimate still gets its slot, in a chunk of its own.
+        let mut arena = Arena::default();
+        let long = vec![9u8; OWN_CHUNK_FROM + 10];
+        let h = arena.alloc(10, |out| out.extend_from_slice(&long));
+        assert_eq!(arena.get(h), &long[..]);
+        let short = put(&mut arena, b"short");
+        assert_eq!(arena.get(short), b"short");
     }
 
     #[test]
