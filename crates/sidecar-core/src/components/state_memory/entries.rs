@@ -31,6 +31,10 @@ const SHRINK_MIN_CAPACITY: usize = 1024;
 /// Most live bytes one compaction pass moves while holding the lock (about a millisecond's
 /// copying, plus one walk of the table to find the slots to move).
 pub(super) const COMPACT_BATCH: usize = 1024 * 1024;
+/// Compaction passes per sweep while the store is being written: each walks the whole table
+/// under the lock, and a busy store makes new free space as fast as passes remove it, so it
+/// waits; once writes pause the sweeper compacts until nothing is worth moving.
+const BUSY_COMPACT_PASSES: usize = 2;
 
 /// The keys, and the expiring ones ordered by expiry.
 #[derive(Debug)]
@@ -39,6 +43,8 @@ pub(super) struct Entries {
     arena: Arena,
     hasher: RandomState,
     keys: KeyCodec,
+    /// Writes since the sweeper last looked: whether the store is busy.
+    writes: u64,
     /// `(expires_at, hash of the key)` of every key that expires.
     expiries: BTreeSet<(u64, u64)>,
     /// Expiries are milliseconds since this instant.
@@ -52,6 +58,7 @@ impl Default for Entries {
             arena: Arena::default(),
             hasher: RandomState::new(),
             keys: KeyCodec::default(),
+            writes: 0,
             expiries: BTreeSet::new(),
             epoch: Instant::now(),
         }
@@ -84,6 +91,7 @@ impl Entries {
 
     /// Holds `value` under `key` with `meta`, in place of what the key held.
     pub(super) fn insert(&mut self, key: &str, meta: Meta, value: &Encoded) {
+        self.writes += 1;
         let key = self.keys.encode(key);
         let hash = self.hash(&key);
         let arena = &mut self.arena;
@@ -119,6 +127,7 @@ impl Entries {
     }
 
     pub(super) fn remove(&mut self, key: &str) {
+        self.writes += 1;
         let key = self.keys.encode_known(key);
         let hash = self.hash(&key);
         let arena = &mut self.arena;
@@ -209,6 +218,11 @@ impl Entries {
         true
     }
 
+    /// Writes since the last call.
+    pub(super) fn take_writes(&mut self) -> u64 {
+        std::mem::take(&mut self.writes)
+    }
+
     /// Bytes of the arena's chunks, free space included: what the store's slots cost the
     /// process.
     pub(super) fn reserved_bytes(&self) -> usize {
@@ -243,6 +257,10 @@ pub(super) async fn sweep(entries: Weak<Mutex<Entries>>, every: Duration) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
+        let busy = match entries.upgrade() {
+            Some(entries) => lock_entries(&entries).take_writes() > 0,
+            None => return,
+        };
         let mut evicted = 0;
         loop {
             let Some(entries) = entries.upgrade() else {
@@ -264,13 +282,15 @@ pub(super) async fn sweep(entries: Weak<Mutex<Entries>>, every: Duration) {
             tokio::task::yield_now().await;
         }
         // Then the holes that overwrites, deletes and evictions left, a batch per hold.
-        loop {
+        let mut passes = 0;
+        while !busy || passes < BUSY_COMPACT_PASSES {
             let Some(entries) = entries.upgrade() else {
                 return;
             };
             if !lock_entries(&entries).compact(COMPACT_BATCH) {
                 break;
             }
+            passes += 1;
             tokio::task::yield_now().await;
         }
     }
