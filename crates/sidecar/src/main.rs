@@ -13,10 +13,9 @@ use sidecar::{runfile, runner, scale};
 /// only from the top of its heap, so after a load run the runner kept most of its peak
 /// resident even once the data was gone. mimalloc frees (purges) unused pages of its segments
 /// back to the OS shortly after they empty, so resident memory follows what is still held.
-/// Its 2.x line: with 3.x (the crate's default) the same 60 s load run left the runner 3,317
-/// bytes per task against 2,393 with 2.x, its committed memory staying at its peak to the end;
-/// 3.x hands the pages of a busy thread to others ("abandoned" pages, 561,000 of them in that
-/// run), and those kept their freed blocks resident.
+/// Its 2.x line (feature `v2`): with 3.x, the crate's default, the same 60 s load run left the
+/// runner 3,317 bytes per task against 2,393 with 2.x, and mimalloc's own statistics
+/// (`MIMALLOC_SHOW_STATS=1`) showed 3.x's committed memory at its peak to the end of the run.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
