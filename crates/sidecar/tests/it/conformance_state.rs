@@ -60,7 +60,7 @@ async fn multi_item_save_with_an_etag_failure_is_409() {
 /// app, by key family, and the memory the whole store holds it in, on `GET /metrics`.
 #[tokio::test]
 async fn in_memory_usage_is_on_metrics_by_family_with_the_stores_memory() {
-    use support::{COMPONENTS, STATE, Sidecar, SidecarSpec, http, resources_dir};
+    use support::{COMPONENTS, STATE, Sidecar, SidecarSpec, http, metrics, resources_dir};
     let resources = resources_dir(&[("c.yaml", COMPONENTS)]);
     let sc = Sidecar::start(SidecarSpec {
         app_id: "usage".into(),
@@ -68,16 +68,6 @@ async fn in_memory_usage_is_on_metrics_by_family_with_the_stores_memory() {
         ..SidecarSpec::default()
     })
     .await;
-    let metrics = || async {
-        http()
-            .get(sc.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     let value = |page: &str, prefix: &str| -> Option<u64> {
         page.lines()
             .find(|l| l.starts_with(prefix))
@@ -86,7 +76,7 @@ async fn in_memory_usage_is_on_metrics_by_family_with_the_stores_memory() {
     };
     let reserved = format!("sidecar_state_reserved_bytes{{store=\"{STATE}\"}}");
     assert_eq!(
-        value(&metrics().await, &reserved),
+        value(&metrics(&sc.base).await, &reserved),
         Some(0),
         "nothing stored yet"
     );
@@ -101,7 +91,7 @@ async fn in_memory_usage_is_on_metrics_by_family_with_the_stores_memory() {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let page = metrics().await;
+    let page = metrics(&sc.base).await;
     let family = format!("{{app_id=\"usage\",store=\"{STATE}\",family=\"order:*\"}}");
     assert_eq!(
         value(&page, &format!("sidecar_state_keys{family}")),

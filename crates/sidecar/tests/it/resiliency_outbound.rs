@@ -194,14 +194,7 @@ async fn invocations_are_retried_by_the_caller_with_one_breaker_per_app_and_meth
 
     let r = invoke("fine").await.unwrap();
     assert_eq!(r.status(), 200, "another method has its own breaker");
-    let m = http()
-        .get(format!("http://127.0.0.1:{a_dapr}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = metrics(&format!("http://127.0.0.1:{a_dapr}")).await;
     assert!(
         m.contains("target=\"app_app-b:flaky\",status=\"open\"} 1"),
         "{m}"

@@ -20,17 +20,6 @@ fn dlq_sub(topic: &str, route: &str, dlq: &str) -> Value {
     json!({"pubsubname": PUBSUB, "topic": topic, "route": route, "deadLetterTopic": dlq})
 }
 
-async fn metrics(base: &str) -> String {
-    http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 fn breaker_is(metrics: &str, target: &str, status: &str) -> bool {
     metrics.lines().any(|l| {
         l.starts_with("dapr_resiliency_cb_state{")

@@ -334,6 +334,18 @@ impl Sidecar {
 }
 
 /// Asserts a Dapr error response: status, JSON body with `errorCode`.
+/// The sidecar's `GET /metrics` page at `base` (`http://127.0.0.1:{port}`).
+pub async fn metrics(base: &str) -> String {
+    http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 pub async fn assert_error(resp: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(resp.status().as_u16(), status, "unexpected status");
     let ct = resp
