@@ -25,7 +25,7 @@ pub(super) const OWN_CHUNK_FROM: usize = 1 << LEN_BITS;
 /// Bits of a shared slot's length in its handle; the other 18 of the 32 hold its offset, which
 /// is under [`CHUNK`] (2^18).
 const LEN_BITS: u32 = 14;
-/// Free bytes tolerated on top of a sixty-fourth of the live ones before compaction is due: below
+/// Bytes of holes tolerated on top of a sixty-fourth of the live ones before compaction is due: below
 /// a few chunks' worth, compaction would only move bytes back and forth.
 const SLACK: usize = 4 * CHUNK;
 /// A chunk at least this full is not worth moving: it would free too little. Above the
@@ -201,25 +201,23 @@ impl Arena {
     }
 
     /// The shared chunks worth compacting now, emptiest first, holding together at most
-    /// `budget` live bytes (at least one chunk when any is due); none while the free space is
-    /// within a sixty-fourth of the live bytes plus a few chunks. The services rewrite most keys
-    /// within seconds of creating them (a claim becomes a sent record, a trail chunk gets its
-    /// second entry), so the free space gathers in the recent chunks, which are the emptiest
-    /// and the cheapest to move.
+    /// `budget` live bytes (at least one chunk when any is due); none while the holes (bytes of
+    /// freed slots) are within a sixty-fourth of the live bytes plus a few chunks. The services
+    /// rewrite most keys within seconds of creating them (a claim becomes a sent record, a trail
+    /// chunk gets its second entry), so the holes gather in the recent chunks, which are the
+    /// emptiest and the cheapest to move.
+    ///
+    /// Only holes count, not the unused end of a chunk that the next slot did not fit in:
+    /// moving slots packs them without holes, so every batch removes holes and compaction
+    /// ends, where counting the ends would move chunks of large slots again and again.
     pub(super) fn sparsest(&self, budget: usize) -> Vec<u32> {
-        if self.reserved.saturating_sub(self.live) <= self.live / 64 + SLACK {
+        if self.holes() <= self.live / 64 + SLACK {
             return Vec::new();
         }
         let mut candidates: Vec<(usize, u32)> = self
-            .chunks
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| {
-                let id = u32::try_from(i).ok()?;
-                let c = c.as_ref()?;
-                (!c.own && Some(id) != self.filling && c.live * 100 < CHUNK * MOVE_BELOW_PERCENT)
-                    .then_some((c.live, id))
-            })
+            .closed()
+            .filter(|(_, c)| c.live * 100 < c.bytes.len() * MOVE_BELOW_PERCENT)
+            .map(|(id, c)| (c.live, id))
             .collect();
         candidates.sort_unstable();
         let mut moved = 0;
@@ -242,6 +240,20 @@ impl Arena {
         {
             self.release(id);
         }
+    }
+
+    /// Bytes of freed slots in the shared chunks no longer filled.
+    pub(super) fn holes(&self) -> usize {
+        self.closed().map(|(_, c)| c.bytes.len() - c.live).sum()
+    }
+
+    /// The shared chunks other than the one being filled.
+    fn closed(&self) -> impl Iterator<Item = (u32, &Chunk)> {
+        self.chunks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| Some((u32::try_from(i).ok()?, c.as_ref()?)))
+            .filter(|(id, c)| !c.own && Some(*id) != self.filling)
     }
 
     /// Whether the slot at `h` is in one of `chunks`.
@@ -340,6 +352,25 @@ mod tests {
         assert_eq!(arena.get(h), &long[..]);
         let short = put(&mut arena, b"short");
         assert_eq!(arena.get(short), b"short");
+    }
+
+    #[test]
+    fn chunks_of_large_slots_without_holes_are_never_due() {
+        let mut arena = Arena::default();
+        // 19 slots fill 250,800 bytes of a chunk; the next does not fit, leaving 4 % unused at
+        // each chunk's end: more than compaction tolerates, yet moving them would gain nothing.
+        let slot = vec![5u8; 13_200];
+        let handles: Vec<Handle> = (0..200 * 19).map(|_| put(&mut arena, &slot)).collect();
+        assert!(arena.reserved_bytes() - arena.live_bytes() > arena.live_bytes() / 64 + SLACK);
+        assert!(
+            arena.sparsest(usize::MAX).is_empty(),
+            "no holes, nothing due"
+        );
+        // Holes are: freeing every other slot makes every chunk due.
+        for h in handles.iter().step_by(2) {
+            arena.free(*h);
+        }
+        assert!(!arena.sparsest(usize::MAX).is_empty());
     }
 
     #[test]

@@ -200,14 +200,15 @@ impl Entries {
     }
 
     /// Moves the live slots of the arena's sparsest chunks (up to `budget` bytes of them) so
-    /// those chunks can be freed; returns whether there was anything to move. With nothing to
-    /// move, an empty chunk kept for the next writes is freed too.
+    /// those chunks can be freed; returns whether that removed holes (whether another batch
+    /// may). With nothing to move, an empty chunk kept for the next writes is freed too.
     pub(super) fn compact(&mut self, budget: usize) -> bool {
         let due = self.arena.sparsest(budget);
         if due.is_empty() {
             self.arena.trim();
             return false;
         }
+        let holes = self.arena.holes();
         // A slot's hash is that of its key, which moving does not change: the table is only
         // walked, never rehashed.
         for h in self.table.iter_mut() {
@@ -215,7 +216,10 @@ impl Entries {
                 *h = self.arena.relocate(*h);
             }
         }
-        true
+        // The moved slots are packed without holes, so the holes shrink with every batch; if
+        // they did not (a slot of those chunks that the table lost), saying so ends the
+        // sweeper's passes instead of repeating this one forever.
+        self.arena.holes() < holes
     }
 
     /// Writes since the last call.
