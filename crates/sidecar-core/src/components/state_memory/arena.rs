@@ -202,7 +202,7 @@ impl Arena {
 
     /// The shared chunks worth compacting now, emptiest first, holding together at most
     /// `budget` live bytes (at least one chunk when any is due); none while the holes (bytes of
-    /// freed slots) are within a sixty-fourth of the live bytes plus a few chunks. The services
+    /// freed slots) are within a sixty-fourth of those chunks' live bytes plus a few chunks. The services
     /// rewrite most keys within seconds of creating them (a claim becomes a sent record, a trail
     /// chunk gets its second entry), so the holes gather in the recent chunks, which are the
     /// emptiest and the cheapest to move.
@@ -211,7 +211,12 @@ impl Arena {
     /// moving slots packs them without holes, so every batch removes holes and compaction
     /// ends, where counting the ends would move chunks of large slots again and again.
     pub(super) fn sparsest(&self, budget: usize) -> Vec<u32> {
-        if self.holes() <= self.live / 64 + SLACK {
+        // Against the shared chunks' live bytes: values in chunks of their own have no holes
+        // and must not raise what the shared ones may waste.
+        let (holes, live) = self.closed().fold((0, 0), |(h, l), (_, c)| {
+            (h + c.bytes.len() - c.live, l + c.live)
+        });
+        if holes <= live / 64 + SLACK {
             return Vec::new();
         }
         let mut candidates: Vec<(usize, u32)> = self

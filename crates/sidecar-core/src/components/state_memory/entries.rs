@@ -1,7 +1,7 @@
 //! The stored keys of `state.in-memory` with an index of their expiries, and the eviction of
 //! expired keys: a few on each write, the rest by a periodic sweeper, soonest expiry first.
 //!
-//! Memory per key is kept to what the key needs: the table holds one [`Handle`] per key (12
+//! Memory per key is kept to what the key needs: the table holds one [`Handle`] per key (8
 //! bytes) to the key's slot in the [`Arena`], which holds the key (as [`super::keys`] encodes
 //! it), its version and expiry, and its value ([`super::slot`]); the expiry index holds the
 //! expiry and the key's hash (16 bytes), not the key. The sweeper also compacts the arena, off
@@ -261,7 +261,7 @@ pub(super) async fn sweep(entries: Weak<Mutex<Entries>>, every: Duration) {
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let busy = match entries.upgrade() {
+        let mut busy = match entries.upgrade() {
             Some(entries) => lock_entries(&entries).take_writes() > 0,
             None => return,
         };
@@ -286,12 +286,19 @@ pub(super) async fn sweep(entries: Weak<Mutex<Entries>>, every: Duration) {
             tokio::task::yield_now().await;
         }
         // Then the holes that overwrites, deletes and evictions left, a batch per hold.
+        // Writes that start meanwhile make the store busy too: a load that begins during a
+        // long compaction at rest must not wait behind it.
         let mut passes = 0;
-        while !busy || passes < BUSY_COMPACT_PASSES {
+        loop {
             let Some(entries) = entries.upgrade() else {
                 return;
             };
-            if !lock_entries(&entries).compact(COMPACT_BATCH) {
+            let more = {
+                let mut held = lock_entries(&entries);
+                busy |= held.take_writes() > 0;
+                !(busy && passes >= BUSY_COMPACT_PASSES) && held.compact(COMPACT_BATCH)
+            };
+            if !more {
                 break;
             }
             passes += 1;

@@ -4,7 +4,7 @@
 //! A map of `String` keys to a struct of fields costs a table slot of 70-odd bytes, the key's
 //! own allocation and the value's, for every key, on top of the bytes the key and value need.
 //! The services keep several keys per task, for as long as the task lives, so that bookkeeping
-//! was most of the store's memory per task: here a key costs its table slot (a 12-byte
+//! was most of the store's memory per task: here a key costs its table slot (an 8-byte
 //! [`super::arena::Handle`]) plus `header + key + value` bytes in the store's arena, with the
 //! numbers in the header as LEB128 varints (a version or a length of under 128 is one byte).
 //!
