@@ -38,6 +38,30 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// An open task at version 1 with placeholder text, for unit tests of the index.
+    #[cfg(test)]
+    pub(crate) fn open_for_test(task_id: Uuid, user_id: Uuid, priority: Priority) -> Self {
+        let now = Utc::now();
+        Self {
+            task: TaskSnapshot {
+                task_id,
+                user_id,
+                user_email: "a@example.com".into(),
+                title: "t".into(),
+                description: String::new(),
+                priority,
+                due_date: None,
+                status: TaskStatus::Open,
+                version: 1,
+                created_at: now,
+                updated_at: now,
+            },
+            deleted: false,
+            recent_events: Vec::new(),
+            slot: None,
+        }
+    }
+
     /// Whether the change that produced `event` is part of this record's history.
     pub fn has_committed(&self, event: EventRef) -> bool {
         self.recent_events.contains(&event)

@@ -202,28 +202,9 @@ impl UserIndex {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use events::TaskSnapshot;
 
     pub(crate) fn record(id: Uuid) -> TaskRecord {
-        let now = Utc::now();
-        TaskRecord {
-            task: TaskSnapshot {
-                task_id: id,
-                user_id: Uuid::new_v4(),
-                user_email: "a@example.com".into(),
-                title: "t".into(),
-                description: String::new(),
-                priority: Priority::Low,
-                due_date: None,
-                status: TaskStatus::Open,
-                version: 1,
-                created_at: now,
-                updated_at: now,
-            },
-            deleted: false,
-            recent_events: Vec::new(),
-            slot: None,
-        }
+        TaskRecord::open_for_test(id, Uuid::new_v4(), events::Priority::Low)
     }
 
     #[test]

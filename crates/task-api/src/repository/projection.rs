@@ -326,30 +326,12 @@ fn bucket_writes(
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use events::{Priority, TaskSnapshot, TaskStatus};
+    use events::Priority;
 
     use super::*;
 
     fn record(id: Uuid, user_id: Uuid, priority: Priority) -> TaskRecord {
-        let now = chrono::Utc::now();
-        TaskRecord {
-            task: TaskSnapshot {
-                task_id: id,
-                user_id,
-                user_email: "a@example.com".into(),
-                title: "t".into(),
-                description: String::new(),
-                priority,
-                due_date: None,
-                status: TaskStatus::Open,
-                version: 1,
-                created_at: now,
-                updated_at: now,
-            },
-            deleted: false,
-            recent_events: Vec::new(),
-            slot: None,
-        }
+        TaskRecord::open_for_test(id, user_id, priority)
     }
 
     #[test]
