@@ -54,8 +54,9 @@ fn alive(pid: i32) -> bool {
     }
 }
 
-/// The status of `/v1.0/healthz/outbound`: 204 once the components are up, before the app's
-/// subscriptions are registered.
+/// The status of `/v1.0/healthz/outbound`: 204 once the components are up, before the app
+/// channel (and so the app's subscriptions); daprd's likewise
+/// (<https://docs.dapr.io/reference/api/health_api/>).
 pub(crate) async fn healthz(port: u16) -> Option<u16> {
     status_of(port, "/v1.0/healthz/outbound").await
 }
