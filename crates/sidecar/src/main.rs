@@ -12,7 +12,9 @@ use sidecar::{runfile, runner, scale};
 /// malloc gives each thread group its own arena and returns an arena's freed pages to the OS
 /// only from the top of its heap, so after a load run the runner kept most of its peak
 /// resident even once the data was gone. mimalloc frees (purges) unused pages of its segments
-/// back to the OS shortly after they empty, so resident memory follows what is still held.
+/// back to the OS shortly after they empty, once the thread that owns them calls into it again,
+/// which [`sidecar::cli::runtime`] makes every worker do as it goes idle; so resident memory
+/// follows what is still held.
 /// Its 2.x line (feature `v2`): with 3.x, the crate's default, the same 60 s load run left the
 /// runner 3,317 bytes per task against 2,393 with 2.x, and mimalloc's own statistics
 /// (`MIMALLOC_SHOW_STATS=1`) showed 3.x's committed memory at its peak to the end of the run.
@@ -59,10 +61,16 @@ async fn run(cli: Cli) -> Result<ExitCode, String> {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse_from(normalize_args(std::env::args_os()));
-    match run(cli).await {
+    let runtime = match sidecar::cli::runtime() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("error: {message}");
