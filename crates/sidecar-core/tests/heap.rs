@@ -216,6 +216,37 @@ async fn the_keys_kept_per_task_cost_less_than_half_their_text() {
     }
 }
 
+/// Keys that expire (the emails' records, kept for weeks) add no small blocks of their own to
+/// the heap: a long-lived small block, allocated while requests and deliveries allocate and
+/// free blocks of its size by the thousand, keeps the whole page it landed on resident. The
+/// store's keys and values are in large chunks; so is the index of their expiries.
+#[tokio::test]
+async fn expiring_keys_hold_no_small_blocks() {
+    let _serial = SERIAL.lock().await;
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let store = InMemoryStateStore::new(None);
+    store
+        .set(save("kept".into(), b"1".to_vec(), None))
+        .await
+        .unwrap();
+    let blocks = || dhat::HeapStats::get().curr_blocks;
+    let before = blocks();
+    const KEYS: usize = 20_000;
+    for i in 0..KEYS {
+        let key = format!("email-worker||email:{i:036}");
+        let sent = format!(r#"{{"status":"sent","claim":"{i:036}"}}"#).into_bytes();
+        store.set(save(key, sent, Some(14 * 86_400))).await.unwrap();
+    }
+    let added = blocks() - before;
+    // The chunks the keys fill (about 60 bytes each: five 256 KiB chunks), the table and the
+    // index, and what the sampling for the value dictionary holds until the dictionary exists.
+    assert!(
+        added < 64,
+        "{KEYS} expiring keys added {added} heap blocks: the store holds something per few keys \
+         outside its chunks"
+    );
+}
+
 #[tokio::test]
 async fn memory_of_expired_keys_is_given_back_without_any_read() {
     let _serial = SERIAL.lock().await;

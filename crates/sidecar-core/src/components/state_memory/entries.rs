@@ -3,18 +3,18 @@
 //!
 //! Memory per key is kept to what the key needs: the table holds one [`Handle`] per key (8
 //! bytes) to the key's slot in the [`Arena`], which holds the key (as [`super::keys`] encodes
-//! it), its version and expiry, and its value ([`super::slot`]); the expiry index holds the
-//! expiry and the key's hash (16 bytes), not the key. The sweeper also compacts the arena, off
+//! it), its version and expiry, and its value ([`super::slot`]); the expiry index
+//! ([`super::expiry`]) holds the expiry and the key's hash (16 bytes), not the key. The sweeper also compacts the arena, off
 //! the requests' path. The table gives its memory back once most of its keys expired: a hash
 //! table never shrinks by itself, so a burst of short-lived keys (claims of a backlog) would
 //! otherwise keep its peak size for good.
 
 use super::arena::{Arena, Handle};
+use super::expiry::ExpiryIndex;
 use super::keys::KeyCodec;
 use super::slot::{Meta, Slot};
 use super::value::Encoded;
 use hashbrown::HashTable;
-use std::collections::BTreeSet;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -46,7 +46,7 @@ pub(super) struct Entries {
     /// Writes since the sweeper last looked: whether the store is busy.
     writes: u64,
     /// `(expires_at, hash of the key)` of every key that expires.
-    expiries: BTreeSet<(u64, u64)>,
+    expiries: ExpiryIndex,
     /// Expiries are milliseconds since this instant.
     epoch: Instant,
 }
@@ -59,7 +59,7 @@ impl Default for Entries {
             hasher: RandomState::new(),
             keys: KeyCodec::default(),
             writes: 0,
-            expiries: BTreeSet::new(),
+            expiries: ExpiryIndex::default(),
             epoch: Instant::now(),
         }
     }
@@ -116,13 +116,15 @@ impl Entries {
                 None
             }
         };
-        if let Some(at) = old.and_then(|m| m.expires_at)
-            && Some(at) != meta.expires_at
-        {
-            self.unindex(at, hash, &key);
-        }
-        if let Some(at) = meta.expires_at {
-            self.expiries.insert((at, hash));
+        // An unchanged expiry keeps its entry; a changed one leaves the old entry stale.
+        let before = old.and_then(|m| m.expires_at);
+        if before != meta.expires_at {
+            if before.is_some() {
+                self.expiries.forget_one();
+            }
+            if let Some(at) = meta.expires_at {
+                self.expiries.insert(at, hash);
+            }
         }
     }
 
@@ -136,28 +138,11 @@ impl Entries {
             .find_entry(hash, |h| Slot::at(arena.get(*h)).key_bytes() == key)
         {
             let (h, _) = found.remove();
-            let expires_at = Slot::at(arena.get(h)).meta().expires_at;
+            let expires = Slot::at(arena.get(h)).meta().expires_at.is_some();
             arena.free(h);
-            if let Some(at) = expires_at {
-                self.unindex(at, hash, &key);
+            if expires {
+                self.expiries.forget_one();
             }
-        }
-    }
-
-    /// Drops `(at, hash)` from the index unless another key with that hash expires then too.
-    fn unindex(&mut self, at: u64, hash: u64, key: &[u8]) {
-        let (hasher, arena) = (&self.hasher, &self.arena);
-        let shared = self
-            .table
-            .find(hash, |h| {
-                let slot = Slot::at(arena.get(*h));
-                slot.key_bytes() != key
-                    && slot.meta().expires_at == Some(at)
-                    && hasher.hash_one(slot.key_bytes()) == hash
-            })
-            .is_some();
-        if !shared {
-            self.expiries.remove(&(at, hash));
         }
     }
 
@@ -166,14 +151,14 @@ impl Entries {
         let now = self.millis(now);
         let mut evicted = 0;
         while evicted < budget {
-            let Some(&(at, hash)) = self.expiries.first() else {
+            let Some((at, hash)) = self.expiries.first() else {
                 break;
             };
             if at > now {
                 break;
             }
-            self.expiries.pop_first();
             let (hasher, arena) = (&self.hasher, &mut self.arena);
+            let mut matched = false;
             while let Ok(found) = self.table.find_entry(hash, |h| {
                 let slot = Slot::at(arena.get(*h));
                 slot.meta().expires_at.is_some_and(|t| t <= now)
@@ -182,9 +167,25 @@ impl Entries {
                 let (h, _) = found.remove();
                 arena.free(h);
                 evicted += 1;
+                matched = true;
             }
+            self.expiries.pop_first(matched);
         }
         evicted
+    }
+
+    /// Rebuilds the expiry index from the table once most of its entries are stale, and gives
+    /// back the index's unused room.
+    pub(super) fn tidy_expiry_index(&mut self) {
+        if self.expiries.wants_rebuild() {
+            let (hasher, arena) = (&self.hasher, &self.arena);
+            self.expiries.rebuild(self.table.iter().filter_map(|h| {
+                let slot = Slot::at(arena.get(*h));
+                let at = slot.meta().expires_at?;
+                Some((at, hasher.hash_one(slot.key_bytes())))
+            }));
+        }
+        self.expiries.shrink_if_sparse();
     }
 
     /// Gives back the table's memory when it is at least four times larger than the keys need
@@ -274,8 +275,11 @@ pub(super) async fn sweep(entries: Weak<Mutex<Entries>>, every: Duration) {
                 let mut held = lock_entries(&entries);
                 let batch = held.evict_expired(Instant::now(), SWEEP_BATCH);
                 evicted += batch;
-                if batch < SWEEP_BATCH && evicted > 0 {
-                    held.shrink_if_sparse();
+                if batch < SWEEP_BATCH {
+                    if evicted > 0 {
+                        held.shrink_if_sparse();
+                    }
+                    held.tidy_expiry_index();
                 }
                 batch
             };

@@ -21,7 +21,7 @@
 //!
 //! Memory: a key is one table slot and a run of bytes in the store's own chunks ([`arena`]) with
 //! its text (app prefix and UUIDs encoded short, [`keys`]), version, expiry and value
-//! ([`slot`]); the expiry index holds 16 bytes per expiring key ([`entries`]). Values are held
+//! ([`slot`]); the expiry index holds 16 bytes per expiring key in one vector ([`expiry`]). Values are held
 //! zstd-compressed when that saves at least an eighth, with a dictionary trained from the
 //! store's first values ([`value`]). The compression runs before the store's lock is taken and
 //! the decompression after it is released, so neither holds up other requests.
@@ -39,6 +39,7 @@ use value::{Codec, Encoded};
 
 mod arena;
 mod entries;
+mod expiry;
 mod keys;
 mod slot;
 mod usage;
@@ -468,9 +469,47 @@ mod tests {
         s.set(set("k", None, Concurrency::Unspecified, Some(-1)))
             .await
             .unwrap();
-        let map = s.lock();
+        let mut map = s.lock();
         assert!(map.get("k").unwrap().meta().expires_at.is_none());
-        assert_eq!(map.expiry_index_len(), 0, "the old expiry left the index");
+        let later = Instant::now() + Duration::from_secs(7200);
+        assert_eq!(
+            map.evict_expired(later, usize::MAX),
+            0,
+            "the old expiry is void"
+        );
+        assert!(map.get("k").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_key_given_a_new_ttl_over_and_over_keeps_the_expiry_index_small() {
+        let s = InMemoryStateStore::new(None);
+        for ttl in 1..=5_000 {
+            s.set(set(
+                "lease",
+                None,
+                Concurrency::Unspecified,
+                Some(3600 + ttl),
+            ))
+            .await
+            .unwrap();
+        }
+        let mut map = s.lock();
+        assert_eq!(map.expiry_index_len(), 5_000, "one entry per expiry given");
+        map.tidy_expiry_index();
+        assert_eq!(
+            map.expiry_index_len(),
+            1,
+            "rebuilt from the one key that expires"
+        );
+        let later = Instant::now() + Duration::from_secs(3600 + 4_999);
+        assert_eq!(
+            map.evict_expired(later, usize::MAX),
+            0,
+            "not yet: the last TTL holds"
+        );
+        let after = Instant::now() + Duration::from_secs(3600 + 5_001);
+        assert_eq!(map.evict_expired(after, usize::MAX), 1);
+        assert!(map.get("lease").is_none());
     }
 
     #[tokio::test]
