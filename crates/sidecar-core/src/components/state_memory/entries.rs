@@ -4,8 +4,8 @@
 //! Memory per key is kept to what the key needs: the table holds one [`Handle`] per key (8
 //! bytes) to the key's slot in the [`Arena`], which holds the key (as [`super::keys`] encodes
 //! it), its version and expiry, and its value ([`super::slot`]); the expiry index
-//! ([`super::expiry`]) holds the expiry and the key's hash (16 bytes), not the key. The sweeper also compacts the arena, off
-//! the requests' path. The table gives its memory back once most of its keys expired: a hash
+//! ([`super::expiry`]) holds the expiry and the key's hash (16 bytes), not the key. The
+//! sweeper also compacts the arena, off the requests' path. The table gives its memory back once most of its keys expired: a hash
 //! table never shrinks by itself, so a burst of short-lived keys (claims of a backlog) would
 //! otherwise keep its peak size for good.
 
@@ -146,11 +146,15 @@ impl Entries {
         }
     }
 
-    /// Evicts up to `budget` expired keys, soonest expiry first; returns how many.
+    /// Evicts up to `budget` expired keys, soonest expiry first; returns how many. Stale index
+    /// entries it passes count a quarter of a key each, so a run of them cannot hold the lock
+    /// for long.
     pub(super) fn evict_expired(&mut self, now: Instant, budget: usize) -> usize {
         let now = self.millis(now);
         let mut evicted = 0;
-        while evicted < budget {
+        let mut looked = 0usize;
+        while evicted < budget && looked < budget.saturating_mul(4) {
+            looked += 1;
             let Some((at, hash)) = self.expiries.first() else {
                 break;
             };

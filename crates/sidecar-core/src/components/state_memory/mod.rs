@@ -481,6 +481,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn stale_expiries_passed_by_a_write_are_bounded() {
+        let s = InMemoryStateStore::new(None);
+        for ttl in 1..=100 {
+            s.set(set("lease", None, Concurrency::Unspecified, Some(ttl)))
+                .await
+                .unwrap();
+        }
+        let mut map = s.lock();
+        // 99 stale entries expire before the key does; one call with a budget of 8 keys passes
+        // at most 32 of them.
+        let between = Instant::now() + Duration::from_millis(99_500);
+        assert_eq!(map.evict_expired(between, 8), 0);
+        assert_eq!(map.expiry_index_len(), 100 - 32);
+        assert!(map.get("lease").is_some());
+    }
+
+    #[tokio::test]
     async fn a_key_given_a_new_ttl_over_and_over_keeps_the_expiry_index_small() {
         let s = InMemoryStateStore::new(None);
         for ttl in 1..=5_000 {
