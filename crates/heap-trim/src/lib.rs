@@ -7,7 +7,8 @@
 //! mimalloc's `src/segment.c`), and blocks another thread freed wait on the owner's list the same
 //! way. A worker that goes idle right after a burst (a broker backlog drained, a load run over)
 //! makes no further call, so what it freed stays resident until traffic comes back: after a
-//! 60 s load run the runner held about 500 bytes per task more than its data.
+//! 60 s load run the runner kept 3.2 KB for every event that had waited in a broker queue,
+//! against 1.4 KB once its workers collect as below.
 //!
 //! [`on_park`] makes each worker collect its heap as it parks (`mi_collect(true)`: it takes
 //! back the blocks other threads freed, frees empty pages and runs every pending purge, its own
