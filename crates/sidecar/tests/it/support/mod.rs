@@ -286,8 +286,12 @@ impl Sidecar {
                 match client.get(&url).send().await {
                     Ok(r) if r.status() == StatusCode::NO_CONTENT => Some(()),
                     _ => {
+                        // The binary's fatal line (`error: ...` at the start of a line, then
+                        // exit), not a component's log line that quotes an error: the Kafka
+                        // authentication tests expect librdkafka's `Global error: ...` warnings.
                         let t = stderr.text();
-                        assert!(!t.contains("error:"), "sidecar failed to start:\n{t}");
+                        let fatal = t.lines().any(|line| line.starts_with("error:"));
+                        assert!(!fatal, "sidecar failed to start:\n{t}");
                         None
                     }
                 }
