@@ -11,7 +11,8 @@ use crate::canonical::GENESIS_HASH;
 use crate::entry::{Entry, EntryDraft};
 use crate::error::Error;
 use crate::markers::Claim;
-use crate::trail::{Appended, Chunk, Head, TrailId, TrailStore};
+use crate::raw_chunk::RawChunk;
+use crate::trail::{Appended, Head, TrailId, TrailStore};
 
 impl TrailStore {
     /// Appends `draft` to `trail` unless an entry with its `entry_id` is already there. When
@@ -77,29 +78,28 @@ impl TrailStore {
         let mut conflicts = 0u32;
         loop {
             let key = trail.chunk_key(chunk_no);
-            let current: Option<StateEntry<Chunk>> = self.read(&key).await?;
+            let current: Option<StateEntry<RawChunk>> = self.read(&key).await?;
             let outcome = match current {
-                Some(StateEntry { value: chunk, etag }) => {
-                    if let Some(e) = chunk
-                        .entries
-                        .iter()
-                        .find(|e| e.draft.entry_id == draft.entry_id)
-                    {
-                        return Ok(Appended::Duplicate { seq: e.seq });
+                Some(StateEntry {
+                    value: mut chunk,
+                    etag,
+                }) => {
+                    if let Some(seq) = chunk.find(&key, &draft.entry_id)? {
+                        return Ok(Appended::Duplicate { seq });
                     }
+                    let last = chunk.last(&key)?;
                     if chunk.is_full() {
-                        previous = chunk.entries.last().map(|e| (e.seq, e.hash.clone()));
+                        previous = last;
                         chunk_no += 1;
                         continue;
                     }
-                    let (seq, prev_hash) = match chunk.entries.last() {
-                        Some(last) => (last.seq + 1, last.hash.clone()),
+                    let (seq, prev_hash) = match last {
+                        Some((seq, hash)) => (seq + 1, hash),
                         None => self.tail_of_previous(trail, chunk_no, &previous).await?,
                     };
                     let entry = draft.clone().seal(&self.key, &name, seq, &prev_hash);
-                    let mut updated = chunk;
-                    updated.entries.push(entry.clone());
-                    let item = SaveItem::new(&key, &updated)?.etag(etag).first_write();
+                    chunk.push(&key, &entry)?;
+                    let item = SaveItem::new(&key, &chunk)?.etag(etag).first_write();
                     match self.dapr.save_state(&self.store, &[item]).await {
                         Ok(()) => Ok(entry),
                         Err(e) if e.is_etag_conflict() => Err(None),
@@ -110,17 +110,15 @@ impl TrailStore {
                     let (seq, prev_hash) =
                         self.tail_of_previous(trail, chunk_no, &previous).await?;
                     let entry = draft.clone().seal(&self.key, &name, seq, &prev_hash);
-                    let chunk = Chunk {
-                        capacity: self.chunk_size,
-                        entries: vec![entry.clone()],
-                    };
+                    let mut chunk = RawChunk::new(self.chunk_size);
+                    chunk.push(&key, &entry)?;
                     // Create-if-absent: first-write without an etag fails if another writer
                     // created the chunk first. That failure is not typed as a conflict by the
                     // store, so it is told apart by reading the chunk again.
                     let item = SaveItem::new(&key, &chunk)?.first_write();
                     match self.dapr.save_state(&self.store, &[item]).await {
                         Ok(()) => Ok(entry),
-                        Err(e) => match self.read::<Chunk>(&key).await? {
+                        Err(e) => match self.read::<RawChunk>(&key).await? {
                             Some(_) => Err(None),
                             None => Err(Some(e)),
                         },
@@ -196,9 +194,13 @@ impl TrailStore {
             return Ok((seq + 1, hash.clone()));
         }
         let key = trail.chunk_key(chunk_no - 1);
-        let previous = self.read::<Chunk>(&key).await?.map(|c| c.value);
-        match previous.as_ref().and_then(|c| c.entries.last()) {
-            Some(last) => Ok((last.seq + 1, last.hash.clone())),
+        let previous = self.read::<RawChunk>(&key).await?.map(|c| c.value);
+        let last = match &previous {
+            Some(chunk) => chunk.last(&key)?,
+            None => None,
+        };
+        match last {
+            Some((seq, hash)) => Ok((seq + 1, hash)),
             None => Err(Error::Corrupt {
                 key,
                 reason: format!("chunk {chunk_no} follows a missing or empty chunk"),

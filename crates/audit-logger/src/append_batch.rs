@@ -12,7 +12,8 @@ use dapr_http::{SaveItem, StateEntry};
 use crate::entry::{Entry, EntryDraft};
 use crate::error::Error;
 use crate::markers::Claim;
-use crate::trail::{Appended, Chunk, TrailId, TrailStore};
+use crate::raw_chunk::RawChunk;
+use crate::trail::{Appended, TrailId, TrailStore};
 
 impl TrailStore {
     /// Appends each of `drafts` to `trail` unless an entry with its `entry_id` is already there
@@ -69,39 +70,32 @@ impl TrailStore {
         let mut last_written: Option<(u64, Entry)> = None;
         while !todo.is_empty() {
             let key = trail.chunk_key(chunk_no);
-            let current: Option<StateEntry<Chunk>> = self.read(&key).await?;
+            let current: Option<StateEntry<RawChunk>> = self.read(&key).await?;
             let (mut chunk, etag) = match current {
                 Some(StateEntry { value, etag }) => (value, etag),
-                None => (
-                    Chunk {
-                        capacity: self.chunk_size,
-                        entries: Vec::new(),
-                    },
-                    None,
-                ),
+                None => (RawChunk::new(self.chunk_size), None),
             };
-            let present: HashMap<&str, u64> = chunk
-                .entries
-                .iter()
-                .map(|e| (e.draft.entry_id.as_str(), e.seq))
-                .collect();
-            todo.retain(|(i, d)| match present.get(d.entry_id.as_str()) {
-                Some(&seq) => {
-                    results[*i] = Some(Appended::Duplicate { seq });
-                    false
-                }
-                None => true,
-            });
+            {
+                let present = chunk.places(&key)?;
+                todo.retain(|(i, d)| match present.get(d.entry_id.as_str()) {
+                    Some(&seq) => {
+                        results[*i] = Some(Appended::Duplicate { seq });
+                        false
+                    }
+                    None => true,
+                });
+            }
             if todo.is_empty() {
                 break;
             }
+            let last = chunk.last(&key)?;
             if chunk.is_full() {
-                previous = chunk.entries.last().map(|e| (e.seq, e.hash.clone()));
+                previous = last;
                 chunk_no += 1;
                 continue;
             }
-            let (mut seq, mut prev_hash) = match chunk.entries.last() {
-                Some(last) => (last.seq + 1, last.hash.clone()),
+            let (mut seq, mut prev_hash) = match last {
+                Some((seq, hash)) => (seq + 1, hash),
                 None => self.tail_of_previous(trail, chunk_no, &previous).await?,
             };
             let room = chunk.capacity.saturating_sub(chunk.entries.len());
@@ -111,7 +105,7 @@ impl TrailStore {
                 let entry = draft.clone().seal(&self.key, &name, seq, &prev_hash);
                 seq += 1;
                 prev_hash = entry.hash.clone();
-                chunk.entries.push(entry.clone());
+                chunk.push(&key, &entry)?;
                 sealed.push((*i, entry));
             }
             let created = etag.is_none();
@@ -120,7 +114,7 @@ impl TrailStore {
                 Ok(()) => Ok(()),
                 Err(e) if e.is_etag_conflict() => Err(None),
                 // A create that lost the race is not typed as a conflict; a second read tells.
-                Err(e) if created => match self.read::<Chunk>(&key).await? {
+                Err(e) if created => match self.read::<RawChunk>(&key).await? {
                     Some(_) => Err(None),
                     None => Err(Some(e)),
                 },

@@ -6,9 +6,10 @@
 //!   (written through [`fanout`], which the dead-letter modules share). Events of any age are
 //!   recorded: a first deployment's consumer group replays the retained topics, and that history
 //!   belongs in the trails (each entry keeps the event's own time as `occurred_at`).
-//! * [`trail`], [`append`], [`append_batch`], [`markers`]: chunked, append-only trails in the
-//!   state store (etag-checked appends, one dedupe marker per entry; see [`trail`]'s docs for why
-//!   a crash or a duplicate delivery never loses or doubles an entry).
+//! * [`trail`], [`append`], [`append_batch`], [`markers`], [`raw_chunk`]: chunked, append-only
+//!   trails in the state store (etag-checked appends, one dedupe marker per entry; see
+//!   [`trail`]'s docs for why a crash or a duplicate delivery never loses or doubles an entry;
+//!   appends handle a chunk's entries as text).
 //! * [`entry`], [`canonical`], [`chain_key`], [`verify`]: the keyed (HMAC-SHA256) hash chain
 //!   and its verification, including the stored head.
 //! * [`checkpoint`], [`checkpoint_check`]: signed checkpoints on the audit log stream, and the
@@ -36,6 +37,7 @@ pub mod error;
 pub mod fanout;
 pub mod locks;
 pub mod markers;
+pub mod raw_chunk;
 pub mod record;
 pub mod settings;
 pub mod sink;
