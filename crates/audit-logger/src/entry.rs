@@ -215,6 +215,29 @@ pub(crate) mod tests {
         .unwrap()
     }
 
+    /// An event entry `e{i}` of task `t` and user `u`, for tests that build trails.
+    pub(crate) fn test_draft(i: u64) -> EntryDraft {
+        EntryDraft {
+            kind: EntryKind::Event,
+            entry_id: format!("e{i}"),
+            event_id: format!("e{i}"),
+            event_type: "task-updated".into(),
+            topic: "task-updated".into(),
+            source: "task-api".into(),
+            source_mismatch: None,
+            trace_id: None,
+            task_id: Some("t".into()),
+            user_id: Some("u".into()),
+            task_version: Some(i + 1),
+            occurred_at: None,
+            recorded_at: "2026-01-01T00:00:00.000000Z".into(),
+            correlation_id: None,
+            causation_id: None,
+            detail: None,
+            payload: "{}".into(),
+        }
+    }
+
     fn envelope() -> Value {
         json!({
             "event_id": "0190c1a2-0000-7000-8000-000000000001",

@@ -104,38 +104,22 @@ mod tests {
     use super::*;
     use crate::canonical::GENESIS_HASH;
     use crate::chain_key::ChainKey;
-    use crate::entry::{EntryDraft, EntryKind};
+    use crate::entry::EntryDraft;
+    use crate::entry::tests::{test_draft, test_key};
     use crate::trail::Chunk;
 
     fn entry(key: &ChainKey, seq: u64, prev: &str) -> Entry {
         EntryDraft {
-            kind: EntryKind::Event,
-            entry_id: format!("e{seq}"),
-            event_id: format!("e{seq}"),
-            event_type: "task-created".into(),
-            topic: "task-created".into(),
-            source: "task-api".into(),
-            source_mismatch: None,
-            trace_id: None,
-            task_id: Some("t1".into()),
-            user_id: Some("u1".into()),
-            task_version: Some(1),
-            occurred_at: None,
-            recorded_at: "2026-12-07T00:00:00Z".into(),
-            correlation_id: None,
-            causation_id: None,
             detail: Some("quote \" and \\ and é".into()),
             payload: r#"{"task":{"title":"a \"b\""}}"#.into(),
+            ..test_draft(seq)
         }
         .seal(key, "trail:task:t1", seq, prev)
     }
 
     #[test]
     fn a_chunk_appended_as_text_reads_back_as_typed_entries() {
-        let key = ChainKey::new(&secrecy::SecretString::from(
-            "unit-test-chain-key-0123456789abcdef".to_owned(),
-        ))
-        .unwrap();
+        let key = test_key();
         let first = entry(&key, 0, GENESIS_HASH);
         let typed = Chunk {
             capacity: 3,

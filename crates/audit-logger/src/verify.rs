@@ -213,7 +213,7 @@ pub fn verify(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::entry::{EntryDraft, EntryKind};
+    use crate::entry::tests::test_draft;
     use secrecy::SecretString;
 
     const T: &str = "trail:task:t";
@@ -225,33 +225,11 @@ mod tests {
         .unwrap()
     }
 
-    fn draft(i: u64) -> EntryDraft {
-        EntryDraft {
-            kind: EntryKind::Event,
-            entry_id: format!("e{i}"),
-            event_id: format!("e{i}"),
-            event_type: "task-updated".into(),
-            topic: "task-updated".into(),
-            source: "task-api".into(),
-            source_mismatch: None,
-            trace_id: None,
-            task_id: Some("t".into()),
-            user_id: Some("u".into()),
-            task_version: Some(i + 1),
-            occurred_at: None,
-            recorded_at: "2026-01-01T00:00:00.000000Z".into(),
-            correlation_id: None,
-            causation_id: None,
-            detail: None,
-            payload: "{}".into(),
-        }
-    }
-
     fn chain(n: u64, capacity: usize) -> Vec<(u64, Chunk)> {
         let mut prev = GENESIS_HASH.to_owned();
         let mut chunks: Vec<(u64, Chunk)> = Vec::new();
         for i in 0..n {
-            let e = draft(i).seal(&key(), T, i, &prev);
+            let e = test_draft(i).seal(&key(), T, i, &prev);
             prev = e.hash.clone();
             match chunks.last_mut() {
                 Some((_, c)) if !c.is_full() => c.entries.push(e),
