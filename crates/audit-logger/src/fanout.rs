@@ -4,11 +4,17 @@
 
 use std::collections::HashMap;
 
+use futures::StreamExt as _;
+
 use crate::context::Context;
 use crate::entry::{Entry, EntryDraft};
 use crate::error::Error;
 use crate::markers::Claim;
 use crate::trail::{Appended, TrailId};
+
+/// Trails of one batch appended at once. A batch of 100 events touches up to 200 trails; more
+/// concurrent appends than this only queue in the sidecar, and each one holds a connection to it.
+pub const TRAIL_CONCURRENCY: usize = 32;
 
 /// The trails an entry about `task_id`/`user_id` goes to.
 pub fn trails_for(draft: &EntryDraft) -> Vec<TrailId> {
@@ -142,16 +148,24 @@ pub async fn record_batch(ctx: &Context, drafts: &[EntryDraft]) -> Vec<Result<()
         }
     }
     let from = &from;
-    let appends = per_trail.iter().map(|(trail, members)| async move {
-        let batch: Vec<EntryDraft> = members.iter().map(|&i| drafts[i].clone()).collect();
-        let bound = from.get(trail).copied();
-        (
-            trail,
-            members,
-            ctx.trails.append_batch_from(trail, batch, bound).await,
-        )
-    });
-    for (trail, members, outcome) in futures::future::join_all(appends).await {
+    // Collected first: a stream over a lazy `map` of borrowing closures is not provably `Send`.
+    let appends: Vec<_> = per_trail
+        .iter()
+        .map(|(trail, members)| async move {
+            let batch: Vec<EntryDraft> = members.iter().map(|&i| drafts[i].clone()).collect();
+            let bound = from.get(trail).copied();
+            (
+                trail,
+                members,
+                ctx.trails.append_batch_from(trail, batch, bound).await,
+            )
+        })
+        .collect();
+    let outcomes: Vec<_> = futures::stream::iter(appends)
+        .buffer_unordered(TRAIL_CONCURRENCY)
+        .collect()
+        .await;
+    for (trail, members, outcome) in outcomes {
         let kind = trail_kind(trail);
         match outcome {
             Ok(appended) => {
