@@ -11,6 +11,7 @@ mod metrics;
 mod publish;
 mod secrets;
 mod state;
+mod state_value;
 
 pub use errors::ApiError;
 

@@ -4,6 +4,7 @@
 //! under the store's outbound resiliency policy ([`crate::policies::Policies::state_call`]).
 
 use super::errors::{ApiError, info_metadata, no_content};
+use super::state_value::{StateValue, TxFields};
 use crate::components::{
     Concurrency, DeleteRequest, SetRequest, StateError, StateItem, TransactionOp,
 };
@@ -152,7 +153,7 @@ struct SaveItem {
     #[serde(default)]
     key: Option<String>,
     #[serde(default)]
-    value: Value,
+    value: StateValue,
     #[serde(default)]
     etag: Option<String>,
     #[serde(default)]
@@ -189,11 +190,9 @@ fn set_request(
     check_consistency(options.consistency.as_deref())
         .map_err(|e| SaveFailure::Store(StateError::Store(e)))?;
     let ttl_seconds = ttl_from(&metadata).map_err(|e| SaveFailure::Store(StateError::Store(e)))?;
-    let value = serde_json::to_vec(&item.value)
-        .map_err(|e| SaveFailure::Store(StateError::Store(e.to_string())))?;
     Ok(SetRequest {
         key,
-        value: Bytes::from(value),
+        value: Bytes::from(item.value.0),
         etag: item.etag.filter(|e| !e.is_empty()),
         concurrency,
         ttl_seconds,
@@ -424,7 +423,7 @@ struct TxOperation {
     #[serde(default)]
     operation: String,
     #[serde(default)]
-    request: Value,
+    request: TxFields,
 }
 
 fn tx_error(message: impl std::fmt::Display) -> ApiError {
@@ -446,31 +445,33 @@ pub(super) async fn transaction(
     let query_meta = query_metadata(&params);
     let mut ops = Vec::with_capacity(req.operations.len());
     for op in req.operations {
-        let mut fields = lower_keys(op.request);
+        let fields = op.request;
         let key = fields
-            .get("key")
+            .key
+            .as_ref()
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
         let etag = fields
-            .get("etag")
+            .etag
+            .as_ref()
             .and_then(Value::as_str)
             .filter(|e| !e.is_empty())
             .map(str::to_string);
-        let options = lower_keys(fields.get("options").cloned().unwrap_or_default());
+        let options = lower_keys(fields.options.unwrap_or_default());
         let concurrency = parse_concurrency(options.get("concurrency").and_then(Value::as_str))
             .map_err(tx_error)?;
         match op.operation.as_str() {
             "upsert" => {
                 let mut metadata: BTreeMap<String, String> = fields
-                    .get("metadata")
-                    .and_then(|m| serde_json::from_value(m.clone()).ok())
+                    .metadata
+                    .and_then(|m| serde_json::from_value(m).ok())
                     .unwrap_or_default();
                 metadata.extend(query_meta.clone());
-                let value = fields.remove("value").unwrap_or(Value::Null);
+                let value = fields.value.unwrap_or_default();
                 ops.push(TransactionOp::Set(SetRequest {
                     key: full_key(&state, store, &key)?,
-                    value: Bytes::from(value.to_string()),
+                    value: Bytes::from(value.0),
                     etag,
                     concurrency,
                     ttl_seconds: ttl_from(&metadata).map_err(tx_error)?,
