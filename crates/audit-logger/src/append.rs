@@ -215,12 +215,26 @@ impl TrailStore {
             count: entry.seq + 1,
             last_hash: entry.hash.clone(),
         };
-        let result = match SaveItem::new(trail.head_key(), &head) {
-            Ok(item) => self.dapr.save_state(&self.store, &[item]).await,
+        self.write_heads(&[(trail.clone(), head)]).await;
+    }
+
+    /// Writes the heads of several trails in one call. Best effort, as [`Self::write_head`]:
+    /// a head not written only costs a later append or reader a walk through full chunks.
+    pub async fn write_heads(&self, heads: &[(TrailId, Head)]) {
+        let items: Result<Vec<SaveItem>, _> = heads
+            .iter()
+            .map(|(trail, head)| SaveItem::new(trail.head_key(), head))
+            .collect();
+        let result = match items {
+            Ok(items) => self.dapr.save_state(&self.store, &items).await,
             Err(e) => Err(e),
         };
         if let Err(error) = result {
-            tracing::warn!(trail = %trail.name(), %error, "could not update the trail head hint");
+            let first = heads
+                .first()
+                .map(|(trail, _)| trail.name())
+                .unwrap_or_default();
+            tracing::warn!(trail = %first, trails = heads.len(), %error, "could not update the trail head hints");
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::entry::{Entry, EntryDraft};
 use crate::error::Error;
 use crate::markers::Claim;
 use crate::raw_chunk::RawChunk;
-use crate::trail::{Appended, TrailId, TrailStore};
+use crate::trail::{Appended, Head, TrailId, TrailStore};
 
 impl TrailStore {
     /// Appends each of `drafts` to `trail` unless an entry with its `entry_id` is already there
@@ -34,6 +34,27 @@ impl TrailStore {
         drafts: Vec<EntryDraft>,
         from: Option<u64>,
     ) -> Result<Vec<Appended>, Error> {
+        let (results, head) = self
+            .append_batch_deferred(trail, drafts, from, None)
+            .await?;
+        if let Some(head) = head {
+            self.write_heads(&[(trail.clone(), head)]).await;
+        }
+        Ok(results)
+    }
+
+    /// [`Self::append_batch_from`] that leaves the head hint to the caller, so the heads of a
+    /// whole batch's trails go in one write ([`Self::write_heads`]). `ahead` is chunk `from`
+    /// as a bulk read found it before this append took the trail's lock: used as the first
+    /// read, and if another append moved the chunk since, its etag fails the write and the
+    /// chunk is read again.
+    pub async fn append_batch_deferred(
+        &self,
+        trail: &TrailId,
+        drafts: Vec<EntryDraft>,
+        from: Option<u64>,
+        mut ahead: Option<ChunkAhead>,
+    ) -> Result<(Vec<Appended>, Option<Head>), Error> {
         let name = trail.name();
         let _local = self.locks.lock(&name).await;
         let started = std::time::Instant::now();
@@ -70,7 +91,10 @@ impl TrailStore {
         let mut last_written: Option<(u64, Entry)> = None;
         while !todo.is_empty() {
             let key = trail.chunk_key(chunk_no);
-            let current: Option<StateEntry<RawChunk>> = self.read(&key).await?;
+            let current: Option<StateEntry<RawChunk>> = match ahead.take() {
+                Some(ahead) if ahead.chunk == chunk_no => ahead.entry,
+                _ => self.read(&key).await?,
+            };
             let (mut chunk, etag) = match current {
                 Some(StateEntry { value, etag }) => (value, etag),
                 None => (RawChunk::new(self.chunk_size), None),
@@ -150,10 +174,14 @@ impl TrailStore {
                 }
             }
         }
-        if let Some((chunk, entry)) = &last_written {
-            self.write_head(trail, *chunk, entry).await;
+        let head = last_written.map(|(chunk, entry)| {
             metrics::histogram!("audit_append_seconds").record(started.elapsed());
-        }
+            Head {
+                chunk,
+                count: entry.seq + 1,
+                last_hash: entry.hash,
+            }
+        });
         for (i, first) in copies {
             let seq = match &results[first] {
                 Some(Appended::New(e)) => e.seq,
@@ -162,7 +190,7 @@ impl TrailStore {
             };
             results[i] = Some(Appended::Duplicate { seq });
         }
-        results
+        let results = results
             .into_iter()
             .map(|r| {
                 r.ok_or_else(|| Error::Corrupt {
@@ -170,8 +198,51 @@ impl TrailStore {
                     reason: "a batch entry was neither appended nor found".into(),
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((results, head))
     }
+
+    /// Chunk `chunk` of each trail, in one bulk read; `None` where a key could not be read
+    /// (its append reads it again itself).
+    pub async fn read_ahead(
+        &self,
+        wanted: &[(&TrailId, u64)],
+    ) -> Result<Vec<Option<ChunkAhead>>, Error> {
+        let keys: Vec<String> = wanted.iter().map(|(t, n)| t.chunk_key(*n)).collect();
+        let items = self
+            .dapr
+            .get_bulk_state::<RawChunk>(&self.store, &keys)
+            .await?;
+        let mut found: HashMap<String, Option<StateEntry<RawChunk>>> = items
+            .into_iter()
+            .filter(|item| item.error.is_none())
+            .map(|item| {
+                let entry = item.value.map(|value| StateEntry {
+                    value,
+                    etag: item.etag,
+                });
+                (item.key, entry)
+            })
+            .collect();
+        Ok(wanted
+            .iter()
+            .zip(&keys)
+            .map(|((_, chunk), key)| {
+                found.remove(key).map(|entry| ChunkAhead {
+                    chunk: *chunk,
+                    entry,
+                })
+            })
+            .collect())
+    }
+}
+
+/// A chunk read before its append began ([`TrailStore::read_ahead`]); `entry` is `None` when
+/// the chunk did not exist.
+#[derive(Debug)]
+pub struct ChunkAhead {
+    chunk: u64,
+    entry: Option<StateEntry<RawChunk>>,
 }
 
 /// The lowest bound of a claim (0 for none: every chunk is scanned).

@@ -10,7 +10,7 @@ use crate::context::Context;
 use crate::entry::{Entry, EntryDraft};
 use crate::error::Error;
 use crate::markers::Claim;
-use crate::trail::{Appended, TrailId};
+use crate::trail::{Appended, Head, TrailId};
 
 /// Trails of one batch appended at once. A batch of 100 events touches up to 200 trails; more
 /// concurrent appends than this only queue in the sidecar, and each one holds a connection to it.
@@ -147,17 +147,33 @@ pub async fn record_batch(ctx: &Context, drafts: &[EntryDraft]) -> Vec<Result<()
             *lowest = (*lowest).min(bound);
         }
     }
+    // Every trail's first chunk in one bulk read, before the appends take their locks; an
+    // append that finds its chunk moved since reads it again.
+    let wanted: Vec<(&TrailId, u64)> = per_trail
+        .iter()
+        .map(|(trail, _)| (trail, from.get(trail).copied().unwrap_or(0)))
+        .collect();
+    let mut ahead = match ctx.trails.read_ahead(&wanted).await {
+        Ok(ahead) => ahead,
+        Err(error) => {
+            tracing::debug!(%error, "reading the batch's chunks ahead failed; each append reads its own");
+            wanted.iter().map(|_| None).collect()
+        }
+    };
     let from = &from;
     // Collected first: a stream over a lazy `map` of borrowing closures is not provably `Send`.
     let appends: Vec<_> = per_trail
         .iter()
-        .map(|(trail, members)| async move {
+        .zip(ahead.drain(..))
+        .map(|((trail, members), ahead)| async move {
             let batch: Vec<EntryDraft> = members.iter().map(|&i| drafts[i].clone()).collect();
             let bound = from.get(trail).copied();
             (
                 trail,
                 members,
-                ctx.trails.append_batch_from(trail, batch, bound).await,
+                ctx.trails
+                    .append_batch_deferred(trail, batch, bound, ahead)
+                    .await,
             )
         })
         .collect();
@@ -165,10 +181,19 @@ pub async fn record_batch(ctx: &Context, drafts: &[EntryDraft]) -> Vec<Result<()
         .buffer_unordered(TRAIL_CONCURRENCY)
         .collect()
         .await;
+    // The head hints of every trail appended to, in one write once their chunks are written.
+    let heads: Vec<(TrailId, Head)> = outcomes
+        .iter()
+        .filter_map(|(trail, _, outcome)| match outcome {
+            Ok((_, Some(head))) => Some(((*trail).clone(), head.clone())),
+            _ => None,
+        })
+        .collect();
+    ctx.trails.write_heads(&heads).await;
     for (trail, members, outcome) in outcomes {
         let kind = trail_kind(trail);
         match outcome {
-            Ok(appended) => {
+            Ok((appended, _)) => {
                 for (&i, appended) in members.iter().zip(appended) {
                     let draft = &drafts[i];
                     match appended {

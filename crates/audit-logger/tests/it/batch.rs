@@ -156,3 +156,67 @@ async fn a_batch_spanning_two_trails_is_recorded_once_per_trail() {
     let user = app.trail(&user_path).await;
     assert_eq!(user.len(), 6, "no doubled entry in the user's trail");
 }
+
+/// A chunk read ahead of a batch (as `record_batch` reads every trail's chunk in one call) that
+/// another append moved before the batch took the trail: the batch still finds the entry the
+/// other append wrote, appends only its new ones, and leaves one chain whose head hint, written
+/// afterwards for the whole batch, names its end.
+#[tokio::test]
+async fn a_batch_whose_chunk_moved_after_it_was_read_ahead_appends_each_entry_once() {
+    let app = spawn_app().await;
+    let ours = store(&app, 4);
+    let other = store(&app, 4);
+    let mut life = TaskFixture::new();
+    let trail = TrailId::Task(life.id().to_string());
+    let d: Vec<EntryDraft> = (0..4).map(|_| draft(&mut life)).collect();
+
+    // Read ahead while the chunk does not exist yet; another replica then creates it.
+    let ahead = ours.read_ahead(&[(&trail, 0)]).await.unwrap();
+    assert!(matches!(
+        other.append(&trail, d[0].clone()).await.unwrap(),
+        Appended::New(_)
+    ));
+    let (appended, head) = ours
+        .append_batch_deferred(
+            &trail,
+            vec![d[0].clone(), d[1].clone()],
+            Some(0),
+            ahead.into_iter().next().flatten(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        appended[0],
+        Appended::Duplicate { seq: 0 },
+        "found, not appended again"
+    );
+    assert!(is_new(&appended[1]), "{appended:?}");
+
+    // Read ahead with the chunk present; the other replica appends to it before the batch.
+    let ahead = ours.read_ahead(&[(&trail, 0)]).await.unwrap();
+    assert!(matches!(
+        other.append(&trail, d[2].clone()).await.unwrap(),
+        Appended::New(_)
+    ));
+    let (appended, head_after) = ours
+        .append_batch_deferred(
+            &trail,
+            vec![d[2].clone(), d[3].clone()],
+            Some(0),
+            ahead.into_iter().next().flatten(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(appended[0], Appended::Duplicate { seq: 2 });
+    assert!(is_new(&appended[1]), "{appended:?}");
+    assert_eq!(head.map(|h| h.count), Some(2));
+
+    let head_after = head_after.expect("the batch appended, so it has a head to write");
+    assert_eq!(head_after.count, 4);
+    ours.write_heads(&[(trail.clone(), head_after.clone())])
+        .await;
+    assert_eq!(ours.head(&trail).await.unwrap(), Some(head_after));
+    let result = app.get(&format!("/audit/tasks/{}/verify", life.id())).await;
+    assert_eq!(result["valid"], true, "{result}");
+    assert_eq!(result["entries"], 4);
+}
