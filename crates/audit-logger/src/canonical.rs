@@ -18,42 +18,49 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 
 /// Writes `value` in canonical form.
 pub fn canonical_json(value: &Value) -> String {
-    let mut out = String::new();
+    let mut out = Vec::with_capacity(1024);
     write(value, &mut out);
-    out
+    // Only whole `&str`s and serde_json's own output went in, so this is valid UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-fn write(value: &Value, out: &mut String) {
+/// Every entry is hashed once per trail it goes to, so this runs for each append: it writes
+/// into one buffer, with serde_json's writer for keys and scalars (the same bytes their
+/// `to_string` gives, without a `String` each).
+fn write(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
+            let mut members: Vec<(&String, &Value)> = map.iter().collect();
+            members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (key, value)) in members.into_iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
-                out.push(':');
-                if let Some(v) = map.get(key) {
-                    write(v, out);
-                }
+                scalar(key, out);
+                out.push(b':');
+                write(value, out);
             }
-            out.push('}');
+            out.push(b'}');
         }
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
         // Scalars: serde_json's own encoding is already unique for them.
-        scalar => out.push_str(&scalar.to_string()),
+        other => scalar(other, out),
     }
+}
+
+fn scalar<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+    // Writing a string, number, bool or null into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(out, value);
 }
 
 /// SHA-256 of the canonical form, lower-case hex.
@@ -85,6 +92,17 @@ mod tests {
             sha256_hex(&a),
             sha256_hex(&json!({"x": 2, "y": {"a": 3, "b": 2}}))
         );
+    }
+
+    #[test]
+    fn strings_and_numbers_are_written_as_serde_json_writes_them() {
+        let v = json!({"é\u{1}\"": ["\u{7f}<>&\u{2028}", -0.5, 1e300, u64::MAX, i64::MIN, false]});
+        let Value::Object(map) = &v else {
+            unreachable!()
+        };
+        let (key, items) = map.iter().next().unwrap();
+        let expected = format!("{{{}:{}}}", Value::String(key.clone()), items);
+        assert_eq!(canonical_json(&v), expected);
     }
 
     #[test]
