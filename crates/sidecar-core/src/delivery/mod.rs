@@ -46,11 +46,14 @@ pub(crate) async fn subscribe(
         .unwrap_or(DEFAULT_CONCURRENCY);
     // Each message of a bulk subscription holds a handler call until its batch is settled, so
     // the component's concurrency caps the batch (daprd's default bulk subscriber: at most 10
-    // entries on `pubsub.redis`). Letting `maxMessagesCount` calls wait makes full batches
-    // possible; the app still sees no more POSTs at once than `concurrency`.
+    // entries on `pubsub.redis`). Letting two batches' worth of calls wait makes full batches
+    // possible, and lets the next batch fill while one is at the app: with one batch's worth,
+    // every call is held by the batch in flight, and the subscription delivers nothing more
+    // until the app answers, so a consumer's rate is capped at one batch per round trip. The
+    // app still sees no more POSTs at once than `concurrency`.
     let handler_calls = def
         .bulk
-        .map_or(concurrency, |b| concurrency.max(b.max_messages));
+        .map_or(concurrency, |b| concurrency.max(2 * b.max_messages));
     let group = consumer_group(&pubsub, app_id);
     let semaphore = semaphores
         .entry(def.pubsubname.clone())

@@ -17,6 +17,11 @@ async fn batches_flush_at_max_messages_or_after_max_await() {
 }
 
 #[tokio::test]
+async fn the_next_batch_fills_and_goes_while_the_app_holds_one() {
+    scenarios::the_next_batch_fills_and_goes_while_the_app_holds_one(&Backend::InMemory).await;
+}
+
+#[tokio::test]
 async fn partial_failures_retry_only_failed_entries_and_dead_letter_each() {
     scenarios::partial_failures_retry_only_failed_entries_and_dead_letter_each(&Backend::InMemory)
         .await;

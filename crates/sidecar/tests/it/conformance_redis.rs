@@ -310,6 +310,15 @@ mod bulk {
     }
 
     #[tokio::test]
+    async fn the_next_batch_fills_and_goes_while_the_app_holds_one() {
+        let redis = RedisServer::start();
+        scenarios::the_next_batch_fills_and_goes_while_the_app_holds_one(&Backend::redis(
+            redis.port(),
+        ))
+        .await;
+    }
+
+    #[tokio::test]
     async fn partial_failures_retry_only_failed_entries_and_dead_letter_each() {
         let redis = RedisServer::start();
         scenarios::partial_failures_retry_only_failed_entries_and_dead_letter_each(

@@ -153,6 +153,42 @@ pub async fn batches_flush_at_max_messages_or_after_max_await(backend: &Backend)
     assert!(entry["entryId"].as_str().is_some_and(|id| !id.is_empty()));
 }
 
+/// While the app holds a full batch, the next one fills and is sent: a subscription delivers
+/// more than one batch per round trip to the app. (When only one batch's worth of messages
+/// could wait, every one of them was held by the batch at the app, and the second batch came
+/// only after the first was answered.)
+pub async fn the_next_batch_fills_and_goes_while_the_app_holds_one(backend: &Backend) {
+    const HOLD: Duration = Duration::from_secs(8);
+    let subs = json!([bulk_sub("held", "/held", 20, 60_000, None)]);
+    let p = Pair::start(
+        "bulk-pipeline-app",
+        subs,
+        &[("components.yaml", backend.components())],
+    )
+    .await;
+    p.app.respond_with(per_entry_statuses);
+    *p.app.state.slow.lock().unwrap() = Some(("/held".to_owned(), HOLD));
+    for i in 0..40 {
+        publish_case(&p.sidecar, "held", &format!("ok-{i}")).await;
+    }
+    p.app.wait_for("/held", 1).await;
+    let first_at = tokio::time::Instant::now();
+    let both = p
+        .app
+        .wait_until("a second batch", |all| {
+            let b = batches(all, "/held");
+            (b.len() >= 2).then_some(b)
+        })
+        .await;
+    let gap = first_at.elapsed();
+    assert!(
+        gap < HOLD / 2,
+        "the second batch came {gap:?} after the first, which the app held for {HOLD:?}"
+    );
+    assert_eq!(both[0].len(), 20, "full batches: {both:?}");
+    assert_eq!(both[1].len(), 20, "full batches: {both:?}");
+}
+
 /// Per-entry statuses under an inbound policy of 2 retries: only the failed entries are sent
 /// again (with their entry ids), DROP is dead-lettered at once, and each entry still failing
 /// (RETRY, an unknown status, left out) is dead-lettered on its own.
