@@ -34,49 +34,31 @@ impl TrailStore {
         drafts: Vec<EntryDraft>,
         from: Option<u64>,
     ) -> Result<Vec<Appended>, Error> {
-        let (results, head) = self
-            .append_batch_deferred(trail, drafts, from, None)
-            .await?;
+        let _local = self.locks.lock(&trail.name()).await;
+        let (results, head) = self.append_locked(trail, Work::new(drafts), from).await?;
         if let Some(head) = head {
             self.write_heads(&[(trail.clone(), head)]).await;
         }
         Ok(results)
     }
 
-    /// [`Self::append_batch_from`] that leaves the head hint to the caller, so the heads of a
-    /// whole batch's trails go in one write ([`Self::write_heads`]). `ahead` is chunk `from`
-    /// as a bulk read found it before this append took the trail's lock: used as the first
-    /// read, and if another append moved the chunk since, its etag fails the write and the
-    /// chunk is read again.
-    pub async fn append_batch_deferred(
+    /// The append of `work` to `trail`, whose lock the caller holds: from chunk `from` on (or
+    /// the claimed bound), read, dedupe, seal and an etag-checked write per chunk, again on a
+    /// conflict.
+    pub(crate) async fn append_locked(
         &self,
         trail: &TrailId,
-        drafts: Vec<EntryDraft>,
+        mut work: Work,
         from: Option<u64>,
-        mut ahead: Option<ChunkAhead>,
     ) -> Result<(Vec<Appended>, Option<Head>), Error> {
         let name = trail.name();
-        let _local = self.locks.lock(&name).await;
         let started = std::time::Instant::now();
-        let mut results: Vec<Option<Appended>> = drafts.iter().map(|_| None).collect();
-        // Later copies of an entry id in the batch follow the first one's fate.
-        let mut first_of: HashMap<String, usize> = HashMap::new();
-        let mut todo: Vec<(usize, EntryDraft)> = Vec::with_capacity(drafts.len());
-        let mut copies: Vec<(usize, usize)> = Vec::new();
-        for (i, draft) in drafts.into_iter().enumerate() {
-            match first_of.get(&draft.entry_id) {
-                Some(&first) => copies.push((i, first)),
-                None => {
-                    first_of.insert(draft.entry_id.clone(), i);
-                    todo.push((i, draft));
-                }
-            }
-        }
         let mut chunk_no = match from {
             Some(from) => from,
             None => {
                 let trails = std::slice::from_ref(trail);
-                let claims: Vec<Claim<'_>> = todo
+                let claims: Vec<Claim<'_>> = work
+                    .todo
                     .iter()
                     .map(|(_, d)| Claim {
                         entry_id: &d.entry_id,
@@ -89,27 +71,15 @@ impl TrailStore {
         let mut previous: Option<(u64, String)> = None;
         let mut conflicts = 0u32;
         let mut last_written: Option<(u64, Entry)> = None;
-        while !todo.is_empty() {
+        while !work.todo.is_empty() {
             let key = trail.chunk_key(chunk_no);
-            let current: Option<StateEntry<RawChunk>> = match ahead.take() {
-                Some(ahead) if ahead.chunk == chunk_no => ahead.entry,
-                _ => self.read(&key).await?,
-            };
+            let current: Option<StateEntry<RawChunk>> = self.read(&key).await?;
             let (mut chunk, etag) = match current {
                 Some(StateEntry { value, etag }) => (value, etag),
                 None => (RawChunk::new(self.chunk_size), None),
             };
-            {
-                let present = chunk.places(&key)?;
-                todo.retain(|(i, d)| match present.get(d.entry_id.as_str()) {
-                    Some(&seq) => {
-                        results[*i] = Some(Appended::Duplicate { seq });
-                        false
-                    }
-                    None => true,
-                });
-            }
-            if todo.is_empty() {
+            work.drop_present(&chunk, &key)?;
+            if work.todo.is_empty() {
                 break;
             }
             let last = chunk.last(&key)?;
@@ -123,9 +93,9 @@ impl TrailStore {
                 None => self.tail_of_previous(trail, chunk_no, &previous).await?,
             };
             let room = chunk.capacity.saturating_sub(chunk.entries.len());
-            let taking = todo.len().min(room);
+            let taking = work.todo.len().min(room);
             let mut sealed = Vec::with_capacity(taking);
-            for (i, draft) in todo.iter().take(taking) {
+            for (i, draft) in work.todo.iter().take(taking) {
                 let entry = draft.clone().seal(&self.key, &name, seq, &prev_hash);
                 seq += 1;
                 prev_hash = entry.hash.clone();
@@ -146,17 +116,17 @@ impl TrailStore {
             };
             match saved {
                 Ok(()) => {
-                    todo.drain(..taking);
+                    work.todo.drain(..taking);
                     if let Some((_, last)) = sealed.last() {
                         last_written = Some((chunk_no, last.clone()));
                         // Entries left over did not fit: this chunk is full now.
                         previous = Some((last.seq, last.hash.clone()));
                     }
                     for (i, entry) in sealed {
-                        results[i] = Some(Appended::New(Box::new(entry)));
+                        work.results[i] = Some(Appended::New(Box::new(entry)));
                     }
                     self.remember_tail(&name, chunk_no);
-                    if !todo.is_empty() {
+                    if !work.todo.is_empty() {
                         chunk_no += 1;
                     }
                 }
@@ -182,7 +152,68 @@ impl TrailStore {
                 last_hash: entry.hash,
             }
         });
-        for (i, first) in copies {
+        let results = work.finish(trail)?;
+        Ok((results, head))
+    }
+}
+
+/// The lowest bound of a claim (0 for none: every chunk is scanned).
+pub(crate) fn lowest(bounds: &[Vec<u64>]) -> u64 {
+    bounds.iter().flatten().copied().min().unwrap_or(0)
+}
+
+/// One trail's share of a batch: its drafts, of which later copies of an entry id follow the
+/// first one's fate, and what is known of each so far.
+#[derive(Debug)]
+pub(crate) struct Work {
+    pub(crate) results: Vec<Option<Appended>>,
+    /// Drafts not yet found or appended, with their place in the batch.
+    pub(crate) todo: Vec<(usize, EntryDraft)>,
+    /// `(copy, first)`: places of repeated entry ids and of their first occurrence.
+    pub(crate) copies: Vec<(usize, usize)>,
+}
+
+impl Work {
+    pub(crate) fn new(drafts: Vec<EntryDraft>) -> Self {
+        let mut first_of: HashMap<String, usize> = HashMap::new();
+        let mut todo = Vec::with_capacity(drafts.len());
+        let mut copies = Vec::new();
+        let results = drafts.iter().map(|_| None).collect();
+        for (i, draft) in drafts.into_iter().enumerate() {
+            match first_of.get(&draft.entry_id) {
+                Some(&first) => copies.push((i, first)),
+                None => {
+                    first_of.insert(draft.entry_id.clone(), i);
+                    todo.push((i, draft));
+                }
+            }
+        }
+        Self {
+            results,
+            todo,
+            copies,
+        }
+    }
+
+    /// Marks the drafts `chunk` already holds as duplicates and drops them from `todo`.
+    pub(crate) fn drop_present(&mut self, chunk: &RawChunk, key: &str) -> Result<(), Error> {
+        let present = chunk.places(key)?;
+        let results = &mut self.results;
+        self.todo
+            .retain(|(i, d)| match present.get(d.entry_id.as_str()) {
+                Some(&seq) => {
+                    results[*i] = Some(Appended::Duplicate { seq });
+                    false
+                }
+                None => true,
+            });
+        Ok(())
+    }
+
+    /// One result per draft, in order, once every first occurrence has one.
+    pub(crate) fn finish(self, trail: &TrailId) -> Result<Vec<Appended>, Error> {
+        let mut results = self.results;
+        for (i, first) in self.copies {
             let seq = match &results[first] {
                 Some(Appended::New(e)) => e.seq,
                 Some(Appended::Duplicate { seq }) => *seq,
@@ -190,7 +221,7 @@ impl TrailStore {
             };
             results[i] = Some(Appended::Duplicate { seq });
         }
-        let results = results
+        results
             .into_iter()
             .map(|r| {
                 r.ok_or_else(|| Error::Corrupt {
@@ -198,54 +229,6 @@ impl TrailStore {
                     reason: "a batch entry was neither appended nor found".into(),
                 })
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok((results, head))
+            .collect()
     }
-
-    /// Chunk `chunk` of each trail, in one bulk read; `None` where a key could not be read
-    /// (its append reads it again itself).
-    pub async fn read_ahead(
-        &self,
-        wanted: &[(&TrailId, u64)],
-    ) -> Result<Vec<Option<ChunkAhead>>, Error> {
-        let keys: Vec<String> = wanted.iter().map(|(t, n)| t.chunk_key(*n)).collect();
-        let items = self
-            .dapr
-            .get_bulk_state::<RawChunk>(&self.store, &keys)
-            .await?;
-        let mut found: HashMap<String, Option<StateEntry<RawChunk>>> = items
-            .into_iter()
-            .filter(|item| item.error.is_none())
-            .map(|item| {
-                let entry = item.value.map(|value| StateEntry {
-                    value,
-                    etag: item.etag,
-                });
-                (item.key, entry)
-            })
-            .collect();
-        Ok(wanted
-            .iter()
-            .zip(&keys)
-            .map(|((_, chunk), key)| {
-                found.remove(key).map(|entry| ChunkAhead {
-                    chunk: *chunk,
-                    entry,
-                })
-            })
-            .collect())
-    }
-}
-
-/// A chunk read before its append began ([`TrailStore::read_ahead`]); `entry` is `None` when
-/// the chunk did not exist.
-#[derive(Debug)]
-pub struct ChunkAhead {
-    chunk: u64,
-    entry: Option<StateEntry<RawChunk>>,
-}
-
-/// The lowest bound of a claim (0 for none: every chunk is scanned).
-pub(crate) fn lowest(bounds: &[Vec<u64>]) -> u64 {
-    bounds.iter().flatten().copied().min().unwrap_or(0)
 }

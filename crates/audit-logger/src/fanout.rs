@@ -4,17 +4,12 @@
 
 use std::collections::HashMap;
 
-use futures::StreamExt as _;
-
+use crate::append_many::TrailBatch;
 use crate::context::Context;
 use crate::entry::{Entry, EntryDraft};
 use crate::error::Error;
 use crate::markers::Claim;
 use crate::trail::{Appended, Head, TrailId};
-
-/// Trails of one batch appended at once. A batch of 100 events touches up to 200 trails; more
-/// concurrent appends than this only queue in the sidecar, and each one holds a connection to it.
-pub const TRAIL_CONCURRENCY: usize = 32;
 
 /// The trails an entry about `task_id`/`user_id` goes to.
 pub fn trails_for(draft: &EntryDraft) -> Vec<TrailId> {
@@ -94,8 +89,9 @@ pub async fn record_entry(ctx: &Context, draft: &EntryDraft) -> Result<(), Recor
     Ok(())
 }
 
-/// Appends each of `drafts` to its trails with one batch append per trail (the trails run
-/// concurrently) after one claim of every draft's marker; one result per draft, in order. A
+/// Appends each of `drafts` to its trails after one claim of every draft's marker: every trail
+/// in one [`crate::append_many`] (one bulk read, one bulk write when nothing spills or races),
+/// then the trails' head hints in one write; one result per draft, in order. A
 /// draft whose trails all took it (or already had it) is `Ok`; one that failed in any trail gets that trail's error and is recorded by a
 /// redelivery, which the dedupe markers make safe.
 pub async fn record_batch(ctx: &Context, drafts: &[EntryDraft]) -> Vec<Result<(), RecordError>> {
@@ -147,40 +143,21 @@ pub async fn record_batch(ctx: &Context, drafts: &[EntryDraft]) -> Vec<Result<()
             *lowest = (*lowest).min(bound);
         }
     }
-    // Every trail's first chunk in one bulk read, before the appends take their locks; an
-    // append that finds its chunk moved since reads it again.
-    let wanted: Vec<(&TrailId, u64)> = per_trail
+    // Every trail in one bulk read and (mostly) one bulk write; see `crate::append_many`.
+    let batches: Vec<TrailBatch> = per_trail
         .iter()
-        .map(|(trail, _)| (trail, from.get(trail).copied().unwrap_or(0)))
-        .collect();
-    let mut ahead = match ctx.trails.read_ahead(&wanted).await {
-        Ok(ahead) => ahead,
-        Err(error) => {
-            tracing::debug!(%error, "reading the batch's chunks ahead failed; each append reads its own");
-            wanted.iter().map(|_| None).collect()
-        }
-    };
-    let from = &from;
-    // Collected first: a stream over a lazy `map` of borrowing closures is not provably `Send`.
-    let appends: Vec<_> = per_trail
-        .iter()
-        .zip(ahead.drain(..))
-        .map(|((trail, members), ahead)| async move {
-            let batch: Vec<EntryDraft> = members.iter().map(|&i| drafts[i].clone()).collect();
-            let bound = from.get(trail).copied();
-            (
-                trail,
-                members,
-                ctx.trails
-                    .append_batch_deferred(trail, batch, bound, ahead)
-                    .await,
-            )
+        .map(|(trail, members)| TrailBatch {
+            trail: trail.clone(),
+            drafts: members.iter().map(|&i| drafts[i].clone()).collect(),
+            from: from.get(trail).copied().unwrap_or(0),
         })
         .collect();
-    let outcomes: Vec<_> = futures::stream::iter(appends)
-        .buffer_unordered(TRAIL_CONCURRENCY)
-        .collect()
-        .await;
+    let appended = ctx.trails.append_many(batches).await;
+    let outcomes: Vec<_> = per_trail
+        .iter()
+        .zip(appended)
+        .map(|((trail, members), outcome)| (trail, members, outcome))
+        .collect();
     // The head hints of every trail appended to, in one write once their chunks are written.
     let heads: Vec<(TrailId, Head)> = outcomes
         .iter()

@@ -24,6 +24,7 @@
 pub mod api;
 pub mod append;
 pub mod append_batch;
+pub mod append_many;
 pub mod auth;
 pub mod canonical;
 pub mod chain_key;

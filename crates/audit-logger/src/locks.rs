@@ -45,6 +45,21 @@ impl KeyedLocks {
         }
     }
 
+    /// The lock of `key` if nobody holds it now.
+    pub fn try_lock(&self, key: &str) -> Option<KeyGuard<'_>> {
+        let mutex = {
+            let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(map.entry(key.to_owned()).or_default())
+        };
+        // On failure `mutex` is dropped here; the holder's guard removes the entry when idle.
+        let guard = mutex.try_lock_owned().ok()?;
+        Some(KeyGuard {
+            locks: self,
+            key: key.to_owned(),
+            guard: Some(guard),
+        })
+    }
+
     /// Keys currently tracked (held or awaited).
     pub fn len(&self) -> usize {
         self.map

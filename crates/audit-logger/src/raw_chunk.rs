@@ -33,6 +33,15 @@ struct Place<'a> {
     entry_id: Cow<'a, str>,
 }
 
+/// An entry's id and hash: enough to tell whether a write of it landed.
+#[derive(Deserialize)]
+struct Sealed<'a> {
+    #[serde(borrow)]
+    entry_id: Cow<'a, str>,
+    #[serde(borrow)]
+    hash: Cow<'a, str>,
+}
+
 /// What the next entry's link needs of the last one.
 #[derive(Deserialize)]
 struct Link {
@@ -69,6 +78,17 @@ impl RawChunk {
             let place: Place<'_> = serde_json::from_str(raw.get()).map_err(corrupt(key))?;
             if place.entry_id == entry_id {
                 return Ok(Some(place.seq));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The hash of the entry with `entry_id`, if the chunk holds it.
+    pub fn hash_of(&self, key: &str, entry_id: &str) -> Result<Option<String>, Error> {
+        for raw in &self.entries {
+            let sealed: Sealed<'_> = serde_json::from_str(raw.get()).map_err(corrupt(key))?;
+            if sealed.entry_id == entry_id {
+                return Ok(Some(sealed.hash.into_owned()));
             }
         }
         Ok(None)
@@ -136,6 +156,8 @@ mod tests {
         raw.push("k", &second).unwrap();
         assert!(!raw.is_full());
         assert_eq!(raw.places("k").unwrap().get("e1"), Some(&1));
+        assert_eq!(raw.hash_of("k", "e1").unwrap(), Some(second.hash.clone()));
+        assert_eq!(raw.hash_of("k", "e2").unwrap(), None);
 
         let back: Chunk = serde_json::from_str(&serde_json::to_string(&raw).unwrap()).unwrap();
         assert_eq!(back.entries, vec![first, second]);

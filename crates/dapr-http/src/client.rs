@@ -18,8 +18,8 @@ const HEALTH_POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Idle connections kept per host; one sidecar is the only host. Consumers fan a batch out
 /// into many concurrent state calls; every connection above this count is closed when its call
 /// ends, so a burst past it costs a TCP handshake and leaves a TIME-WAIT socket on both ends per
-/// call. It is sized above the fan-out the services allow themselves (audit-logger's
-/// `TRAIL_CONCURRENCY` per batch, email-worker's send permits).
+/// call. It is sized above the fan-out the services allow themselves (audit-logger's 16
+/// one-trail appends per batch, email-worker's send permits).
 const POOL_MAX_IDLE: usize = 128;
 
 /// A cheap-to-clone handle on the Dapr sidecar's HTTP API.

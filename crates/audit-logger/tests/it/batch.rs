@@ -4,6 +4,7 @@
 
 use crate::support;
 
+use audit_logger::append_many::TrailBatch;
 use audit_logger::entry::EntryDraft;
 use audit_logger::trail::{Appended, TrailId, TrailStore};
 use chrono::Utc;
@@ -157,66 +158,147 @@ async fn a_batch_spanning_two_trails_is_recorded_once_per_trail() {
     assert_eq!(user.len(), 6, "no doubled entry in the user's trail");
 }
 
-/// A chunk read ahead of a batch (as `record_batch` reads every trail's chunk in one call) that
-/// another append moved before the batch took the trail: the batch still finds the entry the
-/// other append wrote, appends only its new ones, and leaves one chain whose head hint, written
-/// afterwards for the whole batch, names its end.
+/// `append_many` over trails in every state: a new trail, one whose chunk has room, one whose
+/// batch spills into a second chunk, one whose chunk is full, one holding a draft already.
+/// Each gets each entry once, in one chain, with the head hint of its end.
 #[tokio::test]
-async fn a_batch_whose_chunk_moved_after_it_was_read_ahead_appends_each_entry_once() {
+async fn appending_to_many_trails_at_once_keeps_each_trail_as_a_one_trail_append_would() {
     let app = spawn_app().await;
-    let ours = store(&app, 4);
-    let other = store(&app, 4);
-    let mut life = TaskFixture::new();
-    let trail = TrailId::Task(life.id().to_string());
-    let d: Vec<EntryDraft> = (0..4).map(|_| draft(&mut life)).collect();
-
-    // Read ahead while the chunk does not exist yet; another replica then creates it.
-    let ahead = ours.read_ahead(&[(&trail, 0)]).await.unwrap();
-    assert!(matches!(
-        other.append(&trail, d[0].clone()).await.unwrap(),
-        Appended::New(_)
-    ));
-    let (appended, head) = ours
-        .append_batch_deferred(
-            &trail,
-            vec![d[0].clone(), d[1].clone()],
-            Some(0),
-            ahead.into_iter().next().flatten(),
-        )
+    let trails = store(&app, 3);
+    let mut lives: Vec<TaskFixture> = (0..5).map(|_| TaskFixture::new()).collect();
+    let ids: Vec<TrailId> = lives
+        .iter()
+        .map(|l| TrailId::Task(l.id().to_string()))
+        .collect();
+    let drafts: Vec<Vec<EntryDraft>> = lives
+        .iter_mut()
+        .map(|life| (0..4).map(|_| draft(life)).collect())
+        .collect();
+    // Before: trail 1 holds one entry, trail 3 a full chunk, trail 4 the draft sent again.
+    trails.append(&ids[1], drafts[1][0].clone()).await.unwrap();
+    trails
+        .append_batch(&ids[3], drafts[3][..3].to_vec())
         .await
         .unwrap();
+    trails.append(&ids[4], drafts[4][0].clone()).await.unwrap();
+
+    let batches = vec![
+        TrailBatch {
+            trail: ids[0].clone(),
+            drafts: drafts[0][..2].to_vec(),
+            from: 0,
+        },
+        TrailBatch {
+            trail: ids[1].clone(),
+            drafts: drafts[1][1..3].to_vec(),
+            from: 0,
+        },
+        TrailBatch {
+            trail: ids[2].clone(),
+            drafts: drafts[2].clone(),
+            from: 0,
+        },
+        TrailBatch {
+            trail: ids[3].clone(),
+            drafts: vec![drafts[3][3].clone()],
+            from: 0,
+        },
+        TrailBatch {
+            trail: ids[4].clone(),
+            drafts: vec![
+                drafts[4][0].clone(),
+                drafts[4][1].clone(),
+                drafts[4][0].clone(),
+            ],
+            from: 0,
+        },
+    ];
+    let outcomes = trails.append_many(batches).await;
+    let outcomes: Vec<_> = outcomes.into_iter().map(Result::unwrap).collect();
+    let new = |i: usize| outcomes[i].0.iter().filter(|a| is_new(a)).count();
+    assert_eq!([new(0), new(1), new(2), new(3), new(4)], [2, 2, 4, 1, 1]);
+    assert_eq!(outcomes[4].0[0], Appended::Duplicate { seq: 0 });
+    assert_eq!(outcomes[4].0[2], Appended::Duplicate { seq: 0 });
+    let counts: Vec<Option<u64>> = outcomes
+        .iter()
+        .map(|(_, h)| h.as_ref().map(|h| h.count))
+        .collect();
     assert_eq!(
-        appended[0],
-        Appended::Duplicate { seq: 0 },
-        "found, not appended again"
+        counts,
+        [Some(2), Some(3), Some(4), Some(4), Some(2)],
+        "each head names its trail's end"
     );
-    assert!(is_new(&appended[1]), "{appended:?}");
+    assert_eq!(
+        outcomes[2].1.as_ref().map(|h| h.chunk),
+        Some(1),
+        "4 entries spill into chunk 1"
+    );
+    for (life, entries) in lives.iter().zip([2, 3, 4, 4, 2]) {
+        let result = app.get(&format!("/audit/tasks/{}/verify", life.id())).await;
+        assert_eq!(result["valid"], true, "{result}");
+        assert_eq!(result["entries"], entries, "{result}");
+    }
+}
 
-    // Read ahead with the chunk present; the other replica appends to it before the batch.
-    let ahead = ours.read_ahead(&[(&trail, 0)]).await.unwrap();
-    assert!(matches!(
-        other.append(&trail, d[2].clone()).await.unwrap(),
-        Appended::New(_)
-    ));
-    let (appended, head_after) = ours
-        .append_batch_deferred(
-            &trail,
-            vec![d[2].clone(), d[3].clone()],
-            Some(0),
-            ahead.into_iter().next().flatten(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(appended[0], Appended::Duplicate { seq: 2 });
-    assert!(is_new(&appended[1]), "{appended:?}");
-    assert_eq!(head.map(|h| h.count), Some(2));
-
-    let head_after = head_after.expect("the batch appended, so it has a head to write");
-    assert_eq!(head_after.count, 4);
-    ours.write_heads(&[(trail.clone(), head_after.clone())])
-        .await;
-    assert_eq!(ours.head(&trail).await.unwrap(), Some(head_after));
-    let result = app.get(&format!("/audit/tasks/{}/verify", life.id())).await;
-    assert_eq!(result["valid"], true, "{result}");
-    assert_eq!(result["entries"], 4);
+/// Replicas appending overlapping batches to the same trails at once: a replica's bulk write
+/// fails when another wrote one of its chunks first, after some of its chunks landed; those are
+/// told apart from the ones that did not (which append again), so every entry is new to exactly
+/// one replica and each trail is one chain.
+#[tokio::test]
+async fn racing_replicas_appending_to_many_trails_append_every_entry_once() {
+    let app = spawn_app().await;
+    let stores: Vec<TrailStore> = (0..3).map(|_| store(&app, 50)).collect();
+    let mut lives: Vec<TaskFixture> = (0..6).map(|_| TaskFixture::new()).collect();
+    let ids: Vec<TrailId> = lives
+        .iter()
+        .map(|l| TrailId::Task(l.id().to_string()))
+        .collect();
+    let mut appended = vec![0usize; ids.len()];
+    for _round in 0..8 {
+        let envelopes: Vec<Vec<serde_json::Value>> = lives
+            .iter_mut()
+            .map(|life| {
+                (0..3)
+                    .map(|_| serde_json::to_value(life.update()).unwrap())
+                    .collect()
+            })
+            .collect();
+        // Replica r gets every trail but the r-th pair, so each trail is raced by two of them;
+        // each replica records the events at its own time, as replicas do.
+        let recorded = Utc::now();
+        let runs = stores.iter().enumerate().map(|(r, s)| {
+            let at = recorded + chrono::Duration::milliseconds(i64::try_from(r).unwrap());
+            let trails: Vec<usize> = (0..ids.len()).filter(|t| t / 2 != r).collect();
+            let batches: Vec<TrailBatch> = trails
+                .iter()
+                .map(|&t| TrailBatch {
+                    trail: ids[t].clone(),
+                    drafts: envelopes[t]
+                        .iter()
+                        .map(|e| {
+                            EntryDraft::from_envelope("task-updated", "", "task-api", e, at)
+                                .unwrap()
+                        })
+                        .collect(),
+                    from: 0,
+                })
+                .collect();
+            async move { (trails, s.append_many(batches).await) }
+        });
+        for (trails, outcomes) in join_all(runs).await {
+            for (t, outcome) in trails.into_iter().zip(outcomes) {
+                appended[t] += outcome.unwrap().0.iter().filter(|a| is_new(a)).count();
+            }
+        }
+    }
+    assert_eq!(
+        appended,
+        vec![24; ids.len()],
+        "each entry new to exactly one replica"
+    );
+    for life in &lives {
+        let result = app.get(&format!("/audit/tasks/{}/verify", life.id())).await;
+        assert_eq!(result["valid"], true, "{result}");
+        assert_eq!(result["entries"], 24);
+    }
 }
