@@ -117,8 +117,9 @@ impl TrailStore {
                 continue;
             }
             if let Step::Slow(work) = std::mem::replace(step, Step::Taken) {
-                let batch = &batches[i];
+                let (batch, name) = (&batches[i], &names[i]);
                 slow.push(async move {
+                    let _local = self.locks.lock(name).await;
                     let outcome = self
                         .append_locked(&batch.trail, work, Some(batch.from))
                         .await;
