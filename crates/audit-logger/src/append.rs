@@ -218,7 +218,7 @@ impl TrailStore {
         self.write_heads(&[(trail.clone(), head)]).await;
     }
 
-    /// Writes the heads of several trails in one call. Best effort, as [`Self::write_head`]:
+    /// Writes the heads of several trails in one call. Best effort, as a single head write:
     /// a head not written only costs a later append or reader a walk through full chunks.
     pub async fn write_heads(&self, heads: &[(TrailId, Head)]) {
         let items: Result<Vec<SaveItem>, _> = heads

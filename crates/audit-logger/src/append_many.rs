@@ -9,12 +9,14 @@
 //! or is the trail's first, gets its write planned; the planned writes go in one bulk save.
 //! Then the locks are released, and what was not written (a busy trail, a full chunk, entries
 //! that spill into the next chunk, a chunk that could not be read) takes the one-trail path
-//! ([`TrailStore::append_locked`]), each under its own lock.
+//! (`TrailStore::append_locked`), each under its own lock.
 //!
 //! Each chunk write in the bulk save is the same etag-checked compare-and-set as a single
 //! append's, so the guarantees of [`crate::trail`] hold per trail. A bulk save that fails may
-//! have applied some of its writes (daprd's bulk save, like this sidecar's, sets each key on
-//! its own), so after a failure each planned chunk is read again: a trail whose last planned
+//! have applied some of its writes: daprd's default bulk save sets each key on its own, in
+//! parallel, and joins the errors (components-contrib `state/bulk.go`, `DoBulkSetDelete`;
+//! older releases set them in order and stopped at the first error), and this sidecar does the
+//! same. So after a failure each planned chunk is read again: a trail whose last planned
 //! entry is there with the planned hash was written; any other takes the one-trail path, which
 //! reads, finds what is there, and appends the rest. (The hash covers the trail, the position,
 //! the previous hash and the recording time, so another replica's write of the same event
