@@ -94,6 +94,7 @@ pub mod cloudevent;
 pub mod components;
 pub mod delivery;
 pub mod go;
+mod http_server;
 pub mod inspect;
 pub mod invoke;
 mod lifecycle;

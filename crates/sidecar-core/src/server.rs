@@ -5,6 +5,7 @@
 //! stripped); then the API token is checked (healthz exempt) and the body limit applied.
 
 use crate::api;
+use crate::http_server;
 use crate::invoke;
 use crate::lifecycle;
 use crate::options::SidecarOptions;
@@ -134,17 +135,10 @@ pub async fn start_sidecar(
     };
     let state = Arc::new(SidecarState::new(runtime, opts, client, tracer));
     let servers = TaskTracker::new();
-    for (addr, listener) in listeners {
+    for (_, listener) in listeners {
         let app = router(state.clone());
         let token = state.shutdown.clone();
-        servers.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { token.cancelled().await })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(%addr, error = %e, "dapr API server failed");
-            }
-        });
+        servers.spawn(http_server::serve(listener, app, token));
     }
     tracing::info!(app_id = %state.app_id(), %local_addr, "dapr API listening");
     let startup = state.clone();

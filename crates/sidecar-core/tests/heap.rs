@@ -431,3 +431,86 @@ async fn a_drained_broker_backlog_gives_its_memory_back() {
         "after draining, the queue keeps {left} bytes of the backlog's {backlog}"
     );
 }
+
+/// Sends one HTTP/1.1 request on `stream` and reads its whole response; the connection stays
+/// open. Returns the status code.
+async fn exchange(stream: &mut tokio::net::TcpStream, request: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.write_all(request).await.unwrap();
+    let mut response = Vec::new();
+    let mut buf = [0_u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the sidecar closed the connection");
+        response.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&response);
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let length = text[..head_end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if response.len() >= head_end + 4 + length {
+                return text[9..12].parse().unwrap();
+            }
+        }
+    }
+}
+
+/// A connection that once carried a large body (audit-logger's bulk saves are up to 1 MiB) holds
+/// no large read buffer while it waits, idle, in its client's pool: the services keep up to 128
+/// connections each to their sidecar, so a buffer grown to the body's size and kept would cost
+/// the runner tens of megabytes that no task accounts for.
+#[tokio::test]
+async fn idle_connections_that_carried_large_bodies_hold_small_buffers() {
+    let _serial = SERIAL.lock().await;
+    let _profiler = dhat::Profiler::builder().testing().build();
+    let cluster = sidecar_testing::Cluster::in_memory().await.unwrap();
+    let sidecar = cluster.sidecar("heap").start().await.unwrap();
+    let url = format!("{}/v1.0/state/todo-state", sidecar.http_endpoint());
+    let stored = reqwest::Client::new()
+        .post(&url)
+        .body(r#"[{"key":"k","value":1}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 204);
+    // A save with a stale etag: the sidecar reads and parses the whole body, then keeps nothing.
+    let mut seed = 3;
+    let body = format!(
+        r#"[{{"key":"k","etag":"99","value":"{}"}}]"#,
+        hex(&mut seed, 512 * 1024)
+    );
+    let request = format!(
+        "POST /v1.0/state/todo-state HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes();
+    const CONNECTIONS: usize = 16;
+    let mut connections = Vec::new();
+    for _ in 0..CONNECTIONS {
+        connections.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", sidecar.port()))
+                .await
+                .unwrap(),
+        );
+    }
+    let before = heap_now();
+    for stream in &mut connections {
+        assert_eq!(exchange(stream, &request).await, 409);
+    }
+    // Each connection has answered, and waits for its next request.
+    let held = heap_now().saturating_sub(before) as usize;
+    eprintln!("{CONNECTIONS} idle connections hold {held} bytes after a 512 KiB body each");
+    assert!(
+        held < CONNECTIONS * 32 * 1024,
+        "{CONNECTIONS} idle connections hold {held} bytes, {} each: a connection keeps a read \
+         buffer grown to the largest body it carried",
+        held / CONNECTIONS
+    );
+    drop(connections);
+    cluster.shutdown().await;
+}

@@ -260,6 +260,48 @@ async fn bodies_over_the_limit_get_413_and_faults_fail_publishes() {
     assert_eq!(cluster.published("t").len(), 1);
 }
 
+/// daprd caps a request's head at its read buffer size (`MaxHeaderBytes`, 4 KiB by default, plus
+/// the 4 KiB Go's `net/http` reads beyond it) and answers 431 above that; bodies are not capped
+/// by it. The sidecar holds heads to the same 8 KiB.
+#[tokio::test]
+async fn request_heads_over_daprds_header_limit_get_431_and_large_bodies_still_pass() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = Cluster::in_memory().await.unwrap();
+    let sc = cluster.sidecar("a").start().await.unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1.0/publish/todo-pubsub/t", sc.http_endpoint());
+    // Within the limit: a 6 KiB header and a 2 MiB body.
+    let body = json!({"blob": "x".repeat(2 << 20)});
+    let r = http
+        .post(&url)
+        .header("x-padding", "p".repeat(6 * 1024))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(cluster.published("t").len(), 1);
+    // 8 KiB of a head that has not ended yet: the server has read all of it (so it closes
+    // cleanly, with nothing unread) and cannot take more.
+    let mut head = b"POST /v1.0/publish/todo-pubsub/t HTTP/1.1\r\nHost: a\r\nX-Padding: ".to_vec();
+    head.resize(8 * 1024, b'p');
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", sc.port()))
+        .await
+        .unwrap();
+    stream.write_all(&head).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response))
+        .await
+        .expect("the sidecar answers an oversized head and closes")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(
+        response.starts_with("HTTP/1.1 431"),
+        "an 8 KiB head got: {response}"
+    );
+    assert_eq!(cluster.published("t").len(), 1);
+}
+
 #[tokio::test]
 async fn bulk_publish_wraps_each_entry() {
     let cluster = Cluster::in_memory().await.unwrap();
