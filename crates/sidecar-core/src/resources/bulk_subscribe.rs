@@ -8,6 +8,13 @@ use std::time::Duration;
 /// Entries per batch when the subscription leaves `maxMessagesCount` at 0 or out
 /// (`pkg/runtime/pubsub/default_bulksub.go`, 100).
 pub const DEFAULT_MAX_MESSAGES: usize = 100;
+/// Most entries per batch this sidecar accepts. daprd has no limit of its own, but sizes its
+/// batch buffers by the count up front (`pkg/runtime/pubsub/default_bulksub.go`,
+/// `defaultBulkSubscriber`), so an absurd count exhausts its memory; here every entry waiting
+/// for its batch holds one of the subscription's delivery workers, and a batch is one request
+/// body to the app (tens of megabytes at 10,000 events of a few KB). A larger count is refused
+/// when the subscription is read, with the field named, rather than starting that many workers.
+pub const MAX_MESSAGES_LIMIT: usize = 10_000;
 /// Longest wait for a batch to fill when `maxAwaitDurationMs` is 0 or out (same file, 1000 ms).
 pub const DEFAULT_MAX_AWAIT: Duration = Duration::from_millis(1000);
 
@@ -36,24 +43,31 @@ pub struct BulkSubscribeSpec {
 impl BulkSubscribeSpec {
     /// The batching of an enabled element; `None` when bulk delivery is off (only
     /// `enabled: true` switches it on, `pkg/runtime/subscription/subscription.go New`).
-    /// A count or wait of 0 or below means the default, as in daprd's default bulk subscriber.
-    pub fn settings(&self) -> Option<BulkSettings> {
+    /// A count or wait of 0 or below means the default, as in daprd's default bulk subscriber;
+    /// a count above [`MAX_MESSAGES_LIMIT`] is an error about `maxMessagesCount`.
+    pub fn settings(&self) -> Result<Option<BulkSettings>, String> {
         if !self.enabled {
-            return None;
+            return Ok(None);
         }
         let max_messages = usize::try_from(self.max_messages_count)
             .ok()
             .filter(|n| *n > 0)
             .unwrap_or(DEFAULT_MAX_MESSAGES);
+        if max_messages > MAX_MESSAGES_LIMIT {
+            return Err(format!(
+                "{max_messages} is above the most entries this sidecar batches \
+                 ({MAX_MESSAGES_LIMIT})"
+            ));
+        }
         let max_await = u64::try_from(self.max_await_duration_ms)
             .ok()
             .filter(|ms| *ms > 0)
             .map(Duration::from_millis)
             .unwrap_or(DEFAULT_MAX_AWAIT);
-        Some(BulkSettings {
+        Ok(Some(BulkSettings {
             max_messages,
             max_await,
-        })
+        }))
     }
 }
 
@@ -86,7 +100,8 @@ pub fn from_json(value: &serde_json::Value) -> Result<Option<BulkSettings>, Stri
             spec.max_await_duration_ms = int("maxAwaitDurationMs")?;
         }
     }
-    Ok(spec.settings())
+    spec.settings()
+        .map_err(|e| format!("field bulkSubscribe.maxMessagesCount: {e}"))
 }
 
 #[cfg(test)]

@@ -280,6 +280,29 @@ spec: { pubsubname: todo-pubsub, topic: task-updated, route: /events/task-update
     }
 
     #[test]
+    fn a_bulk_subscription_batching_more_than_the_limit_is_refused_with_its_field_named() {
+        let yaml = |count: i64| {
+            format!(
+                "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata: {{name: audit}}\n\
+                 spec:\n  pubsubname: p\n  topic: t\n  routes: {{default: /t}}\n  \
+                 bulkSubscribe: {{enabled: true, maxMessagesCount: {count}}}\n"
+            )
+        };
+        let err = Resources::from_yaml(Path::new("s.yaml"), &yaml(2_147_483_647))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("s.yaml")
+                && err.contains("`audit`")
+                && err.contains("spec.bulkSubscribe.maxMessagesCount")
+                && err.contains("2147483647"),
+            "{err}"
+        );
+        let ok = Resources::from_yaml(Path::new("s.yaml"), &yaml(500)).unwrap();
+        assert_eq!(ok.subscriptions[0].bulk.map(|b| b.max_messages), Some(500));
+    }
+
+    #[test]
     fn duplicate_components_are_rejected() {
         let one =
             "kind: Component\nmetadata: {name: x}\nspec: {type: state.in-memory, version: v1}\n";

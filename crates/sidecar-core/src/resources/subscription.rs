@@ -91,6 +91,18 @@ pub(super) fn parse(
         (true, _) | (false, None) => (Vec::new(), doc.spec.route),
         (false, Some(routes)) => (routes.rules, routes.default.or(doc.spec.route)),
     };
+    let bulk = match doc.spec.bulk_subscribe.map(|b| b.settings()).transpose() {
+        Ok(bulk) => bulk.flatten(),
+        Err(message) => {
+            return Err(ResourceError::Field {
+                file: file.to_path_buf(),
+                kind: "Subscription".into(),
+                name: doc.metadata.name,
+                field: "spec.bulkSubscribe.maxMessagesCount".into(),
+                message,
+            });
+        }
+    };
     Ok(SubscriptionSpec {
         name: doc.metadata.name,
         pubsubname: doc.spec.pubsubname,
@@ -101,6 +113,6 @@ pub(super) fn parse(
         dead_letter_topic: doc.spec.dead_letter_topic.filter(|t| !t.is_empty()),
         scopes: doc.scopes,
         source: file.to_path_buf(),
-        bulk: doc.spec.bulk_subscribe.and_then(|b| b.settings()),
+        bulk,
     })
 }
