@@ -42,6 +42,28 @@ impl TrailStore {
         Ok(results)
     }
 
+    /// Seals `drafts` in order as the entries of trail `name` from position `seq` on, the first
+    /// linked to `prev_hash`, and pushes each onto `chunk` (stored under `key`).
+    pub(crate) fn seal_onto(
+        &self,
+        chunk: &mut RawChunk,
+        key: &str,
+        name: &str,
+        drafts: &[(usize, EntryDraft)],
+        mut seq: u64,
+        mut prev_hash: String,
+    ) -> Result<Vec<(usize, Entry)>, Error> {
+        let mut sealed = Vec::with_capacity(drafts.len());
+        for (i, draft) in drafts {
+            let entry = draft.clone().seal(&self.key, name, seq, &prev_hash);
+            seq += 1;
+            prev_hash.clone_from(&entry.hash);
+            chunk.push(key, &entry)?;
+            sealed.push((*i, entry));
+        }
+        Ok(sealed)
+    }
+
     /// The append of `work` to `trail`, whose lock the caller holds: from chunk `from` on (or
     /// the claimed bound), read, dedupe, seal and an etag-checked write per chunk, again on a
     /// conflict.
@@ -88,20 +110,20 @@ impl TrailStore {
                 chunk_no += 1;
                 continue;
             }
-            let (mut seq, mut prev_hash) = match last {
+            let (seq, prev_hash) = match last {
                 Some((seq, hash)) => (seq + 1, hash),
                 None => self.tail_of_previous(trail, chunk_no, &previous).await?,
             };
             let room = chunk.capacity.saturating_sub(chunk.entries.len());
             let taking = work.todo.len().min(room);
-            let mut sealed = Vec::with_capacity(taking);
-            for (i, draft) in work.todo.iter().take(taking) {
-                let entry = draft.clone().seal(&self.key, &name, seq, &prev_hash);
-                seq += 1;
-                prev_hash = entry.hash.clone();
-                chunk.push(&key, &entry)?;
-                sealed.push((*i, entry));
-            }
+            let sealed = self.seal_onto(
+                &mut chunk,
+                &key,
+                &name,
+                &work.todo[..taking],
+                seq,
+                prev_hash,
+            )?;
             let created = etag.is_none();
             let item = SaveItem::new(&key, &chunk)?.etag(etag).first_write();
             let saved = match self.dapr.save_state(&self.store, &[item]).await {

@@ -74,18 +74,22 @@ enum Step {
 impl TrailStore {
     /// Appends each trail's drafts; one outcome per [`TrailBatch`], in order.
     pub async fn append_many(&self, batches: Vec<TrailBatch>) -> Vec<TrailOutcome> {
-        let names: Vec<String> = batches.iter().map(|b| b.trail.name()).collect();
+        let (trails, works): (Vec<(TrailId, u64)>, Vec<Work>) = batches
+            .into_iter()
+            .map(|b| ((b.trail, b.from), Work::new(b.drafts)))
+            .unzip();
+        let names: Vec<String> = trails.iter().map(|(trail, _)| trail.name()).collect();
         // Only trails nobody else in this process is appending to join the bulk write: waiting
         // here would hold every other trail of the batch meanwhile (and two batches share their
         // users' trails), so a busy trail appends on its own once the bulk write is done.
         let guards: Vec<_> = names.iter().map(|name| self.locks.try_lock(name)).collect();
         let started = std::time::Instant::now();
 
-        let keys: Vec<String> = batches
+        let keys: Vec<String> = trails
             .iter()
             .zip(&guards)
             .filter(|(_, guard)| guard.is_some())
-            .map(|(b, _)| b.trail.chunk_key(b.from))
+            .map(|((trail, from), _)| trail.chunk_key(*from))
             .collect();
         let mut read = match self.read_chunks(&keys).await {
             Ok(read) => read,
@@ -94,16 +98,16 @@ impl TrailStore {
                 HashMap::new()
             }
         };
-        let mut steps: Vec<Step> = batches
-            .iter()
+        let mut steps: Vec<Step> = works
+            .into_iter()
+            .zip(&trails)
             .zip(&guards)
-            .map(|(batch, guard)| {
-                let work = Work::new(batch.drafts.clone());
+            .map(|((work, (trail, from)), guard)| {
                 let current = guard
                     .as_ref()
-                    .and_then(|_| read.remove(&batch.trail.chunk_key(batch.from)));
+                    .and_then(|_| read.remove(&trail.chunk_key(*from)));
                 match current {
-                    Some(current) => self.plan(&batch.trail, work, batch.from, current),
+                    Some(current) => self.plan(trail, work, *from, current),
                     None => Step::Slow(work),
                 }
             })
@@ -119,12 +123,10 @@ impl TrailStore {
                 continue;
             }
             if let Step::Slow(work) = std::mem::replace(step, Step::Taken) {
-                let (batch, name) = (&batches[i], &names[i]);
+                let ((trail, from), name) = (&trails[i], &names[i]);
                 slow.push(async move {
                     let _local = self.locks.lock(name).await;
-                    let outcome = self
-                        .append_locked(&batch.trail, work, Some(batch.from))
-                        .await;
+                    let outcome = self.append_locked(trail, work, Some(*from)).await;
                     (i, outcome)
                 });
             }
@@ -138,14 +140,14 @@ impl TrailStore {
         }
         steps
             .into_iter()
-            .zip(&batches)
+            .zip(&trails)
             .zip(&names)
-            .map(|((step, batch), name)| match step {
+            .map(|((step, (trail, _)), name)| match step {
                 Step::Done(outcome) => outcome,
                 Step::Planned(work, plan) => {
                     self.remember_tail(name, plan.chunk);
                     metrics::histogram!("audit_append_seconds").record(started.elapsed());
-                    written(&batch.trail, work, plan)
+                    written(trail, work, plan)
                 }
                 Step::Slow(work) => Err(Error::Corrupt {
                     key: name.clone(),
@@ -184,23 +186,17 @@ impl TrailStore {
         if work.todo.len() > room {
             return Step::Slow(work);
         }
-        let (mut seq, mut prev_hash) = match chunk.last(&key) {
+        let (seq, prev_hash) = match chunk.last(&key) {
             Ok(Some((seq, hash))) => (seq + 1, hash),
             Ok(None) if chunk_no == 0 => (0, GENESIS_HASH.to_owned()),
             Ok(None) => return Step::Slow(work),
             Err(error) => return Step::Done(Err(error)),
         };
-        let name = trail.name();
-        let mut sealed = Vec::with_capacity(work.todo.len());
-        for (i, draft) in &work.todo {
-            let entry = draft.clone().seal(&self.key, &name, seq, &prev_hash);
-            seq += 1;
-            prev_hash.clone_from(&entry.hash);
-            if let Err(error) = chunk.push(&key, &entry) {
-                return Step::Done(Err(error));
-            }
-            sealed.push((*i, entry));
-        }
+        let sealed =
+            match self.seal_onto(&mut chunk, &key, &trail.name(), &work.todo, seq, prev_hash) {
+                Ok(sealed) => sealed,
+                Err(error) => return Step::Done(Err(error)),
+            };
         match SaveItem::new(&key, &chunk) {
             // Without an etag, first-write makes it a create that fails if the chunk exists.
             Ok(item) => Step::Planned(
