@@ -145,4 +145,25 @@ mod tests {
         assert!(e.contains("maxMessagesCount"), "{e}");
         assert!(from_json(&json!([1])).is_err());
     }
+
+    #[test]
+    fn a_count_above_the_limit_is_refused_and_the_limit_itself_accepted() {
+        let e = from_json(&json!({"enabled": true, "maxMessagesCount": i32::MAX})).unwrap_err();
+        assert!(
+            e.contains("bulkSubscribe.maxMessagesCount") && e.contains("2147483647"),
+            "{e}"
+        );
+        // Off, the count is not looked at: no batching happens.
+        assert_eq!(
+            from_json(&json!({"enabled": false, "maxMessagesCount": i32::MAX})).unwrap(),
+            None
+        );
+        let limit = i32::try_from(MAX_MESSAGES_LIMIT).unwrap();
+        assert_eq!(
+            from_json(&json!({"enabled": true, "maxMessagesCount": limit}))
+                .unwrap()
+                .map(|s| s.max_messages),
+            Some(MAX_MESSAGES_LIMIT)
+        );
+    }
 }
