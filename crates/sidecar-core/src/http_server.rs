@@ -3,11 +3,10 @@
 //!
 //! hyper grows a connection's read buffer while a large body arrives (up to about 400 KiB by
 //! default) and never shrinks it; the connection keeps it for as long as it lives. The services
-//! keep up to 128 connections each to their sidecar, idle in their pools for up to 90 s, and
-//! audit-logger's bulk saves are up to 1 MiB: after a load run, buffers grown that way held
-//! about 30 MB of the runner (about 700 bytes per task of a 60 s run). With the limit below a
-//! connection holds at most a few KiB however large the bodies it carried, and a body is read
-//! in pieces of that size.
+//! keep up to 128 connections each to their sidecar in their pools, and audit-logger's bulk
+//! saves are up to 1 MiB: after a 60 s load run, buffers grown that way held about 17 MB of the
+//! runner (about 340 bytes per task). With the limit below a connection holds at most a few KiB
+//! however large the bodies it carried, and a body is read in pieces of that size.
 //!
 //! The limit is also the size of the largest request head accepted, as daprd's is: daprd serves
 //! its API with Go's `net/http` and sets `MaxHeaderBytes` to its read buffer size, 4 KiB by
