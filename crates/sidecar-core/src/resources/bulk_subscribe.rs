@@ -10,10 +10,11 @@ use std::time::Duration;
 pub const DEFAULT_MAX_MESSAGES: usize = 100;
 /// Most entries per batch this sidecar accepts. daprd has no limit of its own, but sizes its
 /// batch buffers by the count up front (`pkg/runtime/pubsub/default_bulksub.go`,
-/// `defaultBulkSubscriber`), so an absurd count exhausts its memory; here every entry waiting
-/// for its batch holds one of the subscription's delivery workers, and a batch is one request
-/// body to the app (tens of megabytes at 10,000 events of a few KB). A larger count is refused
-/// when the subscription is read, with the field named, rather than starting that many workers.
+/// `defaultBulkSubscriber.BulkSubscribe`), so an absurd count exhausts its memory; here every
+/// entry waiting for its batch holds one of the subscription's delivery workers, and a batch is
+/// one request body to the app (tens of megabytes at 10,000 events of a few KB). A larger count
+/// is refused when the subscription is read, with the field named, rather than starting that
+/// many workers.
 pub const MAX_MESSAGES_LIMIT: usize = 10_000;
 /// Longest wait for a batch to fill when `maxAwaitDurationMs` is 0 or out (same file, 1000 ms).
 pub const DEFAULT_MAX_AWAIT: Duration = Duration::from_millis(1000);
