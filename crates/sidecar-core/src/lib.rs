@@ -103,6 +103,7 @@ pub mod observe;
 pub mod options;
 pub mod otel;
 pub mod policies;
+pub mod ports;
 pub mod resources;
 pub mod runtime;
 pub mod scopes;

@@ -42,55 +42,12 @@ pub use publish_log::{PUBLISH_LOG_LIMIT, PublishLog};
 pub use sidecars::{SidecarBuilder, TestSidecar, TokenArg};
 
 /// A loopback port nobody listens on (checked by binding it), for a process that must be told
-/// its port before it binds it. The one copy for every test in the workspace.
-///
-/// The port comes from below the kernel's ephemeral range (`ip_local_port_range`). A port the
-/// kernel hands out for `:0` is the kind it also gives every outgoing connection as its local
-/// port, so between this check and the process's own bind a connection opened anywhere on the
-/// machine could take it, and the process fails with "Address already in use". Below that range
-/// only an explicit bind can take it; each call starts from a different place (the process id,
-/// then a counter) so test binaries running side by side rarely try the same port.
+/// its port before it binds it: [`sidecar_core::ports::free_loopback_port`], from below the
+/// kernel's ephemeral range so no outgoing connection takes it in the meantime.
 ///
 /// # Panics
 /// When the machine has no free loopback port: no test could run then.
 #[allow(clippy::expect_used)]
 pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static CALLS: AtomicU32 = AtomicU32::new(0);
-    let (low, end) = fixed_ports();
-    let span = u32::from(end - low);
-    let start = std::process::id().wrapping_mul(7_919);
-    for _ in 0..span {
-        let call = CALLS.fetch_add(1, Ordering::Relaxed);
-        // 97 is prime: unless the span is a multiple of it, the walk visits every port of the
-        // range before it repeats one (and the kernel's choice below ends a walk that does).
-        let offset = start.wrapping_add(call.wrapping_mul(97)) % span;
-        let Ok(port) = u16::try_from(u32::from(low) + offset) else {
-            continue;
-        };
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("no free loopback port")
-}
-
-/// `[low, end)`: the ports below the kernel's ephemeral range, from 10000 (clear of the
-/// well-known services a machine may run). Linux's default range starts at 32768.
-fn fixed_ports() -> (u16, u16) {
-    const LOW: u16 = 10_000;
-    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32_768);
-    // A machine whose ephemeral range starts low leaves little room below it: there, 20000
-    // ports from 10000 on, which may collide as the kernel's own choice would.
-    if ephemeral_start > LOW + 1_000 {
-        (LOW, ephemeral_start)
-    } else {
-        (LOW, LOW + 20_000)
-    }
+    sidecar_core::ports::free_loopback_port().expect("no free loopback port")
 }

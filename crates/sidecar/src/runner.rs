@@ -384,12 +384,10 @@ fn resource_error(e: ResourceError) -> RunnerError {
     RunnerError::Resource(Box::new(e))
 }
 
-/// A port that was free a moment ago (for ports we only announce, never serve).
+/// A port that was free a moment ago, for an extra instance's app (which binds it) and its
+/// announced ports; 0 (the system's choice) only when the machine has no free port.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind(("127.0.0.1", 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    sidecar_core::ports::free_loopback_port().unwrap_or(0)
 }
 
 /// Ctrl-C (SIGINT) or SIGTERM, installed before anything starts so an early signal is not lost.
