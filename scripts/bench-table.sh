@@ -112,6 +112,11 @@ mkdir -p "$RUN_DIR"
 
 source scripts/lib/bench-run.sh
 
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  # The sidecar links librdkafka, built from source (cmake, C headers; see scripts/lib/require.sh).
+  source scripts/lib/require.sh
+  require_kafka_build_tools >&2
+fi
 if [ "${NO_BUILD:-0}" = 1 ]; then
   echo "==> Using the $PROFILE binaries as they are (NO_BUILD=1)" >&2
 elif [ "$PROFILE" = release ]; then

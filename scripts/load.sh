@@ -93,6 +93,11 @@ for port in "${app_ports[@]}" "${dapr_ports[@]}" "$SMTP_PORT"; do
   fi
 done
 
+if [ "${NO_BUILD:-0}" != 1 ]; then
+  # The sidecar links librdkafka, built from source (cmake, C headers; see scripts/lib/require.sh).
+  source scripts/lib/require.sh
+  require_kafka_build_tools
+fi
 if [ "${NO_BUILD:-0}" = 1 ]; then
   echo "==> Using the $PROFILE binaries as they are (NO_BUILD=1)"
 elif [ "$PROFILE" = release ]; then

@@ -70,6 +70,8 @@ RUN_DIR=$DIR
 source scripts/lib/bench-run.sh
 READY_TRIES=1800 # valgrind starts slowly: up to 3 minutes
 
+# The sidecar links librdkafka, built from source (cmake, C headers; see scripts/lib/require.sh).
+[ "${NO_BUILD:-0}" = 1 ] || require_kafka_build_tools >&2
 if [ "${NO_BUILD:-0}" = 1 ]; then
   echo "==> Using the $PROFILE binaries as they are (NO_BUILD=1)" >&2
 elif [ "$PROFILE" = release ]; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole system on this machine: every service with its own Dapr-compatible sidecar, as
 # described by the multi-app run file dapr.yaml (in-memory pub/sub and state, emails as .eml files
-# in .local/mail). Needs only the Rust toolchain. Ctrl-C stops everything.
+# in .local/mail). Needs the Rust toolchain; installs Debian's cmake and the C headers librdkafka's
+# build needs when they are missing (as root), otherwise names them. Ctrl-C stops everything.
 #
 #   scripts/run-local.sh            dapr.yaml: in-memory components, nothing kept between runs
 #   scripts/run-local.sh --redis    dapr.redis.yaml: Redis Streams + Redis state on localhost:6379;
@@ -92,6 +93,10 @@ for line in "${apps[@]}"; do
   done
 done
 
+# The sidecar links librdkafka (its Kafka component, whatever the run file), built from source:
+# without cmake and the C headers it needs, the build fails deep inside a build script.
+source scripts/lib/require.sh
+require_kafka_build_tools
 echo "==> Building every binary of the workspace (cargo build --workspace --bins)..."
 cargo build --workspace --bins
 

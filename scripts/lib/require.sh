@@ -46,7 +46,8 @@ require_kafka_build_tools() {
   fi
   # librdkafka 2.12's CMake build includes curl.h whenever TLS is on, even with curl (OIDC)
   # disabled: only the header is needed, nothing links libcurl.
-  if ! pkg-config --exists libcurl 2>/dev/null; then
+  if ! pkg-config --exists libcurl 2>/dev/null && [ ! -f /usr/include/curl/curl.h ] &&
+    ! compgen -G '/usr/include/*/curl/curl.h' >/dev/null; then
     apt_install libcurl4-openssl-dev || {
       echo "error: libcurl's headers are required to build librdkafka; sudo apt-get install libcurl4-openssl-dev" >&2
       exit 1
