@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Instruction counts per operation with callgrind, which stay the same on a busy machine where
-# timings do not: task-api per create, the email-worker per email, and the sidecar runner per
-# create (task-api's sidecar, the in-memory broker's delivery and the email-worker's sidecar).
+# timings do not: task-api per create, the email-worker per email, the audit-logger per create
+# (a task trail's entry and the user trail's), and the sidecar runner per create (task-api's
+# sidecar, the in-memory broker's delivery, the email-worker's and the audit-logger's sidecars).
 #
 #   scripts/profile.sh                              1,000 creates after 200 of warm-up
 #   scripts/profile.sh --creates 500 --warmup 100 --out docs/perf/callgrind-after.md
 #
-# The runner (`sidecar run -f`) runs under valgrind --tool=callgrind, and so do task-api and the
-# email-worker (the run file's commands), the email-worker sending over SMTP to loadgen's sink.
-# After the warm-up (every email arrived), callgrind_control zeroes each process's counters;
-# loadgen then makes N creates and waits for their N emails, and callgrind_control dumps the
+# The runner (`sidecar run -f`) runs under valgrind --tool=callgrind, and so do task-api, the
+# email-worker and the audit-logger (the run file's commands), the email-worker sending over SMTP
+# to loadgen's sink. After the warm-up (every email arrived and every create was audited),
+# callgrind_control zeroes each process's counters; loadgen then makes N creates and waits for
+# their N emails and N audit entries (it reads the runner's log), and callgrind_control dumps the
 # counters: instructions (Ir) of that window ÷ N. Prints, and writes as Markdown (--out, default
 # .local/profile/callgrind.md), the Ir per operation and each process's top 15 functions,
 # inclusive and self (scripts/lib/callgrind_report.py reads the dumps: callgrind_annotate books
@@ -17,7 +19,7 @@
 # relay's sweep, health probes) counts too, so the figures include a small share that follows the
 # window's length rather than N: compare runs with the same N and --concurrency.
 # Environment: PROFILE (release or debug, default release), NO_BUILD=1, BIN_DIR (the binaries'
-# folder, default target/$PROFILE), BENCH_PORT_BASE (first of five loopback ports, default 18500). Installs Debian's valgrind when missing (as root).
+# folder, default target/$PROFILE), BENCH_PORT_BASE (first of seven loopback ports, default 18500). Installs Debian's valgrind when missing (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -61,6 +63,7 @@ case "$PORT_BASE" in ''|*[!0-9]*) die "BENCH_PORT_BASE must be a port number" ;;
 [ "$PORT_BASE" -ge 1024 ] && [ "$PORT_BASE" -le 65000 ] || die "BENCH_PORT_BASE must be 1024..65000"
 TASK_PORT=$PORT_BASE TASK_DAPR=$((PORT_BASE + 1))
 EMAIL_PORT=$((PORT_BASE + 2)) EMAIL_DAPR=$((PORT_BASE + 3)) SMTP_PORT=$((PORT_BASE + 4))
+AUDIT_PORT=$((PORT_BASE + 5)) AUDIT_DAPR=$((PORT_BASE + 6))
 # DEV ONLY: the key of this run's own tokens.
 JWT_SECRET=profile-only-jwt-secret-0123456789-abcdefghijklmnop
 RUN_FILE=.profile-run.$$.yaml # beside dapr.yaml, so the same relative paths hold
@@ -80,10 +83,11 @@ elif [ "$PROFILE" = release ]; then
 else
   cargo build --bins >&2
 fi
-for binary in sidecar task-api email-worker loadgen; do
+for binary in sidecar task-api email-worker audit-logger loadgen; do
   [ -x "$BIN/$binary" ] || die "$BIN/$binary is missing (build it, or drop NO_BUILD=1)"
 done
-ports_free "$TASK_PORT" "$TASK_DAPR" "$EMAIL_PORT" "$EMAIL_DAPR" "$SMTP_PORT"
+ports_free "$TASK_PORT" "$TASK_DAPR" "$EMAIL_PORT" "$EMAIL_DAPR" "$SMTP_PORT" "$AUDIT_PORT" \
+  "$AUDIT_DAPR"
 
 callgrind() {
   printf '"valgrind", "--tool=callgrind", "--callgrind-out-file=%s/%s.%%p.out", "%s"' \
@@ -118,6 +122,15 @@ apps:
     env:
       SMTP_URL: smtp://127.0.0.1:$SMTP_PORT
       MAIL_FROM: "Tasks <tasks@localhost>"
+  - appID: audit-logger
+    appDirPath: .
+    appPort: $AUDIT_PORT
+    daprHTTPPort: $AUDIT_DAPR
+    command: [$(callgrind audit-logger)]
+    env:
+      # DEV ONLY: this run's own keys.
+      AUDIT_ADMIN_TOKEN: profile-only-audit-admin-token
+      AUDIT_CHAIN_KEY: profile-only-audit-chain-key-0123456789-abcdefghijklmnop
 EOF
 
 trap cleanup EXIT
@@ -125,24 +138,25 @@ trap 'exit 130' INT TERM
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || commit="$commit (with uncommitted changes)"
 
-echo "==> Starting the runner, task-api and the email-worker under callgrind (log: $DIR/runner.log)" >&2
+echo "==> Starting the runner, task-api, the email-worker and the audit-logger under callgrind (log: $DIR/runner.log)" >&2
 set -m
 valgrind --tool=callgrind --callgrind-out-file="$DIR/sidecar.%p.out" \
   "$BIN/sidecar" run -f "$RUN_FILE" --no-console >"$DIR/runner.log" 2>&1 &
 runner=$!
 set +m
 wait_ready "$runner" "$DIR/runner.log" "$TASK_DAPR /v1.0/healthz" "$EMAIL_DAPR /v1.0/healthz" \
-  "$TASK_PORT /readyz" "$EMAIL_PORT /readyz"
+  "$AUDIT_DAPR /v1.0/healthz" "$TASK_PORT /readyz" "$EMAIL_PORT /readyz" "$AUDIT_PORT /readyz"
 
 # The apps' process ids from the runner's table (printed once every app has started).
 pid_of() {
   awk -v app="$1" '/^APP .*DAPR HTTP PORT/ { table = 1; next }
        table && $1 == app { print $6; exit }' "$DIR/runner.log"
 }
-for _ in $(seq 600); do [ -n "$(pid_of email-worker)" ] && break; sleep 0.1; done
+for _ in $(seq 600); do [ -n "$(pid_of audit-logger)" ] && break; sleep 0.1; done
 task_pid=$(pid_of task-api)
 email_pid=$(pid_of email-worker)
-[ -n "$task_pid" ] && [ -n "$email_pid" ] || die "no process ids in the runner's table ($DIR/runner.log)"
+audit_pid=$(pid_of audit-logger)
+[ -n "$task_pid" ] && [ -n "$email_pid" ] && [ -n "$audit_pid" ] || die "no process ids in the runner's table ($DIR/runner.log)"
 
 user_id=$(cat /proc/sys/kernel/random/uuid)
 token=$(JWT_SECRET=$JWT_SECRET "$BIN/task-api" token --user-id "$user_id" --email profile@example.com --ttl 2h)
@@ -155,20 +169,20 @@ done
 creates_with_emails() { # NAME COUNT
   LOADGEN_TOKEN=$tokens "$BIN/loadgen" --url "http://127.0.0.1:$TASK_PORT" \
     --smtp-listen "127.0.0.1:$SMTP_PORT" --requests "$2" --duration 1h --drain 600s \
-    --concurrency "$concurrency" --timeout 60s --process-dir "$BIN" \
+    --concurrency "$concurrency" --timeout 60s --process-dir "$BIN" --run-log "$DIR/runner.log" \
     --out "$DIR/$1.json" --plot "$DIR/$1.svg" >"$DIR/$1.log" 2>&1 || {
-    echo "error: the $1 creates did not all succeed with their email:" >&2
+    echo "error: the $1 creates did not all succeed with their email and audit entry:" >&2
     tail -n 5 "$DIR/$1.log" >&2
     exit 1
   }
 }
 
-echo "==> Warm-up: $warmup creates and their emails" >&2
+echo "==> Warm-up: $warmup creates, their emails and audit entries" >&2
 creates_with_emails warmup "$warmup"
-for pid in "$runner" "$task_pid" "$email_pid"; do callgrind_control -z "$pid" >/dev/null; done
-echo "==> Measured: $creates creates and their emails" >&2
+for pid in "$runner" "$task_pid" "$email_pid" "$audit_pid"; do callgrind_control -z "$pid" >/dev/null; done
+echo "==> Measured: $creates creates, their emails and audit entries" >&2
 creates_with_emails measured "$creates"
-for pid in "$runner" "$task_pid" "$email_pid"; do callgrind_control -d "$pid" >/dev/null; done
+for pid in "$runner" "$task_pid" "$email_pid" "$audit_pid"; do callgrind_control -d "$pid" >/dev/null; done
 
 # The dump of the measured window: zeroing writes none, so it is each process's first part.
 dump_of() {
@@ -177,7 +191,8 @@ dump_of() {
   [ -s "$file" ] || die "no callgrind dump for $1 (pid $2) at $file"
   printf '%s' "$file"
 }
-for entry in "task-api $task_pid" "email-worker $email_pid" "sidecar $runner"; do
+for entry in "task-api $task_pid" "email-worker $email_pid" "audit-logger $audit_pid" \
+  "sidecar $runner"; do
   read -r name pid <<<"$entry"
   cp "$(dump_of "$name" "$pid")" "$DIR/$name.dump"
 done
@@ -185,7 +200,8 @@ done
 python3 scripts/lib/callgrind_report.py "$DIR" "$creates" \
   "Commit $commit, $PROFILE build, $(valgrind --version), $(date -u +%Y-%m-%d) UTC, \
 \`scripts/profile.sh --creates $creates --warmup $warmup --concurrency $concurrency\`: $creates \
-creates (8 users, $concurrency in flight) and their $creates emails after $warmup of warm-up; \
+creates (8 users, $concurrency in flight), their $creates emails and audit entries after $warmup \
+of warm-up; \
 each process's counters zeroed before that window and dumped after it." \
   >"$DIR/callgrind.md"
 mkdir -p "$(dirname "$out")"

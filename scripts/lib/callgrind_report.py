@@ -3,7 +3,7 @@
 
     callgrind_report.py DIR N INTRO
 
-DIR holds task-api.dump, email-worker.dump and sidecar.dump (callgrind's output files); N is the
+DIR holds task-api.dump, email-worker.dump, audit-logger.dump and sidecar.dump (callgrind's output files); N is the
 number of creates (and emails) in the window. Prints the instructions per operation and, per
 process, the top 15 functions inclusive (every function, then the project's own) and by self cost.
 Inclusive figures above the window's total (recursive futures, counted once per level) are left
@@ -24,9 +24,11 @@ from collections import defaultdict
 PROCESSES = [
     ("task-api", "create"),
     ("email-worker", "email"),
-    ("sidecar", "create (every sidecar of the run: task-api's, the broker's delivery, the email-worker's)"),
+    ("audit-logger", "create (its entries on the task trail and the user trail)"),
+    ("sidecar", "create (every sidecar of the run: task-api's, the broker's delivery, the "
+                "email-worker's, the audit-logger's)"),
 ]
-OWN = ("task_api::", "email_worker::", "dapr_http::", "service_kit::", "sidecar_core::",
+OWN = ("task_api::", "email_worker::", "audit_logger::", "dapr_http::", "service_kit::", "sidecar_core::",
        "sidecar::", "events::", "resiliency::", "trace_context::")
 NAMED = re.compile(r"^\((\d+)\)(?: (.*))?$")
 

@@ -14,7 +14,7 @@ use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::subscriber::Interest;
 use tracing::{Level, Metadata, Subscriber};
 use tracing_subscriber::filter::LevelFilter;
@@ -145,6 +145,16 @@ pub async fn flush_traces() {
 
 static PROMETHEUS: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
 
+/// Upper bounds of the buckets of every histogram named `…_seconds`: from half a millisecond
+/// (a create through the sidecar takes about one) to Prometheus' usual 10 s.
+const SECONDS_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Upper bounds of the buckets of every other histogram: they count things (e.g.
+/// `task_api_list_summaries_read`).
+const COUNT_BUCKETS: [f64; 10] = [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0];
+
 /// The process-wide Prometheus handle, installing the recorder on first use.
 pub fn prometheus() -> Result<PrometheusHandle, TelemetryError> {
     // Installing under the lock: with a check-then-install, a second thread racing the first
@@ -154,7 +164,18 @@ pub fn prometheus() -> Result<PrometheusHandle, TelemetryError> {
     if let Some(handle) = slot.as_ref() {
         return Ok(handle.clone());
     }
+    // Histograms, not the exporter's default summaries: each service scales to several
+    // replicas, and only buckets add up across them (`sum by (le) (rate(…_bucket[5m]))`); a
+    // summary's quantiles are each replica's own. A summary also merges its rolling sketches
+    // and computes every quantile on each scrape, which cost the audit-logger an eighth of its
+    // instructions when scraped every 100 ms (`scripts/profile.sh`).
+    let recorder =
+        |e: metrics_exporter_prometheus::BuildError| TelemetryError::Recorder(e.to_string());
     let handle = PrometheusBuilder::new()
+        .set_buckets(&COUNT_BUCKETS)
+        .map_err(recorder)?
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), &SECONDS_BUCKETS)
+        .map_err(recorder)?
         .install_recorder()
         .map_err(|e| TelemetryError::Recorder(e.to_string()))?;
     *slot = Some(handle.clone());
@@ -272,5 +293,36 @@ mod tests {
                 .render()
                 .contains("service_kit_test_total")
         );
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod histogram_tests {
+    use super::prometheus;
+
+    /// Histograms render as Prometheus histograms (buckets, sum, count), which a query can add
+    /// up across replicas; a summary's quantiles cannot be, and cost a sketch merge per scrape.
+    #[test]
+    fn histograms_render_as_buckets_that_replicas_can_be_summed_over() {
+        let handle = prometheus().unwrap();
+        metrics::histogram!("service_kit_test_wait_seconds").record(0.0007);
+        metrics::histogram!("service_kit_test_wait_seconds").record(0.3);
+        metrics::histogram!("service_kit_test_items_read").record(7.0);
+        let page = handle.render();
+        let line = |prefix: &str| {
+            page.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no line `{prefix}…` in:\n{page}"))
+                .to_owned()
+        };
+        assert!(line("service_kit_test_wait_seconds_bucket{le=\"0.001\"}").ends_with(" 1"));
+        assert!(line("service_kit_test_wait_seconds_bucket{le=\"0.5\"}").ends_with(" 2"));
+        assert!(line("service_kit_test_wait_seconds_bucket{le=\"+Inf\"}").ends_with(" 2"));
+        assert!(line("service_kit_test_wait_seconds_count").ends_with(" 2"));
+        // A histogram that counts things, not seconds, gets buckets of counts.
+        assert!(line("service_kit_test_items_read_bucket{le=\"5\"}").ends_with(" 0"));
+        assert!(line("service_kit_test_items_read_bucket{le=\"10\"}").ends_with(" 1"));
+        assert!(!page.contains("quantile="), "a summary in:\n{page}");
     }
 }
