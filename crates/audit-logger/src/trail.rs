@@ -191,38 +191,49 @@ impl TrailStore {
     pub async fn page(&self, trail: &TrailId, cursor: Cursor, limit: usize) -> Result<Page, Error> {
         let mut entries = Vec::new();
         let mut at = cursor;
+        // The cursor's chunk first; its capacity tells how many more the page can need, and
+        // those come in one bulk read rather than one read after another.
+        let mut batch = 1;
         loop {
-            let Some(chunk) = self.chunk(trail, at.chunk).await? else {
+            let chunks = self.chunks(trail, at.chunk, batch).await?;
+            let found = chunks.len() as u64;
+            let mut capacity = 1;
+            for (_, chunk) in chunks {
+                capacity = chunk.capacity.max(1);
+                let available = chunk.entries.len().saturating_sub(at.offset);
+                let take = available.min(limit - entries.len());
+                entries.extend(chunk.entries.into_iter().skip(at.offset).take(take));
+                at.offset += take;
+                let exhausted = at.offset >= chunk.capacity;
+                if exhausted {
+                    at = Cursor {
+                        chunk: at.chunk + 1,
+                        offset: 0,
+                    };
+                }
+                if entries.len() >= limit {
+                    // More may follow if this chunk has more, or is full (a next chunk may exist).
+                    let more = exhausted || take < available;
+                    return Ok(Page {
+                        entries,
+                        next: more.then_some(at),
+                    });
+                }
+                if !exhausted {
+                    return Ok(Page {
+                        entries,
+                        next: None,
+                    });
+                }
+            }
+            if found < batch {
+                // The chunk after the last one read does not exist: the trail ends here.
                 return Ok(Page {
                     entries,
                     next: None,
                 });
-            };
-            let available = chunk.entries.len().saturating_sub(at.offset);
-            let take = available.min(limit - entries.len());
-            entries.extend(chunk.entries.into_iter().skip(at.offset).take(take));
-            at.offset += take;
-            let exhausted = at.offset >= chunk.capacity;
-            if exhausted {
-                at = Cursor {
-                    chunk: at.chunk + 1,
-                    offset: 0,
-                };
             }
-            if entries.len() >= limit {
-                // More may follow if this chunk has more, or is full (a next chunk may exist).
-                let more = exhausted || take < available;
-                return Ok(Page {
-                    entries,
-                    next: more.then_some(at),
-                });
-            }
-            if !exhausted {
-                return Ok(Page {
-                    entries,
-                    next: None,
-                });
-            }
+            batch = (limit - entries.len()).div_ceil(capacity) as u64;
         }
     }
 

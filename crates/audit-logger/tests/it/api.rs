@@ -100,6 +100,45 @@ async fn reachable_through_service_invocation_on_another_sidecar() {
     assert_eq!(verify.json::<Value>().await.unwrap()["valid"], true);
 }
 
+/// A page across several chunks reads the cursor's chunk, then the rest in one bulk read: not
+/// one read per chunk.
+#[tokio::test]
+async fn a_page_across_many_chunks_costs_two_state_reads() {
+    let mut settings = settings();
+    settings.trail_chunk_size = 2;
+    let app = spawn_proxied(settings).await;
+    let life = recorded_task(&app, 12).await;
+    let proxy = app.proxy.as_ref().unwrap();
+    let state_calls = || {
+        proxy
+            .requests()
+            .iter()
+            .filter(|r| r.contains("/v1.0/state/"))
+            .count()
+    };
+    let before = state_calls();
+    let page = app
+        .get(&format!("/audit/tasks/{}?limit=9&cursor=1.1", life.id()))
+        .await;
+    let seqs: Vec<u64> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (3..12).collect::<Vec<_>>());
+    assert_eq!(page["next_cursor"], "6.0");
+    assert_eq!(state_calls() - before, 2, "{:?}", proxy.requests());
+    // The last page ends at the trail's end, in the same two reads.
+    let before = state_calls();
+    let last = app
+        .get(&format!("/audit/tasks/{}?limit=9&cursor=5.0", life.id()))
+        .await;
+    assert_eq!(last["entries"].as_array().unwrap().len(), 3);
+    assert!(last["next_cursor"].is_null());
+    assert_eq!(state_calls() - before, 2, "{:?}", proxy.requests());
+}
+
 #[tokio::test]
 async fn pages_follow_cursors_and_bad_paging_is_a_400() {
     let mut settings = settings();

@@ -57,6 +57,11 @@ pub async fn spawn_with(settings: Settings) -> TestApp {
     start(AppBuilder::new(settings)).await
 }
 
+/// [`spawn_with`] behind a recording proxy (`app.proxy`) in front of its sidecar.
+pub async fn spawn_proxied(settings: Settings) -> TestApp {
+    start(AppBuilder::new(settings).proxied()).await
+}
+
 /// [`spawn_with`] on `cluster` (a test's own resources; stopped with the app).
 pub async fn spawn_on(cluster: Cluster, settings: Settings) -> TestApp {
     start(AppBuilder::new(settings).with_cluster(cluster)).await
