@@ -2,8 +2,9 @@
 //!
 //! An append reads the tail chunk, looks for the entry ids it is about to add, takes the last
 //! entry's position and hash, and writes the chunk back with the new entries. A user's chunk
-//! holds up to a hundred entries (about 100 KB of JSON); building a hundred typed entries and
-//! printing them again on every append was most of audit-logger's work under load (its
+//! holds up to `TRAIL_CHUNK_SIZE` entries (a hundred, about 100 KB of JSON, when this was
+//! written); building them all as typed entries and printing them again on every append was
+//! most of audit-logger's work under load (its
 //! allocator alone was over a quarter of its CPU). Here only the few fields an append needs are
 //! read from the text, and the old entries are written back as they were. Reads for the API
 //! and for verification still decode whole [`crate::trail::Chunk`]s: both shapes are the same

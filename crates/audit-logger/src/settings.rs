@@ -16,7 +16,9 @@ pub const DEFAULTS_TOML: &str = r#"
 app_port = 8083
 app_id = "audit-logger"
 max_body_size = 1048576
-trail_chunk_size = 100
+# Each append rewrites the trail's last chunk, so a user's busy trail costs about half a chunk
+# of JSON per event, read and written (see the crate README).
+trail_chunk_size = 32
 append_max_attempts = 64
 page_limit_default = 50
 page_limit_max = 500
