@@ -54,9 +54,20 @@ struct Writer<'de> {
 }
 
 impl Writer<'_> {
+    /// A string the body held with escapes, escaped again as serde_json's escaper does.
     fn string(&mut self, s: &str) {
-        // Writing into a `Vec` cannot fail; the escaper is serde_json's, as the tree's is.
-        let _ = serde_json::to_writer(&mut self.out, s);
+        escape_into(&mut self.out, s);
+    }
+
+    /// A string the body held without escapes. serde_json lends a string from the body only
+    /// when it had none, and a JSON string cannot hold a raw `"` or control character, so the
+    /// escaper would write these bytes as they are: no need to look at each one.
+    fn unescaped_string(&mut self, s: &str) {
+        debug_assert!(!s.bytes().any(needs_escape), "{s:?}");
+        self.out.reserve(s.len() + 2);
+        self.out.push(b'"');
+        self.out.extend_from_slice(s.as_bytes());
+        self.out.push(b'"');
     }
 
     /// Closes the object that began at `start` with its members at `base..`.
@@ -92,6 +103,72 @@ impl Writer<'_> {
         self.out.extend_from_slice(&self.scratch);
         self.members.truncate(base);
     }
+}
+
+/// What serde_json's escaper escapes: `"`, `\` and U+0000 to U+001F, nothing else.
+fn needs_escape(byte: u8) -> bool {
+    byte < 0x20 || byte == b'"' || byte == b'\\'
+}
+
+/// Whether any of the eight bytes of `word` needs escaping: the classic zero-byte test on
+/// `word` (bytes below 0x20) and on `word` XOR the quote and the backslash. Exact for "any";
+/// bytes of 0x80 and above (UTF-8 beyond ASCII) never match.
+fn word_needs_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let below = |v: u64, n: u8| v.wrapping_sub(ONES * u64::from(n)) & !v & HIGHS;
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGHS;
+    below(word, 0x20)
+        | zero(word ^ (ONES * u64::from(b'"')))
+        | zero(word ^ (ONES * u64::from(b'\\')))
+        != 0
+}
+
+/// `s` as a JSON string, byte for byte as `serde_json::to_writer` writes it (`\"`, `\\`,
+/// `\b`, `\f`, `\n`, `\r`, `\t`, other control characters as `\u00xx`), but passing over
+/// eight plain bytes at a time: a stored document's text fields (an audit entry's payload is
+/// JSON in a string) are long runs of plain bytes between a few quotes.
+fn escape_into(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = s.as_bytes();
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut plain_from = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if let Some(word) = bytes.get(i..i + 8)
+            && let Ok(word) = <[u8; 8]>::try_from(word)
+            && !word_needs_escape(u64::from_le_bytes(word))
+        {
+            i += 8;
+            continue;
+        }
+        let byte = bytes[i];
+        if needs_escape(byte) {
+            out.extend_from_slice(&bytes[plain_from..i]);
+            match byte {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                0x08 => out.extend_from_slice(b"\\b"),
+                0x0c => out.extend_from_slice(b"\\f"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                _ => out.extend_from_slice(&[
+                    b'\\',
+                    b'u',
+                    b'0',
+                    b'0',
+                    HEX[usize::from(byte >> 4)],
+                    HEX[usize::from(byte & 0xf)],
+                ]),
+            }
+            plain_from = i + 1;
+        }
+        i += 1;
+    }
+    out.extend_from_slice(&bytes[plain_from..]);
+    out.push(b'"');
 }
 
 /// Ends a container whose items are each followed by a comma: the last comma becomes `end`.
@@ -143,6 +220,11 @@ impl<'de> Visitor<'de> for Transcode<'_, 'de> {
         Ok(())
     }
 
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<(), E> {
+        self.0.unescaped_string(v);
+        Ok(())
+    }
+
     fn visit_str<E>(self, v: &str) -> Result<(), E> {
         self.0.string(v);
         Ok(())
@@ -175,7 +257,10 @@ impl<'de> Visitor<'de> for Transcode<'_, 'de> {
         writer.out.push(b'{');
         while let Some(key) = map.next_key_seed(Key)? {
             let member_start = writer.out.len();
-            writer.string(&key);
+            match &key {
+                Cow::Borrowed(key) => writer.unescaped_string(key),
+                Cow::Owned(key) => writer.string(key),
+            }
             writer.out.push(b':');
             map.next_value_seed(Transcode(&mut *writer))?;
             let end = writer.out.len();
@@ -332,6 +417,41 @@ mod tests {
             "[]",
             r#"{"a":[],"b":{},"c":[[]]}"#,
             r#""line\nbreak \"quoted\" \ud83d\ude00 \u0001""#,
+        ] {
+            assert_eq!(transcode(text), round_trip(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        let mut texts: Vec<String> = (0u8..0x80).map(|b| char::from(b).to_string()).collect();
+        // Every position of a byte to escape within and across eight-byte words.
+        for len in 0..20 {
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{1}', '\u{1f}', 'é', '😀'] {
+                    let mut text: String = "abcdefghijklmnopqrst"[..len].to_owned();
+                    text.replace_range(at..=at, &special.to_string());
+                    texts.push(text);
+                }
+            }
+        }
+        texts.push(r#"{"task":{"title":"a \"b\"","tags":["x"]}}"#.repeat(9));
+        for text in texts {
+            let mut out = Vec::new();
+            escape_into(&mut out, &text);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(&text).unwrap(),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn escapes_written_another_way_are_written_as_serde_json_writes_them() {
+        for text in [
+            r#"{"\u0061\/b":"\/\u0041\u00e9\ud83d\ude00\u001F"}"#,
+            r#"["plain", "esc\"aped", {"k\u0000":"v"}]"#,
         ] {
             assert_eq!(transcode(text), round_trip(text), "{text}");
         }
