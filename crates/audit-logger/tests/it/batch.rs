@@ -302,3 +302,67 @@ async fn racing_replicas_appending_to_many_trails_append_every_entry_once() {
         assert_eq!(result["entries"], 24);
     }
 }
+
+/// Two batches of one process over the same trails: the second finds them all held by the
+/// first, waits, and then appends them in a bulk round of its own (one bulk read, one bulk
+/// save), not one trail at a time.
+#[tokio::test]
+async fn a_batch_whose_trails_another_batch_holds_appends_them_in_bulk_afterwards() {
+    let app = spawn_proxied(settings()).await;
+    let proxy = app.proxy.as_ref().unwrap();
+    let dapr =
+        dapr_http::DaprClient::new(dapr_http::DaprSettings::with_endpoint(&proxy.url)).unwrap();
+    let trails = TrailStore::new(
+        dapr,
+        events::STATE_STORE_NAME.into(),
+        chain_key(),
+        8,
+        10_000,
+    );
+    let mut lives: Vec<TaskFixture> = (0..6).map(|_| TaskFixture::new()).collect();
+    let ids: Vec<TrailId> = lives
+        .iter()
+        .map(|l| TrailId::Task(l.id().to_string()))
+        .collect();
+    let drafts: Vec<Vec<EntryDraft>> = lives
+        .iter_mut()
+        .map(|life| (0..4).map(|_| draft(life)).collect())
+        .collect();
+    let batch = |range: std::ops::Range<usize>| -> Vec<TrailBatch> {
+        ids.iter()
+            .zip(&drafts)
+            .map(|(id, d)| TrailBatch {
+                trail: id.clone(),
+                drafts: d[range.clone()].to_vec(),
+                from: 0,
+            })
+            .collect()
+    };
+    let before = proxy.requests().len();
+    // `join!` polls the first batch first: it takes every trail's lock before it waits for
+    // its read, so the second finds them all held.
+    let (first, second) = tokio::join!(
+        trails.append_many(batch(0..2)),
+        trails.append_many(batch(2..4))
+    );
+    for outcome in first.into_iter().chain(second) {
+        let (appended, _) = outcome.unwrap();
+        assert!(appended.iter().all(is_new), "{appended:?}");
+    }
+    // Only this store's calls: the app behind the same proxy reads for the checks below.
+    let calls: Vec<String> = proxy.requests()[before..]
+        .iter()
+        .filter(|r| r.contains("/v1.0/state/"))
+        .cloned()
+        .collect();
+    for (id, life) in ids.iter().zip(&lives) {
+        let result = app.get(&format!("/audit/tasks/{}/verify", life.id())).await;
+        assert_eq!(result["valid"], true, "{id:?}: {result}");
+        assert_eq!(result["entries"], 4, "{id:?}: {result}");
+    }
+    let one_key_reads = calls.iter().filter(|r| r.starts_with("GET ")).count();
+    let bulk_reads = calls.iter().filter(|r| r.ends_with("/bulk")).count();
+    assert_eq!(one_key_reads, 0, "{calls:#?}");
+    assert_eq!(bulk_reads, 2, "{calls:#?}");
+    assert_eq!(calls.len(), 4, "two bulk reads, two bulk saves: {calls:#?}");
+}
