@@ -245,13 +245,16 @@ impl TrailStore {
         from: u64,
         count: u64,
     ) -> Result<Vec<(u64, Chunk)>, Error> {
-        let keys: Vec<String> = (from..from + count).map(|n| trail.chunk_key(n)).collect();
+        // `from` may come from a client's cursor: no chunk lies past the last number there is.
+        let keys: Vec<String> = (from..from.saturating_add(count))
+            .map(|n| trail.chunk_key(n))
+            .collect();
         let items = self
             .dapr
             .get_bulk_state::<Chunk>(&self.store, &keys)
             .await?;
         let mut chunks = Vec::new();
-        for (n, item) in (from..).zip(items) {
+        for (n, item) in (from..=u64::MAX).zip(items) {
             if let Some(error) = item.error {
                 return Err(Error::Corrupt {
                     key: item.key,

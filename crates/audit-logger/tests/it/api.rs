@@ -173,6 +173,12 @@ async fn pages_follow_cursors_and_bad_paging_is_a_400() {
             "application/problem+json"
         );
     }
+    // A cursor at the last chunk number there can be is an empty page, not an overflow.
+    let far = app
+        .get(&format!("{path}?limit=6&cursor={}.0", u64::MAX))
+        .await;
+    assert_eq!(far["entries"].as_array().unwrap().len(), 0, "{far}");
+    assert!(far["next_cursor"].is_null(), "{far}");
     // An unknown task has an empty, valid trail.
     let empty = app.get("/audit/tasks/unknown").await;
     assert_eq!(empty["entries"].as_array().unwrap().len(), 0);
