@@ -273,7 +273,7 @@ fn=(3)
 #[test]
 fn the_callgrind_report_counts_calls_under_way_as_calls() {
     let dir = tempfile::tempdir().unwrap();
-    for process in ["task-api", "email-worker", "sidecar"] {
+    for process in ["task-api", "email-worker", "audit-logger", "sidecar"] {
         std::fs::write(dir.path().join(format!("{process}.dump")), DUMP).unwrap();
     }
     let output = Command::new("python3")
@@ -288,6 +288,7 @@ fn the_callgrind_report_counts_calls_under_way_as_calls() {
     for line in [
         "| task-api | 910 | 91 per create |",
         "| email-worker | 910 | 91 per email |",
+        "| audit-logger | 910 | 91 per create (its entries on the task trail and the user trail) |",
         // Inclusive: the loop, the handler (its own 300 and the 600 it called), the serialiser.
         "| 910 | 100.0 | 91 | `thread_start` |",
         "| 900 | 98.9 | 90 | `task_api::routes::create_task::{{closure}}` |",
