@@ -7,10 +7,9 @@
 //! trails), reads each such trail's chunk `from` in one bulk read, and plans each append
 //! against it. A trail whose new entries all fit in that chunk, and whose chunk either exists
 //! or is the trail's first, gets its write planned; the planned writes go in one bulk save.
-//! Then the locks are released, and the trails another append held get a second such round,
-//! their locks now awaited in name order. What neither round wrote (a full chunk, entries that
-//! spill into the next chunk, a chunk that could not be read, a lost write) takes the one-trail
-//! path (`TrailStore::append_locked`), each under its own lock.
+//! Then the locks are released, and what was not written (a busy trail, a full chunk, entries
+//! that spill into the next chunk, a chunk that could not be read) takes the one-trail path
+//! (`TrailStore::append_locked`), each under its own lock.
 //!
 //! Each chunk write in the bulk save is the same etag-checked compare-and-set as a single
 //! append's, so the guarantees of [`crate::trail`] hold per trail. A bulk save that fails may
@@ -80,39 +79,44 @@ impl TrailStore {
             .map(|b| ((b.trail, b.from), Work::new(b.drafts)))
             .unzip();
         let names: Vec<String> = trails.iter().map(|(trail, _)| trail.name()).collect();
-        let started = std::time::Instant::now();
-        let mut steps: Vec<Step> = works.into_iter().map(Step::Slow).collect();
-
-        // First the trails nobody else in this process is appending to: waiting here would
-        // hold every other trail of the batch meanwhile (and two batches share their users'
-        // trails).
+        // Only trails nobody else in this process is appending to join the bulk write: waiting
+        // here would hold every other trail of the batch meanwhile (and two batches share their
+        // users' trails), so a busy trail appends on its own once the bulk write is done.
         let guards: Vec<_> = names.iter().map(|name| self.locks.try_lock(name)).collect();
-        let free: Vec<bool> = guards.iter().map(Option::is_some).collect();
-        self.bulk_round(&trails, &names, &free, &mut steps).await;
-        drop(guards);
+        let started = std::time::Instant::now();
 
-        // Then, in a second bulk round, the trails another batch held: their locks taken in
-        // name order, so batches waiting for each other's trails cannot deadlock (a waiter
-        // holds only names before the one it waits for; the first round and the one-trail path
-        // never wait while holding). The other batch has written by then, so each of these
-        // costs a share of one bulk read and one bulk save rather than a read and a write.
-        let mut busy: Vec<usize> = (0..names.len()).filter(|&i| !free[i]).collect();
-        busy.sort_by(|&a, &b| names[a].cmp(&names[b]));
-        // A trail this batch holds more than once: only its first share takes part here, the
-        // others take the one-trail path.
-        busy.dedup_by(|a, b| names[*a] == names[*b]);
-        if !busy.is_empty() {
-            let mut guards = Vec::with_capacity(busy.len());
-            let mut held = vec![false; names.len()];
-            for &i in &busy {
-                guards.push(self.locks.lock(&names[i]).await);
-                held[i] = true;
+        let keys: Vec<String> = trails
+            .iter()
+            .zip(&guards)
+            .filter(|(_, guard)| guard.is_some())
+            .map(|((trail, from), _)| trail.chunk_key(*from))
+            .collect();
+        let mut read = match self.read_chunks(&keys).await {
+            Ok(read) => read,
+            Err(error) => {
+                tracing::debug!(%error, "the batch's bulk read failed; each trail reads its own");
+                HashMap::new()
             }
-            self.bulk_round(&trails, &names, &held, &mut steps).await;
-            drop(guards);
-        }
+        };
+        let mut steps: Vec<Step> = works
+            .into_iter()
+            .zip(&trails)
+            .zip(&guards)
+            .map(|((work, (trail, from)), guard)| {
+                let current = guard
+                    .as_ref()
+                    .and_then(|_| read.remove(&trail.chunk_key(*from)));
+                match current {
+                    Some(current) => self.plan(trail, work, *from, current),
+                    None => Step::Slow(work),
+                }
+            })
+            .collect();
+
+        self.save_planned(&names, &mut steps).await;
 
         // The one-trail appends take their own locks, so none is held while one waits.
+        drop(guards);
         let mut slow = Vec::new();
         for (i, step) in steps.iter_mut().enumerate() {
             if !matches!(step, Step::Slow(_)) {
@@ -155,53 +159,6 @@ impl TrailStore {
                 }),
             })
             .collect()
-    }
-
-    /// One bulk read of the chunk each `held` trail is bound to, a plan per trail against it,
-    /// and the planned writes in bulk saves. Only steps still [`Step::Slow`] take part; a trail
-    /// whose chunk could not be read stays so.
-    async fn bulk_round(
-        &self,
-        trails: &[(TrailId, u64)],
-        names: &[String],
-        held: &[bool],
-        steps: &mut [Step],
-    ) {
-        let round: Vec<bool> = held
-            .iter()
-            .zip(steps.iter())
-            .map(|(held, step)| *held && matches!(step, Step::Slow(_)))
-            .collect();
-        let keys: Vec<String> = trails
-            .iter()
-            .zip(&round)
-            .filter(|(_, taking_part)| **taking_part)
-            .map(|((trail, from), _)| trail.chunk_key(*from))
-            .collect();
-        if keys.is_empty() {
-            return;
-        }
-        let mut read = match self.read_chunks(&keys).await {
-            Ok(read) => read,
-            Err(error) => {
-                tracing::debug!(%error, "the batch's bulk read failed; each trail reads its own");
-                return;
-            }
-        };
-        for (i, ((trail, from), _)) in trails
-            .iter()
-            .zip(&round)
-            .enumerate()
-            .filter(|(_, (_, taking_part))| **taking_part)
-        {
-            let Some(current) = read.remove(&trail.chunk_key(*from)) else {
-                continue;
-            };
-            if let Step::Slow(work) = std::mem::replace(&mut steps[i], Step::Taken) {
-                steps[i] = self.plan(trail, work, *from, current);
-            }
-        }
-        self.save_planned(names, &round, steps).await;
     }
 
     /// The append of `work` to chunk `chunk_no` as `current` holds it, if one write does it.
@@ -255,18 +212,15 @@ impl TrailStore {
         }
     }
 
-    /// Writes the chunks planned in this `round` in bulk saves of at most [`MAX_SAVE_BYTES`]; a
-    /// plan whose save failed and whose chunk does not hold its entries becomes [`Step::Slow`].
-    async fn save_planned(&self, names: &[String], round: &[bool], steps: &mut [Step]) {
+    /// Writes the planned chunks in bulk saves of at most [`MAX_SAVE_BYTES`]; a plan whose
+    /// save failed and whose chunk does not hold its entries becomes [`Step::Slow`].
+    async fn save_planned(&self, names: &[String], steps: &mut [Step]) {
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut size = 0;
         for (i, step) in steps.iter().enumerate() {
             let Step::Planned(_, plan) = step else {
                 continue;
             };
-            if !round[i] {
-                continue;
-            }
             let weight = plan.item.as_ref().map_or(0, |item| item.value.get().len());
             match groups.last_mut() {
                 Some(group) if size + weight <= MAX_SAVE_BYTES => group.push(i),
