@@ -11,7 +11,8 @@
 //!
 //! The output is byte for byte the `Value` round trip's (`tests::matches_the_value_round_trip`
 //! checks it on generated documents): numbers go through the same `u64`/`i64`/`f64` the tree
-//! holds, strings through the same escaper, and the last of duplicate keys wins.
+//! holds, strings are escaped as serde_json escapes them (copied as they are when the body held
+//! them without escapes), and the last of duplicate keys wins.
 
 use std::borrow::Cow;
 use std::fmt;
